@@ -1,0 +1,83 @@
+"""The learner protocol: what the simulation engine (and later the edge agent) calls.
+
+A learner controls all N devices of a fleet at once, on parameters stacked over a leading
+device axis. The engine calls, every control tick, :meth:`Learner.act` with an
+:class:`Observation` and then :meth:`Learner.observe` with the reward; every learning period
+:meth:`Learner.update`; and, when the learner communicates, :meth:`Learner.outbox` to get
+what each device publishes and :meth:`Learner.inbox` with what each device actually received
+through the simulated network. A device's decisions may depend only on its own observations
+and on its own inbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Protocol
+
+import numpy as np
+
+from fleet.config import StrictModel
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What every device senses at a control tick; all arrays (N,)."""
+
+    temp_c: np.ndarray
+    """Measured indoor temperature (with sensor noise)."""
+    outdoor_c: np.ndarray
+    """Outdoor temperature at the device."""
+    band_lo: np.ndarray
+    """Lower comfort bound now."""
+    band_hi: np.ndarray
+    """Upper comfort bound now."""
+    occupied: np.ndarray
+    """Whether the home is occupied now (bool)."""
+    price: np.ndarray
+    """Electricity price now, per kWh."""
+    feeder_load: np.ndarray
+    """The device's feeder load at the previous tick as a fraction of its capacity."""
+    hour: float
+    """Hour of the day, [0, 24)."""
+    online: np.ndarray
+    """Whether the device is connected (bool); offline devices still control locally."""
+
+
+@dataclass(frozen=True)
+class LearnerContext:
+    """What a learner is built from: never the whole experiment."""
+
+    n_devices: int
+    n_levels: int
+    """HVAC power levels per device; actions are level indices in [0, n_levels)."""
+    mode: str
+    """HVAC mode: "heat" or "cool"."""
+    rng: np.random.Generator
+    device: str = "cpu"
+    """Torch device for learners that use tensors."""
+
+
+class Learner(Protocol):
+    """A fleet controller; class attributes say what it does."""
+
+    name: ClassVar[str]
+    communicates: ClassVar[bool]
+    """Whether it publishes and consumes messages (outbox/inbox are only called if so)."""
+
+    def act(self, obs: Observation) -> np.ndarray:
+        """HVAC level per device, (N,) int64 in [0, n_levels)."""
+
+    def observe(self, reward: np.ndarray) -> None:
+        """Reward (N,) of the last action."""
+
+    def update(self) -> dict[str, float]:
+        """One learning step for all devices; returns namespaced training metrics."""
+
+
+@dataclass(frozen=True)
+class RegistryEntry:
+    """A registered learner: its class and its typed config."""
+
+    cls: type
+    config_cls: type[StrictModel]
+    summary: str

@@ -1,0 +1,284 @@
+"""The simulated network: device uplinks -> MQTT broker -> subscriber downlinks, in bulk.
+
+A batch of publishes of one kind (all encoded by the wire codec, so sizes are real) goes
+through four vectorized stages:
+
+1. **uplink** of each sender: serialization behind earlier messages, latency, jitter, loss
+   (and, for QoS 1, retransmission after a timeout; a lost PUBACK makes a duplicate);
+2. **broker**: one FIFO server whose service time is (1 + fan-out) / capacity, so each inbound
+   publish and each outbound delivery costs one unit of capacity; retained messages stored;
+3. **routing** through the topic index to every matching subscriber;
+4. **downlink** of each subscriber, as in 1; receivers that are offline or cut lose it.
+
+Deliveries wait in per-kind mailboxes with their arrival times; a consumer ``drain``\\ s what
+has arrived by its clock, de-duplicated by (receiver, sender, seq). No SimPy process per
+message exists.
+
+Accounting (per endpoint; endpoints are the N devices followed by the cloud collector):
+bytes on the air include each link's per-message overhead and every retransmission;
+a publish counts as sent once; a delivery counts when its receiver drains it; a drop is a
+publish lost before the broker, a delivery lost after it, or a message over a size limit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fleet.mqtt.codec import decode
+from fleet.mqtt.dedup import SeqDeduplicator
+from fleet.mqtt.retained import RetainedStore
+from fleet.mqtt.routing import TopicIndex
+from fleet.mqtt.topics import KINDS, device_topic
+from fleet.net.link import LinkDirection
+from fleet.net.profiles import LinkProfile
+from fleet.net.queues import single_server_departures
+from fleet.scenario import BrokerConfig, Qos1Config
+
+
+@dataclass
+class Outgoing:
+    """A batch of M publishes of one kind; ``rows`` are the encoded messages, (M, L) uint8."""
+
+    kind: int
+    """Index into ``fleet.mqtt.topics.KINDS``."""
+    sender: np.ndarray
+    """(M,) int publishing endpoint."""
+    seq: np.ndarray
+    """(M,) int sequence numbers (as encoded in the rows)."""
+    rows: np.ndarray
+    qos: int = 0
+    retain: bool = False
+
+
+@dataclass
+class Delivered:
+    """D deliveries drained from a mailbox.
+
+    ``rows`` (U, L) holds each distinct message once; ``msg`` (D,) indexes into it, so a
+    consumer decodes every message once however many subscribers received it.
+    """
+
+    receiver: np.ndarray
+    sender: np.ndarray
+    seq: np.ndarray
+    published_at: np.ndarray
+    arrived_at: np.ndarray
+    msg: np.ndarray
+    rows: np.ndarray
+
+    @classmethod
+    def empty(cls, width: int = 0) -> "Delivered":
+        z = np.zeros(0, np.int64)
+        return cls(z, z, z, np.zeros(0), np.zeros(0), z, np.zeros((0, width), np.uint8))
+
+
+@dataclass
+class _Pending:
+    arrive: np.ndarray  # (D,)
+    receiver: np.ndarray  # (D,)
+    msg: np.ndarray  # (D,) index into rows
+    rows: np.ndarray  # (M, L)
+    sender: np.ndarray  # (M,)
+    seq: np.ndarray  # (M,)
+    published_at: np.ndarray  # (M,)
+
+
+@dataclass
+class CommStats:
+    """Per-endpoint counters, each (N + 1,): devices, then the collector."""
+
+    n: int
+    bytes_sent: np.ndarray = field(init=False)
+    payload_bytes_sent: np.ndarray = field(init=False)
+    bytes_received: np.ndarray = field(init=False)
+    messages_sent: np.ndarray = field(init=False)
+    messages_delivered: np.ndarray = field(init=False)
+    messages_dropped: np.ndarray = field(init=False)
+    duplicates: np.ndarray = field(init=False)
+    radio_s: np.ndarray = field(init=False)
+    delay_sum_s: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        for name in self.__dataclass_fields__:
+            if name != "n":
+                setattr(self, name, np.zeros(self.n))
+
+
+class SimNetwork:
+    """The network model for N devices plus one cloud collector (endpoint N)."""
+
+    def __init__(
+        self,
+        index: TopicIndex,
+        profiles: list[LinkProfile],
+        profile_of: np.ndarray,
+        topics: list[list[str]],
+        broker: BrokerConfig,
+        qos1: Qos1Config,
+        rng_up: np.random.Generator,
+        rng_down: np.random.Generator,
+    ) -> None:
+        """``profile_of`` (N+1,) indexes ``profiles``; ``topics[e][k]`` is endpoint e's topic of kind k."""
+        self.index = index
+        self.topics = topics
+        self.broker = broker
+        self.qos1 = qos1
+        n_end = len(profile_of)
+        self.uplink = LinkDirection.from_profiles(profiles, profile_of, "up", rng_up)
+        self.downlink = LinkDirection.from_profiles(profiles, profile_of, "down", rng_down)
+        self.max_payload = np.array([p.max_payload_bytes for p in profiles])[profile_of]
+        self.overhead = np.array([p.overhead_bytes for p in profiles], dtype=float)[profile_of]
+        self.down_bps = np.array([p.down_bps for p in profiles], dtype=float)[profile_of]
+        self.online = np.ones(n_end, bool)
+        self.cut = np.zeros(n_end, bool)
+        self.broker_free_at = 0.0
+        self.stats = CommStats(n_end)
+        self.retained = RetainedStore()
+        self.subscriptions: dict[int, list[str]] = {}
+        self._pending: dict[int, list[_Pending]] = {k: [] for k in range(len(KINDS))}
+        self._dedup = SeqDeduplicator()
+
+    # --- subscriptions -----------------------------------------------------------------
+
+    def subscribe(self, subscriber: int, filters: list[str]) -> None:
+        for f in filters:
+            self.index.subscribe(subscriber, f)
+        self.subscriptions.setdefault(subscriber, []).extend(filters)
+
+    @property
+    def unreachable(self) -> np.ndarray:
+        """(N+1,) bool: endpoints that can neither send nor receive now."""
+        return ~self.online | self.cut
+
+    # --- publishing --------------------------------------------------------------------
+
+    def publish(self, t: float, out: Outgoing) -> None:
+        """Devices publish ``out`` at time ``t``: uplink, broker, routing, downlink."""
+        if len(out.sender) == 0:
+            return
+        size = out.rows.shape[1]
+        np.add.at(self.stats.messages_sent, out.sender, 1)
+        np.add.at(self.stats.payload_bytes_sent, out.sender, size)
+        fits = size <= np.minimum(self.max_payload[out.sender], self.broker.max_packet_bytes)
+        np.add.at(self.stats.messages_dropped, out.sender[~fits], 1)
+        keep = np.flatnonzero(fits)
+        ready = np.full(len(keep), t)
+        event_msg, event_arrive = self._hop(self.uplink, self.downlink, ready, out.sender[keep], size, out.qos, count_tx=True)
+        event_msg = keep[event_msg]
+        lost = np.ones(len(out.sender), bool)
+        lost[event_msg] = False
+        lost[~fits] = False
+        np.add.at(self.stats.messages_dropped, out.sender[lost], 1)
+        self._through_broker(out, event_msg, event_arrive, np.full(len(out.sender), t))
+
+    def publish_from_broker(self, t: np.ndarray, out: Outgoing) -> None:
+        """Messages that originate at the broker itself (will messages) at times ``t`` (M,)."""
+        if len(out.sender):
+            self._through_broker(out, np.arange(len(out.sender)), np.asarray(t, float), np.asarray(t, float))
+
+    def _through_broker(self, out: Outgoing, event_msg: np.ndarray, arrive: np.ndarray, published_at: np.ndarray) -> None:
+        """Broker queue, retained store, routing and downlinks for the K events that reached the broker."""
+        if out.retain:
+            for i in np.unique(event_msg):
+                self.retained.set(self.topics[out.sender[i]][out.kind], out.rows[i].tobytes())
+        event, receiver = self.index.route(out.sender[event_msg], np.full(len(event_msg), out.kind))
+        fanout = np.bincount(event, minlength=len(event_msg))
+        depart, self.broker_free_at = single_server_departures(
+            arrive, (1.0 + fanout) / self.broker.capacity_msgs_per_s, self.broker_free_at
+        )
+        self._downlink(out.kind, depart[event], receiver, event_msg[event], out.rows, out.sender, out.seq, published_at, out.qos)
+
+    def _downlink(self, kind, ready, receiver, msg, rows, sender, seq, published_at, qos) -> None:
+        got, arrive = self._hop(self.downlink, self.uplink, ready, receiver, rows.shape[1], qos, count_tx=False)
+        lost = np.ones(len(receiver), bool)
+        lost[got] = False
+        np.add.at(self.stats.messages_dropped, receiver[lost], 1)
+        if len(got):
+            self._pending[kind].append(_Pending(arrive, receiver[got], msg[got], rows, sender, seq, published_at))
+
+    def _hop(self, link: LinkDirection, reverse: LinkDirection, ready, endpoint, size: int, qos: int, count_tx: bool):
+        """One MQTT hop over ``link``; returns (index of the message, arrival time) per copy that
+        got through (K,), duplicates included. QoS 1 retries until acknowledged or out of tries."""
+        pending = np.arange(len(endpoint))
+        got, at = [], []
+        tries = 1 if qos == 0 else 1 + self.qos1.max_retries
+        sizes = np.full(len(endpoint), size)
+        for _ in range(tries):
+            if len(pending) == 0:
+                break
+            ep = endpoint[pending]
+            tx = link.send(ready, ep, sizes[pending], down=self.unreachable)
+            if count_tx:
+                np.add.at(self.stats.bytes_sent, ep, size + self.overhead[ep])
+                np.add.at(self.stats.radio_s, ep, tx.airtime_s)
+            ok = ~tx.lost
+            got.append(pending[ok])
+            at.append(tx.arrive[ok])
+            if qos == 0:
+                break
+            acked = ok.copy()
+            acked[ok] = ~(reverse.loss.lost(ep[ok]) | self.unreachable[ep[ok]])
+            pending, ready = pending[~acked], tx.depart[~acked] + self.qos1.timeout
+        if not got:
+            return np.zeros(0, np.int64), np.zeros(0)
+        return np.concatenate(got), np.concatenate(at)
+
+    # --- reconnection: retained messages -------------------------------------------------
+
+    def resend_retained(self, t: float, subscriber: int) -> None:
+        """A reconnecting subscriber receives the retained messages matching its filters
+        (subscriptions are QoS 1, so the retained copies are retried on a lossy downlink). Their
+        delay is counted from the re-send; the payload's own timestamp still tells its age."""
+        for f in self.subscriptions.get(subscriber, []):
+            for _topic, payload in self.retained.matching(f):
+                m = decode(payload)
+                rows = np.frombuffer(payload, np.uint8)[None, :]
+                self._downlink(
+                    KINDS.index(m.kind.name.lower()), np.array([t]), np.array([subscriber]), np.array([0]), rows,
+                    np.array([m.sender]), np.array([m.seq]), np.array([t]), 1,
+                )
+
+    # --- consuming -----------------------------------------------------------------------
+
+    def drain(self, kind: int, t: float) -> Delivered:
+        """Every delivery of ``kind`` that arrived by ``t``, de-duplicated, in arrival order."""
+        ready, later = [], []
+        for p in self._pending[kind]:
+            now = p.arrive <= t
+            if now.any():
+                ready.append((p, now))
+            if not now.all():
+                later.append(_Pending(p.arrive[~now], p.receiver[~now], p.msg[~now], p.rows, p.sender, p.seq, p.published_at))
+        self._pending[kind] = later
+        if not ready:
+            return Delivered.empty()
+        offsets = np.cumsum([0] + [len(p.rows) for p, _ in ready[:-1]])
+        receiver = np.concatenate([p.receiver[m] for p, m in ready])
+        msg = np.concatenate([p.msg[m] + off for (p, m), off in zip(ready, offsets)])
+        arrive = np.concatenate([p.arrive[m] for p, m in ready])
+        rows = np.concatenate([p.rows for p, _ in ready])
+        sender = np.concatenate([p.sender for p, _ in ready])
+        seq = np.concatenate([p.seq for p, _ in ready])
+        published = np.concatenate([p.published_at for p, _ in ready])
+        order = np.argsort(arrive, kind="stable")
+        receiver, msg, arrive = receiver[order], msg[order], arrive[order]
+        fresh = self._dedup.accept(receiver, sender[msg], seq[msg])
+        self._account_received(receiver, msg, arrive, rows.shape[1], published, fresh)
+        receiver, msg, arrive = receiver[fresh], msg[fresh], arrive[fresh]
+        return Delivered(receiver, sender[msg], seq[msg], published[msg], arrive, msg, rows)
+
+    def _account_received(self, receiver, msg, arrive, size, published, fresh) -> None:
+        s = self.stats
+        on_air = size + self.overhead[receiver]
+        np.add.at(s.bytes_received, receiver, on_air)
+        np.add.at(s.radio_s, receiver, on_air * 8.0 / self.down_bps[receiver])
+        np.add.at(s.duplicates, receiver[~fresh], 1)
+        np.add.at(s.messages_delivered, receiver[fresh], 1)
+        np.add.at(s.delay_sum_s, receiver[fresh], (arrive - published[msg])[fresh])
+
+
+def endpoint_topics(sites: list[str], names: list[str]) -> list[list[str]]:
+    """``topics[e][k]`` for every endpoint e and kind k (the collector publishes under 'cloud')."""
+    return [[device_topic(site, name, kind) for kind in KINDS] for site, name in zip(sites, names)]

@@ -1,0 +1,1 @@
+"""The SimPy engine: control loop, message workloads, churn and metrics for a simulated fleet."""

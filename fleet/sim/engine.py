@@ -1,0 +1,341 @@
+"""The simulation engine: SimPy processes over a vectorized fleet.
+
+Processes (each one SimPy process for the whole fleet, never one per device):
+
+- ``control``   every ``control_period``: churn and link cuts, sensing (with noise), the
+  learner acts, one vectorized physics step, rewards, KPIs; the rule-based baseline runs on
+  identical buildings with the same sensor noise (common random numbers), so KPI ratios
+  compare controllers, not luck;
+- ``telemetry`` every telemetry period: online devices publish their state to the collector;
+- ``consensus`` every consensus period: the neighbour-averaging exchange;
+- ``metrics``   every ``metrics_period``: one row of metrics.
+
+Messages travel through :class:`fleet.net.network.SimNetwork`, which schedules deliveries in
+bulk; consumers drain what has arrived by their clock.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+import simpy
+
+from devices.building import ThermostatFleet
+from devices.config import RuleBasedConfig
+from devices.occupancy import comfort_violation_c
+from devices.sensors import sense_temperature
+from fleet.learners import LearnerContext, Observation, make_learner
+from fleet.learners.base import Learner
+from fleet.learners.rule_based import RuleBasedLearner
+from fleet.mqtt.codec import DType, Kind, decode_batch, encode_batch
+from fleet.mqtt.routing import TopicIndex
+from fleet.mqtt.topics import KINDS, device_topic
+from fleet.net.churn import Churn, LinkCuts
+from fleet.net.network import Outgoing, SimNetwork, endpoint_topics
+from fleet.scenario import DTYPES, Scenario
+from fleet.sim.consensus import ConsensusExchange
+from fleet.sim.rng import Streams
+from fleet.sim.world import World, build_world
+
+TELEMETRY, STATUS, CONSENSUS = (KINDS.index(k) for k in ("telemetry", "status", "consensus"))
+COLLECTOR_SITE, COLLECTOR_NAME = "cloud", "collector"
+
+
+@dataclass
+class Kpis:
+    """Running KPI accumulators of one controlled fleet (fleet totals)."""
+
+    energy_kwh: float = 0.0
+    cost: float = 0.0
+    discomfort_degh: float = 0.0
+    peak_kw: float = 0.0
+    ramping_kw: float = 0.0
+    overload_kwh: float = 0.0
+    last_load_kw: float | None = field(default=None, repr=False)
+
+    def add(self, power: np.ndarray, site_load: np.ndarray, feeder_kw: np.ndarray, price: np.ndarray, violation: np.ndarray, dt_h: float) -> None:
+        load = float(site_load.sum())
+        self.energy_kwh += load * dt_h
+        self.cost += float(np.dot(power, price)) * dt_h
+        self.discomfort_degh += float(violation.sum()) * dt_h
+        self.peak_kw = max(self.peak_kw, load)
+        self.ramping_kw += 0.0 if self.last_load_kw is None else abs(load - self.last_load_kw)
+        self.overload_kwh += float(np.maximum(site_load - feeder_kw, 0).sum()) * dt_h
+        self.last_load_kw = load
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "energy_kwh": self.energy_kwh,
+            "cost": self.cost,
+            "discomfort_degh": self.discomfort_degh,
+            "peak_kw": self.peak_kw,
+            "ramping_kw": self.ramping_kw,
+            "feeder_overload_kwh": self.overload_kwh,
+        }
+
+
+class ControlledFleet:
+    """Buildings of a world under one controller, with their KPIs."""
+
+    def __init__(self, world: World, mode: str, controller: Learner) -> None:
+        self.world = world
+        self.buildings = ThermostatFleet(world.params, mode)
+        self.controller = controller
+        self.kpis = Kpis()
+        self.power = np.zeros(world.n)
+        self.site_load = np.zeros(len(world.site_names))
+
+    def tick(self, obs_inputs: dict, noise: np.ndarray, dt_s: float, reward_weights: tuple[float, float]) -> None:
+        """Sense, act, step the physics, account KPIs and hand the learner its reward."""
+        w = self.world
+        feeder_frac = (self.site_load / w.feeder_kw)[w.site_of]
+        obs = Observation(temp_c=self.buildings.temp + noise, feeder_load=feeder_frac, **obs_inputs)
+        violation = comfort_violation_c(self.buildings.temp, obs.band_lo, obs.band_hi)
+        levels = self.controller.act(obs)
+        self.power = self.buildings.step(levels, obs.outdoor_c, dt_s)
+        self.site_load = np.bincount(w.site_of, self.power, minlength=len(w.site_names))
+        dt_h = dt_s / 3600.0
+        self.kpis.add(self.power, self.site_load, w.feeder_kw, obs.price, violation, dt_h)
+        overload = np.maximum(self.site_load - w.feeder_kw, 0)[w.site_of]
+        share = self.power / np.maximum(self.site_load[w.site_of], 1e-9)
+        per_discomfort, per_overload = reward_weights
+        reward = -(self.power * obs.price + per_discomfort * violation + per_overload * overload * share) * dt_h
+        self.controller.observe(reward)
+
+
+class Simulation:
+    """One run of a scenario. ``run()`` drives it; ``on_row`` receives each metrics row."""
+
+    def __init__(self, scenario: Scenario, device: str = "cpu") -> None:
+        self.scenario = s = scenario
+        self.streams = Streams(s.seed)
+        self.world = w = build_world(s, self.streams)
+        mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
+        ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("learner"), device)
+        self.fleet = ControlledFleet(w, mode, make_learner(s.learner.name, s.learner.params, ctx))
+        self.baseline = None
+        if s.outputs.baseline:
+            baseline_ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("baseline"), "cpu")
+            self.baseline = ControlledFleet(w, mode, RuleBasedLearner(RuleBasedConfig(), baseline_ctx))
+        self.sensor_rng = self.streams.numpy("sensors")
+        self._build_network()
+        self.churn = Churn(w.n, s.network.churn.failures_per_day / 86400.0, s.network.churn.mean_downtime, self.streams.numpy("churn"))
+        self.cuts = LinkCuts([(c.start, c.end, self._cut_devices(c)) for c in s.network.link_cuts])
+        group_of = w.site_of if s.topology.scope == "site" else np.zeros(w.n, np.int64)
+        self.consensus = ConsensusExchange(s.workloads.consensus, w.topology, group_of, self.streams.numpy("consensus"))
+        self.consensus_rounds = 0
+        self.status_seq = np.zeros(w.n, np.int64)
+        self.telemetry_seq = np.zeros(w.n, np.int64)
+        self.pending_wills: list[tuple[np.ndarray, np.ndarray]] = []
+        self.offline_since = np.full(w.n, -np.inf)
+        self.collector_invalid = 0
+        self.env = simpy.Environment()
+        self.ticks = 0
+        self.sample = np.linspace(0, w.n - 1, s.outputs.sample_devices).round().astype(int) if s.outputs.sample_devices else np.zeros(0, int)
+
+    # --- construction --------------------------------------------------------------------
+
+    def _build_network(self) -> None:
+        s, w = self.scenario, self.world
+        collector = w.profile_names.index(s.network.collector_link)
+        profile_of = np.r_[w.profile_of, collector]
+        sites = [w.site_names[i] for i in w.site_of] + [COLLECTOR_SITE]
+        names = w.device_names + [COLLECTOR_NAME]
+        index = TopicIndex(sites[:-1], names[:-1])
+        profiles = [s.network.profiles[p] for p in w.profile_names]
+        self.network = SimNetwork(
+            index, profiles, profile_of, endpoint_topics(sites, names), s.network.broker, s.network.qos1,
+            self.streams.numpy("uplink"), self.streams.numpy("downlink"),
+        )
+        self.collector = w.n
+        self.network.subscribe(self.collector, ["fleet/+/+/telemetry", "fleet/+/+/status"])
+        if s.workloads.consensus.enabled:
+            topo = w.topology
+            for i in range(w.n):
+                nbrs = topo.sender[np.searchsorted(topo.receiver, i): np.searchsorted(topo.receiver, i, "right")]
+                self.network.subscribe(i, [device_topic(sites[j], names[j], "consensus") for j in nbrs])
+
+    def _cut_devices(self, cut) -> np.ndarray:
+        by_site = np.flatnonzero(np.isin(self.world.site_of, [self.world.site_names.index(x) for x in cut.sites]))
+        return np.union1d(by_site, np.array(cut.devices, dtype=np.int64))
+
+    # --- processes -----------------------------------------------------------------------
+
+    def _control(self):
+        s, w = self.scenario, self.world
+        dt = s.control_period
+        weights = (s.reward.discomfort_per_degh, s.reward.overload_per_kwh)
+        while True:
+            t = self.env.now
+            self._network_events(t)
+            lo, hi = w.occupancy.band(t)
+            inputs = dict(
+                outdoor_c=w.weather.outdoor_c(t) + w.params.outdoor_offset,
+                band_lo=lo,
+                band_hi=hi,
+                occupied=w.occupancy.occupied(t),
+                price=np.full(w.n, w.tariff.price(t)),
+                hour=(t / 3600.0) % 24.0,
+                online=self.network.online[: w.n].copy(),
+            )
+            noise = sense_temperature(np.zeros(w.n), s.fleet.sensors.temp_noise_std_c, self.sensor_rng)
+            self.fleet.tick(inputs, noise, dt, weights)
+            if self.baseline is not None:
+                self.baseline.tick(inputs, noise, dt, weights)
+            self.ticks += 1
+            yield self.env.timeout(dt)
+
+    def _network_events(self, t: float) -> None:
+        """Apply churn (births, wills, retained re-delivery) and link cuts up to ``t``."""
+        net, n = self.network, self.world.n
+        device, when, up = self.churn.advance(t)
+        net.online[:n] = self.churn.online
+        net.cut[:n] = self.cuts.down(t, n)
+        went = device[~up]
+        self.offline_since[went] = when[~up]
+        if len(went):
+            self.pending_wills.append((went, when[~up] + 1.5 * self.scenario.network.broker.keepalive))
+        back = np.unique(device[up & self.churn.online[device]])
+        if len(back):
+            net.publish(t, self._status(back, t, online=True))
+            for d in back:
+                net.resend_retained(t, int(d))
+        self._fire_wills(t)
+
+    def _fire_wills(self, t: float) -> None:
+        """The broker publishes the will of each device still offline once its keep-alive expired."""
+        due, later = [], []
+        for dev, at in self.pending_wills:
+            now = at <= t
+            still = now & ~self.network.online[dev] & (self.offline_since[dev] == at - 1.5 * self.scenario.network.broker.keepalive)
+            due.append((dev[still], at[still]))
+            if not now.all():
+                later.append((dev[~now], at[~now]))
+        self.pending_wills = later
+        dev = np.concatenate([d for d, _ in due]) if due else np.zeros(0, np.int64)
+        if len(dev):
+            at = np.concatenate([a for _, a in due])
+            self.network.publish_from_broker(at, self._status(dev, at, online=False))
+
+    def _status(self, dev: np.ndarray, t, online: bool) -> Outgoing:
+        self.status_seq[dev] += 1
+        flag = np.full((len(dev), 1), 1.0 if online else 0.0, np.float32)
+        rows = encode_batch(Kind.STATUS, dev, self.status_seq[dev], t, [flag], DType.FLOAT32)
+        return Outgoing(STATUS, dev, self.status_seq[dev], rows, qos=1, retain=True)
+
+    def _reachable(self) -> np.ndarray:
+        return ~self.network.unreachable[: self.world.n]
+
+    def _telemetry(self):
+        cfg = self.scenario.workloads.telemetry
+        while True:
+            t = self.env.now
+            dev = np.flatnonzero(self._reachable())
+            self.telemetry_seq[dev] += 1
+            b = self.fleet.buildings
+            lo, hi = self.world.occupancy.band(t)
+            vec = np.stack([b.temp, self.fleet.power, lo, hi, self.world.occupancy.occupied(t)], axis=1)[dev]
+            rows = encode_batch(Kind.TELEMETRY, dev, self.telemetry_seq[dev], t, [vec.astype(np.float32)], DTYPES[cfg.dtype])
+            self.network.publish(t, Outgoing(TELEMETRY, dev, self.telemetry_seq[dev], rows, cfg.qos))
+            yield self.env.timeout(cfg.period)
+
+    def _consensus(self):
+        c = self.consensus
+        while True:
+            t = self.env.now
+            active = self._reachable()
+            c.receive(self.network.drain(CONSENSUS, t))
+            c.combine(t, active)
+            self.network.publish(t, c.outgoing(t, active))
+            self.consensus_rounds += 1
+            yield self.env.timeout(self.scenario.workloads.consensus.period)
+
+    def _metrics(self, on_row: Callable[[dict], None]):
+        while True:
+            on_row(self.metrics_row(self.env.now))
+            yield self.env.timeout(self.scenario.outputs.metrics_period)
+
+    # --- observation -----------------------------------------------------------------------
+
+    def _collect(self, t: float) -> None:
+        """The cloud collector drains telemetry and status, checking every payload."""
+        for kind in (TELEMETRY, STATUS):
+            got = self.network.drain(kind, t)
+            if len(got.receiver):
+                self.collector_invalid += int((~decode_batch(got.rows).valid[got.msg]).sum())
+
+    def metrics_row(self, t: float) -> dict[str, float]:
+        """The namespaced metrics of the run at time ``t``."""
+        self._collect(t)
+        w, f, st = self.world, self.fleet, self.network.stats
+        dev = slice(0, w.n)
+        row: dict[str, float] = {
+            "time_s": t,
+            "time_h": t / 3600.0,
+            "weather/outdoor_c": w.weather.outdoor_c(t),
+            "tariff/price": w.tariff.price(t),
+            "fleet/mean_temp_c": float(f.buildings.temp.mean()),
+            "fleet/power_kw": float(f.power.sum()),
+            "fleet/online": int(self.network.online[dev].sum()),
+        }
+        row.update({f"kpi/{k}": v for k, v in f.kpis.as_dict().items()})
+        if self.baseline is not None:
+            row.update({f"baseline/{k}": v for k, v in self.baseline.kpis.as_dict().items()})
+        row.update({f"feeder/{name}_kw": float(load) for name, load in zip(w.site_names, f.site_load)})
+        row.update({
+            "net/bytes_sent": float(st.bytes_sent[dev].sum()),
+            "net/bytes_received": float(st.bytes_received[dev].sum()),
+            "net/messages_sent": float(st.messages_sent.sum()),
+            "net/messages_delivered": float(st.messages_delivered.sum()),
+            "net/messages_dropped": float(st.messages_dropped.sum()),
+            "consensus/disagreement": self.consensus.disagreement() if self.scenario.workloads.consensus.enabled else float("nan"),
+        })
+        lo, hi = w.occupancy.band(t)
+        for i in self.sample:
+            name = w.device_names[i]
+            row[f"device/{name}/temp_c"] = float(f.buildings.temp[i])
+            row[f"device/{name}/band_lo"] = float(lo[i])
+            row[f"device/{name}/band_hi"] = float(hi[i])
+            row[f"device/{name}/power_kw"] = float(f.power[i])
+        return row
+
+    # --- running ---------------------------------------------------------------------------
+
+    def run(self, on_row: Callable[[dict], None] = lambda row: None, progress: Callable[[float], None] | None = None) -> dict:
+        """Simulate to the horizon (or until Ctrl-C) and return the summary.
+
+        ``on_row`` receives every metrics row (the last one at the time the run ended);
+        ``progress`` is called with the simulated time after each metrics period.
+        A KeyboardInterrupt ends the run cleanly: the summary then says ``"status": "interrupted"``.
+        """
+        s = self.scenario
+        started = time.perf_counter()
+        self.env.process(self._control())
+        if s.workloads.telemetry.enabled:
+            self.env.process(self._telemetry())
+        if s.workloads.consensus.enabled:
+            self.env.process(self._consensus())
+        self.env.process(self._metrics(on_row))
+        status = "completed"
+        try:
+            chunk = s.outputs.metrics_period
+            for until in np.append(np.arange(chunk, s.horizon, chunk), s.horizon):
+                self.env.run(until=float(until))
+                if progress:
+                    progress(float(until))
+        except KeyboardInterrupt:
+            status = "interrupted"
+        end = self.env.now
+        if s.workloads.consensus.enabled:
+            self.consensus.receive(self.network.drain(CONSENSUS, end))
+        on_row(self.metrics_row(end))
+        return self.summary(status, end, time.perf_counter() - started)
+
+    def summary(self, status: str, end: float, wall_s: float) -> dict:
+        """KPIs, communication totals and performance, as written to summary.json."""
+        from fleet.results import summarize
+
+        return summarize(self, status, end, wall_s)
