@@ -1,0 +1,43 @@
+"""Occupancy schedules and the comfort band they set, for N devices at once.
+
+Every device follows the same daily schedule shifted by its own ``shift_h`` hours (positive:
+everything happens later): device i is occupied at ``t_s`` when its local hour
+``(t_s / 3600 - shift_h[i]) mod 24`` falls in one of the occupied intervals ``[start, end)``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from devices.config import OccupancyConfig
+
+
+class Occupancy:
+    """Who is home, and the comfort band (low, high) in degC that follows from it."""
+
+    def __init__(self, cfg: OccupancyConfig, shift_h: np.ndarray) -> None:
+        shift_h = np.asarray(shift_h, dtype=float)
+        if shift_h.ndim != 1:
+            raise ValueError(f"shift_h must have shape (N,) (one shift per device), got {shift_h.shape}")
+        self.shift_h = shift_h
+        self.cfg = cfg
+        intervals = np.asarray(cfg.occupied_hours, dtype=float).reshape(-1, 2)
+        self._starts = intervals[:, 0]  # (K,)
+        self._ends = intervals[:, 1]  # (K,)
+
+    def occupied(self, t_s: float) -> np.ndarray:
+        """Whether each device is occupied at ``t_s``, (N,) bool."""
+        local_h = (t_s / 3600.0 - self.shift_h) % 24.0  # (N,)
+        inside = (local_h[:, None] >= self._starts) & (local_h[:, None] < self._ends)  # (N, K)
+        return inside.any(axis=1)
+
+    def band(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
+        """Comfort bounds (low, high) of each device at ``t_s``, degC, each (N,)."""
+        occ = self.occupied(t_s)
+        (occ_lo, occ_hi), (free_lo, free_hi) = self.cfg.occupied_band_c, self.cfg.unoccupied_band_c
+        return np.where(occ, occ_lo, free_lo), np.where(occ, occ_hi, free_hi)
+
+
+def comfort_violation_c(temp: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Degrees outside the band ``[lo, hi]`` (0 inside), degC, (N,); arguments (N,)."""
+    return np.maximum(lo - temp, 0.0) + np.maximum(temp - hi, 0.0)

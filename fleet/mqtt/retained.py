@@ -1,0 +1,36 @@
+"""Retained messages: the last payload published with the retain flag, per topic.
+
+A new subscriber receives the retained message of every topic its filter matches. Publishing
+an empty retained payload deletes the topic's retained message (MQTT 5, 3.3.1.3).
+"""
+
+from __future__ import annotations
+
+from fleet.mqtt.topics import topic_matches, validate_topic_filter, validate_topic_name
+
+
+class RetainedStore:
+    """Retained payloads by topic name."""
+
+    def __init__(self) -> None:
+        self._payloads: dict[str, bytes] = {}
+
+    def __len__(self) -> int:
+        return len(self._payloads)
+
+    def set(self, topic: str, payload: bytes) -> None:
+        """Retain ``payload`` for ``topic``; an empty payload deletes what was retained."""
+        validate_topic_name(topic)
+        if payload:
+            self._payloads[topic] = bytes(payload)
+        else:
+            self._payloads.pop(topic, None)
+
+    def get(self, topic: str) -> bytes | None:
+        """The payload retained for ``topic``, or None."""
+        return self._payloads.get(topic)
+
+    def matching(self, filter: str) -> list[tuple[str, bytes]]:
+        """``(topic, payload)`` for every retained topic ``filter`` matches, sorted by topic."""
+        validate_topic_filter(filter)
+        return sorted((t, p) for t, p in self._payloads.items() if topic_matches(filter, t))

@@ -1,0 +1,33 @@
+"""The simulated network between devices and the MQTT broker.
+
+- :mod:`~fleet.net.profiles`: link profiles (latency, jitter, throughput, payload limit,
+  per-message overhead, loss model) and realistic defaults per link class;
+- :mod:`~fleet.net.queues`: FIFO single-server queues computed in bulk;
+- :mod:`~fleet.net.loss`: per-endpoint Gilbert-Elliott (or independent) packet loss;
+- :mod:`~fleet.net.link`: one link direction for N endpoints (serialization, queueing,
+  latency, jitter, loss);
+- :mod:`~fleet.net.churn`: devices going offline and coming back, scheduled link cuts.
+
+Every function works on whole batches: (N,) arrays over endpoints, (M,) over messages.
+"""
+
+from fleet.net.churn import Churn, LinkCuts
+from fleet.net.link import LinkDirection, Transmission
+from fleet.net.loss import LossProcess
+from fleet.net.profiles import DEFAULT_PROFILES, GilbertElliottLoss, IndependentLoss, LinkProfile, LossConfig
+from fleet.net.queues import fifo_departures, single_server_departures
+
+__all__ = [
+    "DEFAULT_PROFILES",
+    "Churn",
+    "GilbertElliottLoss",
+    "IndependentLoss",
+    "LinkCuts",
+    "LinkDirection",
+    "LinkProfile",
+    "LossConfig",
+    "LossProcess",
+    "Transmission",
+    "fifo_departures",
+    "single_server_departures",
+]

@@ -1,0 +1,52 @@
+"""Occupancy schedules with per-device shifts, and the comfort band they set."""
+
+import numpy as np
+import pytest
+
+from devices.config import OccupancyConfig
+from devices.occupancy import Occupancy, comfort_violation_c
+
+H = 3600.0
+
+
+@pytest.fixture
+def occupancy():
+    """Default schedule (home 00-07 and 17-24) shifted by 0, +1 h and -1 h."""
+    return Occupancy(OccupancyConfig(), np.array([0.0, 1.0, -1.0]))
+
+
+@pytest.mark.parametrize(
+    "hour, expected",
+    [(6.5, [True, True, False]),  # local hours 6.5, 5.5, 7.5
+     (7.5, [False, True, False]),  # 7.5, 6.5, 8.5
+     (16.5, [False, False, True]),  # 16.5, 15.5, 17.5
+     (23.5, [True, True, True]),  # 23.5, 22.5, 0.5 of the next day
+     (17.5, [True, False, True])],  # 17.5, 16.5, 18.5
+)
+def test_shifted_schedule(occupancy, hour, expected):
+    for day in (0, 2):
+        np.testing.assert_array_equal(occupancy.occupied((day * 24 + hour) * H), expected)
+
+
+def test_interval_start_is_included_and_end_excluded():
+    occ = Occupancy(OccupancyConfig(), np.zeros(1))
+    assert not occ.occupied(7 * H)[0] and occ.occupied(17 * H)[0]
+
+
+def test_band_switches_with_occupancy(occupancy):
+    lo, hi = occupancy.band(7.5 * H)
+    np.testing.assert_array_equal(lo, [16.0, 20.0, 16.0])
+    np.testing.assert_array_equal(hi, [26.0, 23.0, 26.0])
+
+
+def test_nobody_home_means_the_unoccupied_band():
+    occ = Occupancy(OccupancyConfig(occupied_hours=()), np.zeros(2))
+    assert not occ.occupied(20 * H).any()
+    lo, hi = occ.band(20 * H)
+    np.testing.assert_array_equal(lo, [16.0, 16.0])
+
+
+def test_comfort_violation_by_hand():
+    temp = np.array([18.0, 20.0, 21.5, 23.0, 25.5])
+    lo, hi = np.full(5, 20.0), np.full(5, 23.0)
+    np.testing.assert_allclose(comfort_violation_c(temp, lo, hi), [2.0, 0.0, 0.0, 0.0, 2.5])
