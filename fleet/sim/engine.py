@@ -10,6 +10,8 @@ Processes (each one SimPy process for the whole fleet, never one per device):
 - ``consensus`` every consensus period: the neighbour-averaging exchange;
 - ``metrics``   every ``metrics_period``: one row of metrics.
 
+At a common time they run in that order (see :class:`PhasedTimeout`).
+
 Messages travel through :class:`fleet.net.network.SimNetwork`, which schedules deliveries in
 bulk; consumers drain what has arrived by their clock.
 """
@@ -41,6 +43,21 @@ from fleet.sim.rng import Streams
 from fleet.sim.world import World, build_world
 
 TELEMETRY, STATUS, CONSENSUS = (KINDS.index(k) for k in ("telemetry", "status", "consensus"))
+PHASE_CONTROL, PHASE_TELEMETRY, PHASE_CONSENSUS, PHASE_METRICS = range(4)
+
+
+class PhasedTimeout(simpy.Timeout):
+    """A timeout that fires, among events due at the same time, in the order of its phase.
+
+    SimPy orders simultaneous events by priority, then by when they were scheduled; without
+    phases a process with a long period would run before one with a short period at a common
+    time, e.g. telemetry before the control tick that applies a link cut.
+    """
+
+    def __init__(self, env: simpy.Environment, delay: float, phase: int) -> None:
+        self.env, self.callbacks, self._value, self._delay, self._ok = env, [], None, delay, True
+        env.schedule(self, simpy.core.NORMAL + phase, delay)
+
 COLLECTOR_SITE, COLLECTOR_NAME = "cloud", "collector"
 
 
@@ -130,6 +147,7 @@ class Simulation:
         self.status_seq = np.zeros(w.n, np.int64)
         self.telemetry_seq = np.zeros(w.n, np.int64)
         self.pending_wills: list[tuple[np.ndarray, np.ndarray]] = []
+        """(devices, time each went offline): wills not yet due."""
         self.offline_since = np.full(w.n, -np.inf)
         self.collector_invalid = 0
         self.env = simpy.Environment()
@@ -186,7 +204,7 @@ class Simulation:
             if self.baseline is not None:
                 self.baseline.tick(inputs, noise, dt, weights)
             self.ticks += 1
-            yield self.env.timeout(dt)
+            yield PhasedTimeout(self.env, dt, PHASE_CONTROL)
 
     def _network_events(self, t: float) -> None:
         """Apply churn (births, wills, retained re-delivery) and link cuts up to ``t``."""
@@ -197,7 +215,7 @@ class Simulation:
         went = device[~up]
         self.offline_since[went] = when[~up]
         if len(went):
-            self.pending_wills.append((went, when[~up] + 1.5 * self.scenario.network.broker.keepalive))
+            self.pending_wills.append((went, when[~up]))
         back = np.unique(device[up & self.churn.online[device]])
         if len(back):
             net.publish(t, self._status(back, t, online=True))
@@ -207,13 +225,14 @@ class Simulation:
 
     def _fire_wills(self, t: float) -> None:
         """The broker publishes the will of each device still offline once its keep-alive expired."""
+        delay = 1.5 * self.scenario.network.broker.keepalive
         due, later = [], []
-        for dev, at in self.pending_wills:
-            now = at <= t
-            still = now & ~self.network.online[dev] & (self.offline_since[dev] == at - 1.5 * self.scenario.network.broker.keepalive)
-            due.append((dev[still], at[still]))
+        for dev, since in self.pending_wills:
+            now = since + delay <= t
+            still = now & ~self.network.online[dev] & (self.offline_since[dev] == since)
+            due.append((dev[still], since[still] + delay))
             if not now.all():
-                later.append((dev[~now], at[~now]))
+                later.append((dev[~now], since[~now]))
         self.pending_wills = later
         dev = np.concatenate([d for d, _ in due]) if due else np.zeros(0, np.int64)
         if len(dev):
@@ -240,7 +259,7 @@ class Simulation:
             vec = np.stack([b.temp, self.fleet.power, lo, hi, self.world.occupancy.occupied(t)], axis=1)[dev]
             rows = encode_batch(Kind.TELEMETRY, dev, self.telemetry_seq[dev], t, [vec.astype(np.float32)], DTYPES[cfg.dtype])
             self.network.publish(t, Outgoing(TELEMETRY, dev, self.telemetry_seq[dev], rows, cfg.qos))
-            yield self.env.timeout(cfg.period)
+            yield PhasedTimeout(self.env, cfg.period, PHASE_TELEMETRY)
 
     def _consensus(self):
         c = self.consensus
@@ -251,12 +270,12 @@ class Simulation:
             c.combine(t, active)
             self.network.publish(t, c.outgoing(t, active))
             self.consensus_rounds += 1
-            yield self.env.timeout(self.scenario.workloads.consensus.period)
+            yield PhasedTimeout(self.env, self.scenario.workloads.consensus.period, PHASE_CONSENSUS)
 
     def _metrics(self, on_row: Callable[[dict], None]):
         while True:
             on_row(self.metrics_row(self.env.now))
-            yield self.env.timeout(self.scenario.outputs.metrics_period)
+            yield PhasedTimeout(self.env, self.scenario.outputs.metrics_period, PHASE_METRICS)
 
     # --- observation -----------------------------------------------------------------------
 

@@ -1,0 +1,143 @@
+"""The composed network (uplink -> broker -> routing -> downlink) against hand-worked timing,
+loss rates, QoS 1 semantics, retained messages and size limits."""
+
+import numpy as np
+import pytest
+
+from fleet.mqtt.codec import DType, Kind, decode, encode_batch
+from fleet.mqtt.routing import TopicIndex
+from fleet.mqtt.topics import KINDS, device_topic
+from fleet.net.network import Outgoing, SimNetwork, endpoint_topics
+from fleet.net.profiles import IndependentLoss, LinkProfile
+from fleet.scenario import BrokerConfig, Qos1Config
+
+CONSENSUS = KINDS.index("consensus")
+
+
+def link(**kw):
+    base = dict(latency_s=0.01, jitter_s=0.0, up_bps=80_000.0, down_bps=160_000.0, max_payload_bytes=10_000, overhead_bytes=20)
+    return LinkProfile(**{**base, **kw})
+
+
+def network(n=4, profile=None, capacity=1000.0, qos1=Qos1Config(), seed=0):
+    """n devices (one site) plus a collector; everybody subscribes to device 0's consensus topic."""
+    sites, names = ["s"] * n, [f"d{i}" for i in range(n)]
+    net = SimNetwork(
+        TopicIndex(sites, names), [profile or link()], np.zeros(n + 1, int),
+        endpoint_topics(sites + ["cloud"], names + ["collector"]),
+        BrokerConfig(capacity_msgs_per_s=capacity), qos1, np.random.default_rng(seed), np.random.default_rng(seed + 1),
+    )
+    for i in range(1, n + 1):
+        net.subscribe(i, [device_topic("s", "d0", "consensus")])
+    return net
+
+
+def outgoing(sender, seq=None, dim=8, qos=0, retain=False, t=0.0):
+    sender = np.asarray(sender)
+    seq = np.arange(1, len(sender) + 1) if seq is None else np.asarray(seq)
+    x = np.tile(np.arange(dim, dtype=np.float32), (len(sender), 1)) + seq[:, None]
+    rows = encode_batch(Kind.CONSENSUS, sender, seq, t, [x], DType.FLOAT32)
+    return Outgoing(CONSENSUS, sender, seq, rows, qos, retain)
+
+
+def test_one_message_arrives_after_serialization_latency_and_broker_service():
+    net = network(n=4)
+    out = outgoing([0])
+    size = out.rows.shape[1]
+    net.publish(0.0, out)
+    got = net.drain(CONSENSUS, 10.0)
+    up = (size + 20) * 8 / 80_000 + 0.01
+    broker = (1 + 4) / 1000.0  # one inbound publish + four deliveries
+    down = (size + 20) * 8 / 160_000 + 0.01
+    assert sorted(got.receiver.tolist()) == [1, 2, 3, 4]
+    np.testing.assert_allclose(got.arrived_at, up + broker + down, rtol=1e-12)
+    assert net.stats.messages_delivered.sum() == 4 and net.stats.messages_dropped.sum() == 0
+    assert net.stats.bytes_sent[0] == size + 20
+    np.testing.assert_allclose(net.stats.bytes_received[1:], size + 20)
+
+
+def test_drain_returns_only_what_has_arrived_and_keeps_the_rest():
+    net = network(n=2)
+    net.publish(0.0, outgoing([0]))
+    assert len(net.drain(CONSENSUS, 0.001).receiver) == 0
+    assert len(net.drain(CONSENSUS, 1.0).receiver) == 2
+    assert len(net.drain(CONSENSUS, 2.0).receiver) == 0
+
+
+def test_back_to_back_publishes_queue_behind_each_other_on_the_uplink():
+    net = network(n=1)
+    seqs = np.arange(1, 6)
+    net.publish(0.0, Outgoing(CONSENSUS, np.zeros(5, int), seqs, outgoing(np.zeros(5, int)).rows, 0))
+    got = net.drain(CONSENSUS, 10.0)
+    size = got.rows.shape[1]
+    serial = (size + 20) * 8 / 80_000
+    assert np.diff(np.sort(got.arrived_at)) == pytest.approx(np.full(4, serial))
+
+
+def test_a_saturated_broker_spaces_departures_by_its_service_time():
+    """500 devices publish at once to a broker of 1000 msgs/s, each with one subscriber:
+    the k-th publish leaves the broker at about k * 2 / 1000 s."""
+    n = 500
+    sites, names = ["s"] * n, [f"d{i}" for i in range(n)]
+    net = SimNetwork(
+        TopicIndex(sites, names), [link(up_bps=1e9, down_bps=1e9)], np.zeros(n + 1, int),
+        endpoint_topics(sites + ["cloud"], names + ["collector"]), BrokerConfig(capacity_msgs_per_s=1000.0),
+        Qos1Config(), np.random.default_rng(0), np.random.default_rng(1),
+    )
+    net.subscribe(n, ["fleet/+/+/consensus"])
+    net.publish(0.0, outgoing(np.arange(n)))
+    got = net.drain(CONSENSUS, 100.0)
+    delays = np.sort(got.arrived_at)
+    expected = 0.02 + np.arange(1, n + 1) * 2 / 1000.0  # two latencies + queue
+    np.testing.assert_allclose(delays, expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("p", [0.1, 0.3])
+def test_qos0_delivers_the_fraction_that_survives_both_hops(p):
+    net = network(n=4, profile=link(loss=IndependentLoss(p=p)), capacity=1e7)
+    rounds = 2000
+    for r in range(rounds):
+        net.publish(float(r), outgoing([0], seq=[r + 1], t=float(r)))
+    delivered = len(net.drain(CONSENSUS, rounds + 10.0).receiver)
+    trials = rounds * 4
+    expected = (1 - p) ** 2
+    assert delivered / trials == pytest.approx(expected, abs=4 * np.sqrt(expected * (1 - expected) / trials) + 4 * p / np.sqrt(rounds))
+    assert net.stats.messages_dropped.sum() == pytest.approx(trials - delivered, abs=rounds)  # lost publishes count once
+
+
+def test_qos1_retries_deliver_everything_and_duplicates_are_removed():
+    """Loss 30% on every hop, 8 retries: a message is lost with probability ~0.3^9; lost PUBACKs
+    cause duplicates, which receivers drop by (sender, seq)."""
+    net = network(n=3, profile=link(loss=IndependentLoss(p=0.3)), capacity=1e7, qos1=Qos1Config(timeout=5.0, max_retries=8))
+    rounds = 300
+    for r in range(rounds):
+        net.publish(100.0 * r, outgoing([0], seq=[r + 1], qos=1, t=100.0 * r))
+    got = net.drain(CONSENSUS, 100.0 * rounds + 1000)
+    pairs = set(zip(got.receiver.tolist(), got.seq.tolist()))
+    assert len(pairs) == len(got.receiver) == rounds * 3  # everything once, nothing twice
+    assert net.stats.duplicates.sum() > 0  # duplicates happened and were dropped
+    assert net.stats.messages_delivered.sum() == rounds * 3
+    late = got.arrived_at - got.published_at
+    assert late.max() >= 5.0  # some copies came only after a retransmission timeout
+
+
+def test_oversized_messages_are_dropped_and_counted():
+    net = network(n=2, profile=link(max_payload_bytes=40))
+    net.publish(0.0, outgoing([0], dim=8))  # 67 bytes
+    assert len(net.drain(CONSENSUS, 10.0).receiver) == 0
+    assert net.stats.messages_dropped.sum() == 1 and net.stats.bytes_sent.sum() == 0
+
+
+def test_offline_receivers_lose_qos0_messages_and_reconnecting_ones_get_the_retained_value():
+    net = network(n=3)
+    net.online[2] = False
+    net.publish(0.0, outgoing([0], seq=[1], retain=True))
+    net.publish(10.0, outgoing([0], seq=[2], retain=True, t=10.0))
+    got = net.drain(CONSENSUS, 20.0)
+    assert 2 not in got.receiver.tolist()
+    assert net.stats.messages_dropped[2] == 2
+    net.online[2] = True
+    net.resend_retained(30.0, 2)
+    again = net.drain(CONSENSUS, 40.0)
+    assert again.receiver.tolist() == [2]
+    assert decode(again.rows[again.msg[0]].tobytes()).seq == 2  # the latest retained value
