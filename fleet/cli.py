@@ -109,13 +109,17 @@ def _print_summary(summary: dict) -> None:
 @click.argument("scenarios", nargs=-1, required=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Overrides to validate along with each file.")
 def validate(scenarios: tuple[str, ...], overrides: tuple[str, ...]) -> None:
-    """Check scenario files (or shipped names); exit 2 if any is invalid."""
+    """Check scenario files (or shipped names) and the weather files they name; exit 2 if any is invalid."""
+    from devices.config import EpwWeatherConfig
+    from devices.weather import read_epw
     from fleet.scenario import load_scenario
 
     failed = 0
     for item in scenarios:
         try:
             sc = load_scenario(item, list(overrides))
+            if isinstance(sc.weather, EpwWeatherConfig):
+                read_epw(sc.weather.path)
         except FleetError as e:
             failed += 1
             click.echo(f"error: {e}", err=True)

@@ -166,6 +166,10 @@ def dist_in(low: float = -math.inf, high: float = math.inf, *, strict_low: bool 
 # --- errors --------------------------------------------------------------------------------
 
 
+_UNION_TAGS = {"uniform", "normal", "constant", "synthetic", "epw", "flat", "tou", "independent", "gilbert-elliott"}
+"""Tags of the discriminated unions (distributions, weather, tariff, loss), which pydantic puts into paths."""
+
+
 def field_path(loc: tuple[Any, ...]) -> str:
     """``('network', 'profiles', 'wifi', 'up_bps')`` -> ``network.profiles.wifi.up_bps``.
 
@@ -176,7 +180,7 @@ def field_path(loc: tuple[Any, ...]) -> str:
     for item in loc:
         if isinstance(item, int):
             parts.append(f"[{item}]")
-        elif item in {"uniform", "normal", "constant"} or "[" in str(item) or str(item).startswith("function-"):
+        elif item in _UNION_TAGS or "[" in str(item) or str(item).startswith("function-"):
             continue
         else:
             parts.append(("." if parts else "") + str(item))
@@ -195,5 +199,6 @@ def format_validation_error(err: ValidationError, source: str) -> ConfigError:
             msg = "required but missing"
         elif "input" in e and e["type"] not in {"union_tag_invalid"}:
             msg += f" (got {e['input']!r})" if not isinstance(e["input"], (dict, list)) else ""
-        lines.append(f"  - {path}: {msg}")
+        # cross-field checks of a whole model start their message with the field path themselves
+        lines.append(f"  - {path}: {msg}" if e["loc"] else f"  - {msg}")
     return ConfigError("\n".join(lines))

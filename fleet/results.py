@@ -44,10 +44,10 @@ class RunDir:
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise RunDirError(f"{path}: exists and is not a directory; choose another output with -o")
-        if path.exists() and any(path.iterdir()):
+        if path.exists():
             if not overwrite:
                 raise RunDirError(f"{path}: already exists; nothing was changed. Choose another output with -o, or pass --overwrite to replace it")
-            if not (path / RUN_MARKER).is_file():
+            if any(path.iterdir()) and not (path / RUN_MARKER).is_file():
                 raise RunDirError(f"{path}: is not an earlier run directory (no {RUN_MARKER}); refusing to delete it even with --overwrite")
 
     @classmethod

@@ -1,0 +1,298 @@
+"""The command line: runs land in fresh directories, bad input is one 'error:' paragraph and exit 2."""
+
+import json
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import click
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from devices.weather import write_epw
+from fleet.cli import main
+from fleet.results import read_metrics
+from fleet.scenario import list_scenarios
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+RUN_FILES = {"scenario.yaml", "run.json", "metrics.csv", "summary.json"}
+
+
+def fleet(*args):
+    """``fleet ARGS...`` in-process; the result has exit_code, stdout and stderr."""
+    return CliRunner().invoke(main, [str(a) for a in args])
+
+
+def snapshot(folder):
+    """Every file under ``folder`` with its bytes."""
+    return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_usage_error(result, *words):
+    """Exit 2 with one 'error:' paragraph on stderr naming ``words``, and no traceback."""
+    assert result.exit_code == 2, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    err = result.stderr.strip()
+    assert err.startswith("error: ") and err.count("error:") == 1 and "\n\n" not in err, err
+    assert "Traceback" not in result.output
+    for word in words:
+        assert word in err
+
+
+# --- fleet run -----------------------------------------------------------------------------
+
+
+def test_run_writes_a_run_directory_that_reproduces_itself(tiny_scenario_file, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = fleet("run", tiny_scenario_file, "-o", first, "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert f"results in {first}" in result.stdout and "energy_kwh" in result.stdout
+    assert RUN_FILES <= {p.name for p in first.iterdir()}
+    summary = json.loads((first / "summary.json").read_text())
+    assert summary["run"]["status"] == "completed" and summary["run"]["simulated_s"] == summary["run"]["horizon_s"] == 7200
+    assert {"energy_kwh", "cost", "discomfort_degh", "peak_kw", "ramping_kw"} <= set(summary["kpis"])
+    assert {"bytes_sent", "bytes_received", "messages_sent", "messages_delivered", "messages_dropped", "mean_delay_s"} <= set(summary["comm"])
+    assert {"wall_s", "device_steps_per_s"} <= set(summary["perf"])
+    # the baseline is the same rule-based controller on common random numbers
+    assert summary["kpis_vs_baseline"] == {k: 1.0 if v else None for k, v in summary["baseline"].items()}
+    assert json.loads((first / "run.json").read_text())["device"] == "cpu"
+
+    result = fleet("run", first / "scenario.yaml", "-o", second, "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    again = json.loads((second / "summary.json").read_text())
+    assert {k: v for k, v in again.items() if k != "perf"} == {k: v for k, v in summary.items() if k != "perf"}
+    assert (second / "metrics.csv").read_bytes() == (first / "metrics.csv").read_bytes()
+    assert (second / "scenario.yaml").read_bytes() == (first / "scenario.yaml").read_bytes()
+
+
+def test_run_seed_and_set_and_default_directory(tiny_scenario_file, tiny_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = fleet("run", tiny_scenario_file, "--seed", 3, "--set", "fleet.sites.0.devices=4", "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "runs" / "thermostats-tiny-seed3" / "summary.json").read_text())
+    assert summary["run"]["seed"] == 3 and summary["run"]["n_devices"] == 7
+    assert summary["kpis"] != json.loads((tiny_run / "summary.json").read_text())["kpis"]
+
+
+def test_an_existing_directory_is_left_untouched(tiny_scenario_file, tiny_run, tmp_path):
+    out = shutil.copytree(tiny_run, tmp_path / "out")
+    before = snapshot(out)
+    result = fleet("run", tiny_scenario_file, "-o", out, "--device", "cpu")
+    assert_usage_error(result, str(out), "already exists", "-o", "--overwrite")
+    assert snapshot(out) == before
+
+
+def test_overwrite_replaces_an_earlier_run(tiny_scenario_file, tiny_run, tmp_path):
+    out = shutil.copytree(tiny_run, tmp_path / "out")
+    (out / "notes.txt").write_text("from the earlier run")
+    result = fleet("run", tiny_scenario_file, "-o", out, "--device", "cpu", "-q", "--overwrite")
+    assert result.exit_code == 0, result.output
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert (out / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+
+
+def test_overwrite_refuses_a_folder_that_is_not_a_run(tiny_scenario_file, tmp_path):
+    out = tmp_path / "papers"
+    out.mkdir()
+    (out / "draft.tex").write_text("precious")
+    result = fleet("run", tiny_scenario_file, "-o", out, "--device", "cpu", "--overwrite")
+    assert_usage_error(result, str(out), "not an earlier run directory")
+    assert snapshot(out) == {Path("draft.tex"): b"precious"}
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_device_cuda_without_a_gpu_is_a_clear_error(tiny_scenario_file, tmp_path):
+    result = fleet("run", tiny_scenario_file, "-o", tmp_path / "out", "--device", "cuda")
+    assert_usage_error(result, "--device cuda", "CUDA")
+    assert not (tmp_path / "out").exists()
+
+
+# --- bad input, through run and validate ----------------------------------------------------
+
+
+def bad_scenario(case, raw, tmp_path, write_scenario):
+    """A scenario file with one kind of bad input, and a word its error must contain."""
+    if case == "malformed yaml":
+        return write_scenario("version: 1\nname: x\nfleet: {sites: [\n"), "malformed YAML at line"
+    if case == "list for a mapping":
+        raw["fleet"]["building"] = [4, 10]
+    elif case == "unknown key":
+        raw["fleet"]["sites"][0]["colour"] = "blue"
+    elif case == "negative capacitance":
+        raw["fleet"]["building"] = {"capacitance_kwh_per_c": -5}
+    elif case == "zero bandwidth":
+        raw["network"]["profiles"] = {"wifi": {"up_bps": 0}}
+    elif case == "missing epw":
+        raw["weather"] = {"source": "epw", "path": "missing.epw"}
+        return write_scenario(raw), str(tmp_path / "missing.epw")
+    elif case == "truncated epw":
+        write_epw(tmp_path / "short.epw", np.full(8760, 5.0))
+        lines = (tmp_path / "short.epw").read_text().splitlines(keepends=True)
+        (tmp_path / "short.epw").write_text("".join(lines[:100]))
+        raw["weather"] = {"source": "epw", "path": "short.epw"}
+        return write_scenario(raw), "truncated"
+    words = {"list for a mapping": "fleet.building", "unknown key": "fleet.sites[0].colour: unknown key",
+             "negative capacitance": "fleet.building.capacitance_kwh_per_c", "zero bandwidth": "network.profiles.wifi.up_bps"}
+    return write_scenario(raw), words[case]
+
+
+BAD_CASES = ["malformed yaml", "list for a mapping", "unknown key", "negative capacitance", "zero bandwidth",
+             "missing epw", "truncated epw"]
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_to_run_writes_nothing(case, tiny_raw, tmp_path, write_scenario):
+    path, word = bad_scenario(case, tiny_raw, tmp_path, write_scenario)
+    before = snapshot(tmp_path)
+    result = fleet("run", path, "-o", tmp_path / "out", "--device", "cpu")
+    assert_usage_error(result, word)
+    assert result.stdout == "" and snapshot(tmp_path) == before and not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("case", BAD_CASES)
+def test_bad_input_to_validate(case, tiny_raw, tmp_path, write_scenario):
+    path, word = bad_scenario(case, tiny_raw, tmp_path, write_scenario)
+    assert_usage_error(fleet("validate", path), word)
+
+
+def test_bad_override_through_run(tiny_scenario_file, tmp_path):
+    assert_usage_error(fleet("run", tiny_scenario_file, "-o", tmp_path / "out", "--set", "nokey"), "--set 'nokey'")
+    assert_usage_error(fleet("run", tiny_scenario_file, "-o", tmp_path / "out", "--set", "topology.degree=3"), "topology.degree")
+    assert not (tmp_path / "out").exists()
+
+
+def test_validate_reports_each_file(tiny_scenario_file, tiny_raw, write_scenario):
+    tiny_raw["fleet"]["sites"][0]["colour"] = "blue"
+    bad = write_scenario(tiny_raw, "bad.yaml")
+    result = fleet("validate", tiny_scenario_file, bad, "thermostats-small-v1")
+    assert_usage_error(result, str(bad), "fleet.sites[0].colour")
+    assert result.stdout.splitlines() == [
+        f"ok: {tiny_scenario_file} (thermostats-tiny: 6 devices, {2 / 24:g} days, learner rule-based-v1)",
+        "ok: thermostats-small-v1 (thermostats-small-v1: 100 devices, 2 days, learner rule-based-v1)",
+    ]
+
+
+def test_validate_accepts_a_readable_epw(tiny_raw, tmp_path, write_scenario):
+    write_epw(tmp_path / "site.epw", np.full(8760, 5.0))
+    tiny_raw["weather"] = {"source": "epw", "path": "site.epw"}
+    result = fleet("validate", write_scenario(tiny_raw))
+    assert result.exit_code == 0 and result.stdout.startswith("ok: "), result.output
+
+
+# --- listings and reports ----------------------------------------------------------------
+
+
+def test_scenarios_lists_the_shipped_ones_with_descriptions():
+    result = fleet("scenarios")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 4
+    for line, (name, description, _) in zip(lines, list_scenarios()):
+        assert line.startswith(name) and line.endswith(description) and description
+
+
+def test_scenarios_as_json():
+    result = fleet("scenarios", "--format", "json")
+    assert result.exit_code == 0
+    rows = json.loads(result.stdout)
+    assert [r["name"] for r in rows] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1"]
+    assert all(r["description"] and "\n" not in r["description"] and r["path"].endswith(".yaml") for r in rows)
+
+
+def test_learners_lists_the_registry():
+    result = fleet("learners")
+    assert result.exit_code == 0 and result.stdout.startswith("rule-based-v1 ")
+
+
+def assert_pngs(paths):
+    for path in paths:
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 1000, path
+
+
+def test_report_of_one_run(tiny_run, tmp_path):
+    result = fleet("report", tiny_run, "-o", tmp_path / "plots")
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["feeders.png", "kpis.png", "network.png", "temperatures.png"]
+    assert result.stdout.split() == [str(tmp_path / "plots" / n) for n in ("temperatures.png", "feeders.png", "kpis.png", "network.png")]
+    assert_pngs((tmp_path / "plots").iterdir())
+
+
+def test_report_of_two_runs_compares_them(tiny_run, tmp_path):
+    other = shutil.copytree(tiny_run, tmp_path / "other")
+    result = fleet("report", tiny_run, other, "-o", tmp_path / "plots")
+    assert result.exit_code == 0, result.output
+    names = {p.name for p in (tmp_path / "plots").iterdir()}
+    assert len(names) == 9 and {"compare.png", "run-kpis.png", "other-kpis.png"} <= names
+    assert_pngs((tmp_path / "plots").iterdir())
+
+
+def test_report_of_a_folder_that_is_not_a_run(tmp_path):
+    (tmp_path / "metrics.csv").write_text("time_s\n0\n")
+    result = fleet("report", tmp_path)
+    assert_usage_error(result, str(tmp_path), "missing scenario.yaml, summary.json")
+    assert not (tmp_path / "report").exists()
+
+
+# --- help ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [None, *main.commands])
+def test_every_command_has_help_naming_its_options(name):
+    command = main if name is None else main.commands[name]
+    result = fleet(*([name] if name else []), "--help")
+    assert result.exit_code == 0 and result.stdout.startswith("Usage: ")
+    for param in command.params:
+        if isinstance(param, click.Option):
+            assert max(param.opts, key=len) in result.stdout
+
+
+# --- real processes ------------------------------------------------------------------------
+
+
+def test_a_real_process_exits_2_without_a_traceback(tiny_raw, tmp_path, write_scenario):
+    path, word = bad_scenario("negative capacitance", tiny_raw, tmp_path, write_scenario)
+    proc = subprocess.run(
+        [sys.executable, "-m", "fleet.cli", "run", path, "-o", tmp_path / "out", "--device", "cpu"],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert proc.stderr.startswith("error: ") and word in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def wait_for(condition, timeout_s, proc):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert proc.poll() is None, f"fleet run ended early: {proc.communicate()}"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_stops_cleanly_and_keeps_partial_results(tiny_scenario_file, tmp_path):
+    out = tmp_path / "out"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "fleet.cli", "run", tiny_scenario_file, "-o", out, "--device", "cpu",
+         "--set", "horizon=60d", "--set", "outputs.metrics_period=1h"],
+        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # a shell may start background jobs ignoring SIGINT; Python only handles it if it is not ignored
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    try:
+        metrics = out / "metrics.csv"
+        wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 3, 60, proc)
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr and f"interrupted; partial results in {out}" in stderr
+    run = json.loads((out / "summary.json").read_text())["run"]
+    assert run["status"] == "interrupted" and 0 < run["simulated_s"] < run["horizon_s"] == 60 * 86400
+    columns = read_metrics(metrics)
+    assert columns["time_s"][-1] == run["simulated_s"] and np.all(np.diff(columns["time_s"]) >= 0)
