@@ -144,7 +144,7 @@ def summarize(sim: "Simulation", status: str, end: float, wall_s: float) -> dict
         "messages_delivered": delivered,
         "messages_dropped": float(st.messages_dropped.sum()),
         "duplicates": float(st.duplicates.sum()),
-        "messages_invalid": float(sim.collector_invalid + sim.consensus.invalid),
+        "messages_invalid": float(sim.collector_invalid + sim.consensus.invalid + sim.learner_invalid),
         "mean_delay_s": _json_number(st.delay_sum_s.sum() / delivered) if delivered else None,
         "radio_s": float(st.radio_s[dev].sum()),
         "bytes_per_device_per_day": float((st.bytes_sent[dev].sum() + st.bytes_received[dev].sum()) / w.n / days),

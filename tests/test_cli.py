@@ -204,8 +204,12 @@ def test_scenarios_as_json():
 
 
 def test_learners_lists_the_registry():
+    from fleet.learners import REGISTRY
+
     result = fleet("learners")
-    assert result.exit_code == 0 and result.stdout.startswith("rule-based-v1 ")
+    assert result.exit_code == 0
+    assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(REGISTRY)
+    assert {"rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"} <= set(REGISTRY)
 
 
 def assert_pngs(paths):

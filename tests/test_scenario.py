@@ -93,7 +93,7 @@ BAD = {
         ["fleet.sites[1].network={lora: 1.0}", "workloads.consensus.dim=64"],
         ["workloads.consensus", "'lora'", "max_payload_bytes (115)", "float16"],
     ),
-    "unregistered learner": (["learner.name=q-learning-v9"], ["learner.name", "'q-learning-v9'", "known: rule-based-v1"]),
+    "unregistered learner": (["learner.name=q-learning-v9"], ["learner.name", "'q-learning-v9'", "known:", "diffusion-v1", "rule-based-v1"]),
     "unknown learner param": (["learner.params={bogus: 1}"], ["learner.params.bogus", "unknown key"]),
     "bad learner param": (["learner.params.deadband_c=-1"], ["learner.params.deadband_c", "greater than 0"]),
     "tou tariff with a gap": (["tariff.periods[1].start_h=8"], ["tariff.periods", "[7.0, 8.0) are not covered"]),

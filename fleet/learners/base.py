@@ -12,11 +12,14 @@ and on its own inbox.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
 from fleet.config import StrictModel
+
+if TYPE_CHECKING:
+    from fleet.sim.topology import Topology
 
 
 @dataclass(frozen=True)
@@ -55,6 +58,8 @@ class LearnerContext:
     rng: np.random.Generator
     device: str = "cpu"
     """Torch device for learners that use tensors."""
+    topology: "Topology | None" = None
+    """Who may hear whom (for learners that exchange parameters with neighbours)."""
 
 
 class Learner(Protocol):
@@ -62,7 +67,16 @@ class Learner(Protocol):
 
     name: ClassVar[str]
     communicates: ClassVar[bool]
-    """Whether it publishes and consumes messages (outbox/inbox are only called if so)."""
+    """Whether it publishes and consumes messages (``outbox``/``inbox`` are only called if so:
+    ``inbox(kind, receiver, sender, arrays, published_at)`` with what each receiver actually got,
+    ``outbox(active) -> [(kind, Publication)]`` with what the active devices publish)."""
+    exchange: ClassVar[str]
+    """Who talks to whom: "none", "neighbours" (params among topology neighbours) or "cloud"
+    (experience up to the cloud endpoint, params from it to every device)."""
+    update_every: int
+    """Control ticks between updates (0: never updates)."""
+    metric_keys: ClassVar[tuple[str, ...]]
+    """Names of the training metrics ``update`` returns (columns of metrics.csv)."""
 
     def act(self, obs: Observation) -> np.ndarray:
         """HVAC level per device, (N,) int64 in [0, n_levels)."""
@@ -70,8 +84,9 @@ class Learner(Protocol):
     def observe(self, reward: np.ndarray) -> None:
         """Reward (N,) of the last action."""
 
-    def update(self) -> dict[str, float]:
-        """One learning step for all devices; returns namespaced training metrics."""
+    def update(self, t: float) -> dict[str, float]:
+        """One learning step for all devices at simulated time ``t``; returns namespaced
+        training metrics (empty when there was nothing to learn from)."""
 
 
 @dataclass(frozen=True)

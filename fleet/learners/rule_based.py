@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import ClassVar
 
 import numpy as np
+import torch
 
 from devices.config import RuleBasedConfig
 from devices.thermostat import RuleBasedThermostat
+from fleet.errors import ConfigError
 from fleet.learners.base import LearnerContext, Observation
 
 
@@ -16,8 +18,13 @@ class RuleBasedLearner:
 
     name: ClassVar[str] = "rule-based-v1"
     communicates: ClassVar[bool] = False
+    exchange: ClassVar[str] = "none"
+    update_every: ClassVar[int] = 0
+    metric_keys: ClassVar[tuple[str, ...]] = ()
+    """Learns nothing, so the engine schedules no updates."""
 
     def __init__(self, config: RuleBasedConfig, ctx: LearnerContext) -> None:
+        self.config = config
         self.thermostat = RuleBasedThermostat(config, ctx.mode, ctx.n_levels, ctx.n_devices)
 
     def act(self, obs: Observation) -> np.ndarray:
@@ -26,5 +33,17 @@ class RuleBasedLearner:
     def observe(self, reward: np.ndarray) -> None:
         """Nothing to learn from."""
 
-    def update(self) -> dict[str, float]:
+    def update(self, t: float) -> dict[str, float]:
         return {}
+
+    def state_dict(self) -> dict:
+        return {"on": self.thermostat.on.copy()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["on"].shape != self.thermostat.on.shape:
+            raise ConfigError(f"checkpoint holds {state['on'].shape[0]} thermostats, this fleet has {self.thermostat.on.shape[0]}")
+        self.thermostat.on[:] = state["on"]
+
+    def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
+        """The rule and its state for one device: deadband and whether the heat pump is on."""
+        return {"deadband_c": torch.tensor(self.config.deadband_c), "on": torch.tensor(bool(self.thermostat.on[device_index]))}

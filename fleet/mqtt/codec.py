@@ -9,19 +9,27 @@ Layout (all little-endian)::
     4      4     sender (uint32)
     8      4     seq (uint32)
     12     8     timestamp (float64, seconds)
-    20     1     dtype (uint8): DType
-    21     1     n_arrays (uint8), 0..8
-    22     ...   per array: ndim (uint8, 0..4), shape (uint32 * ndim), scale (float32)
-    ...    ...   the arrays' data, concatenated, C order, in dtype
+    20     1     n_arrays (uint8), 0..8
+    21     ...   per array: dtype (uint8): DType, ndim (uint8, 0..4), shape (uint32 * ndim),
+                 scale (float32)
+    ...    ...   the arrays' data, concatenated, C order, each in its own dtype
     end-4  4     crc32 (zlib.crc32, uint32) of all bytes before it
 
-``scale`` is 1.0 for float dtypes. INT8 is symmetric per-array quantization: ``scale =
+A message with one float32 array of shape ``(8,)`` is 21 + 10 + 32 + 4 = 67 bytes. Each
+array carries its own dtype, so a sparse message can send UINT32 indices next to INT8 values.
+(An earlier draft had one dtype byte for the whole message; it was never deployed, so the
+layout changed without a version bump.)
+
+``scale`` is 1.0 for every dtype but INT8. INT8 is symmetric per-array quantization: ``scale =
 max|x| / 127`` (1.0 if all zero), ``q = clip(round(x / scale), -127, 127)``, decoded as
-``q * scale``. Decoded arrays are float32.
+``q * scale``. UINT32 carries integers in ``[0, 2**32)`` exactly (e.g. indices) and is
+decoded as int64; every other dtype is decoded as float32.
 
 :func:`encode` / :func:`decode` handle one message as ``bytes``; :func:`encode_batch` /
 :func:`decode_batch` handle M messages of one layout as an ``(M, L)`` uint8 array whose
-rows are byte-identical to what :func:`encode` gives.
+rows are byte-identical to what :func:`encode` gives; :func:`as_decoded` gives what a receiver
+decodes without encoding (for a sender that tracks its receivers' view). Wherever a ``dtype``
+is asked for, one :class:`DType` applies to every array and a sequence gives one per array.
 """
 
 from __future__ import annotations
@@ -55,7 +63,11 @@ class DType(IntEnum):
     FLOAT32 = 0
     FLOAT16 = 1
     INT8 = 2
+    UINT32 = 3
 
+
+DTypes = DType | Sequence[DType]
+"""One :class:`DType` for every array, or one per array."""
 
 MAGIC = b"FM"
 VERSION = 1
@@ -72,34 +84,43 @@ _HEADER = np.dtype(
         ("sender", "<u4"),
         ("seq", "<u4"),
         ("timestamp", "<f8"),
-        ("dtype", "u1"),
         ("n_arrays", "u1"),
     ]
 )
 HEADER_BYTES = _HEADER.itemsize
-"""Bytes before the first array descriptor (22)."""
+"""Bytes before the first array descriptor (21)."""
 CRC_BYTES = 4
 
-_WIRE = {DType.FLOAT32: np.dtype("<f4"), DType.FLOAT16: np.dtype("<f2"), DType.INT8: np.dtype("i1")}
+_WIRE = {
+    DType.FLOAT32: np.dtype("<f4"),
+    DType.FLOAT16: np.dtype("<f2"),
+    DType.INT8: np.dtype("i1"),
+    DType.UINT32: np.dtype("<u4"),
+}
+_DECODED = {DType.FLOAT32: np.float32, DType.FLOAT16: np.float32, DType.INT8: np.float32, DType.UINT32: np.int64}
 _MAX_SCALE = np.nextafter(np.float32(np.finfo(np.float32).max) / np.float32(127), np.float32(0))
 """Largest int8 scale for which ``127 * scale`` is still a finite float32."""
 
 
 @dataclass(frozen=True, eq=False)
 class Message:
-    """One decoded message; ``arrays`` are float32 with the shapes that were sent."""
+    """One decoded message; ``arrays`` have the shapes that were sent, int64 for UINT32, else float32."""
 
     kind: Kind
     sender: int
     seq: int
     timestamp: float
-    dtype: DType
+    dtypes: tuple[DType, ...]
+    """One per array."""
     arrays: tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True, eq=False)
 class BatchDecoded:
-    """M decoded rows; fields of invalid rows are zero. Shapes: ``(M,)`` and ``(M, *shape)``."""
+    """M decoded rows; fields of invalid rows are zero. Shapes: ``(M,)`` and ``(M, *shape)``.
+
+    ``arrays`` are int64 where the layout's dtype is UINT32, else float32.
+    """
 
     valid: np.ndarray
     kind: np.ndarray
@@ -112,24 +133,43 @@ class BatchDecoded:
 # --- layout -----------------------------------------------------------------------------------
 
 
+def _enum(cls: type[IntEnum], value: int, name: str) -> IntEnum:
+    try:
+        return cls(value)
+    except ValueError:
+        allowed = ", ".join(f"{m.name}={m.value}" for m in cls)
+        raise WireError(f"{name} {value!r} is not one of {allowed}") from None
+
+
+def _dtypes(dtype: DTypes, n_arrays: int) -> tuple[DType, ...]:
+    """One checked DType per array from one DType or a sequence of them."""
+    if isinstance(dtype, (int, np.integer)):
+        return (_enum(DType, dtype, "dtype"),) * n_arrays
+    dtypes = tuple(_enum(DType, d, f"dtype of array {i}") for i, d in enumerate(dtype))
+    if len(dtypes) != n_arrays:
+        raise WireError(f"{len(dtypes)} dtypes for {n_arrays} arrays; give one DType, or one per array")
+    return dtypes
+
+
 def _descriptor_bytes(ndim: int) -> int:
-    return 1 + 4 * ndim + 4
+    return 2 + 4 * ndim + 4
 
 
 def _data_offset(shapes: Sequence[tuple[int, ...]]) -> int:
     return HEADER_BYTES + sum(_descriptor_bytes(len(shape)) for shape in shapes)
 
 
-def encoded_size(dtype: DType, shapes: Sequence[tuple[int, ...]]) -> int:
+def encoded_size(dtype: DTypes, shapes: Sequence[tuple[int, ...]]) -> int:
     """Bytes of a message with arrays of these shapes (per message, without a batch axis)."""
-    return _data_offset(shapes) + sum(prod(shape) for shape in shapes) * _WIRE[DType(dtype)].itemsize + CRC_BYTES
+    data = sum(prod(shape) * _WIRE[d].itemsize for d, shape in zip(_dtypes(dtype, len(shapes)), shapes))
+    return _data_offset(shapes) + data + CRC_BYTES
 
 
 def _scale_offsets(shapes: Sequence[tuple[int, ...]]) -> list[int]:
     """Byte offset of each array's scale."""
     offsets, offset = [], HEADER_BYTES
     for shape in shapes:
-        offsets.append(offset + 1 + 4 * len(shape))
+        offsets.append(offset + 2 + 4 * len(shape))
         offset += _descriptor_bytes(len(shape))
     return offsets
 
@@ -145,23 +185,19 @@ def _values_ok(dtype: DType, wire: np.ndarray) -> np.ndarray:
     """Elementwise: is ``wire`` (values as stored) a value an encoder of ``dtype`` writes?"""
     if dtype == DType.INT8:
         return wire != -128
+    if dtype == DType.UINT32:
+        return np.ones(wire.shape, dtype=bool)
     return np.isfinite(wire)
 
 
-def _to_float32(wire: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Decoded values (M, K) float32 from stored values (M, K) and scales (M,)."""
+def _decoded(dtype: DType, wire: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Decoded values (M, K) from stored values (M, K) and scales (M,): int64 for UINT32, else float32."""
+    if dtype == DType.UINT32:
+        return wire.astype(np.int64)
     return wire.astype(np.float32) * scale.astype(np.float32)[:, None]
 
 
 # --- encoding ---------------------------------------------------------------------------------
-
-
-def _enum(cls: type[IntEnum], value: int, name: str) -> IntEnum:
-    try:
-        return cls(value)
-    except ValueError:
-        allowed = ", ".join(f"{m.name}={m.value}" for m in cls)
-        raise WireError(f"{name} {value!r} is not one of {allowed}") from None
 
 
 def _uint32_column(values: np.ndarray, name: str, m: int | None = None) -> np.ndarray:
@@ -174,12 +210,12 @@ def _uint32_column(values: np.ndarray, name: str, m: int | None = None) -> np.nd
     return values.astype(np.int64)
 
 
-def _require_finite(values: np.ndarray, original: np.ndarray, what: str, problem: str) -> None:
-    """Raise naming the first non-finite entry of ``values`` (M, K), showing it as in ``original``."""
-    bad = np.argwhere(~np.isfinite(values))
+def _require(ok: np.ndarray, original: np.ndarray, what: str, problem: str) -> None:
+    """Raise naming the first entry of ``original`` (M, K) where ``ok`` (M, K) is False."""
+    bad = np.argwhere(~ok)
     if len(bad):
         i, j = bad[0]
-        row = f" (row {i})" if len(values) > 1 else ""
+        row = f" (row {i})" if len(original) > 1 else ""
         raise WireError(f"{what}{row}: value {original[i, j].item()!r} at flat index {j} {problem}")
 
 
@@ -192,26 +228,51 @@ def _quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.clip(np.rint(x / scale[:, None]), -127, 127).astype(np.int8), scale
 
 
-def _wire_values(array: np.ndarray, index: int, m: int, dtype: DType) -> tuple[np.ndarray, np.ndarray]:
-    """Array ``index`` of a batch, (M, *shape), as stored values (M, K) and scales (M,) float32."""
-    array = np.asarray(array)
-    if array.dtype.kind not in "biuf":
-        raise WireError(f"array {index} has dtype {array.dtype}; only real numbers can be sent")
+def _flat(array: np.ndarray, index: int, m: int) -> np.ndarray:
+    """Array ``index`` of a batch, (M, *shape), as (M, K) after checking its shape."""
     if array.ndim < 1 or array.shape[0] != m or array.ndim - 1 > MAX_NDIM:
         raise WireError(f"array {index} has shape {array.shape}; expected ({m}, ...) with at most {MAX_NDIM} more dims")
     if any(n > _UINT32_MAX for n in array.shape):
         raise WireError(f"array {index} has shape {array.shape}; every dimension must fit uint32")
-    flat = array.reshape(m, prod(array.shape[1:]))
-    _require_finite(flat, flat, f"array {index}", "is not finite")
+    return array.reshape(m, prod(array.shape[1:]))
+
+
+def _wire_values(array: np.ndarray, index: int, m: int, dtype: DType) -> tuple[np.ndarray, np.ndarray]:
+    """Array ``index`` of a batch, (M, *shape), as stored values (M, K) and scales (M,) float32."""
+    array = np.asarray(array)
+    if dtype == DType.UINT32:
+        if array.dtype.kind not in "iu":
+            raise WireError(f"array {index} has dtype {array.dtype}; UINT32 arrays must hold integers in [0, {_UINT32_MAX}]")
+        flat = _flat(array, index, m)
+        _require((flat >= 0) & (flat <= _UINT32_MAX), flat, f"array {index}", f"is outside [0, {_UINT32_MAX}] (UINT32)")
+        return flat.astype(_WIRE[dtype]), np.ones(m, dtype=np.float32)
+    if array.dtype.kind not in "biuf":
+        raise WireError(f"array {index} has dtype {array.dtype}; only real numbers can be sent")
+    flat = _flat(array, index, m)
+    _require(np.isfinite(flat), flat, f"array {index}", "is not finite")
     with np.errstate(over="ignore"):
         x = flat.astype(np.float32)
-    _require_finite(x, flat, f"array {index}", "overflows float32")
+    _require(np.isfinite(x), flat, f"array {index}", "overflows float32")
     if dtype == DType.INT8:
         return _quantize(x)
     with np.errstate(over="ignore"):
         wire = x.astype(_WIRE[dtype])
-    _require_finite(wire, flat, f"array {index}", f"overflows {dtype.name.lower()}")
+    _require(np.isfinite(wire), flat, f"array {index}", f"overflows {dtype.name.lower()}")
     return wire, np.ones(m, dtype=np.float32)
+
+
+def as_decoded(array: np.ndarray, dtype: DType) -> np.ndarray:
+    """What a receiver decodes, bit for bit, when each row of ``array`` (M, *shape) is sent as ``dtype``.
+
+    Lets a sender track the quantized values its receivers hold without encoding. Returns
+    ``(M, *shape)``, int64 for UINT32, else float32; raises :class:`WireError` like :func:`encode_batch`.
+    """
+    array = np.asarray(array)
+    if array.ndim == 0:
+        raise WireError("as_decoded needs a batch of rows (M, *shape), got a scalar")
+    dtype = _enum(DType, dtype, "dtype")
+    wire, scale = _wire_values(array, 0, len(array), dtype)
+    return _decoded(dtype, wire, scale).reshape(array.shape)
 
 
 def _column_bytes(values: np.ndarray, wire: str) -> np.ndarray:
@@ -226,16 +287,16 @@ def encode_batch(
     seqs: np.ndarray,
     timestamps: np.ndarray | float,
     arrays: Sequence[np.ndarray],
-    dtype: DType = DType.FLOAT32,
+    dtype: DTypes = DType.FLOAT32,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> np.ndarray:
     """M messages of one kind and layout as an (M, L) uint8 array, one encoded message per row.
 
     ``senders`` and ``seqs`` (M,), ``timestamps`` (M,) or one float for all, each array
-    ``(M, *shape)``. Row ``i`` equals ``encode(kind, senders[i], seqs[i], timestamps[i],
-    [a[i] for a in arrays], dtype)``.
+    ``(M, *shape)``; ``dtype`` one DType or one per array. Row ``i`` equals ``encode(kind,
+    senders[i], seqs[i], timestamps[i], [a[i] for a in arrays], dtype)``.
     """
-    kind, dtype = _enum(Kind, kind, "kind"), _enum(DType, dtype, "dtype")
+    kind = _enum(Kind, kind, "kind")
     senders = _uint32_column(senders, "sender")
     m = len(senders)
     seqs = _uint32_column(seqs, "seq", m)
@@ -247,20 +308,23 @@ def encode_batch(
         raise WireError(f"timestamp {timestamps[~np.isfinite(timestamps)][0]} is not finite")
     if len(arrays) > MAX_ARRAYS:
         raise WireError(f"{len(arrays)} arrays in one message; at most {MAX_ARRAYS}")
-    values = [_wire_values(a, i, m, dtype) for i, a in enumerate(arrays)]
+    dtypes = _dtypes(dtype, len(arrays))
+    values = [_wire_values(a, i, m, d) for i, (a, d) in enumerate(zip(arrays, dtypes))]
     shapes = [np.shape(a)[1:] for a in arrays]
-    size = encoded_size(dtype, shapes)
+    size = encoded_size(dtypes, shapes)
     if size > max_bytes:
-        raise WireError(f"message of {size} bytes exceeds the limit of {max_bytes} bytes (shapes {shapes}, {dtype.name})")
+        names = "/".join(d.name for d in dtypes)
+        raise WireError(f"message of {size} bytes exceeds the limit of {max_bytes} bytes (shapes {shapes}, {names})")
 
+    # --- header, descriptors, data, crc ---
     rows = np.zeros((m, size), dtype=np.uint8)
     header = np.zeros(m, dtype=_HEADER)
-    header["magic"], header["version"], header["kind"], header["dtype"] = MAGIC, VERSION, kind, dtype
-    header["sender"], header["seq"], header["timestamp"], header["n_arrays"] = senders, seqs, timestamps, len(arrays)
+    header["magic"], header["version"], header["kind"], header["n_arrays"] = MAGIC, VERSION, kind, len(arrays)
+    header["sender"], header["seq"], header["timestamp"] = senders, seqs, timestamps
     rows[:, :HEADER_BYTES] = header.view(np.uint8).reshape(m, HEADER_BYTES)
-    for shape, at, (_, scale) in zip(shapes, _scale_offsets(shapes), values):
-        ndim_and_shape = struct.pack(f"<B{len(shape)}I", len(shape), *shape)
-        rows[:, at - len(ndim_and_shape) : at] = np.frombuffer(ndim_and_shape, dtype=np.uint8)
+    for d, shape, at, (_, scale) in zip(dtypes, shapes, _scale_offsets(shapes), values):
+        descriptor = struct.pack(f"<BB{len(shape)}I", d, len(shape), *shape)
+        rows[:, at - len(descriptor) : at] = np.frombuffer(descriptor, dtype=np.uint8)
         rows[:, at : at + 4] = _column_bytes(scale, "<f4")
     offset = _data_offset(shapes)
     for wire, _ in values:
@@ -278,7 +342,7 @@ def encode(
     seq: int,
     timestamp: float,
     arrays: Sequence[np.ndarray],
-    dtype: DType = DType.FLOAT32,
+    dtype: DTypes = DType.FLOAT32,
     max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> bytes:
     """One message as bytes; raises :class:`WireError` if it cannot be encoded."""
@@ -297,7 +361,7 @@ def _check_length(length: int, max_bytes: int) -> None:
 
 
 def _check_header(data: bytes) -> np.void:
-    """The header fields, after checking magic, version, crc, kind, timestamp and dtype."""
+    """The header fields, after checking magic, version, crc, kind, timestamp and n_arrays."""
     header = np.frombuffer(data, dtype=_HEADER, count=1)[0]
     if header["magic"] != MAGIC:
         raise WireError(f"byte 0: bad magic {header['magic']!r}, expected {MAGIC!r} (not a fleet message)")
@@ -309,26 +373,26 @@ def _check_header(data: bytes) -> np.void:
     _enum(Kind, int(header["kind"]), "byte 3: kind")
     if not np.isfinite(header["timestamp"]):
         raise WireError(f"byte 12: timestamp {header['timestamp']} is not finite")
-    _enum(DType, int(header["dtype"]), "byte 20: dtype")
     if header["n_arrays"] > MAX_ARRAYS:
-        raise WireError(f"byte 21: n_arrays is {header['n_arrays']}; at most {MAX_ARRAYS}")
+        raise WireError(f"byte 20: n_arrays is {header['n_arrays']}; at most {MAX_ARRAYS}")
     return header
 
 
-def _read_shapes(data: bytes, n_arrays: int) -> list[tuple[int, ...]]:
-    """The array shapes from the descriptors after the header, checking they fit the message."""
-    shapes, offset, end = [], HEADER_BYTES, len(data) - CRC_BYTES
+def _read_layout(data: bytes, n_arrays: int) -> tuple[list[DType], list[tuple[int, ...]]]:
+    """The arrays' dtypes and shapes from the descriptors after the header, checking they fit the message."""
+    dtypes, shapes, offset, end = [], [], HEADER_BYTES, len(data) - CRC_BYTES
     for i in range(n_arrays):
         if offset >= end:
             raise WireError(f"byte {offset}: the message ends before the descriptor of array {i} (truncated)")
-        ndim = data[offset]
+        dtypes.append(_enum(DType, data[offset], f"byte {offset}: array {i} dtype"))
+        ndim = data[offset + 1] if offset + 1 < end else 0
         if ndim > MAX_NDIM:
-            raise WireError(f"byte {offset}: array {i} has ndim {ndim}; at most {MAX_NDIM}")
+            raise WireError(f"byte {offset + 1}: array {i} has ndim {ndim}; at most {MAX_NDIM}")
         if offset + _descriptor_bytes(ndim) > end:
             raise WireError(f"byte {offset}: the message ends inside the descriptor of array {i} (truncated)")
-        shapes.append(struct.unpack_from(f"<{ndim}I", data, offset + 1))
+        shapes.append(struct.unpack_from(f"<{ndim}I", data, offset + 2))
         offset += _descriptor_bytes(ndim)
-    return shapes
+    return dtypes, shapes
 
 
 def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
@@ -336,16 +400,15 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     data = bytes(data)
     _check_length(len(data), max_bytes)
     header = _check_header(data)
-    dtype = DType(int(header["dtype"]))
-    shapes = _read_shapes(data, int(header["n_arrays"]))
-    expected = encoded_size(dtype, shapes)
+    dtypes, shapes = _read_layout(data, int(header["n_arrays"]))
+    expected = encoded_size(dtypes, shapes)
     if expected != len(data):
         raise WireError(
             f"byte {_data_offset(shapes)}: shapes {shapes} need a {expected}-byte message but it has {len(data)} bytes"
             " (truncated or trailing bytes)"
         )
     arrays, offset = [], _data_offset(shapes)
-    for i, (shape, scale_at) in enumerate(zip(shapes, _scale_offsets(shapes))):
+    for i, (dtype, shape, scale_at) in enumerate(zip(dtypes, shapes, _scale_offsets(shapes))):
         scale = np.frombuffer(data, dtype="<f4", count=1, offset=scale_at)
         if not _scale_ok(dtype, scale)[0]:
             allowed = f"in (0, {_MAX_SCALE:.4g}]" if dtype == DType.INT8 else "1.0"
@@ -355,10 +418,10 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
         if len(bad):
             at = offset + bad[0] * wire.itemsize
             raise WireError(f"byte {at}: array {i} holds {wire[bad[0]]}, which a {dtype.name} encoder never writes")
-        arrays.append(_to_float32(wire[None], scale).reshape(shape))
+        arrays.append(_decoded(dtype, wire[None], scale).reshape(shape))
         offset += wire.nbytes
     kind, sender, seq, timestamp = (header[f].item() for f in ("kind", "sender", "seq", "timestamp"))
-    return Message(Kind(kind), sender, seq, timestamp, dtype, tuple(arrays))
+    return Message(Kind(kind), sender, seq, timestamp, tuple(dtypes), tuple(arrays))
 
 
 def _first_valid(rows: np.ndarray, max_bytes: int) -> Message | None:
@@ -373,7 +436,7 @@ def _first_valid(rows: np.ndarray, max_bytes: int) -> Message | None:
 def decode_batch(rows: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> BatchDecoded:
     """Decode M encoded messages of one layout, rows (M, L) uint8, without raising for bad rows.
 
-    The layout (dtype and array shapes) is read from the first row that :func:`decode`
+    The layout (each array's dtype and shape) is read from the first row that :func:`decode`
     accepts. Row ``i`` is valid exactly when ``decode(rows[i])`` succeeds with that layout;
     the fields and arrays of invalid rows are zero. When no row is valid, every row is
     marked invalid and ``arrays`` is empty.
@@ -386,11 +449,12 @@ def decode_batch(rows: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> BatchD
     if first is None:
         zeros = np.zeros(m, dtype=np.int64)
         return BatchDecoded(np.zeros(m, dtype=bool), zeros, zeros, zeros, np.zeros(m), ())
-    dtype, shapes = first.dtype, [a.shape for a in first.arrays]
+    dtypes, shapes = first.dtypes, [a.shape for a in first.arrays]
     scale_at = _scale_offsets(shapes)
 
     # --- header, descriptors and crc ---
-    template = np.frombuffer(encode(Kind.TELEMETRY, 0, 0, 0.0, [np.zeros(s) for s in shapes], dtype), dtype=np.uint8)
+    zeros = [np.zeros(s, dtype=_DECODED[d]) for d, s in zip(dtypes, shapes)]
+    template = np.frombuffer(encode(Kind.TELEMETRY, 0, 0, 0.0, zeros, dtypes), dtype=np.uint8)
     fixed = np.ones(_data_offset(shapes), dtype=bool)
     fixed[3:20] = False  # kind, sender, seq, timestamp
     for at in scale_at:
@@ -402,7 +466,7 @@ def decode_batch(rows: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> BatchD
 
     # --- scales and values ---
     scales, wires, offset = [], [], _data_offset(shapes)
-    for shape, at in zip(shapes, scale_at):
+    for dtype, shape, at in zip(dtypes, shapes, scale_at):
         scale = rows[:, at : at + 4].copy().view("<f4")[:, 0]
         nbytes = prod(shape) * _WIRE[dtype].itemsize
         wire = rows[:, offset : offset + nbytes].copy().view(_WIRE[dtype])
@@ -412,8 +476,8 @@ def decode_batch(rows: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> BatchD
         offset += nbytes
 
     arrays = tuple(
-        _to_float32(np.where(valid[:, None], wire, 0), np.where(valid, scale, 1)).reshape(m, *shape)
-        for wire, scale, shape in zip(wires, scales, shapes)
+        _decoded(dtype, np.where(valid[:, None], wire, 0), np.where(valid, scale, 1)).reshape(m, *shape)
+        for dtype, wire, scale, shape in zip(dtypes, wires, scales, shapes)
     )
     fields = [np.where(valid, header[f], 0) for f in ("kind", "sender", "seq", "timestamp")]
     return BatchDecoded(valid, *(f.astype(np.int64) for f in fields[:3]), fields[3].astype(np.float64), arrays)

@@ -68,11 +68,6 @@ class Delivered:
     msg: np.ndarray
     rows: np.ndarray
 
-    @classmethod
-    def empty(cls, width: int = 0) -> "Delivered":
-        z = np.zeros(0, np.int64)
-        return cls(z, z, z, np.zeros(0), np.zeros(0), z, np.zeros((0, width), np.uint8))
-
 
 @dataclass
 class _Pending:
@@ -242,18 +237,22 @@ class SimNetwork:
 
     # --- consuming -----------------------------------------------------------------------
 
-    def drain(self, kind: int, t: float) -> Delivered:
-        """Every delivery of ``kind`` that arrived by ``t``, de-duplicated, in arrival order."""
-        ready, later = [], []
+    def drain(self, kind: int, t: float) -> list[Delivered]:
+        """Every delivery of ``kind`` that arrived by ``t``, de-duplicated, in arrival order;
+        one :class:`Delivered` per message layout (row width), since layouts can differ within
+        a kind (e.g. dense and sparse parameter messages)."""
+        ready: dict[int, list[tuple[_Pending, np.ndarray]]] = {}
+        later = []
         for p in self._pending[kind]:
             now = p.arrive <= t
             if now.any():
-                ready.append((p, now))
+                ready.setdefault(p.rows.shape[1], []).append((p, now))
             if not now.all():
                 later.append(_Pending(p.arrive[~now], p.receiver[~now], p.msg[~now], p.rows, p.sender, p.seq, p.published_at))
         self._pending[kind] = later
-        if not ready:
-            return Delivered.empty()
+        return [self._merge(batches) for _, batches in sorted(ready.items())]
+
+    def _merge(self, ready: list[tuple[_Pending, np.ndarray]]) -> Delivered:
         offsets = np.cumsum([0] + [len(p.rows) for p, _ in ready[:-1]])
         receiver = np.concatenate([p.receiver[m] for p, m in ready])
         msg = np.concatenate([p.msg[m] + off for (p, m), off in zip(ready, offsets)])

@@ -6,6 +6,8 @@ Processes (each one SimPy process for the whole fleet, never one per device):
   learner acts, one vectorized physics step, rewards, KPIs; the rule-based baseline runs on
   identical buildings with the same sensor noise (common random numbers), so KPI ratios
   compare controllers, not luck;
+- ``learning``  every ``update_every`` control ticks of the learner: parameter messages that
+  arrived go to the learner's inbox, the learner updates, and publishes per its policy;
 - ``telemetry`` every telemetry period: online devices publish their state to the collector;
 - ``consensus`` every consensus period: the neighbour-averaging exchange;
 - ``metrics``   every ``metrics_period``: one row of metrics.
@@ -43,7 +45,8 @@ from fleet.sim.rng import Streams
 from fleet.sim.world import World, build_world
 
 TELEMETRY, STATUS, CONSENSUS = (KINDS.index(k) for k in ("telemetry", "status", "consensus"))
-PHASE_CONTROL, PHASE_TELEMETRY, PHASE_CONSENSUS, PHASE_METRICS = range(4)
+LEARNER_KINDS = ("params", "experience")
+PHASE_CONTROL, PHASE_LEARN, PHASE_TELEMETRY, PHASE_CONSENSUS, PHASE_METRICS = range(5)
 
 
 class PhasedTimeout(simpy.Timeout):
@@ -94,6 +97,18 @@ class Kpis:
         }
 
 
+def param_disagreement(params: np.ndarray, group_of: np.ndarray) -> float:
+    """Relative standard deviation of parameters (N, P) across the devices of each group (the
+    devices that can reach each other), averaged over groups: RMS distance from the group mean
+    divided by the RMS norm of the group mean."""
+    out = []
+    for g in np.unique(group_of):
+        x = params[group_of == g].astype(np.float64)
+        mean = x.mean(axis=0)
+        out.append(np.sqrt(((x - mean) ** 2).sum(axis=1).mean()) / max(np.sqrt((mean**2).sum()), 1e-12))
+    return float(np.mean(out))
+
+
 class ControlledFleet:
     """Buildings of a world under one controller, with their KPIs."""
 
@@ -131,7 +146,7 @@ class Simulation:
         self.streams = Streams(s.seed)
         self.world = w = build_world(s, self.streams)
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
-        ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("learner"), device)
+        ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("learner"), device, w.topology)
         self.fleet = ControlledFleet(w, mode, make_learner(s.learner.name, s.learner.params, ctx))
         self.baseline = None
         if s.outputs.baseline:
@@ -141,10 +156,13 @@ class Simulation:
         self._build_network()
         self.churn = Churn(w.n, s.network.churn.failures_per_day / 86400.0, s.network.churn.mean_downtime, self.streams.numpy("churn"))
         self.cuts = LinkCuts([(c.start, c.end, self._cut_devices(c)) for c in s.network.link_cuts])
-        group_of = w.site_of if s.topology.scope == "site" else np.zeros(w.n, np.int64)
-        self.consensus = ConsensusExchange(s.workloads.consensus, w.topology, group_of, self.streams.numpy("consensus"))
+        self.group_of = w.site_of if s.topology.scope == "site" else np.zeros(w.n, np.int64)
+        self.consensus = ConsensusExchange(s.workloads.consensus, w.topology, self.group_of, self.streams.numpy("consensus"))
         self.consensus_rounds = 0
         self.status_seq = np.zeros(w.n, np.int64)
+        self.learner_seq = np.zeros((w.n + 1, len(KINDS)), np.int64)
+        self.learner_invalid = 0
+        self.learner_metrics: dict[str, float] = {}
         self.telemetry_seq = np.zeros(w.n, np.int64)
         self.pending_wills: list[tuple[np.ndarray, np.ndarray]] = []
         """(devices, time each went offline): wills not yet due."""
@@ -162,7 +180,7 @@ class Simulation:
         profile_of = np.r_[w.profile_of, collector]
         sites = [w.site_names[i] for i in w.site_of] + [COLLECTOR_SITE]
         names = w.device_names + [COLLECTOR_NAME]
-        index = TopicIndex(sites[:-1], names[:-1])
+        index = TopicIndex(sites, names)
         profiles = [s.network.profiles[p] for p in w.profile_names]
         self.network = SimNetwork(
             index, profiles, profile_of, endpoint_topics(sites, names), s.network.broker, s.network.qos1,
@@ -170,11 +188,16 @@ class Simulation:
         )
         self.collector = w.n
         self.network.subscribe(self.collector, ["fleet/+/+/telemetry", "fleet/+/+/status"])
-        if s.workloads.consensus.enabled:
-            topo = w.topology
+        exchange = self.fleet.controller.exchange
+        if exchange == "cloud":
+            self.network.subscribe(self.collector, ["fleet/+/+/experience"])
             for i in range(w.n):
-                nbrs = topo.sender[np.searchsorted(topo.receiver, i): np.searchsorted(topo.receiver, i, "right")]
-                self.network.subscribe(i, [device_topic(sites[j], names[j], "consensus") for j in nbrs])
+                self.network.subscribe(i, [device_topic(COLLECTOR_SITE, COLLECTOR_NAME, "params")])
+        kinds = ["consensus"] * s.workloads.consensus.enabled + ["params"] * (exchange == "neighbours")
+        topo = w.topology
+        for i in range(w.n) if kinds else ():
+            nbrs = topo.sender[np.searchsorted(topo.receiver, i): np.searchsorted(topo.receiver, i, "right")]
+            self.network.subscribe(i, [device_topic(sites[j], names[j], kind) for kind in kinds for j in nbrs])
 
     def _cut_devices(self, cut) -> np.ndarray:
         by_site = np.flatnonzero(np.isin(self.world.site_of, [self.world.site_names.index(x) for x in cut.sites]))
@@ -248,6 +271,35 @@ class Simulation:
     def _reachable(self) -> np.ndarray:
         return ~self.network.unreachable[: self.world.n]
 
+    def _learning(self):
+        learner = self.fleet.controller
+        period = learner.update_every * self.scenario.control_period
+        while True:
+            yield PhasedTimeout(self.env, period, PHASE_LEARN)
+            t = self.env.now
+            if learner.communicates:
+                for kind in LEARNER_KINDS:
+                    for got in self.network.drain(KINDS.index(kind), t):
+                        dec = decode_batch(got.rows)
+                        ok = dec.valid[got.msg]
+                        self.learner_invalid += int((~ok).sum())
+                        m = got.msg[ok]
+                        learner.inbox(kind, got.receiver[ok], got.sender[ok], [a[m] for a in dec.arrays], dec.timestamp[m])
+            self.learner_metrics = learner.update(t)
+            if learner.communicates:
+                for kind, pub in learner.outbox(self._reachable()):
+                    self._publish_learner(t, kind, pub)
+
+    def _publish_learner(self, t: float, kind: str, pub) -> None:
+        """Encode and publish a learner's publication (senders may include the cloud endpoint)."""
+        if len(pub.sender) == 0:
+            return
+        k = KINDS.index(kind)
+        self.learner_seq[pub.sender, k] += 1
+        seq = self.learner_seq[pub.sender, k]
+        rows = encode_batch(Kind[kind.upper()], pub.sender, seq, t, pub.arrays, pub.dtypes)
+        self.network.publish(t, Outgoing(k, pub.sender, seq, rows, self.fleet.controller.qos))
+
     def _telemetry(self):
         cfg = self.scenario.workloads.telemetry
         while True:
@@ -266,7 +318,8 @@ class Simulation:
         while True:
             t = self.env.now
             active = self._reachable()
-            c.receive(self.network.drain(CONSENSUS, t))
+            for got in self.network.drain(CONSENSUS, t):
+                c.receive(got)
             c.combine(t, active)
             self.network.publish(t, c.outgoing(t, active))
             self.consensus_rounds += 1
@@ -282,8 +335,7 @@ class Simulation:
     def _collect(self, t: float) -> None:
         """The cloud collector drains telemetry and status, checking every payload."""
         for kind in (TELEMETRY, STATUS):
-            got = self.network.drain(kind, t)
-            if len(got.receiver):
+            for got in self.network.drain(kind, t):
                 self.collector_invalid += int((~decode_batch(got.rows).valid[got.msg]).sum())
 
     def metrics_row(self, t: float) -> dict[str, float]:
@@ -304,6 +356,10 @@ class Simulation:
         if self.baseline is not None:
             row.update({f"baseline/{k}": v for k, v in self.baseline.kpis.as_dict().items()})
         row.update({f"feeder/{name}_kw": float(load) for name, load in zip(w.site_names, f.site_load)})
+        learner = f.controller
+        row.update({k: self.learner_metrics.get(k, float("nan")) for k in learner.metric_keys})
+        if hasattr(learner, "flat_params"):
+            row["learner/param_disagreement"] = param_disagreement(learner.flat_params().cpu().numpy(), self.group_of)
         row.update({
             "net/bytes_sent": float(st.bytes_sent[dev].sum()),
             "net/bytes_received": float(st.bytes_received[dev].sum()),
@@ -333,6 +389,8 @@ class Simulation:
         s = self.scenario
         started = time.perf_counter()
         self.env.process(self._control())
+        if self.fleet.controller.update_every:
+            self.env.process(self._learning())
         if s.workloads.telemetry.enabled:
             self.env.process(self._telemetry())
         if s.workloads.consensus.enabled:
@@ -349,7 +407,8 @@ class Simulation:
             status = "interrupted"
         end = self.env.now
         if s.workloads.consensus.enabled:
-            self.consensus.receive(self.network.drain(CONSENSUS, end))
+            for got in self.network.drain(CONSENSUS, end):
+                self.consensus.receive(got)
         on_row(self.metrics_row(end))
         return self.summary(status, end, time.perf_counter() - started)
 

@@ -1,6 +1,8 @@
 """The composed network (uplink -> broker -> routing -> downlink) against hand-worked timing,
 loss rates, QoS 1 semantics, retained messages and size limits."""
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 
@@ -40,12 +42,19 @@ def outgoing(sender, seq=None, dim=8, qos=0, retain=False, t=0.0):
     return Outgoing(CONSENSUS, sender, seq, rows, qos, retain)
 
 
+def drain(net, t):
+    """The single layout drained at ``t`` (these tests publish one layout), or an empty stand-in."""
+    groups = net.drain(CONSENSUS, t)
+    assert len(groups) <= 1
+    return groups[0] if groups else SimpleNamespace(receiver=np.zeros(0, int))
+
+
 def test_one_message_arrives_after_serialization_latency_and_broker_service():
     net = network(n=4)
     out = outgoing([0])
     size = out.rows.shape[1]
     net.publish(0.0, out)
-    got = net.drain(CONSENSUS, 10.0)
+    got = drain(net, 10.0)
     up = (size + 20) * 8 / 80_000 + 0.01
     broker = (1 + 4) / 1000.0  # one inbound publish + four deliveries
     down = (size + 20) * 8 / 160_000 + 0.01
@@ -59,16 +68,16 @@ def test_one_message_arrives_after_serialization_latency_and_broker_service():
 def test_drain_returns_only_what_has_arrived_and_keeps_the_rest():
     net = network(n=2)
     net.publish(0.0, outgoing([0]))
-    assert len(net.drain(CONSENSUS, 0.001).receiver) == 0
-    assert len(net.drain(CONSENSUS, 1.0).receiver) == 2
-    assert len(net.drain(CONSENSUS, 2.0).receiver) == 0
+    assert len(drain(net, 0.001).receiver) == 0
+    assert len(drain(net, 1.0).receiver) == 2
+    assert len(drain(net, 2.0).receiver) == 0
 
 
 def test_back_to_back_publishes_queue_behind_each_other_on_the_uplink():
     net = network(n=1)
     seqs = np.arange(1, 6)
     net.publish(0.0, Outgoing(CONSENSUS, np.zeros(5, int), seqs, outgoing(np.zeros(5, int)).rows, 0))
-    got = net.drain(CONSENSUS, 10.0)
+    got = drain(net, 10.0)
     size = got.rows.shape[1]
     serial = (size + 20) * 8 / 80_000
     assert np.diff(np.sort(got.arrived_at)) == pytest.approx(np.full(4, serial))
@@ -86,7 +95,7 @@ def test_a_saturated_broker_spaces_departures_by_its_service_time():
     )
     net.subscribe(n, ["fleet/+/+/consensus"])
     net.publish(0.0, outgoing(np.arange(n)))
-    got = net.drain(CONSENSUS, 100.0)
+    got = drain(net, 100.0)
     delays = np.sort(got.arrived_at)
     expected = 0.02 + np.arange(1, n + 1) * 2 / 1000.0  # two latencies + queue
     np.testing.assert_allclose(delays, expected, atol=1e-3)
@@ -98,7 +107,7 @@ def test_qos0_delivers_the_fraction_that_survives_both_hops(p):
     rounds = 2000
     for r in range(rounds):
         net.publish(float(r), outgoing([0], seq=[r + 1], t=float(r)))
-    delivered = len(net.drain(CONSENSUS, rounds + 10.0).receiver)
+    delivered = len(drain(net, rounds + 10.0).receiver)
     trials = rounds * 4
     expected = (1 - p) ** 2
     assert delivered / trials == pytest.approx(expected, abs=4 * np.sqrt(expected * (1 - expected) / trials) + 4 * p / np.sqrt(rounds))
@@ -112,7 +121,7 @@ def test_qos1_retries_deliver_everything_and_duplicates_are_removed():
     rounds = 300
     for r in range(rounds):
         net.publish(100.0 * r, outgoing([0], seq=[r + 1], qos=1, t=100.0 * r))
-    got = net.drain(CONSENSUS, 100.0 * rounds + 1000)
+    got = drain(net, 100.0 * rounds + 1000)
     pairs = set(zip(got.receiver.tolist(), got.seq.tolist()))
     assert len(pairs) == len(got.receiver) == rounds * 3  # everything once, nothing twice
     assert net.stats.duplicates.sum() > 0  # duplicates happened and were dropped
@@ -124,7 +133,7 @@ def test_qos1_retries_deliver_everything_and_duplicates_are_removed():
 def test_oversized_messages_are_dropped_and_counted():
     net = network(n=2, profile=link(max_payload_bytes=40))
     net.publish(0.0, outgoing([0], dim=8))  # 67 bytes
-    assert len(net.drain(CONSENSUS, 10.0).receiver) == 0
+    assert len(drain(net, 10.0).receiver) == 0
     assert net.stats.messages_dropped.sum() == 1 and net.stats.bytes_sent.sum() == 0
 
 
@@ -133,11 +142,11 @@ def test_offline_receivers_lose_qos0_messages_and_reconnecting_ones_get_the_reta
     net.online[2] = False
     net.publish(0.0, outgoing([0], seq=[1], retain=True))
     net.publish(10.0, outgoing([0], seq=[2], retain=True, t=10.0))
-    got = net.drain(CONSENSUS, 20.0)
+    got = drain(net, 20.0)
     assert 2 not in got.receiver.tolist()
     assert net.stats.messages_dropped[2] == 2
     net.online[2] = True
     net.resend_retained(30.0, 2)
-    again = net.drain(CONSENSUS, 40.0)
+    again = drain(net, 40.0)
     assert again.receiver.tolist() == [2]
     assert decode(again.rows[again.msg[0]].tobytes()).seq == 2  # the latest retained value

@@ -1,0 +1,212 @@
+"""Actor-critic learners on stacked per-device networks: independent and diffusion (Diff-DAC).
+
+Both adapt with a local n-step actor-critic step on every device's own experience. Diffusion
+then combines each device's parameters with the parameters its neighbours actually got
+through the network (newest per neighbour, within a staleness bound), and publishes its own
+through a communication policy (period, quantization, top-k, event trigger).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from fleet.config import PositiveDuration
+from fleet.errors import ConfigError
+from fleet.learners.base import LearnerContext, Observation
+from fleet.learners.combine import clip_to_own, coordinate_median, neighbourhood_stack, trimmed_mean, weighted_combine
+from fleet.learners.comm import CommConfig, ParamPublisher, ParamReceiver, Publication
+from fleet.learners.features import N_FEATURES, features
+from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout
+
+
+class IndependentLearner:
+    """Every device learns alone from its own experience; no messages."""
+
+    name: ClassVar[str] = "independent-v1"
+    communicates: ClassVar[bool] = False
+    exchange: ClassVar[str] = "none"
+    metric_keys: ClassVar[tuple[str, ...]] = METRIC_KEYS
+
+    def __init__(self, config: ActorCriticConfig, ctx: LearnerContext) -> None:
+        self.cfg = config
+        self.ctx = ctx
+        self.device = ctx.device
+        self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
+        self.core = ActorCritic(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gen, ctx.device)
+        self._obs: list[torch.Tensor] = []
+        self._actions: list[torch.Tensor] = []
+        self._rewards: list[torch.Tensor] = []
+        self.updates = 0
+
+    @property
+    def update_every(self) -> int:
+        """Control ticks between updates."""
+        return self.cfg.n_steps
+
+    def act(self, obs: Observation) -> np.ndarray:
+        x = features(obs, self.device)
+        action = self.core.act(x, self.gen)
+        self._obs.append(x)
+        self._actions.append(action)
+        return action.cpu().numpy()
+
+    def observe(self, reward: np.ndarray) -> None:
+        self._rewards.append(torch.as_tensor(reward, dtype=torch.float32, device=self.device))
+
+    def update(self, t: float) -> dict[str, float]:
+        """Adapt on the complete transitions; the newest one waits for its successor's value."""
+        steps = len(self._rewards) - 1
+        if steps < 1:
+            return {}
+        rollout = Rollout(torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
+        metrics = self.core.update(rollout)
+        del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
+        self.updates += 1
+        return metrics
+
+    def flat_params(self) -> torch.Tensor:
+        """Every device's parameters, (N, P)."""
+        return self.core.flat()
+
+    # --- checkpoints ---------------------------------------------------------------------
+
+    def state_dict(self) -> dict:
+        return {
+            "params": [p.detach().cpu() for p in self.core.parameters],
+            "optimizer": self.core.optimizer.state_dict(),
+            "generator": self.gen.get_state(),
+            "buffers": ([o.cpu() for o in self._obs], [a.cpu() for a in self._actions], [r.cpu() for r in self._rewards]),
+            "updates": self.updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        params = state["params"]
+        if len(params) != len(self.core.parameters) or any(a.shape != b.shape for a, b in zip(params, self.core.parameters)):
+            shapes = [tuple(p.shape) for p in self.core.parameters]
+            got = [tuple(p.shape) for p in params]
+            raise ConfigError(f"checkpoint parameters have shapes {got}, this learner has {shapes} (another scenario or learner config?)")
+        with torch.no_grad():
+            for p, saved in zip(self.core.parameters, params):
+                p.copy_(saved.to(p.device))
+        self.core.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["generator"])
+        obs, actions, rewards = state["buffers"]
+        self._obs = [o.to(self.device) for o in obs]
+        self._actions = [a.to(self.device) for a in actions]
+        self._rewards = [r.to(self.device) for r in rewards]
+        self.updates = state["updates"]
+
+    def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
+        """One device's actor as plain tensors (weights (in, out), biases (out,)), for a board."""
+        return {
+            f"{kind}{k}": t[device_index].detach().cpu().clone()
+            for k, (w, b) in enumerate(zip(self.core.actor.weights, self.core.actor.biases))
+            for kind, t in (("w", w), ("b", b))
+        }
+
+
+class DiffusionConfig(ActorCriticConfig):
+    """Diff-DAC: adapt locally, then combine with the neighbours' received parameters."""
+
+    weights: Literal["uniform", "metropolis"] = "uniform"
+    """Combination weights over the closed neighbourhood (renormalized over fresh neighbours)."""
+    staleness: PositiveDuration = 3600.0
+    """Neighbour parameters published longer ago than this are left out."""
+    robust: Literal["none", "clip", "trimmed-mean", "median"] = "none"
+    """Robust combine against faulty or hostile neighbours."""
+    clip_norm: Annotated[float, Field(gt=0)] = 5.0
+    """With robust=clip: largest allowed distance of a neighbour's parameters from one's own."""
+    trim: Annotated[int, Field(ge=1)] = 1
+    """With robust=trimmed-mean: values dropped at each end, per coordinate."""
+    qos: Literal[0, 1] = 0
+    """MQTT QoS of parameter messages."""
+    comm: CommConfig = CommConfig()
+    """Communication policy: publish period, quantization, top-k, event trigger."""
+
+
+class DiffusionLearner(IndependentLearner):
+    """Diffusion actor-critic over the neighbour graph, through the simulated network."""
+
+    name: ClassVar[str] = "diffusion-v1"
+    communicates: ClassVar[bool] = True
+    exchange: ClassVar[str] = "neighbours"
+
+    def __init__(self, config: DiffusionConfig, ctx: LearnerContext) -> None:
+        super().__init__(config, ctx)
+        self.topology = ctx.topology
+        receiver, sender = ctx.topology.receiver, ctx.topology.sender
+        self.receiver = torch.as_tensor(receiver, dtype=torch.long, device=self.device)
+        deg = np.bincount(receiver, minlength=ctx.n_devices).astype(float)
+        w = 1 / (1 + np.maximum(deg[receiver], deg[sender])) if config.weights == "metropolis" else 1 / (1 + deg[receiver])
+        self_w = 1 - np.bincount(receiver, w, minlength=ctx.n_devices) if config.weights == "metropolis" else 1 / (1 + deg)
+        self.weights = torch.as_tensor(w, dtype=torch.float32, device=self.device)
+        self.self_weights = torch.as_tensor(self_w, dtype=torch.float32, device=self.device)
+        p = self.core.flat().shape[1]
+        self.edge_params = torch.zeros(len(receiver), p, device=self.device)
+        self.edge_time = np.full(len(receiver), -np.inf)
+        self.publisher = ParamPublisher(config.comm, ctx.n_devices, p)
+        self.reconstruction = ParamReceiver(len(receiver), p)
+        self.rejected = 0
+
+    @property
+    def qos(self) -> int:
+        return self.cfg.qos
+
+    def inbox(self, kind: str, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> None:
+        """Parameter messages that reached their receivers: (D,) each, ``arrays`` as decoded."""
+        edge = self.topology.edge_index(receiver, sender)
+        known = edge >= 0
+        self.rejected += int((~known).sum())
+        values, ok = self.reconstruction.apply(edge[known], [a[known] for a in arrays], dense=len(arrays) == 1)
+        edge, stamp = edge[known][ok], published_at[known][ok]
+        newer = stamp >= self.edge_time[edge]
+        self.edge_params[edge[newer]] = torch.as_tensor(values[ok][newer], dtype=torch.float32, device=self.device)
+        self.edge_time[edge[newer]] = stamp[newer]
+
+    def update(self, t: float) -> dict[str, float]:
+        metrics = self.update_local(t)
+        if metrics:
+            self.core.load_flat(self.combine(self.core.flat(), t))
+        return metrics
+
+    def update_local(self, t: float) -> dict[str, float]:
+        """The adapt step alone (the independent learner's update)."""
+        return IndependentLearner.update(self, t)
+
+    def combine(self, own: torch.Tensor, t: float) -> torch.Tensor:
+        """(N, P) -> (N, P): combine with the fresh neighbour parameters."""
+        cfg = self.cfg
+        fresh = torch.as_tensor((t - self.edge_time) <= cfg.staleness, device=self.device)
+        if cfg.robust == "median":
+            return coordinate_median(neighbourhood_stack(own, self.edge_params, self.receiver, fresh))
+        if cfg.robust == "trimmed-mean":
+            return trimmed_mean(neighbourhood_stack(own, self.edge_params, self.receiver, fresh), cfg.trim)
+        params = clip_to_own(own, self.edge_params, self.receiver, cfg.clip_norm) if cfg.robust == "clip" else self.edge_params
+        return weighted_combine(own, params, self.receiver, self.weights, self.self_weights, fresh.float())
+
+    def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
+        """What the active devices publish after this update (per the communication policy)."""
+        pub = self.publisher.outgoing(self.updates, self.core.flat().cpu().numpy(), active)
+        return [] if pub is None else [("params", pub)]
+
+    def state_dict(self) -> dict:
+        return {
+            **super().state_dict(),
+            "edge_params": self.edge_params.cpu(),
+            "edge_time": self.edge_time.copy(),
+            "publisher": self.publisher.state_dict(),
+            "reconstruction": self.reconstruction.state_dict(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        if state["edge_params"].shape != self.edge_params.shape:
+            raise ConfigError(f"checkpoint has {tuple(state['edge_params'].shape)} neighbour parameters, this fleet {tuple(self.edge_params.shape)}")
+        self.edge_params = state["edge_params"].to(self.device)
+        self.edge_time = state["edge_time"].copy()
+        self.publisher.load_state_dict(state["publisher"])
+        self.reconstruction.load_state_dict(state["reconstruction"])

@@ -1,0 +1,127 @@
+"""Centralized baseline: devices send experience up to one cloud learner, which trains a
+single shared policy and broadcasts it back (the parameter-server pattern).
+
+Devices act with their copy of the last policy they received; every update period each
+device publishes its rollout (observations, actions, rewards) on its ``experience`` topic;
+the cloud trains on every rollout that reached it and, every ``broadcast_every`` updates,
+publishes its parameters on ``fleet/cloud/collector/params`` to all devices. Both directions
+go through the simulated network and count in the communication cost.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from fleet.learners.actor_critic import IndependentLearner
+from fleet.learners.base import LearnerContext
+from fleet.learners.comm import Publication
+from fleet.learners.features import N_FEATURES
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
+from fleet.mqtt.codec import DType
+from fleet.scenario import DTYPES
+
+
+class CentralizedConfig(ActorCriticConfig):
+    """One shared policy trained in the cloud from the devices' uploaded experience."""
+
+    broadcast_every: Annotated[int, Field(ge=1)] = 1
+    """Cloud updates between two broadcasts of the policy."""
+    experience_dtype: Literal["float32", "float16"] = "float16"
+    """Encoding of uploaded observations and rewards."""
+    params_dtype: Literal["float32", "float16", "int8"] = "float32"
+    """Encoding of the broadcast policy."""
+    qos: Literal[0, 1] = 1
+    """MQTT QoS of experience and policy messages."""
+
+
+class CentralizedLearner(IndependentLearner):
+    """Devices upload rollouts; the cloud (endpoint N) trains and broadcasts the shared policy."""
+
+    name: ClassVar[str] = "centralized-v1"
+    communicates: ClassVar[bool] = True
+    exchange: ClassVar[str] = "cloud"
+
+    def __init__(self, config: CentralizedConfig, ctx: LearnerContext) -> None:
+        super().__init__(config, ctx)
+        self.cloud = ActorCritic(config, 1, N_FEATURES, ctx.n_levels, self.gen, ctx.device, shared=True)
+        self.core.load_flat(self.cloud.flat().expand(ctx.n_devices, -1))
+        self.inbound: dict[int, list[list[torch.Tensor]]] = {}
+        self.upload: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.cloud_updates = 0
+        self.broadcast_due = False
+
+    @property
+    def qos(self) -> int:
+        return self.cfg.qos
+
+    def inbox(self, kind: str, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> None:
+        """``params`` to devices: load the newest policy; ``experience`` to the cloud: keep it."""
+        if kind == "params":
+            dev = receiver < self.ctx.n_devices
+            order = np.argsort(published_at[dev], kind="stable")  # newest last: it wins
+            flat = self.core.flat()
+            flat[receiver[dev][order]] = torch.as_tensor(arrays[0][dev][order], dtype=torch.float32, device=self.device)
+            self.core.load_flat(flat)
+        elif kind == "experience":
+            obs, actions, rewards = (torch.as_tensor(a, device=self.device) for a in arrays)
+            steps = actions.shape[1]
+            self.inbound.setdefault(steps, []).append([obs.float().transpose(0, 1), actions.round().long().T, rewards.float().T])
+
+    def update(self, t: float) -> dict[str, float]:
+        """Package the devices' complete transitions for upload; train the cloud on what arrived."""
+        steps = len(self._rewards) - 1
+        if steps >= 1:
+            self.upload = (torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
+            del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
+        metrics: dict[str, float] = {}
+        for batches in self.inbound.values():
+            obs, actions, rewards = (torch.cat(parts, dim=1) for parts in zip(*batches))
+            metrics = self.cloud.update(Rollout(obs, actions, rewards))
+            self.cloud_updates += 1
+            self.broadcast_due |= self.cloud_updates % self.cfg.broadcast_every == 0
+        self.inbound = {}
+        self.updates += 1
+        return metrics
+
+    def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
+        out = []
+        if self.upload is not None:
+            sender = np.flatnonzero(active)
+            obs, actions, rewards = (x.transpose(0, 1)[torch.as_tensor(sender)].cpu().numpy() for x in self.upload)
+            dtype = DTYPES[self.cfg.experience_dtype]  # actions (small integers) are exact in float16
+            out.append(("experience", Publication(sender, [obs, actions.astype(np.float32), rewards], [dtype, DType.FLOAT16, dtype], True)))
+            self.upload = None
+        if self.broadcast_due:
+            params = self.cloud.flat().cpu().numpy()
+            out.append(("params", Publication(np.array([self.ctx.n_devices]), [params], [DTYPES[self.cfg.params_dtype]], True)))
+            self.broadcast_due = False
+        return out
+
+    def flat_params(self) -> torch.Tensor:
+        return self.core.flat()
+
+    def state_dict(self) -> dict:
+        return {
+            **super().state_dict(),
+            "cloud": [p.detach().cpu() for p in self.cloud.parameters],
+            "cloud_optimizer": self.cloud.optimizer.state_dict(),
+            "cloud_updates": self.cloud_updates,
+            "inbound": {k: [[x.cpu() for x in part] for part in v] for k, v in self.inbound.items()},
+            "upload": None if self.upload is None else tuple(x.cpu() for x in self.upload),
+            "broadcast_due": self.broadcast_due,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        with torch.no_grad():
+            for p, saved in zip(self.cloud.parameters, state["cloud"]):
+                p.copy_(saved.to(p.device))
+        self.cloud.optimizer.load_state_dict(state["cloud_optimizer"])
+        self.cloud_updates = state["cloud_updates"]
+        self.inbound = {k: [[x.to(self.device) for x in part] for part in v] for k, v in state["inbound"].items()}
+        self.upload = None if state["upload"] is None else tuple(x.to(self.device) for x in state["upload"])
+        self.broadcast_due = state["broadcast_due"]
