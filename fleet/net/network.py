@@ -133,7 +133,8 @@ class SimNetwork:
         self.retained = RetainedStore()
         self.subscriptions: dict[int, list[str]] = {}
         self._pending: dict[int, list[_Pending]] = {k: [] for k in range(len(KINDS))}
-        self._dedup = SeqDeduplicator()
+        self._dedup = [SeqDeduplicator() for _ in KINDS]
+        """Sequence numbers count per (sender, kind) stream, so de-duplication is per kind."""
 
     # --- subscriptions -----------------------------------------------------------------
 
@@ -250,9 +251,9 @@ class SimNetwork:
             if not now.all():
                 later.append(_Pending(p.arrive[~now], p.receiver[~now], p.msg[~now], p.rows, p.sender, p.seq, p.published_at))
         self._pending[kind] = later
-        return [self._merge(batches) for _, batches in sorted(ready.items())]
+        return [self._merge(kind, batches) for _, batches in sorted(ready.items())]
 
-    def _merge(self, ready: list[tuple[_Pending, np.ndarray]]) -> Delivered:
+    def _merge(self, kind: int, ready: list[tuple[_Pending, np.ndarray]]) -> Delivered:
         offsets = np.cumsum([0] + [len(p.rows) for p, _ in ready[:-1]])
         receiver = np.concatenate([p.receiver[m] for p, m in ready])
         msg = np.concatenate([p.msg[m] + off for (p, m), off in zip(ready, offsets)])
@@ -263,7 +264,7 @@ class SimNetwork:
         published = np.concatenate([p.published_at for p, _ in ready])
         order = np.argsort(arrive, kind="stable")
         receiver, msg, arrive = receiver[order], msg[order], arrive[order]
-        fresh = self._dedup.accept(receiver, sender[msg], seq[msg])
+        fresh = self._dedup[kind].accept(receiver, sender[msg], seq[msg])
         self._account_received(receiver, msg, arrive, rows.shape[1], published, fresh)
         receiver, msg, arrive = receiver[fresh], msg[fresh], arrive[fresh]
         return Delivered(receiver, sender[msg], seq[msg], published[msg], arrive, msg, rows)

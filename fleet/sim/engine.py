@@ -284,7 +284,8 @@ class Simulation:
                         ok = dec.valid[got.msg]
                         self.learner_invalid += int((~ok).sum())
                         m = got.msg[ok]
-                        learner.inbox(kind, got.receiver[ok], got.sender[ok], [a[m] for a in dec.arrays], dec.timestamp[m])
+                        if len(m):
+                            learner.inbox(kind, got.receiver[ok], got.sender[ok], [a[m] for a in dec.arrays], dec.timestamp[m])
             self.learner_metrics = learner.update(t)
             if learner.communicates:
                 for kind, pub in learner.outbox(self._reachable()):

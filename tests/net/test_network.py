@@ -150,3 +150,17 @@ def test_offline_receivers_lose_qos0_messages_and_reconnecting_ones_get_the_reta
     again = drain(net, 40.0)
     assert again.receiver.tolist() == [2]
     assert decode(again.rows[again.msg[0]].tobytes()).seq == 2  # the latest retained value
+
+
+def test_streams_of_different_kinds_are_deduplicated_separately():
+    """Sequence numbers count per (sender, kind): a status and a consensus message that share a
+    sequence number are both delivered."""
+    net = network(n=1)
+    net.subscribe(1, [device_topic("s", "d0", "status")])
+    status = KINDS.index("status")
+    rows = encode_batch(Kind.STATUS, np.array([0]), np.array([1]), 0.0, [np.ones((1, 1), np.float32)], DType.FLOAT32)
+    net.publish(0.0, outgoing([0], seq=[1]))
+    net.publish(0.0, Outgoing(status, np.array([0]), np.array([1]), rows, 0))
+    assert len(drain(net, 10.0).receiver) == 1
+    assert [len(g.receiver) for g in net.drain(status, 10.0)] == [1]
+    assert net.stats.duplicates.sum() == 0
