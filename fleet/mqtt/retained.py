@@ -31,6 +31,10 @@ class RetainedStore:
         return self._payloads.get(topic)
 
     def matching(self, filter: str) -> list[tuple[str, bytes]]:
-        """``(topic, payload)`` for every retained topic ``filter`` matches, sorted by topic."""
+        """``(topic, payload)`` for every retained topic ``filter`` matches, sorted by topic.
+        A filter without wildcards is one dictionary lookup; only wildcard filters scan."""
         validate_topic_filter(filter)
+        if "+" not in filter and "#" not in filter:
+            payload = self._payloads.get(filter)
+            return [] if payload is None else [(filter, payload)]
         return sorted((t, p) for t, p in self._payloads.items() if topic_matches(filter, t))

@@ -78,6 +78,7 @@ class _Pending:
     sender: np.ndarray  # (M,)
     seq: np.ndarray  # (M,)
     published_at: np.ndarray  # (M,)
+    qos: int
 
 
 @dataclass
@@ -192,7 +193,7 @@ class SimNetwork:
         lost[got] = False
         np.add.at(self.stats.messages_dropped, receiver[lost], 1)
         if len(got):
-            self._pending[kind].append(_Pending(arrive, receiver[got], msg[got], rows, sender, seq, published_at))
+            self._pending[kind].append(_Pending(arrive, receiver[got], msg[got], rows, sender, seq, published_at, qos))
 
     def _hop(self, link: LinkDirection, reverse: LinkDirection, ready, endpoint, size: int, qos: int, count_tx: bool):
         """One MQTT hop over ``link``; returns (index of the message, arrival time) per copy that
@@ -249,7 +250,7 @@ class SimNetwork:
             if now.any():
                 ready.setdefault(p.rows.shape[1], []).append((p, now))
             if not now.all():
-                later.append(_Pending(p.arrive[~now], p.receiver[~now], p.msg[~now], p.rows, p.sender, p.seq, p.published_at))
+                later.append(_Pending(p.arrive[~now], p.receiver[~now], p.msg[~now], p.rows, p.sender, p.seq, p.published_at, p.qos))
         self._pending[kind] = later
         return [self._merge(kind, batches) for _, batches in sorted(ready.items())]
 
@@ -262,9 +263,11 @@ class SimNetwork:
         sender = np.concatenate([p.sender for p, _ in ready])
         seq = np.concatenate([p.seq for p, _ in ready])
         published = np.concatenate([p.published_at for p, _ in ready])
+        reliable = np.concatenate([np.full(int(m.sum()), p.qos > 0) for p, m in ready])
         order = np.argsort(arrive, kind="stable")
-        receiver, msg, arrive = receiver[order], msg[order], arrive[order]
-        fresh = self._dedup[kind].accept(receiver, sender[msg], seq[msg])
+        receiver, msg, arrive, reliable = receiver[order], msg[order], arrive[order], reliable[order]
+        fresh = np.ones(len(receiver), bool)  # QoS 0 cannot duplicate: only QoS 1 copies are checked
+        fresh[reliable] = self._dedup[kind].accept(receiver[reliable], sender[msg[reliable]], seq[msg[reliable]])
         self._account_received(receiver, msg, arrive, rows.shape[1], published, fresh)
         receiver, msg, arrive = receiver[fresh], msg[fresh], arrive[fresh]
         return Delivered(receiver, sender[msg], seq[msg], published[msg], arrive, msg, rows)
