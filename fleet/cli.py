@@ -81,10 +81,35 @@ def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int |
         run_dir, summary = execute(sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=lambda t: bar.update(round(t / 3600, 2) - bar.n))
     finally:
         bar.close()
+    _finish(run_dir, summary, quiet)
+
+
+@main.command(name="resume")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
+def resume_cmd(run_dir: Path, quiet: bool) -> None:
+    """Continue an interrupted run from its last checkpoint (checkpoint.pt in RUN_DIR).
+
+    Metrics after the checkpoint are recomputed; the finished run is identical to one that
+    was never interrupted (except its perf figures).
+    """
+    from tqdm import tqdm
+
+    from fleet.results import resume
+
+    bar = tqdm(unit="sim-h", desc=run_dir.name, disable=quiet or None, file=sys.stderr)
+    try:
+        run_dir_, summary = resume(run_dir, progress=lambda t: bar.update(round(t / 3600, 2) - bar.n))
+    finally:
+        bar.close()
+    _finish(run_dir_, summary, quiet)
+
+
+def _finish(run_dir, summary: dict, quiet: bool) -> None:
     if not quiet:
         _print_summary(summary)
     interrupted = summary["run"]["status"] == "interrupted"
-    click.echo(f"{'interrupted; partial results' if interrupted else 'results'} in {run_dir.path}", err=interrupted)
+    click.echo(f"{'interrupted; partial results (fleet resume continues)' if interrupted else 'results'} in {run_dir.path}", err=interrupted)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
 

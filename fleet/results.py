@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from fleet import __version__
-from fleet.errors import RunDirError
+from fleet.errors import ConfigError, RunDirError
 from fleet.scenario import Scenario, dump_scenario
 
 if TYPE_CHECKING:
@@ -76,6 +76,31 @@ class RunDir:
         }
         (self.path / RUN_MARKER).write_text(json.dumps(info, indent=2) + "\n")
 
+    def save_checkpoint(self, sim: "Simulation") -> None:
+        """checkpoint.pt: the whole simulation state now, written atomically."""
+        import torch
+
+        tmp = self.path / "checkpoint.pt.tmp"
+        torch.save(sim.checkpoint_state(), tmp)
+        tmp.replace(self.path / "checkpoint.pt")
+
+    def load_checkpoint(self, scenario: Scenario) -> "Simulation":
+        """The simulation saved in checkpoint.pt, checked against the run's scenario."""
+        import pickle
+
+        import torch
+
+        path = self.path / "checkpoint.pt"
+        if not path.is_file():
+            raise RunDirError(f"{path}: no checkpoint to resume from (checkpoints are written every outputs.checkpoint_every)")
+        try:
+            saved = torch.load(path, weights_only=False)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, KeyError) as e:
+            raise RunDirError(f"{path}: not a readable checkpoint of this version of fleet ({e})") from None
+        if not isinstance(saved, dict) or saved.get("scenario") != scenario.model_dump(mode="json"):
+            raise ConfigError(f"{path}: the checkpoint belongs to another scenario than {self.path / 'scenario.yaml'}; refusing to resume")
+        return saved["simulation"]
+
     def write_summary(self, summary: dict) -> None:
         tmp = self.path / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
@@ -83,11 +108,25 @@ class RunDir:
 
 
 class MetricsWriter:
-    """Streams metrics rows into CSV, flushing each one; the first row fixes the columns."""
+    """Streams metrics rows into CSV, flushing each one; the first row fixes the columns.
 
-    def __init__(self, path: Path) -> None:
-        self._file = path.open("w", newline="")
+    ``after``: append to an existing file, first dropping its rows later than that time (a
+    resumed run rewrites what came after its checkpoint).
+    """
+
+    def __init__(self, path: Path, after: float | None = None) -> None:
         self._writer: csv.DictWriter | None = None
+        if after is None:
+            self._file = path.open("w", newline="")
+            return
+        with path.open(newline="") as f:
+            reader = csv.DictReader(f)
+            kept = [row for row in reader if float(row["time_s"]) <= after]
+            fields = reader.fieldnames or []
+        self._file = path.open("w", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=fields)
+        self._writer.writeheader()
+        self._writer.writerows(kept)
 
     def write(self, row: dict[str, float]) -> None:
         if self._writer is None:
@@ -184,13 +223,30 @@ def execute(
     sim = Simulation(scenario, device=device)
     run_dir = RunDir.create(out_dir, overwrite=overwrite)
     run_dir.write_start(scenario, device, argv or [])
-    metrics = MetricsWriter(run_dir.path / "metrics.csv")
+    return run_dir, _run_into(run_dir, sim, MetricsWriter(run_dir.path / "metrics.csv"), progress)
+
+
+def _run_into(run_dir: RunDir, sim: "Simulation", metrics: MetricsWriter, progress) -> dict:
     try:
-        summary = sim.run(on_row=metrics.write, progress=progress)
+        summary = sim.run(on_row=metrics.write, progress=progress, on_checkpoint=run_dir.save_checkpoint)
     finally:
         metrics.close()
     run_dir.write_summary(summary)
-    return run_dir, summary
+    return summary
+
+
+def resume(path: str | Path, progress: Callable[[float], None] | None = None) -> tuple[RunDir, dict]:
+    """Continue an interrupted run from its last checkpoint; the result is the same as if it
+    had never stopped (except ``perf``)."""
+    from fleet.scenario import load_scenario
+
+    run_dir = RunDir(Path(path))
+    if not (run_dir.path / RUN_MARKER).is_file():
+        raise RunDirError(f"{run_dir.path}: not a run directory (no {RUN_MARKER})")
+    scenario = load_scenario(run_dir.path / "scenario.yaml")
+    sim = run_dir.load_checkpoint(scenario)
+    metrics = MetricsWriter(run_dir.path / "metrics.csv", after=sim.checkpoint_time)
+    return run_dir, _run_into(run_dir, sim, metrics, progress)
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:

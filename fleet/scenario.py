@@ -261,6 +261,9 @@ class OutputsConfig(StrictModel):
     baseline: bool = True
     """Also simulate the rule-based thermostat on the same buildings, weather and sensor noise,
     to report KPIs as ratios to it."""
+    checkpoint_every: PositiveDuration | None = 21600.0
+    """Save checkpoint.pt this often (and at the end), so an interrupted run can be resumed with
+    ``fleet resume``; null: only at the end."""
 
 
 # --- the scenario ----------------------------------------------------------------------------

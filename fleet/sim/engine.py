@@ -169,6 +169,11 @@ class Simulation:
         self.offline_since = np.full(w.n, -np.inf)
         self.collector_invalid = 0
         self.env = simpy.Environment()
+        self.next_due: dict[str, float] = {}
+        """Next due time of each periodic process (empty before the run starts)."""
+        self.checkpoint_time = 0.0
+        self.next_checkpoint = s.outputs.checkpoint_every or 0.0
+        self.on_checkpoint = None
         self.ticks = 0
         self.sample = np.linspace(0, w.n - 1, s.outputs.sample_devices).round().astype(int) if s.outputs.sample_devices else np.zeros(0, int)
 
@@ -205,29 +210,35 @@ class Simulation:
 
     # --- processes -----------------------------------------------------------------------
 
-    def _control(self):
+    def _periodic(self, name: str, period: float, phase: int, step: Callable[[float], None], first: float):
+        """Run ``step(now)`` every ``period`` from ``first``; ``next_due[name]`` says when next
+        (a checkpoint records it so that a resumed run keeps the same schedule)."""
+        yield PhasedTimeout(self.env, first, phase)
+        while True:
+            self.next_due[name] = self.env.now + period
+            step(self.env.now)
+            yield PhasedTimeout(self.env, period, phase)
+
+    def _control(self, t: float) -> None:
         s, w = self.scenario, self.world
         dt = s.control_period
         weights = (s.reward.discomfort_per_degh, s.reward.overload_per_kwh)
-        while True:
-            t = self.env.now
-            self._network_events(t)
-            lo, hi = w.occupancy.band(t)
-            inputs = dict(
-                outdoor_c=w.weather.outdoor_c(t) + w.params.outdoor_offset,
-                band_lo=lo,
-                band_hi=hi,
-                occupied=w.occupancy.occupied(t),
-                price=np.full(w.n, w.tariff.price(t)),
-                hour=(t / 3600.0) % 24.0,
-                online=self.network.online[: w.n].copy(),
-            )
-            noise = sense_temperature(np.zeros(w.n), s.fleet.sensors.temp_noise_std_c, self.sensor_rng)
-            self.fleet.tick(inputs, noise, dt, weights)
-            if self.baseline is not None:
-                self.baseline.tick(inputs, noise, dt, weights)
-            self.ticks += 1
-            yield PhasedTimeout(self.env, dt, PHASE_CONTROL)
+        self._network_events(t)
+        lo, hi = w.occupancy.band(t)
+        inputs = dict(
+            outdoor_c=w.weather.outdoor_c(t) + w.params.outdoor_offset,
+            band_lo=lo,
+            band_hi=hi,
+            occupied=w.occupancy.occupied(t),
+            price=np.full(w.n, w.tariff.price(t)),
+            hour=(t / 3600.0) % 24.0,
+            online=self.network.online[: w.n].copy(),
+        )
+        noise = sense_temperature(np.zeros(w.n), s.fleet.sensors.temp_noise_std_c, self.sensor_rng)
+        self.fleet.tick(inputs, noise, dt, weights)
+        if self.baseline is not None:
+            self.baseline.tick(inputs, noise, dt, weights)
+        self.ticks += 1
 
     def _network_events(self, t: float) -> None:
         """Apply churn (births, wills, retained re-delivery) and link cuts up to ``t``."""
@@ -271,25 +282,21 @@ class Simulation:
     def _reachable(self) -> np.ndarray:
         return ~self.network.unreachable[: self.world.n]
 
-    def _learning(self):
+    def _learning(self, t: float) -> None:
         learner = self.fleet.controller
-        period = learner.update_every * self.scenario.control_period
-        while True:
-            yield PhasedTimeout(self.env, period, PHASE_LEARN)
-            t = self.env.now
-            if learner.communicates:
-                for kind in LEARNER_KINDS:
-                    for got in self.network.drain(KINDS.index(kind), t):
-                        dec = decode_batch(got.rows)
-                        ok = dec.valid[got.msg]
-                        self.learner_invalid += int((~ok).sum())
-                        m = got.msg[ok]
-                        if len(m):
-                            learner.inbox(kind, got.receiver[ok], got.sender[ok], [a[m] for a in dec.arrays], dec.timestamp[m])
-            self.learner_metrics = learner.update(t)
-            if learner.communicates:
-                for kind, pub in learner.outbox(self._reachable()):
-                    self._publish_learner(t, kind, pub)
+        if learner.communicates:
+            for kind in LEARNER_KINDS:
+                for got in self.network.drain(KINDS.index(kind), t):
+                    dec = decode_batch(got.rows)
+                    ok = dec.valid[got.msg]
+                    self.learner_invalid += int((~ok).sum())
+                    m = got.msg[ok]
+                    if len(m):
+                        learner.inbox(kind, got.receiver[ok], got.sender[ok], [a[m] for a in dec.arrays], dec.timestamp[m])
+        self.learner_metrics = learner.update(t)
+        if learner.communicates:
+            for kind, pub in learner.outbox(self._reachable()):
+                self._publish_learner(t, kind, pub)
 
     def _publish_learner(self, t: float, kind: str, pub) -> None:
         """Encode and publish a learner's publication (senders may include the cloud endpoint)."""
@@ -301,35 +308,31 @@ class Simulation:
         rows = encode_batch(Kind[kind.upper()], pub.sender, seq, t, pub.arrays, pub.dtypes)
         self.network.publish(t, Outgoing(k, pub.sender, seq, rows, self.fleet.controller.qos))
 
-    def _telemetry(self):
+    def _telemetry(self, t: float) -> None:
         cfg = self.scenario.workloads.telemetry
-        while True:
-            t = self.env.now
-            dev = np.flatnonzero(self._reachable())
-            self.telemetry_seq[dev] += 1
-            b = self.fleet.buildings
-            lo, hi = self.world.occupancy.band(t)
-            vec = np.stack([b.temp, self.fleet.power, lo, hi, self.world.occupancy.occupied(t)], axis=1)[dev]
-            rows = encode_batch(Kind.TELEMETRY, dev, self.telemetry_seq[dev], t, [vec.astype(np.float32)], DTYPES[cfg.dtype])
-            self.network.publish(t, Outgoing(TELEMETRY, dev, self.telemetry_seq[dev], rows, cfg.qos))
-            yield PhasedTimeout(self.env, cfg.period, PHASE_TELEMETRY)
+        dev = np.flatnonzero(self._reachable())
+        self.telemetry_seq[dev] += 1
+        b = self.fleet.buildings
+        lo, hi = self.world.occupancy.band(t)
+        vec = np.stack([b.temp, self.fleet.power, lo, hi, self.world.occupancy.occupied(t)], axis=1)[dev]
+        rows = encode_batch(Kind.TELEMETRY, dev, self.telemetry_seq[dev], t, [vec.astype(np.float32)], DTYPES[cfg.dtype])
+        self.network.publish(t, Outgoing(TELEMETRY, dev, self.telemetry_seq[dev], rows, cfg.qos))
 
-    def _consensus(self):
+    def _consensus(self, t: float) -> None:
         c = self.consensus
-        while True:
-            t = self.env.now
-            active = self._reachable()
-            for got in self.network.drain(CONSENSUS, t):
-                c.receive(got)
-            c.combine(t, active)
-            self.network.publish(t, c.outgoing(t, active))
-            self.consensus_rounds += 1
-            yield PhasedTimeout(self.env, self.scenario.workloads.consensus.period, PHASE_CONSENSUS)
+        active = self._reachable()
+        for got in self.network.drain(CONSENSUS, t):
+            c.receive(got)
+        c.combine(t, active)
+        self.network.publish(t, c.outgoing(t, active))
+        self.consensus_rounds += 1
 
-    def _metrics(self, on_row: Callable[[dict], None]):
-        while True:
-            on_row(self.metrics_row(self.env.now))
-            yield PhasedTimeout(self.env, self.scenario.outputs.metrics_period, PHASE_METRICS)
+    def _metrics(self, t: float) -> None:
+        self.on_row(self.metrics_row(t))
+        every = self.scenario.outputs.checkpoint_every
+        if self.on_checkpoint is not None and every is not None and t >= self.next_checkpoint:
+            self.next_checkpoint = t + every
+            self.on_checkpoint(self)
 
     # --- observation -----------------------------------------------------------------------
 
@@ -380,30 +383,49 @@ class Simulation:
 
     # --- running ---------------------------------------------------------------------------
 
-    def run(self, on_row: Callable[[dict], None] = lambda row: None, progress: Callable[[float], None] | None = None) -> dict:
+    def _schedule(self) -> dict[str, tuple[float, int, Callable[[float], None]]]:
+        """The periodic processes of this run: name -> (period, phase, step)."""
+        s = self.scenario
+        procs = {"control": (s.control_period, PHASE_CONTROL, self._control)}
+        if self.fleet.controller.update_every:
+            procs["learning"] = (self.fleet.controller.update_every * s.control_period, PHASE_LEARN, self._learning)
+        if s.workloads.telemetry.enabled:
+            procs["telemetry"] = (s.workloads.telemetry.period, PHASE_TELEMETRY, self._telemetry)
+        if s.workloads.consensus.enabled:
+            procs["consensus"] = (s.workloads.consensus.period, PHASE_CONSENSUS, self._consensus)
+        procs["metrics"] = (s.outputs.metrics_period, PHASE_METRICS, self._metrics)
+        return procs
+
+    def run(
+        self,
+        on_row: Callable[[dict], None] = lambda row: None,
+        progress: Callable[[float], None] | None = None,
+        on_checkpoint: Callable[["Simulation"], None] | None = None,
+    ) -> dict:
         """Simulate to the horizon (or until Ctrl-C) and return the summary.
 
         ``on_row`` receives every metrics row (the last one at the time the run ended);
-        ``progress`` is called with the simulated time after each metrics period.
+        ``progress`` is called with the simulated time after each metrics period;
+        ``on_checkpoint`` gets the simulation every ``outputs.checkpoint_every`` (right after a
+        metrics row, when nothing else is due at that time) and at the end of a completed run.
         A KeyboardInterrupt ends the run cleanly: the summary then says ``"status": "interrupted"``.
+        A simulation restored from a checkpoint continues where it was saved.
         """
         s = self.scenario
+        self.on_row, self.on_checkpoint = on_row, on_checkpoint
         started = time.perf_counter()
-        self.env.process(self._control())
-        if self.fleet.controller.update_every:
-            self.env.process(self._learning())
-        if s.workloads.telemetry.enabled:
-            self.env.process(self._telemetry())
-        if s.workloads.consensus.enabled:
-            self.env.process(self._consensus())
-        self.env.process(self._metrics(on_row))
+        now = self.env.now
+        for name, (period, phase, step) in self._schedule().items():
+            first = self.next_due[name] - now if name in self.next_due else (period if name == "learning" else 0.0)
+            self.env.process(self._periodic(name, period, phase, step, first))
         status = "completed"
         try:
             chunk = s.outputs.metrics_period
             for until in np.append(np.arange(chunk, s.horizon, chunk), s.horizon):
-                self.env.run(until=float(until))
-                if progress:
-                    progress(float(until))
+                if until > now:
+                    self.env.run(until=float(until))
+                    if progress:
+                        progress(float(until))
         except KeyboardInterrupt:
             status = "interrupted"
         end = self.env.now
@@ -411,7 +433,24 @@ class Simulation:
             for got in self.network.drain(CONSENSUS, end):
                 self.consensus.receive(got)
         on_row(self.metrics_row(end))
+        if status == "completed" and on_checkpoint is not None:
+            on_checkpoint(self)
         return self.summary(status, end, time.perf_counter() - started)
+
+    # --- checkpoints -----------------------------------------------------------------------
+
+    def __getstate__(self) -> dict:
+        """Everything but the SimPy environment and the callbacks of the current run."""
+        return {k: v for k, v in self.__dict__.items() if k not in {"env", "on_row", "on_checkpoint"}}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.env = simpy.Environment(initial_time=self.checkpoint_time)
+
+    def checkpoint_state(self) -> dict:
+        """What a checkpoint holds: this simulation at the current time, with its scenario."""
+        self.checkpoint_time = self.env.now
+        return {"scenario": self.scenario.model_dump(mode="json"), "time": self.env.now, "simulation": self}
 
     def summary(self, status: str, end: float, wall_s: float) -> dict:
         """KPIs, communication totals and performance, as written to summary.json."""
