@@ -19,7 +19,7 @@ from fleet.results import read_metrics
 from fleet.scenario import list_scenarios
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-RUN_FILES = {"scenario.yaml", "run.json", "metrics.csv", "summary.json"}
+RUN_FILES = {"scenario.yaml", "run.json", "metrics.csv", "summary.json", "checkpoint.pt"}
 
 
 def fleet(*args):
@@ -295,7 +295,7 @@ def test_ctrl_c_stops_cleanly_and_keeps_partial_results(tiny_scenario_file, tmp_
     finally:
         proc.kill()
     assert proc.returncode == 130, stderr
-    assert "Traceback" not in stderr and f"interrupted; partial results in {out}" in stderr
+    assert "Traceback" not in stderr and f"interrupted; partial results (fleet resume continues) in {out}" in stderr
     run = json.loads((out / "summary.json").read_text())["run"]
     assert run["status"] == "interrupted" and 0 < run["simulated_s"] < run["horizon_s"] == 60 * 86400
     columns = read_metrics(metrics)
