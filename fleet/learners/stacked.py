@@ -38,8 +38,10 @@ class ActorCriticConfig(StrictModel):
     """Weight of the critic's squared error."""
     max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
     """Per-device clipping of the gradient norm."""
-    reward_scale: Annotated[float, Field(gt=0)] = 100.0
+    reward_scale: Annotated[float, Field(gt=0)] = 10.0
     """Rewards are multiplied by this before learning (per-tick rewards are small)."""
+    normalize_advantages: bool = True
+    """Standardize each device's advantages over its own rollout."""
 
 
 class StackedMLP:
@@ -150,6 +152,8 @@ class ActorCritic:
                 running = delta + cfg.gamma * cfg.gae_lambda * running
                 adv[:, t] = running
             returns = adv + v[:, :-1]
+            if cfg.normalize_advantages and adv.shape[1] > 1:  # per device: only its own data
+                adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
         dist = self.policy(obs[:, :-1])
         logp = dist.log_prob(r.actions.transpose(0, 1))
         entropy = dist.entropy()

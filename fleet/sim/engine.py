@@ -125,9 +125,9 @@ class ControlledFleet:
         w = self.world
         feeder_frac = (self.site_load / w.feeder_kw)[w.site_of]
         obs = Observation(temp_c=self.buildings.temp + noise, feeder_load=feeder_frac, **obs_inputs)
-        violation = comfort_violation_c(self.buildings.temp, obs.band_lo, obs.band_hi)
         levels = self.controller.act(obs)
         self.power = self.buildings.step(levels, obs.outdoor_c, dt_s)
+        violation = comfort_violation_c(self.buildings.temp, obs.band_lo, obs.band_hi)  # at the end of the tick
         self.site_load = np.bincount(w.site_of, self.power, minlength=len(w.site_names))
         dt_h = dt_s / 3600.0
         self.kpis.add(self.power, self.site_load, w.feeder_kw, obs.price, violation, dt_h)
