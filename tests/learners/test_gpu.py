@@ -1,0 +1,22 @@
+"""The CUDA path: the stacked update on a GPU equals the CPU one. Deselected by default
+(``pytest -m gpu`` runs it) and skipped where no CUDA device exists."""
+
+import pytest
+import torch
+
+from fleet.learners.features import N_FEATURES
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+
+
+def test_stacked_update_on_cuda_matches_cpu():
+    n, t, levels = 64, 16, 4
+    cpu = ActorCritic(ActorCriticConfig(), n, N_FEATURES, levels, torch.Generator().manual_seed(0), "cpu")
+    gpu = ActorCritic(ActorCriticConfig(), n, N_FEATURES, levels, torch.Generator(device="cuda").manual_seed(0), "cuda")
+    gpu.load_flat(cpu.flat().cuda())
+    g = torch.Generator().manual_seed(1)
+    r = Rollout(torch.randn(t + 1, n, N_FEATURES, generator=g), torch.randint(0, levels, (t, n), generator=g), -torch.rand(t, n, generator=g))
+    cpu.update(r)
+    gpu.update(Rollout(r.obs.cuda(), r.actions.cuda(), r.rewards.cuda()))
+    torch.testing.assert_close(gpu.flat().cpu(), cpu.flat(), atol=1e-4, rtol=1e-4)
