@@ -76,23 +76,14 @@ class IndependentLearner:
 
     def state_dict(self) -> dict:
         return {
-            "params": [p.detach().cpu() for p in self.core.parameters],
-            "optimizer": self.core.optimizer.state_dict(),
+            "core": self.core.state_dict(),
             "generator": self.gen.get_state(),
             "buffers": ([o.cpu() for o in self._obs], [a.cpu() for a in self._actions], [r.cpu() for r in self._rewards]),
             "updates": self.updates,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        params = state["params"]
-        if len(params) != len(self.core.parameters) or any(a.shape != b.shape for a, b in zip(params, self.core.parameters)):
-            shapes = [tuple(p.shape) for p in self.core.parameters]
-            got = [tuple(p.shape) for p in params]
-            raise ConfigError(f"checkpoint parameters have shapes {got}, this learner has {shapes} (another scenario or learner config?)")
-        with torch.no_grad():
-            for p, saved in zip(self.core.parameters, params):
-                p.copy_(saved.to(p.device))
-        self.core.optimizer.load_state_dict(state["optimizer"])
+        self.core.load_state_dict(state["core"])
         self.gen.set_state(state["generator"])
         obs, actions, rewards = state["buffers"]
         self._obs = [o.to(self.device) for o in obs]

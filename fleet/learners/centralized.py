@@ -101,14 +101,10 @@ class CentralizedLearner(IndependentLearner):
             self.broadcast_due = False
         return out
 
-    def flat_params(self) -> torch.Tensor:
-        return self.core.flat()
-
     def state_dict(self) -> dict:
         return {
             **super().state_dict(),
-            "cloud": [p.detach().cpu() for p in self.cloud.parameters],
-            "cloud_optimizer": self.cloud.optimizer.state_dict(),
+            "cloud": self.cloud.state_dict(),
             "cloud_updates": self.cloud_updates,
             "inbound": {k: [[x.cpu() for x in part] for part in v] for k, v in self.inbound.items()},
             "upload": None if self.upload is None else tuple(x.cpu() for x in self.upload),
@@ -117,10 +113,7 @@ class CentralizedLearner(IndependentLearner):
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        with torch.no_grad():
-            for p, saved in zip(self.cloud.parameters, state["cloud"]):
-                p.copy_(saved.to(p.device))
-        self.cloud.optimizer.load_state_dict(state["cloud_optimizer"])
+        self.cloud.load_state_dict(state["cloud"])
         self.cloud_updates = state["cloud_updates"]
         self.inbound = {k: [[x.to(self.device) for x in part] for part in v] for k, v in state["inbound"].items()}
         self.upload = None if state["upload"] is None else tuple(x.to(self.device) for x in state["upload"])

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from fleet.config import StrictModel
+from fleet.errors import ConfigError
 from pydantic import Field
 from typing import Annotated
 
@@ -125,6 +126,21 @@ class ActorCritic:
 
     def load_flat(self, flat: torch.Tensor) -> None:
         unflatten_into(self.parameters, flat)
+
+    def state_dict(self) -> dict:
+        return {"params": [p.detach().cpu() for p in self.parameters], "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore parameters and optimizer; ConfigError naming the shapes if they differ."""
+        params = state["params"]
+        mine = [tuple(p.shape) for p in self.parameters]
+        if [tuple(p.shape) for p in params] != mine:
+            got = [tuple(p.shape) for p in params]
+            raise ConfigError(f"checkpoint parameters have shapes {got}, this learner has {mine} (another scenario or learner config?)")
+        with torch.no_grad():
+            for p, saved in zip(self.parameters, params):
+                p.copy_(saved.to(p.device))
+        self.optimizer.load_state_dict(state["optimizer"])
 
     def policy(self, obs: torch.Tensor) -> torch.distributions.Categorical:
         """obs (N, B, F) -> a categorical over actions per (device, sample)."""

@@ -80,4 +80,4 @@ def test_loading_learner_state_of_the_wrong_shape_names_the_shapes():
     big = make_learner("diffusion-v1", {"hidden": 16}, LearnerContext(6, 4, "heat", np.random.default_rng(0), "cpu", topo))
     with pytest.raises(ConfigError, match="shapes"):
         big.load_state_dict(small.state_dict())
-    assert isinstance(small.state_dict()["params"][0], torch.Tensor)
+    assert isinstance(small.state_dict()["core"]["params"][0], torch.Tensor)
