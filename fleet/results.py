@@ -77,25 +77,27 @@ class RunDir:
         (self.path / RUN_MARKER).write_text(json.dumps(info, indent=2) + "\n")
 
     def save_checkpoint(self, sim: "Simulation") -> None:
-        """checkpoint.pt: the whole simulation state now, written atomically."""
-        import torch
+        """checkpoint.pt: the whole simulation state now, written atomically. Plain pickle
+        streams array by array to the file (``torch.save`` would first build the whole pickle in
+        memory, doubling the peak memory of a large fleet)."""
+        import pickle
 
         tmp = self.path / "checkpoint.pt.tmp"
-        torch.save(sim.checkpoint_state(), tmp)
+        with tmp.open("wb") as f:
+            pickle.dump(sim.checkpoint_state(), f, protocol=pickle.HIGHEST_PROTOCOL)
         tmp.replace(self.path / "checkpoint.pt")
 
     def load_checkpoint(self, scenario: Scenario) -> "Simulation":
         """The simulation saved in checkpoint.pt, checked against the run's scenario."""
         import pickle
 
-        import torch
-
         path = self.path / "checkpoint.pt"
         if not path.is_file():
             raise RunDirError(f"{path}: no checkpoint to resume from (checkpoints are written every outputs.checkpoint_every)")
         try:
-            saved = torch.load(path, weights_only=False)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, KeyError) as e:
+            with path.open("rb") as f:
+                saved = pickle.load(f)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, KeyError, ValueError, TypeError) as e:
             raise RunDirError(f"{path}: not a readable checkpoint of this version of fleet ({e})") from None
         if not isinstance(saved, dict) or saved.get("scenario") != scenario.model_dump(mode="json"):
             raise ConfigError(f"{path}: the checkpoint belongs to another scenario than {self.path / 'scenario.yaml'}; refusing to resume")
