@@ -25,7 +25,6 @@ import cProfile
 import json
 import os
 import pstats
-import resource
 import statistics
 import subprocess
 import sys
@@ -394,15 +393,28 @@ def thread_env(threads: str) -> dict:
     return env if threads == "default" else {**env, "OMP_NUM_THREADS": threads}
 
 
+FLEET_RUN = (
+    "import atexit, sys\n"
+    "from pathlib import Path\n"
+    "peak = Path(sys.argv.pop(1))\n"
+    "atexit.register(lambda: peak.write_text(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))))\n"
+    "from fleet.cli import main\n"
+    "sys.argv[0] = 'fleet'\n"
+    "sys.exit(main())\n"
+)
+"""``fleet run`` as the ``fleet`` script runs it (``fleet.cli:main``), writing the process's
+peak RSS (VmHWM, kB) to the file named by its first argument when it exits."""
+
+
 def fleet_run(devices: int, hours: float, threads: str) -> dict:
-    """``fleet run`` in a fresh process: wall time, the child's own peak RSS and CPU time, summary.json."""
-    cmd = [str(Path(sys.executable).parent / "fleet"), "run", SCENARIO, *(x for o in fleet_overrides(devices, hours) for x in ("--set", o)), "-q"]
+    """``fleet run`` in a fresh process: wall time, its peak RSS and CPU time, summary.json."""
+    args = ["run", SCENARIO, *(x for o in fleet_overrides(devices, hours) for x in ("--set", o)), "-q"]
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory() as scratch:
-        out = Path(scratch) / "run"
+        out, peak = Path(scratch) / "run", Path(scratch) / "peak_kb"
         with open(Path(scratch) / "log", "w+") as log:
             started = time.perf_counter()
-            child = subprocess.Popen([*cmd, "-o", str(out)], cwd=REPO, env=thread_env(threads), stdout=log, stderr=subprocess.STDOUT)
+            child = subprocess.Popen([sys.executable, "-c", FLEET_RUN, str(peak), *args, "-o", str(out)], cwd=REPO, env=thread_env(threads), stdout=log, stderr=subprocess.STDOUT)
             _, status, usage = os.wait4(child.pid, 0)
             wall = time.perf_counter() - started
             child.returncode = os.waitstatus_to_exitcode(status)
@@ -410,6 +422,7 @@ def fleet_run(devices: int, hours: float, threads: str) -> dict:
                 log.seek(0)
                 raise RuntimeError(f"fleet run failed (exit {child.returncode}):\n{log.read()[-3000:]}")
         summary = json.loads((out / "summary.json").read_text())
+        peak_mb = int(peak.read_text()) / 1024
         checkpoint = out / "checkpoint.pt"
         checkpoint_mb = checkpoint.stat().st_size / 2**20 if checkpoint.exists() else None
     perf, comm, days = summary["perf"], summary["comm"], summary["run"]["simulated_s"] / 86400
@@ -429,13 +442,23 @@ def fleet_run(devices: int, hours: float, threads: str) -> dict:
         "bytes_sent_per_device_per_day": comm["bytes_sent"] / devices / days,
         "messages_sent": comm["messages_sent"],
         "messages_delivered": comm["messages_delivered"],
-        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "peak_rss_mb": peak_mb,
         "checkpoint_mb": checkpoint_mb,
-        "command": cmd + ["-o", "<tmpdir>"],
+        "command": ["fleet", *args, "-o", "<tmpdir>"],
     }
 
 
 # --- workers (each in a fresh process) ---------------------------------------------------------
+
+
+def vm_mb(key: str) -> float:
+    """``VmRSS`` or ``VmHWM`` (the peak) of this process, in MB, from /proc/self/status.
+
+    Not ``ru_maxrss``: Linux carries a process's peak across fork and exec, so a child's
+    ``ru_maxrss`` starts at its parent's RSS (a ``pass`` started from a 2 GB parent reports 2 GB).
+    """
+    line = next(line for line in Path("/proc/self/status").read_text().splitlines() if line.startswith(key + ":"))
+    return int(line.split()[1]) / 1024
 
 
 def in_fresh_process(spec: dict, threads: str) -> dict:
@@ -481,8 +504,7 @@ class PeakSampler(threading.Thread):
 
     def run(self) -> None:
         while not self.stop.is_set():
-            status = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-            rss, hwm = (int(status[k].split()[0]) / 1024 for k in ("VmRSS", "VmHWM"))
+            rss, hwm = vm_mb("VmRSS"), vm_mb("VmHWM")
             stack = self._stack()
             phase = next((name for file, func, name in self.PHASES if any(f.endswith(file) and fn == func for f, fn, _ in stack)), "setup")
             if phase == "setup" and "simulation" in self.hwm_mb:
@@ -510,7 +532,7 @@ def work_memory(spec: dict) -> dict:
     from fleet.scenario import load_scenario
     import fleet.sim.engine  # noqa: F401  (imported lazily by execute)
 
-    after_imports = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    after_imports = vm_mb("VmRSS")
     sc = load_scenario(SCENARIO, fleet_overrides(spec["devices"], spec["hours"]))
     sampler = PeakSampler()
     sampler.start()
@@ -527,7 +549,7 @@ def work_memory(spec: dict) -> dict:
         "rss_at_run_start_mb": sampler.rss_at_run_start_mb,
         "high_water_mb_by_end_of": sampler.hwm_mb,
         "at_highest_rss_sampled": {"rss_mb": sampler.max_rss_mb, "stack": sampler.where},
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "peak_rss_mb": vm_mb("VmHWM"),
         "total_s": total,
         "run_s": summary["perf"]["wall_s"],
         "checkpoint_mb": checkpoint_mb,
@@ -577,7 +599,7 @@ def learner_phases(stats: pstats.Stats) -> dict:
         "codec: decode": t(DECODE),
         "network: uplink, broker, downlink, drain": t(PUBLISH) + t(DRAIN) + t(RESEND) + t(FROM_BROKER),
         "telemetry and consensus state": t(TELEMETRY) - t(ENCODE, TELEMETRY) - t(PUBLISH, TELEMETRY) + t(CONSENSUS) - t(DRAIN, CONSENSUS) - t(PUBLISH, CONSENSUS) - t(ENCODE, OUTGOING) - t(DECODE, RECEIVE),
-        "checkpoints (pickle, torch.save)": t(SAVE_CHECKPOINT),
+        "checkpoints (RunDir.save_checkpoint)": t(SAVE_CHECKPOINT),
         "metrics rows (param disagreement, CSV)": t(METRICS) - t(SAVE_CHECKPOINT, METRICS) + t(METRICS_ROW, RUN) - t(DRAIN, COLLECT) - t(DECODE, COLLECT),
     }
     phases["SimPy kernel and unattributed"] = total - sum(phases.values())
