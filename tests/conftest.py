@@ -53,3 +53,13 @@ def tiny_run(tmp_path_factory) -> Path:
     scenario_file.write_text(yaml.safe_dump(tiny_scenario(), sort_keys=False))
     run_dir, _ = execute(load_scenario(scenario_file), folder / "run", device="cpu")
     return run_dir.path
+
+
+@pytest.fixture
+def mosquitto(tmp_path):
+    """A real mosquitto broker on a free loopback port, anonymous access, stopped after the test."""
+    from tests.mosquitto import start_broker
+
+    broker = start_broker(tmp_path / "broker")
+    yield broker
+    broker.stop()
