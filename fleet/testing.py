@@ -1,4 +1,4 @@
-"""Conformance checks that any learner implementation can run on itself.
+"""Conformance checks that any learner or transport implementation can run on itself.
 
 ``check_learner_contract(name)`` drives a registered learner through a short episode on a
 small ring of devices and checks the protocol of :mod:`fleet.learners.base`: actions of the
@@ -6,18 +6,26 @@ right shape and range, updates that return the declared finite metrics, messages
 wire codec can carry and the learner can consume, a state that survives a save/load round
 trip (the restored learner then behaves identically), and a per-device policy export.
 Failures say what to fix.
+
+``check_transport_contract(make_client, kill)`` drives clients of one broker, simulated or real,
+through the protocol of :mod:`fleet.mqtt.transport`.
 """
 
 from __future__ import annotations
 
 import io
+import threading
+import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from fleet.errors import TransportError
 from fleet.learners import REGISTRY, LearnerContext, Observation, make_learner
 from fleet.mqtt.codec import Kind, decode_batch, encode_batch
 from fleet.mqtt.topics import KINDS
+from fleet.mqtt.transport import SUCCESS, Received, Transport, Will, accepted
 from fleet.scenario import TopologyConfig
 from fleet.sim.topology import build_topology
 
@@ -106,3 +114,182 @@ def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0
     policy = learner.export_policy(0)
     assert isinstance(policy, dict) and policy, "export_policy(i) must return a non-empty dict of tensors"
     assert all(isinstance(v, torch.Tensor) for v in policy.values()), "export_policy(i) values must be tensors"
+
+
+# ---------------------------------------------------------------- transport contract
+
+CONTRACT_TIMEOUT = 5.0
+"""Seconds the transport contract waits for any one answer or message."""
+
+
+def _received(transport: Transport, until: Callable[[list[Received]], bool], what: str) -> list[Received]:
+    """Drain ``transport`` until ``until(messages so far)`` holds; fail saying ``what`` was awaited."""
+    messages: list[Received] = []
+    deadline = time.monotonic() + CONTRACT_TIMEOUT
+    while not until(messages):
+        assert time.monotonic() < deadline, (
+            f"{transport.client_id} did not receive {what} within {CONTRACT_TIMEOUT} s; got {messages}")
+        time.sleep(0.005)
+        messages += transport.drain()
+    return messages
+
+
+def _up_to_marker(transport: Transport, marker: str) -> list[Received]:
+    """What arrived before the first message on topic ``marker``."""
+    messages = _received(transport, lambda got: any(m.topic == marker for m in got), f"a message on {marker!r}")
+    return messages[: [m.topic for m in messages].index(marker)]
+
+
+def _subscribed(transport: Transport, topic_filter: str, qos: int) -> None:
+    granted = transport.subscribe(topic_filter, qos).wait(CONTRACT_TIMEOUT)
+    assert granted == qos, (
+        f"subscribe({topic_filter!r}, {qos}).wait() must give the granted QoS {qos} once the broker has the subscription, got {granted}")
+
+
+def _published(
+    transport: Transport, topic: str, payload: bytes, qos: int = 1, retain: bool = False, subscribed: bool = True
+) -> None:
+    """Publish and check the broker's answer: SUCCESS for QoS 0 (written) and for QoS 1 with a
+    subscriber; any success code (such as NO_MATCHING_SUBSCRIBERS) for QoS 1 without one."""
+    answer = transport.publish(topic, payload, qos, retain).wait(CONTRACT_TIMEOUT)
+    if subscribed or qos == 0:
+        assert answer == SUCCESS, (
+            f"publish({topic!r}, qos={qos}).wait() must give SUCCESS (0) once the broker has the message, got {answer}")
+    else:
+        assert accepted(answer), f"publish({topic!r}) without subscribers must still succeed (a code < 0x80), got {answer}"
+
+
+def _check_round_trips(sub: Transport, pub: Transport) -> None:
+    """Exact bytes and topics through ``+`` and ``#`` filters, QoS 0 and 1, in order, nothing else."""
+    _subscribed(sub, "contract/+/one", 1)
+    _subscribed(sub, "contract/many/#", 0)
+    expected = [("contract/a/one", b"\x00\x01 binary \xff", 1), ("contract/many/x/y", b"", 0), ("contract/many", b"#-parent", 0)]
+    _published(pub, "contract/a/one", expected[0][1], qos=1)
+    _published(pub, "contract/a/two", b"no match: last level", subscribed=False)
+    _published(pub, "contract/a/b/one", b"no match: + is one level", subscribed=False)
+    _published(pub, "contract/many/x/y", expected[1][1], qos=0)
+    _published(pub, "contract/many", expected[2][1], qos=1)
+    _published(pub, "contract/end/one", b"marker")
+    messages = _up_to_marker(sub, "contract/end/one")
+    got = [(m.topic, m.payload, m.qos) for m in messages]
+    assert got == expected, (
+        f"a subscriber must receive exactly the matching messages, in order, with their bytes and the lower of publish and "
+        f"subscription QoS: expected {expected}, got {got}")
+    assert all(not m.retain and m.arrived_at <= time.monotonic() for m in messages), (
+        "live messages need retain=False and arrived_at from time.monotonic()")
+
+
+def _check_retained(make_client: Callable[..., Transport], pub: Transport) -> None:
+    """A retained message reaches a later subscriber; an empty retained payload deletes it."""
+    _published(pub, "contract/kept/one", b"state", retain=True)
+    late = _connected(make_client, "contract-late")
+    _subscribed(late, "contract/kept/+", 1)
+    first = _received(late, bool, "the retained message")[0]
+    assert (first.topic, first.payload, first.retain) == ("contract/kept/one", b"state", True), (
+        f"a new subscription must first get the retained message with retain=True, got {first}")
+    _published(pub, "contract/kept/one", b"", retain=True)
+    later = _connected(make_client, "contract-later")
+    _subscribed(later, "contract/kept/+", 1)
+    _published(pub, "contract/kept/marker", b"")
+    stale = [(m.topic, m.payload) for m in _up_to_marker(later, "contract/kept/marker")]
+    assert not stale, (
+        f"publishing an empty retained payload must delete the retained message; a later subscriber still got {stale}")
+    for client in (late, later):
+        client.close()
+
+
+def _check_will(make_client: Callable[..., Transport], kill: Callable[[Transport], None], sub: Transport) -> None:
+    """The will goes out when a client dies, not when it closes."""
+    _subscribed(sub, "contract/will/+", 1)
+    polite = _connected(make_client, "contract-polite", Will("contract/will/polite", b"closed", retain=False))
+    polite.close()
+    assert not polite.connected, "after close() the transport must say connected == False"
+    mortal = _connected(make_client, "contract-mortal", Will("contract/will/mortal", b"died", retain=False))
+    kill(mortal)
+    messages = _received(sub, lambda got: any(m.topic == "contract/will/mortal" for m in got), "the will of a killed client")
+    time.sleep(0.2)  # a will published by mistake for the closed client would be here by now
+    messages += sub.drain()
+    assert "contract/will/polite" not in [m.topic for m in messages], (
+        "a client that closes cleanly must not have its will published")
+    will = next(m for m in messages if m.topic == "contract/will/mortal")
+    assert will.payload == b"died", f"the will must carry its payload b'died', got {will.payload!r}"
+
+
+def _check_limits(pub: Transport) -> None:
+    """A payload over max_payload raises before anything is sent, and the connection stays."""
+    size = pub.max_payload + 1
+    try:
+        pub.publish("contract/big/one", bytes(size), qos=1)
+    except TransportError:
+        pass
+    else:
+        raise AssertionError(f"publish() of max_payload + 1 = {size} bytes must raise TransportError before sending")
+    assert pub.connected, "refusing an oversized payload must not cost the connection"
+
+
+def _check_drain(sub: Transport, pub: Transport, n: int = 300, readers: int = 3) -> None:
+    """Several threads drain while messages arrive: each message once, each batch in order."""
+    _subscribed(sub, "contract/seq/+", 0)  # "contract/seq/n" matches no other subscription of sub
+    batches: list[list[int]] = []
+    lock, done = threading.Lock(), threading.Event()
+
+    def read() -> None:
+        while not done.is_set():
+            batch = [int.from_bytes(m.payload, "big") for m in sub.drain() if m.topic == "contract/seq/n"]
+            with lock:
+                batches.append(batch)
+                if sum(map(len, batches)) >= n:
+                    done.set()
+            time.sleep(0.001)
+
+    threads = [threading.Thread(target=read) for _ in range(readers)]
+    for thread in threads:
+        thread.start()
+    for i in range(n):
+        pub.publish("contract/seq/n", i.to_bytes(2, "big"), qos=0)
+    done.wait(CONTRACT_TIMEOUT)
+    done.set()
+    for thread in threads:
+        thread.join()
+    seen = sorted(i for batch in batches for i in batch)
+    assert seen == list(range(n)), (
+        f"drain() from {readers} threads must return each of {n} messages exactly once; got {len(seen)} ({len(set(seen))} distinct)")
+    assert all(batch == list(range(batch[0], batch[0] + len(batch))) for batch in batches if batch), (
+        "drain() must return messages oldest first")
+
+
+def _connected(make_client: Callable[..., Transport], client_id: str, will: Will | None = None) -> Transport:
+    client = make_client(client_id, will=will)
+    assert client.client_id == client_id, (
+        f"make_client({client_id!r}) must give a transport with client_id {client_id!r}, got {client.client_id!r}")
+    assert client.connect(timeout=CONTRACT_TIMEOUT) is True, (
+        f"connect(timeout={CONTRACT_TIMEOUT}) must return True once the broker accepted {client_id!r}")
+    assert client.connected, "connected must be True after connect() returned True"
+    return client
+
+
+def check_transport_contract(make_client: Callable[..., Transport], kill: Callable[[Transport], None]) -> None:
+    """Raise AssertionError, saying what to fix, if transports break :mod:`fleet.mqtt.transport`.
+
+    ``make_client(client_id, will=None)`` returns a new, unconnected transport to one broker
+    (the same for every call, without retained messages under ``contract/``); ``kill(transport)``
+    ends a connection abruptly, as a crash would, so that the broker publishes the will. The
+    checks: connect; QoS 0 and 1 round trips with exact bytes and topics through ``+`` and ``#``
+    filters; retained messages for late subscribers, deleted by an empty payload; PUBACK codes;
+    wills on abrupt ends only; the size limit; concurrent, ordered :meth:`~Transport.drain`; close.
+    """
+    sub, pub = _connected(make_client, "contract-sub"), _connected(make_client, "contract-pub")
+    try:
+        _check_round_trips(sub, pub)
+        _check_retained(make_client, pub)
+        _check_will(make_client, kill, sub)
+        _check_limits(pub)
+        _check_drain(sub, pub)
+    finally:
+        sub.close()
+        pub.close()
+    try:
+        pub.publish("contract/closed/one", b"x")
+    except TransportError:
+        return
+    raise AssertionError("publish() after close() must raise TransportError")

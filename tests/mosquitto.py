@@ -86,5 +86,7 @@ def start_broker(folder: Path, extra: str = "", port: int | None = None, ports: 
     folder.mkdir(parents=True, exist_ok=True)
     config = folder / "mosquitto.conf"
     base = "" if ports else f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-    config.write_text(f"persistence false\nlog_dest stdout\n{base}{extra}\n")
+    # "user root": mosquitto started as root drops to the "mosquitto" user, which cannot read
+    # password, ACL or persistence files in pytest's private temporary folders (ignored when not root)
+    config.write_text(f"persistence false\nlog_dest stdout\nuser root\n{base}{extra}\n")
     return Broker(config, port, list(ports or [])).start()
