@@ -1,0 +1,193 @@
+"""The outbox: order, latest-only parameters, bounds, persistence, at-least-once, corrupt files."""
+
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from fleet.edge.outbox import Outbox, OutboxError, Queued
+from fleet.errors import FleetError, WireError
+
+TELEMETRY = "fleet/site-a/d00001/telemetry"
+PARAMS = "fleet/site-a/d00001/params"
+OTHER_PARAMS = "fleet/site-a/d00002/params"
+
+
+@pytest.fixture
+def path(tmp_path):
+    return tmp_path / "outbox.db"
+
+
+@pytest.fixture
+def outbox(path):
+    with closing(Outbox(path, max_messages=100, max_bytes=10_000)) as box:
+        yield box
+
+
+def contents(box: Outbox) -> list[tuple[str, bytes]]:
+    return [(m.topic, m.payload) for m in box.peek(1000)]
+
+
+def test_messages_come_out_in_order_with_their_fields(outbox):
+    first = outbox.put(TELEMETRY, b"t1", kind="telemetry", qos=0)
+    second = outbox.put(PARAMS, bytearray(b"p1"), kind="params", retain=True)
+    assert second > first
+    assert outbox.peek(5) == [
+        Queued(first, TELEMETRY, b"t1", 0, False, "telemetry"),
+        Queued(second, PARAMS, b"p1", 1, True, "params"),
+    ]
+    assert outbox.peek(1) == outbox.peek(5)[:1]
+    assert (len(outbox), outbox.n_bytes, outbox.dropped) == (2, 4, 0)
+    assert outbox.ack([first]) == 1
+    assert contents(outbox) == [(PARAMS, b"p1")]
+
+
+def test_params_keep_only_the_latest_per_topic(outbox):
+    outbox.put(PARAMS, b"p1", kind="params")
+    outbox.put(TELEMETRY, b"t1", kind="telemetry")
+    outbox.put(OTHER_PARAMS, b"q1", kind="params")
+    outbox.put(PARAMS, b"p2", kind="params")
+    outbox.put(TELEMETRY, b"t2", kind="telemetry")
+    assert contents(outbox) == [(TELEMETRY, b"t1"), (OTHER_PARAMS, b"q1"), (PARAMS, b"p2"), (TELEMETRY, b"t2")]
+    assert outbox.dropped == 0  # a replaced message is not a dropped one
+
+
+def test_full_by_count_drops_the_oldest_and_counts(path):
+    with closing(Outbox(path, max_messages=3, max_bytes=10_000)) as box:
+        for i in range(5):
+            box.put(TELEMETRY, b"t%d" % i, kind="telemetry")
+        assert [p for _, p in contents(box)] == [b"t2", b"t3", b"t4"]
+        assert box.dropped == 2
+
+
+def test_full_by_bytes_drops_as_many_as_needed(path):
+    with closing(Outbox(path, max_messages=100, max_bytes=10)) as box:
+        for payload in (b"aaa", b"bbb", b"ccc"):
+            box.put(TELEMETRY, payload, kind="telemetry")
+        box.put(TELEMETRY, b"dddddd", kind="telemetry")  # 15 bytes: drop aaa and bbb
+        assert [p for _, p in contents(box)] == [b"ccc", b"dddddd"]
+        assert (box.n_bytes, box.dropped) == (9, 2)
+        with pytest.raises(ValueError, match="payload of 11 bytes never fits in an outbox of max_bytes=10"):
+            box.put(TELEMETRY, b"x" * 11, kind="telemetry")
+
+
+def test_params_are_dropped_only_when_nothing_else_is_left(path):
+    with closing(Outbox(path, max_messages=2, max_bytes=10_000)) as box:
+        box.put(PARAMS, b"p", kind="params")
+        box.put(TELEMETRY, b"t1", kind="telemetry")
+        box.put(TELEMETRY, b"t2", kind="telemetry")
+        assert contents(box) == [(PARAMS, b"p"), (TELEMETRY, b"t2")]
+        box.put(OTHER_PARAMS, b"q", kind="params")
+        assert contents(box) == [(PARAMS, b"p"), (OTHER_PARAMS, b"q")]
+        box.put(TELEMETRY, b"t3", kind="telemetry")  # the new telemetry itself goes
+        assert contents(box) == [(PARAMS, b"p"), (OTHER_PARAMS, b"q")]
+        assert box.dropped == 3  # t1, t2, t3
+
+
+def test_reopening_gives_the_same_messages_in_order_and_the_count(path):
+    with closing(Outbox(path, max_messages=2, max_bytes=10_000)) as box:
+        for i in range(3):
+            box.put(TELEMETRY, b"t%d" % i, kind="telemetry")
+        before = box.peek(10)
+    with closing(Outbox(path, max_messages=2, max_bytes=10_000)) as box:
+        assert box.peek(10) == before
+        assert box.dropped == 1
+        box.ack(m.id for m in before)
+        assert box.put(TELEMETRY, b"t3", kind="telemetry") > before[-1].id  # ids never reused
+
+
+def test_reopening_with_smaller_bounds_trims(path):
+    with closing(Outbox(path, max_messages=10, max_bytes=10_000)) as box:
+        for i in range(4):
+            box.put(TELEMETRY, b"t%d" % i, kind="telemetry")
+    with closing(Outbox(path, max_messages=1, max_bytes=10_000)) as box:
+        assert contents(box) == [(TELEMETRY, b"t3")]
+        assert box.dropped == 3
+
+
+def test_a_message_stays_until_acked_even_across_a_crash(path):
+    """A process puts two messages, 'sends' one without an acknowledgement and dies."""
+    script = f"""
+import os
+from fleet.edge.outbox import Outbox
+box = Outbox({str(path)!r}, max_messages=10, max_bytes=1000)
+box.put({TELEMETRY!r}, b"t1", kind="telemetry")
+box.put({TELEMETRY!r}, b"t2", kind="telemetry")
+box.ack([box.peek(1)[0].id])  # t1 went through
+box.peek(1)  # t2 is published, but the broker never answers
+os._exit(0)  # no close(): the write-ahead log is left behind
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[2])
+    assert path.with_name(path.name + "-wal").exists()
+    with closing(Outbox(path, max_messages=10, max_bytes=1000)) as box:
+        assert contents(box) == [(TELEMETRY, b"t2")]
+
+
+def test_acking_a_replaced_message_keeps_its_replacement(outbox):
+    outbox.put(PARAMS, b"p1", kind="params")
+    in_flight = outbox.peek(1)[0]
+    outbox.put(PARAMS, b"p2", kind="params")  # arrives while p1 awaits its PUBACK
+    assert outbox.ack([in_flight.id]) == 0
+    assert contents(outbox) == [(PARAMS, b"p2")]
+
+
+def test_invalid_messages_are_refused(outbox):
+    with pytest.raises(ValueError, match="kind must be one of telemetry, status, .*got 'param'"):
+        outbox.put(PARAMS, b"p", kind="param")
+    with pytest.raises(ValueError, match="qos must be 0, 1 or 2, got 3"):
+        outbox.put(PARAMS, b"p", kind="params", qos=3)
+    with pytest.raises(WireError, match="wildcard"):
+        outbox.put("fleet/+/d/params", b"p", kind="params")
+    with pytest.raises(ValueError, match="max_messages must be >= 1, got 0"):
+        Outbox(outbox.path, max_messages=0, max_bytes=10)
+    assert len(outbox) == 0
+
+
+def test_a_file_that_is_not_a_database(path):
+    path.write_bytes(b"this is not a database\n" * 100)
+    with pytest.raises(OutboxError, match="file is not a database; .*move it aside") as info:
+        Outbox(path, max_messages=10, max_bytes=1000)
+    assert isinstance(info.value, FleetError) and info.value.path == path
+    assert str(path) in str(info.value)
+
+
+def test_a_damaged_database(path):
+    with closing(Outbox(path, max_messages=1000, max_bytes=10**6)) as box:
+        for i in range(200):
+            box.put(TELEMETRY, bytes([i]) * 1000, kind="telemetry")
+    data = bytearray(path.read_bytes())
+    page = 4096
+    for start in range(2 * page, len(data), 7 * page):  # scribble over b-tree page headers
+        data[start : start + 12] = b"\xa5" * 12
+    path.write_bytes(data)
+    with pytest.raises(OutboxError, match=f"outbox {path}: .*move it aside"):
+        Outbox(path, max_messages=1000, max_bytes=10**6)
+
+
+def test_a_database_that_lost_its_free_pages(path):
+    """Zeroing the header's freelist fields (offsets 32-39) leaves pages that quick_check finds unused."""
+    with closing(Outbox(path, max_messages=1000, max_bytes=10**6)) as box:
+        for i in range(50):
+            box.put(TELEMETRY, bytes([i]) * 1000, kind="telemetry")
+        box.ack(m.id for m in box.peek(40))
+    data = bytearray(path.read_bytes())
+    data[32:40] = bytes(8)
+    path.write_bytes(data)
+    unused = r"the file is corrupt \(\*\*\* in database main \*\*\* Page \d+ is never used\); move it aside"
+    with pytest.raises(OutboxError, match=unused):
+        Outbox(path, max_messages=1000, max_bytes=10**6)
+
+
+def test_another_sqlite_database_is_not_an_outbox(path):
+    with closing(sqlite3.connect(path)) as db:
+        db.execute("CREATE TABLE notes (text TEXT)")
+    with pytest.raises(OutboxError, match="not an outbox of schema version 1 \\(user_version is 0\\)"):
+        Outbox(path, max_messages=10, max_bytes=1000)
+
+
+def test_a_missing_folder(tmp_path):
+    with pytest.raises(OutboxError, match="missing/outbox.db: cannot open it"):
+        Outbox(tmp_path / "missing" / "outbox.db", max_messages=10, max_bytes=1000)
