@@ -1,0 +1,86 @@
+"""Who may publish and read which topics: the fleet's MQTT identities and mosquitto's ACL file.
+
+The rights mirror the simulator exactly. The fleet is drawn with the scenario's own random
+streams (:func:`fleet.sim.world.build_world`), so a device may read precisely the topics that the
+simulated device subscribes to in :class:`fleet.sim.engine.Simulation` (its topology neighbours'
+``consensus`` when that workload runs, their ``params`` when the learner exchanges with
+neighbours, the cloud's ``params`` when it is centralized), plus its own ``cmd`` topic.
+
+Three kinds of identity:
+
+- a **device** writes only under ``fleet/<site>/<device>/#``;
+- the **collector** (the cloud, ``fleet/cloud/collector``) reads every device's telemetry and
+  status (and experience, for a centralized learner), writes every device's ``cmd`` and its own
+  topics (the centralized learner's ``params`` broadcast);
+- the **bridge** runs the simulated part of a mixed fleet and publishes on behalf of simulated
+  devices, so it reads and writes all of ``fleet/#``. Guard its credentials like the CA key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fleet.learners import REGISTRY
+from fleet.mqtt.topics import device_topic
+from fleet.scenario import Scenario
+from fleet.sim.engine import COLLECTOR_NAME, COLLECTOR_SITE
+from fleet.sim.rng import Streams
+from fleet.sim.world import build_world
+
+BRIDGE_NAME = "bridge"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """One MQTT client: its username (= certificate CN = client id) and its topic rights."""
+
+    name: str
+    role: str
+    """"device", "collector" or "bridge"."""
+    site: str | None
+    write: tuple[str, ...]
+    """Topic filters it may publish to."""
+    read: tuple[str, ...]
+    """Topic filters it may subscribe to and receive from."""
+
+
+def _exchange(scenario: Scenario) -> str:
+    """Who the scenario's learner talks to: "none", "neighbours" or "cloud"."""
+    return REGISTRY[scenario.learner.name].cls.exchange
+
+
+def neighbour_kinds(scenario: Scenario) -> tuple[str, ...]:
+    """Kinds a device reads from its topology neighbours, as the simulator subscribes them."""
+    return ("consensus",) * scenario.workloads.consensus.enabled + ("params",) * (_exchange(scenario) == "neighbours")
+
+
+def fleet_identities(scenario: Scenario) -> list[Identity]:
+    """The devices of ``scenario`` (in fleet order), then the collector and the bridge."""
+    world = build_world(scenario, Streams(scenario.seed))
+    sites = [world.site_names[s] for s in world.site_of]
+    names = world.device_names
+    kinds = neighbour_kinds(scenario)
+    centralized = _exchange(scenario) == "cloud"
+    cloud_params = (device_topic(COLLECTOR_SITE, COLLECTOR_NAME, "params"),) * centralized
+    devices = []
+    for i, (site, name) in enumerate(zip(sites, names)):
+        nbrs = world.topology.neighbours(i)
+        read = (device_topic(site, name, "cmd"),) + tuple(device_topic(sites[j], names[j], k) for k in kinds for j in nbrs) + cloud_params
+        devices.append(Identity(name, "device", site, (f"fleet/{site}/{name}/#",), read))
+    collector_read = ("fleet/+/+/telemetry", "fleet/+/+/status") + ("fleet/+/+/experience",) * centralized
+    collector = Identity(COLLECTOR_NAME, "collector", COLLECTOR_SITE, (f"fleet/{COLLECTOR_SITE}/{COLLECTOR_NAME}/#", "fleet/+/+/cmd"), collector_read)
+    bridge = Identity(BRIDGE_NAME, "bridge", None, ("fleet/#",), ("fleet/#",))
+    return devices + [collector, bridge]
+
+
+def acl_file(identities: list[Identity], scenario_name: str) -> str:
+    """The text of a mosquitto ACL file granting exactly each identity's rights (nothing else)."""
+    lines = [
+        f"# mosquitto ACL for the fleet of scenario {scenario_name}, written by `fleet deploy provision`.",
+        "# With an acl_file, mosquitto denies every topic not granted here (anonymous clients get nothing).",
+    ]
+    for ident in identities:
+        lines += ["", f"user {ident.name}"]
+        lines += [f"topic write {t}" for t in ident.write if t not in ident.read]
+        lines += [f"topic {'readwrite' if t in ident.write else 'read'} {t}" for t in ident.read]
+    return "\n".join(lines) + "\n"
