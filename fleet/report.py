@@ -1,8 +1,13 @@
-"""PNG plots of run directories (matplotlib, headless)."""
+"""PNG plots of run directories (matplotlib, headless).
+
+:func:`write_report` never overwrites a file unless asked: it first works out every file it
+would write and refuses, writing nothing, if one exists.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Callable
 
 import matplotlib
 
@@ -10,8 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from fleet.errors import RunDirError  # noqa: E402
+from fleet.errors import ConfigError, RunDirError  # noqa: E402
 from fleet.results import load_run  # noqa: E402
+from fleet.tradeoff import DEFAULT_TAIL, Point, comm_vs_reward, write_points_csv, write_points_json  # noqa: E402
 
 KPI_LABELS = {
     "energy_kwh": "energy [kWh]",
@@ -30,11 +36,14 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
-def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path) -> Path | None:
+def sample_devices(m: dict[str, np.ndarray]) -> list[str]:
+    """Names of the devices recorded individually in metrics ``m``."""
+    return sorted({k.split("/")[1] for k in m if k.startswith("device/")})
+
+
+def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
     """Indoor temperature of the sample devices against their comfort band."""
-    names = sorted({k.split("/")[1] for k in m if k.startswith("device/")})
-    if not names:
-        return None
+    names = sample_devices(m)
     cols = min(3, len(names))
     rows = int(np.ceil(len(names) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), sharex=True, squeeze=False)
@@ -126,27 +135,92 @@ def plot_comparison(runs: list[tuple[str, dict]], path: Path) -> Path:
     return _save(fig, path)
 
 
-def write_report(run_dirs: list[Path], out: Path) -> list[Path]:
-    """Write the plots of each run (and a comparison for several) under ``out``; returns the files."""
+MARKERS = "osD^v<>ph*"
+
+
+def plot_comm_vs_reward(points: list[Point], tail: float, path: Path) -> Path:
+    """Final reward against bytes sent per device per day: a point per scenario variant with its
+    95% confidence intervals over seeds (bars), and each seed's run (small dots)."""
+    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    for i, p in enumerate(points):
+        b, r = p.bytes_sent_per_device_per_day, p.reward_per_device_per_day
+        color = f"C{i % 10}"
+        ax.scatter([x.bytes_sent_per_device_per_day for x in p.runs], [x.reward_per_device_per_day for x in p.runs], s=12, color=color, alpha=0.35, lw=0)
+        ax.errorbar(b.mean, r.mean, xerr=b.ci95_half_width, yerr=r.ci95_half_width, fmt=MARKERS[i % len(MARKERS)], color=color,
+                    capsize=4, ms=7, label=f"{p.label} (n={len(p.runs)})")
+    if all(x.bytes_sent_per_device_per_day > 0 for p in points for x in p.runs):
+        ax.set_xscale("log")
+    else:
+        ax.set_xscale("symlog", linthresh=1.0)
+    ax.set_xlabel("bytes sent per device per day (on the air, all workloads, whole run)")
+    ax.set_ylabel(f"reward per device per day (last {tail:.0%} of the run)")
+    ax.set_title("communication vs reward: mean and 95% CI over seeds", fontsize=10)
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(fontsize=7, loc="best")
+    return _save(fig, path)
+
+
+def write_report(
+    run_dirs: list[Path],
+    out: Path,
+    *,
+    overwrite: bool = False,
+    per_run: bool = True,
+    with_comm_vs_reward: bool = False,
+    tail: float = DEFAULT_TAIL,
+) -> list[Path]:
+    """Write the plots of each run (``per_run``) and a KPI comparison of several under ``out``;
+    returns the files.
+
+    ``with_comm_vs_reward``: also comm_vs_reward.png with the numbers behind it in
+    comm_vs_reward.csv and .json (see :mod:`fleet.tradeoff`). Every input is read and checked
+    first; an existing file among the outputs is refused (nothing is written) unless ``overwrite``.
+    """
     loaded = [(Path(p), *load_run(p)) for p in run_dirs]
+    points = comm_vs_reward(loaded, tail) if with_comm_vs_reward else None
+    plan: list[tuple[Path, Callable[[Path], object]]] = []
+    for path, scenario, metrics, _summary in loaded if per_run else []:
+        prefix = "" if len(loaded) == 1 else f"{path.name}-"
+        title = path.name
+        if sample_devices(metrics):
+            plan.append((out / f"{prefix}temperatures.png", lambda f, m=metrics, t=title: plot_temperatures(m, t, f)))
+        plan += [
+            (out / f"{prefix}feeders.png", lambda f, m=metrics, sc=scenario, t=title: plot_feeders(m, sc, t, f)),
+            (out / f"{prefix}kpis.png", lambda f, m=metrics, t=title: plot_kpis_over_time(m, t, f)),
+            (out / f"{prefix}network.png", lambda f, m=metrics, t=title: plot_network(m, t, f)),
+        ]
+    if len(loaded) > 1:
+        plan.append((out / "compare.png", lambda f: plot_comparison([(p.name, s) for p, _, _, s in loaded], f)))
+    if points is not None:
+        plan += [
+            (out / "comm_vs_reward.png", lambda f: plot_comm_vs_reward(points, tail, f)),
+            (out / "comm_vs_reward.csv", lambda f: write_points_csv(points, f)),
+            (out / "comm_vs_reward.json", lambda f: write_points_json(points, f, tail)),
+        ]
+    if not plan:
+        raise ConfigError("nothing to draw: with --no-per-run give several runs (for their KPI comparison) or --comm-vs-reward")
+    targets = [f for f, _ in plan]
+    _check_outputs(out, targets, overwrite)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise RunDirError(f"{out}: cannot create the report folder: {e.strerror}") from None
-    written: list[Path] = []
-    for path, scenario, metrics, _summary in loaded:
-        prefix = "" if len(loaded) == 1 else f"{path.name}-"
-        title = path.name
-        written += [
-            p
-            for p in (
-                plot_temperatures(metrics, title, out / f"{prefix}temperatures.png"),
-                plot_feeders(metrics, scenario, title, out / f"{prefix}feeders.png"),
-                plot_kpis_over_time(metrics, title, out / f"{prefix}kpis.png"),
-                plot_network(metrics, title, out / f"{prefix}network.png"),
-            )
-            if p is not None
-        ]
-    if len(loaded) > 1:
-        written.append(plot_comparison([(p.name, s) for p, _, _, s in loaded], out / "compare.png"))
-    return written
+    for f, draw in plan:
+        draw(f)
+    return targets
+
+
+def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
+    """Refuse, before anything is written, targets that collide or already exist."""
+    names = [f.name for f in targets]
+    clash = sorted({n for n in names if names.count(n) > 1})
+    if clash:
+        raise RunDirError(f"runs with the same folder name would write the same plots ({', '.join(clash)}); give each run directory a distinct name")
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out}: exists and is not a directory; choose another output folder with -o")
+    existing = [f.name for f in targets if f.exists()]
+    if existing and not overwrite:
+        raise RunDirError(
+            f"{out}: {', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; nothing was written. "
+            f"Choose another folder with -o, or pass --overwrite to replace them"
+        )

@@ -4,7 +4,8 @@ A run directory is created only if it does not exist (or, with ``overwrite``, if
 earlier run directory or empty), so results are never lost by accident. ``metrics.csv`` is
 flushed row by row and ``summary.json`` is written even when a run is interrupted, so a
 stopped run leaves valid partial results. Re-running ``scenario.yaml`` from a run directory
-reproduces the run bit for bit (except the ``perf`` figures).
+reproduces the run bit for bit (except the ``perf`` figures). With ``outputs.tensorboard`` the
+same rows also go to ``tensorboard/`` as TensorBoard scalars.
 """
 
 from __future__ import annotations
@@ -141,6 +142,40 @@ class MetricsWriter:
         self._file.close()
 
 
+class TensorBoardWriter:
+    """Writes every metrics row as TensorBoard scalars into ``path`` (``RUN_DIR/tensorboard/``).
+
+    Tags are the metrics.csv column names (``kpi/cost``, ``net/bytes_sent``, ``losses/value``,
+    ``charts/mean_reward``...); the step is the simulated time in whole seconds (``time_s``,
+    which with ``time_h`` is not written as a tag). Values that are not finite (a learner's
+    losses before its first update) are left out. ``after``: a resumed run writes a new event
+    file whose ``purge_step`` hides the earlier events later than that time, as metrics.csv
+    drops its rows after the checkpoint.
+    """
+
+    def __init__(self, path: Path, after: float | None = None) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._writer = SummaryWriter(str(path), purge_step=None if after is None else math.floor(after) + 1)
+
+    def write(self, row: dict[str, float]) -> None:
+        step = round(row["time_s"])
+        for key, value in row.items():
+            if key not in ("time_s", "time_h") and math.isfinite(value):
+                self._writer.add_scalar(key, value, step)
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+def _row_writers(run_dir: RunDir, scenario: Scenario, after: float | None = None) -> list[MetricsWriter | TensorBoardWriter]:
+    """metrics.csv, and the TensorBoard event files when ``outputs.tensorboard`` is on."""
+    writers: list[MetricsWriter | TensorBoardWriter] = [MetricsWriter(run_dir.path / "metrics.csv", after=after)]
+    if scenario.outputs.tensorboard:
+        writers.append(TensorBoardWriter(run_dir.path / "tensorboard", after=after))
+    return writers
+
+
 def _fmt(v: float) -> str:
     return repr(float(v)) if not float(v).is_integer() or abs(v) > 1e15 else str(int(v))
 
@@ -225,14 +260,19 @@ def execute(
     sim = Simulation(scenario, device=device)
     run_dir = RunDir.create(out_dir, overwrite=overwrite)
     run_dir.write_start(scenario, device, argv or [])
-    return run_dir, _run_into(run_dir, sim, MetricsWriter(run_dir.path / "metrics.csv"), progress)
+    return run_dir, _run_into(run_dir, sim, _row_writers(run_dir, scenario), progress)
 
 
-def _run_into(run_dir: RunDir, sim: "Simulation", metrics: MetricsWriter, progress) -> dict:
+def _run_into(run_dir: RunDir, sim: "Simulation", writers: list[MetricsWriter | TensorBoardWriter], progress) -> dict:
+    def write(row: dict[str, float]) -> None:
+        for writer in writers:
+            writer.write(row)
+
     try:
-        summary = sim.run(on_row=metrics.write, progress=progress, on_checkpoint=run_dir.save_checkpoint)
+        summary = sim.run(on_row=write, progress=progress, on_checkpoint=run_dir.save_checkpoint)
     finally:
-        metrics.close()
+        for writer in writers:
+            writer.close()
     run_dir.write_summary(summary)
     return summary
 
@@ -247,8 +287,7 @@ def resume(path: str | Path, progress: Callable[[float], None] | None = None) ->
         raise RunDirError(f"{run_dir.path}: not a run directory (no {RUN_MARKER})")
     scenario = load_scenario(run_dir.path / "scenario.yaml")
     sim = run_dir.load_checkpoint(scenario)
-    metrics = MetricsWriter(run_dir.path / "metrics.csv", after=sim.checkpoint_time)
-    return run_dir, _run_into(run_dir, sim, metrics, progress)
+    return run_dir, _run_into(run_dir, sim, _row_writers(run_dir, scenario, after=sim.checkpoint_time), progress)
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:

@@ -264,6 +264,22 @@ class OutputsConfig(StrictModel):
     checkpoint_every: PositiveDuration | None = 21600.0
     """Save checkpoint.pt this often (and at the end), so an interrupted run can be resumed with
     ``fleet resume``; null: only at the end."""
+    tensorboard: bool = False
+    """Also write every metrics row as TensorBoard scalars into ``tensorboard/`` of the run
+    directory (tags are the metrics.csv column names, the step is the simulated second); needs
+    the optional ``tensorboard`` package."""
+
+    @field_validator("tensorboard")
+    @classmethod
+    def _tensorboard_installed(cls, on: bool) -> bool:
+        import importlib.util
+
+        if on and importlib.util.find_spec("tensorboard") is None:
+            raise ValueError(
+                "needs the tensorboard package, which is not installed; install it with pip install 'fleet-sim[tensorboard]', "
+                "or turn TensorBoard output off (false, or fleet run without --tensorboard)"
+            )
+        return on
 
 
 # --- the scenario ----------------------------------------------------------------------------

@@ -2,8 +2,13 @@
 
 import json
 import math
+import shutil
+import sys
+import time
 
+import numpy as np
 import pytest
+import yaml
 
 from fleet.errors import RunDirError
 from fleet.results import RUN_MARKER, MetricsWriter, RunDir, load_run, read_metrics
@@ -130,3 +135,99 @@ def test_load_run_names_a_corrupt_summary(tiny_run, tmp_path):
     (tmp_path / "summary.json").write_text('{"run": ')
     with pytest.raises(RunDirError, match="summary.json: not valid JSON"):
         load_run(tmp_path)
+
+
+# --- TensorBoard -----------------------------------------------------------------------------
+
+
+def tensorboard_scalars(run):
+    """{tag: [(step, value), ...]} of the event files in ``run/tensorboard``, as TensorBoard reads them."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    return {tag: [(e.step, e.value) for e in events.Scalars(tag)] for tag in events.Tags()["scalars"]}
+
+
+def expected_scalars(run):
+    """metrics.csv as TensorBoard should hold it: a tag per column but the time, step = simulated
+    second, values as float32, non-finite values left out."""
+    columns = read_metrics(run / "metrics.csv")
+    steps = [round(t) for t in columns.pop("time_s")]
+    columns.pop("time_h")
+    return {
+        tag: [(s, float(np.float32(v))) for s, v in zip(steps, values) if math.isfinite(v)]
+        for tag, values in columns.items()
+    }
+
+
+def test_tensorboard_gets_every_metrics_row_under_its_column_name(tiny_scenario_file, tmp_path):
+    from click.testing import CliRunner
+
+    from fleet.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", tiny_scenario_file, "-o", out, "--device", "cpu", "-q", "--tensorboard",
+            "--set", "learner.name=diffusion-v1", "--set", "horizon=1h", "--set", "outputs.baseline=false"]
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    assert result.exit_code == 0, result.output
+    assert yaml.safe_load((out / "scenario.yaml").read_text())["outputs"]["tensorboard"] is True
+    got, want = tensorboard_scalars(out), expected_scalars(out)
+    assert {"kpi/cost", "net/bytes_sent", "losses/value", "charts/mean_reward", "feeder/north_kw"} <= set(got)
+    assert got == want
+    assert got["kpi/cost"][0][0] == 0 and got["kpi/cost"][-1][0] == 3600
+    assert got["losses/value"][0][0] > 0  # no loss before the first update: left out, not NaN
+
+
+@pytest.fixture
+def tensorboard_scenario(tiny_scenario_file):
+    """The tiny scenario with TensorBoard output and a checkpoint every hour."""
+    from fleet.scenario import load_scenario
+
+    return load_scenario(tiny_scenario_file, ["outputs.tensorboard=true", "outputs.checkpoint_every=1h", "outputs.baseline=false"])
+
+
+def interrupt_at(seconds):
+    """A progress callback that stops the run (as Ctrl-C would) once it reaches ``seconds``."""
+
+    def progress(t):
+        if t >= seconds:
+            raise KeyboardInterrupt
+
+    return progress
+
+
+def test_a_resumed_run_continues_its_tensorboard_scalars(tensorboard_scenario, tmp_path):
+    from fleet.results import execute, resume
+
+    sc = tensorboard_scenario
+    _, part = execute(sc, tmp_path / "run", progress=interrupt_at(5400))
+    assert part["run"]["status"] == "interrupted"
+    before = tensorboard_scalars(tmp_path / "run")
+    assert before["kpi/cost"][-1][0] == 5400  # the row at the interruption, after the checkpoint at 1 h
+    time.sleep(1)  # as a later process would: the resumed event file's name (it starts with the time) sorts after
+    resume(tmp_path / "run")
+    got = tensorboard_scalars(tmp_path / "run")
+    assert len(list((tmp_path / "run" / "tensorboard").iterdir())) == 2
+    assert got == expected_scalars(tmp_path / "run")  # one value per step: the earlier ones after 1 h are purged
+
+
+def test_tensorboard_without_the_package_is_a_clear_error_and_writes_nothing(tiny_scenario_file, tiny_run, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from fleet.cli import main
+
+    monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
+    for extra in (["--tensorboard"], ["--set", "outputs.tensorboard=true"]):
+        result = CliRunner().invoke(main, ["run", str(tiny_scenario_file), "-o", str(tmp_path / "out"), "--device", "cpu", *extra])
+        assert result.exit_code == 2 and "Traceback" not in result.output
+        assert "outputs.tensorboard" in result.stderr and "pip install 'fleet-sim[tensorboard]'" in result.stderr
+        assert not (tmp_path / "out").exists()
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    scenario = yaml.safe_load((run / "scenario.yaml").read_text())
+    scenario["outputs"]["tensorboard"] = True
+    (run / "scenario.yaml").write_text(yaml.safe_dump(scenario, sort_keys=False))
+    before = snapshot(run)
+    result = CliRunner().invoke(main, ["resume", str(run)])
+    assert result.exit_code == 2 and "pip install 'fleet-sim[tensorboard]'" in result.stderr
+    assert snapshot(run) == before
