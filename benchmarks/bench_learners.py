@@ -42,7 +42,7 @@ from bench_engine import (
     RESEND, RUN, STATUS, TELEMETRY, TICK, COLLECT, CallTimes, _absent_from_source, hotspots, record, say,
 )
 from fleet.learners.features import N_FEATURES
-from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout, ValueNorm
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -74,6 +74,7 @@ class LoopDevice:
     actor: nn.Sequential
     critic: nn.Sequential
     optimizer: torch.optim.Adam
+    value_norm: ValueNorm
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -98,21 +99,22 @@ def loop_devices(batched: ActorCritic, k: int) -> list[LoopDevice]:
                     lin.bias.copy_(b[i])
             nets.append(net)
         params = [*nets[0].parameters(), *nets[1].parameters()]
-        devices.append(LoopDevice(nets[0], nets[1], torch.optim.Adam(params, lr=batched.cfg.lr)))
+        devices.append(LoopDevice(nets[0], nets[1], torch.optim.Adam(params, lr=batched.cfg.lr), ValueNorm(1, batched.cfg.value_norm_decay, "cpu")))
     return devices
 
 
 def loop_update(devices: list[LoopDevice], r: Rollout, cfg: ActorCriticConfig) -> None:
-    """The n-step A2C + GAE step of ``ActorCritic.update``, written for one device at a time.
+    """The actor-critic step of ``ActorCritic.update`` (one epoch: A2C with GAE and value
+    normalization), written for one device at a time.
 
     ``r`` holds the K devices' transitions: obs (T+1, K, F), actions (T, K), rewards (T, K).
     """
     steps = r.rewards.shape[0]
     for i, d in enumerate(devices):
-        obs, actions, rewards = r.obs[:, i], r.actions[:, i], r.rewards[:, i] * cfg.reward_scale
-        values = d.critic(obs).squeeze(-1)  # (T+1,)
+        obs, actions, rewards = r.obs[:, i], r.actions[:, i], r.rewards[:, i]
+        values = d.critic(obs).squeeze(-1)  # (T+1,), normalized units
         with torch.no_grad():
-            v = values.detach()
+            v = d.value_norm.denormalize(values.detach().unsqueeze(0)).squeeze(0)
             adv = torch.zeros_like(rewards)
             running = torch.zeros(())
             for t in reversed(range(steps)):
@@ -121,8 +123,10 @@ def loop_update(devices: list[LoopDevice], r: Rollout, cfg: ActorCriticConfig) -
             returns = adv + v[:-1]
             if cfg.normalize_advantages and steps > 1:
                 adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            d.value_norm.update(returns.unsqueeze(0), shared=False)
+            target = d.value_norm.normalize(returns.unsqueeze(0)).squeeze(0)
         dist = torch.distributions.Categorical(logits=d.actor(obs[:-1]))
-        loss = -(dist.log_prob(actions) * adv).mean() - cfg.entropy_coef * dist.entropy().mean() + cfg.value_coef * ((values[:-1] - returns) ** 2).mean()
+        loss = -(dist.log_prob(actions) * adv).mean() - cfg.entropy_coef * dist.entropy().mean() + cfg.value_coef * ((values[:-1] - target) ** 2).mean()
         d.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(d.parameters, cfg.max_grad_norm)
@@ -261,7 +265,7 @@ NEIGHBOURS = {
     "python": "while True: pass",
     "torch": (
         "import torch\n"
-        "from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout\n"
+        "from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout, ValueNorm\n"
         "ac = ActorCritic(ActorCriticConfig(), 1000, 10, 4, torch.Generator().manual_seed(0), 'cpu')\n"
         "r = Rollout(torch.randn(17, 1000, 10), torch.randint(0, 4, (16, 1000)), -torch.rand(16, 1000) * 0.05)\n"
         "while True:\n"

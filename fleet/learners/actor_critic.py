@@ -37,6 +37,8 @@ class IndependentLearner:
         self.device = ctx.device
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
         self.core = ActorCritic(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gen, ctx.device)
+        if config.common_init:
+            self.core.load_flat(self.core.flat()[:1].expand(ctx.n_devices, -1))
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []
@@ -105,8 +107,9 @@ class DiffusionConfig(ActorCriticConfig):
 
     weights: Literal["uniform", "metropolis"] = "uniform"
     """Combination weights over the closed neighbourhood (renormalized over fresh neighbours)."""
-    staleness: PositiveDuration = 3600.0
-    """Neighbour parameters published longer ago than this are left out."""
+    staleness: PositiveDuration | None = None
+    """Neighbour parameters published longer ago than this are left out; by default two update
+    periods (a neighbour's newest message is one update period old when it is combined)."""
     robust: Literal["none", "clip", "trimmed-mean", "median"] = "none"
     """Robust combine against faulty or hostile neighbours."""
     clip_norm: Annotated[float, Field(gt=0)] = 5.0
@@ -142,6 +145,7 @@ class DiffusionLearner(IndependentLearner):
         self.publisher = ParamPublisher(config.comm, ctx.n_devices, p)
         self.reconstruction = ParamReceiver(len(receiver), p)
         self.rejected = 0
+        self.staleness_s = config.staleness or 2 * config.n_steps * ctx.control_period_s
 
     @property
     def qos(self) -> int:
@@ -171,7 +175,7 @@ class DiffusionLearner(IndependentLearner):
     def combine(self, own: torch.Tensor, t: float) -> torch.Tensor:
         """(N, P) -> (N, P): combine with the fresh neighbour parameters."""
         cfg = self.cfg
-        fresh = torch.as_tensor((t - self.edge_time) <= cfg.staleness, device=self.device)
+        fresh = torch.as_tensor((t - self.edge_time) <= self.staleness_s, device=self.device)
         if cfg.robust == "median":
             return coordinate_median(neighbourhood_stack(own, self.edge_params, self.receiver, fresh))
         if cfg.robust == "trimmed-mean":

@@ -60,6 +60,8 @@ class LearnerContext:
     """Torch device for learners that use tensors."""
     topology: "Topology | None" = None
     """Who may hear whom (for learners that exchange parameters with neighbours)."""
+    control_period_s: float = 60.0
+    """Seconds between control ticks (to turn tick counts into durations)."""
 
 
 class Learner(Protocol):

@@ -8,11 +8,15 @@ import torch
 from fleet.learners.base import Observation
 
 N_FEATURES = 10
+GAP_CAP_C = 4.0
+"""Distances outside the comfort band are capped here: beyond a few degrees the right action
+does not change, and unbounded inputs saturate the first tanh layer so that the network can
+no longer tell 15 °C from 7 °C."""
 
 
 def features(obs: Observation, device: str) -> torch.Tensor:
     """(N, 10) float32: indoor, outdoor, band low/high (centred, scaled), distance below and
-    above the band, time of day (sin, cos), price, feeder load fraction."""
+    above the band (capped at GAP_CAP_C), time of day (sin, cos), price, feeder load fraction."""
     hour = 2 * np.pi * obs.hour / 24.0
     n = len(obs.temp_c)
     cols = [
@@ -20,11 +24,16 @@ def features(obs: Observation, device: str) -> torch.Tensor:
         (obs.outdoor_c - 5.0) / 10.0,
         (obs.band_lo - 20.0) / 5.0,
         (obs.band_hi - 20.0) / 5.0,
-        np.maximum(obs.band_lo - obs.temp_c, 0.0),
-        np.maximum(obs.temp_c - obs.band_hi, 0.0),
+        np.clip(obs.band_lo - obs.temp_c, 0.0, GAP_CAP_C) / 2.0,
+        np.clip(obs.temp_c - obs.band_hi, 0.0, GAP_CAP_C) / 2.0,
         np.full(n, np.sin(hour)),
         np.full(n, np.cos(hour)),
         obs.price / 0.3,
         obs.feeder_load,
     ]
     return torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
+
+
+def indoor_c(x: torch.Tensor) -> torch.Tensor:
+    """Measured indoor temperature, degC, back from features (..., N_FEATURES) -> (...)."""
+    return x[..., 0] * 5.0 + 20.0

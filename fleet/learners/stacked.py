@@ -16,6 +16,7 @@ import torch
 
 from fleet.config import StrictModel
 from fleet.errors import ConfigError
+from fleet.learners.features import indoor_c
 from pydantic import Field
 from typing import Annotated
 
@@ -39,10 +40,26 @@ class ActorCriticConfig(StrictModel):
     """Weight of the critic's squared error."""
     max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
     """Per-device clipping of the gradient norm."""
-    reward_scale: Annotated[float, Field(gt=0)] = 10.0
-    """Rewards are multiplied by this before learning (per-tick rewards are small)."""
     normalize_advantages: bool = True
     """Standardize each device's advantages over its own rollout."""
+    epochs: Annotated[int, Field(ge=1, le=100)] = 1
+    """Gradient steps per rollout. With 1 this is A2C; with more, the later steps use PPO's
+    clipped surrogate so that the policy cannot move far from the one that collected the data."""
+    clip: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    """PPO clip range of the probability ratio (used when epochs > 1)."""
+    shaping_per_degc: Annotated[float, Field(ge=0)] = 0.0
+    """Potential-based reward shaping (Ng, Harada and Russell 1999): the learner adds
+    ``gamma * phi(next) - phi(now)`` with ``phi = shaping_per_degc * indoor temperature`` to each
+    reward, crediting heat when it is stored rather than hours later when it prevents
+    discomfort. Any potential leaves the optimal policy unchanged; it changes what is learnable
+    from few samples. In money per degree C; 0 turns it off."""
+    common_init: bool = True
+    """Start every device from the same parameters (drawn from the scenario's seed, so boards
+    can agree on them without talking). Diffusion needs it: averaging independently initialized
+    networks cancels their features and leaves a uniform policy."""
+    value_norm_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
+    """Decay per update of the running mean and variance of each device's returns; the critic
+    predicts returns in these normalized units, so it can follow values of any scale."""
 
 
 class StackedMLP:
@@ -103,6 +120,49 @@ class Rollout:
 METRIC_KEYS = ("losses/policy", "losses/value", "losses/entropy", "charts/mean_reward")
 
 
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
+    """Generalized advantage estimates (N, T) from rewards (N, T) and values (N, T+1)."""
+    adv = torch.zeros_like(rewards)
+    running = torch.zeros(rewards.shape[0], device=rewards.device)
+    for t in reversed(range(rewards.shape[1])):
+        running = rewards[:, t] + gamma * values[:, t + 1] - values[:, t] + gamma * lam * running
+        adv[:, t] = running
+    return adv
+
+
+class ValueNorm:
+    """Running mean and variance of each device's returns (as MAPPO's ValueNorm), (N,) each.
+
+    The critic learns returns in normalized units; without this a critic with a fixed learning
+    rate cannot follow returns in the hundreds, its bootstrap values stay near zero and the
+    advantages are dominated by the critic's error.
+    """
+
+    def __init__(self, n: int, decay: float, device: str) -> None:
+        self.decay = decay
+        self.stats = torch.zeros(3, n, device=device)  # mean, mean of squares, debiasing weight
+
+    def update(self, x: torch.Tensor, shared: bool) -> None:
+        """Fold in returns x (N, T); ``shared``: one model, all rows are its samples."""
+        x = x.double()
+        mean, sq = (x.mean(), (x**2).mean()) if shared else (x.mean(1), (x**2).mean(1))
+        d = self.decay
+        self.stats.mul_(d).add_((1 - d) * torch.stack([mean.float().expand(self.stats.shape[1]), sq.float().expand(self.stats.shape[1]), torch.ones_like(self.stats[2])]))
+
+    def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        w = self.stats[2].clamp(min=1e-5)
+        mean, sq = self.stats[0] / w, self.stats[1] / w
+        return mean.unsqueeze(1), (sq - mean**2).clamp(min=1e-4).sqrt().unsqueeze(1)
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self._moments()
+        return (x - mean) / std
+
+    def denormalize(self, x: torch.Tensor) -> torch.Tensor:
+        mean, std = self._moments()
+        return x * std + mean
+
+
 class ActorCritic:
     """The stacked actor (F -> H -> H -> L logits) and critic (F -> H -> H -> 1) of N devices."""
 
@@ -115,6 +175,7 @@ class ActorCritic:
         self.actor = StackedMLP(n, [n_features, h, h, n_actions], gen, device, last_scale=0.01)
         self.critic = StackedMLP(n, [n_features, h, h, 1], gen, device)
         self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr)
+        self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -128,7 +189,7 @@ class ActorCritic:
         unflatten_into(self.parameters, flat)
 
     def state_dict(self) -> dict:
-        return {"params": [p.detach().cpu() for p in self.parameters], "optimizer": self.optimizer.state_dict()}
+        return {"params": [p.detach().cpu() for p in self.parameters], "optimizer": self.optimizer.state_dict(), "value_norm": self.value_norm.stats.cpu()}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore parameters and optimizer; ConfigError naming the shapes if they differ."""
@@ -141,6 +202,7 @@ class ActorCritic:
             for p, saved in zip(self.parameters, params):
                 p.copy_(saved.to(p.device))
         self.optimizer.load_state_dict(state["optimizer"])
+        self.value_norm.stats.copy_(state["value_norm"])
 
     def policy(self, obs: torch.Tensor) -> torch.distributions.Categorical:
         """obs (N, B, F) -> a categorical over actions per (device, sample)."""
@@ -153,36 +215,39 @@ class ActorCritic:
         return torch.multinomial(probs, 1, generator=gen).squeeze(1)
 
     def update(self, r: Rollout) -> dict[str, float]:
-        """One n-step A2C step with GAE for every device (or, shared, on every rollout of
-        ``r``); returns fleet-mean metrics."""
+        """``epochs`` actor-critic steps with GAE on one rollout for every device (or, shared,
+        on every rollout of ``r``); returns fleet-mean metrics."""
         cfg = self.cfg
         obs = r.obs.transpose(0, 1)  # (N, T+1, F)
-        values = self.critic(obs).squeeze(-1)  # (N, T+1)
-        rewards = r.rewards.transpose(0, 1) * cfg.reward_scale  # (N, T)
+        rewards = r.rewards.transpose(0, 1)  # (N, T)
+        if cfg.shaping_per_degc:
+            phi = cfg.shaping_per_degc * indoor_c(obs)  # (N, T+1)
+            rewards = rewards + cfg.gamma * phi[:, 1:] - phi[:, :-1]
+        actions = r.actions.transpose(0, 1)  # (N, T)
         with torch.no_grad():
-            v = values.detach()
-            adv = torch.zeros_like(rewards)
-            running = torch.zeros(rewards.shape[0], device=rewards.device)
-            for t in reversed(range(rewards.shape[1])):
-                delta = rewards[:, t] + cfg.gamma * v[:, t + 1] - v[:, t]
-                running = delta + cfg.gamma * cfg.gae_lambda * running
-                adv[:, t] = running
+            v = self.value_norm.denormalize(self.critic(obs).squeeze(-1))  # (N, T+1)
+            adv = gae(rewards, v, cfg.gamma, cfg.gae_lambda)
             returns = adv + v[:, :-1]
             if cfg.normalize_advantages and adv.shape[1] > 1:  # per device: only its own data
                 adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
-        dist = self.policy(obs[:, :-1])
-        logp = dist.log_prob(r.actions.transpose(0, 1))
-        entropy = dist.entropy()
-        per_device = (
-            -(logp * adv).mean(1) - cfg.entropy_coef * entropy.mean(1) + cfg.value_coef * ((values[:, :-1] - returns) ** 2).mean(1)
-        )
-        self.optimizer.zero_grad(set_to_none=True)
-        (per_device.mean() if self.shared else per_device.sum()).backward()
-        self._clip_per_device()
-        self.optimizer.step()
+            self.value_norm.update(returns, self.shared)
+            target = self.value_norm.normalize(returns)
+            old_logp = self.policy(obs[:, :-1]).log_prob(actions)
+        for _ in range(cfg.epochs):
+            dist = self.policy(obs[:, :-1])
+            logp = dist.log_prob(actions)
+            ratio = torch.exp(logp - old_logp)
+            surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
+            entropy = dist.entropy()
+            value_err = (self.critic(obs[:, :-1]).squeeze(-1) - target) ** 2
+            per_device = -surrogate.mean(1) - cfg.entropy_coef * entropy.mean(1) + cfg.value_coef * value_err.mean(1)
+            self.optimizer.zero_grad(set_to_none=True)
+            (per_device.mean() if self.shared else per_device.sum()).backward()
+            self._clip_per_device()
+            self.optimizer.step()
         return {
-            "losses/policy": float(-(logp.detach() * adv).mean()),
-            "losses/value": float(((values.detach()[:, :-1] - returns) ** 2).mean()),
+            "losses/policy": float(-surrogate.detach().mean()),
+            "losses/value": float(value_err.detach().mean()),
             "losses/entropy": float(entropy.detach().mean()),
             "charts/mean_reward": float(r.rewards.mean()),
         }

@@ -109,6 +109,24 @@ def param_disagreement(params: np.ndarray, group_of: np.ndarray) -> float:
     return float(np.mean(out))
 
 
+def tick_reward(
+    power: np.ndarray, price: np.ndarray, violation: np.ndarray, site_load: np.ndarray, feeder_kw: np.ndarray,
+    weights: tuple[float, float], dt_h: float,
+) -> np.ndarray:
+    """Reward (N,) of one control tick: minus the energy cost, the discomfort penalty and the
+    device's share of its feeder's overload, over ``dt_h`` hours.
+
+    ``power`` (N,) kW drawn, ``price`` (N,) per kWh, ``violation`` (N,) degC outside the band at
+    the end of the tick, ``site_load`` and ``feeder_kw`` (N,) the load and capacity of each
+    device's feeder, kW; ``weights`` = (per degree-hour of discomfort, per kWh of overload).
+    Shared by the simulator and the edge agent.
+    """
+    overload = np.maximum(site_load - feeder_kw, 0)
+    share = power / np.maximum(site_load, 1e-9)
+    per_discomfort, per_overload = weights
+    return -(power * price + per_discomfort * violation + per_overload * overload * share) * dt_h
+
+
 class ControlledFleet:
     """Buildings of a world under one controller, with their KPIs."""
 
@@ -131,10 +149,7 @@ class ControlledFleet:
         self.site_load = np.bincount(w.site_of, self.power, minlength=len(w.site_names))
         dt_h = dt_s / 3600.0
         self.kpis.add(self.power, self.site_load, w.feeder_kw, obs.price, violation, dt_h)
-        overload = np.maximum(self.site_load - w.feeder_kw, 0)[w.site_of]
-        share = self.power / np.maximum(self.site_load[w.site_of], 1e-9)
-        per_discomfort, per_overload = reward_weights
-        reward = -(self.power * obs.price + per_discomfort * violation + per_overload * overload * share) * dt_h
+        reward = tick_reward(self.power, obs.price, violation, self.site_load[w.site_of], w.feeder_kw[w.site_of], reward_weights, dt_h)
         self.controller.observe(reward)
 
 
@@ -146,7 +161,7 @@ class Simulation:
         self.streams = Streams(s.seed)
         self.world = w = build_world(s, self.streams)
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
-        ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("learner"), device, w.topology)
+        ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("learner"), device, w.topology, s.control_period)
         self.fleet = ControlledFleet(w, mode, make_learner(s.learner.name, s.learner.params, ctx))
         self.baseline = None
         if s.outputs.baseline:
