@@ -61,19 +61,21 @@ def resolve_device(device: str) -> str:
 @click.option("--seed", type=click.IntRange(min=0), help="Root seed (overrides the scenario's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where learners compute.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory (only if it is one).")
+@click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
-def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool, quiet: bool) -> None:
+def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool, tensorboard: bool, quiet: bool) -> None:
     """Simulate SCENARIO (a shipped scenario name or a YAML file) into a run directory.
 
     The directory gets scenario.yaml (resolved, re-runnable), run.json, metrics.csv and
-    summary.json. An existing directory is never overwritten unless --overwrite is given.
+    summary.json (and tensorboard/ with --tensorboard). An existing directory is never
+    overwritten unless --overwrite is given.
     """
     from tqdm import tqdm
 
     from fleet.results import execute
     from fleet.scenario import load_scenario
 
-    sc = load_scenario(scenario, list(overrides), seed)
+    sc = load_scenario(scenario, [*overrides, *(["outputs.tensorboard=true"] if tensorboard else [])], seed)
     out = out or Path("runs") / f"{sc.name}-seed{sc.seed}"
     dev = resolve_device(device)
     bar = tqdm(total=round(sc.horizon / 3600, 2), unit="sim-h", desc=sc.name, disable=quiet or None, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim-h [{elapsed}<{remaining}]")
@@ -181,13 +183,117 @@ def learners() -> None:
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Folder for the PNG plots [default: <run>/report, or reports/compare for several runs].")
-def report(runs: tuple[Path, ...], out: Path | None) -> None:
-    """Draw PNG plots of one or more run directories (several runs: a KPI comparison too)."""
-    from fleet.report import write_report
+@click.option("--comm-vs-reward", "with_comm_vs_reward", is_flag=True,
+              help="Also plot final reward against bytes sent per device per day (comm_vs_reward.png, with the numbers in .csv and .json); "
+                   "runs that differ only in their seed are one point with a 95% confidence interval.")
+@click.option("--tail", type=click.FloatRange(0, 1, min_open=True), metavar="FRACTION",
+              help="With --comm-vs-reward: the final reward is taken over this last fraction of each run [default: 0.5].")
+@click.option("--per-run/--no-per-run", default=True, show_default=True, help="Draw the plots of each run (leave them out for a study of many runs).")
+@click.option("--overwrite", is_flag=True, help="Replace files of an earlier report in the output folder (otherwise they are refused).")
+def report(runs: tuple[Path, ...], out: Path | None, with_comm_vs_reward: bool, tail: float | None, per_run: bool, overwrite: bool) -> None:
+    """Draw PNG plots of one or more run directories (several runs: a KPI comparison too).
 
+    \b
+    A study, e.g. two learners x three seeds:
+      fleet report runs/diffusion-seed{0,1,2} runs/independent-seed{0,1,2} --comm-vs-reward --no-per-run -o reports/study
+    """
+    from fleet.report import write_report
+    from fleet.tradeoff import DEFAULT_TAIL
+
+    if tail is not None and not with_comm_vs_reward:
+        raise ConfigError("--tail applies only with --comm-vs-reward")
     out = out or (runs[0] / "report" if len(runs) == 1 else Path("reports") / "compare")
-    for path in write_report(list(runs), out):
+    written = write_report(list(runs), out, overwrite=overwrite, per_run=per_run, with_comm_vs_reward=with_comm_vs_reward,
+                           tail=DEFAULT_TAIL if tail is None else tail)
+    for path in written:
         click.echo(str(path))
+
+
+@main.command(name="agent")
+@click.option("--scenario", metavar="NAME|FILE", help="The fleet's scenario (shipped name or YAML file), as provisioned.")
+@click.option("--device", metavar="NAME", help="Which device of the scenario this board is, e.g. d00012.")
+@click.option("--broker", metavar="URL", help="mqtt://[user[:password]@]host[:port] or mqtts://... (TLS).")
+@click.option("--ca", type=click.Path(path_type=Path), help="CA certificate of the broker (mqtts; default: the system's CAs).")
+@click.option("--cert", type=click.Path(path_type=Path), help="This device's certificate, for mutual TLS.")
+@click.option("--key", type=click.Path(path_type=Path), help="This device's private key (if not in --cert).")
+@click.option("--username", help="User name for a password login.")
+@click.option("--password", help="Password (prefer --password-file: the command line is visible to other users).")
+@click.option("--password-file", type=click.Path(path_type=Path), help="File holding the password.")
+@click.option("--driver", type=click.Choice(["simulated", "sysfs"]), default="simulated", show_default=True,
+              help="The device's own simulated building, or a DS18B20 and a relay through Linux sysfs.")
+@click.option("--gpio", type=click.IntRange(min=0), help="sysfs: GPIO number of the relay.")
+@click.option("--active-low", is_flag=True, help="sysfs: the relay switches on when its input is low.")
+@click.option("--sensor-id", metavar="28-...", help="sysfs: which 1-wire sensor (default: the only one).")
+@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Agent-clock seconds per wall second (demos and tests; 1 on a real board).")
+@click.option("--duration", metavar="DURATION", help="Stop after this long on the agent's clock, e.g. 2h [default: run until stopped].")
+@click.option("--state-dir", "--checkpoint-dir", "state_dir", type=click.Path(path_type=Path),
+              help="Folder for the checkpoint, outbox and sequence numbers [default: agent-state/<device>].")
+@click.option("--checkpoint-every", default="1h", show_default=True, metavar="DURATION", help="Agent-clock time between checkpoints.")
+@click.option("--status-every", default="60s", show_default=True, metavar="DURATION", help="Wall time between status lines.")
+@click.option("--env-file", type=click.Path(path_type=Path), help="agent.env from `fleet deploy provision` (options given here win).")
+@click.option("-q", "--quiet", is_flag=True, help="No status lines; warnings and errors only.")
+def agent_cmd(quiet: bool, **options) -> None:
+    """Run one device of a scenario on this board: learn, act, talk to its neighbours over MQTT.
+
+    The learner is the simulator's, with one device. Without the broker the agent keeps
+    controlling and queues its messages; SIGTERM (or Ctrl-C) saves a checkpoint in
+    --state-dir and stops it, and the next start resumes from there.
+
+    \b
+    Demo on one machine, an hour of the scenario per wall second:
+      fleet agent --scenario thermostats-small-v1 --device d00000 --broker mqtt://localhost --speedup 3600
+    """
+    import logging
+    import signal
+
+    from fleet.edge.launch import AgentArgs, build_agent
+
+    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    agent = build_agent(AgentArgs(**options), on_status=None if quiet else click.echo)
+    stopped_by: list[int] = []
+
+    def stop(signum, frame) -> None:
+        stopped_by.append(signum)
+        agent.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    agent.run()
+    if signal.SIGINT in stopped_by:
+        sys.exit(EXIT_INTERRUPTED)
+
+
+@main.group()
+def deploy() -> None:
+    """Deploy a fleet to real boards over a real mosquitto broker (see deploy/README.md)."""
+
+
+@deploy.command(name="provision")
+@click.argument("scenario")
+@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="New folder for the credentials and broker files (must not exist, or be empty).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a scenario field, as for `fleet run` (repeatable).")
+@click.option("--host", "hosts", multiple=True, metavar="NAME|IP", help="Broker host name or IP the boards connect to; goes into the server certificate (repeatable) [default: localhost, 127.0.0.1].")
+@click.option("--tls-port", type=click.IntRange(1, 65535), default=8883, show_default=True, help="Port of the mutual-TLS listener.")
+@click.option("--password-port", type=click.IntRange(1, 65535), default=8884, show_default=True, help="Port of the username/password listener (also TLS).")
+@click.option("--days", type=click.IntRange(min=1), default=825, show_default=True, help="Validity of the device and server certificates.")
+@click.option("--broker-root", metavar="PATH", help="Where broker/ will live on the broker host; mosquitto.conf points there [default: OUT/broker].")
+def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: str | None) -> None:
+    """Generate a CA, certificates, passwords, ACL and mosquitto.conf for every device of SCENARIO.
+
+    Each device gets devices/<name>/ (certificate, key, password, agent.env) to copy to its
+    board; broker/ holds the broker's configuration; manifest.json lists everything (no secrets).
+    """
+    from pathlib import PurePosixPath
+
+    from fleet.deploy.provision import DEFAULT_HOSTS, provision
+    from fleet.scenario import load_scenario
+
+    sc = load_scenario(scenario, list(overrides))
+    manifest = provision(sc, out, hosts or DEFAULT_HOSTS, tls_port, password_port, days, PurePosixPath(broker_root) if broker_root else None)
+    roles = [i["role"] for i in manifest["identities"]]
+    click.echo(f"provisioned {roles.count('device')} devices, a collector and a bridge of {sc.name} in {out}")
+    click.echo(f"broker: mosquitto -c {out / 'broker' / 'mosquitto.conf'}  (TLS {manifest['broker']['url']})")
 
 
 if __name__ == "__main__":  # pragma: no cover

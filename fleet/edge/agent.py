@@ -1,0 +1,502 @@
+"""The edge agent: one device of a scenario, on a board, on the wall clock, over a real broker.
+
+It runs the simulator's learner with N = 1 (:func:`fleet.learners.make_learner`) on SimPy's
+real-time clock (``simpy.rt.RealtimeEnvironment`` with ``factor = 1 / speedup``, not strict: a
+slow step delays the next ones instead of failing). Processes, all on the agent's thread:
+
+- ``control`` every ``control_period``: read the driver (a failed read is counted and the last
+  good reading used), observe the reward of the previous action, act, apply the level; every
+  ``update_every`` ticks the learner updates and its outbox is encoded and sent;
+- ``telemetry`` every ``workloads.telemetry.period`` when enabled, as the simulator sends it;
+- ``poll`` about every wall second (at most every control period): drain the transport's inbox
+  (filled by its network thread) through :class:`~fleet.edge.inbound.InboundFilter` into the
+  learner, notice (re)connections (publish the birth status), flush the outbox, and stop when
+  asked (:meth:`EdgeAgent.stop`, e.g. from a SIGTERM handler);
+- ``checkpoint`` every ``checkpoint_every``, ``watchdog`` pings for systemd, ``status`` lines.
+
+Differences from a simulated device, because a board knows less:
+
+- the reward of an action is computed at the next tick, from the temperature measured then
+  (the simulator uses the true temperature right after its physics step), with
+  :func:`fleet.sim.engine.tick_reward`; a longer gap than one control period (a restart)
+  counts as one period, so that the learner's rewards keep their scale;
+- the feeder load: the device cannot read other devices' telemetry (the ACL grants it only its
+  neighbours' parameters, the cloud's and its own ``cmd`` topic). A ``cmd`` message carrying
+  ``[feeder load as a fraction of capacity]`` (from the collector, which reads all telemetry)
+  sets it; until one arrives it is 0 in the observation, and the reward's feeder overload
+  counts the device's own load only;
+- a parameter message is stamped with its arrival time on the agent's clock: boards share no
+  clock with their senders, so staleness is measured from arrival;
+- a diffusion learner with Metropolis weights needs its neighbours' degrees, which the N = 1
+  learner does not get: only ``weights: uniform`` runs on a board;
+- the learner is built from the simulator's ``learner`` random stream, so every board of a
+  scenario starts from the same parameters (``common_init``); each board explores with its own
+  stream (``edge/<device>/actions``);
+- the ``consensus`` workload does not run on boards.
+
+Status: ``fleet/<site>/<device>/status`` is retained: ``[1.0]`` ("online") after every
+connection and ``[0.0]`` ("offline") as the will or at a clean stop. Both carry the session
+number as their sequence number (it grows at every start), as Sparkplug's bdSeq does, so a
+consumer can tell an old session's death from the current one's.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import simpy.rt
+
+from devices.drivers import Driver, DriverError, SimulatedThermostatDriver
+from devices.occupancy import comfort_violation_c
+from fleet.edge import watchdog
+from fleet.edge.counters import Counters
+from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
+from fleet.edge.outbox import Outbox, OutboxError
+from fleet.edge.state import StateDir
+from fleet.edge.uplink import Uplink
+from fleet.edge.view import DeviceView
+from fleet.errors import ConfigError, TransportError, WireError
+from fleet.learners import REGISTRY, Learner, LearnerContext, Observation, make_learner
+from fleet.mqtt.codec import DType, Kind, encode
+from fleet.mqtt.transport import Transport, Will
+from fleet.scenario import DTYPES
+from fleet.sim.engine import tick_reward
+from fleet.sim.rng import Streams
+
+log = logging.getLogger("fleet.edge")
+
+TransportFactory = Callable[..., Transport]
+"""``factory(client_id, *, will, session_expiry) -> Transport``, e.g. a ``functools.partial`` of
+:class:`~fleet.mqtt.paho_transport.PahoTransport` or :class:`~fleet.mqtt.memory.MemoryTransport`."""
+DriverFactory = Callable[[DeviceView, Callable[[], float]], Driver]
+"""``factory(view, clock) -> Driver``; ``clock()`` is the agent's time in seconds."""
+
+POLL_WALL_S = 1.0
+"""Longest wall time between two drains of the inbox (and checks for a stop request)."""
+OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES = 1000, 8 * 2**20
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """How an agent runs (durations in seconds)."""
+
+    speedup: float = 1.0
+    """Agent-clock seconds per wall-clock second."""
+    duration: float | None = None
+    """Stop after this long on the agent's clock, from start or resume (None: until stopped)."""
+    checkpoint_every: float = 3600.0
+    """Agent-clock time between checkpoints (one is also written at every clean stop)."""
+    status_every: float = 60.0
+    """Wall time between status lines."""
+    max_inflight: int = 20
+    """QoS 1 messages that may await their acknowledgement (mosquitto's Receive Maximum is 20)."""
+    session_expiry: int = 86400
+    """How long the broker keeps the session (subscriptions, queued QoS 1 messages) while away."""
+    connect_wait: float = 2.0
+    """Wall time to wait for the broker at start; after it the agent runs anyway and connects later."""
+
+    def __post_init__(self) -> None:
+        for name in ("speedup", "checkpoint_every", "status_every", "connect_wait"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0) and not (name == "connect_wait" and value == 0):
+                raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
+        if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
+            raise ConfigError(f"duration must be positive, got {self.duration!r}")
+        if self.max_inflight < 1:
+            raise ConfigError(f"max_inflight must be at least 1, got {self.max_inflight}")
+
+
+@dataclass(frozen=True)
+class _Action:
+    """The last action, whose reward is known at the next tick."""
+
+    t: float
+    level: int
+    power_kw: float
+    price: float
+    band_lo: float
+    band_hi: float
+    feeder_load: float
+
+
+def simulated_driver(view: DeviceView, clock: Callable[[], float]) -> SimulatedThermostatDriver:
+    """The device's simulated building (its parameters, the scenario's weather and sensor noise)."""
+    fleet = view.scenario.fleet
+    rng = Streams(view.scenario.seed).numpy(f"edge/{view.name}/sensor")
+    return SimulatedThermostatDriver(view.params, fleet.hvac.mode, view.weather, clock, rng, fleet.sensors.temp_noise_std_c)
+
+
+def device_learner(view: DeviceView) -> Learner:
+    """The scenario's learner for this one device (N = 1, local topology)."""
+    s = view.scenario
+    entry = REGISTRY[s.learner.name]
+    cfg = entry.config_cls.model_validate(s.learner.params)
+    if entry.cls.exchange == "neighbours" and getattr(cfg, "weights", None) == "metropolis":
+        raise ConfigError(
+            f"learner {s.learner.name} with weights: metropolis needs the neighbours' degrees, which an edge agent "
+            "does not have; use learner.params.weights: uniform for fleets with boards"
+        )
+    streams = Streams(s.seed)
+    # the simulator's stream: every board draws the same initial parameters (common_init) ...
+    ctx = LearnerContext(1, len(s.fleet.hvac.power_levels_kw), s.fleet.hvac.mode, streams.numpy("learner"), "cpu",
+                         view.local_topology, control_period_s=s.control_period)
+    learner = make_learner(s.learner.name, s.learner.params, ctx)
+    gen = getattr(learner, "gen", None)
+    if gen is not None:  # ... and explores with its own random numbers
+        gen.manual_seed(int(streams.numpy(f"edge/{view.name}/actions").integers(2**62)))
+    return learner
+
+
+def _open_outbox(path: Path) -> Outbox:
+    """The outbox; a damaged one is moved aside (and logged) and a new one started."""
+    try:
+        return Outbox(path, OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES)
+    except OutboxError as e:
+        aside = path.with_name(f"{path.name}.broken-{int(time.time())}")
+        log.warning("%s; moved it to %s and started an empty outbox", e, aside)
+        path.rename(aside)
+        for suffix in ("-wal", "-shm"):
+            path.with_name(path.name + suffix).unlink(missing_ok=True)
+        return Outbox(path, OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES)
+
+
+class EdgeAgent:
+    """Runs device ``view`` until stopped; see the module docstring.
+
+    Construction checks everything that can be wrong before anything is written: a checkpoint
+    in ``state_dir`` of another scenario or device, or that does not fit the learner, is a
+    :class:`ConfigError`. ``on_status`` receives the periodic one-line status.
+    """
+
+    def __init__(
+        self, view: DeviceView, transport_factory: TransportFactory, state_dir: str | Path, options: AgentOptions = AgentOptions(),
+        driver_factory: DriverFactory = simulated_driver, on_status: Callable[[str], None] | None = None,
+    ) -> None:
+        self.view, self.options, self.on_status = view, options, on_status
+        self.state = StateDir(state_dir)
+        saved = self.state.load_checkpoint(view.scenario.model_dump(mode="json"), view.name)
+        self.learner = device_learner(view)
+        self.counters = Counters()
+        self.pending: _Action | None = None
+        self.feeder_load = 0.0
+        self.next_due: dict[str, float] = {}
+        t0 = self._restore(saved) if saved else 0.0
+        if saved:
+            log.info("%s: resuming from %s at t=%.2fh after %d ticks", view.name, self.state.path / "checkpoint.pt", t0 / 3600, self.counters.ticks)
+        self.env = simpy.rt.RealtimeEnvironment(initial_time=t0, factor=1.0 / options.speedup, strict=False)
+        self.driver = driver_factory(view, lambda: self.env.now)
+        self._check_driver(saved)
+        self.last_temp: float | None = None
+        self.watchdog_s = watchdog.watchdog_interval()
+        self._messaging(transport_factory)
+        self._stop_requested = self._was_up = self._birth_due = False
+        self._refused: TransportError | None = None
+        self._shown = (self.counters.ticks, self.counters.reward_sum)
+
+    def _messaging(self, transport_factory: TransportFactory) -> None:
+        """A new session number, the transport with its will, the checks on what comes in."""
+        view = self.view
+        self.seq = self.state.load_sequence()
+        self.seq["status"] += 1
+        self.transport = transport_factory(view.name, will=Will(view.topic("status"), self._status(False)), session_expiry=self.options.session_expiry)
+        self.state.save_sequence(self.seq)
+        self.outbox: Outbox | None = None
+        self.uplink: Uplink | None = None
+        p = self.learner.flat_params().shape[1] if hasattr(self.learner, "flat_params") else 1
+        self.inbound = InboundFilter(view.subscriptions(self.learner.exchange), {"params": params_layout(p), "cmd": cmd_layout}, self.counters)
+        comm = getattr(getattr(self.learner, "cfg", None), "comm", None)
+        self.sparse = comm is not None and comm.k(p) < p
+        """Top-k messages are increments: sent only while connected (the outbox keeps only the newest)."""
+
+    # --- checkpoints -------------------------------------------------------------------------
+
+    def _restore(self, saved: dict) -> float:
+        """Load a checkpoint into the fresh learner and counters; returns its time."""
+        where = self.state.path / "checkpoint.pt"
+        try:
+            self.learner.load_state_dict(saved["learner"])
+            self.counters = Counters.from_dict(saved["counters"])
+            self.pending = _Action(**saved["pending"]) if saved["pending"] else None
+            self.next_due = dict(saved["next_due"])
+            self.feeder_load = float(saved["feeder_load"])
+            return float(saved["time"])
+        except ConfigError as e:
+            raise ConfigError(f"{where}: does not fit this device's learner: {e}") from None
+        except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
+            raise ConfigError(f"{where}: does not fit this device's learner ({type(e).__name__}: {e}); move it aside to start afresh") from None
+
+    def _check_driver(self, saved: dict | None) -> None:
+        n_levels = len(self.view.scenario.fleet.hvac.power_levels_kw)
+        if self.driver.n_levels != n_levels:
+            raise ConfigError(
+                f"the driver has {self.driver.n_levels} HVAC levels but scenario {self.view.scenario.name!r} has {n_levels} "
+                "(fleet.hvac.power_levels_kw); a relay driver needs a scenario with two levels, off and on"
+            )
+        if saved and saved.get("building_temp") is not None and isinstance(self.driver, SimulatedThermostatDriver):
+            self.driver.building.temp = np.array(saved["building_temp"], dtype=float)
+
+    def checkpoint(self) -> None:
+        """Save the learner, counters and clock now (atomically)."""
+        building = self.driver.building.temp.copy() if isinstance(self.driver, SimulatedThermostatDriver) else None
+        self.state.save_checkpoint({
+            "scenario": self.view.scenario.model_dump(mode="json"),
+            "device": self.view.name,
+            "time": self.env.now,
+            "learner": self.learner.state_dict(),
+            "counters": self.counters.as_dict(),
+            "pending": None if self.pending is None else asdict(self.pending),
+            "next_due": dict(self.next_due),
+            "feeder_load": self.feeder_load,
+            "building_temp": building,
+        })
+
+    # --- running -----------------------------------------------------------------------------
+
+    def stop(self) -> None:
+        """Ask the agent to stop at its next poll; safe from a signal handler or another thread."""
+        self._stop_requested = True
+
+    def run(self) -> Counters:
+        """Connect (or not: the broker may come later), run until stopped or ``duration`` is over,
+        then save a checkpoint, switch the HVAC off and disconnect. Returns the counters.
+
+        Raises :class:`fleet.errors.TransportError` when the broker refuses the credentials (at
+        start, or later: then after a clean stop with a checkpoint)."""
+        s, o = self.view.scenario, self.options
+        self._stop = self.env.event()
+        procs = {"control": (s.control_period, self._tick), "poll": (min(s.control_period, POLL_WALL_S * o.speedup), self._poll),
+                 "checkpoint": (o.checkpoint_every, self.checkpoint), "status": (o.status_every * o.speedup, self._status_line)}
+        if s.workloads.telemetry.enabled:
+            procs["telemetry"] = (s.workloads.telemetry.period, self._telemetry)
+        if self.watchdog_s:
+            procs["watchdog"] = (self.watchdog_s / 2 * o.speedup, lambda: self._notify(watchdog.ping))
+        for name, (period, step) in procs.items():
+            self.env.process(self._periodic(name, period, step))
+        if o.duration is not None:
+            self.env.process(self._end_after(o.duration))
+        clean = False
+        try:
+            self._start()
+            self.env.run(until=self._stop)
+            clean = True
+        finally:
+            self._shutdown(clean)
+        if self._refused is not None:
+            raise self._refused
+        return self.counters
+
+    def _start(self) -> None:
+        # opened on the thread that runs the agent: an SQLite connection belongs to its thread
+        self.outbox = _open_outbox(self.state.outbox)
+        self.uplink = Uplink(self.transport, self.outbox, self.counters, self.options.max_inflight)
+        topics = self.inbound.topics
+        for topic in topics:
+            self.transport.subscribe(topic, qos=1)
+        up = self.transport.connect(self.options.connect_wait)
+        log.info("%s: listening on %d topics%s", self.view.name, len(topics), "" if up else "; the broker is not reachable yet: running anyway, retrying")
+        self._notify(watchdog.ready)
+        self.env.sync()
+
+    def _periodic(self, name: str, period: float, step: Callable[[], None]):
+        """``step()`` every ``period`` from now (checkpoints: from one period on); control and
+        telemetry keep the schedule they had when the checkpoint was saved."""
+        now = self.env.now
+        due = self.next_due.get(name, now) if name in ("control", "telemetry") else now + period if name == "checkpoint" else now
+        yield self.env.timeout(max(due - now, 0.0))
+        while True:
+            self.next_due[name] = self.env.now + period
+            step()
+            yield self.env.timeout(period)
+
+    def _end_after(self, duration: float):
+        yield self.env.timeout(duration)
+        if not self._stop.triggered:
+            self._stop.succeed()
+
+    def _shutdown(self, clean: bool) -> None:
+        """HVAC off, offline status, checkpoint (after a clean stop only), disconnect."""
+        try:
+            self.driver.close()
+        except DriverError as e:
+            log.error("could not switch the HVAC off: %s", e)
+        if self.uplink is None:  # it did not get to start
+            self.transport.close()
+            return
+        self.uplink.flush()
+        if self.transport.connected and self.uplink.send_now(self.view.topic("status"), self._status(False), retain=True):
+            for flight in list(self.uplink.inflight.values()):
+                flight.delivery.wait(2.0)
+            self.uplink.settle()
+        if clean:
+            self.checkpoint()
+        self._status_line()
+        self.transport.close()
+        self.outbox.close()
+        self._notify(watchdog.stopping)
+
+    # --- control -------------------------------------------------------------------------------
+
+    def _tick(self) -> None:
+        """Read, reward the previous action, act, apply; learn every ``update_every`` ticks."""
+        v, t = self.view, self.env.now
+        self._receive()
+        temp = self._read()
+        if temp is None:
+            return
+        if self.pending is not None:
+            self._reward(temp, t)
+        lo, hi = v.occupancy.band(t)
+        price = v.world.tariff.price(t)
+        obs = Observation(
+            temp_c=np.array([temp]), outdoor_c=v.weather.outdoor_c(t) + v.params.outdoor_offset, band_lo=lo, band_hi=hi,
+            occupied=v.occupancy.occupied(t), price=np.array([price]), feeder_load=np.array([self.feeder_load]),
+            hour=(t / 3600.0) % 24.0, online=np.array([self.transport.connected]),
+        )
+        level = int(self.learner.act(obs)[0])
+        try:
+            self.driver.apply(level)
+        except DriverError as e:
+            self.counters.apply_errors += 1
+            log.warning("could not apply HVAC level %d: %s", level, e)
+        self.pending = _Action(t, level, float(v.params.levels_kw[0, level]), price, float(lo[0]), float(hi[0]), self.feeder_load)
+        self.counters.ticks += 1
+        every = self.learner.update_every
+        if every and self.counters.ticks % every == 0:
+            self._learn(t)
+
+    def _read(self) -> float | None:
+        """The indoor temperature, or the last good one when the driver fails (None before any)."""
+        try:
+            self.last_temp = self.driver.read().indoor_c
+        except DriverError as e:
+            self.counters.read_errors += 1
+            log.warning("sensor read failed (%s); acting on the last good reading %s", e, self.last_temp)
+        return self.last_temp
+
+    def _reward(self, temp: float, t: float) -> None:
+        """The previous action's reward, now that its effect on the temperature is measured."""
+        a, v = self.pending, self.view
+        rw = v.scenario.reward
+        dt_h = min(t - a.t, v.scenario.control_period) / 3600.0  # a longer gap (a restart) counts as one tick
+        site_load = max(a.power_kw, a.feeder_load * v.feeder_kw)
+        violation = comfort_violation_c(np.array([temp]), np.array([a.band_lo]), np.array([a.band_hi]))
+        reward = tick_reward(np.array([a.power_kw]), np.array([a.price]), violation, np.array([site_load]), np.array([v.feeder_kw]),
+                             (rw.discomfort_per_degh, rw.overload_per_kwh), dt_h)
+        self.learner.observe(reward)
+        self.counters.reward_sum += float(reward[0])
+        self.pending = None
+
+    def _learn(self, t: float) -> None:
+        self.learner.update(t)
+        self.counters.updates += 1
+        if not self.learner.communicates:
+            return
+        active = np.array([self.transport.connected or not self.sparse])
+        for kind, pub in self.learner.outbox(active):
+            for row in np.flatnonzero(pub.sender == 0):  # a cloud's broadcast (sender 1) is not this device's to send
+                self._send(kind, t, [a[row] for a in pub.arrays], pub.dtypes, self.learner.qos)
+
+    def _telemetry(self) -> None:
+        """Measured temperature, power, comfort band and occupancy, as the simulator sends them."""
+        if self.pending is None:
+            return
+        cfg, t, occupancy = self.view.scenario.workloads.telemetry, self.env.now, self.view.occupancy
+        lo, hi = occupancy.band(t)
+        vec = np.array([self.last_temp, self.pending.power_kw, lo[0], hi[0], float(occupancy.occupied(t)[0])], np.float32)
+        self._send("telemetry", t, [vec], DTYPES[cfg.dtype], cfg.qos)
+
+    def _send(self, kind: str, t: float, arrays: list[np.ndarray], dtypes, qos: int) -> None:
+        """Encode one message with the next sequence number of its kind and queue it."""
+        self.seq[kind] += 1
+        self.state.save_sequence(self.seq)
+        try:
+            payload = encode(Kind[kind.upper()], self.view.index, self.seq[kind], t, arrays, dtypes)
+        except WireError as e:
+            self.counters.oversize += 1
+            log.error("could not encode a %s message: %s", kind, e)
+            return
+        self.uplink.send(self.view.topic(kind), payload, kind=kind, qos=qos)
+
+    def _status(self, online: bool) -> bytes:
+        flag = np.array([1.0 if online else 0.0], np.float32)
+        return encode(Kind.STATUS, self.view.index, self.seq["status"], self.env.now, [flag], DType.FLOAT32)
+
+    # --- messaging -------------------------------------------------------------------------------
+
+    def _poll(self) -> None:
+        self._receive()
+        self._connection()
+        if self._refused is None:
+            self.uplink.flush()
+        if self._stop_requested and not self._stop.triggered:
+            self._stop.succeed()
+
+    def _receive(self) -> None:
+        """Hand what the transport received to the learner (or apply a command), after the checks."""
+        for received in self.transport.drain():
+            accepted = self.inbound.check(received)
+            if accepted is None:
+                continue
+            if accepted.sender.kind == "cmd":
+                self.feeder_load = float(accepted.message.arrays[0][0])
+                continue
+            stamp = np.array([self._clock_at(accepted.arrived_at)])
+            arrays = [a[None] for a in accepted.message.arrays]
+            self.learner.inbox("params", np.zeros(1, np.int64), np.array([accepted.sender.slot]), arrays, stamp)
+
+    def _clock_at(self, monotonic: float) -> float:
+        """The agent's time at ``time.monotonic()`` = ``monotonic`` (not later than now)."""
+        env = self.env
+        return min(env.now, env.env_start + (monotonic - env.real_start) * self.options.speedup)
+
+    def _connection(self) -> None:
+        """Notice (re)connections and announce the device; stop once the broker refused the
+        credentials for good."""
+        up = self.transport.connected
+        if not up:
+            try:
+                self.transport.connect(0)
+            except TransportError as e:  # stop cleanly (with a checkpoint), then raise it from run()
+                log.error("%s", e)
+                self._refused = e
+                self._stop_requested = True
+                return
+        if up != self._was_up:
+            log.info("%s: %s", self.view.name, "connected to the broker" if up else "lost the broker; queueing messages")
+            self.counters.connects += up
+            self._birth_due = up
+            self._was_up = up
+        if self._birth_due:
+            self._birth_due = not self.uplink.send_now(self.view.topic("status"), self._status(True), retain=True)
+
+    # --- reporting -------------------------------------------------------------------------------
+
+    def status_line(self) -> str:
+        """One line: clock, ticks, mean reward per tick since the last line, messages, connection."""
+        c = self.counters
+        ticks, reward_sum = self._shown
+        mean = (c.reward_sum - reward_sum) / (c.ticks - ticks) if c.ticks > ticks else float("nan")
+        self._shown = (c.ticks, c.reward_sum)
+        return (
+            f"{self.view.name} t={self.env.now / 3600:.2f}h ticks={c.ticks} updates={c.updates} reward/tick={mean:.4f} "
+            f"sent={c.sent} received={c.received} dropped={c.dropped} queued={len(self.outbox)} "
+            f"errors={c.read_errors + c.apply_errors + c.refused + c.oversize} connected={'yes' if self.transport.connected else 'no'}"
+        )
+
+    def _status_line(self) -> None:
+        line = self.status_line()
+        if self.on_status is not None:
+            self.on_status(line)
+        self._notify(lambda: watchdog.status(line))
+
+    def _notify(self, send: Callable[[], bool]) -> None:
+        try:
+            send()
+        except OSError as e:
+            log.debug("systemd notification failed: %s", e)

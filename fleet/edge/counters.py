@@ -1,0 +1,64 @@
+"""What an edge agent counts: its work, its messages and everything that went wrong.
+
+The counters are saved in every checkpoint, so they keep counting across restarts.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+
+from fleet.errors import ConfigError
+
+
+@dataclass
+class Counters:
+    """Totals since the agent's first start."""
+
+    ticks: int = 0
+    """Control ticks: the learner acted and the HVAC level was applied."""
+    updates: int = 0
+    """Learner updates."""
+    reward_sum: float = 0.0
+    """Sum of the rewards the learner observed."""
+    read_errors: int = 0
+    """Driver readings that failed (the agent acted on the last good one)."""
+    apply_errors: int = 0
+    """HVAC levels the driver did not take."""
+    sent: int = 0
+    """Messages the broker took (QoS 1: acknowledged; QoS 0: written to the connection)."""
+    sent_bytes: int = 0
+    """Payload bytes of ``sent``."""
+    refused: int = 0
+    """Publishes the broker refused (a PUBACK reason code >= 128, e.g. 135 not authorized)."""
+    oversize: int = 0
+    """Outgoing messages dropped because they exceed the broker's (or the codec's) size limit."""
+    received: int = 0
+    """Messages accepted from the broker and handed to the learner (or applied as a command)."""
+    received_bytes: int = 0
+    """Payload bytes of ``received``."""
+    malformed: int = 0
+    """Received payloads dropped: not decodable (truncated, bad CRC or version, non-finite
+    values), over the size limit, of the wrong kind or layout for their topic."""
+    unexpected: int = 0
+    """Received messages dropped because they come from a device that is not a neighbour
+    (a topic the agent does not listen to, or a header naming another sender than the topic)."""
+    duplicates: int = 0
+    """QoS 1 messages received twice (dropped the second time)."""
+    connects: int = 0
+    """Times the connection to the broker came up."""
+
+    @property
+    def dropped(self) -> int:
+        """Received messages dropped for any reason."""
+        return self.malformed + self.unexpected + self.duplicates
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, saved: dict) -> "Counters":
+        """Counters from a checkpoint; :class:`ConfigError` if they are not this version's."""
+        names = {f.name for f in fields(cls)}
+        if not isinstance(saved, dict) or set(saved) != names:
+            raise ConfigError(f"the checkpoint's counters are not those of this version of fleet (expected {sorted(names)})")
+        return cls(**saved)

@@ -1,0 +1,182 @@
+"""From ``fleet agent``'s options to a ready :class:`~fleet.edge.agent.EdgeAgent`.
+
+Everything a user can get wrong is checked here, before the agent starts or writes anything,
+and reported as a :class:`ConfigError` naming the option: the broker URL, the device, TLS
+files that are missing or do not belong together, a password given twice.
+
+``--env-file`` reads the ``agent.env`` that ``fleet deploy provision`` writes for each device
+(``KEY=VALUE`` lines; ``#`` starts a comment). Options given on the command line win over it.
+It logs in with the device's certificate on ``FLEET_BROKER_URL`` (mutual TLS); with
+``--broker`` set to its ``FLEET_PASSWORD_BROKER_URL``, with the device's name and
+``FLEET_PASSWORD_FILE`` instead. ``FLEET_SITE`` and ``FLEET_SCENARIO_NAME`` must match the
+scenario's device: a mismatch means the folder was provisioned for another fleet.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass
+from pathlib import Path
+
+from fleet.config import parse_duration
+from fleet.edge.agent import AgentOptions, DriverFactory, EdgeAgent, TransportFactory, simulated_driver
+from fleet.edge.view import DeviceView, device_view
+from fleet.errors import ConfigError
+from fleet.mqtt.url import parse_broker_url
+
+ENV_OPTIONS = {
+    "FLEET_DEVICE": "device",
+    "FLEET_SCENARIO": "scenario",
+    "FLEET_BROKER_URL": "broker",
+    "FLEET_CHECKPOINT_DIR": "state_dir",
+    "FLEET_CA_FILE": "ca",
+}
+"""agent.env keys that give an option's default."""
+CERT_OPTIONS = {"FLEET_CERT_FILE": "cert", "FLEET_KEY_FILE": "key"}
+"""agent.env keys used for a mutual-TLS login."""
+
+
+@dataclass
+class AgentArgs:
+    """``fleet agent``'s options as given (None: not given)."""
+
+    scenario: str | None = None
+    device: str | None = None
+    broker: str | None = None
+    ca: Path | None = None
+    cert: Path | None = None
+    key: Path | None = None
+    username: str | None = None
+    password: str | None = None
+    password_file: Path | None = None
+    driver: str = "simulated"
+    gpio: int | None = None
+    active_low: bool = False
+    sensor_id: str | None = None
+    speedup: float = 1.0
+    duration: str | None = None
+    state_dir: Path | None = None
+    checkpoint_every: str = "1h"
+    status_every: str = "60s"
+    env_file: Path | None = None
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines of ``path`` (blank lines and ``#`` comments skipped, quotes removed)."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ConfigError(f"--env-file {path}: cannot read it: {e.strerror}") from None
+    env = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--env-file {path}, line {number}: expected KEY=VALUE, got {line!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        env[key.strip()] = value
+    return env
+
+
+def apply_env(args: AgentArgs, env: dict[str, str]) -> None:
+    """Fill the options not given from agent.env (see the module docstring)."""
+    for key, name in ENV_OPTIONS.items():
+        if getattr(args, name) is None and env.get(key):
+            value = env[key]
+            setattr(args, name, Path(value) if name in ("ca", "state_dir") else value)
+    if args.broker is not None and args.broker == env.get("FLEET_PASSWORD_BROKER_URL"):
+        args.username = args.username or env.get("FLEET_DEVICE")
+        if args.password is None and args.password_file is None and env.get("FLEET_PASSWORD_FILE"):
+            args.password_file = Path(env["FLEET_PASSWORD_FILE"])
+        return
+    for key, name in CERT_OPTIONS.items():
+        if getattr(args, name) is None and env.get(key):
+            setattr(args, name, Path(env[key]))
+
+
+def _duration(option: str, text: str) -> float:
+    try:
+        value = parse_duration(text)
+    except ValueError as e:
+        raise ConfigError(f"{option}: {e}") from None
+    if not value > 0:
+        raise ConfigError(f"{option}: must be longer than 0, got {text!r}")
+    return value
+
+
+def _password(args: AgentArgs) -> str | None:
+    if args.password is not None and args.password_file is not None:
+        raise ConfigError("give the password once: --password or --password-file, not both")
+    if args.password_file is None:
+        return args.password
+    try:
+        return args.password_file.read_text().rstrip("\r\n")
+    except OSError as e:
+        raise ConfigError(f"--password-file {args.password_file}: cannot read it: {e.strerror}") from None
+
+
+def transport_factory(args: AgentArgs) -> TransportFactory:
+    """A PahoTransport factory for the broker options; TLS files are loaded (and checked) now."""
+    from fleet.mqtt.paho_transport import PahoTransport, TLSFiles
+
+    if args.broker is None:
+        raise ConfigError("--broker is required (mqtt://host[:port] or mqtts://host[:port]), or FLEET_BROKER_URL in --env-file")
+    url = parse_broker_url(args.broker)
+    files = {"--ca": args.ca, "--cert": args.cert, "--key": args.key}
+    tls = None
+    if any(files.values()):
+        if not url.tls:
+            given = ", ".join(name for name, path in files.items() if path)
+            raise ConfigError(f"{given} given, but the broker URL is not mqtts://; TLS files need a TLS broker")
+        for name, path in files.items():
+            if path is not None and not path.is_file():
+                raise ConfigError(f"{name} {path}: no such file")
+        tls = TLSFiles(args.ca, args.cert, args.key)
+        tls.context()  # loads them: a certificate without its key, or a file that is not PEM, fails here
+    return functools.partial(PahoTransport, url=args.broker, username=args.username, password=_password(args), tls=tls)
+
+
+def driver_factory(args: AgentArgs) -> DriverFactory:
+    """The simulated building, or a DS18B20 and a relay through sysfs."""
+    if args.driver == "simulated":
+        if args.gpio is not None or args.active_low or args.sensor_id is not None:
+            raise ConfigError("--gpio, --active-low and --sensor-id apply to --driver sysfs only")
+        return simulated_driver
+    if args.gpio is None:
+        raise ConfigError("--driver sysfs needs --gpio, the sysfs GPIO number of the relay (see devices/drivers.py)")
+    from devices.drivers import SysfsDriver
+
+    return lambda view, clock: SysfsDriver(args.gpio, active_low=args.active_low, sensor_id=args.sensor_id)
+
+
+def _check_env_identity(view: DeviceView, env: dict[str, str]) -> None:
+    for key, mine in (("FLEET_SITE", view.site), ("FLEET_SCENARIO_NAME", view.scenario.name)):
+        if env.get(key) and env[key] != mine:
+            raise ConfigError(f"--env-file says {key}={env[key]}, but device {view.name} of scenario {view.scenario.name} has {mine!r}; "
+                              "the folder was provisioned for another fleet")
+
+
+def build_agent(args: AgentArgs, on_status=None) -> EdgeAgent:
+    """The agent the options describe, checked; ConfigError for anything wrong."""
+    from fleet.scenario import load_scenario
+
+    env = read_env_file(args.env_file) if args.env_file else {}
+    apply_env(args, env)
+    options = AgentOptions(
+        speedup=args.speedup,
+        duration=None if args.duration is None else _duration("--duration", args.duration),
+        checkpoint_every=_duration("--checkpoint-every", args.checkpoint_every),
+        status_every=_duration("--status-every", args.status_every),
+    )
+    make_transport = transport_factory(args)
+    make_driver = driver_factory(args)
+    if args.scenario is None or args.device is None:
+        raise ConfigError("--scenario and --device are required (or FLEET_SCENARIO and FLEET_DEVICE in --env-file)")
+    view = device_view(load_scenario(args.scenario), args.device)
+    _check_env_identity(view, env)
+    state_dir = args.state_dir or Path("agent-state") / view.name
+    return EdgeAgent(view, make_transport, state_dir, options, make_driver, on_status)
