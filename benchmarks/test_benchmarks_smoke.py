@@ -52,3 +52,32 @@ def test_every_benchmark_has_help(capsys):
             parser().parse_args([name, "--help"])
         assert done.value.code == 0
         assert "usage" in capsys.readouterr().out
+
+
+@pytest.mark.mqtt
+def test_mqtt_load_loses_nothing_at_qos1(tmp_path):
+    from bench_mqtt_load import LoadConfig, run_load
+    from tests.mosquitto import MOSQUITTO
+
+    if MOSQUITTO is None:
+        pytest.skip("needs the mosquitto broker: apt-get install mosquitto")
+    figures = run_load(LoadConfig(agents=10, procs=2, duration=3.0, drain=2.0), tmp_path)
+    published, delivered = figures["published"], figures["delivered"]
+    # 10 agents x 2 msgs/s x 3 s, one params message in four, each to its 4 ring neighbours
+    assert published["messages"] == sum(published["by_kind"].values()) == pytest.approx(60, abs=10)
+    assert published["by_kind"]["params"] == pytest.approx(published["messages"] / 4, abs=10)
+    assert delivered["expected"] == delivered["messages"] == 4 * published["messages"]
+    assert delivered["lost"] == delivered["duplicates"] == delivered["corrupt"] == delivered["seq_beyond_sent"] == 0
+    assert delivered["pairs"] == 40 and delivered["unexpected_pairs"] == 0
+    assert figures["publish"]["puback_codes"] == {"0": published["messages"]}  # every topic has subscribers
+    assert figures["delay_ms"]["all"]["count"] == delivered["messages"]
+    assert figures["zero_loss"]
+
+
+def test_mqtt_load_has_help(capsys):
+    from bench_mqtt_load import parser as load_parser
+
+    with pytest.raises(SystemExit) as done:
+        load_parser().parse_args(["--help"])
+    assert done.value.code == 0
+    assert "--agents" in capsys.readouterr().out
