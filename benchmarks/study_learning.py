@@ -90,7 +90,7 @@ def table() -> dict:
         rows[learner] = stats
     out = {"command": "python benchmarks/study_learning.py run && python benchmarks/study_learning.py table", "runs": [" ".join(command(l, s)) for l in LEARNERS for s in SEEDS], "results": rows}
     (REPO / "benchmarks" / "results" / "learning-study.json").write_text(json.dumps(out, indent=1))
-    keys = [("cost_per_device_day", "cost / device-day", 3), ("discomfort_degh_per_device_day", "discomfort °C·h / device-day", 2), ("peak_kw", "peak kW", 1), ("bytes_per_device_per_day", "bytes / device-day", 0)]
+    keys = [("cost_per_device_day", "cost / device-day", 3), ("discomfort_degh_per_device_day", "discomfort °C·h / device-day", 2), ("peak_kw", "peak kW", 1), ("bytes_per_device_per_day", "bytes sent + received / device-day", 0)]
     print("| controller | " + " | ".join(k[1] for k in keys) + " |")
     print("|---|" + "---|" * len(keys))
     for learner, stats in rows.items():
