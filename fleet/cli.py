@@ -63,12 +63,29 @@ def resolve_device(device: str) -> str:
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory (only if it is one).")
 @click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
-def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool, tensorboard: bool, quiet: bool) -> None:
+@click.option("--realtime", is_flag=True, help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
+              "and the devices of fleet.external are real agents (fleet agent --epoch) that join through it.")
+@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="--realtime: scenario seconds per wall second (the agents must use the same).")
+@click.option("--epoch", type=float, metavar="UNIX_TIME", help="--realtime: wall time of scenario time 0, shared with the agents [default: now].")
+@click.option("--broker", metavar="URL", help="--realtime: mqtt://[user[:password]@]host[:port] or mqtts://... (TLS).")
+@click.option("--ca", type=click.Path(path_type=Path), help="--realtime: CA certificate of the broker (mqtts).")
+@click.option("--cert", type=click.Path(path_type=Path), help="--realtime: the bridge's certificate, for mutual TLS (services/bridge/ of fleet deploy provision).")
+@click.option("--key", type=click.Path(path_type=Path), help="--realtime: the bridge's private key.")
+@click.option("--username", help="--realtime: user name for a password login (bridge, when provisioned).")
+@click.option("--password-file", type=click.Path(path_type=Path), help="--realtime: file holding the password.")
+def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool, tensorboard: bool, quiet: bool,
+        realtime: bool, speedup: float, epoch: float | None, **broker) -> None:
     """Simulate SCENARIO (a shipped scenario name or a YAML file) into a run directory.
 
     The directory gets scenario.yaml (resolved, re-runnable), run.json, metrics.csv and
     summary.json (and tensorboard/ with --tensorboard). An existing directory is never
     overwritten unless --overwrite is given.
+
+    \b
+    A mixed fleet (fleet.external: [d00000] in the scenario), 60 scenario seconds per wall second:
+      fleet run SCENARIO --realtime --speedup 60 --epoch $(date +%s) --broker mqtt://localhost
+      fleet agent --scenario SCENARIO --device d00000 --speedup 60 --epoch SAME --broker mqtt://localhost
     """
     from tqdm import tqdm
 
@@ -76,14 +93,43 @@ def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int |
     from fleet.scenario import load_scenario
 
     sc = load_scenario(scenario, [*overrides, *(["outputs.tensorboard=true"] if tensorboard else [])], seed)
+    options = _realtime_options(realtime, speedup, epoch, broker)
     out = out or Path("runs") / f"{sc.name}-seed{sc.seed}"
     dev = resolve_device(device)
+    if options is not None and not quiet:
+        click.echo(f"real-time run: scenario time 0 at epoch {options.epoch:.3f}, speedup {speedup:g}; "
+                   f"external devices join with: fleet agent --epoch {options.epoch:.3f} --speedup {speedup:g} ...", err=True)
     bar = tqdm(total=round(sc.horizon / 3600, 2), unit="sim-h", desc=sc.name, disable=quiet or None, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim-h [{elapsed}<{remaining}]")
     try:
-        run_dir, summary = execute(sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=lambda t: bar.update(round(t / 3600, 2) - bar.n))
+        run_dir, summary = execute(sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=lambda t: bar.update(round(t / 3600, 2) - bar.n),
+                                   realtime=options)
     finally:
         bar.close()
     _finish(run_dir, summary, quiet)
+
+
+def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broker: dict):
+    """``fleet run``'s real-time options, checked (the TLS files are loaded now), or None."""
+    import functools
+    import time
+
+    from fleet.edge.launch import AgentArgs, transport_factory
+    from fleet.mqtt.url import parse_broker_url
+    from fleet.sim.bridge import RealtimeOptions
+    from fleet.sim.realtime import check_epoch
+
+    given = [f"--{name.replace('_', '-')}" for name, value in broker.items() if value is not None]
+    if not realtime:
+        if given or epoch is not None or speedup != 1.0:
+            raise ConfigError(f"{', '.join(given + ['--epoch'] * (epoch is not None) + ['--speedup'] * (speedup != 1.0))} apply only with --realtime")
+        return None
+    if broker["broker"] is None:
+        raise ConfigError("--realtime needs --broker URL (mqtt://host[:port] or mqtts://host[:port]): the learner messages go through it")
+    check_epoch(epoch)
+    url = parse_broker_url(broker["broker"])
+    make = transport_factory(AgentArgs(**broker))
+    return RealtimeOptions(functools.partial(make, session_expiry=0), speedup, time.time() if epoch is None else epoch,
+                           broker=f"{'mqtts' if url.tls else 'mqtt'}://{url.host}:{url.port}")
 
 
 @main.command(name="resume")
@@ -226,6 +272,9 @@ def report(runs: tuple[Path, ...], out: Path | None, with_comm_vs_reward: bool, 
 @click.option("--sensor-id", metavar="28-...", help="sysfs: which 1-wire sensor (default: the only one).")
 @click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="Agent-clock seconds per wall second (demos and tests; 1 on a real board).")
+@click.option("--epoch", type=float, metavar="UNIX_TIME",
+              help="Join the shared clock of a mixed fleet: scenario time = (now - UNIX_TIME) x speedup, as `fleet run --realtime` prints it "
+                   "[default: the agent's own clock, from 0 at its first start].")
 @click.option("--duration", metavar="DURATION", help="Stop after this long on the agent's clock, e.g. 2h [default: run until stopped].")
 @click.option("--state-dir", "--checkpoint-dir", "state_dir", type=click.Path(path_type=Path),
               help="Folder for the checkpoint, outbox and sequence numbers [default: agent-state/<device>].")

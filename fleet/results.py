@@ -28,6 +28,7 @@ from fleet.errors import ConfigError, RunDirError
 from fleet.scenario import Scenario, dump_scenario
 
 if TYPE_CHECKING:
+    from fleet.sim.bridge import RealtimeOptions
     from fleet.sim.engine import Simulation
 
 RUN_MARKER = "run.json"
@@ -235,6 +236,8 @@ def summarize(sim: "Simulation", status: str, end: float, wall_s: float) -> dict
             "final_disagreement": final,
             "mean_rate_per_round": _json_number((final / c.initial_disagreement) ** (1 / rounds)) if rounds and final > 0 else None,
         }
+    if sim.bridge is not None:
+        out["mixed"] = sim.bridge.summary()
     out["perf"] = {
         "wall_s": wall_s,
         "control_ticks": sim.ticks,
@@ -252,24 +255,34 @@ def execute(
     device: str = "cpu",
     argv: list[str] | None = None,
     progress: Callable[[float], None] | None = None,
+    realtime: "RealtimeOptions | None" = None,
 ) -> tuple[RunDir, dict]:
-    """Run ``scenario`` into a new run directory; returns it with the summary."""
+    """Run ``scenario`` into a new run directory; returns it with the summary. With
+    ``realtime``, on the wall clock with the learner's messages through a real broker (a mixed
+    fleet, :mod:`fleet.sim.bridge`): no checkpoints are written then."""
+    from fleet.sim.bridge import attach, check_realtime
     from fleet.sim.engine import Simulation
 
     RunDir.check(out_dir, overwrite)
+    check_realtime(scenario, realtime is not None)
     sim = Simulation(scenario, device=device)
-    run_dir = RunDir.create(out_dir, overwrite=overwrite)
-    run_dir.write_start(scenario, device, argv or [])
-    return run_dir, _run_into(run_dir, sim, _row_writers(run_dir, scenario), progress)
+    bridge = None if realtime is None else attach(sim, realtime)
+    try:
+        run_dir = RunDir.create(out_dir, overwrite=overwrite)
+        run_dir.write_start(scenario, device, argv or [])
+        return run_dir, _run_into(run_dir, sim, _row_writers(run_dir, scenario), progress, checkpoints=bridge is None)
+    finally:
+        if bridge is not None:
+            bridge.close()
 
 
-def _run_into(run_dir: RunDir, sim: "Simulation", writers: list[MetricsWriter | TensorBoardWriter], progress) -> dict:
+def _run_into(run_dir: RunDir, sim: "Simulation", writers: list[MetricsWriter | TensorBoardWriter], progress, checkpoints: bool = True) -> dict:
     def write(row: dict[str, float]) -> None:
         for writer in writers:
             writer.write(row)
 
     try:
-        summary = sim.run(on_row=write, progress=progress, on_checkpoint=run_dir.save_checkpoint)
+        summary = sim.run(on_row=write, progress=progress, on_checkpoint=run_dir.save_checkpoint if checkpoints else None)
     finally:
         for writer in writers:
             writer.close()

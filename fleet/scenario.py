@@ -76,6 +76,9 @@ class FleetConfig(StrictModel):
     """Sensor noise."""
     occupancy: OccupancyConfig = OccupancyConfig()
     """Occupancy schedule and comfort bands."""
+    external: tuple[str, ...] = ()
+    """Devices (by name, e.g. d00001) that are real edge agents joining through the broker of a
+    real-time run (``fleet run --realtime``); the simulation neither controls nor publishes for them."""
 
     @field_validator("sites")
     @classmethod
@@ -89,6 +92,13 @@ class FleetConfig(StrictModel):
     @property
     def n_devices(self) -> int:
         return sum(s.devices for s in self.sites)
+
+    @property
+    def device_names(self) -> list[str]:
+        """Names of the devices in fleet order: d00000, d00001, ... (wider for fleets over 100,000)."""
+        n = self.n_devices
+        width = max(5, len(str(n - 1)))
+        return [f"d{i:0{width}d}" for i in range(n)]
 
 
 # --- network ---------------------------------------------------------------------------------
@@ -339,6 +349,12 @@ def _check_consistency(s: Scenario) -> None:
         bad = [d for d in cut.devices if d >= s.n_devices]
         if bad:
             raise ValueError(f"network.link_cuts[{i}].devices: index {bad[0]} out of range (the fleet has {s.n_devices} devices)")
+    names = set(s.fleet.device_names)
+    unknown = [d for d in s.fleet.external if d not in names]
+    if unknown:
+        raise ValueError(f"fleet.external: unknown device(s) {', '.join(unknown)}; the fleet's devices are {s.fleet.device_names[0]}..{s.fleet.device_names[-1]}")
+    if len(set(s.fleet.external)) < len(s.fleet.external):
+        raise ValueError("fleet.external: a device is listed twice")
     if s.outputs.sample_devices > s.n_devices:
         raise ValueError(f"outputs.sample_devices ({s.outputs.sample_devices}) exceeds the fleet size ({s.n_devices})")
     _check_topology(s)

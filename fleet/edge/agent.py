@@ -34,6 +34,9 @@ Differences from a simulated device, because a board knows less:
   stream (``edge/<device>/actions``);
 - the ``consensus`` workload does not run on boards.
 
+Clock: from 0 at the agent's first start, or, with ``epoch`` (``fleet agent --epoch``), the shared
+clock of a mixed fleet (:mod:`fleet.sim.realtime`): the agent joins where that clock is now.
+
 Status: ``fleet/<site>/<device>/status`` is retained: ``[1.0]`` ("online") after every
 connection and ``[0.0]`` ("offline") as the will or at a clean stop. Both carry the session
 number as their sequence number (it grows at every start), as Sparkplug's bdSeq does, so a
@@ -67,6 +70,7 @@ from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.transport import Transport, Will
 from fleet.scenario import DTYPES
 from fleet.sim.engine import tick_reward
+from fleet.sim import realtime
 from fleet.sim.rng import Streams
 
 log = logging.getLogger("fleet.edge")
@@ -100,6 +104,9 @@ class AgentOptions:
     """How long the broker keeps the session (subscriptions, queued QoS 1 messages) while away."""
     connect_wait: float = 2.0
     """Wall time to wait for the broker at start; after it the agent runs anyway and connects later."""
+    epoch: float | None = None
+    """UNIX time at which the shared clock of a mixed fleet reads scenario time 0
+    (:mod:`fleet.sim.realtime`); None: the agent's own clock, from 0 at its first start."""
 
     def __post_init__(self) -> None:
         for name in ("speedup", "checkpoint_every", "status_every", "connect_wait"):
@@ -110,6 +117,7 @@ class AgentOptions:
             raise ConfigError(f"duration must be positive, got {self.duration!r}")
         if self.max_inflight < 1:
             raise ConfigError(f"max_inflight must be at least 1, got {self.max_inflight}")
+        realtime.check_epoch(self.epoch)
 
 
 @dataclass(frozen=True)
@@ -189,6 +197,8 @@ class EdgeAgent:
         t0 = self._restore(saved) if saved else 0.0
         if saved:
             log.info("%s: resuming from %s at t=%.2fh after %d ticks", view.name, self.state.path / "checkpoint.pt", t0 / 3600, self.counters.ticks)
+        if options.epoch is not None:  # join the shared clock where it is now (or wait for its start)
+            t0 = max(t0, realtime.shared_time(options.epoch, options.speedup))
         self.env = simpy.rt.RealtimeEnvironment(initial_time=t0, factor=1.0 / options.speedup, strict=False)
         self.driver = driver_factory(view, lambda: self.env.now)
         self._check_driver(saved)
@@ -301,7 +311,10 @@ class EdgeAgent:
         up = self.transport.connect(self.options.connect_wait)
         log.info("%s: listening on %d topics%s", self.view.name, len(topics), "" if up else "; the broker is not reachable yet: running anyway, retrying")
         self._notify(watchdog.ready)
-        self.env.sync()
+        if self.options.epoch is None:
+            self.env.sync()
+        else:
+            realtime.pin(self.env, self.options.epoch, self.options.speedup)
 
     def _periodic(self, name: str, period: float, step: Callable[[], None]):
         """``step()`` every ``period`` from now (checkpoints: from one period on); control and
@@ -452,8 +465,7 @@ class EdgeAgent:
 
     def _clock_at(self, monotonic: float) -> float:
         """The agent's time at ``time.monotonic()`` = ``monotonic`` (not later than now)."""
-        env = self.env
-        return min(env.now, env.env_start + (monotonic - env.real_start) * self.options.speedup)
+        return realtime.clock_at(self.env, monotonic, self.options.speedup)
 
     def _connection(self) -> None:
         """Notice (re)connections and announce the device; stop once the broker refused the

@@ -54,6 +54,7 @@ class AgentArgs:
     active_low: bool = False
     sensor_id: str | None = None
     speedup: float = 1.0
+    epoch: float | None = None
     duration: str | None = None
     state_dir: Path | None = None
     checkpoint_every: str = "1h"
@@ -168,6 +169,7 @@ def build_agent(args: AgentArgs, on_status=None) -> EdgeAgent:
     apply_env(args, env)
     options = AgentOptions(
         speedup=args.speedup,
+        epoch=args.epoch,
         duration=None if args.duration is None else _duration("--duration", args.duration),
         checkpoint_every=_duration("--checkpoint-every", args.checkpoint_every),
         status_every=_duration("--status-every", args.status_every),

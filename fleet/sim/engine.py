@@ -12,6 +12,9 @@ Processes (each one SimPy process for the whole fleet, never one per device):
 - ``consensus`` every consensus period: the neighbour-averaging exchange;
 - ``metrics``   every ``metrics_period``: one row of metrics.
 
+A mixed fleet (:mod:`fleet.sim.bridge`) runs the same processes on the wall clock, with the
+learner's messages going through a real broker instead of the simulated network.
+
 At a common time they run in that order (see :class:`PhasedTimeout`).
 
 Messages travel through :class:`fleet.net.network.SimNetwork`, which schedules deliveries in
@@ -184,6 +187,10 @@ class Simulation:
         self.offline_since = np.full(w.n, -np.inf)
         self.collector_invalid = 0
         self.env = simpy.Environment()
+        self.bridge = None
+        """The real broker of a mixed fleet (:func:`fleet.sim.bridge.attach`), or None: all simulated."""
+        self.external = np.zeros(w.n, bool)
+        """(N,) devices that are real agents: the simulation never publishes for them."""
         self.next_due: dict[str, float] = {}
         """Next due time of each periodic process (empty before the run starts)."""
         self.checkpoint_time = 0.0
@@ -299,7 +306,10 @@ class Simulation:
 
     def _learning(self, t: float) -> None:
         learner = self.fleet.controller
-        if learner.communicates:
+        if learner.communicates and self.bridge is not None:
+            for kind, receiver, sender, arrays, stamp in self.bridge.arrived(self.env, self._reachable()):
+                learner.inbox(kind, receiver, sender, arrays, stamp)
+        elif learner.communicates:
             for kind in LEARNER_KINDS:
                 for got in self.network.drain(KINDS.index(kind), t):
                     dec = decode_batch(got.rows)
@@ -310,8 +320,8 @@ class Simulation:
                         learner.inbox(kind, got.receiver[ok], got.sender[ok], [a[m] for a in dec.arrays], dec.timestamp[m])
         self.learner_metrics = learner.update(t)
         if learner.communicates:
-            for kind, pub in learner.outbox(self._reachable()):
-                self._publish_learner(t, kind, pub)
+            for kind, pub in learner.outbox(self._reachable() & ~self.external):
+                (self._publish_learner if self.bridge is None else self.bridge.publish)(t, kind, pub)
 
     def _publish_learner(self, t: float, kind: str, pub) -> None:
         """Encode and publish a learner's publication (senders may include the cloud endpoint)."""

@@ -58,8 +58,7 @@ def build_world(scenario: Scenario, streams: Streams) -> World:
     sites = scenario.fleet.sites
     n = scenario.n_devices
     site_of = np.repeat(np.arange(len(sites)), [s.devices for s in sites])
-    width = max(5, len(str(n - 1)))
-    device_names = [f"d{i:0{width}d}" for i in range(n)]
+    device_names = scenario.fleet.device_names
     profile_names = sorted(scenario.network.profiles)
     fleet = scenario.fleet
     params = DeviceParams.draw(fleet.building, fleet.hvac, fleet.occupancy, n, streams.numpy("devices"))

@@ -1,0 +1,215 @@
+"""Mixed fleets: a real-time simulation whose learner messages go through a real MQTT broker.
+
+``fleet run SCENARIO --realtime --broker URL`` runs the :class:`~fleet.sim.engine.Simulation` on
+the shared wall clock of :mod:`fleet.sim.realtime` and attaches a :class:`Bridge`: one MQTT
+client (a :class:`~fleet.mqtt.transport.Transport`, normally paho) that
+
+- publishes the parameters of every *simulated* device on that device's topic
+  ``fleet/<site>/<device>/params``, encoded by the same codec, with the device's fleet index as
+  the header's sender and a sequence number per device (what a board of that device would send);
+  they go out through an :class:`~fleet.edge.uplink.Uplink` and its
+  :class:`~fleet.edge.outbox.Outbox`, so while the broker is away only the newest parameters of
+  each device wait, as on a board;
+- subscribes to the params topic of every device that a simulated device listens to, real
+  *and* simulated: all learner traffic, simulated-to-simulated included, goes through the
+  broker. What arrives is checked by the boards' :class:`~fleet.edge.inbound.InboundFilter`
+  (topic, codec, header sender, layout, QoS 1 duplicates) and handed, at each learning step, to
+  the learner's inbox for every simulated neighbour of its sender, stamped with its arrival time
+  on the simulation's clock (as a board stamps what it receives).
+
+Devices listed in ``fleet.external`` are real agents (``fleet agent --epoch``): the simulation
+never publishes for them (they are masked out of the batched learner's publications) and does
+not deliver to their rows.
+
+Approximations, stated where they matter:
+
+- The simulated network model (latency, loss, bandwidth, broker capacity) does not apply to
+  learner messages: their delays and losses are those of the real broker and loopback/LAN.
+  Telemetry, status and the consensus workload of simulated devices stay in the model.
+  ``comm`` in summary.json therefore leaves out learner messages; the ``mixed`` section counts
+  what the bridge sent and received.
+- The external devices keep a row in the batched simulation (a simulated stand-in: building,
+  controller, rewards). Their fleet KPIs and metrics include that stand-in, not the board; the
+  board's own results are in its status lines and checkpoint.
+- Simulated churn and link cuts still decide which simulated devices publish and receive.
+- Only dense parameter messages (``learner.params.comm.topk: 1``) and learners that exchange
+  with their neighbours (or do not communicate) run in real time; a centralized learner is
+  refused. A real-time run writes no checkpoints and cannot be resumed.
+- If the simulation cannot keep up with ``speedup``, its clock lags the shared one (the
+  RealtimeEnvironment is not strict) and catches up when it can.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fleet.edge.counters import Counters
+from fleet.edge.inbound import InboundFilter, params_layout
+from fleet.edge.outbox import Outbox
+from fleet.edge.uplink import Uplink
+from fleet.edge.view import Sender
+from fleet.errors import ConfigError, TransportError
+from fleet.mqtt.codec import Kind, encode_batch
+from fleet.mqtt.topics import device_topic
+from fleet.mqtt.transport import Transport
+from fleet.sim import realtime
+
+log = logging.getLogger("fleet.bridge")
+
+BRIDGE_CLIENT_ID = "bridge"
+"""MQTT client id (and, with ``fleet deploy provision``, the user name) of the bridge."""
+OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES = 100_000, 64 * 2**20
+
+Inbox = tuple[str, np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]
+"""``(kind, receiver (D,), sender (D,), arrays each (D, ...), published_at (D,))`` for ``learner.inbox``."""
+
+
+@dataclass(frozen=True)
+class RealtimeOptions:
+    """How a real-time run meets the real world."""
+
+    transport: Callable[[str], Transport]
+    """``transport(client_id)``: a new, unconnected client of the broker."""
+    speedup: float = 1.0
+    """Scenario seconds per wall second (the agents must use the same)."""
+    epoch: float | None = None
+    """UNIX time of scenario time 0 (see :mod:`fleet.sim.realtime`); None: when the run starts."""
+    connect_wait: float = 5.0
+    """Wall seconds to wait for the broker before giving up (nothing is written then)."""
+    broker: str = ""
+    """The broker as shown in summary.json (no credentials)."""
+
+
+class Bridge:
+    """The simulated devices' MQTT client; see the module docstring.
+
+    ``external`` (N,) bool marks the real devices; ``n_params`` is P of a params message.
+    """
+
+    def __init__(self, world, external: np.ndarray, n_params: int, qos: int, transport: Transport) -> None:
+        self.world, self.external, self.qos, self.transport = world, external, qos, transport
+        n, topo = world.n, world.topology
+        self.topic_of = [device_topic(world.site_names[world.site_of[j]], world.device_names[j], "params") for j in range(n)]
+        simulated_edge = ~external[topo.receiver]
+        self.listeners = [topo.receiver[simulated_edge & (topo.sender == j)] for j in range(n)]
+        """(k,) simulated devices that hear device j."""
+        topics = {self.topic_of[j]: Sender("params", j, j) for j in range(n) if len(self.listeners[j])}
+        self.counters = Counters()
+        self.inbound = InboundFilter(topics, {"params": params_layout(n_params)}, self.counters)
+        self.seq = np.zeros(n, np.int64)
+        self.deliveries = {"deliveries_from_external": 0, "deliveries_from_simulated": 0}
+        """Messages handed to simulated receivers, by kind of sender (one per receiver)."""
+        self.speedup, self.epoch, self.broker = 1.0, 0.0, ""
+        """The shared clock and where the broker is (set by :func:`attach`)."""
+        self._folder = tempfile.TemporaryDirectory(prefix="fleet-bridge-")
+        self.outbox = Outbox(Path(self._folder.name) / "outbox.sqlite", OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES)
+        self.uplink = Uplink(transport, self.outbox, self.counters)
+
+    def start(self, timeout: float) -> None:
+        """Subscribe and connect; :class:`TransportError` if the broker is not there within ``timeout`` s."""
+        try:
+            for topic in self.inbound.topics:
+                self.transport.subscribe(topic, qos=1)
+            if not self.transport.connect(timeout):
+                raise TransportError(f"the broker did not accept the bridge's connection within {timeout:g} s; is it running and reachable?")
+        except BaseException:
+            self.close(wait=0)
+            raise
+        self.counters.connects += 1
+
+    def publish(self, t: float, kind: str, pub) -> None:
+        """Send a learner's publication (dense params of simulated devices) at scenario time ``t``."""
+        sender = pub.sender
+        if len(sender) == 0:
+            return
+        self.seq[sender] += 1
+        rows = encode_batch(Kind[kind.upper()], sender, self.seq[sender], t, pub.arrays, pub.dtypes)
+        for j, row in zip(sender.tolist(), rows):
+            self.uplink.send(self.topic_of[j], row.tobytes(), kind=kind, qos=self.qos)
+
+    def arrived(self, env, reachable: np.ndarray) -> list[Inbox]:
+        """What arrived since the last call, checked, for the simulated neighbours of each sender
+        that are ``reachable`` (N,), stamped with its arrival on ``env``'s clock; also sends what
+        waits in the outbox."""
+        self.uplink.flush()
+        groups: dict[tuple, list[tuple[np.ndarray, int, tuple[np.ndarray, ...], float]]] = {}
+        for received in self.transport.drain():
+            accepted = self.inbound.check(received)
+            if accepted is None:
+                continue
+            j = accepted.sender.index
+            receivers = self.listeners[j][reachable[self.listeners[j]]]
+            self.deliveries["deliveries_from_external" if self.external[j] else "deliveries_from_simulated"] += len(receivers)
+            stamp = realtime.clock_at(env, accepted.arrived_at, self.speedup)
+            arrays = accepted.message.arrays
+            groups.setdefault(tuple(a.shape for a in arrays), []).append((receivers, j, arrays, stamp))
+        return [self._batch(items) for items in groups.values()]
+
+    @staticmethod
+    def _batch(items: list[tuple[np.ndarray, int, tuple[np.ndarray, ...], float]]) -> Inbox:
+        """Messages of one layout, one row per (receiver, message)."""
+        count = [len(receivers) for receivers, _, _, _ in items]
+        arrays = [np.concatenate([np.broadcast_to(a[i], (c, *a[i].shape)) for (_, _, a, _), c in zip(items, count)])
+                  for i in range(len(items[0][2]))]
+        receiver = np.concatenate([receivers for receivers, _, _, _ in items])
+        sender = np.repeat([j for _, j, _, _ in items], count)
+        return "params", receiver, sender, arrays, np.repeat([t for _, _, _, t in items], count)
+
+    def summary(self) -> dict:
+        names = [self.world.device_names[i] for i in np.flatnonzero(self.external)]
+        c = self.counters
+        return {"external": names, "speedup": self.speedup, "epoch": self.epoch, "broker": self.broker, **self.deliveries,
+                "sent": c.sent, "sent_bytes": c.sent_bytes, "received": c.received, "received_bytes": c.received_bytes,
+                "dropped": c.dropped, "refused": c.refused, "oversize": c.oversize, "malformed": c.malformed,
+                "unexpected": c.unexpected, "duplicates": c.duplicates}
+
+    def close(self, wait: float = 2.0) -> None:
+        """Send what can still be sent (waiting up to ``wait`` s for acknowledgements), then disconnect."""
+        deadline = time.monotonic() + wait
+        self.uplink.flush()
+        while self.uplink.inflight and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.uplink.flush()
+        self.transport.close()
+        self.outbox.close()
+        self._folder.cleanup()
+
+
+def check_realtime(scenario, realtime_run: bool) -> None:
+    """External devices need a real-time run; raise :class:`ConfigError` otherwise."""
+    if scenario.fleet.external and not realtime_run:
+        raise ConfigError(
+            f"fleet.external lists real devices ({', '.join(scenario.fleet.external)}); they join only a real-time run "
+            "through a broker: fleet run --realtime --broker URL (or remove fleet.external to simulate them)"
+        )
+
+
+def attach(sim, options: RealtimeOptions) -> Bridge:
+    """Make ``sim`` a real-time simulation whose learner messages go through the broker;
+    returns the started bridge (close it after the run). :class:`ConfigError` for a learner
+    that cannot run so, :class:`TransportError` when the broker cannot be reached."""
+    s, learner = sim.scenario, sim.fleet.controller
+    if learner.communicates and learner.exchange != "neighbours":
+        raise ConfigError(f"learner {s.learner.name} exchanges through the cloud, which a real-time mixed run does not bridge; "
+                          "use a learner that talks to its neighbours (e.g. diffusion-v1) or run without --realtime")
+    p = learner.flat_params().shape[1] if hasattr(learner, "flat_params") else 1
+    comm = getattr(getattr(learner, "cfg", None), "comm", None)
+    if comm is not None and comm.k(p) < p:
+        raise ConfigError("learner.params.comm.topk < 1 (sparse increments) is not bridged in a real-time run; "
+                          "set learner.params.comm.topk: 1 (dense parameters)")
+    w = sim.world
+    external = np.isin(w.device_names, s.fleet.external)
+    bridge = Bridge(w, external, p, learner.qos if learner.communicates else 0, options.transport(BRIDGE_CLIENT_ID))
+    bridge.start(options.connect_wait)
+    epoch = time.time() if options.epoch is None else options.epoch
+    sim.env = realtime.realtime_environment(options.speedup, epoch, sim.env.now)
+    sim.bridge, sim.external = bridge, external
+    bridge.speedup, bridge.epoch, bridge.broker = options.speedup, epoch, options.broker
+    return bridge
