@@ -21,7 +21,7 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import numpy as np
+from fleet.tradeoff import estimate
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "study"
@@ -61,12 +61,6 @@ def run_all() -> None:
             print(line, flush=True)
 
 
-def t95(n: int) -> float:
-    from fleet.tradeoff import t_critical
-
-    return t_critical(n - 1) if n > 1 else float("nan")
-
-
 def table() -> dict:
     rows = {}
     for learner in LEARNERS:
@@ -80,13 +74,11 @@ def table() -> dict:
                 "discomfort_degh_per_device_day": k["discomfort_degh"] / n / days,
                 "peak_kw": k["peak_kw"],
                 "bytes_per_device_per_day": s["comm"]["bytes_per_device_per_day"],
-                "learner_bytes_per_device_per_day": s["comm"].get("learner_bytes_per_device_per_day"),
             })
         stats = {}
         for key in per_seed[0]:
-            x = np.array([p[key] for p in per_seed if p[key] is not None], float)
-            if len(x):
-                stats[key] = {"mean": float(x.mean()), "ci95": float(t95(len(x)) * x.std(ddof=1) / np.sqrt(len(x))), "n": len(x)}
+            est = estimate([p[key] for p in per_seed])
+            stats[key] = {"mean": est.mean, "ci95": est.ci95_half_width, "n": len(per_seed)}
         rows[learner] = stats
     out = {"command": "python benchmarks/study_learning.py run && python benchmarks/study_learning.py table", "runs": [" ".join(command(l, s)) for l in LEARNERS for s in SEEDS], "results": rows}
     (REPO / "benchmarks" / "results" / "learning-study.json").write_text(json.dumps(out, indent=1))

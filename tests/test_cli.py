@@ -5,7 +5,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import click
@@ -17,6 +16,7 @@ from devices.weather import write_epw
 from fleet.cli import main
 from fleet.results import read_metrics
 from fleet.scenario import list_scenarios
+from tests.waiting import wait_for
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 RUN_FILES = {"scenario.yaml", "run.json", "metrics.csv", "summary.json", "checkpoint.pt"}
@@ -269,14 +269,6 @@ def test_a_real_process_exits_2_without_a_traceback(tiny_raw, tmp_path, write_sc
     assert not (tmp_path / "out").exists()
 
 
-def wait_for(condition, timeout_s, proc):
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert proc.poll() is None, f"fleet run ended early: {proc.communicate()}"
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.05)
-
-
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_stops_cleanly_and_keeps_partial_results(tiny_scenario_file, tmp_path):
     out = tmp_path / "out"
@@ -289,7 +281,8 @@ def test_ctrl_c_stops_cleanly_and_keeps_partial_results(tiny_scenario_file, tmp_
     )
     try:
         metrics = out / "metrics.csv"
-        wait_for(lambda: metrics.is_file() and len(metrics.read_text().splitlines()) >= 3, 60, proc)
+        wait_for(lambda: proc.poll() is not None or (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3), "three metrics rows", timeout=60, interval=0.05)
+        assert proc.poll() is None, f"fleet run ended early: {proc.communicate()}"
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)
     finally:

@@ -145,9 +145,10 @@ class ValueNorm:
     def update(self, x: torch.Tensor, shared: bool) -> None:
         """Fold in returns x (N, T); ``shared``: one model, all rows are its samples."""
         x = x.double()
-        mean, sq = (x.mean(), (x**2).mean()) if shared else (x.mean(1), (x**2).mean(1))
-        d = self.decay
-        self.stats.mul_(d).add_((1 - d) * torch.stack([mean.float().expand(self.stats.shape[1]), sq.float().expand(self.stats.shape[1]), torch.ones_like(self.stats[2])]))
+        dims = (0, 1) if shared else (1,)
+        batch = torch.stack([x.mean(dims), (x * x).mean(dims)]).float().reshape(2, -1)  # (2, N) or (2, 1)
+        self.stats[:2].mul_(self.decay).add_((1 - self.decay) * batch)
+        self.stats[2].mul_(self.decay).add_(1 - self.decay)
 
     def _moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         w = self.stats[2].clamp(min=1e-5)
@@ -232,10 +233,12 @@ class ActorCritic:
                 adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
             self.value_norm.update(returns, self.shared)
             target = self.value_norm.normalize(returns)
-            old_logp = self.policy(obs[:, :-1]).log_prob(actions)
+        old_logp = None  # the collecting policy's log-probabilities: the first epoch's
         for _ in range(cfg.epochs):
             dist = self.policy(obs[:, :-1])
             logp = dist.log_prob(actions)
+            if old_logp is None:
+                old_logp = logp.detach()
             ratio = torch.exp(logp - old_logp)
             surrogate = torch.minimum(ratio * adv, torch.clamp(ratio, 1 - cfg.clip, 1 + cfg.clip) * adv)
             entropy = dist.entropy()

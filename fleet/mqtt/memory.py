@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -27,7 +26,7 @@ from fleet.mqtt.retained import RetainedStore
 from fleet.mqtt.topics import topic_matches, validate_topic_filter
 from fleet.mqtt.transport import (
     MAX_SESSION_EXPIRY, MQTT_MAX_PACKET_SIZE, NO_MATCHING_SUBSCRIBERS, NOT_AUTHORIZED, PUBLISH_HEADER, SUCCESS, TOPIC_ALLOWANCE,
-    Delivery, Received, Will, check_publish, check_qos, payload_limit,
+    Delivery, Inbox, Received, Will, check_publish, check_qos, payload_limit,
 )
 
 Acl = Callable[[str, str, str], bool]
@@ -186,8 +185,7 @@ class MemoryTransport:
         self.session_expiry = session_expiry
         self._broker = broker
         self._filters: dict[str, int] = {}
-        self._inbox: deque[Received] = deque()
-        self._inbox_lock = threading.Lock()
+        self._inbox = Inbox()
         self._up = threading.Event()
         self._ended: str | None = None
         """Why this transport cannot be used any more: closed, dropped or taken over."""
@@ -229,10 +227,7 @@ class MemoryTransport:
         return delivery
 
     def drain(self) -> list[Received]:
-        with self._inbox_lock:
-            messages = list(self._inbox)
-            self._inbox.clear()
-        return messages
+        return self._inbox.drain()
 
     def close(self) -> None:
         with self._broker._lock:
@@ -248,5 +243,4 @@ class MemoryTransport:
             raise TransportError(f"client {self.client_id!r} {self._ended}; make a new transport to reconnect")
 
     def _receive(self, message: Received) -> None:
-        with self._inbox_lock:
-            self._inbox.append(message)
+        self._inbox.put(message)

@@ -35,7 +35,6 @@ import socket
 import ssl
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,7 +46,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from fleet.errors import ConfigError, TransportError
 from fleet.mqtt.topics import validate_topic_filter
 from fleet.mqtt.transport import (
-    MAX_SESSION_EXPIRY, MQTT_MAX_PACKET_SIZE, Delivery, Received, Will, check_publish, check_qos, payload_limit,
+    MAX_SESSION_EXPIRY, MQTT_MAX_PACKET_SIZE, Delivery, Inbox, Received, Will, check_publish, check_qos, payload_limit,
 )
 from fleet.mqtt.url import parse_broker_url
 
@@ -142,7 +141,7 @@ class PahoTransport:
         """Why the broker will never accept this client (a CONNACK refusal), if it said so."""
         self._last_disconnect = "not connected yet"
         self._filters: dict[str, int] = {}
-        self._inbox: deque[Received] = deque()
+        self._inbox = Inbox()
         self._waiting: dict[int, tuple[Delivery, str]] = {}
         self._early: dict[int, int] = {}
         self._awaiting_puback = 0
@@ -214,10 +213,7 @@ class PahoTransport:
                 return self._expect(info.mid, _PUBACK if qos else _WRITE)
 
     def drain(self) -> list[Received]:
-        with self._lock:
-            messages = list(self._inbox)
-            self._inbox.clear()
-        return messages
+        return self._inbox.drain()
 
     def close(self) -> None:
         with self._lock:
@@ -309,8 +305,7 @@ class PahoTransport:
 
     def _on_message(self, client, userdata, message) -> None:
         received = Received(message.topic, bytes(message.payload), message.qos, bool(message.retain), time.monotonic())
-        with self._lock:
-            self._inbox.append(received)
+        self._inbox.put(received)
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self._answer(mid, reason_code.value)

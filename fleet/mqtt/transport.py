@@ -21,6 +21,7 @@ QoS 2 is not offered; QoS 1 can deliver a message twice (see :mod:`fleet.mqtt.de
 from __future__ import annotations
 
 import threading
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -117,6 +118,25 @@ class Received:
     """True only for a retained message sent because this client subscribed."""
     arrived_at: float
     """``time.monotonic()`` on the receiving machine when the transport got it."""
+
+
+class Inbox:
+    """Messages handed over from a network thread, taken in arrival order by another."""
+
+    def __init__(self) -> None:
+        self._messages: deque[Received] = deque()
+        self._lock = threading.Lock()
+
+    def put(self, message: Received) -> None:
+        with self._lock:
+            self._messages.append(message)
+
+    def drain(self) -> list[Received]:
+        """Everything put since the last call, oldest first."""
+        with self._lock:
+            messages = list(self._messages)
+            self._messages.clear()
+        return messages
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import threading
-import time
 from pathlib import Path
 
 from fleet.edge.agent import AgentOptions, EdgeAgent
@@ -70,11 +69,3 @@ def started(agent: EdgeAgent) -> AgentThread:
     thread = AgentThread(agent)
     thread.start()
     return thread
-
-
-def wait_for(condition, timeout: float = 15.0, what: str = "the condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.01)

@@ -34,7 +34,8 @@ from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
 from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
-from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, paho_agent, started, view_of, wait_for
+from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, paho_agent, started, view_of
+from tests.waiting import wait_for
 from tests.mosquitto import Broker, free_port, start_broker
 
 ROOT = Path(__file__).resolve().parents[2]

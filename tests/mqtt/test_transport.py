@@ -11,7 +11,6 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -24,16 +23,10 @@ from fleet.mqtt.transport import MQTT_MAX_PACKET_SIZE, NO_MATCHING_SUBSCRIBERS, 
 from fleet.mqtt.url import BrokerURL, parse_broker_url
 from fleet.testing import check_transport_contract
 from tests.mosquitto import Broker, free_port, start_broker
+from tests.waiting import wait_for
 
 FAST = {"keepalive": 5, "reconnect_delay": (0.05, 0.2)}
 """Short keepalive and backoff so that reconnections happen within a test."""
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
-        time.sleep(0.01)
 
 
 def receive(transport, n: int) -> list[Received]:
@@ -44,7 +37,7 @@ def receive(transport, n: int) -> list[Received]:
         got.extend(transport.drain())
         return len(got) >= n
 
-    wait_until(enough, f"{transport.client_id} receives {n} messages")
+    wait_for(enough, f"{transport.client_id} receives {n} messages")
     return got
 
 
@@ -211,12 +204,12 @@ def test_outage_publish_refused_then_reconnect_and_resubscribe(world):
     assert sub.subscribe("fleet/s/+/params").wait(5) == 1
     assert pub.publish("fleet/s/d1/params", b"before").wait(5) == SUCCESS
     w.stop()
-    wait_until(lambda: not sub.connected and not pub.connected, "both clients see the broker go")
+    wait_for(lambda: not sub.connected and not pub.connected, "both clients see the broker go")
     with pytest.raises(TransportError, match="not connected"):
         pub.publish("fleet/s/d1/params", b"during")  # refused, not reported as delivered
     assert sub.subscribe("fleet/s/+/status").wait(0) is None  # sent when the connection is back
     w.start()
-    wait_until(lambda: sub.connected and pub.connected, "both clients reconnect by themselves")
+    wait_for(lambda: sub.connected and pub.connected, "both clients reconnect by themselves")
     assert pub.publish("fleet/s/d1/params", b"after").wait(5) == SUCCESS
     assert pub.publish("fleet/s/d1/status", b"new filter").wait(5) == SUCCESS
     assert [m.payload for m in receive(sub, 3)] == [b"before", b"after", b"new filter"]
@@ -237,7 +230,7 @@ def test_persistent_session_gets_qos1_sent_while_away_across_a_restart(world):
     w.start()
     back = w.connected("away", session_expiry=60)  # a new process: it never subscribes itself
     assert [(m.topic, m.payload, m.qos) for m in receive(back, 3)] == [("fleet/s/d1/params", bytes([i]), 1) for i in range(3)]
-    wait_until(lambda: pub.connected, "publisher back")
+    wait_for(lambda: pub.connected, "publisher back")
     assert pub.publish("fleet/s/d1/params", b"live").wait(5) == SUCCESS
     assert [m.payload for m in receive(back, 1)] == [b"live"]
     fresh = w.connected("gone")
@@ -353,7 +346,7 @@ def test_refused_credentials_raise_and_stop_retrying(secured, login):
     with pytest.raises(TransportError, match=r"client 'device-1' of 127.0.0.1:\d+ was refused: CONNACK reason code 135 \(Not authorized\)"):
         client.connect(timeout=5)
     network_threads = lambda: [t for t in threading.enumerate() if t.name == "paho-mqtt-client-device-1"]  # noqa: E731
-    wait_until(lambda: not network_threads(), "after a refusal that retrying cannot fix, paho's thread stops reconnecting")
+    wait_for(lambda: not network_threads(), "after a refusal that retrying cannot fix, paho's thread stops reconnecting")
     with pytest.raises(TransportError, match="135"):
         client.publish("fleet/s/device-1/telemetry", b"x")
     client.close()
@@ -372,7 +365,7 @@ def test_broker_away_at_boot_then_connects_by_itself(tmp_path):
         with pytest.raises(TransportError, match="not connected"):
             client.publish("fleet/s/early/status", b"x")
         broker = start_broker(tmp_path, port=port)
-        wait_until(lambda: client.connected, "the client connects once the broker is up")
+        wait_for(lambda: client.connected, "the client connects once the broker is up")
         assert accepted(client.publish("fleet/s/early/status", b"up").wait(5))
     finally:
         client.close()
@@ -428,9 +421,9 @@ def test_unacknowledged_qos1_is_not_reported_delivered_when_the_broker_dies(mosq
         mosquitto.proc.kill()
         mosquitto.proc.wait()
         mosquitto.proc = None
-    wait_until(lambda: not client.connected, "the client sees the broker die")
+    wait_for(lambda: not client.connected, "the client sees the broker die")
     assert delivery.wait(0.2) is None, "a message the broker never acknowledged must not be reported delivered"
     mosquitto.start()
-    wait_until(lambda: client.connected, "the client reconnects")
+    wait_for(lambda: client.connected, "the client reconnects")
     assert delivery.wait(5) == NO_MATCHING_SUBSCRIBERS, "paho sends the message again after reconnecting; its PUBACK settles it"
     client.close()

@@ -17,6 +17,7 @@ from click.testing import CliRunner
 
 from fleet.cli import main
 from tests.conftest import tiny_scenario
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 EXTERNAL = ["d00000", "d00003", "d00004"]
@@ -41,14 +42,6 @@ def start_agent(scenario: Path, device: str, url: str, epoch: float, folder: Pat
     return subprocess.Popen(argv, cwd=ROOT, stdout=out.open("wb"), stderr=err.open("wb"), env=env), out, err
 
 
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
-
-
 def received_by(out: Path) -> int:
     """``received=`` of the agent's last status line (printed when it stops)."""
     return int(re.findall(r"received=(\d+)", out.read_text())[-1])
@@ -61,7 +54,7 @@ def test_parameters_flow_between_simulated_devices_and_real_agents(mosquitto, wr
     agents = [start_agent(scenario, d, mosquitto.url, epoch, tmp_path) for d in EXTERNAL]
     try:
         for proc, _, err in agents:
-            wait_until(lambda: "listening on" in err.read_text() or proc.poll() is not None, 90, "the agents to connect")
+            wait_for(lambda: "listening on" in err.read_text() or proc.poll() is not None, "the agents to connect", timeout=90, interval=0.1)
             assert proc.poll() is None, err.read_text()
         result = CliRunner().invoke(main, ["run", str(scenario), "-o", str(tmp_path / "run"), "--device", "cpu", "--realtime",
                                            "--speedup", str(SPEEDUP), "--epoch", repr(epoch), "--broker", mosquitto.url])
