@@ -212,10 +212,11 @@ def test_garbage_from_the_network_is_dropped_and_counted_and_the_model_learns_as
     assert torch.equal(agent.learner.flat_params(), twin.learner.flat_params())
 
 
-def _queued_params(outbox: Path) -> int:
+def _queued_params(outbox: Path) -> list[float]:
+    """Timestamps of the parameters waiting in the agent's outbox."""
     db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
     try:
-        return db.execute("SELECT COUNT(*) FROM messages WHERE kind = 'params'").fetchone()[0]
+        return [decode(payload).timestamp for (payload,) in db.execute("SELECT payload FROM messages WHERE kind = 'params'")]
     finally:
         db.close()
 
@@ -234,7 +235,9 @@ def test_after_a_broker_restart_the_agent_reconnects_and_its_queued_params_arriv
         down = agent.env.now
         broker.stop()
         spy.drain()
-        wait_for(lambda: _queued_params(tmp_path / "state" / "outbox.sqlite") > 0, what="params queued while the broker is away")
+        # made after ``down``: a message that was on its way when the broker stopped waits there too
+        wait_for(lambda: any(t > down for t in _queued_params(tmp_path / "state" / "outbox.sqlite")),
+                 what="params made and queued while the broker is away")
         broker.start()
         wait_for(lambda: agent.counters.connects == 2, what="the agent to reconnect")
         up = agent.env.now
