@@ -18,7 +18,7 @@ from fleet.config import StrictModel
 from fleet.errors import ConfigError
 from fleet.learners.features import indoor_c
 from pydantic import Field
-from typing import Annotated
+from typing import Annotated, Literal
 
 
 class ActorCriticConfig(StrictModel):
@@ -33,7 +33,7 @@ class ActorCriticConfig(StrictModel):
     gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95
     """GAE lambda; 1.0 gives plain n-step returns with bootstrapping."""
     lr: Annotated[float, Field(gt=0, le=1)] = 3e-3
-    """Adam learning rate (actor and critic)."""
+    """Learning rate of the optimizer (actor and critic)."""
     entropy_coef: Annotated[float, Field(ge=0)] = 0.01
     """Weight of the entropy bonus."""
     value_coef: Annotated[float, Field(ge=0)] = 0.5
@@ -57,6 +57,15 @@ class ActorCriticConfig(StrictModel):
     """Start every device from the same parameters (drawn from the scenario's seed, so boards
     can agree on them without talking). Diffusion needs it: averaging independently initialized
     networks cancels their features and leaves a uniform policy."""
+    optimizer: Literal["adam", "sgd"] = "adam"
+    """Per-device optimizer. ``sgd`` (with ``momentum``) is linear in the gradient, so a
+    diffusion combine averages the neighbours' gradient steps as Diff-DAC assumes. Adam divides
+    each device's step by that device's own gradient scale: on one house's 8-16 noisy samples
+    the steps are mostly noise of full size, and averaging them cancels the policy's learning
+    signal (measured: the diffusion policy stayed uniform for 20 days). Adam suits one network
+    trained on many devices' data (``centralized``)."""
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    """Heavy-ball momentum with ``optimizer: sgd``."""
     value_norm_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
     """Decay per update of the running mean and variance of each device's returns; the critic
     predicts returns in these normalized units, so it can follow values of any scale."""
@@ -175,7 +184,8 @@ class ActorCritic:
         h = cfg.hidden
         self.actor = StackedMLP(n, [n_features, h, h, n_actions], gen, device, last_scale=0.01)
         self.critic = StackedMLP(n, [n_features, h, h, 1], gen, device)
-        self.optimizer = torch.optim.Adam(self.parameters, lr=cfg.lr)
+        self.optimizer = (torch.optim.Adam(self.parameters, lr=cfg.lr) if cfg.optimizer == "adam"
+                          else torch.optim.SGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
 
     @property
