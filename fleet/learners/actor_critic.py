@@ -17,8 +17,8 @@ from pydantic import Field
 from fleet.config import PositiveDuration
 from fleet.errors import ConfigError
 from fleet.learners.base import LearnerContext, Observation
-from fleet.learners.combine import clip_to_own, coordinate_median, neighbourhood_stack, trimmed_mean, weighted_combine
-from fleet.learners.comm import CommConfig, ParamPublisher, ParamReceiver, Publication
+from fleet.learners.combine import clip_to_own, coordinate_median, edge_chunks, neighbourhood_stack, trimmed_mean, weighted_combine
+from fleet.learners.comm import CommConfig, ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.features import N_FEATURES, features
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout
 
@@ -140,10 +140,15 @@ class DiffusionLearner(IndependentLearner):
         self.weights = torch.as_tensor(w, dtype=torch.float32, device=self.device)
         self.self_weights = torch.as_tensor(self_w, dtype=torch.float32, device=self.device)
         p = self.core.flat().shape[1]
-        self.edge_params = torch.zeros(len(receiver), p, device=self.device)
+        dense = config.comm.k(p) >= p
+        stored = torch.float16 if dense and config.comm.dtype == "float16" else torch.float32
+        self.edge_params = torch.zeros(len(receiver), p, dtype=stored, device=self.device)
+        """(E, P) the newest parameters received on each edge; float16 when every message is dense
+        float16, since they decode to float16 values exactly."""
         self.edge_time = np.full(len(receiver), -np.inf)
         self.publisher = ParamPublisher(config.comm, ctx.n_devices, p)
-        self.reconstruction = ParamReceiver(len(receiver), p)
+        self.reconstruction = None if dense else ParamReceiver(len(receiver), p)
+        """Each edge's top-k reconstruction; None when every message is dense (each replaces the last)."""
         self.rejected = 0
         self.staleness_s = config.staleness or 2 * config.n_steps * ctx.control_period_s
 
@@ -152,14 +157,36 @@ class DiffusionLearner(IndependentLearner):
         return self.cfg.qos
 
     def inbox(self, kind: str, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> None:
-        """Parameter messages that reached their receivers: (D,) each, ``arrays`` as decoded."""
+        """Parameter messages that reached their receivers: (D,) each, ``arrays`` as decoded.
+
+        Messages on unknown edges are rejected, and so are sparse ones under a dense policy
+        (whose senders never publish them). Under a top-k policy messages go through each
+        edge's reconstruction first.
+        """
         edge = self.topology.edge_index(receiver, sender)
-        known = edge >= 0
-        self.rejected += int((~known).sum())
-        values, ok = self.reconstruction.apply(edge[known], [a[known] for a in arrays], dense=len(arrays) == 1)
-        edge, stamp = edge[known][ok], published_at[known][ok]
+        row = np.flatnonzero(edge >= 0)
+        self.rejected += len(edge) - len(row)
+        edge, stamp = edge[row], published_at[row]
+        if self.reconstruction is not None:
+            values, ok = self.reconstruction.apply(edge, [a[row] for a in arrays], dense=len(arrays) == 1)
+            self._store(edge[ok], stamp[ok], values, np.flatnonzero(ok))
+        elif len(arrays) == 1:
+            d, p = len(receiver), self.edge_params.shape[1]
+            if arrays[0].shape != (d, p):
+                raise ValueError(f"a dense message needs arrays [values ({d}, {p})], got shapes {[a.shape for a in arrays]}")
+            self._store(edge, stamp, arrays[0], row)
+        else:
+            self.rejected += len(row)
+
+    def _store(self, edge: np.ndarray, stamp: np.ndarray, values: np.ndarray, row: np.ndarray) -> None:
+        """Keep the newest parameters per edge from D messages in arrival order: ``edge``,
+        ``stamp`` and ``row`` (D,), message i's parameters ``values[row[i]]`` (P,). An edge with
+        a message at least as new as what it holds takes the parameters of its last message."""
         newer = stamp >= self.edge_time[edge]
-        self.edge_params[edge[newer]] = torch.as_tensor(values[ok][newer], dtype=torch.float32, device=self.device)
+        last = last_per_edge(edge)
+        take = last[np.isin(edge[last], edge[newer])]
+        for part in edge_chunks(len(take)):
+            self.edge_params[edge[take[part]]] = torch.as_tensor(values[row[take[part]]]).to(self.edge_params)
         self.edge_time[edge[newer]] = stamp[newer]
 
     def update(self, t: float) -> dict[str, float]:
@@ -194,14 +221,15 @@ class DiffusionLearner(IndependentLearner):
             "edge_params": self.edge_params.cpu(),
             "edge_time": self.edge_time.copy(),
             "publisher": self.publisher.state_dict(),
-            "reconstruction": self.reconstruction.state_dict(),
+            "reconstruction": None if self.reconstruction is None else self.reconstruction.state_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         if state["edge_params"].shape != self.edge_params.shape:
             raise ConfigError(f"checkpoint has {tuple(state['edge_params'].shape)} neighbour parameters, this fleet {tuple(self.edge_params.shape)}")
-        self.edge_params = state["edge_params"].to(self.device)
+        self.edge_params = state["edge_params"].to(self.edge_params)
         self.edge_time = state["edge_time"].copy()
         self.publisher.load_state_dict(state["publisher"])
-        self.reconstruction.load_state_dict(state["reconstruction"])
+        if self.reconstruction is not None:
+            self.reconstruction.load_state_dict(state["reconstruction"])

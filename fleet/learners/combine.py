@@ -2,21 +2,37 @@
 
 All functions work on the closed neighbourhood of every device at once: ``own`` (N, P), the
 newest received parameters per directed edge ``edge_params`` (E, P) with edges sorted by
-receiver, and ``fresh`` (E,) saying which edges hold a usable value.
+receiver, and ``fresh`` (E,) saying which edges hold a usable value. ``edge_params`` may be
+stored in a narrower dtype than ``own`` (float16 as received); the arithmetic is in ``own``'s.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import torch
+
+EDGE_CHUNK = 256
+"""Edges per step where every edge's parameters are worked on: the allocator reuses a
+(EDGE_CHUNK, P) temporary, while a fresh (E, P) one costs more in page faults than the arithmetic."""
+
+
+def edge_chunks(n_edges: int) -> Iterator[slice]:
+    """Consecutive slices of at most ``EDGE_CHUNK`` of ``n_edges`` edges."""
+    return (slice(s, s + EDGE_CHUNK) for s in range(0, n_edges, EDGE_CHUNK))
 
 
 def weighted_combine(own: torch.Tensor, edge_params: torch.Tensor, receiver: torch.Tensor, weights: torch.Tensor, self_weights: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
     """``theta_i <- (c_ii theta_i + sum_fresh c_ij theta_j) / (c_ii + sum_fresh c_ij)``: neighbours
-    whose message is missing or stale are left out and the weights renormalized."""
+    whose message is missing or stale are left out and the weights renormalized. The edges are
+    added in order, chunk by chunk, which sums exactly as one ``index_add_`` over all of them."""
     w = weights * fresh
     total = self_weights + torch.zeros_like(self_weights).index_add_(0, receiver, w)
     mixed = own * self_weights[:, None]
-    mixed.index_add_(0, receiver, edge_params * w[:, None])
+    buffer = own.new_empty(min(EDGE_CHUNK, len(receiver)), own.shape[1])
+    for part in edge_chunks(len(receiver)):
+        weighted = buffer[: len(receiver[part])].copy_(edge_params[part]).mul_(w[part, None])
+        mixed.index_add_(0, receiver[part], weighted)
     return mixed / total[:, None]
 
 
@@ -37,7 +53,7 @@ def neighbourhood_stack(own: torch.Tensor, edge_params: torch.Tensor, receiver: 
     stack = torch.full((n, k + 1, p), float("nan"), device=own.device, dtype=own.dtype)
     stack[:, 0] = own
     keep = fresh.bool()
-    stack[receiver[keep], slot[keep]] = edge_params[keep]
+    stack[receiver[keep], slot[keep]] = edge_params[keep].to(own.dtype)
     return stack
 
 

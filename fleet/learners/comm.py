@@ -94,8 +94,8 @@ class ParamPublisher:
         if n < 0 or p < 1:
             raise ValueError(f"need n >= 0 devices and p >= 1 parameters, got n={n}, p={p}")
         self.cfg, self.n, self.p = cfg, n, p
-        self.sent = np.zeros((n, p), np.float32)
-        """(N, P) what receivers have reconstructed of each device from all it published (as decoded)."""
+        self.reconstructed = np.zeros((n, p), np.float32) if cfg.k(p) < p else None
+        """(N, P) under a top-k policy, :attr:`sent`; None under a dense one, which needs no state for it."""
         self.last = np.zeros((n, p), np.float32)
         """(N, P) each device's parameters when it last published."""
         self.publishes = np.zeros(n, np.int64)
@@ -105,7 +105,7 @@ class ParamPublisher:
         self.suppressed = np.zeros(n, np.int64)
         """(N,) publish rounds in which the event trigger held an active device back."""
 
-    _STATE = ("sent", "last", "publishes", "since_dense", "suppressed")
+    _STATE = ("reconstructed", "last", "publishes", "since_dense", "suppressed")
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of the arrays that make up the state, for a checkpoint."""
@@ -114,6 +114,12 @@ class ParamPublisher:
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state_dict`; raises :class:`ConfigError` if the shapes differ."""
         _load(self, state, self._STATE)
+
+    @property
+    def sent(self) -> np.ndarray:
+        """(N, P) what receivers have reconstructed of each device from all it published (as
+        decoded). Under a dense policy that is its last message, ``last`` as decoded."""
+        return as_decoded(self.last, self.cfg.wire_dtype) if self.reconstructed is None else self.reconstructed
 
     @property
     def residual(self) -> np.ndarray:
@@ -136,8 +142,9 @@ class ParamPublisher:
         if len(dev) == 0:
             return None
         dense = bool(self._dense_due()[dev].any())
-        pub = self._dense(dev, params[dev]) if dense else self._sparse(dev, params[dev])
-        self.last[dev] = params[dev]
+        params = params[dev]
+        pub = self._dense(dev, params) if dense else self._sparse(dev, params)
+        self.last[dev] = params
         self.publishes[dev] += 1
         self.since_dense[dev] = 0 if dense else self.since_dense[dev] + 1
         return pub
@@ -150,7 +157,7 @@ class ParamPublisher:
             raise ValueError(f"params must be floats of shape (N, P) = ({self.n}, {self.p}), got {params.dtype} {params.shape}")
         if active.shape != (self.n,) or active.dtype != bool:
             raise ValueError(f"active must be bool of shape (N,) = ({self.n},), got {active.dtype} {active.shape}")
-        params = params.astype(np.float32)
+        params = params.astype(np.float32, copy=False)
         if not np.isfinite(params).all():
             raise ValueError(f"params of device {np.flatnonzero(~np.isfinite(params).all(axis=1))[0]} are not finite")
         return params, active
@@ -174,7 +181,8 @@ class ParamPublisher:
     def _dense(self, dev: np.ndarray, values: np.ndarray) -> Publication:
         """Devices ``dev`` (M,) send all of ``values`` (M, P); receivers replace their reconstruction."""
         wire = self.cfg.wire_dtype
-        self.sent[dev] = as_decoded(values, wire)
+        if self.reconstructed is not None:
+            self.reconstructed[dev] = as_decoded(values, wire)
         return Publication(dev, [values], [wire], True)
 
     def _sparse(self, dev: np.ndarray, params: np.ndarray) -> Publication:
@@ -185,11 +193,11 @@ class ParamPublisher:
         what is not sent of it is dropped.
         """
         wire, k = self.cfg.wire_dtype, self.cfg.k(self.p)
-        reference = self.sent if self.cfg.error_feedback else self.last
+        reference = self.reconstructed if self.cfg.error_feedback else self.last
         delta = params - reference[dev]
         index = np.sort(np.argpartition(np.abs(delta), self.p - k, axis=1)[:, self.p - k :], axis=1)
         values = np.take_along_axis(delta, index, axis=1)
-        self.sent[dev[:, None], index] += as_decoded(values, wire)
+        self.reconstructed[dev[:, None], index] += as_decoded(values, wire)
         return Publication(dev, [index, values], [DType.UINT32, wire], False)
 
 
@@ -235,7 +243,7 @@ class ParamReceiver:
             raise ValueError(f"edge must be integers in [0, {n_edges}) of shape (D,), got {edge!r}")
         shapes = [np.shape(a) for a in arrays]
         if dense and len(arrays) == 1 and shapes[0] == (d, self.p):
-            keep = d - 1 - np.unique(edge[::-1], return_index=True)[1]
+            keep = last_per_edge(edge)
             self.params[edge[keep]] = arrays[0][keep]
             self.synced[edge[keep]] = True
             ok = np.ones(d, bool)
@@ -249,16 +257,26 @@ class ParamReceiver:
         return self.params[edge], ok & self.synced[edge]
 
 
+def last_per_edge(edge: np.ndarray) -> np.ndarray:
+    """Index of the last occurrence of each distinct edge in ``edge`` (D,), in the order of the edges."""
+    return len(edge) - 1 - np.unique(edge[::-1], return_index=True)[1]
+
+
 # --- checkpoints ------------------------------------------------------------------------------
 
 
-def _state(obj: object, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    return {name: getattr(obj, name).copy() for name in names}
+def _state(obj: object, names: tuple[str, ...]) -> dict[str, np.ndarray | None]:
+    return {name: None if getattr(obj, name) is None else getattr(obj, name).copy() for name in names}
 
 
-def _load(obj: object, state: dict[str, np.ndarray], names: tuple[str, ...]) -> None:
+def _load(obj: object, state: dict[str, np.ndarray | None], names: tuple[str, ...]) -> None:
     for name in names:
-        saved, current = np.asarray(state[name]), getattr(obj, name)
+        saved, current = state[name], getattr(obj, name)
+        if (saved is None) != (current is None):
+            raise ConfigError(f"checkpoint {type(obj).__name__}.{name} is {'missing' if saved is None else 'present'}, this one's is not (another learner config?)")
+        if saved is None:
+            continue
+        saved = np.asarray(saved)
         if saved.shape != current.shape:
             raise ConfigError(
                 f"checkpoint {type(obj).__name__}.{name} has shape {saved.shape}, this one {current.shape}"

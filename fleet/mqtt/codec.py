@@ -100,6 +100,9 @@ _WIRE = {
 _DECODED = {DType.FLOAT32: np.float32, DType.FLOAT16: np.float32, DType.INT8: np.float32, DType.UINT32: np.int64}
 _MAX_SCALE = np.nextafter(np.float32(np.finfo(np.float32).max) / np.float32(127), np.float32(0))
 """Largest int8 scale for which ``127 * scale`` is still a finite float32."""
+_FLOAT16_OVERFLOW = np.float32(65520)
+"""Float32 values at least this large in magnitude round to inf in float16 (halfway between its
+largest value, 65504, and 2**16); smaller ones stay finite."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -187,13 +190,20 @@ def _values_ok(dtype: DType, wire: np.ndarray) -> np.ndarray:
         return wire != -128
     if dtype == DType.UINT32:
         return np.ones(wire.shape, dtype=bool)
+    if dtype == DType.FLOAT16:  # isfinite on the bits (exponent not all ones): numpy's float16 isfinite is slow
+        return (wire.view(np.uint16) & 0x7C00) != 0x7C00
     return np.isfinite(wire)
 
 
 def _decoded(dtype: DType, wire: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Decoded values (M, K) from stored values (M, K) and scales (M,): int64 for UINT32, else float32."""
+    """Decoded values (M, K) from stored values (M, K) and scales (M,): int64 for UINT32, else float32.
+
+    Only INT8 is scaled: every other dtype's scale is 1.0 (``_scale_ok``), which changes no value.
+    """
     if dtype == DType.UINT32:
         return wire.astype(np.int64)
+    if dtype != DType.INT8:
+        return wire.astype(np.float32)
     return wire.astype(np.float32) * scale.astype(np.float32)[:, None]
 
 
@@ -212,11 +222,11 @@ def _uint32_column(values: np.ndarray, name: str, m: int | None = None) -> np.nd
 
 def _require(ok: np.ndarray, original: np.ndarray, what: str, problem: str) -> None:
     """Raise naming the first entry of ``original`` (M, K) where ``ok`` (M, K) is False."""
-    bad = np.argwhere(~ok)
-    if len(bad):
-        i, j = bad[0]
-        row = f" (row {i})" if len(original) > 1 else ""
-        raise WireError(f"{what}{row}: value {original[i, j].item()!r} at flat index {j} {problem}")
+    if ok.all():
+        return
+    i, j = np.argwhere(~ok)[0]
+    row = f" (row {i})" if len(original) > 1 else ""
+    raise WireError(f"{what}{row}: value {original[i, j].item()!r} at flat index {j} {problem}")
 
 
 def _quantize(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -251,13 +261,15 @@ def _wire_values(array: np.ndarray, index: int, m: int, dtype: DType) -> tuple[n
     flat = _flat(array, index, m)
     _require(np.isfinite(flat), flat, f"array {index}", "is not finite")
     with np.errstate(over="ignore"):
-        x = flat.astype(np.float32)
-    _require(np.isfinite(x), flat, f"array {index}", "overflows float32")
+        x = flat.astype(np.float32, copy=False)
+    if x is not flat:
+        _require(np.isfinite(x), flat, f"array {index}", "overflows float32")
     if dtype == DType.INT8:
         return _quantize(x)
     with np.errstate(over="ignore"):
-        wire = x.astype(_WIRE[dtype])
-    _require(np.isfinite(wire), flat, f"array {index}", f"overflows {dtype.name.lower()}")
+        wire = x.astype(_WIRE[dtype], copy=False)
+    if dtype == DType.FLOAT16 and x.size and max(x.max(), -x.min()) >= _FLOAT16_OVERFLOW:
+        _require(np.isfinite(wire), flat, f"array {index}", "overflows float16")
     return wire, np.ones(m, dtype=np.float32)
 
 
@@ -475,8 +487,11 @@ def decode_batch(rows: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> BatchD
         wires.append(wire)
         offset += nbytes
 
+    if not valid.all():
+        wires = [np.where(valid[:, None], wire, 0) for wire in wires]
+        scales = [np.where(valid, scale, 1) for scale in scales]
     arrays = tuple(
-        _decoded(dtype, np.where(valid[:, None], wire, 0), np.where(valid, scale, 1)).reshape(m, *shape)
+        _decoded(dtype, wire, scale).reshape(m, *shape)
         for dtype, wire, scale, shape in zip(dtypes, wires, scales, shapes)
     )
     fields = [np.where(valid, header[f], 0) for f in ("kind", "sender", "seq", "timestamp")]

@@ -49,8 +49,8 @@ def iter_ranks(sorted_keys: np.ndarray) -> Iterator[np.ndarray]:
     m = len(sorted_keys)
     if m == 0:
         return
-    starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
-    sizes = np.diff(np.r_[starts, m])
+    starts = np.flatnonzero(np.concatenate(([True], sorted_keys[1:] != sorted_keys[:-1])))
+    sizes = np.diff(np.append(starts, m))
     by_size = np.argsort(-sizes, kind="stable")
     starts, sizes = starts[by_size], sizes[by_size]
     for rank in range(sizes[0]):
@@ -72,11 +72,14 @@ def fifo_departures(queue: ArrayLike, ready: ArrayLike, service: ArrayLike, free
     service = as_vector("service", service, m)
     if m == 0:
         return np.empty(0)
+    if m == 1:  # nothing to order: the recursion below, once
+        free_at[queue[0]] = max(ready[0], free_at[queue[0]]) + service[0]
+        return free_at[queue]
     order = np.lexsort((ready, queue))
     q, r, s = queue[order], ready[order], service[order]
     depart = np.empty(m)
-    starts = np.flatnonzero(np.r_[True, q[1:] != q[:-1]])
-    ends = np.r_[starts[1:], m]
+    starts = np.flatnonzero(np.concatenate(([True], q[1:] != q[:-1])))
+    ends = np.append(starts[1:], m)
     big = ends - starts > BIG_QUEUE
     for a, b in zip(starts[big], ends[big]):
         depart[a:b], free_at[q[a]] = single_server_departures(r[a:b], s[a:b], free_at[q[a]])
@@ -85,7 +88,7 @@ def fifo_departures(queue: ArrayLike, ready: ArrayLike, service: ArrayLike, free
         at = small[pos]
         before = free_at[q[at]] if rank == 0 else depart[at - 1]
         depart[at] = np.maximum(r[at], before) + s[at]
-    last = small[np.r_[q[small][1:] != q[small][:-1], True]] if len(small) else small
+    last = small[np.append(q[small][1:] != q[small][:-1], True)] if len(small) else small
     free_at[q[last]] = depart[last]
     out = np.empty(m)
     out[order] = depart

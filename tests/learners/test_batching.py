@@ -119,3 +119,26 @@ def test_one_hostile_neighbour_cannot_wreck_the_others_with_a_robust_combine(rob
         assert deviation <= 5.0 / 7 + 1e-4
     else:  # median and trimmed mean drop the outlier entirely
         assert deviation < 1e-4
+
+
+def test_dense_float16_messages_are_kept_in_float16_and_combine_as_in_float32():
+    """Dense float16 messages decode to values that float16 holds exactly: storing them so loses nothing."""
+    half, topo = diffusion(comm={"dtype": "float16"})
+    full, _ = diffusion()
+    assert half.edge_params.dtype == torch.float16 and half.reconstruction is None
+    p = half.core.flat().shape[1]
+    values = torch.randn(len(topo.receiver), p, generator=torch.Generator().manual_seed(6)).half().float().numpy()
+    for learner in (half, full):
+        learner.inbox("params", topo.receiver, topo.sender, [values], np.zeros(len(topo.receiver)))
+    own = torch.randn(N, p)
+    assert torch.equal(half.combine(own, 1.0), full.combine(own, 1.0))
+
+
+def test_an_edge_given_twice_in_one_inbox_keeps_its_last_message():
+    learner, topo = diffusion()
+    p = learner.core.flat().shape[1]
+    first, last = np.ones((1, p), np.float32), np.full((1, p), 2.0, np.float32)
+    receiver, sender = topo.receiver[:1].repeat(2), topo.sender[:1].repeat(2)
+    learner.inbox("params", receiver, sender, [np.concatenate([first, last])], np.array([5.0, 5.0]))
+    assert torch.equal(learner.edge_params[0], torch.full((p,), 2.0)) and learner.edge_time[0] == 5.0
+    assert learner.edge_params[1:].abs().sum() == 0
