@@ -1,19 +1,21 @@
-"""The learning study of the README: four controllers x five seeds on thermostats-small-v1.
+"""The learning study of the README: the controllers x five seeds on thermostats-small-v1.
 
 Each run is ``fleet run thermostats-small-v1`` extended to STUDY_DAYS days of 15-minute
 control ticks (enough updates per device to see learning at all; the 1-minute default would
-need weeks of wall time per seed). Runs go to ``runs/study/<learner>-seed<k>``; then::
+need weeks of wall time per seed). Runs go to ``runs/study/<variant>-seed<k>``; then::
 
-    fleet report runs/study/* --comm-vs-reward --no-per-run -o <out>
+    fleet report runs/study/{rule-based,independent,diffusion,centralized}-seed* --comm-vs-reward --no-per-run -o <out>
 
-and :func:`table` gives the README's table (mean and 95% Student t interval over seeds).
+and :func:`table` gives the README's table (mean and 95% Student t interval over seeds), over
+the whole run (learning included) and over its last TAIL_DAYS days (the learned policy).
 
-    python benchmarks/study_learning.py run      # the 20 runs, 2 at a time (about 40 min on 2 cores)
+    python benchmarks/study_learning.py run      # the 40 runs, 2 at a time (about 30 min on 2 cores)
     python benchmarks/study_learning.py table    # results/learning-study.json and the Markdown table
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -25,68 +27,124 @@ from fleet.tradeoff import estimate
 
 REPO = Path(__file__).resolve().parents[1]
 RUNS = REPO / "runs" / "study"
-STUDY_DAYS = 20
+STUDY_DAYS = 40
+TAIL_DAYS = 5
 SEEDS = range(5)
 BASE = [f"horizon={STUDY_DAYS}d", "control_period=15min"]
-AC_PARAMS = ["learner.params.gamma=0.9", "learner.params.shaping_per_degc=0.9"]
-LEARNERS = {
-    "rule-based-v1": [],
-    "independent-v1": AC_PARAMS,
-    "diffusion-v1": AC_PARAMS,
-    "centralized-v1": AC_PARAMS,
+AC = ["learner.params.gamma=0.95", "learner.params.shaping_per_degc=0.6", "learner.params.n_steps=8"]
+SGD = [*AC, "learner.params.optimizer=sgd", "learner.params.lr=0.3"]
+"""Per-device learners: SGD, whose steps average under diffusion (see ``ActorCriticConfig.optimizer``)."""
+ADAM = [*AC, "learner.params.optimizer=adam", "learner.params.lr=0.003"]
+"""The centralized learner's one network, trained on every device's data at once."""
+COST_LEANING = ["reward.discomfort_per_degh=0.3"]
+"""A user who prices a degree-hour outside the band at 0.3 instead of the scenario's 1.0."""
+VARIANTS = {
+    "rule-based": ["learner.name=rule-based-v1"],
+    "independent": ["learner.name=independent-v1", *SGD],
+    "diffusion": ["learner.name=diffusion-v1", *SGD],
+    "independent-adam": ["learner.name=independent-v1", *ADAM],
+    "centralized": ["learner.name=centralized-v1", *ADAM],
+    "diffusion-w0.3": ["learner.name=diffusion-v1", *SGD, *COST_LEANING],
+    "centralized-w0.3": ["learner.name=centralized-v1", *ADAM, *COST_LEANING],
 }
 
 
-def command(learner: str, seed: int) -> list[str]:
-    sets = [*BASE, f"learner.name={learner}", *LEARNERS[learner]]
-    out = RUNS / f"{learner}-seed{seed}"
+def command(variant: str, seed: int) -> list[str]:
+    sets = [*BASE, *VARIANTS[variant]]
+    out = RUNS / f"{variant}-seed{seed}"
     return ["fleet", "run", "thermostats-small-v1", "--seed", str(seed), "-o", str(out), "-q", *(x for s in sets for x in ("--set", s))]
 
 
-def run_one(learner: str, seed: int) -> str:
-    cmd = command(learner, seed)
-    if (RUNS / f"{learner}-seed{seed}" / "summary.json").exists():
-        return f"kept {learner}-seed{seed}"
+def run_one(variant: str, seed: int) -> str:
+    cmd = command(variant, seed)
+    if (RUNS / f"{variant}-seed{seed}" / "summary.json").exists():
+        return f"kept {variant}-seed{seed}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     exe = str(Path(sys.executable).parent / "fleet")
     done = subprocess.run([exe, *cmd[1:]], cwd=REPO, env=env, capture_output=True, text=True)
-    return f"{learner}-seed{seed}: exit {done.returncode} {done.stderr[-300:]}"
+    return f"{variant}-seed{seed}: exit {done.returncode} {done.stderr[-300:]}"
 
 
 def run_all() -> None:
     RUNS.mkdir(parents=True, exist_ok=True)
-    jobs = [(learner, seed) for seed in SEEDS for learner in LEARNERS]
+    jobs = [(variant, seed) for seed in SEEDS for variant in VARIANTS]
     with ThreadPoolExecutor(2) as pool:
         for line in pool.map(lambda job: run_one(*job), jobs):
             print(line, flush=True)
 
 
+def tail(run: Path, n: int, days: float) -> dict[str, float]:
+    """Cost and discomfort per device-day over the last ``days`` of a run, from the cumulative
+    KPI columns of its metrics.csv."""
+    with (run / "metrics.csv").open() as f:
+        rows = [(float(r["time_s"]), float(r["kpi/cost"]), float(r["kpi/discomfort_degh"])) for r in csv.DictReader(f)]
+    end = rows[-1]
+    start = next(r for r in rows if r[0] >= end[0] - days * 86400)
+    span = (end[0] - start[0]) / 86400
+    return {"tail_cost_per_device_day": (end[1] - start[1]) / n / span,
+            "tail_discomfort_degh_per_device_day": (end[2] - start[2]) / n / span}
+
+
+def per_run(run: Path) -> dict[str, float]:
+    s = json.loads((run / "summary.json").read_text())
+    n, days = s["run"]["n_devices"], s["run"]["simulated_s"] / 86400
+    k = s["kpis"]
+    return {
+        "cost_per_device_day": k["cost"] / n / days,
+        "discomfort_degh_per_device_day": k["discomfort_degh"] / n / days,
+        **tail(run, n, TAIL_DAYS),
+        "peak_kw": k["peak_kw"],
+        "bytes_per_device_per_day": s["comm"]["bytes_per_device_per_day"],
+    }
+
+
+COLUMNS = [
+    ("cost_per_device_day", "cost / device-day", 2),
+    ("discomfort_degh_per_device_day", "discomfort °C·h / device-day", 1),
+    ("tail_cost_per_device_day", f"last {TAIL_DAYS} d: cost", 2),
+    ("tail_discomfort_degh_per_device_day", f"last {TAIL_DAYS} d: discomfort", 1),
+    ("peak_kw", "peak kW", 0),
+    ("bytes_per_device_per_day", "bytes / device-day", 0),
+]
+
+
+def disagreement_plot(path: Path) -> Path:
+    """Relative spread of the parameters across each site over time, every seed of the
+    per-device learners (``learner/param_disagreement`` of metrics.csv)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for variant, colour in (("independent", "tab:orange"), ("diffusion", "tab:blue")):
+        for seed in SEEDS:
+            with (RUNS / f"{variant}-seed{seed}" / "metrics.csv").open() as f:
+                rows = [(float(r["time_h"]) / 24, float(r["learner/param_disagreement"])) for r in csv.DictReader(f)]
+            ax.plot(*zip(*rows), color=colour, alpha=0.6, lw=1, label=variant if seed == 0 else None)
+    ax.set(yscale="log", xlabel="simulated day", ylabel="relative std of parameters",
+           title="Parameter disagreement across devices (5 seeds each)")
+    ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def table() -> dict:
     rows = {}
-    for learner in LEARNERS:
-        per_seed = []
-        for seed in SEEDS:
-            s = json.loads((RUNS / f"{learner}-seed{seed}" / "summary.json").read_text())
-            n, days = s["run"]["n_devices"], s["run"]["simulated_s"] / 86400
-            k = s["kpis"]
-            per_seed.append({
-                "cost_per_device_day": k["cost"] / n / days,
-                "discomfort_degh_per_device_day": k["discomfort_degh"] / n / days,
-                "peak_kw": k["peak_kw"],
-                "bytes_per_device_per_day": s["comm"]["bytes_per_device_per_day"],
-            })
-        stats = {}
-        for key in per_seed[0]:
-            est = estimate([p[key] for p in per_seed])
-            stats[key] = {"mean": est.mean, "ci95": est.ci95_half_width, "n": len(per_seed)}
-        rows[learner] = stats
-    out = {"command": "python benchmarks/study_learning.py run && python benchmarks/study_learning.py table", "runs": [" ".join(command(l, s)) for l in LEARNERS for s in SEEDS], "results": rows}
+    for variant in VARIANTS:
+        per_seed = [per_run(RUNS / f"{variant}-seed{seed}") for seed in SEEDS]
+        rows[variant] = {key: {"mean": (e := estimate([p[key] for p in per_seed])).mean, "ci95": e.ci95_half_width, "n": len(per_seed)}
+                         for key in per_seed[0]}
+    out = {"command": "python benchmarks/study_learning.py run && python benchmarks/study_learning.py table",
+           "runs": [" ".join(command(v, s)) for v in VARIANTS for s in SEEDS], "results": rows}
     (REPO / "benchmarks" / "results" / "learning-study.json").write_text(json.dumps(out, indent=1))
-    keys = [("cost_per_device_day", "cost / device-day", 3), ("discomfort_degh_per_device_day", "discomfort °C·h / device-day", 2), ("peak_kw", "peak kW", 1), ("bytes_per_device_per_day", "bytes sent + received / device-day", 0)]
-    print("| controller | " + " | ".join(k[1] for k in keys) + " |")
-    print("|---|" + "---|" * len(keys))
-    for learner, stats in rows.items():
-        print(f"| {learner} | " + " | ".join(f"{stats[k]['mean']:.{d}f} ± {stats[k]['ci95']:.{d}f}" for k, _, d in keys) + " |")
+    disagreement_plot(REPO / "benchmarks" / "results" / "learning-study" / "disagreement.png")
+    print("| controller | " + " | ".join(c[1] for c in COLUMNS) + " |")
+    print("|---|" + "---:|" * len(COLUMNS))
+    for variant, stats in rows.items():
+        print(f"| {variant} | " + " | ".join(f"{stats[k]['mean']:.{d}f} ± {stats[k]['ci95']:.{d}f}" for k, _, d in COLUMNS) + " |")
     return out
 
 
