@@ -476,16 +476,24 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
+def run_cli(argv: list[str] | None, make_parser, benchmarks: dict, workers: dict, prefix: str = "",
+            forwarded=lambda args: [], extra: dict | None = None) -> None:
+    """The ``main`` of a benchmark script: ``_worker`` does one measurement for a fresh process and
+    prints it; ``all`` runs every benchmark with its defaults plus the options ``forwarded(args)``;
+    each result (with ``extra`` figures) is recorded as ``<prefix><name>[-<tag>]``."""
+    args = make_parser().parse_args(argv)
     if args.benchmark == "_worker":
         spec = json.loads(args.spec)
-        print(json.dumps(WORKERS[spec["worker"]](spec)))
+        print(json.dumps(workers[spec["worker"]](spec)))
         return
-    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
-    for name in names:
-        sub_args = parser().parse_args([*(f"--set={x}" for x in args.set), name]) if args.benchmark == "all" else args
-        record(f"{name}-{args.tag}" if args.tag else name, BENCHMARKS[name](sub_args), args.out_dir)
+    for name in list(benchmarks) if args.benchmark == "all" else [args.benchmark]:
+        sub_args = make_parser().parse_args([*forwarded(args), name]) if args.benchmark == "all" else args
+        label = f"{prefix}{name}-{args.tag}" if args.tag else f"{prefix}{name}"
+        record(label, {**(extra or {}), **benchmarks[name](sub_args)}, args.out_dir)
+
+
+def main(argv: list[str] | None = None) -> None:
+    run_cli(argv, parser, BENCHMARKS, WORKERS, forwarded=lambda args: [f"--set={x}" for x in args.set])
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ from torch import nn
 
 from bench_engine import (
     CONSENSUS, CONTROL, DECODE, DRAIN, ENCODE, FROM_BROKER, METRICS, METRICS_ROW, NETWORK_EVENTS, OUTGOING, PUBLISH, RECEIVE,
-    RESEND, RUN, STATUS, TELEMETRY, TICK, COLLECT, CallTimes, _absent_from_source, hotspots, record, say,
+    RESEND, RUN, STATUS, TELEMETRY, TICK, COLLECT, CallTimes, _absent_from_source, hotspots, run_cli, say,
 )
 from fleet.learners.features import N_FEATURES
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout, ValueNorm
@@ -714,16 +714,7 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    args = parser().parse_args(argv)
-    if args.benchmark == "_worker":
-        spec = json.loads(args.spec)
-        print(json.dumps(WORKERS[spec["worker"]](spec)))
-        return
-    names = list(BENCHMARKS) if args.benchmark == "all" else [args.benchmark]
-    for name in names:
-        sub_args = parser().parse_args([name]) if args.benchmark == "all" else args
-        figures = {"torch_threads_default": DEFAULT_THREADS, **BENCHMARKS[name](sub_args)}
-        record(f"learners-{name}-{args.tag}" if args.tag else f"learners-{name}", figures, args.out_dir)
+    run_cli(argv, parser, BENCHMARKS, WORKERS, prefix="learners-", extra={"torch_threads_default": DEFAULT_THREADS})
 
 
 if __name__ == "__main__":
