@@ -231,3 +231,8 @@ class RuleBasedConfig(StrictModel):
     # Residential thermostats switch with a 0.5-1 degC hysteresis.
     deadband_c: PositiveFloat = 0.5
     """hysteresis width: heating stays on until the band's low bound + deadband, degC"""
+    # "Smart recovery" of programmable thermostats: reach the next setpoint when it starts.
+    preheat_h: Literal[0, 1, 2, 3, 4] = 0
+    """follow the comfort band that applies this many hours ahead when it is tighter (heat for
+    a band that rises, cool for one that falls): 0 is the plain deadband; 1-4 use the device's
+    schedule preview"""

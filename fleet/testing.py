@@ -23,6 +23,7 @@ import torch
 
 from fleet.errors import TransportError
 from fleet.learners import REGISTRY, LearnerContext, Observation, make_learner
+from fleet.learners.base import PREVIEW_H
 from fleet.mqtt.codec import Kind, decode_batch, encode_batch
 from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import SUCCESS, Received, Transport, Will, accepted
@@ -38,11 +39,12 @@ def _context(n: int, seed: int) -> LearnerContext:
 
 
 def _observation(n: int, tick: int, rng: np.random.Generator) -> Observation:
-    lo = np.full(n, 20.0)
+    lo, h = np.full(n, 20.0), len(PREVIEW_H)
     return Observation(
         temp_c=rng.normal(20.5, 1.5, n), outdoor_c=rng.normal(3.0, 4.0, n), band_lo=lo, band_hi=lo + 3,
         occupied=rng.random(n) < 0.5, price=np.full(n, 0.25), feeder_load=rng.random(n),
         hour=(tick / 60.0) % 24, online=np.ones(n, bool),
+        band_lo_ahead=np.full((n, h), 20.0), band_hi_ahead=np.full((n, h), 23.0), price_ahead=np.full((n, h), 0.25),
     )
 
 

@@ -66,6 +66,7 @@ from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
 from fleet.errors import ConfigError, TransportError, WireError
 from fleet.learners import REGISTRY, Learner, LearnerContext, Observation, make_learner
+from fleet.learners.base import preview
 from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.transport import Transport, Will
 from fleet.scenario import DTYPES
@@ -370,6 +371,7 @@ class EdgeAgent:
             temp_c=np.array([temp]), outdoor_c=v.weather.outdoor_c(t) + v.params.outdoor_offset, band_lo=lo, band_hi=hi,
             occupied=v.occupancy.occupied(t), price=np.array([price]), feeder_load=np.array([self.feeder_load]),
             hour=(t / 3600.0) % 24.0, online=np.array([self.transport.connected]),
+            **preview(v.occupancy, v.world.tariff, t, 1),
         )
         level = int(self.learner.act(obs)[0])
         try:

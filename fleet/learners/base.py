@@ -19,6 +19,8 @@ import numpy as np
 from fleet.config import StrictModel
 
 if TYPE_CHECKING:
+    from devices.occupancy import Occupancy
+    from devices.tariff import Tariff
     from fleet.sim.topology import Topology
 
 
@@ -44,6 +46,28 @@ class Observation:
     """Hour of the day, [0, 24)."""
     online: np.ndarray
     """Whether the device is connected (bool); offline devices still control locally."""
+    band_lo_ahead: np.ndarray
+    """(N, H) lower comfort bound at each of PREVIEW_H hours from now (the device's schedule)."""
+    band_hi_ahead: np.ndarray
+    """(N, H) upper comfort bound at each of PREVIEW_H hours from now."""
+    price_ahead: np.ndarray
+    """(N, H) electricity price at each of PREVIEW_H hours from now (the tariff), per kWh."""
+
+
+PREVIEW_H = (1.0, 2.0, 3.0, 4.0)
+"""Hours ahead at which a device previews its comfort band and the price. A thermostat knows
+its own schedule and tariff; seeing them ahead is what makes heating before the band rises (or
+before the price does) a function of what the device observes, not of the hour alone."""
+
+
+def preview(occupancy: "Occupancy", tariff: "Tariff", t_s: float, n: int) -> dict[str, np.ndarray]:
+    """The ``*_ahead`` fields of an :class:`Observation` of ``n`` devices at ``t_s``, each (n, H)."""
+    bands = [occupancy.band(t_s + 3600.0 * h) for h in PREVIEW_H]
+    return {
+        "band_lo_ahead": np.stack([lo for lo, _ in bands], axis=1),
+        "band_hi_ahead": np.stack([hi for _, hi in bands], axis=1),
+        "price_ahead": np.tile([tariff.price(t_s + 3600.0 * h) for h in PREVIEW_H], (n, 1)),
+    }
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fleet.learners.base import Observation
+from fleet.learners.base import PREVIEW_H, Observation
 
-N_FEATURES = 10
+N_FEATURES = 10 + 3 * len(PREVIEW_H)
 GAP_CAP_C = 4.0
 """Distances outside the comfort band are capped here: beyond a few degrees the right action
 does not change, and unbounded inputs saturate the first tanh layer so that the network can
@@ -15,8 +15,9 @@ no longer tell 15 °C from 7 °C."""
 
 
 def features(obs: Observation, device: str) -> torch.Tensor:
-    """(N, 10) float32: indoor, outdoor, band low/high (centred, scaled), distance below and
-    above the band (capped at GAP_CAP_C), time of day (sin, cos), price, feeder load fraction."""
+    """(N, N_FEATURES) float32: indoor, outdoor, band low/high (centred, scaled), distance below
+    and above the band (capped at GAP_CAP_C), time of day (sin, cos), price, feeder load
+    fraction; then band low, band high and price at each of PREVIEW_H hours ahead."""
     hour = 2 * np.pi * obs.hour / 24.0
     n = len(obs.temp_c)
     cols = [
@@ -31,7 +32,8 @@ def features(obs: Observation, device: str) -> torch.Tensor:
         obs.price / 0.3,
         obs.feeder_load,
     ]
-    return torch.as_tensor(np.stack(cols, axis=1), dtype=torch.float32, device=device)
+    ahead = [(obs.band_lo_ahead - 20.0) / 5.0, (obs.band_hi_ahead - 20.0) / 5.0, obs.price_ahead / 0.3]
+    return torch.as_tensor(np.concatenate([np.stack(cols, axis=1), *ahead], axis=1), dtype=torch.float32, device=device)
 
 
 def indoor_c(x: torch.Tensor) -> torch.Tensor:

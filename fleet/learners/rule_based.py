@@ -10,11 +10,13 @@ import torch
 from devices.config import RuleBasedConfig
 from devices.thermostat import RuleBasedThermostat
 from fleet.errors import ConfigError
-from fleet.learners.base import LearnerContext, Observation
+from fleet.learners.base import PREVIEW_H, LearnerContext, Observation
 
 
 class RuleBasedLearner:
-    """Deadband bang-bang control on each device's measured temperature; learns nothing."""
+    """Deadband bang-bang control on each device's measured temperature; learns nothing. With
+    ``preheat_h``, the band it holds is the tighter of the band now and the band that many hours
+    ahead, so the house is at the new setpoint when the schedule changes."""
 
     name: ClassVar[str] = "rule-based-v1"
     communicates: ClassVar[bool] = False
@@ -28,7 +30,11 @@ class RuleBasedLearner:
         self.thermostat = RuleBasedThermostat(config, ctx.mode, ctx.n_levels, ctx.n_devices)
 
     def act(self, obs: Observation) -> np.ndarray:
-        return self.thermostat.act(obs.temp_c, obs.band_lo, obs.band_hi)
+        lo, hi = obs.band_lo, obs.band_hi
+        if self.config.preheat_h:
+            k = PREVIEW_H.index(self.config.preheat_h)
+            lo, hi = np.maximum(lo, obs.band_lo_ahead[:, k]), np.minimum(hi, obs.band_hi_ahead[:, k])
+        return self.thermostat.act(obs.temp_c, lo, hi)
 
     def observe(self, reward: np.ndarray) -> None:
         """Nothing to learn from."""

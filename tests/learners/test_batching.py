@@ -42,7 +42,9 @@ def test_stacked_updates_equal_separate_single_device_updates(cfg):
         for i, single in enumerate(singles):
             single.update(slice_rollout(r, i))
     expected = torch.cat([s.flat() for s in singles])
-    torch.testing.assert_close(batched.flat(), expected, atol=2e-6, rtol=1e-5)
+    # float32 sums in another order; Adam turns a gradient differing in its last bits into a step
+    # differing by up to ~1e-5 (the steps themselves are lr = 3e-3)
+    torch.testing.assert_close(batched.flat(), expected, atol=2e-5, rtol=1e-5)
     assert not torch.allclose(batched.flat()[0], batched.flat()[1])  # devices really differ
 
 

@@ -15,8 +15,10 @@ import numpy as np
 import torch
 
 from fleet.learners import LearnerContext, Observation, make_learner
+from fleet.learners.base import PREVIEW_H
 
 N = 16
+H = len(PREVIEW_H)
 TAU_H, GAIN, COST, PENALTY = 10.0, 0.247, 0.07, 0.25
 
 
@@ -25,6 +27,7 @@ def observation(temp: np.ndarray, tick: int) -> Observation:
     return Observation(
         temp_c=temp.copy(), outdoor_c=np.zeros(N), band_lo=lo, band_hi=lo + 3, occupied=np.ones(N, bool),
         price=np.full(N, 0.28), feeder_load=np.zeros(N), hour=(tick * 0.25) % 24, online=np.ones(N, bool),
+        band_lo_ahead=np.full((N, H), 20.0), band_hi_ahead=np.full((N, H), 23.0), price_ahead=np.full((N, H), 0.28),
     )
 
 
@@ -46,7 +49,7 @@ def train(params: dict, ticks: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def test_learns_to_keep_the_house_warm():
-    rewards, temp = train({"gamma": 0.95}, 3000)
+    rewards, temp = train({"gamma": 0.95}, 4000)
     first, last = rewards[:500].mean(), rewards[-500:].mean()
     assert last > first + 0.3, f"no improvement: first 500 ticks {first:.3f}, last 500 {last:.3f}"
     assert last > -0.35, f"last 500 ticks average {last:.3f}; holding 20 degC gives about -0.14"
