@@ -577,7 +577,7 @@ INSIDE = [
     ("fleet/mqtt/codec.py", "as_decoded", "as_decoded: the publisher's top-k copy of what receivers decode (outbox)"),
     ("fleet/mqtt/codec.py", "_require", "codec input checks (encode, as_decoded)"),
     ("fleet/learners/combine.py", "weighted_combine", "weighted_combine (combine)"),
-    ("fleet/learners/stacked.py", "flat", "ActorCritic.flat: (N, P) copies of the parameters"),
+    ("fleet/learners/stacked.py", "flat", "ActorCritic.flat: an (N, P) copy when the parameters changed"),
     ("fleet/sim/engine.py", "param_disagreement", "param_disagreement (metrics)"),
 ]
 """Functions worth seeing on their own: cumulative seconds, overlapping the phases above."""
@@ -598,7 +598,7 @@ def learner_phases(stats: pstats.Stats) -> dict:
         "learner combine: flat, weighted combine, load": diffusion_update - t(UPDATE_LOCAL),
         "learner inbox: edges, top-k reconstruction, store": t(INBOX),
         "learner outbox: publish policy, top-k quantized copy": t(OUTBOX),
-        "learning glue in the engine (slicing decoded arrays)": t(LEARNING) - t(DRAIN, LEARNING) - t(DECODE, LEARNING) - t(INBOX) - diffusion_update - t(OUTBOX) - t(ENCODE, PUBLISH_LEARNER) - t(PUBLISH, PUBLISH_LEARNER),
+        "learning glue in the engine (valid deliveries)": t(LEARNING) - t(DRAIN, LEARNING) - t(DECODE, LEARNING) - t(INBOX) - diffusion_update - t(OUTBOX) - t(ENCODE, PUBLISH_LEARNER) - t(PUBLISH, PUBLISH_LEARNER),
         "codec: encode (params, telemetry, consensus, status)": t(ENCODE),
         "codec: decode": t(DECODE),
         "network: uplink, broker, downlink, drain": t(PUBLISH) + t(DRAIN) + t(RESEND) + t(FROM_BROKER),

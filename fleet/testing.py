@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from fleet.errors import TransportError
-from fleet.learners import REGISTRY, LearnerContext, Observation, make_learner
+from fleet.learners import REGISTRY, Deliveries, LearnerContext, Observation, make_learner
 from fleet.learners.base import PREVIEW_H
 from fleet.mqtt.codec import Kind, decode_batch, encode_batch
 from fleet.mqtt.topics import KINDS
@@ -92,7 +92,7 @@ def _exchange(learner, n: int, t: float) -> None:
         dec = decode_batch(rows)
         assert dec.valid.all(), "outbox() produced payloads the codec rejects"
         receiver, idx = _deliveries(learner, kind, pub.sender, n)
-        learner.inbox(kind, receiver, pub.sender[idx], [a[idx] for a in dec.arrays], dec.timestamp[idx])
+        learner.inbox(kind, Deliveries(receiver, pub.sender[idx], dec.timestamp[idx], idx, list(dec.arrays)))
 
 
 def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0) -> None:

@@ -65,7 +65,7 @@ from fleet.edge.state import StateDir
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
 from fleet.errors import ConfigError, TransportError, WireError
-from fleet.learners import REGISTRY, Learner, LearnerContext, Observation, make_learner
+from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observation, make_learner
 from fleet.learners.base import preview
 from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.transport import Transport, Will
@@ -463,7 +463,7 @@ class EdgeAgent:
                 continue
             stamp = np.array([self._clock_at(accepted.arrived_at)])
             arrays = [a[None] for a in accepted.message.arrays]
-            self.learner.inbox("params", np.zeros(1, np.int64), np.array([accepted.sender.slot]), arrays, stamp)
+            self.learner.inbox("params", Deliveries.one_message_each(np.zeros(1, np.int64), np.array([accepted.sender.slot]), arrays, stamp))
 
     def _clock_at(self, monotonic: float) -> float:
         """The agent's time at ``time.monotonic()`` = ``monotonic`` (not later than now)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from devices.config import RuleBasedConfig
 from fleet.errors import ConfigError
-from fleet.learners.base import Learner, LearnerContext, Observation, RegistryEntry
+from fleet.learners.base import Deliveries, Learner, LearnerContext, Observation, RegistryEntry
 from fleet.learners.actor_critic import DiffusionConfig, DiffusionLearner, IndependentLearner
 from fleet.learners.centralized import CentralizedConfig, CentralizedLearner
 from fleet.learners.rule_based import RuleBasedLearner
@@ -26,4 +26,4 @@ def make_learner(name: str, params: dict, ctx: LearnerContext) -> Learner:
     return entry.cls(entry.config_cls.model_validate(params), ctx)
 
 
-__all__ = ["REGISTRY", "Learner", "LearnerContext", "Observation", "RegistryEntry", "make_learner"]
+__all__ = ["REGISTRY", "Deliveries", "Learner", "LearnerContext", "Observation", "RegistryEntry", "make_learner"]

@@ -16,8 +16,8 @@ from pydantic import Field
 
 from fleet.config import PositiveDuration
 from fleet.errors import ConfigError
-from fleet.learners.base import LearnerContext, Observation
-from fleet.learners.combine import clip_to_own, coordinate_median, edge_chunks, neighbourhood_stack, trimmed_mean, weighted_combine
+from fleet.learners.base import Deliveries, LearnerContext, Observation
+from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, neighbourhood_stack, trimmed_mean, weighted_combine
 from fleet.learners.comm import CommConfig, ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.features import N_FEATURES, features
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout
@@ -156,37 +156,38 @@ class DiffusionLearner(IndependentLearner):
     def qos(self) -> int:
         return self.cfg.qos
 
-    def inbox(self, kind: str, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> None:
-        """Parameter messages that reached their receivers: (D,) each, ``arrays`` as decoded.
+    def inbox(self, kind: str, got: Deliveries) -> None:
+        """Parameter messages that reached their receivers.
 
         Messages on unknown edges are rejected, and so are sparse ones under a dense policy
         (whose senders never publish them). Under a top-k policy messages go through each
         edge's reconstruction first.
         """
-        edge = self.topology.edge_index(receiver, sender)
+        edge = self.topology.edge_index(got.receiver, got.sender)
         row = np.flatnonzero(edge >= 0)
         self.rejected += len(edge) - len(row)
-        edge, stamp = edge[row], published_at[row]
+        edge, stamp = edge[row], got.published_at[row]
         if self.reconstruction is not None:
-            values, ok = self.reconstruction.apply(edge, [a[row] for a in arrays], dense=len(arrays) == 1)
+            values, ok = self.reconstruction.apply(edge, got.arrays_of(row), dense=len(got.arrays) == 1)
             self._store(edge[ok], stamp[ok], values, np.flatnonzero(ok))
-        elif len(arrays) == 1:
-            d, p = len(receiver), self.edge_params.shape[1]
-            if arrays[0].shape != (d, p):
-                raise ValueError(f"a dense message needs arrays [values ({d}, {p})], got shapes {[a.shape for a in arrays]}")
-            self._store(edge, stamp, arrays[0], row)
+        elif len(got.arrays) == 1:
+            p = self.edge_params.shape[1]
+            if got.arrays[0].shape[1:] != (p,):
+                raise ValueError(f"a dense message needs arrays [values (M, {p})], got shapes {[a.shape for a in got.arrays]}")
+            self._store(edge, stamp, got.arrays[0], got.msg[row])
         else:
             self.rejected += len(row)
 
     def _store(self, edge: np.ndarray, stamp: np.ndarray, values: np.ndarray, row: np.ndarray) -> None:
         """Keep the newest parameters per edge from D messages in arrival order: ``edge``,
-        ``stamp`` and ``row`` (D,), message i's parameters ``values[row[i]]`` (P,). An edge with
-        a message at least as new as what it holds takes the parameters of its last message."""
+        ``stamp`` and ``row`` (D,), message i's parameters ``values[row[i]]`` (P,) of ``values``
+        (M, P). An edge with a message at least as new as what it holds takes the parameters of
+        its last message."""
         newer = stamp >= self.edge_time[edge]
         last = last_per_edge(edge)
         take = last[np.isin(edge[last], edge[newer])]
-        for part in edge_chunks(len(take)):
-            self.edge_params[edge[take[part]]] = torch.as_tensor(values[row[take[part]]]).to(self.edge_params)
+        source = torch.as_tensor(values).to(self.edge_params)  # each message converted once
+        copy_rows(self.edge_params, edge[take], source, row[take])
         self.edge_time[edge[newer]] = stamp[newer]
 
     def update(self, t: float) -> dict[str, float]:

@@ -5,8 +5,8 @@ device axis. The engine calls, every control tick, :meth:`Learner.act` with an
 :class:`Observation` and then :meth:`Learner.observe` with the reward; every learning period
 :meth:`Learner.update`; and, when the learner communicates, :meth:`Learner.outbox` to get
 what each device publishes and :meth:`Learner.inbox` with what each device actually received
-through the simulated network. A device's decisions may depend only on its own observations
-and on its own inbox.
+through the simulated network (as :class:`Deliveries`). A device's decisions may depend only on
+its own observations and on its own inbox.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class Observation:
 
 PREVIEW_H = (1.0, 2.0, 3.0, 4.0)
 """Hours ahead at which a device previews its comfort band and the price. A thermostat knows
-its own schedule and tariff; seeing them ahead is what makes heating before the band rises (or
-before the price does) a function of what the device observes, not of the hour alone."""
+its own schedule and tariff; seeing them ahead makes heating before the band or the price rises
+a function of what the device observes, rather than of the hour alone."""
 
 
 def preview(occupancy: "Occupancy", tariff: "Tariff", t_s: float, n: int) -> dict[str, np.ndarray]:
@@ -68,6 +68,78 @@ def preview(occupancy: "Occupancy", tariff: "Tariff", t_s: float, n: int) -> dic
         "band_hi_ahead": np.stack([hi for _, hi in bands], axis=1),
         "price_ahead": np.tile([tariff.price(t_s + 3600.0 * h) for h in PREVIEW_H], (n, 1)),
     }
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    """D deliveries of M decoded messages of one kind: delivery i brought message ``msg[i]``
+    from ``sender[i]`` to ``receiver[i]``. A message that reached several receivers is held
+    once, so its arrays are not copied per delivery."""
+
+    receiver: np.ndarray
+    """(D,) int receiving endpoint."""
+    sender: np.ndarray
+    """(D,) int sending endpoint."""
+    published_at: np.ndarray
+    """(D,) float: the timestamp of the delivered message."""
+    msg: np.ndarray
+    """(D,) int in [0, M): row of the delivered message in ``arrays``."""
+    arrays: list[np.ndarray]
+    """The messages' arrays as decoded, each (M, ...)."""
+
+    def __post_init__(self) -> None:
+        d = len(self.receiver)
+        shapes = [np.shape(x) for x in (self.receiver, self.sender, self.published_at, self.msg)]
+        if shapes != [(d,)] * 4:
+            raise ValueError(f"receiver, sender, published_at and msg must have shape (D,) = ({d},), got {shapes}")
+        m = min((len(a) for a in self.arrays), default=None)
+        if self.msg.dtype.kind not in "iu" or (d and m is not None and not 0 <= self.msg.min() <= self.msg.max() < m):
+            raise ValueError(f"msg must be integers indexing the M = {m} rows of every array, got {self.msg!r}")
+
+    @classmethod
+    def one_message_each(cls, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> "Deliveries":
+        """D deliveries of D messages, ``arrays`` each (D, ...): row i is what delivery i brought."""
+        return cls(receiver, sender, published_at, np.arange(len(receiver)), arrays)
+
+    def arrays_of(self, index: np.ndarray | slice = slice(None)) -> list[np.ndarray]:
+        """The arrays of deliveries ``index`` (into D), one row per delivery: each (len(index), ...)."""
+        return [a[self.msg[index]] for a in self.arrays]
+
+
+@dataclass(frozen=True)
+class Deliveries:
+    """D deliveries of M decoded messages of one kind: delivery i brought message ``msg[i]``
+    from ``sender[i]`` to ``receiver[i]``. A message that reached several receivers is held
+    once, so its arrays are not copied per delivery."""
+
+    receiver: np.ndarray
+    """(D,) int receiving endpoint."""
+    sender: np.ndarray
+    """(D,) int sending endpoint."""
+    published_at: np.ndarray
+    """(D,) float: the timestamp of the delivered message."""
+    msg: np.ndarray
+    """(D,) int in [0, M): row of the delivered message in ``arrays``."""
+    arrays: list[np.ndarray]
+    """The messages' arrays as decoded, each (M, ...)."""
+
+    def __post_init__(self) -> None:
+        d = len(self.receiver)
+        shapes = [np.shape(x) for x in (self.receiver, self.sender, self.published_at, self.msg)]
+        if shapes != [(d,)] * 4:
+            raise ValueError(f"receiver, sender, published_at and msg must have shape (D,) = ({d},), got {shapes}")
+        m = min((len(a) for a in self.arrays), default=None)
+        if self.msg.dtype.kind not in "iu" or (d and m is not None and not 0 <= self.msg.min() <= self.msg.max() < m):
+            raise ValueError(f"msg must be integers indexing the M = {m} rows of every array, got {self.msg!r}")
+
+    @classmethod
+    def one_message_each(cls, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> "Deliveries":
+        """D deliveries of D messages, ``arrays`` each (D, ...): row i is what delivery i brought."""
+        return cls(receiver, sender, published_at, np.arange(len(receiver)), arrays)
+
+    def arrays_of(self, index: np.ndarray | slice = slice(None)) -> list[np.ndarray]:
+        """The arrays of deliveries ``index`` (into D), one row per delivery: each (len(index), ...)."""
+        return [a[self.msg[index]] for a in self.arrays]
 
 
 @dataclass(frozen=True)
@@ -94,8 +166,8 @@ class Learner(Protocol):
     name: ClassVar[str]
     communicates: ClassVar[bool]
     """Whether it publishes and consumes messages (``outbox``/``inbox`` are only called if so:
-    ``inbox(kind, receiver, sender, arrays, published_at)`` with what each receiver actually got,
-    ``outbox(active) -> [(kind, Publication)]`` with what the active devices publish)."""
+    ``inbox(kind, Deliveries)`` with what each receiver actually got, ``outbox(active) ->
+    [(kind, Publication)]`` with what the active devices publish)."""
     exchange: ClassVar[str]
     """Who talks to whom: "none", "neighbours" (params among topology neighbours) or "cloud"
     (experience up to the cloud endpoint, params from it to every device)."""

@@ -17,7 +17,7 @@ import torch
 from pydantic import Field
 
 from fleet.learners.actor_critic import IndependentLearner
-from fleet.learners.base import LearnerContext
+from fleet.learners.base import Deliveries, LearnerContext
 from fleet.learners.comm import Publication
 from fleet.learners.features import N_FEATURES
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
@@ -58,16 +58,16 @@ class CentralizedLearner(IndependentLearner):
     def qos(self) -> int:
         return self.cfg.qos
 
-    def inbox(self, kind: str, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> None:
+    def inbox(self, kind: str, got: Deliveries) -> None:
         """``params`` to devices: load the newest policy; ``experience`` to the cloud: keep it."""
         if kind == "params":
-            dev = receiver < self.ctx.n_devices
-            order = np.argsort(published_at[dev], kind="stable")  # newest last: it wins
-            flat = self.core.flat()
-            flat[receiver[dev][order]] = torch.as_tensor(arrays[0][dev][order], dtype=torch.float32, device=self.device)
+            dev = np.flatnonzero(got.receiver < self.ctx.n_devices)
+            order = dev[np.argsort(got.published_at[dev], kind="stable")]  # newest last: it wins
+            flat = self.core.flat().clone()
+            flat[got.receiver[order]] = torch.as_tensor(got.arrays_of(order)[0], dtype=torch.float32, device=self.device)
             self.core.load_flat(flat)
         elif kind == "experience":
-            obs, actions, rewards = (torch.as_tensor(a, device=self.device) for a in arrays)
+            obs, actions, rewards = (torch.as_tensor(a, device=self.device) for a in got.arrays_of())
             steps = actions.shape[1]
             self.inbound.setdefault(steps, []).append([obs.float().transpose(0, 1), actions.round().long().T, rewards.float().T])
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import numpy as np
 import torch
 
 EDGE_CHUNK = 256
@@ -20,6 +21,15 @@ EDGE_CHUNK = 256
 def edge_chunks(n_edges: int) -> Iterator[slice]:
     """Consecutive slices of at most ``EDGE_CHUNK`` of ``n_edges`` edges."""
     return (slice(s, s + EDGE_CHUNK) for s in range(0, n_edges, EDGE_CHUNK))
+
+
+def copy_rows(dst: torch.Tensor, dst_rows: np.ndarray, src: torch.Tensor, src_rows: np.ndarray) -> None:
+    """``dst[dst_rows] = src[src_rows]`` for (R,) rows of two (., P) tensors of one dtype and
+    device, ``EDGE_CHUNK`` at a time. On the CPU numpy copies them, a row at a time, where
+    torch's indexing copies float16 value by value (about 3 times slower)."""
+    to, source = (dst.numpy(), src.numpy()) if dst.device.type == "cpu" else (dst, src)
+    for part in edge_chunks(len(dst_rows)):
+        to[dst_rows[part]] = source[src_rows[part]]
 
 
 def weighted_combine(own: torch.Tensor, edge_params: torch.Tensor, receiver: torch.Tensor, weights: torch.Tensor, self_weights: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
@@ -33,7 +43,7 @@ def weighted_combine(own: torch.Tensor, edge_params: torch.Tensor, receiver: tor
     for part in edge_chunks(len(receiver)):
         weighted = buffer[: len(receiver[part])].copy_(edge_params[part]).mul_(w[part, None])
         mixed.index_add_(0, receiver[part], weighted)
-    return mixed / total[:, None]
+    return mixed.div_(total[:, None])
 
 
 def clip_to_own(own: torch.Tensor, edge_params: torch.Tensor, receiver: torch.Tensor, max_norm: float) -> torch.Tensor:

@@ -176,6 +176,10 @@ class ValueNorm:
 class ActorCritic:
     """The stacked actor (F -> H -> H -> L logits) and critic (F -> H -> H -> 1) of N devices."""
 
+    _flat: tuple[torch.Tensor, tuple[int, ...]] | None = None
+    """The (N, P) tensor ``flat()`` gives while the version counters (of it, then of each
+    parameter) are still these: until something writes to it or to a parameter."""
+
     def __init__(self, cfg: ActorCriticConfig, n: int, n_features: int, n_actions: int, gen: torch.Generator, device: str, shared: bool = False) -> None:
         """``shared``: one network (n = 1) trained on the rollouts of many devices at once, the
         loss averaged over them (the centralized learner's cloud model)."""
@@ -188,16 +192,30 @@ class ActorCritic:
                           else torch.optim.SGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
 
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_flat": None}  # a checkpoint need not hold the parameters twice
+
     @property
     def parameters(self) -> list[torch.Tensor]:
         return self.actor.parameters + self.critic.parameters
 
     def flat(self) -> torch.Tensor:
-        """All parameters of each device, (N, P)."""
-        return flatten(self.parameters)
+        """All parameters of each device, (N, P). The same tensor again while the parameters are
+        unchanged (it takes a copy of every parameter to make): read it, edit a clone."""
+        if self._flat is None or self._flat[1] != self._versions(self._flat[0]):
+            flat = flatten(self.parameters)
+            self._flat = (flat, self._versions(flat))
+        return self._flat[0]
 
     def load_flat(self, flat: torch.Tensor) -> None:
+        """Write (N, P) into the parameters; a contiguous ``flat`` of their dtype is what ``flat()`` gives next."""
         unflatten_into(self.parameters, flat)
+        first = self.parameters[0]
+        same = flat.is_contiguous() and flat.dtype == first.dtype and flat.device == first.device
+        self._flat = (flat, self._versions(flat)) if same else None
+
+    def _versions(self, flat: torch.Tensor) -> tuple[int, ...]:
+        return (flat._version, *(p._version for p in self.parameters))
 
     def state_dict(self) -> dict:
         return {"params": [p.detach().cpu() for p in self.parameters], "optimizer": self.optimizer.state_dict(), "value_norm": self.value_norm.stats.cpu()}

@@ -42,6 +42,7 @@ from enum import IntEnum
 from math import prod
 
 import numpy as np
+import torch
 
 from fleet.errors import WireError
 
@@ -177,6 +178,18 @@ def _scale_offsets(shapes: Sequence[tuple[int, ...]]) -> list[int]:
     return offsets
 
 
+def _cast_float(array: np.ndarray, to: torch.dtype) -> np.ndarray:
+    """float16 values as float32, or float32 as float16: a new array, as ``array.astype`` gives.
+
+    numpy converts float16 one value at a time; torch's vectorized conversion rounds the same
+    way (to nearest even, overflowing to inf) and is 3 to 9 times faster on a batch of
+    parameters (``tests/mqtt/test_codec.py`` compares the two).
+    """
+    if not array.flags.writeable or min(array.strides, default=0) < 0:  # as torch.from_numpy needs
+        array = array.copy()
+    return torch.from_numpy(array).to(to).numpy()
+
+
 def _scale_ok(dtype: DType, scale: np.ndarray) -> np.ndarray:
     """Elementwise: is ``scale`` a scale an encoder of ``dtype`` writes?"""
     if dtype == DType.INT8:
@@ -202,6 +215,8 @@ def _decoded(dtype: DType, wire: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """
     if dtype == DType.UINT32:
         return wire.astype(np.int64)
+    if dtype == DType.FLOAT16:
+        return _cast_float(wire, torch.float32)
     if dtype != DType.INT8:
         return wire.astype(np.float32)
     return wire.astype(np.float32) * scale.astype(np.float32)[:, None]
@@ -266,8 +281,7 @@ def _wire_values(array: np.ndarray, index: int, m: int, dtype: DType) -> tuple[n
         _require(np.isfinite(x), flat, f"array {index}", "overflows float32")
     if dtype == DType.INT8:
         return _quantize(x)
-    with np.errstate(over="ignore"):
-        wire = x.astype(_WIRE[dtype], copy=False)
+    wire = _cast_float(x, torch.float16) if dtype == DType.FLOAT16 else x.astype(_WIRE[dtype], copy=False)
     if dtype == DType.FLOAT16 and x.size and max(x.max(), -x.min()) >= _FLOAT16_OVERFLOW:
         _require(np.isfinite(wire), flat, f"array {index}", "overflows float16")
     return wire, np.ones(m, dtype=np.float32)
@@ -285,6 +299,13 @@ def as_decoded(array: np.ndarray, dtype: DType) -> np.ndarray:
     dtype = _enum(DType, dtype, "dtype")
     wire, scale = _wire_values(array, 0, len(array), dtype)
     return _decoded(dtype, wire, scale).reshape(array.shape)
+
+
+def _row_crcs(rows: np.ndarray) -> np.ndarray:
+    """(M,) uint32: the crc32 of each row of C-contiguous ``rows`` (M, L) uint8, without its last
+    CRC_BYTES (slices of one memoryview: cheaper than a numpy row per message)."""
+    data, width = memoryview(rows.reshape(-1)), rows.shape[1]
+    return np.array([zlib.crc32(data[at : at + width - CRC_BYTES]) for at in range(0, rows.size, width)], dtype=np.uint32)
 
 
 def _column_bytes(values: np.ndarray, wire: str) -> np.ndarray:
@@ -343,8 +364,7 @@ def encode_batch(
         nbytes = wire.shape[1] * wire.itemsize
         rows[:, offset : offset + nbytes] = wire.view(np.uint8).reshape(m, nbytes)
         offset += nbytes
-    crcs = np.array([zlib.crc32(row[:-CRC_BYTES]) for row in rows], dtype=np.uint32)
-    rows[:, -CRC_BYTES:] = _column_bytes(crcs, "<u4")
+    rows[:, -CRC_BYTES:] = _column_bytes(_row_crcs(rows), "<u4")
     return rows
 
 
@@ -436,6 +456,13 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
     return Message(Kind(kind), sender, seq, timestamp, tuple(dtypes), tuple(arrays))
 
 
+def read_header(data: bytes) -> tuple[Kind, int, int]:
+    """``(kind, sender, seq)`` from the header of a message, unchecked (:func:`decode` checks it
+    all): for a broker re-sending a payload that it accepted before."""
+    header = np.frombuffer(data, dtype=_HEADER, count=1)[0]
+    return Kind(int(header["kind"])), int(header["sender"]), int(header["seq"])
+
+
 def _first_valid(rows: np.ndarray, max_bytes: int) -> Message | None:
     for row in rows:
         try:
@@ -466,7 +493,7 @@ def decode_batch(rows: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> BatchD
 
     # --- header, descriptors and crc ---
     zeros = [np.zeros(s, dtype=_DECODED[d]) for d, s in zip(dtypes, shapes)]
-    template = np.frombuffer(encode(Kind.TELEMETRY, 0, 0, 0.0, zeros, dtypes), dtype=np.uint8)
+    template = np.frombuffer(encode(Kind.TELEMETRY, 0, 0, 0.0, zeros, dtypes, max_bytes), dtype=np.uint8)
     fixed = np.ones(_data_offset(shapes), dtype=bool)
     fixed[3:20] = False  # kind, sender, seq, timestamp
     for at in scale_at:
@@ -474,7 +501,7 @@ def decode_batch(rows: np.ndarray, max_bytes: int = DEFAULT_MAX_BYTES) -> BatchD
     header = rows[:, :HEADER_BYTES].copy().view(_HEADER)[:, 0]
     valid = (rows[:, : len(fixed)][:, fixed] == template[: len(fixed)][fixed]).all(axis=1)
     valid &= np.isin(header["kind"], [k.value for k in Kind]) & np.isfinite(header["timestamp"])
-    valid &= np.array([zlib.crc32(row[:-CRC_BYTES]) for row in rows], dtype=np.uint32) == rows[:, -CRC_BYTES:].copy().view("<u4")[:, 0]
+    valid &= _row_crcs(rows) == rows[:, -CRC_BYTES:].copy().view("<u4")[:, 0]
 
     # --- scales and values ---
     scales, wires, offset = [], [], _data_offset(shapes)

@@ -20,7 +20,8 @@ class RetainedStore:
 
     def set(self, topic: str, payload: bytes) -> None:
         """Retain ``payload`` for ``topic``; an empty payload deletes what was retained."""
-        validate_topic_name(topic)
+        if topic not in self._payloads:  # a retained topic was checked when it was first set
+            validate_topic_name(topic)
         if payload:
             self._payloads[topic] = bytes(payload)
         else:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fleet.mqtt.codec import decode
+from fleet.mqtt.codec import read_header
 from fleet.mqtt.dedup import SeqDeduplicator
 from fleet.mqtt.retained import RetainedStore
 from fleet.mqtt.routing import TopicIndex
@@ -178,8 +178,9 @@ class SimNetwork:
     def _through_broker(self, out: Outgoing, event_msg: np.ndarray, arrive: np.ndarray, published_at: np.ndarray) -> None:
         """Broker queue, retained store, routing and downlinks for the K events that reached the broker."""
         if out.retain:
-            for i in np.unique(event_msg):
-                self.retained.set(self.topics[out.sender[i]][out.kind], out.rows[i].tobytes())
+            kept = np.unique(event_msg)
+            for sender, row in zip(out.sender[kept].tolist(), out.rows[kept]):
+                self.retained.set(self.topics[sender][out.kind], row.tobytes())
         event, receiver = self.index.route(out.sender[event_msg], np.full(len(event_msg), out.kind))
         fanout = np.bincount(event, minlength=len(event_msg))
         depart, self.broker_free_at = single_server_departures(
@@ -230,11 +231,11 @@ class SimNetwork:
         delay is counted from the re-send; the payload's own timestamp still tells its age."""
         for f in self.subscriptions.get(subscriber, []):
             for _topic, payload in self.retained.matching(f):
-                m = decode(payload)
+                kind, sender, seq = read_header(payload)
                 rows = np.frombuffer(payload, np.uint8)[None, :]
                 self._downlink(
-                    KINDS.index(m.kind.name.lower()), np.array([t]), np.array([subscriber]), np.array([0]), rows,
-                    np.array([m.sender]), np.array([m.seq]), np.array([t]), 1,
+                    KINDS.index(kind.name.lower()), np.array([t]), np.array([subscriber]), np.array([0]), rows,
+                    np.array([sender]), np.array([seq]), np.array([t]), 1,
                 )
 
     # --- consuming -----------------------------------------------------------------------

@@ -56,6 +56,7 @@ from fleet.edge.outbox import Outbox
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import Sender
 from fleet.errors import ConfigError, TransportError
+from fleet.learners.base import Deliveries
 from fleet.mqtt.codec import Kind, encode_batch
 from fleet.mqtt.topics import device_topic
 from fleet.mqtt.transport import Transport
@@ -67,8 +68,8 @@ BRIDGE_CLIENT_ID = "bridge"
 """MQTT client id (and, with ``fleet deploy provision``, the user name) of the bridge."""
 OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES = 100_000, 64 * 2**20
 
-Inbox = tuple[str, np.ndarray, np.ndarray, list[np.ndarray], np.ndarray]
-"""``(kind, receiver (D,), sender (D,), arrays each (D, ...), published_at (D,))`` for ``learner.inbox``."""
+Inbox = tuple[str, Deliveries]
+"""``(kind, deliveries)`` for ``learner.inbox``."""
 
 
 @dataclass(frozen=True)
@@ -154,13 +155,13 @@ class Bridge:
 
     @staticmethod
     def _batch(items: list[tuple[np.ndarray, int, tuple[np.ndarray, ...], float]]) -> Inbox:
-        """Messages of one layout, one row per (receiver, message)."""
+        """Messages of one layout, each held once, with one delivery per (receiver, message)."""
         count = [len(receivers) for receivers, _, _, _ in items]
-        arrays = [np.concatenate([np.broadcast_to(a[i], (c, *a[i].shape)) for (_, _, a, _), c in zip(items, count)])
-                  for i in range(len(items[0][2]))]
+        arrays = [np.stack([a[i] for _, _, a, _ in items]) for i in range(len(items[0][2]))]
         receiver = np.concatenate([receivers for receivers, _, _, _ in items])
         sender = np.repeat([j for _, j, _, _ in items], count)
-        return "params", receiver, sender, arrays, np.repeat([t for _, _, _, t in items], count)
+        msg = np.repeat(np.arange(len(items)), count)
+        return "params", Deliveries(receiver, sender, np.repeat([t for _, _, _, t in items], count), msg, arrays)
 
     def summary(self) -> dict:
         names = [self.world.device_names[i] for i in np.flatnonzero(self.external)]

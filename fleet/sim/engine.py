@@ -34,7 +34,7 @@ from devices.building import ThermostatFleet
 from devices.config import RuleBasedConfig
 from devices.occupancy import comfort_violation_c
 from devices.sensors import sense_temperature
-from fleet.learners import LearnerContext, Observation, make_learner
+from fleet.learners import Deliveries, LearnerContext, Observation, make_learner
 from fleet.learners.base import Learner, preview
 from fleet.learners.rule_based import RuleBasedLearner
 from fleet.mqtt.codec import DType, Kind, decode_batch, encode_batch
@@ -108,7 +108,8 @@ def param_disagreement(params: np.ndarray, group_of: np.ndarray) -> float:
     for g in np.unique(group_of):
         x = params[group_of == g].astype(np.float64)
         mean = x.mean(axis=0)
-        out.append(np.sqrt(((x - mean) ** 2).sum(axis=1).mean()) / max(np.sqrt((mean**2).sum()), 1e-12))
+        x -= mean  # in place: the same values as (x - mean) ** 2, without two (n, P) temporaries
+        out.append(np.sqrt(np.square(x, out=x).sum(axis=1).mean()) / max(np.sqrt((mean**2).sum()), 1e-12))
     return float(np.mean(out))
 
 
@@ -308,8 +309,8 @@ class Simulation:
     def _learning(self, t: float) -> None:
         learner = self.fleet.controller
         if learner.communicates and self.bridge is not None:
-            for kind, receiver, sender, arrays, stamp in self.bridge.arrived(self.env, self._reachable()):
-                learner.inbox(kind, receiver, sender, arrays, stamp)
+            for kind, got in self.bridge.arrived(self.env, self._reachable()):
+                learner.inbox(kind, got)
         elif learner.communicates:
             for kind in LEARNER_KINDS:
                 for got in self.network.drain(KINDS.index(kind), t):
@@ -318,7 +319,7 @@ class Simulation:
                     self.learner_invalid += int((~ok).sum())
                     m = got.msg[ok]
                     if len(m):
-                        learner.inbox(kind, got.receiver[ok], got.sender[ok], [a[m] for a in dec.arrays], dec.timestamp[m])
+                        learner.inbox(kind, Deliveries(got.receiver[ok], got.sender[ok], dec.timestamp[m], m, list(dec.arrays)))
         self.learner_metrics = learner.update(t)
         if learner.communicates:
             for kind, pub in learner.outbox(self._reachable() & ~self.external):

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from fleet.learners.actor_critic import DiffusionConfig, DiffusionLearner
-from fleet.learners.base import LearnerContext
+from fleet.learners.base import Deliveries, LearnerContext
 from fleet.learners.features import N_FEATURES
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 from fleet.scenario import TopologyConfig
@@ -67,9 +67,9 @@ def test_removing_one_devices_inbox_changes_only_that_devices_update():
     torch.testing.assert_close(a.core.flat(), b.core.flat())
     neighbours = torch.randn(len(topo.receiver), a.core.flat().shape[1], generator=torch.Generator().manual_seed(5)).numpy()
     stamps = np.zeros(len(topo.receiver))
-    a.inbox("params", topo.receiver, topo.sender, [neighbours], stamps)
+    a.inbox("params", Deliveries.one_message_each(topo.receiver, topo.sender, [neighbours], stamps))
     keep = topo.receiver != 2
-    b.inbox("params", topo.receiver[keep], topo.sender[keep], [neighbours[keep]], stamps[keep])
+    b.inbox("params", Deliveries.one_message_each(topo.receiver[keep], topo.sender[keep], [neighbours[keep]], stamps[keep]))
     r = rollout(N, seed=3)
     feed(a, r)
     feed(b, r)
@@ -131,7 +131,7 @@ def test_dense_float16_messages_are_kept_in_float16_and_combine_as_in_float32():
     p = half.core.flat().shape[1]
     values = torch.randn(len(topo.receiver), p, generator=torch.Generator().manual_seed(6)).half().float().numpy()
     for learner in (half, full):
-        learner.inbox("params", topo.receiver, topo.sender, [values], np.zeros(len(topo.receiver)))
+        learner.inbox("params", Deliveries.one_message_each(topo.receiver, topo.sender, [values], np.zeros(len(topo.receiver))))
     own = torch.randn(N, p)
     assert torch.equal(half.combine(own, 1.0), full.combine(own, 1.0))
 
@@ -141,6 +141,43 @@ def test_an_edge_given_twice_in_one_inbox_keeps_its_last_message():
     p = learner.core.flat().shape[1]
     first, last = np.ones((1, p), np.float32), np.full((1, p), 2.0, np.float32)
     receiver, sender = topo.receiver[:1].repeat(2), topo.sender[:1].repeat(2)
-    learner.inbox("params", receiver, sender, [np.concatenate([first, last])], np.array([5.0, 5.0]))
+    learner.inbox("params", Deliveries.one_message_each(receiver, sender, [np.concatenate([first, last])], np.array([5.0, 5.0])))
     assert torch.equal(learner.edge_params[0], torch.full((p,), 2.0)) and learner.edge_time[0] == 5.0
     assert learner.edge_params[1:].abs().sum() == 0
+
+
+def test_a_message_delivered_to_several_receivers_is_stored_on_each_edge():
+    """The engine hands the learner each message once, with the index of the message per delivery."""
+    learner, topo = diffusion()
+    sender = topo.sender[0]
+    edges = np.flatnonzero(topo.sender == sender)
+    p = learner.core.flat().shape[1]
+    messages = np.stack([np.full(p, 7.0, np.float32), np.full(p, 3.0, np.float32)])  # another sender's, then sender's
+    got = Deliveries(topo.receiver[edges], topo.sender[edges], np.full(len(edges), 5.0), np.ones(len(edges), np.int64), [messages])
+    learner.inbox("params", got)
+    assert len(edges) > 1 and torch.equal(learner.edge_params[edges], torch.full((len(edges), p), 3.0))
+    assert (learner.edge_time[edges] == 5.0).all() and learner.edge_params[np.setdiff1d(np.arange(len(topo.receiver)), edges)].abs().sum() == 0
+
+
+def test_deliveries_check_their_shapes():
+    with pytest.raises(ValueError, match="msg must be integers indexing the M = 2 rows"):
+        Deliveries(np.zeros(1, np.int64), np.zeros(1, np.int64), np.zeros(1), np.array([2]), [np.zeros((2, 3))])
+    with pytest.raises(ValueError, match=r"shape \(D,\) = \(2,\)"):
+        Deliveries(np.zeros(2, np.int64), np.zeros(1, np.int64), np.zeros(2), np.zeros(2, np.int64), [np.zeros((2, 3))])
+
+
+def test_flat_is_handed_out_again_until_the_parameters_change():
+    ac = ActorCritic(ActorCriticConfig(), N, N_FEATURES, L, torch.Generator().manual_seed(0), "cpu")
+    first = ac.flat()
+    assert ac.flat() is first
+    ac.update(rollout(N, seed=1))
+    updated = ac.flat()
+    assert updated is not first and not torch.equal(updated, first)
+    mixed = updated * 0.5
+    ac.load_flat(mixed)
+    assert ac.flat() is mixed
+    mixed[0, 0] = 7.0  # written to after loading: no longer what the parameters hold
+    assert torch.equal(ac.flat(), updated * 0.5)
+    with torch.no_grad():
+        ac.parameters[0][0, 0, 0] = 3.0
+    assert ac.flat()[0, 0] == 3.0

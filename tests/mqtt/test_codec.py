@@ -23,6 +23,7 @@ from fleet.mqtt.codec import (
     encode,
     encode_batch,
     encoded_size,
+    read_header,
 )
 from fleet.mqtt.topics import KINDS
 
@@ -347,6 +348,23 @@ def test_as_decoded_matches_the_decoded_rows():
         got = decode_batch(rows).arrays[0]
         want = as_decoded(x, dtype)
         assert want.dtype == got.dtype and want.tobytes() == got.tobytes()
+
+
+def test_float16_rounds_as_numpy_does():
+    """The codec converts float16 with torch (faster than numpy); values must round exactly as
+    numpy's ``astype`` rounds them: every float16, the ties between neighbours and beside them."""
+    half = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+    half = np.unique(half[np.isfinite(half)].astype(np.float32))
+    ties = (half[:-1] + half[1:]) / 2  # exact in float32
+    x = np.concatenate([half, ties, np.nextafter(ties, -np.inf), np.nextafter(ties, np.inf), [-0.0, 65519.99, -65519.99]])
+    rows = encode_batch(Kind.PARAMS, [0, 1], [0, 0], 0.0, [np.stack([x, -x]).astype(np.float32)], DType.FLOAT16, max_bytes=2**21)
+    got = decode(rows[0].tobytes(), max_bytes=2**21).arrays[0]
+    assert got.tobytes() == x.astype(np.float16).astype(np.float32).tobytes()
+    assert decode_batch(rows, max_bytes=2**21).arrays[0].tobytes() == np.stack([x, -x]).astype(np.float16).astype(np.float32).tobytes()
+
+
+def test_read_header_gives_kind_sender_and_seq():
+    assert read_header(encode(Kind.STATUS, 2**32 - 1, 9, 1.5, [np.ones(1)])) == (Kind.STATUS, 2**32 - 1, 9)
 
 
 def test_empty_batch():
