@@ -11,10 +11,14 @@ the whole run (learning included) and over its last TAIL_DAYS days (the learned 
 
     python benchmarks/study_learning.py run      # the 35 runs, 2 at a time (about 40 min on 2 cores)
     python benchmarks/study_learning.py table    # results/learning-study.json and the Markdown table
+
+``--days D --only a,b`` makes and tabulates a longer (or shorter) study of some variants in
+``runs/study-<D>d`` and ``results/learning-study-<D>d.json``.
 """
 
 from __future__ import annotations
 
+import argparse
 import csv
 import json
 import os
@@ -26,11 +30,9 @@ from pathlib import Path
 from fleet.tradeoff import estimate
 
 REPO = Path(__file__).resolve().parents[1]
-RUNS = REPO / "runs" / "study"
 STUDY_DAYS = 40
 TAIL_DAYS = 5
 SEEDS = range(5)
-BASE = [f"horizon={STUDY_DAYS}d", "control_period=15min"]
 AC = ["learner.params.gamma=0.95", "learner.params.shaping_per_degc=0.6", "learner.params.n_steps=8"]
 SGD = [*AC, "learner.params.optimizer=sgd", "learner.params.lr=0.3"]
 """Per-device learners: SGD, whose steps average under diffusion (see ``ActorCriticConfig.optimizer``)."""
@@ -52,15 +54,20 @@ VARIANTS = {
 }
 
 
-def command(variant: str, seed: int) -> list[str]:
-    sets = [*BASE, *VARIANTS[variant]]
-    out = RUNS / f"{variant}-seed{seed}"
+def runs_dir(days: int) -> Path:
+    """Where the runs of a study of ``days`` days go: runs/study for the README's 40 days."""
+    return REPO / "runs" / ("study" if days == STUDY_DAYS else f"study-{days}d")
+
+
+def command(variant: str, seed: int, days: int) -> list[str]:
+    sets = [f"horizon={days}d", "control_period=15min", *VARIANTS[variant]]
+    out = runs_dir(days) / f"{variant}-seed{seed}"
     return ["fleet", "run", "thermostats-small-v1", "--seed", str(seed), "-o", str(out), "-q", *(x for s in sets for x in ("--set", s))]
 
 
-def run_one(variant: str, seed: int) -> str:
-    cmd = command(variant, seed)
-    if (RUNS / f"{variant}-seed{seed}" / "summary.json").exists():
+def run_one(variant: str, seed: int, days: int) -> str:
+    cmd = command(variant, seed, days)
+    if (runs_dir(days) / f"{variant}-seed{seed}" / "summary.json").exists():
         return f"kept {variant}-seed{seed}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     exe = str(Path(sys.executable).parent / "fleet")
@@ -68,9 +75,9 @@ def run_one(variant: str, seed: int) -> str:
     return f"{variant}-seed{seed}: exit {done.returncode} {done.stderr[-300:]}"
 
 
-def run_all() -> None:
-    RUNS.mkdir(parents=True, exist_ok=True)
-    jobs = [(variant, seed) for seed in SEEDS for variant in VARIANTS]
+def run_all(days: int, variants: list[str]) -> None:
+    runs_dir(days).mkdir(parents=True, exist_ok=True)
+    jobs = [(variant, seed, days) for variant in variants for seed in SEEDS]
     with ThreadPoolExecutor(2) as pool:
         for line in pool.map(lambda job: run_one(*job), jobs):
             print(line, flush=True)
@@ -111,7 +118,7 @@ COLUMNS = [
 ]
 
 
-def disagreement_plot(path: Path) -> Path:
+def disagreement_plot(runs: Path, path: Path) -> Path:
     """Relative spread of the parameters across each site over time, every seed of the
     per-device learners (``learner/param_disagreement`` of metrics.csv)."""
     import matplotlib
@@ -121,7 +128,7 @@ def disagreement_plot(path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for variant, colour in (("independent", "tab:orange"), ("diffusion", "tab:blue")):
         for seed in SEEDS:
-            with (RUNS / f"{variant}-seed{seed}" / "metrics.csv").open() as f:
+            with (runs / f"{variant}-seed{seed}" / "metrics.csv").open() as f:
                 rows = [(float(r["time_h"]) / 24, float(r["learner/param_disagreement"])) for r in csv.DictReader(f)]
             ax.plot(*zip(*rows), color=colour, alpha=0.6, lw=1, label=variant if seed == 0 else None)
     ax.set(yscale="log", xlabel="simulated day", ylabel="relative std of parameters",
@@ -144,18 +151,22 @@ PAIRED = ("tail_cost_per_device_day", "tail_discomfort_degh_per_device_day")
 (same buildings, weather and noise in both runs of a seed)."""
 
 
-def table() -> dict:
-    missing = [f"{v}-seed{k}" for v in VARIANTS for k in SEEDS if not (RUNS / f"{v}-seed{k}" / "summary.json").exists()]
+def table(days: int, variants: list[str]) -> dict:
+    runs_in = runs_dir(days)
+    missing = [f"{v}-seed{k}" for v in variants for k in SEEDS if not (runs_in / f"{v}-seed{k}" / "summary.json").exists()]
     if missing:
-        sys.exit(f"runs missing in {RUNS}: {', '.join(missing)}; `python benchmarks/study_learning.py run` makes them")
-    per_seed = {variant: [per_run(RUNS / f"{variant}-seed{seed}") for seed in SEEDS] for variant in VARIANTS}
+        sys.exit(f"runs missing in {runs_in}: {', '.join(missing)}; `python benchmarks/study_learning.py run` with the same options makes them")
+    per_seed = {variant: [per_run(runs_in / f"{variant}-seed{seed}") for seed in SEEDS] for variant in variants}
     rows = {variant: {key: summarize([p[key] for p in runs]) for key in runs[0]} for variant, runs in per_seed.items()}
     paired = {variant: {key: summarize([p[key] - b[key] for p, b in zip(runs, per_seed["rule-based"])]) for key in PAIRED}
-              for variant, runs in per_seed.items() if variant != "rule-based"}
-    out = {"command": "python benchmarks/study_learning.py run && python benchmarks/study_learning.py table",
-           "runs": [" ".join(command(v, s)) for v in VARIANTS for s in SEEDS], "results": rows, "paired_minus_rule_based": paired}
-    (REPO / "benchmarks" / "results" / "learning-study.json").write_text(json.dumps(out, indent=1))
-    disagreement_plot(REPO / "benchmarks" / "results" / "learning-study" / "disagreement.png")
+              for variant, runs in per_seed.items() if variant != "rule-based" and "rule-based" in per_seed}
+    options = "" if days == STUDY_DAYS and variants == list(VARIANTS) else f" --days {days} --only {','.join(variants)}"
+    out = {"command": f"python benchmarks/study_learning.py run{options} && python benchmarks/study_learning.py table{options}",
+           "runs": [" ".join(command(v, s, days)) for v in variants for s in SEEDS], "results": rows, "paired_minus_rule_based": paired}
+    name = "learning-study" if days == STUDY_DAYS else f"learning-study-{days}d"
+    (REPO / "benchmarks" / "results" / f"{name}.json").write_text(json.dumps(out, indent=1))
+    if {"independent", "diffusion"} <= set(variants):
+        disagreement_plot(runs_in, REPO / "benchmarks" / "results" / name / "disagreement.png")
     print("| controller | " + " | ".join(c[1] for c in COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))
     for variant, stats in rows.items():
@@ -166,5 +177,18 @@ def table() -> dict:
     return out
 
 
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("what", choices=["run", "table"], help="make the runs (keeping finished ones), or tabulate them")
+    parser.add_argument("--days", type=int, default=STUDY_DAYS, help=f"simulated days per run (default {STUDY_DAYS}, the README's study)")
+    parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
+    args = parser.parse_args()
+    variants = args.only.split(",")
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    (run_all if args.what == "run" else table)(args.days, variants)
+
+
 if __name__ == "__main__":
-    {"run": run_all, "table": table}[sys.argv[1]]()
+    main()
