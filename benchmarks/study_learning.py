@@ -61,7 +61,7 @@ def runs_dir(days: int) -> Path:
 
 def command(variant: str, seed: int, days: int) -> list[str]:
     sets = [f"horizon={days}d", "control_period=15min", *VARIANTS[variant]]
-    out = runs_dir(days) / f"{variant}-seed{seed}"
+    out = (runs_dir(days) / f"{variant}-seed{seed}").relative_to(REPO)  # run from REPO
     return ["fleet", "run", "thermostats-small-v1", "--seed", str(seed), "-o", str(out), "-q", *(x for s in sets for x in ("--set", s))]
 
 
