@@ -12,8 +12,8 @@ the whole run (learning included) and over its last TAIL_DAYS days (the learned 
     python benchmarks/study_learning.py run      # the 35 runs, 2 at a time (about 40 min on 2 cores)
     python benchmarks/study_learning.py table    # results/learning-study.json and the Markdown table
 
-``--days D --only a,b`` makes and tabulates a longer (or shorter) study of some variants in
-``runs/study-<D>d`` and ``results/learning-study-<D>d.json``.
+``--days D --only a,b [--winter]`` makes and tabulates a longer (or shorter) study of some
+variants in ``runs/study-<D>d[-winter]`` and ``results/learning-study-<D>d[-winter].json``.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from fleet.tradeoff import estimate
@@ -54,20 +55,46 @@ VARIANTS = {
 }
 
 
-def runs_dir(days: int) -> Path:
-    """Where the runs of a study of ``days`` days go: runs/study for the README's 40 days."""
-    return REPO / "runs" / ("study" if days == STUDY_DAYS else f"study-{days}d")
+WINTER = ["weather.seasonal_amplitude_c=0", "weather.mean_c=-2"]
+"""Hold the weather at the scenario's coldest seasonal mean (8 - 10 degC, mid-January) for the
+whole run, so that a longer study compares its last days in the same season as the first."""
 
 
-def command(variant: str, seed: int, days: int) -> list[str]:
-    sets = [f"horizon={days}d", "control_period=15min", *VARIANTS[variant]]
-    out = (runs_dir(days) / f"{variant}-seed{seed}").relative_to(REPO)  # run from REPO
-    return ["fleet", "run", "thermostats-small-v1", "--seed", str(seed), "-o", str(out), "-q", *(x for s in sets for x in ("--set", s))]
+@dataclass(frozen=True)
+class Study:
+    """Runs of ``variants`` x SEEDS for ``days`` days, optionally in constant winter weather."""
+
+    days: int = STUDY_DAYS
+    variants: tuple[str, ...] = tuple(VARIANTS)
+    winter: bool = False
+
+    @property
+    def name(self) -> str:
+        """``learning-study`` for the README's study, else e.g. ``learning-study-80d-winter``."""
+        if self == Study():
+            return "learning-study"
+        return f"learning-study-{self.days}d" + ("-winter" if self.winter else "")
+
+    @property
+    def runs(self) -> Path:
+        return REPO / "runs" / self.name.replace("learning-", "")
+
+    @property
+    def options(self) -> str:
+        """The command-line options that select this study."""
+        if self == Study():
+            return ""
+        return f" --days {self.days} --only {','.join(self.variants)}" + (" --winter" if self.winter else "")
+
+    def command(self, variant: str, seed: int) -> list[str]:
+        sets = [f"horizon={self.days}d", "control_period=15min", *(WINTER if self.winter else []), *VARIANTS[variant]]
+        out = (self.runs / f"{variant}-seed{seed}").relative_to(REPO)  # run from REPO
+        return ["fleet", "run", "thermostats-small-v1", "--seed", str(seed), "-o", str(out), "-q", *(x for s in sets for x in ("--set", s))]
 
 
-def run_one(variant: str, seed: int, days: int) -> str:
-    cmd = command(variant, seed, days)
-    if (runs_dir(days) / f"{variant}-seed{seed}" / "summary.json").exists():
+def run_one(study: Study, variant: str, seed: int) -> str:
+    cmd = study.command(variant, seed)
+    if (study.runs / f"{variant}-seed{seed}" / "summary.json").exists():
         return f"kept {variant}-seed{seed}"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     exe = str(Path(sys.executable).parent / "fleet")
@@ -75,11 +102,11 @@ def run_one(variant: str, seed: int, days: int) -> str:
     return f"{variant}-seed{seed}: exit {done.returncode} {done.stderr[-300:]}"
 
 
-def run_all(days: int, variants: list[str]) -> None:
-    runs_dir(days).mkdir(parents=True, exist_ok=True)
-    jobs = [(variant, seed, days) for variant in variants for seed in SEEDS]
+def run_all(study: Study) -> None:
+    study.runs.mkdir(parents=True, exist_ok=True)
+    jobs = [(variant, seed) for variant in study.variants for seed in SEEDS]
     with ThreadPoolExecutor(2) as pool:
-        for line in pool.map(lambda job: run_one(*job), jobs):
+        for line in pool.map(lambda job: run_one(study, *job), jobs):
             print(line, flush=True)
 
 
@@ -151,8 +178,8 @@ PAIRED = ("tail_cost_per_device_day", "tail_discomfort_degh_per_device_day")
 (same buildings, weather and noise in both runs of a seed)."""
 
 
-def table(days: int, variants: list[str]) -> dict:
-    runs_in = runs_dir(days)
+def table(study: Study) -> dict:
+    runs_in, variants = study.runs, study.variants
     missing = [f"{v}-seed{k}" for v in variants for k in SEEDS if not (runs_in / f"{v}-seed{k}" / "summary.json").exists()]
     if missing:
         sys.exit(f"runs missing in {runs_in}: {', '.join(missing)}; `python benchmarks/study_learning.py run` with the same options makes them")
@@ -160,10 +187,9 @@ def table(days: int, variants: list[str]) -> dict:
     rows = {variant: {key: summarize([p[key] for p in runs]) for key in runs[0]} for variant, runs in per_seed.items()}
     paired = {variant: {key: summarize([p[key] - b[key] for p, b in zip(runs, per_seed["rule-based"])]) for key in PAIRED}
               for variant, runs in per_seed.items() if variant != "rule-based" and "rule-based" in per_seed}
-    options = "" if days == STUDY_DAYS and variants == list(VARIANTS) else f" --days {days} --only {','.join(variants)}"
+    options, name = study.options, study.name
     out = {"command": f"python benchmarks/study_learning.py run{options} && python benchmarks/study_learning.py table{options}",
-           "runs": [" ".join(command(v, s, days)) for v in variants for s in SEEDS], "results": rows, "paired_minus_rule_based": paired}
-    name = "learning-study" if days == STUDY_DAYS else f"learning-study-{days}d"
+           "runs": [" ".join(study.command(v, s)) for v in variants for s in SEEDS], "results": rows, "paired_minus_rule_based": paired}
     (REPO / "benchmarks" / "results" / f"{name}.json").write_text(json.dumps(out, indent=1))
     if {"independent", "diffusion"} <= set(variants):
         disagreement_plot(runs_in, REPO / "benchmarks" / "results" / name / "disagreement.png")
@@ -182,12 +208,13 @@ def main() -> None:
     parser.add_argument("what", choices=["run", "table"], help="make the runs (keeping finished ones), or tabulate them")
     parser.add_argument("--days", type=int, default=STUDY_DAYS, help=f"simulated days per run (default {STUDY_DAYS}, the README's study)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
+    parser.add_argument("--winter", action="store_true", help="hold the weather at mid-January's (no seasonal cycle): " + " ".join(WINTER))
     args = parser.parse_args()
     variants = args.only.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    (run_all if args.what == "run" else table)(args.days, variants)
+    (run_all if args.what == "run" else table)(Study(args.days, tuple(variants), args.winter))
 
 
 if __name__ == "__main__":
