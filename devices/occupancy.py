@@ -25,14 +25,16 @@ class Occupancy:
         self._starts = intervals[:, 0]  # (K,)
         self._ends = intervals[:, 1]  # (K,)
 
-    def occupied(self, t_s: float) -> np.ndarray:
-        """Whether each device is occupied at ``t_s``, (N,) bool."""
-        local_h = (t_s / 3600.0 - self.shift_h) % 24.0  # (N,)
-        inside = (local_h[:, None] >= self._starts) & (local_h[:, None] < self._ends)  # (N, K)
-        return inside.any(axis=1)
+    def occupied(self, t_s: float | np.ndarray) -> np.ndarray:
+        """Whether each device is occupied at ``t_s``: (N,) bool for one time, (N, H) for (H,) times."""
+        t = np.asarray(t_s, dtype=float)
+        local_h = (t / 3600.0 - self.shift_h.reshape(-1, *[1] * t.ndim)) % 24.0  # (N,) or (N, H)
+        inside = (local_h[..., None] >= self._starts) & (local_h[..., None] < self._ends)  # (..., K)
+        return inside.any(axis=-1)
 
-    def band(self, t_s: float) -> tuple[np.ndarray, np.ndarray]:
-        """Comfort bounds (low, high) of each device at ``t_s``, degC, each (N,)."""
+    def band(self, t_s: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Comfort bounds (low, high) of each device at ``t_s``, degC: each (N,) for one time,
+        (N, H) for (H,) times."""
         occ = self.occupied(t_s)
         (occ_lo, occ_hi), (free_lo, free_hi) = self.cfg.occupied_band_c, self.cfg.unoccupied_band_c
         return np.where(occ, occ_lo, free_lo), np.where(occ, occ_hi, free_hi)

@@ -62,48 +62,9 @@ a function of what the device observes, rather than of the hour alone."""
 
 def preview(occupancy: "Occupancy", tariff: "Tariff", t_s: float, n: int) -> dict[str, np.ndarray]:
     """The ``*_ahead`` fields of an :class:`Observation` of ``n`` devices at ``t_s``, each (n, H)."""
-    bands = [occupancy.band(t_s + 3600.0 * h) for h in PREVIEW_H]
-    return {
-        "band_lo_ahead": np.stack([lo for lo, _ in bands], axis=1),
-        "band_hi_ahead": np.stack([hi for _, hi in bands], axis=1),
-        "price_ahead": np.tile([tariff.price(t_s + 3600.0 * h) for h in PREVIEW_H], (n, 1)),
-    }
-
-
-@dataclass(frozen=True)
-class Deliveries:
-    """D deliveries of M decoded messages of one kind: delivery i brought message ``msg[i]``
-    from ``sender[i]`` to ``receiver[i]``. A message that reached several receivers is held
-    once, so its arrays are not copied per delivery."""
-
-    receiver: np.ndarray
-    """(D,) int receiving endpoint."""
-    sender: np.ndarray
-    """(D,) int sending endpoint."""
-    published_at: np.ndarray
-    """(D,) float: the timestamp of the delivered message."""
-    msg: np.ndarray
-    """(D,) int in [0, M): row of the delivered message in ``arrays``."""
-    arrays: list[np.ndarray]
-    """The messages' arrays as decoded, each (M, ...)."""
-
-    def __post_init__(self) -> None:
-        d = len(self.receiver)
-        shapes = [np.shape(x) for x in (self.receiver, self.sender, self.published_at, self.msg)]
-        if shapes != [(d,)] * 4:
-            raise ValueError(f"receiver, sender, published_at and msg must have shape (D,) = ({d},), got {shapes}")
-        m = min((len(a) for a in self.arrays), default=None)
-        if self.msg.dtype.kind not in "iu" or (d and m is not None and not 0 <= self.msg.min() <= self.msg.max() < m):
-            raise ValueError(f"msg must be integers indexing the M = {m} rows of every array, got {self.msg!r}")
-
-    @classmethod
-    def one_message_each(cls, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> "Deliveries":
-        """D deliveries of D messages, ``arrays`` each (D, ...): row i is what delivery i brought."""
-        return cls(receiver, sender, published_at, np.arange(len(receiver)), arrays)
-
-    def arrays_of(self, index: np.ndarray | slice = slice(None)) -> list[np.ndarray]:
-        """The arrays of deliveries ``index`` (into D), one row per delivery: each (len(index), ...)."""
-        return [a[self.msg[index]] for a in self.arrays]
+    times = t_s + 3600.0 * np.asarray(PREVIEW_H)  # (H,)
+    lo, hi = occupancy.band(times)
+    return {"band_lo_ahead": lo, "band_hi_ahead": hi, "price_ahead": np.tile([tariff.price(t) for t in times], (n, 1))}
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,12 @@ class RuleBasedLearner:
     def __init__(self, config: RuleBasedConfig, ctx: LearnerContext) -> None:
         self.config = config
         self.thermostat = RuleBasedThermostat(config, ctx.mode, ctx.n_levels, ctx.n_devices)
+        self.preheat_k = PREVIEW_H.index(config.preheat_h) if config.preheat_h else None
+        """Column of the schedule preview whose band it holds as well, or None."""
 
     def act(self, obs: Observation) -> np.ndarray:
         lo, hi = obs.band_lo, obs.band_hi
-        if self.config.preheat_h:
-            k = PREVIEW_H.index(self.config.preheat_h)
+        if (k := self.preheat_k) is not None:
             lo, hi = np.maximum(lo, obs.band_lo_ahead[:, k]), np.minimum(hi, obs.band_hi_ahead[:, k])
         return self.thermostat.act(obs.temp_c, lo, hi)
 

@@ -50,3 +50,13 @@ def test_comfort_violation_by_hand():
     temp = np.array([18.0, 20.0, 21.5, 23.0, 25.5])
     lo, hi = np.full(5, 20.0), np.full(5, 23.0)
     np.testing.assert_allclose(comfort_violation_c(temp, lo, hi), [2.0, 0.0, 0.0, 0.0, 2.5])
+
+
+def test_several_times_at_once_give_one_column_per_time(occupancy):
+    times = 3600.0 * np.array([6.5, 7.0, 16.9, 23.0])
+    lo, hi = occupancy.band(times)
+    assert lo.shape == hi.shape == (len(occupancy.shift_h), len(times))
+    for j, t in enumerate(times):
+        np.testing.assert_array_equal(occupancy.occupied(times)[:, j], occupancy.occupied(t))
+        np.testing.assert_array_equal(lo[:, j], occupancy.band(t)[0])
+        np.testing.assert_array_equal(hi[:, j], occupancy.band(t)[1])
