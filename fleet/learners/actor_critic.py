@@ -37,8 +37,6 @@ class IndependentLearner:
         self.device = ctx.device
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
         self.core = ActorCritic(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gen, ctx.device)
-        if config.common_init:
-            self.core.load_flat(self.core.flat()[:1].expand(ctx.n_devices, -1))
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []

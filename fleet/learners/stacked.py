@@ -54,9 +54,10 @@ class ActorCriticConfig(StrictModel):
     discomfort. Any potential leaves the optimal policy unchanged; it changes what is learnable
     from few samples. In money per degree C; 0 turns it off."""
     common_init: bool = True
-    """Start every device from the same parameters (drawn from the scenario's seed, so boards
-    can agree on them without talking). Diffusion needs it: averaging independently initialized
-    networks cancels their features and leaves a uniform policy."""
+    """Start every device from the same parameters: those a single device draws from the
+    scenario's seed, so that boards (N = 1) and simulated devices agree on them without
+    talking. Diffusion needs it: averaging independently initialized networks cancels their
+    features and leaves a uniform policy."""
     optimizer: Literal["adam", "sgd"] = "adam"
     """Per-device optimizer. ``sgd`` (with ``momentum``) is linear in the gradient, so a
     diffusion combine averages the neighbours' gradient steps as Diff-DAC assumes. Adam divides
@@ -72,15 +73,20 @@ class ActorCriticConfig(StrictModel):
 
 
 class StackedMLP:
-    """N independent tanh MLPs with layer sizes ``sizes``; weights (N, in, out), biases (N, out)."""
+    """N independent tanh MLPs with layer sizes ``sizes``; weights (N, in, out), biases (N, out).
 
-    def __init__(self, n: int, sizes: list[int], gen: torch.Generator, device: str, last_scale: float = 1.0) -> None:
+    ``common``: every device starts from one draw, the draw of a single device (N = 1) from the
+    same generator, so that a fleet of any size (and a board, alone) starts from the same
+    parameters."""
+
+    def __init__(self, n: int, sizes: list[int], gen: torch.Generator, device: str, last_scale: float = 1.0, common: bool = False) -> None:
         self.sizes = sizes
         self.weights: list[torch.Tensor] = []
         self.biases: list[torch.Tensor] = []
+        drawn = 1 if common else n
         for k, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
             bound = a**-0.5 * (last_scale if k == len(sizes) - 2 else 1.0)
-            w = (torch.rand(n, a, b, generator=gen, device=device) * 2 - 1) * bound
+            w = ((torch.rand(drawn, a, b, generator=gen, device=device) * 2 - 1) * bound).expand(n, -1, -1).contiguous()
             bias = torch.zeros(n, b, device=device)
             self.weights.append(w.requires_grad_())
             self.biases.append(bias.requires_grad_())
@@ -182,12 +188,13 @@ class ActorCritic:
 
     def __init__(self, cfg: ActorCriticConfig, n: int, n_features: int, n_actions: int, gen: torch.Generator, device: str, shared: bool = False) -> None:
         """``shared``: one network (n = 1) trained on the rollouts of many devices at once, the
-        loss averaged over them (the centralized learner's cloud model)."""
+        loss averaged over them (the centralized learner's cloud model). With ``cfg.common_init``
+        every device starts from the parameters a single device would draw."""
         self.cfg = cfg
         self.shared = shared
         h = cfg.hidden
-        self.actor = StackedMLP(n, [n_features, h, h, n_actions], gen, device, last_scale=0.01)
-        self.critic = StackedMLP(n, [n_features, h, h, 1], gen, device)
+        self.actor = StackedMLP(n, [n_features, h, h, n_actions], gen, device, last_scale=0.01, common=cfg.common_init)
+        self.critic = StackedMLP(n, [n_features, h, h, 1], gen, device, common=cfg.common_init)
         self.optimizer = (torch.optim.Adam(self.parameters, lr=cfg.lr) if cfg.optimizer == "adam"
                           else torch.optim.SGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)

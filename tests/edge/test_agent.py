@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from fleet.cli import main
 from fleet.deploy import provision
 from fleet.errors import TransportError
+from fleet.edge.agent import device_learner
 from fleet.edge.counters import Counters
 from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
 from fleet.edge.launch import AgentArgs, build_agent, read_env_file
@@ -34,6 +35,7 @@ from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
 from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
+from fleet.sim.engine import Simulation
 from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, paho_agent, started, view_of
 from tests.waiting import wait_for
 from tests.mosquitto import Broker, free_port, start_broker
@@ -118,6 +120,17 @@ def test_only_neighbours_messages_of_the_right_layout_pass_and_each_once():
     assert check(received("fleet/north/d00001/params", 1, seq=8, arrays=sparse)) is None
     assert counters.malformed == 1 and counters.received == 2
 
+
+
+@pytest.mark.parametrize("learner", ["independent-v1", "diffusion-v1", "centralized-v1"])
+def test_a_board_starts_from_the_parameters_of_the_simulated_devices(learner):
+    """A mixed fleet's boards and simulated devices must start alike (diffusion averages them)."""
+    raw = diffusion_raw()
+    raw["learner"]["name"] = learner
+    simulated = Simulation(parse_scenario(raw, "test", Path.cwd())).fleet.controller.flat_params()
+    board = device_learner(view_of(raw, "d00004")).flat_params()
+    assert simulated.shape[0] == 6 and board.shape[0] == 1
+    assert torch.equal(simulated, board.expand_as(simulated))
 
 
 def test_the_agent_tells_systemd_it_is_ready_alive_and_stopping(tmp_path, monkeypatch):
