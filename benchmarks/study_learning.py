@@ -9,7 +9,7 @@ need weeks of wall time per seed). Runs go to ``runs/study/<variant>-seed<k>``; 
 and :func:`table` gives the README's table (mean and 95% Student t interval over seeds), over
 the whole run (learning included) and over its last TAIL_DAYS days (the learned policy).
 
-    python benchmarks/study_learning.py run      # the 35 runs, 2 at a time (about 40 min on 2 cores)
+    python benchmarks/study_learning.py run      # the 40 runs, 2 at a time (about 40 min on 2 cores)
     python benchmarks/study_learning.py table    # results/learning-study.json and the Markdown table
 
 ``--days D --only a,b [--winter]`` makes and tabulates a longer (or shorter) study of some
@@ -42,8 +42,11 @@ ADAM = [*AC, "learner.params.optimizer=adam", "learner.params.lr=0.003"]
 PPO = [*ADAM, "learner.params.epochs=4", "learner.params.entropy_coef=0.003"]
 """The centralized learner's one network, trained on every device's data at once: 4 clipped
 (PPO) epochs on each batch of 100 devices x 8 ticks, and a smaller entropy bonus."""
-COST_LEANING = ["reward.discomfort_per_degh=0.3"]
-"""A user who prices a degree-hour outside the band at 0.3 instead of the scenario's 1.0."""
+PRICED = ["learner.params.shaping_per_degc=0", "learner.params.shaping_kwh_per_degc=3"]
+"""Shaping priced by the tariff instead of a constant 0.6 per degree (see
+``ActorCriticConfig.shaping_kwh_per_degc``): heat is credited at the price paid for it."""
+COST_LEANING = ["reward.discomfort_per_degh=0.5"]
+"""A user who prices a degree-hour outside the band at 0.5 instead of the scenario's 1.0."""
 VARIANTS = {
     "rule-based": ["learner.name=rule-based-v1"],
     "rule-based-preheat": ["learner.name=rule-based-v1", "learner.params.preheat_h=3"],
@@ -51,7 +54,8 @@ VARIANTS = {
     "diffusion": ["learner.name=diffusion-v1", *SGD],
     "independent-adam": ["learner.name=independent-v1", *ADAM],
     "centralized": ["learner.name=centralized-v1", *PPO],
-    "centralized-w0.3": ["learner.name=centralized-v1", *PPO, *COST_LEANING],
+    "centralized-priced": ["learner.name=centralized-v1", *PPO, *PRICED],
+    "centralized-priced-w0.5": ["learner.name=centralized-v1", *PPO, *PRICED, *COST_LEANING],
 }
 
 

@@ -8,6 +8,8 @@ import torch
 from fleet.learners.base import PREVIEW_H, Observation
 
 N_FEATURES = 10 + 3 * len(PREVIEW_H)
+PRICE_SCALE = 0.3
+"""Prices enter the features divided by this, per kWh."""
 GAP_CAP_C = 4.0
 """Distances outside the comfort band are capped here: beyond a few degrees the right action
 does not change, and unbounded inputs saturate the first tanh layer so that the network can
@@ -29,13 +31,18 @@ def features(obs: Observation, device: str) -> torch.Tensor:
         np.clip(obs.temp_c - obs.band_hi, 0.0, GAP_CAP_C) / 2.0,
         np.full(n, np.sin(hour)),
         np.full(n, np.cos(hour)),
-        obs.price / 0.3,
+        obs.price / PRICE_SCALE,
         obs.feeder_load,
     ]
-    ahead = [(obs.band_lo_ahead - 20.0) / 5.0, (obs.band_hi_ahead - 20.0) / 5.0, obs.price_ahead / 0.3]
+    ahead = [(obs.band_lo_ahead - 20.0) / 5.0, (obs.band_hi_ahead - 20.0) / 5.0, obs.price_ahead / PRICE_SCALE]
     return torch.as_tensor(np.concatenate([np.stack(cols, axis=1), *ahead], axis=1), dtype=torch.float32, device=device)
 
 
 def indoor_c(x: torch.Tensor) -> torch.Tensor:
     """Measured indoor temperature, degC, back from features (..., N_FEATURES) -> (...)."""
     return x[..., 0] * 5.0 + 20.0
+
+
+def price_now(x: torch.Tensor) -> torch.Tensor:
+    """Electricity price now, per kWh, back from features (..., N_FEATURES) -> (...)."""
+    return x[..., 8] * PRICE_SCALE

@@ -16,7 +16,7 @@ import torch
 
 from fleet.config import StrictModel
 from fleet.errors import ConfigError
-from fleet.learners.features import indoor_c
+from fleet.learners.features import indoor_c, price_now
 from pydantic import Field
 from typing import Annotated, Literal
 
@@ -53,6 +53,13 @@ class ActorCriticConfig(StrictModel):
     reward, crediting heat when it is stored rather than hours later when it prevents
     discomfort. Any potential leaves the optimal policy unchanged; it changes what is learnable
     from few samples. In money per degree C; 0 turns it off."""
+    shaping_kwh_per_degc: Annotated[float, Field(ge=0)] = 0.0
+    """Shaping priced by the tariff: adds ``shaping_kwh_per_degc * price now`` to the potential's
+    money per degree C. One kWh of electricity warms a house by COP / C degrees; with this near
+    C / COP (1-4 kWh per degree C for the scenario's houses, 2.3 on average) heat is credited at
+    the price paid for it when it is bought, so heating costs nothing until the heat is lost,
+    and the stored heat is revalued whenever the price changes: heat carried into the 17:00 peak
+    gains value, heat carried from the evening into the cheap night loses it. 0 turns it off."""
     common_init: bool = True
     """Start every device from the same parameters: those a single device draws from the
     scenario's seed, so that boards (N = 1) and simulated devices agree on them without
@@ -256,8 +263,8 @@ class ActorCritic:
         cfg = self.cfg
         obs = r.obs.transpose(0, 1)  # (N, T+1, F)
         rewards = r.rewards.transpose(0, 1)  # (N, T)
-        if cfg.shaping_per_degc:
-            phi = cfg.shaping_per_degc * indoor_c(obs)  # (N, T+1)
+        if cfg.shaping_per_degc or cfg.shaping_kwh_per_degc:
+            phi = (cfg.shaping_per_degc + cfg.shaping_kwh_per_degc * price_now(obs)) * indoor_c(obs)  # (N, T+1)
             rewards = rewards + cfg.gamma * phi[:, 1:] - phi[:, :-1]
         actions = r.actions.transpose(0, 1)  # (N, T)
         with torch.no_grad():
