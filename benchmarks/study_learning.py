@@ -11,6 +11,7 @@ the whole run (learning included) and over its last TAIL_DAYS days (the learned 
 
     python benchmarks/study_learning.py run      # the 40 runs, 2 at a time (about 25 min on 2 cores)
     python benchmarks/study_learning.py table    # results/learning-study.json and the Markdown table
+    python benchmarks/study_learning.py optimum  # the same houses' perfect-information optimum, frontier.png
 
 ``--days D --only a,b [--winter]`` makes and tabulates a longer (or shorter) study of some
 variants in ``runs/study-<D>d[-winter]`` and ``results/learning-study-<D>d[-winter].json``.
@@ -27,6 +28,8 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
 
 from fleet.tradeoff import estimate
 
@@ -90,8 +93,13 @@ class Study:
             return ""
         return f" --days {self.days} --only {','.join(self.variants)}" + (" --winter" if self.winter else "")
 
+    @property
+    def world_sets(self) -> list[str]:
+        """The overrides of thermostats-small-v1 that every variant's run shares."""
+        return [f"horizon={self.days}d", "control_period=15min", *(WINTER if self.winter else [])]
+
     def command(self, variant: str, seed: int) -> list[str]:
-        sets = [f"horizon={self.days}d", "control_period=15min", *(WINTER if self.winter else []), *VARIANTS[variant]]
+        sets = [*self.world_sets, *VARIANTS[variant]]
         out = (self.runs / f"{variant}-seed{seed}").relative_to(REPO)  # run from REPO
         return ["fleet", "run", "thermostats-small-v1", "--seed", str(seed), "-o", str(out), "-q", *(x for s in sets for x in ("--set", s))]
 
@@ -207,9 +215,81 @@ def table(study: Study) -> dict:
     return out
 
 
+OPTIMUM_WEIGHTS = (0.1, 0.3, 1.0, 3.0)
+"""Prices of a degree-hour outside the band at which the perfect-information optimum is found."""
+
+
+def optimum(study: Study) -> dict:
+    """The perfect-information optimum (:mod:`fleet.optimum`) of every seed's houses over the
+    last TAIL_DAYS days, at each of OPTIMUM_WEIGHTS, beside the study's controllers."""
+    from tqdm import tqdm
+
+    from fleet.optimum import Window, optimal_control
+    from fleet.scenario import load_scenario
+    from fleet.sim.rng import Streams
+    from fleet.sim.world import build_world
+
+    points: dict[float, list[dict[str, float]]] = {w: [] for w in OPTIMUM_WEIGHTS}
+    for seed in tqdm(SEEDS, desc="optimum, seeds", unit="seed"):
+        sc = load_scenario("thermostats-small-v1", study.world_sets, seed)
+        world, end = build_world(sc, Streams(sc.seed)), sc.horizon
+        times = np.arange(end - (TAIL_DAYS + 1) * 86400, end, sc.control_period)  # a day to settle first
+        window = Window(times, times >= end - TAIL_DAYS * 86400, sc.control_period)
+        start = world.occupancy.band(times[0])[0] + 0.5
+        for weight in OPTIMUM_WEIGHTS:
+            best = optimal_control(world, window, weight, start)
+            points[weight].append({"tail_cost_per_device_day": best.cost.mean() / TAIL_DAYS,
+                                   "tail_discomfort_degh_per_device_day": best.discomfort_degh.mean() / TAIL_DAYS})
+    rows = {f"optimum-w{w:g}": {key: summarize([p[key] for p in got]) for key in PAIRED} for w, got in points.items()}
+    scenario_weight = [p["tail_cost_per_device_day"] for p in points[1.0]]
+    above = {v: summarize([per_run(study.runs / f"{v}-seed{k}")["tail_cost_per_device_day"] - best for k, best in zip(SEEDS, scenario_weight)])
+             for v in study.variants if all((study.runs / f"{v}-seed{k}" / "summary.json").exists() for k in SEEDS)}
+    out = {"command": f"python benchmarks/study_learning.py optimum{study.options}", "weights": OPTIMUM_WEIGHTS, "results": rows,
+           "per_seed": {f"optimum-w{w:g}": got for w, got in points.items()}, "cost_above_optimum_w1_same_seed": above}
+    (REPO / "benchmarks" / "results" / f"{study.name}-optimum.json").write_text(json.dumps(out, indent=1))
+    controllers = REPO / "benchmarks" / "results" / f"{study.name}.json"
+    if controllers.exists():
+        frontier_plot(rows, json.loads(controllers.read_text())["results"], REPO / "benchmarks" / "results" / study.name / "frontier.png")
+    print(f"| perfect-information optimum, weight | last {TAIL_DAYS} d: cost | last {TAIL_DAYS} d: discomfort |\n|---|---:|---:|")
+    for name, stats in rows.items():
+        print(f"| {name.removeprefix('optimum-w')} | " + " | ".join(f"{stats[k]['mean']:.2f} ± {stats[k]['ci95']:.2f}" for k in PAIRED) + " |")
+    print(f"\n| controller | last {TAIL_DAYS} d: cost above the optimum at weight 1, same seed |\n|---|---:|")
+    for name, stats in above.items():
+        print(f"| {name} | {stats['mean']:+.2f} ± {stats['ci95']:.2f} |")
+    return out
+
+
+def frontier_plot(optimum_rows: dict, controller_rows: dict, path: Path) -> Path:
+    """Cost against discomfort over the last days: the optimum at each weight (a line) and each
+    controller (mean and 95 % interval over seeds); controllers beyond 20 degC*h are left out."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cost, disc = PAIRED
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    xs = [r[disc]["mean"] for r in optimum_rows.values()]
+    ys = [r[cost]["mean"] for r in optimum_rows.values()]
+    ax.plot(xs, ys, "k.-", label="perfect-information optimum")
+    for x, y, name in zip(xs, ys, optimum_rows):
+        ax.annotate(name.removeprefix("optimum-"), (x, y), textcoords="offset points", xytext=(4, -10), fontsize=8)
+    for name, r in controller_rows.items():
+        if r[disc]["mean"] <= 20:
+            ax.errorbar(r[disc]["mean"], r[cost]["mean"], xerr=r[disc]["ci95"], yerr=r[cost]["ci95"], fmt="o", capsize=3, label=name)
+    ax.set(xscale="symlog", xlabel=f"discomfort, °C·h per device-day (last {TAIL_DAYS} d)",
+           ylabel=f"cost per device-day (last {TAIL_DAYS} d)", title="Controllers against the perfect-information optimum (5 seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["run", "table"], help="make the runs (keeping finished ones), or tabulate them")
+    parser.add_argument("what", choices=["run", "table", "optimum"],
+                        help="make the runs (keeping finished ones), tabulate them, or find the perfect-information optimum of their houses")
     parser.add_argument("--days", type=int, default=STUDY_DAYS, help=f"simulated days per run (default {STUDY_DAYS}, the README's study)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
     parser.add_argument("--winter", action="store_true", help="hold the weather at mid-January's (no seasonal cycle): " + " ".join(WINTER))
@@ -218,7 +298,7 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    (run_all if args.what == "run" else table)(Study(args.days, tuple(variants), args.winter))
+    {"run": run_all, "table": table, "optimum": optimum}[args.what](Study(args.days, tuple(variants), args.winter))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,104 @@
+"""The perfect-information optimum of a scenario's houses: what any controller could reach.
+
+Each house is controlled alone, knowing its weather, comfort schedule and tariff in advance,
+by dynamic programming over its indoor temperature: the simulator's own RC step
+(:func:`devices.building.rc_step`), its power levels and the same cost and discomfort
+accounting as the engine (discomfort measured at the end of each tick). The value function
+lives on a temperature grid and is interpolated linearly between grid points; the forward
+pass picks each action at the exact temperature reached, so the trajectory is one the
+simulator would produce. Feeders, sensor noise and the network play no part: this is a bound
+for a single house's energy cost against its discomfort, given the reward's weight per
+degree-hour (sweeping the weight traces the frontier).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from devices.building import rc_step
+from devices.occupancy import comfort_violation_c
+from fleet.sim.world import World
+
+GRID_C = (0.0, 35.0, 0.05)
+"""Temperature grid of the value function: low, high, step, degC."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The control ticks ``times_s`` (K,) of an optimization, and which of them are ``counted``
+    (K,) bool in its cost and discomfort (the first ones let the start temperature settle)."""
+
+    times_s: np.ndarray
+    counted: np.ndarray
+    dt_s: float
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """Totals over the counted ticks, per device (N,): energy cost and discomfort, degC*h."""
+
+    cost: np.ndarray
+    discomfort_degh: np.ndarray
+
+
+def _inputs(world: World, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    lo, hi = world.occupancy.band(t)
+    return world.weather.outdoor_c(t) + world.params.outdoor_offset, lo, hi, world.tariff.price(t)
+
+
+def _heat(world: World, sign: float) -> tuple[np.ndarray, np.ndarray]:
+    """Electrical power (N, L) of each level and the heat it puts into the house (N, L), kW."""
+    p = world.params
+    return p.levels_kw, sign * p.cop[:, None] * p.levels_kw + p.internal_gain[:, None]
+
+
+def optimal_control(
+    world: World, window: Window, discomfort_per_degh: float, start_c: np.ndarray, mode: str = "heat",
+    on_level: Callable[[np.ndarray], None] | None = None,
+) -> Outcome:
+    """Minimize cost + ``discomfort_per_degh`` x discomfort of every house over ``window``,
+    from indoor temperatures ``start_c`` (N,); returns the optimal trajectory's totals.
+    ``on_level`` gets the levels (N,) chosen at each tick."""
+    p, dt_h = world.params, window.dt_s / 3600.0
+    power, heat = _heat(world, 1.0 if mode == "heat" else -1.0)
+    grid = np.arange(*GRID_C)
+    n, g, levels = p.n, len(grid), power.shape[1]
+    steps = [_inputs(world, float(t)) for t in window.times_s]
+    value = np.zeros((len(steps) + 1, n, g), dtype=np.float32)  # cost-to-go after tick k
+    for k in range(len(steps) - 1, -1, -1):
+        value[k] = np.min([_q(steps[k], grid[None, :], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh) for a in range(levels)], axis=0)
+    temp, cost, discomfort = np.asarray(start_c, float).copy(), np.zeros(n), np.zeros(n)
+    for k, (t_out, lo, hi, price) in enumerate(steps):
+        q = [_q(steps[k], temp[:, None], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)[:, 0] for a in range(levels)]
+        a = np.argmin(q, axis=0)
+        if on_level is not None:
+            on_level(a)
+        rows = np.arange(n)
+        temp = rc_step(temp, t_out, heat[rows, a], p.resistance, p.capacitance, dt_h)
+        if window.counted[k]:
+            cost += power[rows, a] * price * dt_h
+            discomfort += comfort_violation_c(temp, lo, hi) * dt_h
+    return Outcome(cost, discomfort)
+
+
+def _q(step: tuple, temp: np.ndarray, a: int, next_value: np.ndarray, p, power: np.ndarray, heat: np.ndarray, dt_h: float, weight: float) -> np.ndarray:
+    """Cost of level ``a`` from temperatures ``temp`` (N, M), then the cost-to-go: (N, M)."""
+    t_out, lo, hi, price = step
+    after = rc_step(temp, t_out[:, None], heat[:, a : a + 1], p.resistance[:, None], p.capacitance[:, None], dt_h)
+    now = (power[:, a : a + 1] * price + weight * comfort_violation_c(after, lo[:, None], hi[:, None])) * dt_h
+    return now + _interp(next_value, after)
+
+
+def _interp(value: np.ndarray, temp: np.ndarray) -> np.ndarray:
+    """Row-wise linear interpolation of ``value`` (N, G) on the grid at ``temp`` (N, M),
+    clamped to the grid's ends."""
+    low, high, step = GRID_C
+    x = (np.clip(temp, low, high - step) - low) / step
+    i = np.minimum(x.astype(np.int64), value.shape[1] - 2)
+    frac = x - i
+    v0 = np.take_along_axis(value, i, axis=1)
+    v1 = np.take_along_axis(value, i + 1, axis=1)
+    return v0 + frac * (v1 - v0)

@@ -1,0 +1,90 @@
+"""The perfect-information optimum against brute force and against the thermostat."""
+
+import itertools
+
+import numpy as np
+import pytest
+
+from devices.building import ThermostatFleet, rc_step
+from devices.config import RuleBasedConfig
+from devices.occupancy import comfort_violation_c
+from devices.thermostat import RuleBasedThermostat
+from fleet.optimum import Window, optimal_control
+from fleet.scenario import parse_scenario
+from fleet.sim.rng import Streams
+from fleet.sim.world import build_world
+from tests.conftest import tiny_scenario
+
+DT = 900.0
+
+
+@pytest.fixture(scope="module")
+def world():
+    """The tiny scenario's 6 houses at 15-minute ticks, over two days."""
+    raw = tiny_scenario()
+    raw.update(horizon="2d", control_period="15min")
+    return build_world(parse_scenario(raw, "test", "."), Streams(3))
+
+
+def replay(world, window: Window, start: np.ndarray, levels_at) -> tuple[np.ndarray, np.ndarray]:
+    """Cost and discomfort (N,) of the levels ``levels_at(k, temp)`` chosen at each tick."""
+    p, dt_h = world.params, window.dt_s / 3600
+    temp, cost, discomfort = start.copy(), np.zeros(p.n), np.zeros(p.n)
+    for k, t in enumerate(window.times_s):
+        lo, hi = world.occupancy.band(t)
+        level = levels_at(k, temp, lo, hi)
+        power = p.levels_kw[np.arange(p.n), level]
+        temp = rc_step(temp, world.weather.outdoor_c(t) + p.outdoor_offset, p.cop * power + p.internal_gain, p.resistance, p.capacitance, dt_h)
+        if window.counted[k]:
+            cost += power * world.tariff.price(t) * dt_h
+            discomfort += comfort_violation_c(temp, lo, hi) * dt_h
+    return cost, discomfort
+
+
+def test_the_optimum_of_a_short_window_is_the_best_of_all_level_sequences(world):
+    # 6 ticks from 16:00, when the band rises and the price peaks: 4**6 sequences per house
+    times = 86400 + 16 * 3600 + DT * np.arange(6)
+    window = Window(times, np.ones(6, bool), DT)
+    start = np.full(world.params.n, 17.0)
+    weight = 1.0
+    best = np.full(world.params.n, np.inf)
+    for seq in itertools.product(range(4), repeat=6):
+        cost, discomfort = replay(world, window, start, lambda k, *_: np.full(world.params.n, seq[k]))
+        best = np.minimum(best, cost + weight * discomfort)
+    got = optimal_control(world, window, weight, start)
+    np.testing.assert_allclose(got.cost + weight * got.discomfort_degh, best, rtol=1e-3, atol=1e-3)
+
+
+def test_the_optimum_is_no_worse_than_the_thermostat_and_trades_cost_for_comfort(world):
+    times = np.arange(0, 2 * 86400, DT)
+    window = Window(times, times >= 86400, DT)  # the first day lets the start settle
+    start = world.params.initial_temp
+    thermostat = RuleBasedThermostat(RuleBasedConfig(), "heat", 4, world.params.n)
+    cost, discomfort = replay(world, window, start, lambda k, temp, lo, hi: thermostat.act(temp, lo, hi))
+    for weight in (0.3, 1.0):
+        best = optimal_control(world, window, weight, start)
+        assert np.all(best.cost + weight * best.discomfort_degh <= cost + weight * discomfort + 1e-6)
+    cheap, comfortable = optimal_control(world, window, 0.05, start), optimal_control(world, window, 5.0, start)
+    assert cheap.cost.sum() < comfortable.cost.sum() and cheap.discomfort_degh.sum() > comfortable.discomfort_degh.sum()
+    assert comfortable.discomfort_degh.max() < 0.05 * discomfort.mean()
+
+
+def test_the_optimums_trajectory_is_the_simulators(world):
+    """The forward pass steps the houses as ThermostatFleet does: replaying its choices in the
+    simulator's own fleet model gives the same totals."""
+    times = np.arange(86400, 86400 + 8 * 3600, DT)
+    window = Window(times, np.ones(len(times), bool), DT)
+    start = np.full(world.params.n, 19.0)
+    got = optimal_control(world, window, 1.0, start)
+    levels = []
+    optimal_control(world, window, 1.0, start, on_level=levels.append)
+    fleet = ThermostatFleet(world.params, "heat")
+    fleet.temp = start.copy()
+    cost = discomfort = 0.0
+    for t, level in zip(times, levels):
+        lo, hi = world.occupancy.band(t)
+        power = fleet.step(level, world.weather.outdoor_c(t) + world.params.outdoor_offset, DT)
+        cost += power * world.tariff.price(t) * DT / 3600
+        discomfort += comfort_violation_c(fleet.temp, lo, hi) * DT / 3600
+    np.testing.assert_allclose(got.cost, cost, rtol=1e-12)
+    np.testing.assert_allclose(got.discomfort_degh, discomfort, rtol=1e-9, atol=1e-12)
