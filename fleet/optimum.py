@@ -61,7 +61,8 @@ def optimal_control(
 ) -> Outcome:
     """Minimize cost + ``discomfort_per_degh`` x discomfort of every house over ``window``,
     from indoor temperatures ``start_c`` (N,); returns the optimal trajectory's totals.
-    ``on_level`` gets the levels (N,) chosen at each tick."""
+    ``on_level`` gets the levels (N,) chosen at each tick. Holds the value function of every
+    tick: K x N x 700 float32 (160 MB for 100 houses over 6 days of 15-minute ticks)."""
     p, dt_h = world.params, window.dt_s / 3600.0
     power, heat = _heat(world, 1.0 if mode == "heat" else -1.0)
     grid = np.arange(*GRID_C)
