@@ -48,6 +48,12 @@ PPO = [*ADAM, "learner.params.epochs=4", "learner.params.entropy_coef=0.003"]
 PRICED = ["learner.params.shaping_per_degc=0", "learner.params.shaping_kwh_per_degc=3"]
 """Shaping priced by the tariff instead of a constant 0.6 per degree (see
 ``ActorCriticConfig.shaping_kwh_per_degc``): heat is credited at the price paid for it."""
+IMITATION_POLICY = "benchmarks/results/imitation-policy.pt"
+"""The actor that imitates the optimum (``python benchmarks/study_learning.py imitate``)."""
+TEACHER_SEED, TEACHER_DAYS = 100, 10
+"""The optimum is imitated on other houses and weather than the study's (seed 100, not 0-4),
+over the first 10 days of the study's scenario."""
+IMITATION = [f"learner.params.init_policy={IMITATION_POLICY}"]
 COST_LEANING = ["reward.discomfort_per_degh=0.5"]
 """A user who prices a degree-hour outside the band at 0.5 instead of the scenario's 1.0."""
 VARIANTS = {
@@ -58,6 +64,9 @@ VARIANTS = {
     "independent-adam": ["learner.name=independent-v1", *ADAM],
     "centralized": ["learner.name=centralized-v1", *PPO],
     "centralized-priced": ["learner.name=centralized-v1", *PPO, *PRICED],
+    "centralized-imitation": ["learner.name=centralized-v1", *PPO, *IMITATION],
+    "imitation-frozen": ["learner.name=centralized-v1", *PPO, *IMITATION, "learner.params.lr=1e-9"],
+    "diffusion-imitation": ["learner.name=diffusion-v1", *SGD, *IMITATION],
     "centralized-priced-w0.5": ["learner.name=centralized-v1", *PPO, *PRICED, *COST_LEANING],
 }
 
@@ -116,6 +125,8 @@ def run_one(study: Study, variant: str, seed: int) -> str:
 
 def run_all(study: Study) -> None:
     study.runs.mkdir(parents=True, exist_ok=True)
+    if any(IMITATION[0] in VARIANTS[v] for v in study.variants):
+        imitate(study)
     jobs = [(variant, seed) for variant in study.variants for seed in SEEDS]
     with ThreadPoolExecutor(2) as pool:
         for line in pool.map(lambda job: run_one(study, *job), jobs):
@@ -215,6 +226,27 @@ def table(study: Study) -> dict:
     return out
 
 
+def imitate(study: Study) -> None:
+    """Write IMITATION_POLICY (kept if it exists): an actor cloned from the optimum's decisions
+    on the teacher's houses, with its agreement on them and on 5 days of other houses."""
+    from fleet.imitation import agreement, clone, demonstrations, save_policy
+    from fleet.learners.stacked import ActorCriticConfig
+    from fleet.scenario import load_scenario
+
+    path = REPO / IMITATION_POLICY
+    if path.exists():
+        print(f"kept {IMITATION_POLICY}")
+        return
+    teacher = load_scenario("thermostats-small-v1", study.world_sets, TEACHER_SEED)
+    x, y = demonstrations(teacher, TEACHER_DAYS, teacher.reward.discomfort_per_degh)
+    actor = clone(x, y, ActorCriticConfig(), len(teacher.fleet.hvac.power_levels_kw), TEACHER_SEED)
+    other = load_scenario("thermostats-small-v1", study.world_sets, TEACHER_SEED + 1)
+    held_out = demonstrations(other, 5, other.reward.discomfort_per_degh)
+    save_policy(path, actor)
+    print(f"{IMITATION_POLICY}: the optimum's level in {agreement(actor, x, y):.1%} of its {len(y)} decisions on seed {TEACHER_SEED}, "
+          f"{agreement(actor, *held_out):.1%} on 5 days of seed {TEACHER_SEED + 1}")
+
+
 OPTIMUM_WEIGHTS = (0.1, 0.3, 1.0, 3.0)
 """Prices of a degree-hour outside the band at which the perfect-information optimum is found."""
 
@@ -288,8 +320,9 @@ def frontier_plot(optimum_rows: dict, controller_rows: dict, path: Path) -> Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["run", "table", "optimum"],
-                        help="make the runs (keeping finished ones), tabulate them, or find the perfect-information optimum of their houses")
+    parser.add_argument("what", choices=["run", "table", "optimum", "imitate"],
+                        help="make the runs (keeping finished ones), tabulate them, find the perfect-information optimum of their houses, "
+                             "or clone the optimum into an actor for the imitation variants (run does it when needed)")
     parser.add_argument("--days", type=int, default=STUDY_DAYS, help=f"simulated days per run (default {STUDY_DAYS}, the README's study)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
     parser.add_argument("--winter", action="store_true", help="hold the weather at mid-January's (no seasonal cycle): " + " ".join(WINTER))
@@ -298,7 +331,7 @@ def main() -> None:
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    {"run": run_all, "table": table, "optimum": optimum}[args.what](Study(args.days, tuple(variants), args.winter))
+    {"run": run_all, "table": table, "optimum": optimum, "imitate": imitate}[args.what](Study(args.days, tuple(variants), args.winter))
 
 
 if __name__ == "__main__":

@@ -49,10 +49,11 @@ def _inputs(world: World, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return world.weather.outdoor_c(t) + world.params.outdoor_offset, lo, hi, world.tariff.price(t)
 
 
-def _heat(world: World, sign: float) -> tuple[np.ndarray, np.ndarray]:
-    """Electrical power (N, L) of each level and the heat it puts into the house (N, L), kW."""
+def level_heat(world: World, mode: str) -> tuple[np.ndarray, np.ndarray]:
+    """Electrical power (N, L) of each level and the heat it puts into the house (N, L), kW,
+    as :class:`devices.building.ThermostatFleet` steps them (cooling removes heat)."""
     p = world.params
-    return p.levels_kw, sign * p.cop[:, None] * p.levels_kw + p.internal_gain[:, None]
+    return p.levels_kw, (1.0 if mode == "heat" else -1.0) * p.cop[:, None] * p.levels_kw + p.internal_gain[:, None]
 
 
 def optimal_control(
@@ -64,7 +65,7 @@ def optimal_control(
     ``on_level`` gets the levels (N,) chosen at each tick. Holds the value function of every
     tick: K x N x 700 float32 (160 MB for 100 houses over 6 days of 15-minute ticks)."""
     p, dt_h = world.params, window.dt_s / 3600.0
-    power, heat = _heat(world, 1.0 if mode == "heat" else -1.0)
+    power, heat = level_heat(world, mode)
     grid = np.arange(*GRID_C)
     n, g, levels = p.n, len(grid), power.shape[1]
     steps = [_inputs(world, float(t)) for t in window.times_s]

@@ -20,7 +20,7 @@ from fleet.learners.base import Deliveries, LearnerContext, Observation
 from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, neighbourhood_stack, trimmed_mean, weighted_combine
 from fleet.learners.comm import CommConfig, ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.features import N_FEATURES, features
-from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout
+from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
 
 
 class IndependentLearner:
@@ -37,6 +37,8 @@ class IndependentLearner:
         self.device = ctx.device
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
         self.core = ActorCritic(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gen, ctx.device)
+        if config.init_policy:
+            load_actor(config.init_policy, self.core.actor.parameters)
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []

@@ -74,6 +74,12 @@ class ActorCriticConfig(StrictModel):
     trained on many devices' data (``centralized``)."""
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     """Heavy-ball momentum with ``optimizer: sgd``."""
+    init_policy: str | None = None
+    """A file of actor parameters (one device's) that every device's actor starts from instead
+    of the seed's draw; the critic still starts from the draw. ``python
+    benchmarks/study_learning.py imitate`` writes one that imitates the perfect-information
+    optimum (:mod:`fleet.imitation`). Relative to the working directory; a board given the same
+    file starts where the simulated devices do."""
     value_norm_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
     """Decay per update of the running mean and variance of each device's returns; the critic
     predicts returns in these normalized units, so it can follow values of any scale."""
@@ -303,3 +309,19 @@ class ActorCritic:
         scale = torch.clamp(self.cfg.max_grad_norm / (norm + 1e-12), max=1.0)
         for g in grads:
             g.mul_(scale.reshape(-1, *([1] * (g.dim() - 1))))
+
+
+def load_actor(path: str, into: list[torch.Tensor]) -> None:
+    """Copy the actor saved at ``path`` (one device's tensors) into every device's slice of the
+    stacked actor parameters ``into`` (N, ...); ConfigError if it is unreadable or does not fit."""
+    try:
+        saved = torch.load(path, weights_only=True)
+    except (OSError, RuntimeError, ValueError, EOFError) as e:
+        raise ConfigError(f"learner.params.init_policy: cannot read {path}: {e}") from None
+    shapes = [(1, *t.shape[1:]) for t in into]
+    got = [tuple(t.shape) for t in saved] if isinstance(saved, list) and all(isinstance(t, torch.Tensor) for t in saved) else None
+    if got != shapes:
+        raise ConfigError(f"learner.params.init_policy: {path} holds {got or type(saved).__name__}, this learner's actor needs {shapes}")
+    with torch.no_grad():
+        for mine, theirs in zip(into, saved):
+            mine.copy_(theirs.to(mine).expand_as(mine))

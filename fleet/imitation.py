@@ -1,0 +1,98 @@
+"""A policy that imitates the perfect-information optimum, to start learners from.
+
+:func:`demonstrations` runs the optimum (:mod:`fleet.optimum`) over a scenario's houses and
+records, at every tick, the features a device would observe (with sensor noise) and the level
+the optimum chose. :func:`clone` fits an actor to them by cross-entropy (behaviour cloning).
+The optimum knows the weather ahead; the cloned actor sees only a device's own observations,
+so it learns what of the optimum's behaviour those explain. ``init_policy`` in a learner's
+config starts its actors from the file :func:`save_policy` writes
+(:func:`fleet.learners.stacked.load_actor`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from devices.building import rc_step
+from fleet.errors import ConfigError
+from fleet.learners.base import Observation, preview
+from fleet.learners.features import N_FEATURES, features
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig
+from fleet.optimum import Window, level_heat, optimal_control
+from fleet.scenario import Scenario
+from fleet.sim.rng import Streams
+from fleet.sim.world import build_world
+
+CHUNK_DAYS = 5
+"""Days planned at once; each plan looks one more day ahead so its last ticks are not myopic."""
+
+
+def demonstrations(scenario: Scenario, days: int, weight: float, quiet: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features (S, N_FEATURES) and the optimum's levels (S,) over the first ``days`` days of
+    ``scenario``'s houses (S = ticks x houses), the optimum at ``weight`` per degree-hour."""
+    streams = Streams(scenario.seed)
+    world, dt, mode = build_world(scenario, streams), scenario.control_period, scenario.fleet.hvac.mode
+    p, noise, rows = world.params, streams.numpy("imitation/sensors"), np.arange(world.params.n)
+    power, heat = level_heat(world, mode)
+    per_day = int(round(86400 / dt))
+    xs, ys, temp, load = [], [], p.initial_temp.copy(), np.zeros(p.n)
+    for first in tqdm(range(0, days, CHUNK_DAYS), desc="optimum, chunks of days", unit="chunk", disable=quiet):
+        span = min(CHUNK_DAYS, days - first)
+        times = first * 86400 + dt * np.arange((span + 1) * per_day)
+        levels: list[np.ndarray] = []
+        optimal_control(world, Window(times, np.ones(len(times), bool), dt), weight, temp, mode, on_level=levels.append)
+        for t, level in zip(times[: span * per_day], levels):
+            lo, hi = world.occupancy.band(t)
+            obs = Observation(
+                temp_c=temp + noise.normal(0.0, scenario.fleet.sensors.temp_noise_std_c, p.n),
+                outdoor_c=world.weather.outdoor_c(t) + p.outdoor_offset, band_lo=lo, band_hi=hi,
+                occupied=world.occupancy.occupied(t), price=np.full(p.n, world.tariff.price(t)),
+                feeder_load=load, hour=(t / 3600.0) % 24.0, online=np.ones(p.n, bool),
+                **preview(world.occupancy, world.tariff, t, p.n),
+            )
+            xs.append(features(obs, "cpu"))
+            ys.append(torch.as_tensor(level))
+            temp = rc_step(temp, obs.outdoor_c, heat[rows, level], p.resistance, p.capacitance, dt / 3600.0)
+            site_load = np.bincount(world.site_of, power[rows, level], minlength=len(world.site_names))
+            load = (site_load / world.feeder_kw)[world.site_of]
+    return torch.cat(xs), torch.cat(ys)
+
+
+def clone(x: torch.Tensor, y: torch.Tensor, cfg: ActorCriticConfig, n_levels: int, seed: int, epochs: int = 60, quiet: bool = False) -> list[torch.Tensor]:
+    """An actor (one device's weights and biases, as ``StackedMLP.parameters`` with N = 1)
+    fitted to predict levels ``y`` (S,) from features ``x`` (S, N_FEATURES), by Adam on the
+    cross-entropy, in minibatches of 1,024."""
+    gen = torch.Generator().manual_seed(seed)
+    actor = ActorCritic(cfg, 1, N_FEATURES, n_levels, gen, "cpu", shared=True).actor
+    optimizer = torch.optim.Adam(actor.parameters, lr=3e-3)
+    for _ in tqdm(range(epochs), desc="cloning the optimum", unit="epoch", disable=quiet):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), 1024):
+            batch = order[i : i + 1024]
+            loss = torch.nn.functional.cross_entropy(actor(x[batch].unsqueeze(0)).squeeze(0), y[batch])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return [t.detach() for t in actor.parameters]
+
+
+def agreement(actor: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
+    """Share of the demonstrations (x, y) where the actor's likeliest level is the optimum's."""
+    h = x
+    for k in range(0, len(actor), 2):
+        h = h @ actor[k][0] + actor[k + 1][0]
+        if k < len(actor) - 2:
+            h = torch.tanh(h)
+    return float((h.argmax(1) == y).float().mean())
+
+
+def save_policy(path: Path, actor: list[torch.Tensor]) -> None:
+    """Write the actor's tensors; refuses to replace a file."""
+    if path.exists():
+        raise ConfigError(f"{path} exists; nothing was written. Choose another path or move it aside")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(actor, path)

@@ -1,0 +1,75 @@
+"""Cloning the optimum into an actor, and learners that start from a policy file."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from fleet.cli import main
+from fleet.errors import ConfigError
+from fleet.imitation import agreement, clone, demonstrations, save_policy
+from fleet.learners import make_learner
+from fleet.learners.features import N_FEATURES
+from fleet.learners.stacked import ActorCriticConfig
+from fleet.scenario import parse_scenario
+from fleet.testing import N_LEVELS, _context
+from tests.conftest import tiny_scenario
+
+
+@pytest.fixture(scope="module")
+def demos():
+    raw = tiny_scenario()
+    raw.update(horizon="2d", control_period="15min")
+    return demonstrations(parse_scenario(raw, "test", Path.cwd()), 2, 1.0, quiet=True)
+
+
+def test_demonstrations_are_features_and_levels_of_every_house_at_every_tick(demos):
+    x, y = demos
+    assert x.shape == (2 * 96 * 6, N_FEATURES) and y.shape == (2 * 96 * 6,)
+    assert set(y.tolist()) <= set(range(4)) and len(set(y.tolist())) > 1  # the optimum does not do one thing
+
+
+def test_the_clone_predicts_the_optimum_better_than_its_commonest_level(demos):
+    x, y = demos
+    actor = clone(x, y, ActorCriticConfig(), 4, seed=0, epochs=40, quiet=True)
+    commonest = torch.bincount(y).max().item() / len(y)
+    assert agreement(actor, x, y) > commonest + 0.1
+
+
+@pytest.fixture
+def policy_file(tmp_path) -> Path:
+    actor = clone(torch.randn(64, N_FEATURES), torch.randint(0, N_LEVELS, (64,)), ActorCriticConfig(), N_LEVELS, seed=1, epochs=2, quiet=True)
+    path = tmp_path / "policy.pt"
+    save_policy(path, actor)
+    return path
+
+
+@pytest.mark.parametrize("name", ["independent-v1", "diffusion-v1", "centralized-v1"])
+def test_every_device_starts_from_the_policy_file(name, policy_file):
+    saved = torch.load(policy_file)
+    learner = make_learner(name, {"init_policy": str(policy_file)}, _context(5, 0))
+    for mine, theirs in zip(learner.core.actor.parameters, saved):
+        assert torch.equal(mine.detach(), theirs.expand_as(mine))
+    assert not torch.equal(learner.core.actor.parameters[0].detach(), make_learner(name, {}, _context(5, 0)).core.actor.parameters[0].detach())
+
+
+def test_a_policy_file_is_never_overwritten(policy_file):
+    before = policy_file.read_bytes()
+    with pytest.raises(ConfigError, match="exists"):
+        save_policy(policy_file, [torch.zeros(1, 2, 2)])
+    assert policy_file.read_bytes() == before
+
+
+def test_a_missing_or_misfit_policy_file_is_a_clear_error(tmp_path, tiny_scenario_file):
+    with pytest.raises(ConfigError, match="init_policy: cannot read"):
+        make_learner("independent-v1", {"init_policy": str(tmp_path / "none.pt")}, _context(3, 0))
+    wrong = tmp_path / "wrong.pt"
+    save_policy(wrong, clone(torch.randn(8, N_FEATURES), torch.zeros(8, dtype=torch.long), ActorCriticConfig(hidden=8), N_LEVELS, 0, 1, quiet=True))
+    with pytest.raises(ConfigError, match="needs"):
+        make_learner("centralized-v1", {"init_policy": str(wrong)}, _context(3, 0))
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(tiny_scenario_file), "-o", str(out), "-q",
+                                       "--set", "learner.name=diffusion-v1", "--set", f"learner.params.init_policy={wrong}"])
+    assert result.exit_code == 2 and "init_policy" in result.output and "Traceback" not in result.output
+    assert not (out / "summary.json").exists()
