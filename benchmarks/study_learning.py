@@ -67,6 +67,7 @@ VARIANTS = {
     "centralized-imitation": ["learner.name=centralized-v1", *PPO, *IMITATION],
     "imitation-frozen": ["learner.name=centralized-v1", *PPO, *IMITATION, "learner.params.lr=1e-9"],
     "diffusion-imitation": ["learner.name=diffusion-v1", *SGD, *IMITATION],
+    "independent-imitation": ["learner.name=independent-v1", *SGD, *IMITATION],
     "centralized-priced-w0.5": ["learner.name=centralized-v1", *PPO, *PRICED, *COST_LEANING],
 }
 
