@@ -17,12 +17,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from devices.building import rc_step
+from devices.building import ThermostatFleet
 from fleet.errors import ConfigError
-from fleet.learners.base import Observation, preview
+from fleet.learners.base import Observation
 from fleet.learners.features import N_FEATURES, features
-from fleet.learners.stacked import ActorCritic, ActorCriticConfig
-from fleet.optimum import Window, level_heat, optimal_control
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig, StackedMLP
+from fleet.optimum import Window, optimal_control
 from fleet.scenario import Scenario
 from fleet.sim.rng import Streams
 from fleet.sim.world import build_world
@@ -36,36 +36,27 @@ def demonstrations(scenario: Scenario, days: int, weight: float, quiet: bool = F
     ``scenario``'s houses (S = ticks x houses), the optimum at ``weight`` per degree-hour."""
     streams = Streams(scenario.seed)
     world, dt, mode = build_world(scenario, streams), scenario.control_period, scenario.fleet.hvac.mode
-    p, noise, rows = world.params, streams.numpy("imitation/sensors"), np.arange(world.params.n)
-    power, heat = level_heat(world, mode)
-    per_day = int(round(86400 / dt))
-    xs, ys, temp, load = [], [], p.initial_temp.copy(), np.zeros(p.n)
+    noise, houses, per_day = streams.numpy("imitation/sensors"), ThermostatFleet(world.params, mode), int(round(86400 / dt))
+    xs, ys, load = [], [], np.zeros(world.n)
     for first in tqdm(range(0, days, CHUNK_DAYS), desc="optimum, chunks of days", unit="chunk", disable=quiet):
         span = min(CHUNK_DAYS, days - first)
         times = first * 86400 + dt * np.arange((span + 1) * per_day)
         levels: list[np.ndarray] = []
-        optimal_control(world, Window(times, np.ones(len(times), bool), dt), weight, temp, mode, on_level=levels.append)
+        optimal_control(world, Window(times, np.ones(len(times), bool), dt), weight, houses.temp, mode, on_level=levels.append)
         for t, level in zip(times[: span * per_day], levels):
-            lo, hi = world.occupancy.band(t)
-            obs = Observation(
-                temp_c=temp + noise.normal(0.0, scenario.fleet.sensors.temp_noise_std_c, p.n),
-                outdoor_c=world.weather.outdoor_c(t) + p.outdoor_offset, band_lo=lo, band_hi=hi,
-                occupied=world.occupancy.occupied(t), price=np.full(p.n, world.tariff.price(t)),
-                feeder_load=load, hour=(t / 3600.0) % 24.0, online=np.ones(p.n, bool),
-                **preview(world.occupancy, world.tariff, t, p.n),
-            )
+            measured = houses.temp + noise.normal(0.0, scenario.fleet.sensors.temp_noise_std_c, world.n)
+            conditions = world.conditions(t)
+            obs = Observation(temp_c=measured, feeder_load=load, online=np.ones(world.n, bool), **conditions)
             xs.append(features(obs, "cpu"))
             ys.append(torch.as_tensor(level))
-            temp = rc_step(temp, obs.outdoor_c, heat[rows, level], p.resistance, p.capacitance, dt / 3600.0)
-            site_load = np.bincount(world.site_of, power[rows, level], minlength=len(world.site_names))
-            load = (site_load / world.feeder_kw)[world.site_of]
+            drawn = houses.step(level, conditions["outdoor_c"], dt)
+            load = (np.bincount(world.site_of, drawn, minlength=len(world.site_names)) / world.feeder_kw)[world.site_of]
     return torch.cat(xs), torch.cat(ys)
 
 
-def clone(x: torch.Tensor, y: torch.Tensor, cfg: ActorCriticConfig, n_levels: int, seed: int, epochs: int = 60, quiet: bool = False) -> list[torch.Tensor]:
-    """An actor (one device's weights and biases, as ``StackedMLP.parameters`` with N = 1)
-    fitted to predict levels ``y`` (S,) from features ``x`` (S, N_FEATURES), by Adam on the
-    cross-entropy, in minibatches of 1,024."""
+def clone(x: torch.Tensor, y: torch.Tensor, cfg: ActorCriticConfig, n_levels: int, seed: int, epochs: int = 60, quiet: bool = False) -> StackedMLP:
+    """An actor for one device fitted to predict levels ``y`` (S,) from features ``x``
+    (S, N_FEATURES), by Adam on the cross-entropy, in minibatches of 1,024."""
     gen = torch.Generator().manual_seed(seed)
     actor = ActorCritic(cfg, 1, N_FEATURES, n_levels, gen, "cpu", shared=True).actor
     optimizer = torch.optim.Adam(actor.parameters, lr=3e-3)
@@ -77,22 +68,18 @@ def clone(x: torch.Tensor, y: torch.Tensor, cfg: ActorCriticConfig, n_levels: in
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return [t.detach() for t in actor.parameters]
+    return actor
 
 
-def agreement(actor: list[torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> float:
+@torch.no_grad()
+def agreement(actor: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> float:
     """Share of the demonstrations (x, y) where the actor's likeliest level is the optimum's."""
-    h = x
-    for k in range(0, len(actor), 2):
-        h = h @ actor[k][0] + actor[k + 1][0]
-        if k < len(actor) - 2:
-            h = torch.tanh(h)
-    return float((h.argmax(1) == y).float().mean())
+    return float((actor(x.unsqueeze(0)).squeeze(0).argmax(1) == y).float().mean())
 
 
-def save_policy(path: Path, actor: list[torch.Tensor]) -> None:
+def save_policy(path: Path, actor: StackedMLP) -> None:
     """Write the actor's tensors; refuses to replace a file."""
     if path.exists():
         raise ConfigError(f"{path} exists; nothing was written. Choose another path or move it aside")
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(actor, path)
+    torch.save([t.detach() for t in actor.parameters], path)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from devices.building import rc_step
+from devices.building import ThermostatFleet, rc_step
 from devices.occupancy import comfort_violation_c
 from fleet.sim.world import World
 
@@ -44,12 +44,7 @@ class Outcome:
     discomfort_degh: np.ndarray
 
 
-def _inputs(world: World, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
-    lo, hi = world.occupancy.band(t)
-    return world.weather.outdoor_c(t) + world.params.outdoor_offset, lo, hi, world.tariff.price(t)
-
-
-def level_heat(world: World, mode: str) -> tuple[np.ndarray, np.ndarray]:
+def _level_heat(world: World, mode: str) -> tuple[np.ndarray, np.ndarray]:
     """Electrical power (N, L) of each level and the heat it puts into the house (N, L), kW,
     as :class:`devices.building.ThermostatFleet` steps them (cooling removes heat)."""
     p = world.params
@@ -65,32 +60,33 @@ def optimal_control(
     ``on_level`` gets the levels (N,) chosen at each tick. Holds the value function of every
     tick: K x N x 700 float32 (160 MB for 100 houses over 6 days of 15-minute ticks)."""
     p, dt_h = world.params, window.dt_s / 3600.0
-    power, heat = level_heat(world, mode)
+    power, heat = _level_heat(world, mode)
     grid = np.arange(*GRID_C)
     n, g, levels = p.n, len(grid), power.shape[1]
-    steps = [_inputs(world, float(t)) for t in window.times_s]
+    steps = [world.conditions(float(t)) for t in window.times_s]
     value = np.zeros((len(steps) + 1, n, g), dtype=np.float32)  # cost-to-go after tick k
     for k in range(len(steps) - 1, -1, -1):
         value[k] = np.min([_q(steps[k], grid[None, :], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh) for a in range(levels)], axis=0)
-    temp, cost, discomfort = np.asarray(start_c, float).copy(), np.zeros(n), np.zeros(n)
-    for k, (t_out, lo, hi, price) in enumerate(steps):
-        q = [_q(steps[k], temp[:, None], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)[:, 0] for a in range(levels)]
-        a = np.argmin(q, axis=0)
+    houses, cost, discomfort = ThermostatFleet(p, mode), np.zeros(n), np.zeros(n)
+    houses.temp = np.asarray(start_c, float).copy()
+    for k, step in enumerate(steps):
+        q = [_q(step, houses.temp[:, None], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)[:, 0] for a in range(levels)]
+        level = np.argmin(q, axis=0)
         if on_level is not None:
-            on_level(a)
-        rows = np.arange(n)
-        temp = rc_step(temp, t_out, heat[rows, a], p.resistance, p.capacitance, dt_h)
+            on_level(level)
+        drawn = houses.step(level, step["outdoor_c"], window.dt_s)
         if window.counted[k]:
-            cost += power[rows, a] * price * dt_h
-            discomfort += comfort_violation_c(temp, lo, hi) * dt_h
+            cost += drawn * step["price"] * dt_h
+            discomfort += comfort_violation_c(houses.temp, step["band_lo"], step["band_hi"]) * dt_h
     return Outcome(cost, discomfort)
 
 
-def _q(step: tuple, temp: np.ndarray, a: int, next_value: np.ndarray, p, power: np.ndarray, heat: np.ndarray, dt_h: float, weight: float) -> np.ndarray:
-    """Cost of level ``a`` from temperatures ``temp`` (N, M), then the cost-to-go: (N, M)."""
-    t_out, lo, hi, price = step
-    after = rc_step(temp, t_out[:, None], heat[:, a : a + 1], p.resistance[:, None], p.capacitance[:, None], dt_h)
-    now = (power[:, a : a + 1] * price + weight * comfort_violation_c(after, lo[:, None], hi[:, None])) * dt_h
+def _q(step: dict, temp: np.ndarray, a: int, next_value: np.ndarray, p, power: np.ndarray, heat: np.ndarray, dt_h: float, weight: float) -> np.ndarray:
+    """Cost of level ``a`` from temperatures ``temp`` (N, M) under the conditions ``step``
+    (:meth:`World.conditions`), then the cost-to-go: (N, M)."""
+    after = rc_step(temp, step["outdoor_c"][:, None], heat[:, a : a + 1], p.resistance[:, None], p.capacitance[:, None], dt_h)
+    violation = comfort_violation_c(after, step["band_lo"][:, None], step["band_hi"][:, None])
+    now = (power[:, a : a + 1] * step["price"][:, None] + weight * violation) * dt_h
     return now + _interp(next_value, after)
 
 

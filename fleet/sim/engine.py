@@ -35,7 +35,7 @@ from devices.config import RuleBasedConfig
 from devices.occupancy import comfort_violation_c
 from devices.sensors import sense_temperature
 from fleet.learners import Deliveries, LearnerContext, Observation, make_learner
-from fleet.learners.base import Learner, preview
+from fleet.learners.base import Learner
 from fleet.learners.rule_based import RuleBasedLearner
 from fleet.mqtt.codec import DType, Kind, decode_batch, encode_batch
 from fleet.mqtt.routing import TopicIndex
@@ -247,17 +247,7 @@ class Simulation:
         dt = s.control_period
         weights = (s.reward.discomfort_per_degh, s.reward.overload_per_kwh)
         self._network_events(t)
-        lo, hi = w.occupancy.band(t)
-        inputs = dict(
-            outdoor_c=w.weather.outdoor_c(t) + w.params.outdoor_offset,
-            band_lo=lo,
-            band_hi=hi,
-            occupied=w.occupancy.occupied(t),
-            price=np.full(w.n, w.tariff.price(t)),
-            hour=(t / 3600.0) % 24.0,
-            online=self.network.online[: w.n].copy(),
-            **preview(w.occupancy, w.tariff, t, w.n),
-        )
+        inputs = dict(w.conditions(t), online=self.network.online[: w.n].copy())
         noise = sense_temperature(np.zeros(w.n), s.fleet.sensors.temp_noise_std_c, self.sensor_rng)
         self.fleet.tick(inputs, noise, dt, weights)
         if self.baseline is not None:

@@ -11,6 +11,7 @@ from devices.building import DeviceParams
 from devices.occupancy import Occupancy
 from devices.tariff import Tariff, make_tariff
 from devices.weather import Weather, make_weather
+from fleet.learners.base import preview
 from fleet.scenario import Scenario
 from fleet.sim.rng import Streams
 from fleet.sim.topology import Topology, build_topology
@@ -38,6 +39,21 @@ class World:
     @property
     def n(self) -> int:
         return len(self.site_of)
+
+    def conditions(self, t: float) -> dict:
+        """What every device senses at ``t`` apart from its own temperature, feeder load and link:
+        the :class:`~fleet.learners.base.Observation` fields ``outdoor_c``, ``band_lo``,
+        ``band_hi``, ``occupied``, ``price`` (N,), ``hour`` and the schedule preview."""
+        lo, hi = self.occupancy.band(t)
+        return dict(
+            outdoor_c=self.weather.outdoor_c(t) + self.params.outdoor_offset,
+            band_lo=lo,
+            band_hi=hi,
+            occupied=self.occupancy.occupied(t),
+            price=np.full(self.n, self.tariff.price(t)),
+            hour=(t / 3600.0) % 24.0,
+            **preview(self.occupancy, self.tariff, t, self.n),
+        )
 
 
 def _network_classes(scenario: Scenario, names: list[str], rng: np.random.Generator) -> np.ndarray:
