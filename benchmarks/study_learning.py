@@ -65,7 +65,7 @@ VARIANTS = {
     "centralized": ["learner.name=centralized-v1", *PPO],
     "centralized-priced": ["learner.name=centralized-v1", *PPO, *PRICED],
     "centralized-imitation": ["learner.name=centralized-v1", *PPO, *IMITATION],
-    "imitation-frozen": ["learner.name=centralized-v1", *PPO, *IMITATION, "learner.params.lr=1e-9"],
+    "imitation-frozen": ["learner.name=independent-v1", *IMITATION, "learner.params.frozen=true"],
     "diffusion-imitation": ["learner.name=diffusion-v1", *SGD, *IMITATION],
     "independent-imitation": ["learner.name=independent-v1", *SGD, *IMITATION],
     "centralized-priced-w0.5": ["learner.name=centralized-v1", *PPO, *PRICED, *COST_LEANING],

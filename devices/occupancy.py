@@ -35,7 +35,10 @@ class Occupancy:
     def band(self, t_s: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Comfort bounds (low, high) of each device at ``t_s``, degC: each (N,) for one time,
         (N, H) for (H,) times."""
-        occ = self.occupied(t_s)
+        return self.band_when(self.occupied(t_s))
+
+    def band_when(self, occ: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Comfort bounds (low, high), degC, where ``occ`` (any shape, bool) says who is home."""
         (occ_lo, occ_hi), (free_lo, free_hi) = self.cfg.occupied_band_c, self.cfg.unoccupied_band_c
         return np.where(occ, occ_lo, free_lo), np.where(occ, occ_hi, free_hi)
 

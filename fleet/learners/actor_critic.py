@@ -32,6 +32,8 @@ class IndependentLearner:
     metric_keys: ClassVar[tuple[str, ...]] = METRIC_KEYS
 
     def __init__(self, config: ActorCriticConfig, ctx: LearnerContext) -> None:
+        if config.frozen and self.communicates:
+            raise ConfigError(f"learner.params.frozen: {self.name} learns by exchanging what it learns; evaluate a fixed policy with independent-v1")
         self.cfg = config
         self.ctx = ctx
         self.device = ctx.device
@@ -52,12 +54,14 @@ class IndependentLearner:
     def act(self, obs: Observation) -> np.ndarray:
         x = features(obs, self.device)
         action = self.core.act(x, self.gen)
-        self._obs.append(x)
-        self._actions.append(action)
+        if not self.cfg.frozen:
+            self._obs.append(x)
+            self._actions.append(action)
         return action.cpu().numpy()
 
     def observe(self, reward: np.ndarray) -> None:
-        self._rewards.append(torch.as_tensor(reward, dtype=torch.float32, device=self.device))
+        if not self.cfg.frozen:
+            self._rewards.append(torch.as_tensor(reward, dtype=torch.float32, device=self.device))
 
     def update(self, t: float) -> dict[str, float]:
         """Adapt on the complete transitions; the newest one waits for its successor's value."""

@@ -29,6 +29,7 @@ from typing import Callable
 
 import numpy as np
 import simpy
+import torch
 
 from devices.building import ThermostatFleet
 from devices.config import RuleBasedConfig
@@ -100,16 +101,17 @@ class Kpis:
         }
 
 
-def param_disagreement(params: np.ndarray, group_of: np.ndarray) -> float:
+def param_disagreement(params: torch.Tensor, group_of: np.ndarray) -> float:
     """Relative standard deviation of parameters (N, P) across the devices of each group (the
     devices that can reach each other), averaged over groups: RMS distance from the group mean
-    divided by the RMS norm of the group mean."""
+    divided by the RMS norm of the group mean. In the parameters' dtype and on their device;
+    float32 deviations from the mean are exact to a few units in their last place."""
     out = []
     for g in np.unique(group_of):
-        x = params[group_of == g].astype(np.float64)
-        mean = x.mean(axis=0)
-        x -= mean  # in place: the same values as (x - mean) ** 2, without two (n, P) temporaries
-        out.append(np.sqrt(np.square(x, out=x).sum(axis=1).mean()) / max(np.sqrt((mean**2).sum()), 1e-12))
+        x = params.index_select(0, torch.as_tensor(np.flatnonzero(group_of == g), device=params.device))
+        mean = x.mean(0)
+        x -= mean
+        out.append(float(torch.linalg.vector_norm(x, dim=1).square().mean().sqrt() / torch.linalg.vector_norm(mean).clamp(min=1e-12)))
     return float(np.mean(out))
 
 
@@ -267,8 +269,7 @@ class Simulation:
         back = np.unique(device[up & self.churn.online[device]])
         if len(back):
             net.publish(t, self._status(back, t, online=True))
-            for d in back:
-                net.resend_retained(t, int(d))
+            net.resend_retained(t, back.tolist())
         self._fire_wills(t)
 
     def _fire_wills(self, t: float) -> None:
@@ -330,8 +331,9 @@ class Simulation:
         dev = np.flatnonzero(self._reachable())
         self.telemetry_seq[dev] += 1
         b = self.fleet.buildings
-        lo, hi = self.world.occupancy.band(t)
-        vec = np.stack([b.temp, self.fleet.power, lo, hi, self.world.occupancy.occupied(t)], axis=1)[dev]
+        occupied = self.world.occupancy.occupied(t)
+        lo, hi = self.world.occupancy.band_when(occupied)
+        vec = np.stack([b.temp, self.fleet.power, lo, hi, occupied], axis=1)[dev]
         rows = encode_batch(Kind.TELEMETRY, dev, self.telemetry_seq[dev], t, [vec.astype(np.float32)], DTYPES[cfg.dtype])
         self.network.publish(t, Outgoing(TELEMETRY, dev, self.telemetry_seq[dev], rows, cfg.qos))
 
@@ -380,7 +382,7 @@ class Simulation:
         learner = f.controller
         row.update({k: self.learner_metrics.get(k, float("nan")) for k in learner.metric_keys})
         if hasattr(learner, "flat_params"):
-            row["learner/param_disagreement"] = param_disagreement(learner.flat_params().cpu().numpy(), self.group_of)
+            row["learner/param_disagreement"] = param_disagreement(learner.flat_params(), self.group_of)
         row.update({
             "net/bytes_sent": float(st.bytes_sent[dev].sum()),
             "net/bytes_received": float(st.bytes_received[dev].sum()),

@@ -44,12 +44,13 @@ class World:
         """What every device senses at ``t`` apart from its own temperature, feeder load and link:
         the :class:`~fleet.learners.base.Observation` fields ``outdoor_c``, ``band_lo``,
         ``band_hi``, ``occupied``, ``price`` (N,), ``hour`` and the schedule preview."""
-        lo, hi = self.occupancy.band(t)
+        occupied = self.occupancy.occupied(t)
+        lo, hi = self.occupancy.band_when(occupied)
         return dict(
             outdoor_c=self.weather.outdoor_c(t) + self.params.outdoor_offset,
             band_lo=lo,
             band_hi=hi,
-            occupied=self.occupancy.occupied(t),
+            occupied=occupied,
             price=np.full(self.n, self.tariff.price(t)),
             hour=(t / 3600.0) % 24.0,
             **preview(self.occupancy, self.tariff, t, self.n),

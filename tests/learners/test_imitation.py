@@ -73,3 +73,21 @@ def test_a_missing_or_misfit_policy_file_is_a_clear_error(tmp_path, tiny_scenari
                                        "--set", "learner.name=diffusion-v1", "--set", f"learner.params.init_policy={wrong}"])
     assert result.exit_code == 2 and "init_policy" in result.output and "Traceback" not in result.output
     assert not (out / "summary.json").exists()
+
+
+def test_a_frozen_learner_acts_with_the_policy_file_and_never_changes_it(policy_file):
+    from fleet.testing import _run
+
+    learner = make_learner("independent-v1", {"init_policy": str(policy_file), "frozen": True}, _context(5, 0))
+    learning = make_learner("independent-v1", {"init_policy": str(policy_file)}, _context(5, 0))
+    start = learner.core.flat().clone()
+    _run(learner, 5, 48, seed=3)  # 3 update periods
+    _run(learning, 5, 48, seed=3)
+    assert torch.equal(learner.core.flat(), start) and not torch.equal(learning.core.flat(), start)
+    assert learner.updates == 0 and not learner._obs and not learner._rewards  # nothing is recorded
+
+
+@pytest.mark.parametrize("name", ["diffusion-v1", "centralized-v1"])
+def test_only_the_independent_learner_can_be_frozen(name):
+    with pytest.raises(ConfigError, match="learner.params.frozen"):
+        make_learner(name, {"frozen": True}, _context(3, 0))

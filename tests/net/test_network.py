@@ -146,10 +146,30 @@ def test_offline_receivers_lose_qos0_messages_and_reconnecting_ones_get_the_reta
     assert 2 not in got.receiver.tolist()
     assert net.stats.messages_dropped[2] == 2
     net.online[2] = True
-    net.resend_retained(30.0, 2)
+    net.resend_retained(30.0, [2])
     again = drain(net, 40.0)
     assert again.receiver.tolist() == [2]
     assert decode(again.rows[again.msg[0]].tobytes()).seq == 2  # the latest retained value
+
+
+def test_subscribers_reconnecting_together_get_every_retained_message_of_their_filters_once():
+    """One re-send for several subscribers: each gets the latest retained payload of every topic
+    its filters match, whatever the kind and size, and nothing of topics it does not follow."""
+    net = network(n=4)
+    status = KINDS.index("status")
+    net.subscribe(3, [device_topic("s", "d1", "status")])
+    net.publish(0.0, outgoing([0], seq=[7], dim=8, retain=True))
+    net.publish(0.0, outgoing([1], seq=[3], dim=2, retain=True))  # d1's consensus: nobody follows it
+    rows = encode_batch(Kind.STATUS, np.array([1]), np.array([5]), 0.0, [np.ones((1, 3), np.float32)], DType.FLOAT32)
+    net.publish(0.0, Outgoing(status, np.array([1]), np.array([5]), rows, 0, True))
+    drain(net, 10.0), net.drain(status, 10.0)
+    net.resend_retained(30.0, [2, 3])
+    consensus = drain(net, 40.0)
+    assert sorted(consensus.receiver.tolist()) == [2, 3]
+    assert {decode(consensus.rows[m].tobytes()).seq for m in consensus.msg} == {7}
+    (got,) = net.drain(status, 40.0)
+    assert got.receiver.tolist() == [3] and decode(got.rows[got.msg[0]].tobytes()).sender == 1
+    assert (consensus.published_at == 30.0).all()  # the delay counts from the re-send
 
 
 def test_streams_of_different_kinds_are_deduplicated_separately():
