@@ -21,21 +21,22 @@ def features(obs: Observation, device: str) -> torch.Tensor:
     and above the band (capped at GAP_CAP_C), time of day (sin, cos), price, feeder load
     fraction; then band low, band high and price at each of PREVIEW_H hours ahead."""
     hour = 2 * np.pi * obs.hour / 24.0
-    n = len(obs.temp_c)
-    cols = [
-        (obs.temp_c - 20.0) / 5.0,
-        (obs.outdoor_c - 5.0) / 10.0,
-        (obs.band_lo - 20.0) / 5.0,
-        (obs.band_hi - 20.0) / 5.0,
-        np.clip(obs.band_lo - obs.temp_c, 0.0, GAP_CAP_C) / 2.0,
-        np.clip(obs.temp_c - obs.band_hi, 0.0, GAP_CAP_C) / 2.0,
-        np.full(n, np.sin(hour)),
-        np.full(n, np.cos(hour)),
-        obs.price / PRICE_SCALE,
-        obs.feeder_load,
-    ]
-    ahead = [(obs.band_lo_ahead - 20.0) / 5.0, (obs.band_hi_ahead - 20.0) / 5.0, obs.price_ahead / PRICE_SCALE]
-    return torch.as_tensor(np.concatenate([np.stack(cols, axis=1), *ahead], axis=1), dtype=torch.float32, device=device)
+    h = len(PREVIEW_H)
+    x = np.empty((len(obs.temp_c), N_FEATURES), np.float32)  # each column computed in float64, rounded once
+    x[:, 0] = (obs.temp_c - 20.0) / 5.0
+    x[:, 1] = (obs.outdoor_c - 5.0) / 10.0
+    x[:, 2] = (obs.band_lo - 20.0) / 5.0
+    x[:, 3] = (obs.band_hi - 20.0) / 5.0
+    x[:, 4] = np.clip(obs.band_lo - obs.temp_c, 0.0, GAP_CAP_C) / 2.0
+    x[:, 5] = np.clip(obs.temp_c - obs.band_hi, 0.0, GAP_CAP_C) / 2.0
+    x[:, 6] = np.sin(hour)
+    x[:, 7] = np.cos(hour)
+    x[:, 8] = obs.price / PRICE_SCALE
+    x[:, 9] = obs.feeder_load
+    x[:, 10: 10 + h] = (obs.band_lo_ahead - 20.0) / 5.0
+    x[:, 10 + h: 10 + 2 * h] = (obs.band_hi_ahead - 20.0) / 5.0
+    x[:, 10 + 2 * h:] = obs.price_ahead / PRICE_SCALE
+    return torch.from_numpy(x).to(device)
 
 
 def indoor_c(x: torch.Tensor) -> torch.Tensor:

@@ -274,17 +274,26 @@ def _wire_values(array: np.ndarray, index: int, m: int, dtype: DType) -> tuple[n
     if array.dtype.kind not in "biuf":
         raise WireError(f"array {index} has dtype {array.dtype}; only real numbers can be sent")
     flat = _flat(array, index, m)
-    _require(np.isfinite(flat), flat, f"array {index}", "is not finite")
+    low, high = _range(flat)
+    if not (np.isfinite(low) and np.isfinite(high)):  # a NaN or an infinity somewhere: name it
+        _require(np.isfinite(flat), flat, f"array {index}", "is not finite")
     with np.errstate(over="ignore"):
         x = flat.astype(np.float32, copy=False)
     if x is not flat:
         _require(np.isfinite(x), flat, f"array {index}", "overflows float32")
+        low, high = _range(x)
     if dtype == DType.INT8:
         return _quantize(x)
     wire = _cast_float(x, torch.float16) if dtype == DType.FLOAT16 else x.astype(_WIRE[dtype], copy=False)
-    if dtype == DType.FLOAT16 and x.size and max(x.max(), -x.min()) >= _FLOAT16_OVERFLOW:
+    if dtype == DType.FLOAT16 and max(high, -low) >= _FLOAT16_OVERFLOW:
         _require(np.isfinite(wire), flat, f"array {index}", "overflows float16")
     return wire, np.ones(m, dtype=np.float32)
+
+
+def _range(values: np.ndarray) -> tuple[float, float]:
+    """(min, max) of real ``values``, (0, 0) if empty; both are finite exactly when every value
+    is (a NaN propagates through both): two passes where a finiteness check and a range took four."""
+    return (values.min(), values.max()) if values.size else (0.0, 0.0)
 
 
 def as_decoded(array: np.ndarray, dtype: DType) -> np.ndarray:
