@@ -231,3 +231,25 @@ def test_tensorboard_without_the_package_is_a_clear_error_and_writes_nothing(tin
     result = CliRunner().invoke(main, ["resume", str(run)])
     assert result.exit_code == 2 and "pip install 'fleet-sim[tensorboard]'" in result.stderr
     assert snapshot(run) == before
+
+
+class _State:
+    """What save_checkpoint needs of a simulation: its state to pickle."""
+
+    def __init__(self, value):
+        self.value = value
+
+    def checkpoint_state(self):
+        return {"value": self.value}
+
+
+def test_each_checkpoint_replaces_the_last_and_leaves_no_other_file(tmp_path):
+    import pickle
+
+    run = RunDir.create(tmp_path / "run")
+    for value in range(4):
+        run.save_checkpoint(_State(np.full(1000, value)))
+        with (run.path / "checkpoint.pt").open("rb") as f:
+            assert (pickle.load(f)["value"] == value).all()
+    run._deleting.join()  # the previous checkpoint is deleted in the background
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.pt"]
