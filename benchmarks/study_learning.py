@@ -9,7 +9,7 @@ need weeks of wall time per seed). Runs go to ``runs/study/<variant>-seed<k>``; 
 and :func:`table` gives the README's table (mean and 95% Student t interval over seeds), over
 the whole run (learning included) and over its last TAIL_DAYS days (the learned policy).
 
-    python benchmarks/study_learning.py run      # the 40 runs, 2 at a time (about 25 min on 2 cores)
+    python benchmarks/study_learning.py run      # the 60 runs, 2 at a time (about 35 min on 2 cores)
     python benchmarks/study_learning.py table    # results/learning-study.json and the Markdown table
     python benchmarks/study_learning.py optimum  # the same houses' perfect-information optimum, frontier.png
 

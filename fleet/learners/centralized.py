@@ -20,7 +20,7 @@ from fleet.learners.actor_critic import IndependentLearner
 from fleet.learners.base import Deliveries, LearnerContext
 from fleet.learners.comm import Publication
 from fleet.learners.features import N_FEATURES
-from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout, load_actor
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 from fleet.mqtt.codec import DType
 from fleet.scenario import DTYPES
 
@@ -48,8 +48,10 @@ class CentralizedLearner(IndependentLearner):
     def __init__(self, config: CentralizedConfig, ctx: LearnerContext) -> None:
         super().__init__(config, ctx)
         self.cloud = ActorCritic(config, 1, N_FEATURES, ctx.n_levels, self.gen, ctx.device, shared=True)
-        if config.init_policy:
-            load_actor(config.init_policy, self.cloud.actor.parameters)
+        if config.init_policy:  # the devices' actors hold it already (IndependentLearner): read it once
+            with torch.no_grad():
+                for cloud, devices in zip(self.cloud.actor.parameters, self.core.actor.parameters):
+                    cloud.copy_(devices[:1])
         self.core.load_flat(self.cloud.flat().expand(ctx.n_devices, -1))
         self.inbound: dict[int, list[list[torch.Tensor]]] = {}
         self.upload: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
