@@ -114,6 +114,35 @@ def test_message_with_no_arrays():
     assert decode(encode(Kind.STATUS, 1, 2, 3.0, [])).arrays == ()
 
 
+def test_the_crc_is_zlibs_crc32():
+    """The codec's crc32 (ISA-L's where installed) gives zlib's CRC-32 on every length up to
+    two parameter messages and at every alignment of a slice, as the layout specifies."""
+    from fleet.mqtt import codec
+
+    data = np.random.default_rng(0).integers(0, 256, 16_000, dtype=np.uint8).tobytes()
+    view = memoryview(data)
+    for length in [*range(70), *range(70, 16_000, 997)]:
+        for start in range(0, 9, 3):
+            assert codec.crc32(view[start : start + length]) == zlib.crc32(data[start : start + length])
+
+
+def test_zlib_fallback_writes_the_same_bytes():
+    """Without isal (a board without its wheel) the codec falls back to zlib: same messages."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; sys.modules['isal'] = None\n"
+        "import numpy as np, zlib\n"
+        "from fleet.mqtt import codec\n"
+        "assert codec.crc32 is zlib.crc32\n"
+        "x = np.arange(3749, dtype=np.float32)\n"
+        "sys.stdout.write(codec.encode(codec.Kind.PARAMS, 7, 3, 1.5, [x], codec.DType.FLOAT16).hex())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True).stdout
+    assert bytes.fromhex(out) == encode(Kind.PARAMS, 7, 3, 1.5, [np.arange(3749, dtype=np.float32)], DType.FLOAT16)
+
+
 # --- encode errors ------------------------------------------------------------------------------
 
 
