@@ -15,6 +15,7 @@ import json
 import math
 import os
 import platform
+import queue
 import resource
 import shutil
 import sys
@@ -36,12 +37,92 @@ if TYPE_CHECKING:
 RUN_MARKER = "run.json"
 
 
+WRITE_AHEAD_BYTES = 256 << 20
+"""At most this many pickled bytes of a checkpoint wait for the thread that writes them."""
+
+
+class _CheckpointWriter:
+    """A file object for ``pickle.dump`` whose bytes a thread writes to ``tmp``; once all are
+    written, the thread renames ``tmp`` to ``path``, replacing the previous checkpoint.
+
+    ``write`` keeps each chunk (a copy, where it is a view of memory the simulation will go on
+    changing) and returns; it waits only while ``WRITE_AHEAD_BYTES`` are queued. The previous
+    checkpoint is kept alive through the rename by a hard link and deleted afterwards, in the
+    thread: replacing a large file makes the kernel free its pages there and then (about 0.1 s
+    per 100 MB). Python waits for the thread before it exits."""
+
+    def __init__(self, tmp: Path, path: Path) -> None:
+        self.tmp, self.path = tmp, path
+        self.error: BaseException | None = None
+        self._file = tmp.open("wb")
+        self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._queued = 0
+        self._room = threading.Condition()
+        self._thread = threading.Thread(target=self._run, name="write the checkpoint")
+        self._thread.start()
+
+    def write(self, data) -> int:
+        chunk = data if isinstance(data, bytes) else bytes(data)  # bytes are immutable; a view is copied
+        with self._room:
+            self._room.wait_for(lambda: self._queued == 0 or self._queued + len(chunk) <= WRITE_AHEAD_BYTES)
+            self._queued += len(chunk)
+        self._chunks.put(chunk)
+        return len(chunk)
+
+    def close(self, complete: bool = True) -> None:
+        """No more chunks: the thread finishes writing and puts the file in place; if not
+        ``complete``, it deletes the file instead, and this waits for that."""
+        if not complete:
+            self.error = self.error or RuntimeError("pickling stopped half-way")
+        self._chunks.put(None)
+        if not complete:
+            self._thread.join()
+
+    def wait(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            raise RunDirError(f"{self.path}: could not write the checkpoint ({self.error})")
+
+    def _run(self) -> None:
+        while (chunk := self._chunks.get()) is not None:
+            if self.error is None:
+                try:
+                    self._file.write(chunk)
+                except OSError as e:  # keep taking chunks, so that write() never waits for ever
+                    self.error = e
+            with self._room:
+                self._queued -= len(chunk)
+                self._room.notify()
+        try:
+            self._file.close()  # flushes: a full disk may only show here
+        except OSError as e:
+            self.error = self.error or e
+        try:
+            if self.error is None:
+                self._replace()
+            else:
+                self.tmp.unlink(missing_ok=True)
+        except OSError as e:
+            self.error = e
+
+    def _replace(self) -> None:
+        old = self.path.with_name(self.path.name + ".old")
+        try:
+            old.unlink(missing_ok=True)
+            os.link(self.path, old)
+        except OSError:  # no earlier checkpoint, or a file system without hard links
+            old = None
+        self.tmp.replace(self.path)
+        if old is not None:
+            old.unlink()
+
+
 class RunDir:
     """A run's output directory."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._deleting: threading.Thread | None = None
+        self._writing: _CheckpointWriter | None = None
 
     @staticmethod
     def check(path: str | Path, overwrite: bool = False) -> None:
@@ -82,33 +163,32 @@ class RunDir:
         (self.path / RUN_MARKER).write_text(json.dumps(info, indent=2) + "\n")
 
     def save_checkpoint(self, sim: "Simulation") -> None:
-        """checkpoint.pt: the whole simulation state now, written atomically. Plain pickle
-        streams array by array to the file (``torch.save`` would first build the whole pickle in
-        memory, doubling the peak memory of a large fleet)."""
+        """checkpoint.pt: the whole simulation state now, replaced atomically once written.
+
+        The state is pickled here and now; a thread writes the bytes and then puts the file in
+        place of the last one (:class:`_CheckpointWriter`), while the simulation goes on: on
+        the CPU, writing 100 MB into the page cache takes longer than pickling it. Plain
+        pickle streams array by array (``torch.save`` would first build the whole pickle in
+        memory, doubling the peak memory of a large fleet); at most ``WRITE_AHEAD_BYTES`` wait
+        for the thread. A second checkpoint, or :meth:`finish_checkpoint`, first waits for
+        the one being written."""
         import pickle
 
-        tmp = self.path / "checkpoint.pt.tmp"
-        with tmp.open("wb") as f:
-            pickle.dump(sim.checkpoint_state(), f, protocol=pickle.HIGHEST_PROTOCOL)
-        self._replace_keeping_the_old_one_alive(tmp, self.path / "checkpoint.pt")
-
-    def _replace_keeping_the_old_one_alive(self, new: Path, path: Path) -> None:
-        """Atomically put ``new`` in place of ``path``. Replacing a large file makes the kernel
-        free its pages there and then (about 0.1 s per 100 MB, at every checkpoint); a hard link
-        keeps the old file alive through the rename, and a thread deletes it meanwhile (Python
-        waits for that thread before it exits)."""
-        if self._deleting is not None:
-            self._deleting.join()
-        old = path.with_name(path.name + ".old")
+        self.finish_checkpoint()
+        writer = _CheckpointWriter(self.path / "checkpoint.pt.tmp", self.path / "checkpoint.pt")
         try:
-            old.unlink(missing_ok=True)
-            os.link(path, old)
-        except OSError:  # no earlier checkpoint, or a file system without hard links
-            old = None
-        new.replace(path)
-        if old is not None:
-            self._deleting = threading.Thread(target=old.unlink, name="delete the previous checkpoint")
-            self._deleting.start()
+            pickle.dump(sim.checkpoint_state(), writer, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:  # the previous checkpoint stays; the partial file goes
+            writer.close(complete=False)
+            raise
+        writer.close()
+        self._writing = writer
+
+    def finish_checkpoint(self) -> None:
+        """Wait until the checkpoint being written is in place; RunDirError if it failed."""
+        writer, self._writing = self._writing, None
+        if writer is not None:
+            writer.wait()
 
     def load_checkpoint(self, scenario: Scenario) -> "Simulation":
         """The simulation saved in checkpoint.pt, checked against the run's scenario."""
@@ -307,6 +387,7 @@ def _run_into(run_dir: RunDir, sim: "Simulation", writers: list[MetricsWriter | 
     finally:
         for writer in writers:
             writer.close()
+    run_dir.finish_checkpoint()
     run_dir.write_summary(summary)
     return summary
 

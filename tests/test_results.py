@@ -244,12 +244,50 @@ class _State:
 
 
 def test_each_checkpoint_replaces_the_last_and_leaves_no_other_file(tmp_path):
-    import pickle
-
     run = RunDir.create(tmp_path / "run")
     for value in range(4):
         run.save_checkpoint(_State(np.full(1000, value)))
-        with (run.path / "checkpoint.pt").open("rb") as f:
-            assert (pickle.load(f)["value"] == value).all()
-    run._deleting.join()  # the previous checkpoint is deleted in the background
+        assert (load_value(run) == value).all()  # once the thread has written it and deleted the one before
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.pt"]
+
+
+def load_value(run: RunDir):
+    import pickle
+
+    run.finish_checkpoint()
+    with (run.path / "checkpoint.pt").open("rb") as f:
+        return pickle.load(f)["value"]
+
+
+def test_a_checkpoint_holds_the_state_when_it_was_saved_not_when_it_was_written(tmp_path, monkeypatch):
+    """The thread writes after save_checkpoint returns, while the simulation changes its arrays;
+    with a write-ahead budget smaller than the state, the pickler also waits for the thread."""
+    import fleet.results
+
+    monkeypatch.setattr(fleet.results, "WRITE_AHEAD_BYTES", 64 << 10)
+    run = RunDir.create(tmp_path / "run")
+    state = np.arange(1_000_000, dtype=np.float64)  # 8 MB: many times the budget
+    run.save_checkpoint(_State(state))
+    state[:] = -1  # in place, as the engine's arrays change
+    assert (load_value(run) == np.arange(1_000_000)).all()
+
+
+def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.save_checkpoint(_State(np.full(10, 1.0)))
+    run.finish_checkpoint()
+    (run.path / "checkpoint.pt.tmp").symlink_to("/dev/full")  # every write fails: no space left
+    run.save_checkpoint(_State(np.full(10, 2.0)))
+    with pytest.raises(RunDirError, match="could not write the checkpoint"):
+        run.finish_checkpoint()
+    assert (load_value(run) == 1.0).all()
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.pt"]
+
+
+def test_a_state_that_cannot_be_pickled_keeps_the_previous_checkpoint(tmp_path):
+    run = RunDir.create(tmp_path / "run")
+    run.save_checkpoint(_State(np.full(10, 1.0)))
+    with pytest.raises(AttributeError):  # pickle cannot pickle a local function
+        run.save_checkpoint(_State([np.zeros(100_000), lambda: None]))
+    assert (load_value(run) == 1.0).all()
     assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.pt"]
