@@ -21,16 +21,18 @@ class Occupancy:
             raise ValueError(f"shift_h must have shape (N,) (one shift per device), got {shift_h.shape}")
         self.shift_h = shift_h
         self.cfg = cfg
-        intervals = np.asarray(cfg.occupied_hours, dtype=float).reshape(-1, 2)
-        self._starts = intervals[:, 0]  # (K,)
+        intervals = np.asarray(sorted(cfg.occupied_hours), dtype=float).reshape(-1, 2)
+        self._starts = intervals[:, 0]  # (K,) in order; the intervals do not overlap (OccupancyConfig checks)
         self._ends = intervals[:, 1]  # (K,)
 
     def occupied(self, t_s: float | np.ndarray) -> np.ndarray:
         """Whether each device is occupied at ``t_s``: (N,) bool for one time, (N, H) for (H,) times."""
         t = np.asarray(t_s, dtype=float)
         local_h = (t / 3600.0 - self.shift_h.reshape(-1, *[1] * t.ndim)) % 24.0  # (N,) or (N, H)
-        inside = (local_h[..., None] >= self._starts) & (local_h[..., None] < self._ends)  # (..., K)
-        return inside.any(axis=-1)
+        if len(self._starts) == 0:
+            return np.zeros(local_h.shape, dtype=bool)
+        last = np.searchsorted(self._starts, local_h, side="right") - 1  # the interval starting last at or before
+        return (last >= 0) & (local_h < self._ends[last])  # (last = -1 reads some end, then masked)
 
     def band(self, t_s: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Comfort bounds (low, high) of each device at ``t_s``, degC: each (N,) for one time,

@@ -60,3 +60,20 @@ def test_several_times_at_once_give_one_column_per_time(occupancy):
         np.testing.assert_array_equal(occupancy.occupied(times)[:, j], occupancy.occupied(t))
         np.testing.assert_array_equal(lo[:, j], occupancy.band(t)[0])
         np.testing.assert_array_equal(hi[:, j], occupancy.band(t)[1])
+
+
+def test_agrees_with_the_definition_on_random_schedules():
+    """Occupied exactly when the local hour lies in one of the intervals [start, end), whatever
+    their order in the config; hours on every interval's ends included."""
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        cuts = np.sort(rng.choice(np.arange(0.0, 24.5, 0.5), size=2 * rng.integers(1, 5), replace=False))
+        hours = [tuple(pair) for pair in cuts.reshape(-1, 2)]
+        rng.shuffle(hours)
+        occ = Occupancy(OccupancyConfig(occupied_hours=tuple(hours)), rng.normal(0, 2, 40).round(1))
+        times = H * np.concatenate([cuts, cuts + 24, rng.uniform(0, 72, 30)])
+        local = (times / H - occ.shift_h[:, None]) % 24
+        expected = np.zeros(local.shape, bool)
+        for start, end in hours:
+            expected |= (start <= local) & (local < end)
+        np.testing.assert_array_equal(occ.occupied(times), expected)
