@@ -76,6 +76,12 @@ class LossProcess:
         """
         endpoint = np.asarray(endpoint, dtype=np.intp)
         step, draw = self.rng.random((2, len(endpoint)))
+        if len(endpoint) == 1:  # one packet (a status, a will, an acknowledgement): the same steps on scalars
+            return np.array([self._one(int(endpoint[0]), float(step[0]), float(draw[0]))])
+        return self._many(endpoint, step, draw)
+
+    def _many(self, endpoint: np.ndarray, step: np.ndarray, draw: np.ndarray) -> np.ndarray:
+        """Packets (M,) with their uniform draws for the chain's step and for the loss, (M,) each."""
         lost = np.empty(len(endpoint), dtype=bool)
         memoryless = (self.p_good_to_bad[endpoint] == 0) & ~self.bad[endpoint]
         lost[memoryless] = draw[memoryless] < self.loss_good[endpoint[memoryless]]
@@ -88,3 +94,10 @@ class LossProcess:
             self.bad[e] ^= flip
             lost[packet] = draw[packet] < np.where(self.bad[e], self.loss_bad[e], self.loss_good[e])
         return lost
+
+    def _one(self, e: int, step: float, draw: float) -> bool:
+        """One packet of endpoint ``e`` with its two uniform draws, as :meth:`lost` does it."""
+        if self.p_good_to_bad[e] != 0 or self.bad[e]:
+            if step < (self.p_bad_to_good[e] if self.bad[e] else self.p_good_to_bad[e]):
+                self.bad[e] = not self.bad[e]
+        return bool(draw < (self.loss_bad[e] if self.bad[e] else self.loss_good[e]))

@@ -120,3 +120,16 @@ def test_initial_states_follow_the_stationary_distribution():
 def test_parameters_of_the_wrong_shape_are_rejected():
     with pytest.raises(ValueError, match=r"loss_bad must have shape \(3,\)"):
         LossProcess(np.zeros(3), np.ones(3), np.zeros(3), np.ones(2), np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("config", [IndependentLoss(p=0.3), GilbertElliottLoss(p_good_to_bad=0.2, p_bad_to_good=0.3, loss_good=0.05, loss_bad=0.8)])
+def test_the_single_packet_path_steps_the_chains_as_the_batch_path(config):
+    """A single packet (the path of a status, a will, an acknowledgement) takes a short cut;
+    it loses what the general path loses with the same draws, and leaves the same chain states."""
+    endpoints = np.random.default_rng(1).integers(0, 5, 2000)
+    fast, general = (LossProcess.from_configs([config], np.zeros(5, int), np.random.default_rng(7)) for _ in range(2))
+    for e in endpoints:
+        packet = np.array([e])
+        assert fast.lost(packet)[0] == general._many(packet, *general.rng.random((2, 1)))[0]
+        assert (fast.bad == general.bad).all()
+    assert 0.1 < np.mean([fast.lost(np.array([0]))[0] for _ in range(2000)]) < 0.6  # losses happen, not always
