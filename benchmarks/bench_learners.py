@@ -3,7 +3,7 @@
     python benchmarks/bench_learners.py update   # batched A2C update vs a Python loop over per-device nn.Modules
     python benchmarks/bench_learners.py e2e      # 1,000 devices, 7 days, diffusion-v1, float16 parameters, Wi-Fi
     python benchmarks/bench_learners.py memory   # peak RSS of 10,000 devices (diffusion-v1), 3 hours
-    python benchmarks/bench_learners.py all      # the three, about 10 minutes on 2 cores
+    python benchmarks/bench_learners.py all      # the three, about 15 minutes on 2 cores
 
 ``update`` times one n-step A2C + GAE step of N stacked devices (``fleet.learners.stacked.
 ActorCritic``) against the same step done the ordinary way, one ``torch.nn.Module`` actor and
@@ -699,7 +699,7 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("e2e", help="fleet run of 1,000 devices for 7 days (diffusion-v1, float16, Wi-Fi): wall, rates, bytes, peak RSS")
     e.add_argument("--devices", type=int, default=1000, help="fleet size, a multiple of 100 [default: 1000]")
     e.add_argument("--days", type=float, default=7.0, help="simulated days [default: 7]")
-    e.add_argument("--threads", type=threads_list, default=["1"], help="OMP_NUM_THREADS of each run, comma-separated; 'default' leaves torch's choice [default: 1]")
+    e.add_argument("--threads", type=threads_list, default=["1", "default"], help="OMP_NUM_THREADS of each run, comma-separated; 'default' leaves torch's choice, as fleet run does [default: 1,default]")
     e.add_argument("--neighbour", choices=["none", *NEIGHBOURS], default="none", help="run another process beside, on purpose: a pure-Python loop or a torch learner [default: none]")
     e.add_argument("--profile", action="store_true", help="profile even if the run meets its 2-minute target")
     e.add_argument("--profile-hours", type=float, default=6.0, help="simulated hours of the cProfile run [default: 6]")
