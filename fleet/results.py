@@ -13,7 +13,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import platform
 import queue
 import resource
@@ -46,10 +45,9 @@ class _CheckpointWriter:
     written, the thread renames ``tmp`` to ``path``, replacing the previous checkpoint.
 
     ``write`` keeps each chunk (a copy, where it is a view of memory the simulation will go on
-    changing) and returns; it waits only while ``WRITE_AHEAD_BYTES`` are queued. The previous
-    checkpoint is kept alive through the rename by a hard link and deleted afterwards, in the
-    thread: replacing a large file makes the kernel free its pages there and then (about 0.1 s
-    per 100 MB). Python waits for the thread before it exits."""
+    changing) and returns; it waits only while ``WRITE_AHEAD_BYTES`` are queued. Replacing a
+    large file makes the kernel free its pages there and then (about 0.1 s per 100 MB): the
+    thread does that too. Python waits for the thread before it exits."""
 
     def __init__(self, tmp: Path, path: Path) -> None:
         self.tmp, self.path = tmp, path
@@ -99,23 +97,11 @@ class _CheckpointWriter:
             self.error = self.error or e
         try:
             if self.error is None:
-                self._replace()
+                self.tmp.replace(self.path)  # the kernel frees the previous file's pages here, off the main thread
             else:
                 self.tmp.unlink(missing_ok=True)
         except OSError as e:
             self.error = e
-
-    def _replace(self) -> None:
-        old = self.path.with_name(self.path.name + ".old")
-        try:
-            old.unlink(missing_ok=True)
-            os.link(self.path, old)
-        except OSError:  # no earlier checkpoint, or a file system without hard links
-            old = None
-        self.tmp.replace(self.path)
-        if old is not None:
-            old.unlink()
-
 
 class RunDir:
     """A run's output directory."""

@@ -128,7 +128,7 @@ class FusedAdam:
         self.step_count = torch.zeros((), device=params[0].device)
         """Steps taken (float32, as torch's fused Adam keeps it), shared by every tensor."""
 
-    def zero_grad(self, set_to_none: bool = True) -> None:
+    def zero_grad(self) -> None:
         for p in self.params:
             p.grad = None
 
@@ -371,7 +371,7 @@ class ActorCritic:
             value_err = (values[:, :-1] - target) ** 2
             values = None
             per_device = -surrogate.mean(1) - cfg.entropy_coef * entropy.mean(1) + cfg.value_coef * value_err.mean(1)
-            self.optimizer.zero_grad(set_to_none=True)
+            self.optimizer.zero_grad()  # FusedAdam, or torch's SGD (which sets the gradients to None too)
             (per_device.mean() if self.shared else per_device.sum()).backward()
             self._clip_per_device()
             self.optimizer.step()

@@ -173,10 +173,10 @@ class TopicIndex:
                 if wanted != ANY:
                     hit &= actual == wanted
             keys.append((np.flatnonzero(hit)[:, None] * n_subscribers + ranks[None, :]).ravel())
-        keys = [k for k in keys if len(k)]
         # each array is strictly increasing (messages in order, then subscriber ranks in order):
-        # one is already what np.unique would make of it; only several need merging
-        unique = keys[0] if len(keys) == 1 else np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+        # a single non-empty one is already what np.unique would make of it
+        nonempty = [k for k in keys if len(k)]
+        unique = nonempty[0] if len(nonempty) == 1 else np.unique(np.concatenate(keys))
         return unique // n_subscribers, subscribers[unique % n_subscribers]
 
     def _check_messages(self, sender: np.ndarray, kind: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
