@@ -56,6 +56,8 @@ over the first 10 days of the study's scenario."""
 IMITATION = [f"learner.params.init_policy={IMITATION_POLICY}"]
 COST_LEANING = ["reward.discomfort_per_degh=0.5"]
 """A user who prices a degree-hour outside the band at 0.5 instead of the scenario's 1.0."""
+GREEDY = ["learner.params.evaluate=greedy"]
+"""Once learning has ended, act with the policy's most probable action instead of sampling."""
 VARIANTS = {
     "rule-based": ["learner.name=rule-based-v1"],
     "rule-based-preheat": ["learner.name=rule-based-v1", "learner.params.preheat_h=3"],
@@ -69,7 +71,15 @@ VARIANTS = {
     "diffusion-imitation": ["learner.name=diffusion-v1", *SGD, *IMITATION],
     "independent-imitation": ["learner.name=independent-v1", *SGD, *IMITATION],
     "centralized-priced-w0.5": ["learner.name=centralized-v1", *PPO, *PRICED, *COST_LEANING],
+    "centralized-stopped": ["learner.name=centralized-v1", *PPO],
+    "centralized-greedy": ["learner.name=centralized-v1", *PPO, *GREEDY],
+    "diffusion-greedy": ["learner.name=diffusion-v1", *SGD, *GREEDY],
+    "centralized-priced-w0.5-greedy": ["learner.name=centralized-v1", *PPO, *PRICED, *COST_LEANING, *GREEDY],
 }
+TRAIN_THEN_TEST = {"centralized-stopped", "centralized-greedy", "diffusion-greedy", "centralized-priced-w0.5-greedy"}
+"""Variants that learn until the last TAIL_DAYS days and then act with the policy they have
+(``learner.params.learn_until``): their last days are a test of the learned policy, on the
+same houses and days as every other variant's, with no learning and (greedy) no exploration."""
 
 
 WINTER = ["weather.seasonal_amplitude_c=0", "weather.mean_c=-2"]
@@ -110,6 +120,8 @@ class Study:
 
     def command(self, variant: str, seed: int) -> list[str]:
         sets = [*self.world_sets, *VARIANTS[variant]]
+        if variant in TRAIN_THEN_TEST:
+            sets.append(f"learner.params.learn_until={self.days - TAIL_DAYS}d")
         out = (self.runs / f"{variant}-seed{seed}").relative_to(REPO)  # run from REPO
         return ["fleet", "run", "thermostats-small-v1", "--seed", str(seed), "-o", str(out), "-q", *(x for s in sets for x in ("--set", s))]
 

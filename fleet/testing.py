@@ -61,11 +61,11 @@ def _deliveries(learner, kind: str, sender: np.ndarray, n: int) -> tuple[np.ndar
     return rec, idx
 
 
-def _run(learner, n: int, ticks: int, seed: int) -> list[np.ndarray]:
-    """Drive ``learner`` for ``ticks`` control ticks; returns its actions per tick."""
+def _run(learner, n: int, ticks: int, seed: int, start: int = 0) -> list[np.ndarray]:
+    """Drive ``learner`` for ``ticks`` one-minute control ticks after tick ``start``; returns its actions per tick."""
     rng = np.random.default_rng(seed)
     actions = []
-    for tick in range(1, ticks + 1):
+    for tick in range(start + 1, start + ticks + 1):
         obs = _observation(n, tick, rng)
         a = learner.act(obs)
         assert isinstance(a, np.ndarray) and a.shape == (n,), f"act() must return a numpy array of shape ({n},), got {type(a).__name__} {getattr(a, 'shape', '')}"

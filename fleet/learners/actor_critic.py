@@ -34,6 +34,8 @@ class IndependentLearner:
     def __init__(self, config: ActorCriticConfig, ctx: LearnerContext) -> None:
         if config.frozen and self.communicates:
             raise ConfigError(f"learner.params.frozen: {self.name} learns by exchanging what it learns; evaluate a fixed policy with independent-v1")
+        if config.frozen and config.learn_until is not None:
+            raise ConfigError("learner.params.learn_until: a frozen learner never learns; set one of frozen and learn_until")
         self.cfg = config
         self.ctx = ctx
         self.device = ctx.device
@@ -45,6 +47,8 @@ class IndependentLearner:
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []
         self.updates = 0
+        self.learning = not config.frozen
+        """False once learning has ended (``frozen``, or after ``learn_until``)."""
 
     @property
     def update_every(self) -> int:
@@ -53,26 +57,34 @@ class IndependentLearner:
 
     def act(self, obs: Observation) -> np.ndarray:
         x = features(obs, self.device)
+        if not self.learning:
+            return self.core.act(x, self.gen, greedy=self.cfg.evaluate == "greedy").cpu().numpy()
         action = self.core.act(x, self.gen)
-        if not self.cfg.frozen:
-            self._obs.append(x)
-            self._actions.append(action)
+        self._obs.append(x)
+        self._actions.append(action)
         return action.cpu().numpy()
 
     def observe(self, reward: np.ndarray) -> None:
-        if not self.cfg.frozen:
+        if self.learning:
             self._rewards.append(torch.as_tensor(reward, dtype=torch.float32, device=self.device))
 
     def update(self, t: float) -> dict[str, float]:
         """Adapt on the complete transitions; the newest one waits for its successor's value."""
         steps = len(self._rewards) - 1
-        if steps < 1:
-            return {}
-        rollout = Rollout(torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
-        metrics = self.core.update(rollout)
-        del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
-        self.updates += 1
+        metrics = {}
+        if steps >= 1:
+            rollout = Rollout(torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
+            metrics = self.core.update(rollout)
+            del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
+            self.updates += 1
+        self._end_learning_at(t)
         return metrics
+
+    def _end_learning_at(self, t: float) -> None:
+        """Stop learning if ``t`` is ``learn_until`` or later; the experience not learned from is dropped."""
+        if self.learning and self.cfg.learn_until is not None and t >= self.cfg.learn_until:
+            self.learning = False
+            self._obs, self._actions, self._rewards = [], [], []
 
     def flat_params(self) -> torch.Tensor:
         """Every device's parameters, (N, P)."""
@@ -86,6 +98,7 @@ class IndependentLearner:
             "generator": self.gen.get_state(),
             "buffers": ([o.cpu() for o in self._obs], [a.cpu() for a in self._actions], [r.cpu() for r in self._rewards]),
             "updates": self.updates,
+            "learning": self.learning,
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -96,6 +109,7 @@ class IndependentLearner:
         self._actions = [a.to(self.device) for a in actions]
         self._rewards = [r.to(self.device) for r in rewards]
         self.updates = state["updates"]
+        self.learning = state["learning"]
 
     def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
         """One device's actor as plain tensors (weights (in, out), biases (out,)), for a board."""
@@ -165,8 +179,10 @@ class DiffusionLearner(IndependentLearner):
 
         Messages on unknown edges are rejected, and so are sparse ones under a dense policy
         (whose senders never publish them). Under a top-k policy messages go through each
-        edge's reconstruction first.
+        edge's reconstruction first. Once learning has ended, messages are not taken.
         """
+        if not self.learning:
+            return
         edge = self.topology.edge_index(got.receiver, got.sender)
         row = np.flatnonzero(edge >= 0)
         self.rejected += len(edge) - len(row)
@@ -216,7 +232,10 @@ class DiffusionLearner(IndependentLearner):
         return weighted_combine(own, params, self.receiver, self.weights, self.self_weights, fresh.float())
 
     def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
-        """What the active devices publish after this update (per the communication policy)."""
+        """What the active devices publish after this update (per the communication policy);
+        nothing once learning has ended."""
+        if not self.learning:
+            return []
         pub = self.publisher.outgoing(self.updates, self.core.flat().cpu().numpy(), active)
         return [] if pub is None else [("params", pub)]
 

@@ -63,7 +63,10 @@ class CentralizedLearner(IndependentLearner):
         return self.cfg.qos
 
     def inbox(self, kind: str, got: Deliveries) -> None:
-        """``params`` to devices: load the newest policy; ``experience`` to the cloud: keep it."""
+        """``params`` to devices: load the newest policy; ``experience`` to the cloud: keep it.
+        Nothing once learning has ended."""
+        if not self.learning:
+            return
         if kind == "params":
             dev = np.flatnonzero(got.receiver < self.ctx.n_devices)
             order = dev[np.argsort(got.published_at[dev], kind="stable")]  # newest last: it wins
@@ -76,7 +79,12 @@ class CentralizedLearner(IndependentLearner):
             self.inbound.setdefault(steps, []).append([obs.float().transpose(0, 1), actions.round().long().T, rewards.float().T])
 
     def update(self, t: float) -> dict[str, float]:
-        """Package the devices' complete transitions for upload; train the cloud on what arrived."""
+        """Package the devices' complete transitions for upload; train the cloud on what arrived.
+        From ``learn_until`` on, nothing: the devices keep the policy they last received, and
+        nothing the cloud learned now could reach them."""
+        self._end_learning_at(t)
+        if not self.learning:
+            return {}
         steps = len(self._rewards) - 1
         if steps >= 1:
             self.upload = (torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
@@ -90,6 +98,11 @@ class CentralizedLearner(IndependentLearner):
         self.inbound = {}
         self.updates += 1
         return metrics
+
+    def _end_learning_at(self, t: float) -> None:
+        super()._end_learning_at(t)
+        if not self.learning:
+            self.upload, self.broadcast_due = None, False
 
     def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
         out = []

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fleet.config import StrictModel
+from fleet.config import PositiveDuration, StrictModel
 from fleet.errors import ConfigError
 from fleet.learners.features import indoor_c, price_now
 from pydantic import Field
@@ -84,6 +84,16 @@ class ActorCriticConfig(StrictModel):
     """Never update: every device acts with the policy it starts from (``init_policy``, or the
     seed's draw) for the whole run and records no experience, to evaluate that policy on a
     scenario. ``independent-v1`` only: a frozen policy has nothing to exchange."""
+    learn_until: PositiveDuration | None = None
+    """Train, then test: the update at or after this time on the run's clock (simulated time
+    from the start; a board's agent clock) is the last. From then on every device acts with the
+    policy it has, records no experience, and sends and takes no learner messages (a centralized
+    fleet keeps the policy each device last received). So the rest of the run evaluates the
+    learned policies on the same houses and days as a baseline's run. None: learn to the end."""
+    evaluate: Literal["sample", "greedy"] = "sample"
+    """How a policy that no longer learns acts (``frozen``, or after ``learn_until``): ``sample``
+    its actions from its softmax, as while learning, or ``greedy``: take its most probable
+    action, with no exploration left."""
     value_norm_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
     """Decay per update of the running mean and variance of each device's returns; the critic
     predicts returns in these normalized units, so it can follow values of any scale."""
@@ -331,9 +341,12 @@ class ActorCritic:
         return logits - logits.logsumexp(-1, keepdim=True)
 
     @torch.no_grad()
-    def act(self, obs: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
+    def act(self, obs: torch.Tensor, gen: torch.Generator, greedy: bool = False) -> torch.Tensor:
         """obs (N, F) -> sampled actions (N,) int64: by inverse transform, the number of the
-        policy's cumulative probabilities (but the last) at or below one uniform draw per device."""
+        policy's cumulative probabilities (but the last) at or below one uniform draw per device.
+        ``greedy``: each device's most probable action instead (no draw)."""
+        if greedy:
+            return self.actor(obs.unsqueeze(1)).squeeze(1).argmax(-1)
         cdf = self.log_policy(obs.unsqueeze(1)).squeeze(1).exp().cumsum(-1)  # (N, L)
         u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device)
         return (u >= cdf[:, :-1]).sum(-1)
