@@ -13,8 +13,9 @@ the whole run (learning included) and over its last TAIL_DAYS days (the learned 
     python benchmarks/study_learning.py table    # results/learning-study.json and the Markdown table
     python benchmarks/study_learning.py optimum  # the same houses' perfect-information optimum, frontier.png
 
-``--days D --only a,b [--winter]`` makes and tabulates a longer (or shorter) study of some
-variants in ``runs/study-<D>d[-winter]`` and ``results/learning-study-<D>d[-winter].json``.
+``--days D --only a,b [--winter] [--seeds 5-9]`` makes and tabulates a longer (or shorter)
+study of some variants, or one on other seeds, in ``runs/study-<D>d[-winter][-seeds5-9]`` and
+``results/learning-study-<D>d[-winter][-seeds5-9].json``.
 """
 
 from __future__ import annotations
@@ -71,6 +72,9 @@ VARIANTS = {
     "diffusion-imitation": ["learner.name=diffusion-v1", *SGD, *IMITATION],
     "independent-imitation": ["learner.name=independent-v1", *SGD, *IMITATION],
     "centralized-priced-w0.5": ["learner.name=centralized-v1", *PPO, *PRICED, *COST_LEANING],
+    **{f"centralized-priced-w{w}": ["learner.name=centralized-v1", *PPO, *PRICED, f"reward.discomfort_per_degh={w}"] for w in ("0.6", "0.7", "0.8")},
+    "diffusion-imitation-lr0.1": ["learner.name=diffusion-v1", *SGD, "learner.params.lr=0.1", *IMITATION],
+    "independent-imitation-adam": ["learner.name=independent-v1", *AC, "learner.params.optimizer=adam", "learner.params.lr=0.0003", *IMITATION],
     "centralized-stopped": ["learner.name=centralized-v1", *PPO],
     "centralized-greedy": ["learner.name=centralized-v1", *PPO, *GREEDY],
     "diffusion-greedy": ["learner.name=diffusion-v1", *SGD, *GREEDY],
@@ -89,18 +93,22 @@ whole run, so that a longer study compares its last days in the same season as t
 
 @dataclass(frozen=True)
 class Study:
-    """Runs of ``variants`` x SEEDS for ``days`` days, optionally in constant winter weather."""
+    """Runs of ``variants`` x ``seeds`` for ``days`` days, optionally in constant winter weather."""
 
     days: int = STUDY_DAYS
     variants: tuple[str, ...] = tuple(VARIANTS)
     winter: bool = False
+    seeds: tuple[int, ...] = tuple(SEEDS)
+    """Other seeds than SEEDS make other houses and weather: to confirm on fresh seeds a
+    setting that was picked on the first five."""
 
     @property
     def name(self) -> str:
         """``learning-study`` for the README's study, else e.g. ``learning-study-80d-winter``."""
         if self == Study():
             return "learning-study"
-        return f"learning-study-{self.days}d" + ("-winter" if self.winter else "")
+        fresh = f"-seeds{self.seeds[0]}-{self.seeds[-1]}" if self.seeds != tuple(SEEDS) else ""
+        return f"learning-study-{self.days}d" + ("-winter" if self.winter else "") + fresh
 
     @property
     def runs(self) -> Path:
@@ -111,7 +119,8 @@ class Study:
         """The command-line options that select this study."""
         if self == Study():
             return ""
-        return f" --days {self.days} --only {','.join(self.variants)}" + (" --winter" if self.winter else "")
+        fresh = f" --seeds {self.seeds[0]}-{self.seeds[-1]}" if self.seeds != tuple(SEEDS) else ""
+        return f" --days {self.days} --only {','.join(self.variants)}" + (" --winter" if self.winter else "") + fresh
 
     @property
     def world_sets(self) -> list[str]:
@@ -140,7 +149,7 @@ def run_all(study: Study) -> None:
     study.runs.mkdir(parents=True, exist_ok=True)
     if any(IMITATION[0] in VARIANTS[v] for v in study.variants):
         imitate(study)
-    jobs = [(variant, seed) for variant in study.variants for seed in SEEDS]
+    jobs = [(variant, seed) for variant in study.variants for seed in study.seeds]
     with ThreadPoolExecutor(2) as pool:
         for line in pool.map(lambda job: run_one(study, *job), jobs):
             print(line, flush=True)
@@ -181,7 +190,7 @@ COLUMNS = [
 ]
 
 
-def disagreement_plot(runs: Path, path: Path) -> Path:
+def disagreement_plot(runs: Path, seeds: tuple[int, ...], path: Path) -> Path:
     """Relative spread of the parameters across each site over time, every seed of the
     per-device learners (``learner/param_disagreement`` of metrics.csv)."""
     import matplotlib
@@ -190,12 +199,12 @@ def disagreement_plot(runs: Path, path: Path) -> Path:
 
     fig, ax = plt.subplots(figsize=(7, 3.5))
     for variant, colour in (("independent", "tab:orange"), ("diffusion", "tab:blue")):
-        for seed in SEEDS:
+        for seed in seeds:
             with (runs / f"{variant}-seed{seed}" / "metrics.csv").open() as f:
                 rows = [(float(r["time_h"]) / 24, float(r["learner/param_disagreement"])) for r in csv.DictReader(f)]
             ax.plot(*zip(*rows), color=colour, alpha=0.6, lw=1, label=variant if seed == 0 else None)
     ax.set(yscale="log", xlabel="simulated day", ylabel="relative std of parameters",
-           title="Parameter disagreement across devices (5 seeds each)")
+           title=f"Parameter disagreement across devices ({len(seeds)} seeds each)")
     ax.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -216,19 +225,19 @@ PAIRED = ("tail_cost_per_device_day", "tail_discomfort_degh_per_device_day")
 
 def table(study: Study) -> dict:
     runs_in, variants = study.runs, study.variants
-    missing = [f"{v}-seed{k}" for v in variants for k in SEEDS if not (runs_in / f"{v}-seed{k}" / "summary.json").exists()]
+    missing = [f"{v}-seed{k}" for v in variants for k in study.seeds if not (runs_in / f"{v}-seed{k}" / "summary.json").exists()]
     if missing:
         sys.exit(f"runs missing in {runs_in}: {', '.join(missing)}; `python benchmarks/study_learning.py run` with the same options makes them")
-    per_seed = {variant: [per_run(runs_in / f"{variant}-seed{seed}") for seed in SEEDS] for variant in variants}
+    per_seed = {variant: [per_run(runs_in / f"{variant}-seed{seed}") for seed in study.seeds] for variant in variants}
     rows = {variant: {key: summarize([p[key] for p in runs]) for key in runs[0]} for variant, runs in per_seed.items()}
     paired = {variant: {key: summarize([p[key] - b[key] for p, b in zip(runs, per_seed["rule-based"])]) for key in PAIRED}
               for variant, runs in per_seed.items() if variant != "rule-based" and "rule-based" in per_seed}
     options, name = study.options, study.name
     out = {"command": f"python benchmarks/study_learning.py run{options} && python benchmarks/study_learning.py table{options}",
-           "runs": [" ".join(study.command(v, s)) for v in variants for s in SEEDS], "results": rows, "paired_minus_rule_based": paired}
+           "runs": [" ".join(study.command(v, s)) for v in variants for s in study.seeds], "results": rows, "paired_minus_rule_based": paired}
     (REPO / "benchmarks" / "results" / f"{name}.json").write_text(json.dumps(out, indent=1))
     if {"independent", "diffusion"} <= set(variants):
-        disagreement_plot(runs_in, REPO / "benchmarks" / "results" / name / "disagreement.png")
+        disagreement_plot(runs_in, study.seeds, REPO / "benchmarks" / "results" / name / "disagreement.png")
     print("| controller | " + " | ".join(c[1] for c in COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))
     for variant, stats in rows.items():
@@ -275,7 +284,7 @@ def optimum(study: Study) -> dict:
     from fleet.sim.world import build_world
 
     points: dict[float, list[dict[str, float]]] = {w: [] for w in OPTIMUM_WEIGHTS}
-    for seed in tqdm(SEEDS, desc="optimum, seeds", unit="seed"):
+    for seed in tqdm(study.seeds, desc="optimum, seeds", unit="seed"):
         sc = load_scenario("thermostats-small-v1", study.world_sets, seed)
         world, end = build_world(sc, Streams(sc.seed)), sc.horizon
         times = np.arange(end - (TAIL_DAYS + 1) * 86400, end, sc.control_period)  # a day to settle first
@@ -287,8 +296,8 @@ def optimum(study: Study) -> dict:
                                    "tail_discomfort_degh_per_device_day": best.discomfort_degh.mean() / TAIL_DAYS})
     rows = {f"optimum-w{w:g}": {key: summarize([p[key] for p in got]) for key in PAIRED} for w, got in points.items()}
     scenario_weight = [p["tail_cost_per_device_day"] for p in points[1.0]]
-    above = {v: summarize([per_run(study.runs / f"{v}-seed{k}")["tail_cost_per_device_day"] - best for k, best in zip(SEEDS, scenario_weight)])
-             for v in study.variants if all((study.runs / f"{v}-seed{k}" / "summary.json").exists() for k in SEEDS)}
+    above = {v: summarize([per_run(study.runs / f"{v}-seed{k}")["tail_cost_per_device_day"] - best for k, best in zip(study.seeds, scenario_weight)])
+             for v in study.variants if all((study.runs / f"{v}-seed{k}" / "summary.json").exists() for k in study.seeds)}
     out = {"command": f"python benchmarks/study_learning.py optimum{study.options}", "weights": OPTIMUM_WEIGHTS, "results": rows,
            "per_seed": {f"optimum-w{w:g}": got for w, got in points.items()}, "cost_above_optimum_w1_same_seed": above}
     (REPO / "benchmarks" / "results" / f"{study.name}-optimum.json").write_text(json.dumps(out, indent=1))
@@ -339,12 +348,18 @@ def main() -> None:
     parser.add_argument("--days", type=int, default=STUDY_DAYS, help=f"simulated days per run (default {STUDY_DAYS}, the README's study)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
     parser.add_argument("--winter", action="store_true", help="hold the weather at mid-January's (no seasonal cycle): " + " ".join(WINTER))
+    parser.add_argument("--seeds", default=f"{SEEDS[0]}-{SEEDS[-1]}",
+                        help=f"seeds FIRST-LAST (default {SEEDS[0]}-{SEEDS[-1]}); others make a separate study on other houses and weather")
     args = parser.parse_args()
     variants = args.only.split(",")
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown:
         parser.error(f"--only: unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    {"run": run_all, "table": table, "optimum": optimum, "imitate": imitate}[args.what](Study(args.days, tuple(variants), args.winter))
+    first, _, last = args.seeds.partition("-")
+    if not (first.isdigit() and last.isdigit() and int(first) <= int(last)):
+        parser.error(f"--seeds: expected FIRST-LAST, e.g. 5-9, got {args.seeds!r}")
+    study = Study(args.days, tuple(variants), args.winter, tuple(range(int(first), int(last) + 1)))
+    {"run": run_all, "table": table, "optimum": optimum, "imitate": imitate}[args.what](study)
 
 
 if __name__ == "__main__":
