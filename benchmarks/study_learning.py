@@ -75,6 +75,8 @@ VARIANTS = {
     **{f"centralized-priced-w{w}": ["learner.name=centralized-v1", *PPO, *PRICED, f"reward.discomfort_per_degh={w}"] for w in ("0.6", "0.7", "0.8")},
     "diffusion-imitation-lr0.1": ["learner.name=diffusion-v1", *SGD, "learner.params.lr=0.1", *IMITATION],
     "independent-imitation-adam": ["learner.name=independent-v1", *AC, "learner.params.optimizer=adam", "learner.params.lr=0.0003", *IMITATION],
+    "centralized-imitation-w0.5": ["learner.name=centralized-v1", *PPO, *IMITATION, *COST_LEANING],
+    "centralized-imitation-priced": ["learner.name=centralized-v1", *PPO, *PRICED, *IMITATION],
     "centralized-stopped": ["learner.name=centralized-v1", *PPO],
     "centralized-greedy": ["learner.name=centralized-v1", *PPO, *GREEDY],
     "diffusion-greedy": ["learner.name=diffusion-v1", *SGD, *GREEDY],
