@@ -3,7 +3,8 @@
     python benchmarks/bench_learners.py update   # batched A2C update vs a Python loop over per-device nn.Modules
     python benchmarks/bench_learners.py e2e      # 1,000 devices, 7 days, diffusion-v1, float16 parameters, Wi-Fi
     python benchmarks/bench_learners.py memory   # peak RSS of 10,000 devices (diffusion-v1), 3 hours
-    python benchmarks/bench_learners.py all      # the three, about 15 minutes on 2 cores
+    python benchmarks/bench_learners.py gpu      # the batched update on a GPU at N = 10k and 100k (needs CUDA)
+    python benchmarks/bench_learners.py all      # update, e2e, memory (about 15 minutes on 2 cores), and gpu where there is CUDA
 
 ``update`` times one n-step A2C + GAE step of N stacked devices (``fleet.learners.stacked.
 ActorCritic``) against the same step done the ordinary way, one ``torch.nn.Module`` actor and
@@ -672,7 +673,61 @@ def bench_memory(args: argparse.Namespace) -> dict:
     return figures
 
 
-BENCHMARKS = {"update": bench_update, "e2e": bench_e2e, "memory": bench_memory}
+def time_update_on(device: str, cfg: ActorCriticConfig, n: int, repeats: int) -> dict:
+    """The batched update of N devices and a large matmul on ``device``, timed between waits for
+    the device (CUDA runs asynchronously), alternating ``repeats`` times; peak device memory."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+
+    def timed(fn, repeat: int) -> float:
+        sync()
+        took = seconds(fn, repeat)
+        sync()
+        return took
+
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    batched = ActorCritic(cfg, n, N_FEATURES, N_ACTIONS, torch.Generator(device=device).manual_seed(0), device)
+    r = random_rollout(n, cfg.n_steps, seed=1)
+    r = Rollout(r.obs.to(device), r.actions.to(device), r.rewards.to(device))
+    size = 8192 if device == "cuda" else 2048
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
+    timed(lambda: batched.update(r), 3)  # warm-up: kernels, allocator
+    block = max(1, round(0.2 / timed(lambda: batched.update(r), 1)))
+    runs = {"batched_s": [], "matmul_s": []}
+    for _ in range(repeats):
+        runs["batched_s"].append(timed(lambda: batched.update(r), block))
+        runs["matmul_s"].append(timed(lambda: torch.mm(a, b), 3))
+    med = {key: statistics.median(v) for key, v in runs.items()}
+    samples = n * cfg.n_steps
+    flops = flops_per_sample(batched.actor.sizes, batched.critic.sizes, cfg.n_steps) * samples
+    gflops, peak = flops / med["batched_s"] / 1e9, 2 * size**3 / med["matmul_s"] / 1e9
+    return {
+        "devices": n, "samples_per_update": samples, "batched_updates_per_timing": block, "batched_s": med["batched_s"],
+        "batched_samples_per_s": samples / med["batched_s"], "batched_gflops": gflops, "matmul_size": size, "matmul_gflops": peak,
+        "fraction_of_matmul": gflops / peak, "peak_device_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
+        "runs": runs,
+    }
+
+
+def bench_gpu(args: argparse.Namespace) -> dict:
+    """Samples/s and GFLOP/s of the batched update on a GPU at large N (``--device cpu``: the same
+    measurement on the CPU, to compare on one machine or to check the benchmark itself)."""
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("bench_learners.py gpu: no CUDA device here (torch.cuda.is_available() is False); --device cpu measures the CPU", file=sys.stderr)
+        sys.exit(2)
+    cfg = ActorCriticConfig()
+    table = []
+    for n in [int(x) for x in args.sizes.split(",")]:
+        row = time_update_on(args.device, cfg, n, args.repeats)
+        table.append(row)
+        memory = f", peak {row['peak_device_memory_mb']:.0f} MB on the device" if row["peak_device_memory_mb"] is not None else ""
+        print(f"gpu N={n:>7} on {args.device}: {1e3 * row['batched_s']:8.2f} ms per update, {row['batched_samples_per_s']:,.0f} samples/s, "
+              f"{row['batched_gflops']:.1f} GFLOP/s vs mm {row['matmul_gflops']:.0f}{memory}")
+    name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
+    return {"device": args.device, "device_name": name, "torch_cuda": torch.version.cuda, "config": cfg.model_dump(), "table": table}
+
+
+BENCHMARKS = {"update": bench_update, "e2e": bench_e2e, "memory": bench_memory, "gpu": bench_gpu}
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -689,7 +744,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON results go [default: benchmarks/results]")
     p.add_argument("--tag", help="write learners-<benchmark>-<tag>.json instead of learners-<benchmark>.json")
-    sub = p.add_subparsers(dest="benchmark", required=True, metavar="{update,e2e,memory,all}")
+    sub = p.add_subparsers(dest="benchmark", required=True, metavar="{update,e2e,memory,gpu,all}")
     u = sub.add_parser("update", help="batched A2C update vs a loop over per-device nn.Modules: samples/s, speed-up, GFLOP/s")
     u.add_argument("--sizes", default="100,1000,10000", help="comma-separated device counts N [default: 100,1000,10000]")
     u.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2], help="torch thread counts to measure at [default: 1,2]")
@@ -707,14 +762,20 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--devices", type=int, default=10_000, help="fleet size, a multiple of 100 [default: 10000]")
     m.add_argument("--hours", type=float, default=3.0, help="simulated hours; the peak is reached in the first hour and at the end-of-run checkpoint [default: 3]")
     m.add_argument("--threads", default="1", help="OMP_NUM_THREADS of the run; 'default' leaves torch's choice [default: 1]")
-    sub.add_parser("all", help="update, e2e and memory with their defaults")
+    g = sub.add_parser("gpu", help="batched A2C update on a GPU at N = 10k and 100k: samples/s, GFLOP/s against a large matmul there, device memory")
+    g.add_argument("--sizes", default="10000,100000", help="comma-separated device counts N [default: 10000,100000]")
+    g.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where to compute [default: cuda]")
+    g.add_argument("--repeats", type=int, default=3, help="alternating timings of each [default: 3]")
+    sub.add_parser("all", help="update, e2e and memory with their defaults, and gpu where there is CUDA")
     w = sub.add_parser("_worker")  # internal: one measurement in a fresh process
     w.add_argument("spec")
     return p
 
 
 def main(argv: list[str] | None = None) -> None:
-    run_cli(argv, parser, BENCHMARKS, WORKERS, prefix="learners-", extra={"torch_threads_default": DEFAULT_THREADS})
+    everything = parser().parse_args(argv).benchmark == "all"
+    benchmarks = {k: v for k, v in BENCHMARKS.items() if k != "gpu" or torch.cuda.is_available()} if everything else BENCHMARKS
+    run_cli(argv, parser, benchmarks, WORKERS, prefix="learners-", extra={"torch_threads_default": DEFAULT_THREADS})
 
 
 if __name__ == "__main__":

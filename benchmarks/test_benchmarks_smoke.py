@@ -94,3 +94,19 @@ def test_the_learning_study_tests_train_then_test_variants_on_the_last_days_and_
     fresh = Study(variants=("rule-based", "centralized"), seeds=(5, 6, 7, 8, 9))
     assert fresh.runs != Study().runs and fresh.name.endswith("-seeds5-9") and fresh.options.endswith("--seeds 5-9")
     assert "--seed 7" in " ".join(fresh.command("centralized", 7))
+
+
+def test_the_gpu_benchmark_measures_the_batched_update_where_it_is_told(tmp_path):
+    import json
+
+    import torch
+    from bench_learners import main
+
+    main(["--out-dir", str(tmp_path), "gpu", "--device", "cpu", "--sizes", "50,100", "--repeats", "1"])
+    got = json.loads((tmp_path / "learners-gpu.json").read_text())
+    assert [row["devices"] for row in got["table"]] == [50, 100]
+    assert all(row["batched_samples_per_s"] > 0 and 0 < row["fraction_of_matmul"] for row in got["table"])
+    if not torch.cuda.is_available():
+        with pytest.raises(SystemExit) as stopped:
+            main(["--out-dir", str(tmp_path / "none"), "gpu"])
+        assert stopped.value.code == 2 and not (tmp_path / "none").exists()
