@@ -9,13 +9,15 @@ need weeks of wall time per seed). Runs go to ``runs/study/<variant>-seed<k>``; 
 and :func:`table` gives the README's table (mean and 95% Student t interval over seeds), over
 the whole run (learning included) and over its last TAIL_DAYS days (the learned policy).
 
-    python benchmarks/study_learning.py run      # the 60 runs, 2 at a time (about 35 min on 2 cores)
+    python benchmarks/study_learning.py run      # the 125 runs, 2 at a time (about 75 min on 2 cores)
     python benchmarks/study_learning.py table    # results/learning-study.json and the Markdown table
     python benchmarks/study_learning.py optimum  # the same houses' perfect-information optimum, frontier.png
 
 ``--days D --only a,b [--winter] [--seeds 5-9]`` makes and tabulates a longer (or shorter)
 study of some variants, or one on other seeds, in ``runs/study-<D>d[-winter][-seeds5-9]`` and
-``results/learning-study-<D>d[-winter][-seeds5-9].json``.
+``results/learning-study-<D>d[-winter][-seeds5-9].json``; ``pool --only a,b --seeds 5-9``
+tabulates those variants over the README study's seeds and the other ones together
+(``results/learning-study-<D>d-seeds0-9.json``).
 """
 
 from __future__ import annotations
@@ -77,6 +79,8 @@ VARIANTS = {
     "independent-imitation-adam": ["learner.name=independent-v1", *AC, "learner.params.optimizer=adam", "learner.params.lr=0.0003", *IMITATION],
     "centralized-imitation-w0.5": ["learner.name=centralized-v1", *PPO, *IMITATION, *COST_LEANING],
     "centralized-imitation-priced": ["learner.name=centralized-v1", *PPO, *PRICED, *IMITATION],
+    "centralized-imitation-lr3e-4": ["learner.name=centralized-v1", *PPO, "learner.params.lr=0.0003", *IMITATION],
+    "diffusion-imitation-lr0.03": ["learner.name=diffusion-v1", *SGD, "learner.params.lr=0.03", *IMITATION],
     "centralized-stopped": ["learner.name=centralized-v1", *PPO],
     "centralized-greedy": ["learner.name=centralized-v1", *PPO, *GREEDY],
     "diffusion-greedy": ["learner.name=diffusion-v1", *SGD, *GREEDY],
@@ -225,29 +229,72 @@ PAIRED = ("tail_cost_per_device_day", "tail_discomfort_degh_per_device_day")
 (same buildings, weather and noise in both runs of a seed)."""
 
 
-def table(study: Study) -> dict:
-    runs_in, variants = study.runs, study.variants
-    missing = [f"{v}-seed{k}" for v in variants for k in study.seeds if not (runs_in / f"{v}-seed{k}" / "summary.json").exists()]
+def per_seed_of(runs_in: Path, variants: tuple[str, ...], seeds: tuple[int, ...]) -> dict[str, list[dict[str, float]]]:
+    """Each variant's ``per_run`` figures, seed by seed; exits naming the runs that are missing."""
+    missing = [f"{v}-seed{k}" for v in variants for k in seeds if not (runs_in / f"{v}-seed{k}" / "summary.json").exists()]
     if missing:
         sys.exit(f"runs missing in {runs_in}: {', '.join(missing)}; `python benchmarks/study_learning.py run` with the same options makes them")
-    per_seed = {variant: [per_run(runs_in / f"{variant}-seed{seed}") for seed in study.seeds] for variant in variants}
+    return {variant: [per_run(runs_in / f"{variant}-seed{seed}") for seed in seeds] for variant in variants}
+
+
+def table(study: Study) -> dict:
+    per_seed = per_seed_of(study.runs, study.variants, study.seeds)
+    out = tabulate(study.name, per_seed, f"python benchmarks/study_learning.py run{study.options} && python benchmarks/study_learning.py table{study.options}",
+                   command_lines(study, study.seeds))
+    if {"independent", "diffusion"} <= set(study.variants):
+        disagreement_plot(study.runs, study.seeds, REPO / "benchmarks" / "results" / study.name / "disagreement.png")
+    return out
+
+
+def pool(study: Study) -> dict:
+    """``study``'s variants on its seeds and on the README study's seeds together, tabulated as
+    one study of all those seeds: a setting picked on the first five and checked on others."""
+    first = Study(study.days, tuple(VARIANTS), study.winter)
+    if set(study.seeds) & set(first.seeds):
+        sys.exit(f"pool: --seeds must be other seeds than the README study's, {first.seeds[0]}-{first.seeds[-1]}")
+    home = per_seed_of(first.runs, study.variants, first.seeds)
+    fresh = per_seed_of(study.runs, study.variants, study.seeds)
+    both = Study(study.days, study.variants, study.winter, first.seeds + study.seeds)
+    return tabulate(both.name, {v: home[v] + fresh[v] for v in study.variants}, f"python benchmarks/study_learning.py pool{study.options}",
+                    command_lines(first, first.seeds, study.variants) + command_lines(study, study.seeds))
+
+
+def command_lines(study: Study, seeds: tuple[int, ...], variants: tuple[str, ...] | None = None) -> list[str]:
+    """The ``fleet run`` command of each run of ``variants`` (default: the study's) x ``seeds``."""
+    return [" ".join(study.command(v, s)) for v in variants or study.variants for s in seeds]
+def tabulate(name: str, per_seed: dict[str, list[dict[str, float]]], command: str, runs: list[str]) -> dict:
+    """Mean and interval of each variant's figures, and the PAIRED differences from rule-based and
+    (for variants that start from the clone) from the clone, into ``results/<name>.json`` (with
+    the ``command`` that made it and the ``runs``' command lines) and printed as Markdown tables."""
     rows = {variant: {key: summarize([p[key] for p in runs]) for key in runs[0]} for variant, runs in per_seed.items()}
-    paired = {variant: {key: summarize([p[key] - b[key] for p, b in zip(runs, per_seed["rule-based"])]) for key in PAIRED}
-              for variant, runs in per_seed.items() if variant != "rule-based" and "rule-based" in per_seed}
-    options, name = study.options, study.name
-    out = {"command": f"python benchmarks/study_learning.py run{options} && python benchmarks/study_learning.py table{options}",
-           "runs": [" ".join(study.command(v, s)) for v in variants for s in study.seeds], "results": rows, "paired_minus_rule_based": paired}
+    paired = paired_minus("rule-based", per_seed, lambda v: True)
+    paired_clone = paired_minus(CLONE, per_seed, lambda v: IMITATION[0] in VARIANTS[v])
+    out = {"command": command, "runs": runs, "results": rows, "paired_minus_rule_based": paired, f"paired_minus_{CLONE}": paired_clone}
     (REPO / "benchmarks" / "results" / f"{name}.json").write_text(json.dumps(out, indent=1))
-    if {"independent", "diffusion"} <= set(variants):
-        disagreement_plot(runs_in, study.seeds, REPO / "benchmarks" / "results" / name / "disagreement.png")
     print("| controller | " + " | ".join(c[1] for c in COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))
     for variant, stats in rows.items():
         print(f"| {variant} | " + " | ".join(f"{stats[k]['mean']:.{d}f} ± {stats[k]['ci95']:.{d}f}" for k, _, d in COLUMNS) + " |")
-    print(f"\n| minus rule-based, same seed | last {TAIL_DAYS} d: cost | last {TAIL_DAYS} d: discomfort |\n|---|---:|---:|")
-    for variant, stats in paired.items():
-        print(f"| {variant} | " + " | ".join(f"{stats[k]['mean']:+.2f} ± {stats[k]['ci95']:.2f}" for k in PAIRED) + " |")
+    for baseline, differences in (("rule-based", paired), (CLONE, paired_clone)):
+        if differences:
+            print(f"\n| minus {baseline}, same seed | last {TAIL_DAYS} d: cost | last {TAIL_DAYS} d: discomfort |\n|---|---:|---:|")
+        for variant, stats in differences.items():
+            print(f"| {variant} | " + " | ".join(f"{stats[k]['mean']:+.2f} ± {stats[k]['ci95']:.2f}" for k in PAIRED) + " |")
     return out
+
+
+CLONE = "imitation-frozen"
+"""The clone of the optimum, never updated: what the learners that start from it are paired with,
+to see whether learning online improves on their start."""
+
+
+def paired_minus(baseline: str, per_seed: dict[str, list[dict[str, float]]], which) -> dict:
+    """PAIRED figures of each variant ``which(variant)`` minus ``baseline``'s, seed by seed (none
+    if the study has no ``baseline``)."""
+    if baseline not in per_seed:
+        return {}
+    return {variant: {key: summarize([p[key] - b[key] for p, b in zip(runs, per_seed[baseline])]) for key in PAIRED}
+            for variant, runs in per_seed.items() if variant != baseline and which(variant)}
 
 
 def imitate(study: Study) -> None:
@@ -344,8 +391,9 @@ def frontier_plot(optimum_rows: dict, controller_rows: dict, path: Path) -> Path
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", choices=["run", "table", "optimum", "imitate"],
-                        help="make the runs (keeping finished ones), tabulate them, find the perfect-information optimum of their houses, "
+    parser.add_argument("what", choices=["run", "table", "pool", "optimum", "imitate"],
+                        help="make the runs (keeping finished ones), tabulate them, tabulate them with the same variants on the README study's "
+                             "seeds (pool, with --seeds), find the perfect-information optimum of their houses, "
                              "or clone the optimum into an actor for the imitation variants (run does it when needed)")
     parser.add_argument("--days", type=int, default=STUDY_DAYS, help=f"simulated days per run (default {STUDY_DAYS}, the README's study)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
@@ -361,7 +409,7 @@ def main() -> None:
     if not (first.isdigit() and last.isdigit() and int(first) <= int(last)):
         parser.error(f"--seeds: expected FIRST-LAST, e.g. 5-9, got {args.seeds!r}")
     study = Study(args.days, tuple(variants), args.winter, tuple(range(int(first), int(last) + 1)))
-    {"run": run_all, "table": table, "optimum": optimum, "imitate": imitate}[args.what](study)
+    {"run": run_all, "table": table, "pool": pool, "optimum": optimum, "imitate": imitate}[args.what](study)
 
 
 if __name__ == "__main__":
