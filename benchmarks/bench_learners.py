@@ -194,23 +194,27 @@ def flops_per_sample(actor: list[int], critic: list[int], steps: int) -> float:
     return 3 * (fwd_flops(actor) + fwd_flops(critic) * (steps + 1) / steps)
 
 
-def seconds(fn, repeat: int = 1) -> float:
-    """Wall seconds of one call of ``fn``, averaged over ``repeat`` calls."""
+def seconds(fn, repeat: int = 1, device: str = "cpu") -> float:
+    """Wall seconds of one call of ``fn``, averaged over ``repeat`` calls; on CUDA, which runs
+    asynchronously, between waits for the device."""
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    sync()
     started = time.perf_counter()
     for _ in range(repeat):
         fn()
+    sync()
     return (time.perf_counter() - started) / repeat
 
 
-def matmul_seconds(size: int = 2048) -> float:
-    a, b = torch.randn(size, size), torch.randn(size, size)
+def matmul_seconds(size: int = 2048, device: str = "cpu") -> float:
+    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
     torch.mm(a, b)
-    return seconds(lambda: torch.mm(a, b), 3)
+    return seconds(lambda: torch.mm(a, b), 3, device)
 
 
-def calls_for(fn, at_least_s: float = 0.2) -> int:
+def calls_for(fn, at_least_s: float = 0.2, device: str = "cpu") -> int:
     """How many calls of ``fn`` take at least ``at_least_s`` (so that small updates are timed in blocks)."""
-    one = seconds(fn)
+    one = seconds(fn, 1, device)
     return max(1, round(at_least_s / max(one, 1e-6)))
 
 
@@ -674,29 +678,20 @@ def bench_memory(args: argparse.Namespace) -> dict:
 
 
 def time_update_on(device: str, cfg: ActorCriticConfig, n: int, repeats: int) -> dict:
-    """The batched update of N devices and a large matmul on ``device``, timed between waits for
-    the device (CUDA runs asynchronously), alternating ``repeats`` times; peak device memory."""
-    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
-
-    def timed(fn, repeat: int) -> float:
-        sync()
-        took = seconds(fn, repeat)
-        sync()
-        return took
-
+    """The batched update of N devices and a large matmul on ``device``, alternating ``repeats``
+    times; peak device memory."""
     if device == "cuda":
         torch.cuda.reset_peak_memory_stats()
     batched = ActorCritic(cfg, n, N_FEATURES, N_ACTIONS, torch.Generator(device=device).manual_seed(0), device)
     r = random_rollout(n, cfg.n_steps, seed=1)
     r = Rollout(r.obs.to(device), r.actions.to(device), r.rewards.to(device))
     size = 8192 if device == "cuda" else 2048
-    a, b = torch.randn(size, size, device=device), torch.randn(size, size, device=device)
-    timed(lambda: batched.update(r), 3)  # warm-up: kernels, allocator
-    block = max(1, round(0.2 / timed(lambda: batched.update(r), 1)))
+    seconds(lambda: batched.update(r), 3, device)  # warm-up: kernels, allocator
+    block = calls_for(lambda: batched.update(r), device=device)
     runs = {"batched_s": [], "matmul_s": []}
     for _ in range(repeats):
-        runs["batched_s"].append(timed(lambda: batched.update(r), block))
-        runs["matmul_s"].append(timed(lambda: torch.mm(a, b), 3))
+        runs["batched_s"].append(seconds(lambda: batched.update(r), block, device))
+        runs["matmul_s"].append(matmul_seconds(size, device))
     med = {key: statistics.median(v) for key, v in runs.items()}
     samples = n * cfg.n_steps
     flops = flops_per_sample(batched.actor.sizes, batched.critic.sizes, cfg.n_steps) * samples

@@ -113,8 +113,13 @@ class Study:
         """``learning-study`` for the README's study, else e.g. ``learning-study-80d-winter``."""
         if self == Study():
             return "learning-study"
-        fresh = f"-seeds{self.seeds[0]}-{self.seeds[-1]}" if self.seeds != tuple(SEEDS) else ""
+        fresh = f"-seeds{self.other_seeds}" if self.other_seeds else ""
         return f"learning-study-{self.days}d" + ("-winter" if self.winter else "") + fresh
+
+    @property
+    def other_seeds(self) -> str | None:
+        """``FIRST-LAST`` of the seeds when they are not SEEDS, else None."""
+        return f"{self.seeds[0]}-{self.seeds[-1]}" if self.seeds != tuple(SEEDS) else None
 
     @property
     def runs(self) -> Path:
@@ -125,7 +130,7 @@ class Study:
         """The command-line options that select this study."""
         if self == Study():
             return ""
-        fresh = f" --seeds {self.seeds[0]}-{self.seeds[-1]}" if self.seeds != tuple(SEEDS) else ""
+        fresh = f" --seeds {self.other_seeds}" if self.other_seeds else ""
         return f" --days {self.days} --only {','.join(self.variants)}" + (" --winter" if self.winter else "") + fresh
 
     @property
@@ -208,7 +213,7 @@ def disagreement_plot(runs: Path, seeds: tuple[int, ...], path: Path) -> Path:
         for seed in seeds:
             with (runs / f"{variant}-seed{seed}" / "metrics.csv").open() as f:
                 rows = [(float(r["time_h"]) / 24, float(r["learner/param_disagreement"])) for r in csv.DictReader(f)]
-            ax.plot(*zip(*rows), color=colour, alpha=0.6, lw=1, label=variant if seed == 0 else None)
+            ax.plot(*zip(*rows), color=colour, alpha=0.6, lw=1, label=variant if seed == seeds[0] else None)
     ax.set(yscale="log", xlabel="simulated day", ylabel="relative std of parameters",
            title=f"Parameter disagreement across devices ({len(seeds)} seeds each)")
     ax.legend()

@@ -103,6 +103,7 @@ class _CheckpointWriter:
         except OSError as e:
             self.error = e
 
+
 class RunDir:
     """A run's output directory."""
 
