@@ -1,4 +1,4 @@
-"""The learning study of the README: the controllers x five seeds on thermostats-small-v1.
+"""The learning study (docs/studies/learning.md): the controllers x five seeds on thermostats-small-v1.
 
 Each run is ``fleet run thermostats-small-v1`` extended to STUDY_DAYS days of 15-minute
 control ticks (enough updates per device to see learning at all; the 1-minute default would
@@ -6,7 +6,7 @@ need weeks of wall time per seed). Runs go to ``runs/study/<variant>-seed<k>``; 
 
     fleet report runs/study/{rule-based,independent,diffusion,centralized}-seed* --comm-vs-reward --no-per-run -o <out>
 
-and :func:`table` gives the README's table (mean and 95% Student t interval over seeds), over
+and :func:`table` gives the study's table (mean and 95% Student t interval over seeds), over
 the whole run (learning included) and over its last TAIL_DAYS days (the learned policy).
 
     python benchmarks/study_learning.py run      # the 125 runs, 2 at a time (about 75 min on 2 cores)
@@ -16,7 +16,7 @@ the whole run (learning included) and over its last TAIL_DAYS days (the learned 
 ``--days D --only a,b [--winter] [--seeds 5-9]`` makes and tabulates a longer (or shorter)
 study of some variants, or one on other seeds, in ``runs/study-<D>d[-winter][-seeds5-9]`` and
 ``results/learning-study-<D>d[-winter][-seeds5-9].json``; ``pool --only a,b --seeds 5-9``
-tabulates those variants over the README study's seeds and the other ones together
+tabulates those variants over the main study's seeds and the other ones together
 (``results/learning-study-<D>d-seeds0-9.json``).
 """
 
@@ -110,7 +110,7 @@ class Study:
 
     @property
     def name(self) -> str:
-        """``learning-study`` for the README's study, else e.g. ``learning-study-80d-winter``."""
+        """``learning-study`` for the main study, else e.g. ``learning-study-80d-winter``."""
         if self == Study():
             return "learning-study"
         fresh = f"-seeds{self.other_seeds}" if self.other_seeds else ""
@@ -247,16 +247,16 @@ def table(study: Study) -> dict:
     out = tabulate(study.name, per_seed, f"python benchmarks/study_learning.py run{study.options} && python benchmarks/study_learning.py table{study.options}",
                    command_lines(study, study.seeds))
     if {"independent", "diffusion"} <= set(study.variants):
-        disagreement_plot(study.runs, study.seeds, REPO / "benchmarks" / "results" / study.name / "disagreement.png")
+        disagreement_plot(study.runs, study.seeds, REPO / "docs" / "studies" / study.name / "disagreement.png")
     return out
 
 
 def pool(study: Study) -> dict:
-    """``study``'s variants on its seeds and on the README study's seeds together, tabulated as
+    """``study``'s variants on its seeds and on the main study's seeds together, tabulated as
     one study of all those seeds: a setting picked on the first five and checked on others."""
     first = Study(study.days, tuple(VARIANTS), study.winter)
     if set(study.seeds) & set(first.seeds):
-        sys.exit(f"pool: --seeds must be other seeds than the README study's, {first.seeds[0]}-{first.seeds[-1]}")
+        sys.exit(f"pool: --seeds must be other seeds than the main study's, {first.seeds[0]}-{first.seeds[-1]}")
     home = per_seed_of(first.runs, study.variants, first.seeds)
     fresh = per_seed_of(study.runs, study.variants, study.seeds)
     both = Study(study.days, study.variants, study.winter, first.seeds + study.seeds)
@@ -357,7 +357,7 @@ def optimum(study: Study) -> dict:
     (REPO / "benchmarks" / "results" / f"{study.name}-optimum.json").write_text(json.dumps(out, indent=1))
     controllers = REPO / "benchmarks" / "results" / f"{study.name}.json"
     if controllers.exists():
-        frontier_plot(rows, json.loads(controllers.read_text())["results"], REPO / "benchmarks" / "results" / study.name / "frontier.png")
+        frontier_plot(rows, json.loads(controllers.read_text())["results"], REPO / "docs" / "studies" / study.name / "frontier.png")
     print(f"| perfect-information optimum, weight | last {TAIL_DAYS} d: cost | last {TAIL_DAYS} d: discomfort |\n|---|---:|---:|")
     for name, stats in rows.items():
         print(f"| {name.removeprefix('optimum-w')} | " + " | ".join(f"{stats[k]['mean']:.2f} ± {stats[k]['ci95']:.2f}" for k in PAIRED) + " |")
@@ -397,10 +397,10 @@ def frontier_plot(optimum_rows: dict, controller_rows: dict, path: Path) -> Path
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("what", choices=["run", "table", "pool", "optimum", "imitate"],
-                        help="make the runs (keeping finished ones), tabulate them, tabulate them with the same variants on the README study's "
+                        help="make the runs (keeping finished ones), tabulate them, tabulate them with the same variants on the main study's "
                              "seeds (pool, with --seeds), find the perfect-information optimum of their houses, "
                              "or clone the optimum into an actor for the imitation variants (run does it when needed)")
-    parser.add_argument("--days", type=int, default=STUDY_DAYS, help=f"simulated days per run (default {STUDY_DAYS}, the README's study)")
+    parser.add_argument("--days", type=int, default=STUDY_DAYS, help=f"simulated days per run (default {STUDY_DAYS}, the main study)")
     parser.add_argument("--only", default=",".join(VARIANTS), help="comma-separated variants (default: all): " + ", ".join(VARIANTS))
     parser.add_argument("--winter", action="store_true", help="hold the weather at mid-January's (no seasonal cycle): " + " ".join(WINTER))
     parser.add_argument("--seeds", default=f"{SEEDS[0]}-{SEEDS[-1]}",
