@@ -36,75 +36,144 @@ def _save(fig, path: Path) -> Path:
     return path
 
 
+def currency(scenario: dict) -> str:
+    """The currency of a run's costs (``tariff.currency``), or "" where the scenario names none."""
+    return str(scenario.get("tariff", {}).get("currency", ""))
+
+
 def sample_devices(m: dict[str, np.ndarray]) -> list[str]:
     """Names of the devices recorded individually in metrics ``m``."""
     return sorted({k.split("/")[1] for k in m if k.startswith("device/")})
 
 
 def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
-    """Indoor temperature of the sample devices against their comfort band."""
+    """For each sample device, one column: indoor temperature against the comfort band (top)
+    and the heat pump's electrical power (bottom)."""
     names = sample_devices(m)
-    cols = min(3, len(names))
-    rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), sharex=True, squeeze=False)
+    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names) + 0.8, 4.6), sharex=True, squeeze=False,
+                             gridspec_kw={"height_ratios": [3, 1]})
     h = m["time_h"]
-    for ax, name in zip(axes.flat, names):
-        ax.fill_between(h, m[f"device/{name}/band_lo"], m[f"device/{name}/band_hi"], step="post", color="tab:green", alpha=0.2, label="comfort band")
-        ax.plot(h, m[f"device/{name}/temp_c"], color="tab:red", lw=1.2, label="indoor")
-        ax.set_title(name, fontsize=9)
-        ax.set_ylabel("°C")
-    for ax in axes.flat[len(names):]:
-        ax.axis("off")
-    for ax in axes[-1]:
-        ax.set_xlabel("time [h]")
-    axes.flat[0].legend(fontsize=7, loc="lower right")
-    fig.suptitle(f"{title}: indoor temperature vs comfort band", fontsize=10)
+    for (top, bottom), name in zip(axes.T, names):
+        top.fill_between(h, m[f"device/{name}/band_lo"], m[f"device/{name}/band_hi"], step="post",
+                         color="tab:green", alpha=0.2, label="comfort band")
+        top.plot(h, m[f"device/{name}/temp_c"], color="tab:red", lw=1.2, label="indoor temperature")
+        top.set_title(name, fontsize=9)
+        bottom.fill_between(h, m[f"device/{name}/power_kw"], step="post", color="tab:orange", alpha=0.7,
+                            label="heat pump power")
+        bottom.set_xlabel("time [h]")
+    axes[0, 0].set_ylabel("°C")
+    axes[1, 0].set_ylabel("kW")
+    handles = [a.get_legend_handles_labels() for a in (axes[0, 0], axes[1, 0])]
+    fig.legend(*(sum(x, []) for x in zip(*handles)), loc="upper right", fontsize=7, ncol=3)
+    fig.suptitle(f"{title}: indoor temperature, comfort band and heating", fontsize=10, x=0.02, ha="left")
     return _save(fig, path)
+
+
+def capacity_groups(sites: list[dict]) -> dict[float, list[str]]:
+    """Feeder capacity (kW) -> the names of the sites that have it, by increasing capacity."""
+    groups: dict[float, list[str]] = {}
+    for site in sites:
+        groups.setdefault(float(site["feeder_kw"]), []).append(site["name"])
+    return dict(sorted(groups.items()))
 
 
 def plot_feeders(m: dict[str, np.ndarray], scenario: dict, title: str, path: Path) -> Path:
-    """Load of every feeder against its capacity."""
+    """Load of every feeder against its capacity; feeders of equal capacity share one line."""
     sites = scenario["fleet"]["sites"]
     fig, ax = plt.subplots(figsize=(8, 3.8))
     for i, site in enumerate(sites):
-        color = f"C{i % 10}"
-        ax.plot(m["time_h"], m[f"feeder/{site['name']}_kw"], color=color, lw=1.2, label=site["name"])
-        ax.axhline(site["feeder_kw"], color=color, ls="--", lw=0.9)
+        ax.plot(m["time_h"], m[f"feeder/{site['name']}_kw"], color=f"C{i % 10}", lw=1.2, label=f"{site['name']} load")
+    capacities = capacity_groups(sites)
+    for j, (kw, names) in enumerate(capacities.items()):
+        who = ", ".join(names) if len(names) <= 3 else f"{len(names)} feeders"
+        ax.axhline(kw, color="k", ls=("--", ":", "-.")[j % 3], lw=0.9, label=f"capacity of {who}: {kw:g} kW")
+    highest = max([max(capacities)] + [float(np.nanmax(m[f"feeder/{site['name']}_kw"])) for site in sites])
+    ax.set_ylim(0, 1.35 * highest)  # room for the legend above the capacity lines
     ax.set_xlabel("time [h]")
-    ax.set_ylabel("load [kW] (dashed: capacity)")
-    ax.set_title(f"{title}: feeder load vs capacity", fontsize=10)
+    ax.set_ylabel("load [kW]")
+    ax.set_title(f"{title}: feeder load against capacity", fontsize=10)
     if len(sites) <= 10:
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2, loc="upper right")
     return _save(fig, path)
 
 
-def plot_kpis_over_time(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
-    """Cumulative discomfort and energy (solid) against the rule-based baseline (dashed)."""
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
-    for ax, key in zip(axes, ("discomfort_degh", "energy_kwh")):
+def plot_kpis_over_time(m: dict[str, np.ndarray], title: str, path: Path, currency: str = "") -> Path:
+    """Cumulative discomfort, energy and cost (solid) against the rule-based baseline (dashed)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    for ax, key in zip(axes, ("discomfort_degh", "energy_kwh", "cost")):
         ax.plot(m["time_h"], m[f"kpi/{key}"], lw=1.5, label="controller")
         if f"baseline/{key}" in m:
             ax.plot(m["time_h"], m[f"baseline/{key}"], ls="--", lw=1.2, label="rule-based baseline")
         ax.set_xlabel("time [h]")
-        ax.set_ylabel(f"cumulative {KPI_LABELS[key]}")
+        label = f"cost [{currency}]" if key == "cost" and currency else KPI_LABELS[key]
+        ax.set_ylabel(f"cumulative {label}, fleet total")
         ax.legend(fontsize=8)
-    fig.suptitle(f"{title}: discomfort and energy over time", fontsize=10)
+    fig.suptitle(f"{title}: discomfort, energy and cost over time", fontsize=10)
     return _save(fig, path)
 
 
+LEARNING_PANELS = (
+    ("charts/mean_reward", "mean reward per device per control tick"),
+    ("losses/value", "value loss"),
+    ("losses/policy", "policy loss"),
+    ("losses/entropy", "policy entropy [nats]"),
+    ("learner/param_disagreement", "parameter disagreement (relative RMS)"),
+)
+"""metrics.csv columns of a learning curve, and their axis labels."""
+
+
+def has_learning_curve(m: dict[str, np.ndarray]) -> bool:
+    """Whether metrics ``m`` hold a learner's losses or rewards (a learner that updates)."""
+    return any(key in m and np.isfinite(m[key]).any() for key, _ in LEARNING_PANELS)
+
+
+def plot_learning(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
+    """The learning curve: the learner's mean reward, losses, entropy and parameter disagreement
+    at each metrics row (the values of the last update before it; rows before the first update
+    are left out)."""
+    panels = [(key, label) for key, label in LEARNING_PANELS if key in m and np.isfinite(m[key]).any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels) + 0.6, 3.4), squeeze=False)
+    for ax, (key, label) in zip(axes[0], panels):
+        ok = np.isfinite(m[key])
+        ax.plot(m["time_h"][ok], m[key][ok], lw=1.2)
+        ax.set_xlabel("time [h]")
+        ax.set_ylabel(label, fontsize=8)
+        if key == "learner/param_disagreement" and (m[key][ok] > 0).all():
+            ax.set_yscale("log")
+    fig.suptitle(f"{title}: learning curve", fontsize=10)
+    return _save(fig, path)
+
+
+def interval_rates(time_h: np.ndarray, cumulative: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(end time of each interval, rate per hour) of a cumulative counter (R,) sampled at
+    ``time_h`` (R,); the last interval is left out when there are others (see plot_network)."""
+    end = len(time_h) - 1 if len(time_h) > 2 else len(time_h)
+    return time_h[1:end], np.diff(cumulative[:end]) / np.diff(time_h[:end])
+
+
 def plot_network(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
-    """Bytes per interval, drops per interval, and consensus disagreement over time."""
+    """Bytes and messages per hour in each metrics interval, and the consensus disagreement.
+
+    Rates, not counts, so intervals of any length compare. The last interval, which ends where
+    the run stopped, is left out of the rates when there are others: the run stops before the
+    publishes due at that instant, so its count lacks them (a false drop)."""
     h = m["time_h"]
-    mid = h[1:]
+    minutes = np.median(np.diff(h)) * 60 if len(h) > 1 else 0.0
+
+    def rate(key: str) -> np.ndarray:
+        return interval_rates(h, m[key])[1]
+
+    t = interval_rates(h, h)[0]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
-    axes[0].step(mid, np.diff(m["net/bytes_sent"]) / 1024, where="pre", label="sent by devices")
-    axes[0].step(mid, np.diff(m["net/bytes_received"]) / 1024, where="pre", label="received by devices")
-    axes[0].set_ylabel("KiB per interval")
+    axes[0].step(t, rate("net/bytes_sent") / 1024, where="pre", label="sent by devices")
+    axes[0].step(t, rate("net/bytes_received") / 1024, where="pre", label="received by devices")
+    axes[0].set_ylabel("KiB per hour, fleet total")
+    axes[0].set_ylim(bottom=0)
     axes[0].legend(fontsize=8)
-    axes[1].step(mid, np.diff(m["net/messages_dropped"]), where="pre", color="tab:red", label="dropped")
-    axes[1].step(mid, np.diff(m["net/messages_delivered"]), where="pre", color="tab:gray", alpha=0.6, label="delivered")
+    axes[1].step(t, rate("net/messages_dropped"), where="pre", color="tab:red", label="dropped")
+    axes[1].step(t, rate("net/messages_delivered"), where="pre", color="tab:gray", alpha=0.6, label="delivered")
     axes[1].set_yscale("symlog")
-    axes[1].set_ylabel("messages per interval")
+    axes[1].set_ylabel("messages per hour")
     axes[1].legend(fontsize=8)
     dis = m.get("consensus/disagreement")
     if dis is not None and np.isfinite(dis).any():
@@ -114,7 +183,7 @@ def plot_network(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
         axes[2].text(0.5, 0.5, "consensus disabled", ha="center", va="center", transform=axes[2].transAxes)
     for ax in axes:
         ax.set_xlabel("time [h]")
-    fig.suptitle(f"{title}: communication", fontsize=10)
+    fig.suptitle(f"{title}: communication (rates over each {minutes:g}-minute metrics interval)", fontsize=10)
     return _save(fig, path)
 
 
@@ -138,7 +207,15 @@ def plot_comparison(runs: list[tuple[str, dict]], path: Path) -> Path:
 MARKERS = "osD^v<>ph*"
 
 
-def plot_comm_vs_reward(points: list[Point], tail: float, path: Path) -> Path:
+def interval_claim(points: list[Point]) -> str:
+    """What the plot's error bars are: 95 % intervals over seeds, or none where every variant has
+    one seed (a single run has no interval)."""
+    if all(len(p.runs) == 1 for p in points):
+        return "one seed per variant, no interval"
+    return "mean and 95% CI over seeds (none for a variant of one seed)"
+
+
+def plot_comm_vs_reward(points: list[Point], tail: float, path: Path, currency: str = "") -> Path:
     """Final reward against bytes sent per device per day: a point per scenario variant with its
     95% confidence intervals over seeds (bars), and each seed's run (small dots)."""
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
@@ -153,8 +230,8 @@ def plot_comm_vs_reward(points: list[Point], tail: float, path: Path) -> Path:
     else:
         ax.set_xscale("symlog", linthresh=1.0)
     ax.set_xlabel("bytes sent per device per day (on the air, all workloads, whole run)")
-    ax.set_ylabel(f"reward per device per day (last {tail:.0%} of the run)")
-    ax.set_title("communication vs reward: mean and 95% CI over seeds", fontsize=10)
+    ax.set_ylabel(f"reward per device per day{f' [{currency}]' if currency else ''} (last {tail:.0%} of the run)")
+    ax.set_title(f"communication vs reward: {interval_claim(points)}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
     ax.legend(fontsize=7, loc="best")
     return _save(fig, path)
@@ -186,14 +263,16 @@ def write_report(
             plan.append((out / f"{prefix}temperatures.png", lambda f, m=metrics, t=title: plot_temperatures(m, t, f)))
         plan += [
             (out / f"{prefix}feeders.png", lambda f, m=metrics, sc=scenario, t=title: plot_feeders(m, sc, t, f)),
-            (out / f"{prefix}kpis.png", lambda f, m=metrics, t=title: plot_kpis_over_time(m, t, f)),
+            (out / f"{prefix}kpis.png", lambda f, m=metrics, t=title, c=currency(scenario): plot_kpis_over_time(m, t, f, c)),
             (out / f"{prefix}network.png", lambda f, m=metrics, t=title: plot_network(m, t, f)),
         ]
+        if has_learning_curve(metrics):
+            plan.append((out / f"{prefix}learning.png", lambda f, m=metrics, t=title: plot_learning(m, t, f)))
     if len(loaded) > 1:
         plan.append((out / "compare.png", lambda f: plot_comparison([(p.name, s) for p, _, _, s in loaded], f)))
     if points is not None:
         plan += [
-            (out / "comm_vs_reward.png", lambda f: plot_comm_vs_reward(points, tail, f)),
+            (out / "comm_vs_reward.png", lambda f: plot_comm_vs_reward(points, tail, f, currency(loaded[0][1]))),
             (out / "comm_vs_reward.csv", lambda f: write_points_csv(points, f)),
             (out / "comm_vs_reward.json", lambda f: write_points_json(points, f, tail)),
         ]

@@ -13,6 +13,7 @@ from click.testing import CliRunner
 
 from fleet.cli import main
 from fleet.errors import ConfigError, RunDirError
+from fleet.report import capacity_groups, has_learning_curve, interval_claim, interval_rates, plot_learning
 from fleet.results import load_run
 from fleet.scenario import load_scenario
 from fleet.tradeoff import comm_vs_reward, estimate, final_reward, t_critical
@@ -262,3 +263,36 @@ def test_report_bad_input_is_one_error_and_exit_2(case, tiny_run, tmp_path):
     result = fleet("report", *args, "-o", tmp_path / "out")
     assert result.exit_code == 2 and word in result.stderr and "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+# --- what the plots show ----------------------------------------------------------------------
+
+
+def test_rates_per_interval_leave_out_the_last_interval_which_lacks_its_end_publishes():
+    # 100 bytes every 5 minutes, counted at the end of each 15-minute interval; the run stops at
+    # 60 min before the publish due then, so the last count has 2 of its 3 publishes.
+    time_h = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
+    sent = np.array([0.0, 300.0, 600.0, 900.0, 1100.0])
+    t, rate = interval_rates(time_h, sent)
+    assert t.tolist() == [0.25, 0.5, 0.75] and rate.tolist() == pytest.approx([1200.0] * 3)
+    # Intervals of other lengths give the same rate (a rate, not a count).
+    t, rate = interval_rates(np.array([0.0, 0.5, 0.75, 1.0]), np.array([0.0, 600.0, 900.0, 1200.0]))
+    assert rate.tolist() == pytest.approx([1200.0, 1200.0])
+
+
+def test_feeders_of_equal_capacity_share_one_capacity_line():
+    sites = [{"name": "north", "feeder_kw": 120}, {"name": "south", "feeder_kw": 120.0}, {"name": "east", "feeder_kw": 80}]
+    assert capacity_groups(sites) == {80.0: ["east"], 120.0: ["north", "south"]}
+
+
+def test_a_single_seed_claims_no_interval(tiny_run):
+    one = comm_vs_reward([(tiny_run, *load_run(tiny_run))], 0.5)
+    assert interval_claim(one) == "one seed per variant, no interval"
+
+
+def test_a_learner_run_gets_a_learning_curve_and_the_thermostat_none(tiny_run, tmp_path):
+    _, metrics, _ = load_run(tiny_run)
+    assert not has_learning_curve(metrics)  # the rule-based thermostat does not learn
+    learning = dict(metrics, **{"losses/value": np.r_[np.nan, np.ones(len(metrics["time_h"]) - 1)]})
+    assert has_learning_curve(learning)
+    assert plot_learning(learning, "t", tmp_path / "learning.png").read_bytes().startswith(PNG_MAGIC)
