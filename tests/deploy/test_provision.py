@@ -5,6 +5,7 @@ import json
 import shutil
 import stat
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +16,12 @@ from cryptography.x509.oid import NameOID
 
 from fleet.cli import main
 from fleet.deploy import provision
+from fleet.deploy.acl import fleet_identities
 from fleet.deploy.passwords import hash_password, verify_password
 from fleet.mqtt.topics import KINDS, topic_matches
+from fleet.scenario import parse_scenario
 from fleet.sim.engine import Simulation
+from tests.conftest import tiny_scenario
 from tests.deploy.conftest import tiny
 
 
@@ -120,10 +124,21 @@ def test_read_rights_are_exactly_the_simulated_subscriptions(tmp_path, learner):
     assert any(t.endswith("/params") for _, t in granted) == (learner != "rule-based-v1")
 
 
-def test_devices_write_only_their_own_topics(manifest):
-    for ident in manifest["identities"]:
-        if ident["role"] == "device":
-            assert ident["write"] == [f"fleet/{ident['site']}/{ident['name']}/#"]
+@pytest.mark.parametrize(
+    "learner, telemetry, kinds",
+    [
+        ("diffusion-v1", True, ["status", "telemetry", "params"]),  # params to its neighbours
+        ("centralized-v1", True, ["status", "telemetry", "experience"]),  # experience up to the cloud
+        ("rule-based-v1", False, ["status"]),  # no messages, no telemetry: birth, death and will only
+    ],
+)
+def test_devices_write_only_the_topics_their_agent_publishes(learner, telemetry, kinds):
+    raw = tiny_scenario()
+    raw["learner"] = {"name": learner}
+    raw["workloads"]["telemetry"]["enabled"] = telemetry
+    for ident in fleet_identities(parse_scenario(raw, "tiny", Path.cwd())):
+        if ident.role == "device":
+            assert ident.write == tuple(f"fleet/{ident.site}/{ident.name}/{kind}" for kind in kinds)
 
 
 # --- the command line ----------------------------------------------------------------------------
