@@ -160,6 +160,16 @@ def test_cli_provisions_for_the_given_hosts_and_broker_root(tiny_scenario_file, 
     assert "mqtts://broker.example.org:8883" in (out / "devices" / "d00000" / "agent.env").read_text()
 
 
+def test_cli_sets_the_autosave_interval_and_admits_tls12_on_request(tiny_scenario_file, tmp_path):
+    for args, autosave, versions in [([], 60, ["1.3"]), (["--autosave-interval", "5", "--tls12"], 5, ["1.2", "1.3"])]:
+        out = tmp_path / f"kit{len(args)}"
+        assert fleet("deploy", "provision", tiny_scenario_file, "-o", out, *args).exit_code == 0
+        conf = (out / "broker" / "mosquitto.conf").read_text()
+        assert f"\nautosave_interval {autosave}\n" in conf
+        assert conf.count(f"\ntls_version tlsv{versions[0]}\n") == 2  # the minimum version, on both listeners
+        assert json.loads((out / "manifest.json").read_text())["broker"]["tls_versions"] == versions
+
+
 def assert_usage_error(result, *words):
     assert result.exit_code == 2, result.output
     err = result.stderr.strip()
@@ -186,6 +196,7 @@ def test_cli_refuses_a_non_empty_folder_and_overwrites_nothing(tiny_scenario_fil
         (["{tiny}", "--tls-port", "9000", "--password-port", "9000"], ["--tls-port", "--password-port", "9000"]),
         (["{tiny}", "--broker-root", "relative/path"], ["--broker-root", "absolute"]),
         (["{tiny}", "--broker-root", "/etc/my broker"], ["--broker-root", "spaces"]),
+        (["{tiny}", "--autosave-interval", "0"], ["--autosave-interval", "at least 1"]),
     ],
 )
 def test_cli_bad_input_is_one_error_and_writes_nothing(tiny_scenario_file, tmp_path, args, words):
