@@ -1,6 +1,6 @@
 """Who may publish and read which topics: the fleet's MQTT identities and mosquitto's ACL file.
 
-The rights mirror the simulator exactly. The fleet is drawn with the scenario's own random
+Read rights mirror the simulator exactly. The fleet is drawn with the scenario's own random
 streams (:func:`fleet.sim.world.build_world`), so a device may read precisely the topics that the
 simulated device subscribes to in :class:`fleet.sim.engine.Simulation` (its topology neighbours'
 ``consensus`` when that workload runs, their ``params`` when the learner exchanges with
