@@ -57,7 +57,8 @@ class _Folder:
 
 
 def _check_options(
-    out: Path, hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: PurePosixPath, autosave_interval: int,
+    out: Path, hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: PurePosixPath,
+    autosave_interval: int,
 ) -> None:
     if not hosts:
         raise ConfigError("--host: give at least one host name or IP address the boards use to reach the broker")
@@ -68,7 +69,9 @@ def _check_options(
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}")
     if autosave_interval < 1:
-        raise ConfigError(f"--autosave-interval must be at least 1 s, got {autosave_interval} (0 would save only at a clean stop)")
+        raise ConfigError(
+            f"--autosave-interval must be at least 1 s, got {autosave_interval} (0 would save only at a clean stop)"
+        )
     if not broker_root.is_absolute():
         raise ConfigError(f"--broker-root {broker_root}: must be an absolute path on the broker host, e.g. /etc/mosquitto/fleet")
     if any(c.isspace() for c in str(broker_root)):
@@ -134,7 +137,9 @@ def provision(
     except OSError as e:
         raise ConfigError(f"{out}: cannot create it: {e.strerror}") from None
     try:
-        manifest = _write_all(_Folder(tmp), scenario, identities, hosts, tls_port, password_port, days, broker_root, autosave_interval, tls12)
+        manifest = _write_all(
+            _Folder(tmp), scenario, identities, hosts, tls_port, password_port, days, broker_root, autosave_interval, tls12
+        )
         os.rename(tmp, out)
     except OSError as e:
         raise ConfigError(f"{out}: cannot write it: {e.strerror} (nothing was left behind)") from None

@@ -152,7 +152,9 @@ def connect():
     logs an identity of ``kit`` in as a :class:`Peer`; every peer is closed after the test."""
     opened = []
 
-    def connect(kit: Path, name: str, listener: str = "tls", client_id: str | None = None, session_expiry: int = 0, **overrides) -> Peer:
+    def connect(
+        kit: Path, name: str, listener: str = "tls", client_id: str | None = None, session_expiry: int = 0, **overrides
+    ) -> Peer:
         manifest = json.loads((kit / "manifest.json").read_text())
         folder = kit / next(i["folder"] for i in manifest["identities"] if i["name"] == name)
         if listener == "tls":
@@ -177,5 +179,6 @@ def handshake(kit: Path, port: int, maximum: ssl.TLSVersion | None = None, ciphe
         context.maximum_version = maximum
     if ciphers is not None:
         context.set_ciphers(ciphers)
-    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw, context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
-        return tls.version()
+    with socket.create_connection(("127.0.0.1", port), timeout=WAIT) as raw:
+        with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+            return tls.version()

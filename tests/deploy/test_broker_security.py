@@ -180,7 +180,8 @@ def test_a_persistent_sessions_queue_stops_growing_at_its_bound(peers, manifest,
     """While a device is away, the broker queues QoS 1 messages for it as long as fewer than
     MAX_QUEUED_MESSAGES messages and fewer than MAX_QUEUED_BYTES bytes of payload wait: of 1-byte
     messages 1000, of the largest (256 kB) ceil(8 MiB / 256 kB) = 32; it drops the rest."""
-    payload = 1 if size == "1 byte" else yaml.safe_load((kit / "scenario.yaml").read_text())["network"]["broker"]["max_packet_bytes"]
+    largest = yaml.safe_load((kit / "scenario.yaml").read_text())["network"]["broker"]["max_packet_bytes"]
+    payload = 1 if size == "1 byte" else largest
     bound = min(MAX_QUEUED_MESSAGES, -(-MAX_QUEUED_BYTES // payload))
     cmd = topic(manifest, "d00003", "cmd")
     away = peers("d00003", session_expiry=600)
