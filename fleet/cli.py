@@ -328,8 +328,9 @@ def deploy() -> None:
 @click.option("--days", type=click.IntRange(min=1), default=825, show_default=True, help="Validity of the device and server certificates.")
 @click.option("--broker-root", metavar="PATH", help="Where broker/ will live on the broker host; mosquitto.conf points there [default: OUT/broker].")
 @click.option("--autosave-interval", type=int, default=60, show_default=True, metavar="SECONDS",
-              help="How often the broker saves retained messages and sessions to disk; a crash loses what changed since.")
-@click.option("--tls12", is_flag=True, help="Also accept TLS 1.2 with AEAD suites, for boards without TLS 1.3 [default: TLS 1.3 only].")
+              help="How often the broker saves retained messages and sessions; a crash loses what changed since.")
+@click.option("--tls12", is_flag=True,
+              help="Also accept TLS 1.2 with AEAD suites, for boards without TLS 1.3 [default: TLS 1.3 only].")
 def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: str | None,
                      autosave_interval: int, tls12: bool) -> None:
     """Generate a CA, certificates, passwords, ACL and mosquitto.conf for every device of SCENARIO.
