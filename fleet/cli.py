@@ -327,7 +327,12 @@ def deploy() -> None:
 @click.option("--password-port", type=click.IntRange(1, 65535), default=8884, show_default=True, help="Port of the username/password listener (also TLS).")
 @click.option("--days", type=click.IntRange(min=1), default=825, show_default=True, help="Validity of the device and server certificates.")
 @click.option("--broker-root", metavar="PATH", help="Where broker/ will live on the broker host; mosquitto.conf points there [default: OUT/broker].")
-def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: str | None) -> None:
+@click.option("--autosave-interval", type=int, default=60, show_default=True, metavar="SECONDS",
+              help="How often the broker saves retained messages and sessions; a crash loses what changed since.")
+@click.option("--tls12", is_flag=True,
+              help="Also accept TLS 1.2 with AEAD suites, for boards without TLS 1.3 [default: TLS 1.3 only].")
+def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: str | None,
+                     autosave_interval: int, tls12: bool) -> None:
     """Generate a CA, certificates, passwords, ACL and mosquitto.conf for every device of SCENARIO.
 
     Each device gets devices/<name>/ (certificate, key, password, agent.env) to copy to its
@@ -339,7 +344,8 @@ def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts
     from fleet.scenario import load_scenario
 
     sc = load_scenario(scenario, list(overrides))
-    manifest = provision(sc, out, hosts or DEFAULT_HOSTS, tls_port, password_port, days, PurePosixPath(broker_root) if broker_root else None)
+    manifest = provision(sc, out, hosts or DEFAULT_HOSTS, tls_port, password_port, days, PurePosixPath(broker_root) if broker_root else None,
+                         autosave_interval, tls12)
     roles = [i["role"] for i in manifest["identities"]]
     click.echo(f"provisioned {roles.count('device')} devices, a collector and a bridge of {sc.name} in {out}")
     click.echo(f"broker: mosquitto -c {out / 'broker' / 'mosquitto.conf'}  (TLS {manifest['broker']['url']})")

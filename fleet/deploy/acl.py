@@ -1,14 +1,21 @@
 """Who may publish and read which topics: the fleet's MQTT identities and mosquitto's ACL file.
 
-The rights mirror the simulator exactly. The fleet is drawn with the scenario's own random
+Read rights mirror the simulator exactly. The fleet is drawn with the scenario's own random
 streams (:func:`fleet.sim.world.build_world`), so a device may read precisely the topics that the
 simulated device subscribes to in :class:`fleet.sim.engine.Simulation` (its topology neighbours'
 ``consensus`` when that workload runs, their ``params`` when the learner exchanges with
 neighbours, the cloud's ``params`` when it is centralized), plus its own ``cmd`` topic.
 
+A device may write exactly the topics the edge agent (:mod:`fleet.edge.agent`) publishes for the
+scenario (:func:`device_kinds`): its retained ``status`` (birth, death and will), its ``telemetry``
+when that workload runs, its ``params`` when the learner exchanges with neighbours, its
+``experience`` when it is centralized. Not its ``cmd`` topic (the collector's), not ``consensus``
+(that workload does not run on boards), nothing else under its subtree: so it holds at most one
+retained message per granted topic, and what it publishes elsewhere is refused (PUBACK 135).
+
 Three kinds of identity:
 
-- a **device** writes only under ``fleet/<site>/<device>/#``;
+- a **device** writes only the topics of :func:`device_kinds` under ``fleet/<site>/<device>/``;
 - the **collector** (the cloud, ``fleet/cloud/collector``) reads every device's telemetry and
   status (and experience, for a centralized learner), writes every device's ``cmd`` and its own
   topics (the centralized learner's ``params`` broadcast);
@@ -54,19 +61,26 @@ def neighbour_kinds(scenario: Scenario) -> tuple[str, ...]:
     return ("consensus",) * scenario.workloads.consensus.enabled + ("params",) * (_exchange(scenario) == "neighbours")
 
 
+def device_kinds(scenario: Scenario) -> tuple[str, ...]:
+    """Kinds a device publishes on its own topics, as the edge agent does for this scenario."""
+    exchange = _exchange(scenario)
+    return (("status",) + ("telemetry",) * scenario.workloads.telemetry.enabled
+            + ("params",) * (exchange == "neighbours") + ("experience",) * (exchange == "cloud"))
+
+
 def fleet_identities(scenario: Scenario) -> list[Identity]:
     """The devices of ``scenario`` (in fleet order), then the collector and the bridge."""
     world = build_world(scenario, Streams(scenario.seed))
     sites = [world.site_names[s] for s in world.site_of]
     names = world.device_names
-    kinds = neighbour_kinds(scenario)
+    kinds, own = neighbour_kinds(scenario), device_kinds(scenario)
     centralized = _exchange(scenario) == "cloud"
     cloud_params = (device_topic(COLLECTOR_SITE, COLLECTOR_NAME, "params"),) * centralized
     devices = []
     for i, (site, name) in enumerate(zip(sites, names)):
         nbrs = world.topology.neighbours(i)
         read = (device_topic(site, name, "cmd"),) + tuple(device_topic(sites[j], names[j], k) for k in kinds for j in nbrs) + cloud_params
-        devices.append(Identity(name, "device", site, (f"fleet/{site}/{name}/#",), read))
+        devices.append(Identity(name, "device", site, tuple(device_topic(site, name, k) for k in own), read))
     collector_read = ("fleet/+/+/telemetry", "fleet/+/+/status") + ("fleet/+/+/experience",) * centralized
     collector = Identity(COLLECTOR_NAME, "collector", COLLECTOR_SITE, (f"fleet/{COLLECTOR_SITE}/{COLLECTOR_NAME}/#", "fleet/+/+/cmd"), collector_read)
     bridge = Identity(BRIDGE_NAME, "bridge", None, ("fleet/#",), ("fleet/#",))

@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path, PurePosixPath
 
 from fleet.deploy.acl import Identity, acl_file, fleet_identities
-from fleet.deploy.broker import BROKER_FILES, HEADER_ALLOWANCE, mosquitto_conf
+from fleet.deploy.broker import AUTOSAVE_INTERVAL, BROKER_FILES, HEADER_ALLOWANCE, mosquitto_conf
 from fleet.deploy.passwords import new_password, password_file
 from fleet.deploy.pki import Issued, issue, make_ca, subject_alt_name
 from fleet.errors import ConfigError
@@ -56,7 +56,10 @@ class _Folder:
         self.files.append({"path": rel, "mode": f"{mode:04o}"})
 
 
-def _check_options(out: Path, hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: PurePosixPath) -> None:
+def _check_options(
+    out: Path, hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: PurePosixPath,
+    autosave_interval: int,
+) -> None:
     if not hosts:
         raise ConfigError("--host: give at least one host name or IP address the boards use to reach the broker")
     for host in hosts:
@@ -65,6 +68,10 @@ def _check_options(out: Path, hosts: tuple[str, ...], tls_port: int, password_po
         raise ConfigError(f"--tls-port and --password-port are both {tls_port}; the two listeners need different ports")
     if days < 1:
         raise ConfigError(f"--days must be at least 1, got {days}")
+    if autosave_interval < 1:
+        raise ConfigError(
+            f"--autosave-interval must be at least 1 s, got {autosave_interval} (0 would save only at a clean stop)"
+        )
     if not broker_root.is_absolute():
         raise ConfigError(f"--broker-root {broker_root}: must be an absolute path on the broker host, e.g. /etc/mosquitto/fleet")
     if any(c.isspace() for c in str(broker_root)):
@@ -110,16 +117,19 @@ def provision(
     password_port: int = 8884,
     days: int = 825,
     broker_root: PurePosixPath | None = None,
+    autosave_interval: int = AUTOSAVE_INTERVAL,
+    tls12: bool = False,
 ) -> dict:
     """Write the deployment folder ``out`` for ``scenario`` (see the module docstring); returns the manifest.
 
     ``hosts`` go into the server certificate's subject alternative names (the first one also
     into the URLs of agent.env); ``days`` is the validity of the leaf certificates;
-    ``broker_root`` is where broker/ will live on the broker host (default: ``out/broker``).
+    ``broker_root`` is where broker/ will live on the broker host (default: ``out/broker``);
+    ``autosave_interval`` (seconds) and ``tls12`` go into mosquitto.conf (:mod:`fleet.deploy.broker`).
     """
     out = Path(out).absolute()
     broker_root = PurePosixPath(broker_root or out / "broker")
-    _check_options(out, hosts, tls_port, password_port, days, broker_root)
+    _check_options(out, hosts, tls_port, password_port, days, broker_root, autosave_interval)
     identities = fleet_identities(scenario)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -127,7 +137,9 @@ def provision(
     except OSError as e:
         raise ConfigError(f"{out}: cannot create it: {e.strerror}") from None
     try:
-        manifest = _write_all(_Folder(tmp), scenario, identities, hosts, tls_port, password_port, days, broker_root)
+        manifest = _write_all(
+            _Folder(tmp), scenario, identities, hosts, tls_port, password_port, days, broker_root, autosave_interval, tls12
+        )
         os.rename(tmp, out)
     except OSError as e:
         raise ConfigError(f"{out}: cannot write it: {e.strerror} (nothing was left behind)") from None
@@ -138,7 +150,7 @@ def provision(
 
 def _write_all(
     folder: _Folder, scenario: Scenario, identities: list[Identity], hosts: tuple[str, ...],
-    tls_port: int, password_port: int, days: int, broker_root: PurePosixPath,
+    tls_port: int, password_port: int, days: int, broker_root: PurePosixPath, autosave_interval: int, tls12: bool,
 ) -> dict:
     now = dt.datetime.now(dt.timezone.utc)
     ca = make_ca(scenario.name, now)
@@ -152,7 +164,8 @@ def _write_all(
     folder.write("ca/ca.crt", ca.cert_pem)
     folder.write("ca/ca.key", ca.key_pem, secret=True)
     max_payload = scenario.network.broker.max_packet_bytes
-    folder.write("broker/mosquitto.conf", mosquitto_conf(broker_root, scenario.name, tls_port, password_port, max_payload))
+    conf = mosquitto_conf(broker_root, scenario.name, tls_port, password_port, max_payload, autosave_interval, tls12)
+    folder.write("broker/mosquitto.conf", conf)
     folder.write(f"broker/{BROKER_FILES['ca']}", ca.cert_pem)
     folder.write(f"broker/{BROKER_FILES['cert']}", server.cert_pem)
     folder.write(f"broker/{BROKER_FILES['key']}", server.key_pem, secret=True)
@@ -181,7 +194,9 @@ def _write_all(
         "scenario": {"name": scenario.name, "seed": scenario.seed, "devices": scenario.n_devices},
         "broker": {"hosts": list(hosts), "url": broker_url, "password_url": password_url, "tls_port": tls_port,
                    "password_port": password_port, "root": str(broker_root),
-                   "max_packet_size": max_payload + HEADER_ALLOWANCE, "server_cert": _cert_info(server)},
+                   "max_packet_size": max_payload + HEADER_ALLOWANCE,
+                   "autosave_interval": autosave_interval, "tls_versions": ["1.2", "1.3"] if tls12 else ["1.3"],
+                   "server_cert": _cert_info(server)},
         "ca": {"subject": ca.cert.subject.rfc4514_string(), **_cert_info(ca)},
         "identities": entries,
         "files": folder.files,

@@ -9,135 +9,32 @@ would have arrived before it.
 """
 
 import datetime as dt
-import os
-import re
-import threading
+import ssl
 
-import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from paho.mqtt.enums import CallbackAPIVersion
 
+from fleet.deploy.broker import MAX_INFLIGHT_MESSAGES, MAX_QUEUED_BYTES, MAX_QUEUED_MESSAGES
 from fleet.deploy.pki import issue, make_ca
-from tests.mosquitto import Broker
+from tests.deploy.conftest import handshake, start_kit_broker, topic
 
 pytestmark = pytest.mark.mqtt
 
 NOT_AUTHORIZED, NO_MATCHING_SUBSCRIBERS = 135, 16
-WAIT = 5.0
 
 
 @pytest.fixture(scope="module")
-def broker(kit, manifest, tmp_path_factory):
+def broker(kit, tmp_path_factory):
     """mosquitto with the generated mosquitto.conf, its listeners bound to loopback."""
-    conf = (kit / "broker" / "mosquitto.conf").read_text()
-    folder = tmp_path_factory.mktemp("broker")
-    conf = re.sub(r"^listener (\d+)$", r"listener \1 127.0.0.1", conf, flags=re.M)
-    conf = re.sub(r"^persistence_location .*$", f"persistence_location {folder}/", conf, flags=re.M)  # keep the kit as provisioned
-    if os.geteuid() == 0:  # mosquitto would drop to the 'mosquitto' user, which cannot read the 0600 keys
-        conf += "user root\n"
-    config = folder / "mosquitto.conf"
-    config.write_text(conf)
-    ports = [manifest["broker"]["tls_port"], manifest["broker"]["password_port"]]
-    b = Broker(config, ports[0], ports).start()
+    b = start_kit_broker(kit, tmp_path_factory.mktemp("broker"))
     yield b
     b.stop()
 
 
-class Peer:
-    """A paho MQTT 5 client over TLS that records its CONNACK, acks, messages and disconnection."""
-
-    def __init__(self, client_id: str, ca, cert=None, key=None, username=None, password=None):
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
-        self.client.tls_set(ca_certs=str(ca), certfile=cert and str(cert), keyfile=key and str(key))
-        if username is not None:
-            self.client.username_pw_set(username, password)
-        self.changed = threading.Condition()
-        self.connack = self.disconnected = self.connack_props = None
-        self.acks: dict[int, int] = {}
-        self.messages: list[tuple[str, bytes]] = []
-        self.client.on_connect = self._on_connect
-        self.client.on_disconnect = self._on_disconnect
-        self.client.on_publish = lambda c, u, mid, rc, props: self._record(acks={**self.acks, mid: rc.value})
-        self.client.on_subscribe = lambda c, u, mid, rcs, props: self._record(acks={**self.acks, mid: rcs[0].value})
-        self.client.on_message = lambda c, u, msg: self._record(messages=self.messages + [(msg.topic, msg.payload)])
-
-    def _on_connect(self, client, userdata, flags, rc, props):
-        self._record(connack=rc.value, connack_props=props)
-        if rc.is_failure:
-            client.disconnect()  # no reconnection attempts
-
-    def _on_disconnect(self, client, userdata, flags, rc, props):
-        self._record(disconnected=rc.value)
-        client.disconnect()  # no reconnection attempts
-
-    def _record(self, **changes) -> None:
-        with self.changed:
-            self.__dict__.update(changes)
-            self.changed.notify_all()
-
-    def wait(self, predicate, what: str):
-        with self.changed:
-            if not self.changed.wait_for(predicate, WAIT):
-                raise AssertionError(f"no {what} within {WAIT} s")
-        return predicate()
-
-    def connect(self, port: int) -> "Peer":
-        """Connect and wait for the CONNACK or the connection's end (a refused TLS handshake)."""
-        try:
-            self.client.connect("127.0.0.1", port)
-        except OSError as e:  # includes ssl.SSLError: refused during the handshake
-            self.disconnected = e
-            return self
-        self.client.loop_start()
-        self.wait(lambda: self.connack is not None or self.disconnected is not None, "CONNACK or disconnection")
-        return self
-
-    def publish(self, topic: str, payload: bytes = b"x") -> int:
-        """Publish with QoS 1; the PUBACK's reason code."""
-        mid = self.client.publish(topic, payload, qos=1).mid
-        self.wait(lambda: mid in self.acks, f"PUBACK for {topic}")
-        return self.acks[mid]
-
-    def subscribe(self, topic: str) -> int:
-        """Subscribe with QoS 1; the SUBACK's reason code (the granted QoS when accepted)."""
-        mid = self.client.subscribe(topic, qos=1)[1]
-        self.wait(lambda: mid in self.acks, f"SUBACK for {topic}")
-        return self.acks[mid]
-
-    def received(self, topic: str) -> list[bytes]:
-        return [payload for t, payload in self.messages if t == topic]
-
-    def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
-
-
 @pytest.fixture
-def peers(kit, manifest, broker):
-    """``peers(name, listener="tls"|"password", client_id=None, **overrides)`` connects an identity."""
-    folders = {i["name"]: kit / i["folder"] for i in manifest["identities"]}
-    ports = {"tls": manifest["broker"]["tls_port"], "password": manifest["broker"]["password_port"]}
-    opened = []
-
-    def connect(name: str, listener: str = "tls", client_id: str | None = None, **overrides) -> Peer:
-        folder = folders[name]
-        if listener == "tls":
-            creds = dict(cert=folder / "client.crt", key=folder / "client.key")
-        else:
-            creds = dict(username=name, password=(folder / "password").read_text().strip())
-        peer = Peer(client_id or name, kit / "ca" / "ca.crt", **{**creds, **overrides})
-        opened.append(peer)
-        return peer.connect(ports[listener])
-
-    yield connect
-    for peer in opened:
-        peer.close()
-
-
-def topic(manifest, name: str, kind: str) -> str:
-    site = next(i["site"] for i in manifest["identities"] if i["name"] == name)
-    return f"fleet/{site}/{name}/{kind}"
+def peers(kit, broker, connect):
+    """``peers(name, listener="tls"|"password", client_id=None, session_expiry=0, **overrides)`` logs an identity in."""
+    return lambda *args, **kwargs: connect(kit, *args, **kwargs)
 
 
 def neighbours(manifest, name: str) -> tuple[list[str], list[str]]:
@@ -176,6 +73,15 @@ def test_tls_listener_refuses_no_certificate_and_a_certificate_of_another_ca(pee
         assert peer.connack is None and peer.disconnected is not None
 
 
+@pytest.mark.parametrize("listener", ["tls", "password"])
+def test_listeners_speak_tls_13_only(kit, manifest, broker, listener):
+    port = manifest["broker"][f"{listener}_port"]
+    assert handshake(kit, port) == "TLSv1.3"
+    for ciphers in (None, "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA"):  # any 1.2 suite, AEAD or CBC/SHA-1
+        with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):
+            handshake(kit, port, ssl.TLSVersion.TLSv1_2, ciphers)
+
+
 # --- publishing and reading ------------------------------------------------------------------------
 
 
@@ -185,6 +91,28 @@ def test_publishing_on_another_devices_topic_gets_puback_135(peers, manifest):
     assert d0.publish(topic(manifest, "d00001", "cmd")) == NOT_AUTHORIZED
     assert d0.publish("fleet/cloud/collector/params") == NOT_AUTHORIZED
     assert d0.publish(topic(manifest, "d00000", "telemetry")) == NO_MATCHING_SUBSCRIBERS
+
+
+def test_a_device_publishes_and_retains_only_the_topics_its_agent_uses(peers, manifest):
+    """Diffusion: status, telemetry, params. Its own cmd (the collector's), kinds its agent does not
+    publish and any other topic under its subtree get PUBACK 135: neither delivered nor retained."""
+    granted = [topic(manifest, "d00000", kind) for kind in ("status", "telemetry", "params")]
+    others = ["cmd", "consensus", "experience", "status/extra", "x1", "x2", "x3"]
+    refused = [topic(manifest, "d00000", kind) for kind in others]
+    d0, watcher = peers("d00000"), peers("bridge")  # the bridge reads all of fleet/#
+    watcher.subscribe(topic(manifest, "d00000", "#"))
+    assert d0.publish_all(refused, b"refused", retain=True) == [NOT_AUTHORIZED] * len(refused)
+    assert NOT_AUTHORIZED not in d0.publish_all(granted, b"granted", retain=True)
+    watcher.wait(lambda: all(watcher.received(t) for t in granted), "the granted messages")
+    assert sorted(t for t, _ in watcher.messages) == sorted(granted)  # the refused ones were sent first
+
+    watcher.close()
+    late = peers("bridge")  # retained messages come right after the SUBACK, before the marker published after it
+    late.subscribe(topic(manifest, "d00000", "#"))
+    d0.publish(granted[1], b"marker")
+    late.wait(lambda: b"marker" in late.received(granted[1]), "the marker")
+    assert sorted(t for t, payload in late.messages if payload == b"granted") == sorted(granted)
+    d0.publish_all(granted, b"", retain=True)  # clears them for the other tests
 
 
 def test_another_devices_cmd_delivers_nothing_while_its_own_arrives(peers, manifest):
@@ -238,3 +166,31 @@ def test_largest_scenario_payload_passes_and_a_larger_packet_disconnects(peers, 
     assert d0.publish(topic(manifest, "d00000", "telemetry"), bytes(max_payload)) == NO_MATCHING_SUBSCRIBERS
     d0.client.publish(topic(manifest, "d00000", "telemetry"), bytes(manifest["broker"]["max_packet_size"]), qos=1)
     d0.wait(lambda: d0.disconnected is not None, "disconnection after an oversized packet")
+
+
+# --- queues --------------------------------------------------------------------------------------------
+
+
+def test_connack_announces_the_inflight_bound(peers):
+    assert peers("d00000").connack_props.ReceiveMaximum == MAX_INFLIGHT_MESSAGES
+
+
+@pytest.mark.parametrize("size", ["1 byte", "largest"])
+def test_a_persistent_sessions_queue_stops_growing_at_its_bound(peers, manifest, kit, size):
+    """While a device is away, the broker queues QoS 1 messages for it as long as fewer than
+    MAX_QUEUED_MESSAGES messages and fewer than MAX_QUEUED_BYTES bytes of payload wait: of 1-byte
+    messages 1000, of the largest (256 kB) ceil(8 MiB / 256 kB) = 32; it drops the rest."""
+    largest = yaml.safe_load((kit / "scenario.yaml").read_text())["network"]["broker"]["max_packet_bytes"]
+    payload = 1 if size == "1 byte" else largest
+    bound = min(MAX_QUEUED_MESSAGES, -(-MAX_QUEUED_BYTES // payload))
+    cmd = topic(manifest, "d00003", "cmd")
+    away = peers("d00003", session_expiry=600)
+    away.subscribe(cmd)
+    away.close()
+    collector = peers("collector")
+    assert NOT_AUTHORIZED not in collector.publish_all([cmd] * (bound + 10), bytes(payload))
+    back = peers("d00003", session_expiry=600)  # resumes the session: its queue arrives
+    back.wait(lambda: len(back.received(cmd)) >= bound, f"{bound} queued messages")
+    collector.publish(cmd, b"after")
+    back.wait(lambda: back.received(cmd)[-1:] == [b"after"], "the message sent after the reconnection")
+    assert len(back.received(cmd)) == bound + 1

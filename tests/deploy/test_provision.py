@@ -5,6 +5,7 @@ import json
 import shutil
 import stat
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,9 +16,12 @@ from cryptography.x509.oid import NameOID
 
 from fleet.cli import main
 from fleet.deploy import provision
+from fleet.deploy.acl import fleet_identities
 from fleet.deploy.passwords import hash_password, verify_password
 from fleet.mqtt.topics import KINDS, topic_matches
+from fleet.scenario import parse_scenario
 from fleet.sim.engine import Simulation
+from tests.conftest import tiny_scenario
 from tests.deploy.conftest import tiny
 
 
@@ -120,10 +124,21 @@ def test_read_rights_are_exactly_the_simulated_subscriptions(tmp_path, learner):
     assert any(t.endswith("/params") for _, t in granted) == (learner != "rule-based-v1")
 
 
-def test_devices_write_only_their_own_topics(manifest):
-    for ident in manifest["identities"]:
-        if ident["role"] == "device":
-            assert ident["write"] == [f"fleet/{ident['site']}/{ident['name']}/#"]
+@pytest.mark.parametrize(
+    "learner, telemetry, kinds",
+    [
+        ("diffusion-v1", True, ["status", "telemetry", "params"]),  # params to its neighbours
+        ("centralized-v1", True, ["status", "telemetry", "experience"]),  # experience up to the cloud
+        ("rule-based-v1", False, ["status"]),  # no messages, no telemetry: birth, death and will only
+    ],
+)
+def test_devices_write_only_the_topics_their_agent_publishes(learner, telemetry, kinds):
+    raw = tiny_scenario()
+    raw["learner"] = {"name": learner}
+    raw["workloads"]["telemetry"]["enabled"] = telemetry
+    for ident in fleet_identities(parse_scenario(raw, "tiny", Path.cwd())):
+        if ident.role == "device":
+            assert ident.write == tuple(f"fleet/{ident.site}/{ident.name}/{kind}" for kind in kinds)
 
 
 # --- the command line ----------------------------------------------------------------------------
@@ -143,6 +158,16 @@ def test_cli_provisions_for_the_given_hosts_and_broker_root(tiny_scenario_file, 
     conf = (out / "broker" / "mosquitto.conf").read_text()
     assert "acl_file /etc/mosquitto/fleet/acl\n" in conf and "persistence_location /etc/mosquitto/fleet/data/\n" in conf
     assert "mqtts://broker.example.org:8883" in (out / "devices" / "d00000" / "agent.env").read_text()
+
+
+def test_cli_sets_the_autosave_interval_and_admits_tls12_on_request(tiny_scenario_file, tmp_path):
+    for args, autosave, versions in [([], 60, ["1.3"]), (["--autosave-interval", "5", "--tls12"], 5, ["1.2", "1.3"])]:
+        out = tmp_path / f"kit{len(args)}"
+        assert fleet("deploy", "provision", tiny_scenario_file, "-o", out, *args).exit_code == 0
+        conf = (out / "broker" / "mosquitto.conf").read_text()
+        assert f"\nautosave_interval {autosave}\n" in conf
+        assert conf.count(f"\ntls_version tlsv{versions[0]}\n") == 2  # the minimum version, on both listeners
+        assert json.loads((out / "manifest.json").read_text())["broker"]["tls_versions"] == versions
 
 
 def assert_usage_error(result, *words):
@@ -171,6 +196,7 @@ def test_cli_refuses_a_non_empty_folder_and_overwrites_nothing(tiny_scenario_fil
         (["{tiny}", "--tls-port", "9000", "--password-port", "9000"], ["--tls-port", "--password-port", "9000"]),
         (["{tiny}", "--broker-root", "relative/path"], ["--broker-root", "absolute"]),
         (["{tiny}", "--broker-root", "/etc/my broker"], ["--broker-root", "spaces"]),
+        (["{tiny}", "--autosave-interval", "0"], ["--autosave-interval", "at least 1"]),
     ],
 )
 def test_cli_bad_input_is_one_error_and_writes_nothing(tiny_scenario_file, tmp_path, args, words):
