@@ -37,6 +37,23 @@ Differences from a simulated device, because a board knows less:
 Clock: from 0 at the agent's first start, or, with ``epoch`` (``fleet agent --epoch``), the shared
 clock of a mixed fleet (:mod:`fleet.sim.realtime`): the agent joins where that clock is now.
 
+Faults of the board itself:
+
+- a write to the state folder that fails (a full disk, an I/O error, a read-only file system) is
+  counted (``write_errors``), logged when it starts and ends, and shown in the status line
+  (``writes=failing(checkpoint,sequence,outbox)``: what failed at its last try); the agent keeps
+  controlling. A checkpoint that cannot be written leaves the last good one; a message whose
+  sequence number cannot be saved is not sent (a restart would use the number again); an outbox
+  that cannot be opened is kept in memory for this run. Temporary files of failed writes are
+  removed at once, those of a crash at the next start (:mod:`fleet.edge.state`);
+- after a crash (kill -9, power cut) the agent resumes from its last checkpoint and re-runs the
+  ticks since then, on its own clock. Telemetry readings it already sent for those times are not
+  sent again: the time of the last reading is saved with the sequence numbers before its message
+  is queued, so a collector gets each (device, time) once, not again under new sequence numbers.
+  It hears nothing new from the device until the re-run has passed that time. A fresh start
+  (no checkpoint) begins a new timeline from 0 and sends all readings. Parameters are sent
+  again as the re-run learner makes them (neighbours take them as new).
+
 Status: ``fleet/<site>/<device>/status`` is retained: ``[1.0]`` ("online") after every
 connection and ``[0.0]`` ("offline") as the will or at a clean stop. Both carry the session
 number as their sequence number (it grows at every start), as Sparkplug's bdSeq does, so a
@@ -60,7 +77,7 @@ from devices.occupancy import comfort_violation_c
 from fleet.edge import watchdog
 from fleet.edge.counters import Counters
 from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
-from fleet.edge.outbox import Outbox, OutboxError
+from fleet.edge.outbox import MEMORY, Outbox, OutboxError
 from fleet.edge.state import StateDir
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
@@ -163,10 +180,13 @@ def device_learner(view: DeviceView) -> Learner:
 
 
 def _open_outbox(path: Path) -> Outbox:
-    """The outbox; a damaged one is moved aside (and logged) and a new one started."""
+    """The outbox; a damaged one is moved aside (and logged) and a new one started. Raises the
+    :class:`OutboxError` of a write that the disk refused (the file is not at fault)."""
     try:
         return Outbox(path, OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES)
     except OutboxError as e:
+        if e.storage:
+            raise
         aside = path.with_name(f"{path.name}.broken-{int(time.time())}")
         log.warning("%s; moved it to %s and started an empty outbox", e, aside)
         path.rename(aside)
@@ -188,6 +208,8 @@ class EdgeAgent:
         driver_factory: DriverFactory = simulated_driver, on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.view, self.options, self.on_status = view, options, on_status
+        self._failing: set[str] = set()
+        """What could not be written at its last try: checkpoint, sequence, outbox."""
         self.state = StateDir(state_dir)
         saved = self.state.load_checkpoint(view.scenario.model_dump(mode="json"), view.name)
         self.learner = device_learner(view)
@@ -205,18 +227,23 @@ class EdgeAgent:
         self._check_driver(saved)
         self.last_temp: float | None = None
         self.watchdog_s = watchdog.watchdog_interval()
-        self._messaging(transport_factory)
+        self._messaging(transport_factory, resumed=saved is not None)
         self._stop_requested = self._was_up = self._birth_due = False
         self._refused: TransportError | None = None
         self._shown = (self.counters.ticks, self.counters.reward_sum)
 
-    def _messaging(self, transport_factory: TransportFactory) -> None:
+    def _messaging(self, transport_factory: TransportFactory, resumed: bool) -> None:
         """A new session number, the transport with its will, the checks on what comes in."""
         view = self.view
-        self.seq = self.state.load_sequence()
-        self.seq["status"] += 1
+        self.sequence = self.state.load_sequence()
+        self.sequence.last["status"] += 1
+        if not resumed:  # a new timeline: its readings are new whatever their times
+            self.sequence.last_reading = None
+        elif self.sequence.last_reading is not None and self.sequence.last_reading > self.env.now:
+            log.info("%s: readings up to t=%.2fh were sent before the restart; not sending them again",
+                     view.name, self.sequence.last_reading / 3600)
         self.transport = transport_factory(view.name, will=Will(view.topic("status"), self._status(False)), session_expiry=self.options.session_expiry)
-        self.state.save_sequence(self.seq)
+        self._write("sequence", lambda: self.state.save_sequence(self.sequence))
         self.outbox: Outbox | None = None
         self.uplink: Uplink | None = None
         p = self.learner.flat_params().shape[1] if hasattr(self.learner, "flat_params") else 1
@@ -267,6 +294,35 @@ class EdgeAgent:
             "building_temp": building,
         })
 
+    def _checkpoint(self) -> None:
+        """A checkpoint, or the last good one kept when it cannot be written."""
+        self._write("checkpoint", self.checkpoint)
+
+    # --- writes to the state folder ------------------------------------------------------------
+
+    def _write(self, what: str, write: Callable[[], None]) -> bool:
+        """Run ``write`` (of the checkpoint, the sequence numbers or the outbox); False if the disk
+        refused it (full, I/O error, read-only), after counting and reporting it."""
+        try:
+            write()
+        except (OSError, OutboxError) as e:
+            if isinstance(e, OutboxError) and not e.storage:  # a damaged file is not the disk's fault
+                raise
+            self._write_failed(what, e)
+            self._failing.add(what)
+            return False
+        if what in self._failing:
+            self._failing.discard(what)
+            log.warning("%s: writing the %s works again", self.view.name, what)
+        return True
+
+    def _write_failed(self, what: str, error: Exception) -> None:
+        """Count a failed write; log it unless the last try of the same failed too."""
+        self.counters.write_errors += 1
+        level = logging.DEBUG if what in self._failing else logging.ERROR
+        log.log(level, "%s: could not write the %s in %s (%s); running on what was saved before",
+                self.view.name, what, self.state.path, error)
+
     # --- running -----------------------------------------------------------------------------
 
     def stop(self) -> None:
@@ -282,7 +338,7 @@ class EdgeAgent:
         s, o = self.view.scenario, self.options
         self._stop = self.env.event()
         procs = {"control": (s.control_period, self._tick), "poll": (min(s.control_period, POLL_WALL_S * o.speedup), self._poll),
-                 "checkpoint": (o.checkpoint_every, self.checkpoint), "status": (o.status_every * o.speedup, self._status_line)}
+                 "checkpoint": (o.checkpoint_every, self._checkpoint), "status": (o.status_every * o.speedup, self._status_line)}
         if s.workloads.telemetry.enabled:
             procs["telemetry"] = (s.workloads.telemetry.period, self._telemetry)
         if self.watchdog_s:
@@ -304,7 +360,12 @@ class EdgeAgent:
 
     def _start(self) -> None:
         # opened on the thread that runs the agent: an SQLite connection belongs to its thread
-        self.outbox = _open_outbox(self.state.outbox)
+        try:
+            self.outbox = _open_outbox(self.state.outbox)
+        except OutboxError as e:
+            self._write_failed("outbox", e)
+            log.error("%s: keeping the outbox in memory until the agent stops", self.view.name)
+            self.outbox = Outbox(MEMORY, OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES)
         self.uplink = Uplink(self.transport, self.outbox, self.counters, self.options.max_inflight)
         topics = self.inbound.topics
         for topic in topics:
@@ -342,13 +403,13 @@ class EdgeAgent:
         if self.uplink is None:  # it did not get to start
             self.transport.close()
             return
-        self.uplink.flush()
+        self._write("outbox", self.uplink.flush)
         if self.transport.connected and self.uplink.send_now(self.view.topic("status"), self._status(False), retain=True):
             for flight in list(self.uplink.inflight.values()):
                 flight.delivery.wait(2.0)
-            self.uplink.settle()
+            self._write("outbox", self.uplink.settle)
         if clean:
-            self.checkpoint()
+            self._checkpoint()
         self._status_line()
         self.transport.close()
         self.outbox.close()
@@ -419,28 +480,33 @@ class EdgeAgent:
 
     def _telemetry(self) -> None:
         """Measured temperature, power, comfort band and occupancy, as the simulator sends them."""
-        if self.pending is None:
-            return
         cfg, t, occupancy = self.view.scenario.workloads.telemetry, self.env.now, self.view.occupancy
+        last = self.sequence.last_reading
+        if self.pending is None or (last is not None and t < last + cfg.period / 2):  # sent before a crash
+            return
         lo, hi = occupancy.band(t)
         vec = np.array([self.last_temp, self.pending.power_kw, lo[0], hi[0], float(occupancy.occupied(t)[0])], np.float32)
         self._send("telemetry", t, [vec], DTYPES[cfg.dtype], cfg.qos)
 
     def _send(self, kind: str, t: float, arrays: list[np.ndarray], dtypes, qos: int) -> None:
-        """Encode one message with the next sequence number of its kind and queue it."""
-        self.seq[kind] += 1
-        self.state.save_sequence(self.seq)
+        """Encode one message with the next sequence number of its kind and queue it, once that
+        number (and a reading's time) is saved."""
+        self.sequence.last[kind] += 1
+        if kind == "telemetry":
+            self.sequence.last_reading = t
+        if not self._write("sequence", lambda: self.state.save_sequence(self.sequence)):
+            return
         try:
-            payload = encode(Kind[kind.upper()], self.view.index, self.seq[kind], t, arrays, dtypes)
+            payload = encode(Kind[kind.upper()], self.view.index, self.sequence.last[kind], t, arrays, dtypes)
         except WireError as e:
             self.counters.oversize += 1
             log.error("could not encode a %s message: %s", kind, e)
             return
-        self.uplink.send(self.view.topic(kind), payload, kind=kind, qos=qos)
+        self._write("outbox", lambda: self.uplink.send(self.view.topic(kind), payload, kind=kind, qos=qos))
 
     def _status(self, online: bool) -> bytes:
         flag = np.array([1.0 if online else 0.0], np.float32)
-        return encode(Kind.STATUS, self.view.index, self.seq["status"], self.env.now, [flag], DType.FLOAT32)
+        return encode(Kind.STATUS, self.view.index, self.sequence.last["status"], self.env.now, [flag], DType.FLOAT32)
 
     # --- messaging -------------------------------------------------------------------------------
 
@@ -448,7 +514,7 @@ class EdgeAgent:
         self._receive()
         self._connection()
         if self._refused is None:
-            self.uplink.flush()
+            self._write("outbox", self.uplink.flush)
         if self._stop_requested and not self._stop.triggered:
             self._stop.succeed()
 
@@ -492,16 +558,23 @@ class EdgeAgent:
     # --- reporting -------------------------------------------------------------------------------
 
     def status_line(self) -> str:
-        """One line: clock, ticks, mean reward per tick since the last line, messages, connection."""
+        """One line: clock, ticks, mean reward per tick since the last line, messages (``queued=N(memory)``
+        for an outbox in memory), connection, writes to the state folder."""
         c = self.counters
         ticks, reward_sum = self._shown
         mean = (c.reward_sum - reward_sum) / (c.ticks - ticks) if c.ticks > ticks else float("nan")
         self._shown = (c.ticks, c.reward_sum)
         return (
             f"{self.view.name} t={self.env.now / 3600:.2f}h ticks={c.ticks} updates={c.updates} reward/tick={mean:.4f} "
-            f"sent={c.sent} received={c.received} dropped={c.dropped} queued={len(self.outbox)} "
-            f"errors={c.read_errors + c.apply_errors + c.refused + c.oversize} connected={'yes' if self.transport.connected else 'no'}"
+            f"sent={c.sent} received={c.received} dropped={c.dropped} "
+            f"queued={len(self.outbox)}{'(memory)' * (self.outbox.path == MEMORY)} "
+            f"errors={c.read_errors + c.apply_errors + c.refused + c.oversize + c.write_errors} "
+            f"connected={'yes' if self.transport.connected else 'no'} writes={self._writes()}"
         )
+
+    def _writes(self) -> str:
+        """``ok``, or ``failing(...)`` naming what could not be written at its last try."""
+        return f"failing({','.join(sorted(self._failing))})" if self._failing else "ok"
 
     def _status_line(self) -> None:
         line = self.status_line()

@@ -46,6 +46,9 @@ class Counters:
     """QoS 1 messages received twice (dropped the second time)."""
     connects: int = 0
     """Times the connection to the broker came up."""
+    write_errors: int = 0
+    """Writes to the state folder that failed (a full disk, an I/O error, a read-only file system):
+    checkpoints, sequence numbers, outbox. The agent kept running on what was saved before."""
 
     @property
     def dropped(self) -> int:

@@ -20,10 +20,17 @@ Rules:
   :attr:`~Outbox.dropped` counts them across restarts. Reopening with smaller bounds trims;
 - **persistent**: one SQLite file in WAL mode (``synchronous=NORMAL``: a power cut may lose the
   last puts, never corrupt the file); reopening it gives the same messages in the same order.
+  :data:`MEMORY` as ``path`` keeps them in memory instead, until :meth:`~Outbox.close`;
+- **bounded on disk**: the file holds at most the bounded messages, plus free pages that later
+  puts reuse. The write-ahead log is folded into the file once it holds
+  :data:`WAL_CHECKPOINT_PAGES` pages, and cut back to :data:`WAL_MAX_BYTES` when it starts
+  over, so it grows past that only while one put is larger. Within its size the log is
+  rewritten in place, which needs no new room on a full disk.
 
 One :class:`Outbox` holds one connection, to be used from one thread. A file that is not an
 outbox or is corrupt raises :class:`OutboxError` naming it; the agent can move it aside and
-start empty.
+start empty. A write that the disk refuses (full, I/O error, read-only) raises an
+:class:`OutboxError` with ``storage`` set: the file is not at fault, and the write may work later.
 """
 
 from __future__ import annotations
@@ -42,6 +49,14 @@ LATEST_ONLY_KINDS = frozenset({"params"})
 
 SCHEMA_VERSION = 1
 """``PRAGMA user_version`` of an outbox file."""
+MEMORY = Path(":memory:")
+"""The ``path`` of an outbox kept in memory."""
+WAL_CHECKPOINT_PAGES = 64
+"""Pages (4 KiB) in the write-ahead log that make SQLite fold it into the file (its default: 1000)."""
+WAL_MAX_BYTES = 2**20
+"""Size to which the write-ahead log is cut back when it starts over (SQLite's default: never)."""
+_STORAGE_ERRORS = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY})
+"""SQLite's primary result codes for writes that the disk refused."""
 
 _SCHEMA = """
 CREATE TABLE messages (
@@ -60,11 +75,14 @@ INSERT INTO counters VALUES (0);
 
 
 class OutboxError(FleetError):
-    """The outbox file cannot be opened, is not an outbox, or is corrupt; ``path`` names it."""
+    """The outbox file cannot be opened, is not an outbox, is corrupt, or the disk refused a
+    write (``storage``); ``path`` names it."""
 
-    def __init__(self, path: Path, message: str) -> None:
+    def __init__(self, path: Path, message: str, storage: bool = False) -> None:
         super().__init__(f"outbox {path}: {message}")
         self.path = path
+        self.storage = storage
+        """The disk refused a write (full, I/O error, read-only): the file is not at fault."""
 
 
 @dataclass(frozen=True)
@@ -106,6 +124,8 @@ class Outbox:
         with self._errors():
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
+            self._db.execute(f"PRAGMA journal_size_limit = {WAL_MAX_BYTES}")
             check = self._db.execute("PRAGMA quick_check").fetchall()
             if check != [("ok",)]:
                 problem = " ".join(check[0][0].splitlines()[:2])  # "*** in database main ***", the first fault
@@ -131,6 +151,9 @@ class Outbox:
         try:
             yield
         except sqlite3.DatabaseError as e:
+            code = getattr(e, "sqlite_errorcode", None) or 0  # extended: the primary code is its low byte
+            if code & 0xFF in _STORAGE_ERRORS:
+                raise OutboxError(self.path, f"{e} ({e.sqlite_errorname}): the disk refused a write", storage=True) from None
             raise OutboxError(self.path, f"{e}; if the file is damaged, move it aside to start empty") from None
 
     @contextmanager

@@ -5,37 +5,66 @@
   names its scenario and device; loading it for another one is a :class:`ConfigError` and
   changes nothing;
 - ``sequence.json``: the last sequence number used per message kind, saved whenever one is
-  used, so that a restarted agent never reuses a number its receivers have seen (they would
-  drop the message as a duplicate), even when it resumes from an older checkpoint. The
-  ``status`` number counts the agent's sessions (births);
+  used (before its message is queued), so that a restarted agent never reuses a number its
+  receivers have seen (they would drop the message as a duplicate), even when it resumes from
+  an older checkpoint. The ``status`` number counts the agent's sessions (births). With them,
+  ``last_reading``: the agent-clock time of the last telemetry queued, so that an agent that
+  re-runs the ticks since its checkpoint after a crash does not report those times again
+  (:class:`Sequence`);
 - ``outbox.sqlite``: :class:`fleet.edge.outbox.Outbox`, messages not sent yet.
+
+A write that fails (a full disk, an I/O error, a read-only file system) raises ``OSError``
+and leaves the previous file and no temporary file; temporary files that a crash left behind
+(``*.tmp``) are removed when the folder is opened.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import os
 import pickle
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet.errors import ConfigError
 from fleet.mqtt.topics import KINDS
 
+log = logging.getLogger("fleet.edge")
+
 CHECKPOINT, SEQUENCE, OUTBOX = "checkpoint.pt", "sequence.json", "outbox.sqlite"
 FORMAT = 1
 """Version of the checkpoint's layout."""
+TEMPORARY = ".tmp"
+"""Suffix of the file that :func:`atomic_write` writes before renaming it."""
 
 
 def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
     """Replace ``path`` by ``data`` in one step: readers see the old file or the new one. With
     ``sync`` the data reach the disk first (surviving a power cut, not only a crash)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        if sync:
-            f.flush()
-            os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + TEMPORARY)
+    try:
+        with tmp.open("wb") as f:
+            f.write(data)
+            if sync:
+                f.flush()
+                os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):  # on a full disk, a partial file would only take more room
+            tmp.unlink(missing_ok=True)
+        raise
+
+
+@dataclass
+class Sequence:
+    """What ``sequence.json`` keeps (see the module docstring)."""
+
+    last: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
+    """The last sequence number used, per message kind."""
+    last_reading: float | None = None
+    """Agent-clock time of the last telemetry reading queued (None: none since the last fresh start)."""
 
 
 class StateDir:
@@ -49,6 +78,16 @@ class StateDir:
             raise ConfigError(f"--state-dir {self.path}: cannot create it: {e.strerror}") from None
         if not os.access(self.path, os.W_OK):
             raise ConfigError(f"--state-dir {self.path}: not writable by this user")
+        self._remove_temporary()
+
+    def _remove_temporary(self) -> None:
+        """Delete the temporary files of writes that a crash interrupted (never a saved file)."""
+        for tmp in self.path.glob(f"*{TEMPORARY}"):
+            try:
+                tmp.unlink()
+                log.warning("removed %s, left by an interrupted write", tmp)
+            except OSError as e:
+                log.warning("could not remove %s, left by an interrupted write: %s", tmp, e.strerror)
 
     @property
     def outbox(self) -> Path:
@@ -85,18 +124,21 @@ class StateDir:
 
     # --- sequence numbers ----------------------------------------------------------------------
 
-    def load_sequence(self) -> dict[str, int]:
-        """Last sequence number per kind (0 for none yet)."""
+    def load_sequence(self) -> Sequence:
+        """The numbers saved last (0 for a kind not used yet)."""
         path = self.path / SEQUENCE
-        seq = dict.fromkeys(KINDS, 0)
+        sequence = Sequence()
         if path.exists():
             try:
                 saved = json.loads(path.read_text())
-                seq.update({k: int(saved[k]) for k in KINDS if k in saved})
+                sequence.last.update({k: int(saved[k]) for k in KINDS if k in saved})
+                sequence.last_reading = None if saved.get("last_reading") is None else float(saved["last_reading"])
             except (OSError, ValueError, TypeError, AttributeError) as e:
                 raise ConfigError(f"{path}: cannot read the sequence numbers ({e}); move it aside to start afresh") from None
-        return seq
+        return sequence
 
-    def save_sequence(self, seq: dict[str, int]) -> None:
+    def save_sequence(self, sequence: Sequence) -> None:
         """Save the numbers (often, so without fsync: a crash keeps them, a power cut may not)."""
-        atomic_write(self.path / SEQUENCE, json.dumps(seq).encode(), sync=False)
+        saved = {**sequence.last, "last_reading": sequence.last_reading}
+        atomic_write(self.path / SEQUENCE, json.dumps(saved).encode(), sync=False)
+

@@ -1,4 +1,5 @@
-"""The outbox: order, latest-only parameters, bounds, persistence, at-least-once, corrupt files."""
+"""The outbox: order, latest-only parameters, bounds (also of the write-ahead log), persistence,
+at-least-once, corrupt files."""
 
 import sqlite3
 import subprocess
@@ -8,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from fleet.edge.outbox import Outbox, OutboxError, Queued
+from fleet.edge.outbox import WAL_CHECKPOINT_PAGES, WAL_MAX_BYTES, Outbox, OutboxError, Queued
 from fleet.errors import FleetError, WireError
 
 TELEMETRY = "fleet/site-a/d00001/telemetry"
@@ -106,6 +107,24 @@ def test_reopening_with_smaller_bounds_trims(path):
     with closing(Outbox(path, max_messages=1, max_bytes=10_000)) as box:
         assert contents(box) == [(TELEMETRY, b"t3")]
         assert box.dropped == 3
+
+
+def test_the_write_ahead_log_stays_bounded(path):
+    wal = path.with_name(path.name + "-wal")
+    frame = 24 + 4096  # a frame header and a page (SQLite's default page size)
+    # a checkpoint once the log holds WAL_CHECKPOINT_PAGES pages, then it starts over: at most
+    # that many pages before the last put's (a few: table, index, counters, sqlite_sequence)
+    most = 32 + (WAL_CHECKPOINT_PAGES + 16) * frame
+    with closing(Outbox(path, max_messages=100, max_bytes=10**7)) as box:
+        sizes = []
+        for i in range(500):  # about 2000 pages written: SQLite's default checkpoint (1000 pages) would pass by
+            box.put(TELEMETRY, bytes([i % 256]) * 500, kind="telemetry")
+            sizes.append(wal.stat().st_size)
+        assert max(sizes) <= most < WAL_MAX_BYTES
+        box.put(TELEMETRY, bytes(3 * WAL_MAX_BYTES // 2), kind="telemetry")  # one put larger than the bound
+        assert wal.stat().st_size > WAL_MAX_BYTES
+        box.put(TELEMETRY, b"t", kind="telemetry")  # the log starts over: cut back
+        assert wal.stat().st_size <= WAL_MAX_BYTES
 
 
 def test_a_message_stays_until_acked_even_across_a_crash(path):

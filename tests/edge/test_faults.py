@@ -1,0 +1,149 @@
+"""The agent under faults: writes to its state folder that fail for a while or on a full disk
+(a real process), a kill -9 while it reports telemetry to a collector through mosquitto."""
+
+from __future__ import annotations
+
+import errno
+import functools
+import logging
+import os
+import resource
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fleet.edge.agent import EdgeAgent
+from fleet.mqtt.codec import decode
+from fleet.mqtt.dedup import SeqDeduplicator
+from fleet.mqtt.memory import MemoryBroker, MemoryTransport
+from fleet.mqtt.paho_transport import PahoTransport
+from tests.edge.agents import diffusion_raw, options, view_of
+from tests.edge.test_agent import ROOT, _checkpoint
+from tests.mosquitto import free_port
+from tests.waiting import wait_for
+
+TELEMETRY_PERIOD = 300.0
+"""The tiny scenario's telemetry period (5 min)."""
+
+
+def agent_argv(scenario: Path, state: Path, broker: str, *args: str) -> list[str]:
+    return [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", "d00000",
+            "--broker", broker, "--state-dir", str(state), "--speedup", "3600", *args]
+
+
+# --- write errors ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("code", [errno.ENOSPC, errno.EROFS], ids=errno.errorcode.get)  # all four: test_state.py
+def test_checkpoints_that_fail_for_a_while_are_counted_and_reported(tmp_path, monkeypatch, caplog, code):
+    fsync, refused = os.fsync, []
+
+    def refuse_twice(fd: int) -> None:  # only checkpoints are synced: those at 0.5 h and 1 h fail
+        if len(refused) < 2:
+            refused.append(fd)
+            raise OSError(code, os.strerror(code))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", refuse_twice)
+    lines: list[str] = []
+    state = tmp_path / "state"
+    agent = EdgeAgent(view_of(diffusion_raw()), functools.partial(MemoryTransport, MemoryBroker()), state,
+                      options(checkpoint_every=1800.0, status_every=0.125), on_status=lines.append)  # a line every 15 min
+    with caplog.at_level(logging.WARNING, "fleet.edge"):
+        counters = agent.run()
+
+    assert counters.ticks == 7200 // 60 + 1  # it kept controlling
+    assert counters.write_errors == 2
+    assert any(line.endswith(" writes=failing(checkpoint)") for line in lines) and lines[-1].endswith(" writes=ok")
+    logged = [r.getMessage() for r in caplog.records]
+    assert sum(f"could not write the checkpoint in {state} ([Errno {code}]" in m for m in logged) == 1  # when it starts
+    assert sum("writing the checkpoint works again" in m for m in logged) == 1  # and when it ends
+    saved = _checkpoint(state)
+    assert saved["time"] == 7200.0 and saved["counters"]["write_errors"] == 2
+    assert sorted(p.name for p in state.iterdir()) == ["checkpoint.pt", "outbox.sqlite", "sequence.json"]
+
+
+# --- a full disk ---------------------------------------------------------------------------------
+
+
+def _no_file_can_grow() -> None:
+    """In the child: every write that would make a file longer fails with EFBIG, as on a full disk."""
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails instead of killing the process
+    resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
+
+
+def test_on_a_full_disk_the_agent_keeps_running_on_its_last_good_checkpoint(tmp_path, write_scenario):
+    state = tmp_path / "state"
+    broker = f"mqtt://127.0.0.1:{free_port()}"  # none there: this agent runs alone
+    argv = agent_argv(write_scenario(diffusion_raw()), state, broker, "--checkpoint-every", "30min")
+    first = subprocess.run([*argv, "--duration", "1h", "-q"], cwd=ROOT, capture_output=True, timeout=120)
+    assert first.returncode == 0, first.stderr.decode()
+    good = (state / "checkpoint.pt").read_bytes()
+    outbox = (state / "outbox.sqlite").read_bytes()
+    (state / "checkpoint.pt.tmp").write_bytes(good[:1000])  # what a crash in the middle of a checkpoint leaves
+    (state / "sequence.json.tmp").write_bytes(b"")
+
+    full = subprocess.run([*argv, "--duration", "2h"], cwd=ROOT, capture_output=True, timeout=120,
+                          preexec_fn=_no_file_can_grow, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+
+    stderr = full.stderr.decode()
+    assert full.returncode == 0, stderr
+    assert "Traceback" not in stderr and "could not write the checkpoint" in stderr
+    status = full.stdout.decode().splitlines()[-1]  # the last status line, at the stop
+    assert status.startswith("d00000 t=3.00h ticks=181 ") and " writes=failing(" in status  # it ran its two hours
+    assert (state / "checkpoint.pt").read_bytes() == good
+    assert (state / "outbox.sqlite").read_bytes() == outbox  # not moved aside as if it were damaged
+    assert sorted(p.name for p in state.iterdir() if p.name.endswith(".tmp")) == []
+
+    after = subprocess.run([*argv, "--duration", "1h", "-q"], cwd=ROOT, capture_output=True, timeout=120)
+
+    assert after.returncode == 0, after.stderr.decode()
+    assert _checkpoint(state)["time"] == 2 * 3600.0  # resumed from the last good checkpoint (1 h), ran one more hour
+
+
+# --- a kill -9 while reporting ---------------------------------------------------------------------
+
+
+@pytest.mark.mqtt
+def test_after_a_kill_the_collector_gets_each_reading_once(mosquitto, tmp_path, write_scenario):
+    raw = diffusion_raw()
+    raw["workloads"]["telemetry"]["qos"] = 1  # nothing lost on the way: each reading arrives at least once
+    state = tmp_path / "state"
+    argv = agent_argv(write_scenario(raw), state, mosquitto.url, "--checkpoint-every", "2h", "-q")
+    collector = PahoTransport("collector", mosquitto.url)
+    collector.subscribe("fleet/+/+/telemetry", qos=1)
+    assert collector.connect(5)
+    readings = []
+
+    def collect() -> list:
+        readings.extend(decode(m.payload) for m in collector.drain())
+        return readings
+
+    proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_for(lambda: (_checkpoint(state) or {}).get("time", 0) >= 7200 or proc.poll() is not None,
+                 timeout=60, what="a checkpoint at 2 h")
+        assert proc.poll() is None, proc.stderr.read().decode()
+        saved = _checkpoint(state)["time"]
+        wait_for(lambda: any(r.timestamp > saved for r in collect()), what="a reading made after the checkpoint")
+    finally:
+        proc.kill()
+        proc.wait()
+    killed = _checkpoint(state)["time"]
+    assert any(r.timestamp > killed for r in readings)  # the restart runs these times again
+
+    rerun = subprocess.run([*argv, "--duration", "1h"], cwd=ROOT, capture_output=True, timeout=120)
+
+    assert rerun.returncode == 0, rerun.stderr.decode()
+    end = killed + 3600
+    wait_for(lambda: any(r.timestamp == end for r in collect()), what="the last reading")
+    collector.close()
+    # the collector drops QoS 1 duplicates by sequence number; what passes is every reading once
+    fresh = SeqDeduplicator().accept(np.zeros(len(readings), np.int64), np.array([r.sender for r in readings]),
+                                     np.array([r.seq for r in readings]))
+    stamps = sorted(r.timestamp for r, new in zip(readings, fresh) if new)
+    assert stamps == [TELEMETRY_PERIOD * k for k in range(int(end // TELEMETRY_PERIOD) + 1)]
