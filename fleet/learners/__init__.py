@@ -6,16 +6,13 @@ entry points (:mod:`fleet.learners.registry`) and loads each when it is first as
 
 from __future__ import annotations
 
-from fleet.errors import ConfigError
 from fleet.learners.base import Deliveries, Learner, LearnerContext, Observation, RegistryEntry
 from fleet.learners.registry import REGISTRY
 
 
 def make_learner(name: str, params: dict, ctx: LearnerContext) -> Learner:
     """Build a registered learner from its name and (already validated) parameters."""
-    if name not in REGISTRY:
-        raise ConfigError(f"learner {name!r} is not registered; known: {', '.join(sorted(REGISTRY))}")
-    entry = REGISTRY[name]
+    entry = REGISTRY.require(name)
     return entry.cls(entry.config_cls.model_validate(params), ctx)
 
 

@@ -71,6 +71,12 @@ class Registry(Mapping[str, RegistryEntry]):
             self._loaded[name] = self._load(points[0])
         return self._loaded[name]
 
+    def require(self, name: str) -> RegistryEntry:
+        """``self[name]``, or a ConfigError listing the registered names if there is none."""
+        if name not in self:
+            raise ConfigError(f"learner {name!r} is not registered; known: {', '.join(self)}")
+        return self[name]
+
     def _load(self, point: EntryPoint) -> RegistryEntry:
         try:
             entry = point.load()
