@@ -19,7 +19,7 @@ import resource
 import shutil
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -422,16 +422,16 @@ def load_run(path: str | Path) -> tuple[dict, dict[str, np.ndarray], dict]:
     return yaml.safe_load((path / "scenario.yaml").read_text()), read_metrics(path / "metrics.csv"), summary
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Result:
     """A run directory as read back: what :func:`fleet.run`, :func:`fleet.resume` and
     :func:`fleet.load_result` return."""
 
     path: Path
     """The run directory (scenario.yaml, run.json, metrics.csv, summary.json...)."""
-    summary: dict[str, Any]
+    summary: dict[str, Any] = field(repr=False)
     """summary.json: ``run`` (status, seed, ...), ``kpis``, ``baseline``, ``comm``, ``perf``..."""
-    metrics: dict[str, np.ndarray]
+    metrics: dict[str, np.ndarray] = field(repr=False)
     """metrics.csv as columns, each (T,) float over the T metrics rows: ``time_s``,
     ``kpi/cost``, ``net/bytes_sent``, ``losses/value``..."""
 
