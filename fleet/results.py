@@ -5,7 +5,8 @@ earlier run directory or empty), so results are never lost by accident. ``metric
 flushed row by row and ``summary.json`` is written even when a run is interrupted, so a
 stopped run leaves valid partial results. Re-running ``scenario.yaml`` from a run directory
 reproduces the run bit for bit (except the ``perf`` figures). With ``outputs.tensorboard`` the
-same rows also go to ``tensorboard/`` as TensorBoard scalars.
+same rows also go to ``tensorboard/`` as TensorBoard scalars. :class:`Result` is a run
+directory read back, as the Python API (:mod:`fleet`) returns it.
 """
 
 from __future__ import annotations
