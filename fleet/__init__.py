@@ -90,7 +90,9 @@ def list_scenarios() -> list[tuple[str, str, Path]]:
     return shipped()
 
 
-def load_scenario(name_or_path: str | Path, overrides: Mapping[str, Any] | Iterable[str] | None = None, seed: int | None = None) -> Scenario:
+def load_scenario(
+    name_or_path: str | Path, overrides: Mapping[str, Any] | Iterable[str] | None = None, seed: int | None = None
+) -> Scenario:
     """Read and validate a scenario: a shipped name (see :func:`list_scenarios`) or a YAML file.
 
     ``overrides`` change fields before validation, as ``fleet run --set`` does: a mapping
@@ -119,7 +121,8 @@ def _override_items(overrides: Mapping[str, Any] | Iterable[str] | None) -> list
         try:
             text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).removesuffix("\n...\n").strip()
         except yaml.YAMLError:
-            raise ConfigError(f"overrides[{key!r}]: {value!r} is not a value a scenario holds (a number, string, bool, None, list or mapping)") from None
+            raise ConfigError(f"overrides[{key!r}]: {value!r} is not a value a scenario holds "
+                              "(a number, string, bool, None, list or mapping)") from None
         items.append(f"{key}={text}")
     return items
 
@@ -191,12 +194,15 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available on this machine (torch.cuda.is_available() is False); use --device cpu or auto")
+        raise ConfigError("--device cuda: no CUDA device is available on this machine (torch.cuda.is_available() is False); "
+                          "use --device cpu or auto")
     return device
 
 
 @contextmanager
-def _progress(progress: bool | Callable[[float], None], total_s: float, name: str) -> Iterator[Callable[[float], None] | None]:
+def _progress(
+    progress: bool | Callable[[float], None], total_s: float, name: str
+) -> Iterator[Callable[[float], None] | None]:
     """The progress callback that ``progress`` asks for (see :func:`run`), or None."""
     if callable(progress):
         yield progress

@@ -51,7 +51,7 @@ def main() -> None:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where learners compute.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory (only if it is one).")
 @click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).")
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted (no progress, summary or results line).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
 @click.option("--realtime", is_flag=True, help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
               "and the devices of fleet.external are real agents (fleet agent --epoch) that join through it.")
 @click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -114,7 +114,7 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
 
 @main.command(name="resume")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted (no progress, summary or results line).")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
 def resume_cmd(run_dir: Path, quiet: bool) -> None:
     """Continue an interrupted run from its last checkpoint (checkpoint.pt in RUN_DIR).
 
@@ -132,7 +132,8 @@ def _finish(result, quiet: bool) -> None:
     if not quiet:
         _print_summary(result.summary)
     if interrupted or not quiet:
-        click.echo(f"{'interrupted; partial results (fleet resume continues)' if interrupted else 'results'} in {result.path}", err=interrupted)
+        what = "interrupted; partial results (fleet resume continues)" if interrupted else "results"
+        click.echo(f"{what} in {result.path}", err=interrupted)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
 
@@ -172,8 +173,8 @@ def validate(scenarios: tuple[str, ...], overrides: tuple[str, ...]) -> None:
             failed += 1
             click.echo(f"error: {e}", err=True)
         else:
-            days = sc.horizon / 86400
-            click.echo(f"ok: {item} ({sc.name}: {sc.n_devices} devices, {days:g} day{'' if days == 1 else 's'}, learner {sc.learner.name})")
+            days = f"{sc.horizon / 86400:g} day{'' if sc.horizon == 86400 else 's'}"
+            click.echo(f"ok: {item} ({sc.name}: {sc.n_devices} devices, {days}, learner {sc.learner.name})")
     if failed:
         sys.exit(EXIT_USAGE)
 
@@ -224,7 +225,8 @@ def _print_learner(name: str, entry) -> None:
 
     from fleet.config import REQUIRED, describe_fields
 
-    where = entry.learner if isinstance(entry.learner, str) else f"{entry.learner.__module__}:{entry.learner.__qualname__}"
+    cls = entry.learner
+    where = cls if isinstance(cls, str) else f"{cls.__module__}:{cls.__qualname__}"
     click.echo(f"{name}: {entry.summary}\nclass {where}\n")
     click.echo("Parameters (learner.params.<name> in a scenario, or --set learner.params.<name>=VALUE):")
     for field in describe_fields(entry.config_cls):
@@ -256,7 +258,8 @@ def report(runs: tuple[Path, ...], out: Path | None, with_comm_vs_reward: bool, 
     if tail is not None and not with_comm_vs_reward:
         raise ConfigError("--tail applies only with --comm-vs-reward")
     out = out or (runs[0] / "report" if len(runs) == 1 else Path("reports") / "compare")
-    written = fleet.write_report(runs, out, overwrite=overwrite, per_run=per_run, comm_vs_reward=with_comm_vs_reward, tail=tail)
+    written = fleet.write_report(runs, out, overwrite=overwrite, per_run=per_run, comm_vs_reward=with_comm_vs_reward,
+                                 tail=tail)
     for path in written:
         click.echo(str(path))
 

@@ -244,7 +244,8 @@ def describe_fields(model: type[StrictModel], defaults: StrictModel | None = Non
             out += describe_fields(info.annotation, default if isinstance(default, StrictModel) else None, f"{path}.")
             continue
         shown = REQUIRED if info.is_required() else default
-        out.append(FieldDoc(path, _type_text(info.annotation, info.metadata), shown, " ".join((info.description or "").split())))
+        doc = " ".join((info.description or "").split())
+        out.append(FieldDoc(path, _type_text(info.annotation, info.metadata), shown, doc))
     return out
 
 
@@ -261,14 +262,15 @@ def _type_text(annotation: Any, metadata: list[Any]) -> str:
     if annotation is NoneType:
         return "None"
     meta = [m for item in metadata for m in (item.metadata if isinstance(item, FieldInfo) else [item])]
-    name = "duration" if any(getattr(m, "func", None) is parse_duration for m in meta) else getattr(annotation, "__name__", str(annotation))
+    duration = any(getattr(m, "func", None) is parse_duration for m in meta)
+    name = "duration" if duration else getattr(annotation, "__name__", str(annotation))
     return name + _bounds(meta)
 
 
 def _bounds(meta: list[Any]) -> str:
     """`` in [lo, hi)``, `` >= lo``, `` < hi``... from annotated-types constraints, or ``""``."""
-    low = next(((m.ge, "[") for m in meta if isinstance(m, Ge)), None) or next(((m.gt, "(") for m in meta if isinstance(m, Gt)), None)
-    high = next(((m.le, "]") for m in meta if isinstance(m, Le)), None) or next(((m.lt, ")") for m in meta if isinstance(m, Lt)), None)
+    low = next(((m.ge, "[") if isinstance(m, Ge) else (m.gt, "(") for m in meta if isinstance(m, (Ge, Gt))), None)
+    high = next(((m.le, "]") if isinstance(m, Le) else (m.lt, ")") for m in meta if isinstance(m, (Le, Lt))), None)
     if low and high:
         return f" in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
     if low:

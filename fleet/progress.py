@@ -31,8 +31,8 @@ class ProgressLines:
         percent = math.floor(100 * t_s / self.total_s + 1e-9) if self.total_s > 0 else 100
         if percent // self.every_percent > self._step:
             self._step = percent // self.every_percent
-            print(f"{self.name}: {percent}% ({t_s / 3600:.1f} of {self.total_s / 3600:.1f} sim-h) after {time.monotonic() - self.started:.0f} s",
-                  file=self.stream, flush=True)
+            done = f"{t_s / 3600:.1f} of {self.total_s / 3600:.1f} sim-h"
+            print(f"{self.name}: {percent}% ({done}) after {time.monotonic() - self.started:.0f} s", file=self.stream, flush=True)
 
 
 @contextmanager
@@ -45,7 +45,8 @@ def progress_reporter(total_s: float, name: str, stream: TextIO | None = None) -
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=round(total_s / 3600, 2), unit="sim-h", desc=name, file=stream, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim-h [{elapsed}<{remaining}]")
+    bar = tqdm(total=round(total_s / 3600, 2), unit="sim-h", desc=name, file=stream,
+               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim-h [{elapsed}<{remaining}]")
     try:
         yield lambda t: bar.update(round(t / 3600, 2) - bar.n)
     finally:

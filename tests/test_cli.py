@@ -78,7 +78,7 @@ def test_run_seed_and_set_and_default_directory(tiny_scenario_file, tiny_run, tm
     assert summary["kpis"] != json.loads((tiny_run / "summary.json").read_text())["kpis"]
 
 
-def test_quiet_prints_nothing_and_otherwise_progress_lines_go_to_a_stderr_that_is_not_a_terminal(tiny_scenario_file, tmp_path):
+def test_quiet_prints_nothing_and_otherwise_progress_lines_go_to_stderr(tiny_scenario_file, tmp_path):
     quiet = fleet("run", tiny_scenario_file, "-o", tmp_path / "quiet", "--device", "cpu", "-q")
     assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == "", quiet.output
     shown = fleet("run", tiny_scenario_file, "-o", tmp_path / "shown", "--device", "cpu")
@@ -232,7 +232,8 @@ def test_learners_name_shows_every_parameter_nested_ones_too():
     result = fleet("learners", "diffusion-v1")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("diffusion-v1: diffusion actor-critic (Diff-DAC)")
-    assert "\n  hidden: int in [1, 1024] = 32\n      Width of the two hidden layers of the actor and of the critic.\n" in result.stdout
+    assert "\n  hidden: int in [1, 1024] = 32\n      Width of the two hidden layers of the actor and of the critic.\n" \
+        in result.stdout
     assert "\n  comm.dtype: 'float32' | 'float16' | 'int8' = \"float32\"\n" in result.stdout
     assert "\n  learn_until: duration > 0 | None = null\n" in result.stdout
     assert_usage_error(fleet("learners", "nope"), "learner 'nope' is not registered; known: ", "diffusion-v1")

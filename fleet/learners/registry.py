@@ -30,8 +30,10 @@ from fleet.learners.configs import ActorCriticConfig, CentralizedConfig, Diffusi
 GROUP = "fleet.learners"
 """The entry point group that learners register in."""
 
-RULE_BASED = RegistryEntry("fleet.learners.rule_based:RuleBasedLearner", RuleBasedConfig, "deadband on/off thermostat (non-learning baseline)")
-INDEPENDENT = RegistryEntry("fleet.learners.actor_critic:IndependentLearner", ActorCriticConfig, "per-device n-step actor-critic, no messages")
+RULE_BASED = RegistryEntry("fleet.learners.rule_based:RuleBasedLearner", RuleBasedConfig,
+                           "deadband on/off thermostat (non-learning baseline)")
+INDEPENDENT = RegistryEntry("fleet.learners.actor_critic:IndependentLearner", ActorCriticConfig,
+                            "per-device n-step actor-critic, no messages")
 CENTRALIZED = RegistryEntry("fleet.learners.centralized:CentralizedLearner", CentralizedConfig,
                             "experience up to one cloud learner, shared policy broadcast back")
 DIFFUSION = RegistryEntry("fleet.learners.actor_critic:DiffusionLearner", DiffusionConfig,
@@ -58,8 +60,9 @@ class Registry(Mapping[str, RegistryEntry]):
             for point in entry_points(group=self.group):
                 claims.setdefault(point.name, []).append(point)
             if not claims:
-                raise ConfigError(f"no learner is registered in the {self.group!r} entry point group, not even the built-in ones: "
-                                  "fleet-sim's package metadata is missing or out of date; reinstall it (pip install -e . in a checkout)")
+                raise ConfigError(f"no learner is registered in the {self.group!r} entry point group, not even the built-in "
+                                  "ones: fleet-sim's package metadata is missing or out of date; reinstall it "
+                                  "(pip install -e . in a checkout)")
             self._claims = claims
         return self._claims
 
@@ -67,7 +70,8 @@ class Registry(Mapping[str, RegistryEntry]):
         if name not in self._loaded:
             points = self.claims()[name]
             if len(points) > 1:
-                raise ConfigError(f"learner {name!r} is registered by several packages ({'; '.join(map(_origin, points))}); uninstall all but one")
+                packages = "; ".join(map(_origin, points))
+                raise ConfigError(f"learner {name!r} is registered by several packages ({packages}); uninstall all but one")
             self._loaded[name] = self._load(points[0])
         return self._loaded[name]
 
