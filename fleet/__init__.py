@@ -159,7 +159,7 @@ def run(
     from fleet.scenario import Scenario
 
     sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
-    dev = resolve_device(device)
+    dev = _resolve_device(device)
     out = Path(tempfile.mkdtemp(prefix="fleet-")) / f"{sc.name}-seed{sc.seed}" if out is None else Path(out)
     with _progress(progress, sc.horizon, sc.name) as report:
         run_dir, _ = execute(sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=report, realtime=realtime)
@@ -187,7 +187,7 @@ def load_result(run_dir: str | Path) -> Result:
     return Result.read(run_dir)
 
 
-def resolve_device(device: str) -> str:
+def _resolve_device(device: str) -> str:
     """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without one is an error."""
     import torch
 

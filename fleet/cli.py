@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+import fleet
 from fleet.errors import ConfigError, FleetError
 
 EXIT_USAGE = 2
@@ -76,16 +77,13 @@ def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int |
       fleet run SCENARIO --realtime --speedup 60 --epoch $(date +%s) --broker mqtt://localhost
       fleet agent --scenario SCENARIO --device d00000 --speedup 60 --epoch SAME --broker mqtt://localhost
     """
-    import fleet
-
     sc = fleet.load_scenario(scenario, [*overrides, *(["outputs.tensorboard=true"] if tensorboard else [])], seed)
     options = _realtime_options(realtime, speedup, epoch, broker)
     out = out or Path("runs") / f"{sc.name}-seed{sc.seed}"
-    dev = fleet.resolve_device(device)
     if options is not None and not quiet:
         click.echo(f"real-time run: scenario time 0 at epoch {options.epoch:.3f}, speedup {speedup:g}; "
                    f"external devices join with: fleet agent --epoch {options.epoch:.3f} --speedup {speedup:g} ...", err=True)
-    _finish(fleet.run(sc, out, device=dev, overwrite=overwrite, progress=not quiet, realtime=options), quiet)
+    _finish(fleet.run(sc, out, device=device, overwrite=overwrite, progress=not quiet, realtime=options), quiet)
 
 
 def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broker: dict):
@@ -121,8 +119,6 @@ def resume_cmd(run_dir: Path, quiet: bool) -> None:
     Metrics after the checkpoint are recomputed; the finished run is identical to one that
     was never interrupted (except its perf figures).
     """
-    import fleet
-
     _finish(fleet.resume(run_dir, progress=not quiet), quiet)
 
 
@@ -159,7 +155,6 @@ def _print_summary(summary: dict) -> None:
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Overrides to validate along with each file.")
 def validate(scenarios: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Check scenario files (or shipped names) and the weather files they name; exit 2 if any is invalid."""
-    import fleet
     from devices.config import EpwWeatherConfig
     from devices.weather import read_epw
 
@@ -183,8 +178,6 @@ def validate(scenarios: tuple[str, ...], overrides: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def scenarios(fmt: str) -> None:
     """List the shipped scenarios with a one-line description."""
-    import fleet
-
     rows = fleet.list_scenarios()
     if fmt == "json":
         click.echo(json.dumps([{"name": n, "description": d, "path": str(p)} for n, d, p in rows], indent=2))
@@ -253,8 +246,6 @@ def report(runs: tuple[Path, ...], out: Path | None, with_comm_vs_reward: bool, 
     A study, e.g. two learners x three seeds:
       fleet report runs/diffusion-seed{0,1,2} runs/independent-seed{0,1,2} --comm-vs-reward --no-per-run -o reports/study
     """
-    import fleet
-
     if tail is not None and not with_comm_vs_reward:
         raise ConfigError("--tail applies only with --comm-vs-reward")
     out = out or (runs[0] / "report" if len(runs) == 1 else Path("reports") / "compare")
