@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+import fleet
 from fleet.errors import ConfigError, FleetError
 
 EXIT_USAGE = 2
@@ -43,17 +44,6 @@ def main() -> None:
     """
 
 
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when a GPU is usable, else ``cpu``; ``cuda`` without one is an error."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available on this machine (torch.cuda.is_available() is False); use --device cpu or auto")
-    return device
-
-
 @main.command()
 @click.argument("scenario")
 @click.option("-o", "--out", "out", type=click.Path(path_type=Path), help="Run directory to create [default: runs/<scenario>-seed<seed>].")
@@ -62,7 +52,7 @@ def resolve_device(device: str) -> str:
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where learners compute.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory (only if it is one).")
 @click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
 @click.option("--realtime", is_flag=True, help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
               "and the devices of fleet.external are real agents (fleet agent --epoch) that join through it.")
 @click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
@@ -87,25 +77,13 @@ def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int |
       fleet run SCENARIO --realtime --speedup 60 --epoch $(date +%s) --broker mqtt://localhost
       fleet agent --scenario SCENARIO --device d00000 --speedup 60 --epoch SAME --broker mqtt://localhost
     """
-    from tqdm import tqdm
-
-    from fleet.results import execute
-    from fleet.scenario import load_scenario
-
-    sc = load_scenario(scenario, [*overrides, *(["outputs.tensorboard=true"] if tensorboard else [])], seed)
+    sc = fleet.load_scenario(scenario, [*overrides, *(["outputs.tensorboard=true"] if tensorboard else [])], seed)
     options = _realtime_options(realtime, speedup, epoch, broker)
     out = out or Path("runs") / f"{sc.name}-seed{sc.seed}"
-    dev = resolve_device(device)
     if options is not None and not quiet:
         click.echo(f"real-time run: scenario time 0 at epoch {options.epoch:.3f}, speedup {speedup:g}; "
                    f"external devices join with: fleet agent --epoch {options.epoch:.3f} --speedup {speedup:g} ...", err=True)
-    bar = tqdm(total=round(sc.horizon / 3600, 2), unit="sim-h", desc=sc.name, disable=quiet or None, file=sys.stderr, bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim-h [{elapsed}<{remaining}]")
-    try:
-        run_dir, summary = execute(sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=lambda t: bar.update(round(t / 3600, 2) - bar.n),
-                                   realtime=options)
-    finally:
-        bar.close()
-    _finish(run_dir, summary, quiet)
+    _finish(fleet.run(sc, out, device=device, overwrite=overwrite, progress=not quiet, realtime=options), quiet)
 
 
 def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broker: dict):
@@ -134,30 +112,24 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
 
 @main.command(name="resume")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
 def resume_cmd(run_dir: Path, quiet: bool) -> None:
     """Continue an interrupted run from its last checkpoint (checkpoint.pt in RUN_DIR).
 
     Metrics after the checkpoint are recomputed; the finished run is identical to one that
     was never interrupted (except its perf figures).
     """
-    from tqdm import tqdm
-
-    from fleet.results import resume
-
-    bar = tqdm(unit="sim-h", desc=run_dir.name, disable=quiet or None, file=sys.stderr)
-    try:
-        run_dir_, summary = resume(run_dir, progress=lambda t: bar.update(round(t / 3600, 2) - bar.n))
-    finally:
-        bar.close()
-    _finish(run_dir_, summary, quiet)
+    _finish(fleet.resume(run_dir, progress=not quiet), quiet)
 
 
-def _finish(run_dir, summary: dict, quiet: bool) -> None:
+def _finish(result, quiet: bool) -> None:
+    """The summary table and where the results are (nothing with ``quiet``); exit 130 if interrupted."""
+    interrupted = result.status == "interrupted"
     if not quiet:
-        _print_summary(summary)
-    interrupted = summary["run"]["status"] == "interrupted"
-    click.echo(f"{'interrupted; partial results (fleet resume continues)' if interrupted else 'results'} in {run_dir.path}", err=interrupted)
+        _print_summary(result.summary)
+    if interrupted or not quiet:
+        what = "interrupted; partial results (fleet resume continues)" if interrupted else "results"
+        click.echo(f"{what} in {result.path}", err=interrupted)
     if interrupted:
         sys.exit(EXIT_INTERRUPTED)
 
@@ -185,19 +157,19 @@ def validate(scenarios: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Check scenario files (or shipped names) and the weather files they name; exit 2 if any is invalid."""
     from devices.config import EpwWeatherConfig
     from devices.weather import read_epw
-    from fleet.scenario import load_scenario
 
     failed = 0
     for item in scenarios:
         try:
-            sc = load_scenario(item, list(overrides))
+            sc = fleet.load_scenario(item, overrides)
             if isinstance(sc.weather, EpwWeatherConfig):
                 read_epw(sc.weather.path)
         except FleetError as e:
             failed += 1
             click.echo(f"error: {e}", err=True)
         else:
-            click.echo(f"ok: {item} ({sc.name}: {sc.n_devices} devices, {sc.horizon / 86400:g} days, learner {sc.learner.name})")
+            days = f"{sc.horizon / 86400:g} day{'' if sc.horizon == 86400 else 's'}"
+            click.echo(f"ok: {item} ({sc.name}: {sc.n_devices} devices, {days}, learner {sc.learner.name})")
     if failed:
         sys.exit(EXIT_USAGE)
 
@@ -206,9 +178,7 @@ def validate(scenarios: tuple[str, ...], overrides: tuple[str, ...]) -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def scenarios(fmt: str) -> None:
     """List the shipped scenarios with a one-line description."""
-    from fleet.scenario import list_scenarios
-
-    rows = list_scenarios()
+    rows = fleet.list_scenarios()
     if fmt == "json":
         click.echo(json.dumps([{"name": n, "description": d, "path": str(p)} for n, d, p in rows], indent=2))
         return
@@ -218,12 +188,45 @@ def scenarios(fmt: str) -> None:
 
 
 @main.command()
-def learners() -> None:
-    """List the registered learners."""
+@click.argument("name", required=False)
+def learners(name: str | None) -> None:
+    """List the registered learners, or show learner NAME's parameters with their defaults.
+
+    Learners register through the `fleet.learners` entry point group, so installing a package
+    of learners adds them here. One that cannot be loaded is reported and the rest listed
+    (exit status 2).
+    """
     from fleet.learners import REGISTRY
 
-    for name, entry in sorted(REGISTRY.items()):
-        click.echo(f"{name:<20}  {entry.summary}")
+    if name is not None:
+        _print_learner(name, REGISTRY.require(name))
+        return
+    failed = False
+    for registered in REGISTRY:
+        try:
+            click.echo(f"{registered:<20}  {REGISTRY[registered].summary}")
+        except ConfigError as e:
+            failed = True
+            click.echo(f"error: {e}", err=True)
+    if failed:
+        sys.exit(EXIT_USAGE)
+
+
+def _print_learner(name: str, entry) -> None:
+    """A learner's summary, class and every parameter: type, default and documentation."""
+    import textwrap
+
+    from fleet.config import REQUIRED, describe_fields
+
+    cls = entry.learner
+    where = cls if isinstance(cls, str) else f"{cls.__module__}:{cls.__qualname__}"
+    click.echo(f"{name}: {entry.summary}\nclass {where}\n")
+    click.echo("Parameters (learner.params.<name> in a scenario, or --set learner.params.<name>=VALUE):")
+    for field in describe_fields(entry.config_cls):
+        default = field.default if field.default is REQUIRED else json.dumps(field.default, default=str)
+        click.echo(f"\n  {field.path}: {field.type} = {default}")
+        if field.doc:
+            click.echo(textwrap.fill(field.doc, width=100, initial_indent=" " * 6, subsequent_indent=" " * 6))
 
 
 @main.command()
@@ -243,14 +246,11 @@ def report(runs: tuple[Path, ...], out: Path | None, with_comm_vs_reward: bool, 
     A study, e.g. two learners x three seeds:
       fleet report runs/diffusion-seed{0,1,2} runs/independent-seed{0,1,2} --comm-vs-reward --no-per-run -o reports/study
     """
-    from fleet.report import write_report
-    from fleet.tradeoff import DEFAULT_TAIL
-
     if tail is not None and not with_comm_vs_reward:
         raise ConfigError("--tail applies only with --comm-vs-reward")
     out = out or (runs[0] / "report" if len(runs) == 1 else Path("reports") / "compare")
-    written = write_report(list(runs), out, overwrite=overwrite, per_run=per_run, with_comm_vs_reward=with_comm_vs_reward,
-                           tail=DEFAULT_TAIL if tail is None else tail)
+    written = fleet.write_report(runs, out, overwrite=overwrite, per_run=per_run, comm_vs_reward=with_comm_vs_reward,
+                                 tail=tail)
     for path in written:
         click.echo(str(path))
 

@@ -9,25 +9,32 @@ wrong types and out-of-range values are errors. This module also defines
   and :func:`dist_in`, which checks that a distribution's support lies in the physical range
   of the parameter it describes (so a capacitance can never be drawn negative);
 - :func:`format_validation_error`, which turns pydantic's errors into one paragraph that
-  names each field path.
+  names each field path;
+- :func:`describe_fields`, every field of a model with its type, default and docstring (what
+  ``fleet learners NAME`` prints).
 """
 
 from __future__ import annotations
 
 import math
 import re
-from typing import Annotated, Any, Literal, Union
+from dataclasses import dataclass
+from types import NoneType, UnionType
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import numpy as np
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic.fields import FieldInfo
 
 from fleet.errors import ConfigError
 
 
 class StrictModel(BaseModel):
-    """A frozen pydantic model that rejects unknown keys."""
+    """A frozen pydantic model that rejects unknown keys. The docstring under a field becomes its
+    description (``model_fields[name].description``), which :func:`describe_fields` lists."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True, use_attribute_docstrings=True)
 
 
 # --- durations ---------------------------------------------------------------------------
@@ -202,3 +209,72 @@ def format_validation_error(err: ValidationError, source: str) -> ConfigError:
         # cross-field checks of a whole model start their message with the field path themselves
         lines.append(f"  - {path}: {msg}" if e["loc"] else f"  - {msg}")
     return ConfigError("\n".join(lines))
+
+
+# --- documentation -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FieldDoc:
+    """One field of a config model, as ``fleet learners NAME`` shows it."""
+
+    path: str
+    """Dotted path below the model, as ``--set`` writes it: ``comm.period``."""
+    type: str
+    """The accepted values: ``int in [1, 1024]``, ``'adam' | 'sgd'``, ``duration > 0 | None``."""
+    default: Any
+    """The default as YAML would hold it (durations in seconds), or :data:`REQUIRED`."""
+    doc: str
+    """The field's docstring, or ``""``."""
+
+
+REQUIRED = "(required)"
+"""The :attr:`FieldDoc.default` of a field without a default."""
+
+
+def describe_fields(model: type[StrictModel], defaults: StrictModel | None = None, prefix: str = "") -> list[FieldDoc]:
+    """Every field of ``model`` in declaration order; a field that is itself a model is
+    replaced by its own fields (``comm.period``, ...), with ``defaults`` (the parent's default
+    of it) giving their defaults."""
+    out: list[FieldDoc] = []
+    for name, info in model.model_fields.items():
+        path = f"{prefix}{name}"
+        default = getattr(defaults, name) if defaults is not None else info.get_default(call_default_factory=True)
+        if isinstance(info.annotation, type) and issubclass(info.annotation, StrictModel):
+            out += describe_fields(info.annotation, default if isinstance(default, StrictModel) else None, f"{path}.")
+            continue
+        shown = REQUIRED if info.is_required() else default
+        doc = " ".join((info.description or "").split())
+        out.append(FieldDoc(path, _type_text(info.annotation, info.metadata), shown, doc))
+    return out
+
+
+def _type_text(annotation: Any, metadata: list[Any]) -> str:
+    """``int in [1, 1024]``, ``'adam' | 'sgd'``, ``duration > 0 | None``... from a field's type."""
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(annotation))
+    if origin in (Union, UnionType):
+        return " | ".join(_type_text(a, []) for a in get_args(annotation))
+    if origin is Annotated:
+        base, *extra = get_args(annotation)
+        return _type_text(base, [*metadata, *extra])
+    if annotation is NoneType:
+        return "None"
+    meta = [m for item in metadata for m in (item.metadata if isinstance(item, FieldInfo) else [item])]
+    duration = any(getattr(m, "func", None) is parse_duration for m in meta)
+    name = "duration" if duration else getattr(annotation, "__name__", str(annotation))
+    return name + _bounds(meta)
+
+
+def _bounds(meta: list[Any]) -> str:
+    """`` in [lo, hi)``, `` >= lo``, `` < hi``... from annotated-types constraints, or ``""``."""
+    low = next(((m.ge, "[") if isinstance(m, Ge) else (m.gt, "(") for m in meta if isinstance(m, (Ge, Gt))), None)
+    high = next(((m.le, "]") if isinstance(m, Le) else (m.lt, ")") for m in meta if isinstance(m, (Le, Lt))), None)
+    if low and high:
+        return f" in {low[1]}{low[0]:g}, {high[0]:g}{high[1]}"
+    if low:
+        return f" {'>=' if low[1] == '[' else '>'} {low[0]:g}"
+    if high:
+        return f" {'<=' if high[1] == ']' else '<'} {high[0]:g}"
+    return ""

@@ -5,7 +5,8 @@ earlier run directory or empty), so results are never lost by accident. ``metric
 flushed row by row and ``summary.json`` is written even when a run is interrupted, so a
 stopped run leaves valid partial results. Re-running ``scenario.yaml`` from a run directory
 reproduces the run bit for bit (except the ``perf`` figures). With ``outputs.tensorboard`` the
-same rows also go to ``tensorboard/`` as TensorBoard scalars.
+same rows also go to ``tensorboard/`` as TensorBoard scalars. :class:`Result` is a run
+directory read back, as the Python API (:mod:`fleet`) returns it.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import resource
 import shutil
 import sys
 import threading
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -27,9 +29,12 @@ import numpy as np
 
 from fleet import __version__
 from fleet.errors import ConfigError, RunDirError
+from fleet.provenance import git_revision
 from fleet.scenario import Scenario, dump_scenario
 
 if TYPE_CHECKING:
+    import pandas
+
     from fleet.sim.bridge import RealtimeOptions
     from fleet.sim.engine import Simulation
 
@@ -140,6 +145,7 @@ class RunDir:
         (self.path / "scenario.yaml").write_text(dump_scenario(scenario))
         info = {
             "fleet_version": __version__,
+            "git": git_revision(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -415,3 +421,37 @@ def load_run(path: str | Path) -> tuple[dict, dict[str, np.ndarray], dict]:
     except json.JSONDecodeError as e:
         raise RunDirError(f"{path / 'summary.json'}: not valid JSON ({e.msg} at line {e.lineno})") from None
     return yaml.safe_load((path / "scenario.yaml").read_text()), read_metrics(path / "metrics.csv"), summary
+
+
+@dataclass(frozen=True, eq=False)
+class Result:
+    """A run directory as read back: what :func:`fleet.run`, :func:`fleet.resume` and
+    :func:`fleet.load_result` return."""
+
+    path: Path
+    """The run directory (scenario.yaml, run.json, metrics.csv, summary.json...)."""
+    summary: dict[str, Any] = field(repr=False)
+    """summary.json: ``run`` (status, seed, ...), ``kpis``, ``baseline``, ``comm``, ``perf``..."""
+    metrics: dict[str, np.ndarray] = field(repr=False)
+    """metrics.csv as columns, each (T,) float over the T metrics rows: ``time_s``,
+    ``kpi/cost``, ``net/bytes_sent``, ``losses/value``..."""
+
+    @classmethod
+    def read(cls, path: str | Path) -> "Result":
+        """The run in ``path``; RunDirError if it is not a complete run directory."""
+        _, metrics, summary = load_run(path)
+        return cls(Path(path), summary, metrics)
+
+    @property
+    def status(self) -> str:
+        """``completed``, or ``interrupted`` (Ctrl-C: the results so far, which resume continues)."""
+        return self.summary["run"]["status"]
+
+    def metrics_frame(self) -> "pandas.DataFrame":
+        """The metrics as a pandas DataFrame, one row per metrics row, one column per metric."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("Result.metrics_frame() needs pandas, which is not installed (pip install pandas); "
+                              "Result.metrics holds the same columns as numpy arrays") from None
+        return pandas.DataFrame(self.metrics)

@@ -78,6 +78,17 @@ def test_run_seed_and_set_and_default_directory(tiny_scenario_file, tiny_run, tm
     assert summary["kpis"] != json.loads((tiny_run / "summary.json").read_text())["kpis"]
 
 
+def test_quiet_prints_nothing_and_otherwise_progress_lines_go_to_stderr(tiny_scenario_file, tmp_path):
+    quiet = fleet("run", tiny_scenario_file, "-o", tmp_path / "quiet", "--device", "cpu", "-q")
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == "", quiet.output
+    shown = fleet("run", tiny_scenario_file, "-o", tmp_path / "shown", "--device", "cpu")
+    assert shown.exit_code == 0 and f"results in {tmp_path / 'shown'}" in shown.stdout
+    # metrics (and progress) every 15 min of 2 h: 12.5 % a step, each passing a 5 % mark
+    lines = shown.stderr.splitlines()
+    assert [line.split(" (")[0] for line in lines] == [f"thermostats-tiny: {int(12.5 * k)}%" for k in range(1, 9)]
+    assert lines[-1].startswith("thermostats-tiny: 100% (2.0 of 2.0 sim-h) after ")
+
+
 def test_an_existing_directory_is_left_untouched(tiny_scenario_file, tiny_run, tmp_path):
     out = shutil.copytree(tiny_run, tmp_path / "out")
     before = snapshot(out)
@@ -176,6 +187,11 @@ def test_validate_reports_each_file(tiny_scenario_file, tiny_raw, write_scenario
     ]
 
 
+def test_validate_counts_days_in_english(tiny_scenario_file):
+    assert ", 1 day, " in fleet("validate", tiny_scenario_file, "--set", "horizon=1d").stdout
+    assert ", 2 days, " in fleet("validate", tiny_scenario_file, "--set", "horizon=2d").stdout
+
+
 def test_validate_accepts_a_readable_epw(tiny_raw, tmp_path, write_scenario):
     write_epw(tmp_path / "site.epw", np.full(8760, 5.0))
     tiny_raw["weather"] = {"source": "epw", "path": "site.epw"}
@@ -210,6 +226,27 @@ def test_learners_lists_the_registry():
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(REGISTRY)
     assert {"rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"} <= set(REGISTRY)
+
+
+def test_learners_name_shows_every_parameter_nested_ones_too():
+    result = fleet("learners", "diffusion-v1")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("diffusion-v1: diffusion actor-critic (Diff-DAC)")
+    assert "\n  hidden: int in [1, 1024] = 32\n      Width of the two hidden layers of the actor and of the critic.\n" \
+        in result.stdout
+    assert "\n  comm.dtype: 'float32' | 'float16' | 'int8' = \"float32\"\n" in result.stdout
+    assert "\n  learn_until: duration > 0 | None = null\n" in result.stdout
+    assert_usage_error(fleet("learners", "nope"), "learner 'nope' is not registered; known: ", "diffusion-v1")
+
+
+def test_listing_scenarios_and_learners_imports_no_torch():
+    code = ("import sys; from fleet.cli import main\n"
+            "for args in (['scenarios'], ['learners'], ['learners', 'centralized-v1']):\n"
+            "    main(args, standalone_mode=False)\n"
+            "print('torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1] == "False"
 
 
 def assert_pngs(paths):

@@ -1,28 +1,18 @@
-"""Learner registry: versioned names -> learner classes and their typed configs."""
+"""Learner registry: versioned names -> learner classes and their typed configs.
+
+Importing this package imports no learner (nor torch): :data:`REGISTRY` finds them through
+entry points (:mod:`fleet.learners.registry`) and loads each when it is first asked for.
+"""
 
 from __future__ import annotations
 
-from devices.config import RuleBasedConfig
-from fleet.errors import ConfigError
 from fleet.learners.base import Deliveries, Learner, LearnerContext, Observation, RegistryEntry
-from fleet.learners.actor_critic import DiffusionConfig, DiffusionLearner, IndependentLearner
-from fleet.learners.centralized import CentralizedConfig, CentralizedLearner
-from fleet.learners.rule_based import RuleBasedLearner
-from fleet.learners.stacked import ActorCriticConfig
-
-REGISTRY: dict[str, RegistryEntry] = {
-    RuleBasedLearner.name: RegistryEntry(RuleBasedLearner, RuleBasedConfig, "deadband on/off thermostat (non-learning baseline)"),
-    IndependentLearner.name: RegistryEntry(IndependentLearner, ActorCriticConfig, "per-device n-step actor-critic, no messages"),
-    CentralizedLearner.name: RegistryEntry(CentralizedLearner, CentralizedConfig, "experience up to one cloud learner, shared policy broadcast back"),
-    DiffusionLearner.name: RegistryEntry(DiffusionLearner, DiffusionConfig, "diffusion actor-critic (Diff-DAC): adapt, then combine with neighbours' received parameters"),
-}
+from fleet.learners.registry import REGISTRY
 
 
 def make_learner(name: str, params: dict, ctx: LearnerContext) -> Learner:
     """Build a registered learner from its name and (already validated) parameters."""
-    if name not in REGISTRY:
-        raise ConfigError(f"learner {name!r} is not registered; known: {', '.join(sorted(REGISTRY))}")
-    entry = REGISTRY[name]
+    entry = REGISTRY.require(name)
     return entry.cls(entry.config_cls.model_validate(params), ctx)
 
 

@@ -8,17 +8,16 @@ through a communication policy (period, quantization, top-k, event trigger).
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from fleet.config import PositiveDuration
 from fleet.errors import ConfigError
 from fleet.learners.base import Deliveries, LearnerContext, Observation
 from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, neighbourhood_stack, trimmed_mean, weighted_combine
-from fleet.learners.comm import CommConfig, ParamPublisher, ParamReceiver, Publication, last_per_edge
+from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last_per_edge
+from fleet.learners.configs import DiffusionConfig
 from fleet.learners.features import N_FEATURES, features
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
 
@@ -118,26 +117,6 @@ class IndependentLearner:
             for k, (w, b) in enumerate(zip(self.core.actor.weights, self.core.actor.biases))
             for kind, t in (("w", w), ("b", b))
         }
-
-
-class DiffusionConfig(ActorCriticConfig):
-    """Diff-DAC: adapt locally, then combine with the neighbours' received parameters."""
-
-    weights: Literal["uniform", "metropolis"] = "uniform"
-    """Combination weights over the closed neighbourhood (renormalized over fresh neighbours)."""
-    staleness: PositiveDuration | None = None
-    """Neighbour parameters published longer ago than this are left out; by default two update
-    periods (a neighbour's newest message is one update period old when it is combined)."""
-    robust: Literal["none", "clip", "trimmed-mean", "median"] = "none"
-    """Robust combine against faulty or hostile neighbours."""
-    clip_norm: Annotated[float, Field(gt=0)] = 5.0
-    """With robust=clip: largest allowed distance of a neighbour's parameters from one's own."""
-    trim: Annotated[int, Field(ge=1)] = 1
-    """With robust=trimmed-mean: values dropped at each end, per coordinate."""
-    qos: Literal[0, 1] = 0
-    """MQTT QoS of parameter messages."""
-    comm: CommConfig = CommConfig()
-    """Communication policy: publish period, quantization, top-k, event trigger."""
 
 
 class DiffusionLearner(IndependentLearner):

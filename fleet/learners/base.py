@@ -11,6 +11,7 @@ its own observations and on its own inbox.
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
@@ -150,8 +151,24 @@ class Learner(Protocol):
 
 @dataclass(frozen=True)
 class RegistryEntry:
-    """A registered learner: its class and its typed config."""
+    """A registered learner: its class and its typed config, as a ``fleet.learners`` entry
+    point names it (:mod:`fleet.learners.registry`).
 
-    cls: type
+    ``learner`` is the class, or where to import it from (``"package.module:Class"``): then
+    reading a scenario, which validates ``learner.params`` against ``config_cls``, and listing
+    the learners do not import the learner's module (nor torch, if it needs it)."""
+
+    learner: type | str
+    """The class (a :class:`Learner`, built as ``cls(config, ctx)``) or ``"module:Class"``."""
     config_cls: type[StrictModel]
+    """Its config: ``learner.params`` of a scenario are validated against this model."""
     summary: str
+    """One line for ``fleet learners``."""
+
+    @property
+    def cls(self) -> type:
+        """The learner class, imported on first use where ``learner`` names it."""
+        if not isinstance(self.learner, str):
+            return self.learner
+        module, _, attr = self.learner.partition(":")
+        return getattr(importlib.import_module(module), attr)

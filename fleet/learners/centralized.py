@@ -10,32 +10,19 @@ go through the simulated network and count in the communication cost.
 
 from __future__ import annotations
 
-from typing import Annotated, ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from fleet.learners.actor_critic import IndependentLearner
 from fleet.learners.base import Deliveries, LearnerContext
 from fleet.learners.comm import Publication
+from fleet.learners.configs import CentralizedConfig
 from fleet.learners.features import N_FEATURES
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 from fleet.mqtt.codec import DType
 from fleet.scenario import DTYPES
-
-
-class CentralizedConfig(ActorCriticConfig):
-    """One shared policy trained in the cloud from the devices' uploaded experience."""
-
-    broadcast_every: Annotated[int, Field(ge=1)] = 1
-    """Cloud updates between two broadcasts of the policy."""
-    experience_dtype: Literal["float32", "float16"] = "float16"
-    """Encoding of uploaded observations and rewards."""
-    params_dtype: Literal["float32", "float16", "int8"] = "float32"
-    """Encoding of the broadcast policy."""
-    qos: Literal[0, 1] = 1
-    """MQTT QoS of experience and policy messages."""
 
 
 class CentralizedLearner(IndependentLearner):

@@ -14,89 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from fleet.config import PositiveDuration, StrictModel
 from fleet.errors import ConfigError
+from fleet.learners.configs import ActorCriticConfig
 from fleet.learners.features import indoor_c, price_now
-from pydantic import Field
-from typing import Annotated, Literal
-
-
-class ActorCriticConfig(StrictModel):
-    """Hyperparameters of the n-step advantage actor-critic (as in Diff-DAC)."""
-
-    hidden: Annotated[int, Field(ge=1, le=1024)] = 32
-    """Width of the two hidden layers of the actor and of the critic."""
-    n_steps: Annotated[int, Field(ge=1, le=10_000)] = 16
-    """Control ticks per update (rollout length)."""
-    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.98
-    """Discount factor per control tick."""
-    gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95
-    """GAE lambda; 1.0 gives plain n-step returns with bootstrapping."""
-    lr: Annotated[float, Field(gt=0, le=1)] = 3e-3
-    """Learning rate of the optimizer (actor and critic)."""
-    entropy_coef: Annotated[float, Field(ge=0)] = 0.01
-    """Weight of the entropy bonus."""
-    value_coef: Annotated[float, Field(ge=0)] = 0.5
-    """Weight of the critic's squared error."""
-    max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
-    """Per-device clipping of the gradient norm."""
-    normalize_advantages: bool = True
-    """Standardize each device's advantages over its own rollout."""
-    epochs: Annotated[int, Field(ge=1, le=100)] = 1
-    """Gradient steps per rollout. With 1 this is A2C; with more, the later steps use PPO's
-    clipped surrogate so that the policy cannot move far from the one that collected the data."""
-    clip: Annotated[float, Field(gt=0, lt=1)] = 0.2
-    """PPO clip range of the probability ratio (used when epochs > 1)."""
-    shaping_per_degc: Annotated[float, Field(ge=0)] = 0.0
-    """Potential-based reward shaping (Ng, Harada and Russell 1999): the learner adds
-    ``gamma * phi(next) - phi(now)`` with ``phi = shaping_per_degc * indoor temperature`` to each
-    reward, crediting heat when it is stored rather than hours later when it prevents
-    discomfort. Any potential leaves the optimal policy unchanged; it changes what is learnable
-    from few samples. In money per degree C; 0 turns it off."""
-    shaping_kwh_per_degc: Annotated[float, Field(ge=0)] = 0.0
-    """Shaping priced by the tariff: adds ``shaping_kwh_per_degc * price now`` to the potential's
-    money per degree C. One kWh of electricity warms a house by COP / C degrees; with this near
-    C / COP (1-4 kWh per degree C for the scenario's houses, 2.3 on average) heat is credited at
-    the price paid for it when it is bought, so heating costs nothing until the heat is lost,
-    and the stored heat is revalued whenever the price changes: heat carried into the 17:00 peak
-    gains value, heat carried from the evening into the cheap night loses it. 0 turns it off."""
-    common_init: bool = True
-    """Start every device from the same parameters: those a single device draws from the
-    scenario's seed, so that boards (N = 1) and simulated devices agree on them without
-    talking. Diffusion needs it: averaging independently initialized networks cancels their
-    features and leaves a uniform policy."""
-    optimizer: Literal["adam", "sgd"] = "adam"
-    """Per-device optimizer. ``sgd`` (with ``momentum``) is linear in the gradient, so a
-    diffusion combine averages the neighbours' gradient steps as Diff-DAC assumes. Adam divides
-    each device's step by that device's own gradient scale: on one house's 8-16 noisy samples
-    the steps are mostly noise of full size, and averaging them cancels the policy's learning
-    signal (measured: the diffusion policy stayed uniform for 20 days). Adam suits one network
-    trained on many devices' data (``centralized``)."""
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    """Heavy-ball momentum with ``optimizer: sgd``."""
-    init_policy: str | None = None
-    """A file of actor parameters (one device's) that every device's actor starts from instead
-    of the seed's draw; the critic still starts from the draw. ``python
-    benchmarks/study_learning.py imitate`` writes one that imitates the perfect-information
-    optimum (:mod:`fleet.imitation`). Relative to the working directory; a board given the same
-    file starts where the simulated devices do."""
-    frozen: bool = False
-    """Never update: every device acts with the policy it starts from (``init_policy``, or the
-    seed's draw) for the whole run and records no experience, to evaluate that policy on a
-    scenario. ``independent-v1`` only: a frozen policy has nothing to exchange."""
-    learn_until: PositiveDuration | None = None
-    """Train, then test: the update at or after this time on the run's clock (simulated time
-    from the start; a board's agent clock) is the last. From then on every device acts with the
-    policy it has, records no experience, and sends and takes no learner messages (a centralized
-    fleet keeps the policy each device last received). So the rest of the run evaluates the
-    learned policies on the same houses and days as a baseline's run. None: learn to the end."""
-    evaluate: Literal["sample", "greedy"] = "sample"
-    """How a policy that no longer learns acts (``frozen``, or after ``learn_until``): ``sample``
-    its actions from its softmax, as while learning, or ``greedy``: take its most probable
-    action, with no exploration left."""
-    value_norm_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
-    """Decay per update of the running mean and variance of each device's returns; the critic
-    predicts returns in these normalized units, so it can follow values of any scale."""
 
 
 class _SigmoidTanh(torch.autograd.Function):

@@ -41,7 +41,6 @@ from enum import IntEnum
 from math import prod
 
 import numpy as np
-import torch
 
 from fleet.errors import WireError
 
@@ -182,16 +181,20 @@ def _scale_offsets(shapes: Sequence[tuple[int, ...]]) -> list[int]:
     return offsets
 
 
-def _cast_float(array: np.ndarray, to: torch.dtype) -> np.ndarray:
-    """float16 values as float32, or float32 as float16: a new array, as ``array.astype`` gives.
+def _cast_float(array: np.ndarray, to: str) -> np.ndarray:
+    """float16 values as float32, or float32 as float16 (``to``: "float32" or "float16"): a new
+    array, as ``array.astype`` gives.
 
     numpy converts float16 one value at a time; torch's vectorized conversion rounds the same
     way (to nearest even, overflowing to inf) and is 3 to 9 times faster on a batch of
-    parameters (``tests/mqtt/test_codec.py`` compares the two).
+    parameters (``tests/mqtt/test_codec.py`` compares the two). torch is imported here, when a
+    message is first coded: reading a scenario, which sizes messages, needs no torch.
     """
+    import torch
+
     if not array.flags.writeable or min(array.strides, default=0) < 0:  # as torch.from_numpy needs
         array = array.copy()
-    return torch.from_numpy(array).to(to).numpy()
+    return torch.from_numpy(array).to(getattr(torch, to)).numpy()
 
 
 def _scale_ok(dtype: DType, scale: np.ndarray) -> np.ndarray:
@@ -220,7 +223,7 @@ def _decoded(dtype: DType, wire: np.ndarray, scale: np.ndarray) -> np.ndarray:
     if dtype == DType.UINT32:
         return wire.astype(np.int64)
     if dtype == DType.FLOAT16:
-        return _cast_float(wire, torch.float32)
+        return _cast_float(wire, "float32")
     if dtype != DType.INT8:
         return wire.astype(np.float32)
     return wire.astype(np.float32) * scale.astype(np.float32)[:, None]
@@ -288,7 +291,7 @@ def _wire_values(array: np.ndarray, index: int, m: int, dtype: DType) -> tuple[n
         low, high = _range(x)
     if dtype == DType.INT8:
         return _quantize(x)
-    wire = _cast_float(x, torch.float16) if dtype == DType.FLOAT16 else x.astype(_WIRE[dtype], copy=False)
+    wire = _cast_float(x, "float16") if dtype == DType.FLOAT16 else x.astype(_WIRE[dtype], copy=False)
     if dtype == DType.FLOAT16 and max(high, -low) >= _FLOAT16_OVERFLOW:
         _require(np.isfinite(wire), flat, f"array {index}", "overflows float16")
     return wire, np.ones(m, dtype=np.float32)
