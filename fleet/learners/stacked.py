@@ -17,6 +17,7 @@ import torch
 from fleet.config import PositiveDuration, StrictModel
 from fleet.errors import ConfigError
 from fleet.learners.features import indoor_c, price_now
+from fleet.statefile import StateMismatch, array, array_list, entry, expect_keys, load_child, within
 from pydantic import Field
 from typing import Annotated, Literal
 
@@ -151,18 +152,42 @@ class FusedAdam:
         )
 
     def state_dict(self) -> dict:
-        return {"step": self.step_count.cpu(), "exp_avg": [t.cpu() for t in self.exp_avg], "exp_avg_sq": [t.cpu() for t in self.exp_avg_sq]}
+        """``step`` () and the moments ``exp_avg``, ``exp_avg_sq``: one tensor per parameter."""
+        return {"step": self.step_count, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the moments and step count; ConfigError if they do not fit the parameters."""
-        mine = [tuple(p.shape) for p in self.params]
+        """Restore the moments and step count; :class:`~fleet.statefile.StateMismatch` if they do
+        not fit the parameters."""
+        expect_keys(state, ("step", "exp_avg", "exp_avg_sq"))
+        with within("step"):
+            self.step_count.copy_(array(state["step"], self.step_count))
         for key in ("exp_avg", "exp_avg_sq"):
-            got = [tuple(t.shape) for t in state[key]]
-            if got != mine:
-                raise ConfigError(f"checkpoint optimizer {key} has shapes {got}, this learner's parameters {mine}")
-            for t, saved in zip(getattr(self, key), state[key]):
+            for t, saved in zip(getattr(self, key), array_list(state, key, like=getattr(self, key))):
                 t.copy_(saved)
-        self.step_count.copy_(state["step"])
+
+
+class MomentumSGD(torch.optim.SGD):
+    """torch's SGD whose state is one momentum buffer per parameter (``None`` before the first
+    step): ``state_dict()`` is ``{"momentum": [...]}``, the parameters' order is the config's."""
+
+    def state_dict(self) -> dict:
+        return {"momentum": [self.state.get(p, {}).get("momentum_buffer") for p in self._params]}
+
+    def load_state_dict(self, state: dict) -> None:
+        expect_keys(state, ("momentum",))
+        saved = entry(state, "momentum", list)
+        if len(saved) != len(self._params):
+            raise StateMismatch("momentum", f"{len(saved)} buffers, expected {len(self._params)}")
+        for i, (p, buffer) in enumerate(zip(self._params, saved)):
+            if buffer is None:
+                self.state.pop(p, None)
+                continue
+            with within(f"momentum.{i}"):
+                self.state[p]["momentum_buffer"] = array(buffer, p).to(p.device, copy=True)
+
+    @property
+    def _params(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
 
 
 class StackedMLP:
@@ -289,11 +314,8 @@ class ActorCritic:
         self.actor = StackedMLP(n, [n_features, h, h, n_actions], gen, device, last_scale=0.01, common=cfg.common_init)
         self.critic = StackedMLP(n, [n_features, h, h, 1], gen, device, common=cfg.common_init)
         self.optimizer = (FusedAdam(self.parameters, lr=cfg.lr) if cfg.optimizer == "adam"
-                          else torch.optim.SGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
+                          else MomentumSGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_flat": None}  # a checkpoint need not hold the parameters twice
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -318,20 +340,19 @@ class ActorCritic:
         return (flat._version, *(p._version for p in self.parameters))
 
     def state_dict(self) -> dict:
-        return {"params": [p.detach().cpu() for p in self.parameters], "optimizer": self.optimizer.state_dict(), "value_norm": self.value_norm.stats.cpu()}
+        """``params`` (actor's layers, then the critic's), ``optimizer`` and ``value_norm`` (3, N)."""
+        return {"params": self.parameters, "optimizer": self.optimizer.state_dict(), "value_norm": self.value_norm.stats}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore parameters and optimizer; ConfigError naming the shapes if they differ."""
-        params = state["params"]
-        mine = [tuple(p.shape) for p in self.parameters]
-        if [tuple(p.shape) for p in params] != mine:
-            got = [tuple(p.shape) for p in params]
-            raise ConfigError(f"checkpoint parameters have shapes {got}, this learner has {mine} (another scenario or learner config?)")
+        """Restore parameters, optimizer and value normalization; a
+        :class:`~fleet.statefile.StateMismatch` naming the first tensor that does not fit."""
+        expect_keys(state, ("params", "optimizer", "value_norm"))
         with torch.no_grad():
-            for p, saved in zip(self.parameters, params):
-                p.copy_(saved.to(p.device))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.value_norm.stats.copy_(state["value_norm"])
+            for p, saved in zip(self.parameters, array_list(state, "params", like=self.parameters)):
+                p.copy_(saved)
+        load_child(state, "optimizer", self.optimizer)
+        with within("value_norm"):
+            self.value_norm.stats.copy_(array(state["value_norm"], self.value_norm.stats))
 
     def log_policy(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (N, B, F) -> log-probabilities of the actions (N, B, L) per (device, sample).
