@@ -11,13 +11,15 @@ so one optimizer step over the stacked tensors equals N separate steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from fleet.config import PositiveDuration, StrictModel
 from fleet.errors import ConfigError
-from fleet.learners.features import indoor_c, price_now
-from fleet.statefile import StateMismatch, array, array_list, entry, expect_keys, load_child, within
+from fleet.learners.features import LAYOUT, indoor_c, price_now
+from fleet.statefile import StateFileError, StateMismatch, array, array_list, entry, expect_keys, load_child, within
+from fleet.statefile import load as load_state
 from pydantic import Field
 from typing import Annotated, Literal
 
@@ -425,17 +427,57 @@ class ActorCritic:
             g.mul_(scale.reshape(-1, *([1] * (g.dim() - 1))))
 
 
+MAX_POLICY_BYTES = 64 << 20
+"""Largest policy file read."""
+
+
+def policy_state(actor: StackedMLP, device_index: int = 0) -> dict:
+    """One device's actor as a policy file's state (:mod:`fleet.statefile`, kind ``policy``):
+    the feature ``layout`` it observes, ``n_features`` F, ``n_actions`` A and its ``layers``,
+    each ``{"weight": (in, out), "bias": (out,)}`` float32, from F to A."""
+    return {
+        "layout": LAYOUT,
+        "n_features": actor.sizes[0],
+        "n_actions": actor.sizes[-1],
+        "layers": [{"weight": w[device_index].detach(), "bias": b[device_index].detach()} for w, b in zip(actor.weights, actor.biases)],
+    }
+
+
 def load_actor(path: str, into: list[torch.Tensor]) -> None:
-    """Copy the actor saved at ``path`` (one device's tensors) into every device's slice of the
-    stacked actor parameters ``into`` (N, ...); ConfigError if it is unreadable or does not fit."""
+    """Copy the policy saved at ``path`` (:func:`policy_state`) into every device's slice of the
+    stacked actor parameters ``into`` (weight, bias, weight... each (N, ...)); ConfigError naming
+    the file and what in it does not fit if it is unreadable, not a policy, or another network."""
     try:
-        saved = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as e:
-        raise ConfigError(f"learner.params.init_policy: cannot read {path}: {e}") from None
-    shapes = [(1, *t.shape[1:]) for t in into]
-    got = [tuple(t.shape) for t in saved] if isinstance(saved, list) and all(isinstance(t, torch.Tensor) for t in saved) else None
-    if got != shapes:
-        raise ConfigError(f"learner.params.init_policy: {path} holds {got or type(saved).__name__}, this learner's actor needs {shapes}")
+        saved = load_state(Path(path), "policy", MAX_POLICY_BYTES)
+    except StateFileError as e:
+        raise ConfigError(f"learner.params.init_policy: {e} (policy files are written by fleet.imitation.save_policy)") from None
+    try:
+        layers = _policy_layers(saved, into)
+    except StateMismatch as e:
+        raise ConfigError(f"learner.params.init_policy: {path}: {e}") from None
     with torch.no_grad():
-        for mine, theirs in zip(into, saved):
+        for mine, theirs in zip(into, layers):
             mine.copy_(theirs.to(mine).expand_as(mine))
+
+
+def _policy_layers(saved: dict, into: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The saved policy's tensors, in the order of ``into``, checked against them."""
+    n_features, n_actions = into[0].shape[1], into[-1].shape[-1]
+    expect_keys(saved, ("layout", "n_features", "n_actions", "layers"))
+    if entry(saved, "layout", str) != LAYOUT:
+        raise StateMismatch("layout", f"a policy observing {saved['layout']!r}; this version of fleet's learners observe {LAYOUT!r}")
+    if entry(saved, "n_features", int) != n_features:
+        raise StateMismatch("n_features", f"a policy of {saved['n_features']} features; these learners observe {n_features}")
+    if entry(saved, "n_actions", int) != n_actions:
+        raise StateMismatch("n_actions", f"a policy choosing among {saved['n_actions']} HVAC levels; this scenario has {n_actions}")
+    layers = entry(saved, "layers", list)
+    if len(layers) != len(into) // 2:
+        raise StateMismatch("layers", f"{len(layers)} layers; this learner's actor has {len(into) // 2} (another learner config?)")
+    out = []
+    for i, layer in enumerate(layers):
+        with within(f"layers.{i}"):
+            expect_keys(layer, ("weight", "bias"))
+            for key, mine in zip(("weight", "bias"), into[2 * i: 2 * i + 2]):
+                with within(key):
+                    out.append(array(layer[key], dtype=torch.float32, shape=tuple(mine.shape[1:])))
+    return out
