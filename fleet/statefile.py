@@ -276,7 +276,7 @@ def array(value: Any, like: np.ndarray | torch.Tensor | None = None, dtype: Any 
         raise StateMismatch("", f"dtype {value.dtype}, expected {dtype}")
     got = tuple(value.shape)
     if shape is not None and (len(got) != len(shape) or any(s is not None and s != g for s, g in zip(shape, got))):
-        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+        want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ("," if len(shape) == 1 else "") + ")"
         raise StateMismatch("", f"shape {got}, expected {want}")
     return value
 
@@ -368,7 +368,7 @@ def _loaded(current: Any, saved: Any) -> Any:
 def load_rng(rng: np.random.Generator, saved: Any) -> np.random.Generator:
     """Set ``rng`` to the ``bit_generator.state`` saved; a mismatch if it is not one of its kind."""
     kind = type(rng.bit_generator).__name__
-    if not isinstance(saved, dict) or saved.get("bit_generator") != kind:
+    if not isinstance(saved, dict) or not isinstance(saved.get("bit_generator"), str) or saved["bit_generator"] != kind:
         raise StateMismatch("", f"expected the state of a {kind} random generator")
     try:
         rng.bit_generator.state = saved

@@ -36,6 +36,7 @@ from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
 from fleet.sim.engine import Simulation
 from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, paho_agent, started, view_of
+from tests.hostile import assert_refused, fleet_cli, hostile_pickle
 from tests.waiting import wait_for
 from tests.mosquitto import Broker, free_port, start_broker
 
@@ -456,3 +457,28 @@ def test_a_checkpoint_that_does_not_fit_exits_2_and_changes_nothing(agent_cli, t
     assert "checkpoint" in result.output and "Traceback" not in result.output
     assert {p.name: p.read_bytes() for p in state.iterdir()} == before
 
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "checkpoint.safetensors"])
+def test_an_agent_checkpoint_crafted_to_run_a_command_runs_nothing_and_the_agent_exits_2(tmp_path, write_scenario, name):
+    scenario = write_scenario(diffusion_raw())
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / name).write_bytes(hostile_pickle(tmp_path / "ran"))
+    before = {p.name: p.read_bytes() for p in state.iterdir()}
+    done = fleet_cli("agent", "--scenario", scenario, "--device", "d00000", "--broker", f"mqtt://127.0.0.1:{free_port()}",
+                     "--state-dir", state, "--duration", "10min", "-q")
+    assert_refused(done, str(state / name))
+    assert not (tmp_path / "ran").exists()
+    assert {p.name: p.read_bytes() for p in state.iterdir()} == before
+
+
+def test_an_agent_never_writes_its_state_through_a_planted_link(tmp_path):
+    state, victim = tmp_path / "state", tmp_path / "victim"
+    state.mkdir()
+    victim.write_text("precious")
+    for name in ("checkpoint.pt.tmp", "checkpoint.safetensors.tmp", "sequence.json.tmp"):
+        (state / name).symlink_to(victim)
+    memory_agent(view_of(diffusion_raw()), MemoryBroker(), state, duration=600.0).run()
+    assert victim.read_text() == "precious"
+    assert _checkpoint(state)["time"] == 600.0
