@@ -175,7 +175,8 @@ class RunDir:
         self.finish_checkpoint()
         writer = _CheckpointWriter(self.path / f"{CHECKPOINT}.tmp", self.path / CHECKPOINT)
         try:
-            save_state(writer.write, "simulation", {"scenario": sim.scenario.model_dump(mode="json"), "simulation": sim.state_dict()})
+            state = {"scenario": sim.scenario.model_dump(mode="json"), "simulation": sim.state_dict()}
+            save_state(writer.write, "simulation", state)
         except BaseException:  # the previous checkpoint stays; the partial file goes
             writer.close(complete=False)
             raise
@@ -198,8 +199,9 @@ class RunDir:
         if not path.is_file():
             if (self.path / OLD_CHECKPOINT).exists():
                 raise RunDirError(
-                    f"{self.path / OLD_CHECKPOINT}: a checkpoint written by an older version of fleet, as a pickle, which can run "
-                    f"code when it is loaded; it was not loaded. Run the scenario again: fleet run {self.path / 'scenario.yaml'}"
+                    f"{self.path / OLD_CHECKPOINT}: a checkpoint written by an older version of fleet, as a pickle, which "
+                    f"can run code when it is loaded; it was not loaded. Run the scenario again: fleet run "
+                    f"{self.path / 'scenario.yaml'}"
                 )
             raise RunDirError(f"{path}: no checkpoint to resume from (checkpoints are written every outputs.checkpoint_every)")
         try:
@@ -430,7 +432,7 @@ def _run_device(run_dir: RunDir) -> str:
     if device not in ("cpu", "cuda"):
         raise RunDirError(f"{run_dir.path / RUN_MARKER}: device {device!r} is neither cpu nor cuda")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RunDirError(f"{run_dir.path}: the run was started on a CUDA device, and this machine has none; resume it where CUDA is available")
+        raise RunDirError(f"{run_dir.path}: the run was started on a CUDA device and this machine has none; resume it where one is")
     return device
 
 

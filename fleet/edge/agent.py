@@ -198,7 +198,8 @@ class EdgeAgent:
         self.next_due: dict[str, float] = {}
         t0 = self._restore(saved) if saved else 0.0
         if saved:
-            log.info("%s: resuming from %s at t=%.2fh after %d ticks", view.name, self.state.path / CHECKPOINT, t0 / 3600, self.counters.ticks)
+            where = self.state.path / CHECKPOINT
+            log.info("%s: resuming from %s at t=%.2fh after %d ticks", view.name, where, t0 / 3600, self.counters.ticks)
         if options.epoch is not None:  # join the shared clock where it is now (or wait for its start)
             t0 = max(t0, realtime.shared_time(options.epoch, options.speedup))
         self.env = simpy.rt.RealtimeEnvironment(initial_time=t0, factor=1.0 / options.speedup, strict=False)

@@ -69,8 +69,8 @@ class StateDir:
         if not path.exists():
             if (self.path / OLD_CHECKPOINT).exists():
                 raise ConfigError(
-                    f"{self.path / OLD_CHECKPOINT}: an agent checkpoint written by an earlier version of fleet, as a pickle, which "
-                    "can run code when it is loaded; it was not loaded. Move it aside to start afresh"
+                    f"{self.path / OLD_CHECKPOINT}: an agent checkpoint written by an earlier version of fleet, as a "
+                    "pickle, which can run code when it is loaded; it was not loaded. Move it aside to start afresh"
                 )
             return None
         try:

@@ -99,7 +99,8 @@ class IndependentLearner:
 
     def state_dict(self) -> dict:
         """:attr:`STATE`, and ``buffers``: ``obs`` (N, F), ``actions`` (N,) and ``rewards`` (N,) per tick."""
-        return {**attrs_state(self, self.STATE), "buffers": {"obs": self._obs, "actions": self._actions, "rewards": self._rewards}}
+        buffers = {"obs": self._obs, "actions": self._actions, "rewards": self._rewards}
+        return {**attrs_state(self, self.STATE), "buffers": buffers}
 
     def load_state_dict(self, state: dict) -> None:
         expect_keys(state, (*self.STATE, "buffers"))
@@ -116,7 +117,8 @@ class IndependentLearner:
         actions = array_list(saved, "actions", dtype=torch.int64, shape=(n,))
         rewards = array_list(saved, "rewards", dtype=torch.float32, shape=(n,))
         if len(actions) != len(obs) or not len(obs) - 1 <= len(rewards) <= len(obs):
-            raise StateMismatch("", f"{len(obs)} observations, {len(actions)} actions and {len(rewards)} rewards do not pair up")
+            counts = f"{len(obs)} observations, {len(actions)} actions and {len(rewards)} rewards"
+            raise StateMismatch("", f"{counts} do not pair up")
         return ([x.to(self.device) for x in obs], [x.to(self.device) for x in actions], [x.to(self.device) for x in rewards])
 
     def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
@@ -247,4 +249,6 @@ class DiffusionLearner(IndependentLearner):
         pub = self.publisher.outgoing(self.updates, self.core.flat().cpu().numpy(), active)
         return [] if pub is None else [("params", pub)]
 
-    STATE: ClassVar[tuple[str, ...]] = IndependentLearner.STATE + ("edge_params", "edge_time", "publisher", "reconstruction", "rejected")
+    STATE: ClassVar[tuple[str, ...]] = (
+        *IndependentLearner.STATE, "edge_params", "edge_time", "publisher", "reconstruction", "rejected",
+    )

@@ -439,7 +439,9 @@ def policy_state(actor: StackedMLP, device_index: int = 0) -> dict:
         "layout": LAYOUT,
         "n_features": actor.sizes[0],
         "n_actions": actor.sizes[-1],
-        "layers": [{"weight": w[device_index].detach(), "bias": b[device_index].detach()} for w, b in zip(actor.weights, actor.biases)],
+        "layers": [
+            {"weight": w[device_index].detach(), "bias": b[device_index].detach()} for w, b in zip(actor.weights, actor.biases)
+        ],
     }
 
 
@@ -450,7 +452,7 @@ def load_actor(path: str, into: list[torch.Tensor]) -> None:
     try:
         saved = load_state(Path(path), "policy", MAX_POLICY_BYTES)
     except StateFileError as e:
-        raise ConfigError(f"learner.params.init_policy: {e} (policy files are written by fleet.imitation.save_policy)") from None
+        raise ConfigError(f"learner.params.init_policy: {e} (fleet.imitation.save_policy writes policy files)") from None
     try:
         layers = _policy_layers(saved, into)
     except StateMismatch as e:
@@ -465,14 +467,14 @@ def _policy_layers(saved: dict, into: list[torch.Tensor]) -> list[torch.Tensor]:
     n_features, n_actions = into[0].shape[1], into[-1].shape[-1]
     expect_keys(saved, ("layout", "n_features", "n_actions", "layers"))
     if entry(saved, "layout", str) != LAYOUT:
-        raise StateMismatch("layout", f"a policy observing {saved['layout']!r}; this version of fleet's learners observe {LAYOUT!r}")
+        raise StateMismatch("layout", f"a policy observing {saved['layout']!r}; these learners observe {LAYOUT!r}")
     if entry(saved, "n_features", int) != n_features:
         raise StateMismatch("n_features", f"a policy of {saved['n_features']} features; these learners observe {n_features}")
     if entry(saved, "n_actions", int) != n_actions:
         raise StateMismatch("n_actions", f"a policy choosing among {saved['n_actions']} HVAC levels; this scenario has {n_actions}")
     layers = entry(saved, "layers", list)
     if len(layers) != len(into) // 2:
-        raise StateMismatch("layers", f"{len(layers)} layers; this learner's actor has {len(into) // 2} (another learner config?)")
+        raise StateMismatch("layers", f"{len(layers)} layers; this actor has {len(into) // 2} (another learner config?)")
     out = []
     for i, layer in enumerate(layers):
         with within(f"layers.{i}"):

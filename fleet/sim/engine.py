@@ -508,6 +508,9 @@ class Simulation:
         if not 0 <= time_now <= self.scenario.horizon:
             raise StateMismatch("time", f"{time_now} s is not within the run's horizon [0, {self.scenario.horizon}]")
         self.next_due = _times(entry(state, "next_due", dict), "next_due", set(self._schedule()))
+        for name, due in self.next_due.items():
+            if not time_now <= due < np.inf:
+                raise StateMismatch(f"next_due.{name}", f"{due} s is not a time after the checkpoint's ({time_now} s)")
         self.learner_metrics = _times(entry(state, "learner_metrics", dict), "learner_metrics", set(self.fleet.controller.metric_keys))
         self.pending_wills = [_will(will, self.world.n) for will in entry(state, "pending_wills", list)]
         self.checkpoint_time = time_now

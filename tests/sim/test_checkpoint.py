@@ -134,6 +134,7 @@ def rewrite(path, change):
     (lambda s: s["network"]["pending"]["params"][0].update(msg=np.full_like(s["network"]["pending"]["params"][0]["msg"], 99)),
      r"simulation.network.pending.params.0.msg: indices must lie in \[0, "),
     (lambda s: s.update(time=1e9), r"simulation.time: 1000000000.0 s is not within the run's horizon"),
+    (lambda s: s["next_due"].update(control=-1.0), r"simulation.next_due.control: -1.0 s is not a time after the checkpoint's \(3600.0 s\)"),
 ])
 def test_a_checkpoint_that_does_not_fit_names_the_entry_and_changes_nothing(run_copy, change, message):
     rewrite(run_copy / "checkpoint.safetensors", change)
