@@ -4,8 +4,8 @@ A state is a tree of dicts (string keys), lists, JSON scalars (``None``, bool, i
 str) and arrays (numpy arrays or torch tensors). :func:`save` writes it as one
 `safetensors <https://huggingface.co/docs/safetensors>`_ file:
 
-- every array is a tensor named by its dotted path in the tree (``fleet.kpis.temp``,
-  ``network.pending.2.0.rows``), little-endian, in the order the tree lists them;
+- every array is a tensor named by its dotted path in the tree (``simulation.fleet.temp``,
+  ``simulation.network.pending.params.0.rows``), little-endian, in the order of the tree;
 - the header's ``__metadata__`` holds ``format`` (``fleet-state``), ``version`` (:data:`VERSION`),
   ``kind`` (what the file is: ``simulation``, ``agent``, ``policy``) and ``tree``: the tree as
   JSON, each array replaced by ``{"@": name, "torch": true|false}`` (a tensor or a numpy
@@ -16,6 +16,11 @@ str) and arrays (numpy arrays or torch tensors). :func:`save` writes it as one
 returns the tree with new arrays: nothing in the file is ever called or imported. The
 safetensors parser refuses tensors whose declared size does not match the bytes the file
 has, so memory is bounded by the file's size.
+
+What each kind holds is what its components' ``state_dict()`` give: ``simulation``
+(:attr:`fleet.sim.engine.Simulation.STATE` and down), ``agent``
+(:meth:`fleet.edge.agent.EdgeAgent.checkpoint`), ``policy``
+(:func:`fleet.learners.stacked.policy_state`).
 
 Components say what their state is with ``state_dict()`` (arrays may be the live ones: a
 state is saved at once, before the component changes) and ``load_state_dict(state)``, which
