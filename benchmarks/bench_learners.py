@@ -432,7 +432,7 @@ def fleet_run(devices: int, hours: float, threads: str) -> dict:
                 raise RuntimeError(f"fleet run failed (exit {child.returncode}):\n{log.read()[-3000:]}")
         summary = json.loads((out / "summary.json").read_text())
         peak_mb = int(peak.read_text()) / 1024
-        checkpoint = out / "checkpoint.pt"
+        checkpoint = out / "checkpoint.safetensors"
         checkpoint_mb = checkpoint.stat().st_size / 2**20 if checkpoint.exists() else None
     perf, comm, days = summary["perf"], summary["comm"], summary["run"]["simulated_s"] / 86400
     steps = devices * perf["control_ticks"]
@@ -549,7 +549,7 @@ def work_memory(spec: dict) -> dict:
         started = time.perf_counter()
         _, summary = execute(sc, Path(scratch) / "run", device="cpu")
         total = time.perf_counter() - started
-        checkpoint = Path(scratch) / "run" / "checkpoint.pt"
+        checkpoint = Path(scratch) / "run" / "checkpoint.safetensors"
         checkpoint_mb = checkpoint.stat().st_size / 2**20 if checkpoint.exists() else None
     sampler.stop.set()
     sampler.join()

@@ -51,7 +51,7 @@ PPO = [*ADAM, "learner.params.epochs=4", "learner.params.entropy_coef=0.003"]
 PRICED = ["learner.params.shaping_per_degc=0", "learner.params.shaping_kwh_per_degc=3"]
 """Shaping priced by the tariff instead of a constant 0.6 per degree (see
 ``ActorCriticConfig.shaping_kwh_per_degc``): heat is credited at the price paid for it."""
-IMITATION_POLICY = "benchmarks/results/imitation-policy.pt"
+IMITATION_POLICY = "benchmarks/results/imitation-policy.safetensors"
 """The actor that imitates the optimum (``python benchmarks/study_learning.py imitate``)."""
 TEACHER_SEED, TEACHER_DAYS = 100, 10
 """The optimum is imitated on other houses and weather than the study's (seed 100, not 0-4),

@@ -167,7 +167,7 @@ def run(
 
 
 def resume(run_dir: str | Path, *, progress: bool | Callable[[float], None] = False) -> Result:
-    """Continue an interrupted run from its last checkpoint (checkpoint.pt in ``run_dir``) and
+    """Continue an interrupted run from its last checkpoint (checkpoint.safetensors in ``run_dir``) and
     return its :class:`Result`, the same as if the run had never stopped (but for ``perf``).
     ``progress`` as for :func:`run`."""
     from fleet.results import Result

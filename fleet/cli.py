@@ -114,7 +114,7 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
 def resume_cmd(run_dir: Path, quiet: bool) -> None:
-    """Continue an interrupted run from its last checkpoint (checkpoint.pt in RUN_DIR).
+    """Continue an interrupted run from its last checkpoint (checkpoint.safetensors in RUN_DIR).
 
     Metrics after the checkpoint are recomputed; the finished run is identical to one that
     was never interrupted (except its perf figures).

@@ -21,11 +21,12 @@ from devices.building import ThermostatFleet
 from fleet.errors import ConfigError
 from fleet.learners.base import Observation
 from fleet.learners.features import N_FEATURES, features
-from fleet.learners.stacked import ActorCritic, ActorCriticConfig, StackedMLP
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig, StackedMLP, policy_state
 from fleet.optimum import Window, optimal_control
 from fleet.scenario import Scenario
 from fleet.sim.rng import Streams
 from fleet.sim.world import build_world
+from fleet.statefile import save as save_state
 
 CHUNK_DAYS = 5
 """Days planned at once; each plan looks one more day ahead so its last ticks are not myopic."""
@@ -78,8 +79,10 @@ def agreement(actor: StackedMLP, x: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def save_policy(path: Path, actor: StackedMLP) -> None:
-    """Write the actor's tensors; refuses to replace a file."""
-    if path.exists():
+    """Write the actor of one device as a policy file (:func:`fleet.learners.stacked.policy_state`,
+    conventionally ``*.safetensors``); refuses to replace a file."""
+    if path.exists() or path.is_symlink():
         raise ConfigError(f"{path} exists; nothing was written. Choose another path or move it aside")
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save([t.detach() for t in actor.parameters], path)
+    with path.open("xb") as f:  # exclusive: never replaces a file, never writes through a link
+        save_state(f.write, "policy", policy_state(actor))

@@ -31,6 +31,9 @@ from fleet import __version__
 from fleet.errors import ConfigError, RunDirError
 from fleet.provenance import git_revision
 from fleet.scenario import Scenario, dump_scenario
+from fleet.statefile import StateFileError, StateMismatch, create_new, expect_keys, load_child
+from fleet.statefile import load as load_state
+from fleet.statefile import save as save_state
 
 if TYPE_CHECKING:
     import pandas
@@ -39,15 +42,23 @@ if TYPE_CHECKING:
     from fleet.sim.engine import Simulation
 
 RUN_MARKER = "run.json"
+CHECKPOINT = "checkpoint.safetensors"
+"""The run's checkpoint: a :mod:`fleet.statefile` file of kind ``simulation`` holding
+``scenario`` (as in scenario.yaml) and ``simulation`` (:meth:`Simulation.state_dict`)."""
+OLD_CHECKPOINT = "checkpoint.pt"
+"""Where earlier versions pickled the whole simulation: never loaded (a pickle can run code)."""
+MAX_CHECKPOINT_BYTES = 64 << 30
+"""Largest checkpoint file read."""
 
 
 WRITE_AHEAD_BYTES = 256 << 20
-"""At most this many pickled bytes of a checkpoint wait for the thread that writes them."""
+"""At most this many bytes of a checkpoint wait for the thread that writes them."""
 
 
 class _CheckpointWriter:
-    """A file object for ``pickle.dump`` whose bytes a thread writes to ``tmp``; once all are
-    written, the thread renames ``tmp`` to ``path``, replacing the previous checkpoint.
+    """A ``write`` for :func:`fleet.statefile.save` whose bytes a thread writes to ``tmp``; once
+    all are written, the thread renames ``tmp`` to ``path``, replacing the previous checkpoint.
+    ``tmp`` is created anew, never through a link (:func:`fleet.statefile.create_new`).
 
     ``write`` keeps each chunk (a copy, where it is a view of memory the simulation will go on
     changing) and returns; it waits only while ``WRITE_AHEAD_BYTES`` are queued. Replacing a
@@ -57,7 +68,10 @@ class _CheckpointWriter:
     def __init__(self, tmp: Path, path: Path) -> None:
         self.tmp, self.path = tmp, path
         self.error: BaseException | None = None
-        self._file = tmp.open("wb")
+        try:
+            self._file = create_new(tmp)
+        except OSError as e:
+            raise RunDirError(f"{tmp}: cannot create the checkpoint: {e.strerror}") from None
         self._chunks: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._queued = 0
         self._room = threading.Condition()
@@ -76,7 +90,7 @@ class _CheckpointWriter:
         """No more chunks: the thread finishes writing and puts the file in place; if not
         ``complete``, it deletes the file instead, and this waits for that."""
         if not complete:
-            self.error = self.error or RuntimeError("pickling stopped half-way")
+            self.error = self.error or RuntimeError("encoding stopped half-way")
         self._chunks.put(None)
         if not complete:
             self._thread.join()
@@ -156,21 +170,19 @@ class RunDir:
         (self.path / RUN_MARKER).write_text(json.dumps(info, indent=2) + "\n")
 
     def save_checkpoint(self, sim: "Simulation") -> None:
-        """checkpoint.pt: the whole simulation state now, replaced atomically once written.
+        """checkpoint.safetensors: the simulation's state now, replaced atomically once written.
 
-        The state is pickled here and now; a thread writes the bytes and then puts the file in
-        place of the last one (:class:`_CheckpointWriter`), while the simulation goes on: on
-        the CPU, writing 100 MB into the page cache takes longer than pickling it. Plain
-        pickle streams array by array (``torch.save`` would first build the whole pickle in
-        memory, doubling the peak memory of a large fleet); at most ``WRITE_AHEAD_BYTES`` wait
-        for the thread. A second checkpoint, or :meth:`finish_checkpoint`, first waits for
-        the one being written."""
-        import pickle
-
+        The state is encoded here and now, array by array; a thread writes the bytes and then
+        puts the file in place of the last one (:class:`_CheckpointWriter`), while the
+        simulation goes on: on the CPU, writing 100 MB into the page cache takes longer than
+        copying it. At most ``WRITE_AHEAD_BYTES`` wait for the thread, so the peak memory of a
+        large fleet does not double. A second checkpoint, or :meth:`finish_checkpoint`, first
+        waits for the one being written."""
         self.finish_checkpoint()
-        writer = _CheckpointWriter(self.path / "checkpoint.pt.tmp", self.path / "checkpoint.pt")
+        writer = _CheckpointWriter(self.path / f"{CHECKPOINT}.tmp", self.path / CHECKPOINT)
         try:
-            pickle.dump(sim.checkpoint_state(), writer, protocol=pickle.HIGHEST_PROTOCOL)
+            state = {"scenario": sim.scenario.model_dump(mode="json"), "simulation": sim.state_dict()}
+            save_state(writer.write, "simulation", state)
         except BaseException:  # the previous checkpoint stays; the partial file goes
             writer.close(complete=False)
             raise
@@ -183,21 +195,37 @@ class RunDir:
         if writer is not None:
             writer.wait()
 
-    def load_checkpoint(self, scenario: Scenario) -> "Simulation":
-        """The simulation saved in checkpoint.pt, checked against the run's scenario."""
-        import pickle
+    def load_checkpoint(self, scenario: Scenario, device: str = "cpu") -> "Simulation":
+        """A new simulation of ``scenario`` (the run's) on ``device``, continuing from
+        checkpoint.safetensors. RunDirError or ConfigError naming the file, and what in it,
+        if it is missing, damaged, of an older version, or of another scenario."""
+        from fleet.sim.engine import Simulation
 
-        path = self.path / "checkpoint.pt"
+        path = self.path / CHECKPOINT
         if not path.is_file():
+            if (self.path / OLD_CHECKPOINT).exists():
+                raise RunDirError(
+                    f"{self.path / OLD_CHECKPOINT}: a checkpoint written by an older version of fleet, as a pickle, which "
+                    f"can run code when it is loaded; it was not loaded. Run the scenario again: fleet run "
+                    f"{self.path / 'scenario.yaml'}"
+                )
             raise RunDirError(f"{path}: no checkpoint to resume from (checkpoints are written every outputs.checkpoint_every)")
         try:
-            with path.open("rb") as f:
-                saved = pickle.load(f)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, AttributeError, KeyError, ValueError, TypeError) as e:
-            raise RunDirError(f"{path}: not a readable checkpoint of this version of fleet ({e})") from None
-        if not isinstance(saved, dict) or saved.get("scenario") != scenario.model_dump(mode="json"):
+            saved = load_state(path, "simulation", MAX_CHECKPOINT_BYTES)
+        except StateFileError as e:
+            raise RunDirError(f"{e}: not a readable checkpoint of this version of fleet; nothing was run or changed") from None
+        if saved.get("scenario") != scenario.model_dump(mode="json"):
             raise ConfigError(f"{path}: the checkpoint belongs to another scenario than {self.path / 'scenario.yaml'}; refusing to resume")
-        return saved["simulation"]
+        sim = Simulation(scenario, device=device)
+        try:
+            expect_keys(saved, ("scenario", "simulation"))
+            load_child(saved, "simulation", sim)
+        except StateMismatch as e:
+            raise RunDirError(
+                f"{path}: {e}; the checkpoint does not fit this run's simulation (damaged, or written by another version "
+                "of fleet); nothing was run or changed"
+            ) from None
+        return sim
 
     def write_summary(self, summary: dict) -> None:
         tmp = self.path / "summary.json.tmp"
@@ -394,8 +422,24 @@ def resume(path: str | Path, progress: Callable[[float], None] | None = None) ->
     if not (run_dir.path / RUN_MARKER).is_file():
         raise RunDirError(f"{run_dir.path}: not a run directory (no {RUN_MARKER})")
     scenario = load_scenario(run_dir.path / "scenario.yaml")
-    sim = run_dir.load_checkpoint(scenario)
+    sim = run_dir.load_checkpoint(scenario, _run_device(run_dir))
     return run_dir, _run_into(run_dir, sim, _row_writers(run_dir, scenario, after=sim.checkpoint_time), progress)
+
+
+def _run_device(run_dir: RunDir) -> str:
+    """The device the run was started on (run.json), where it continues: a resumed run equals
+    an uninterrupted one only on the same kind of device."""
+    import torch
+
+    try:
+        device = json.loads((run_dir.path / RUN_MARKER).read_text()).get("device", "cpu")
+    except (OSError, ValueError, AttributeError) as e:
+        raise RunDirError(f"{run_dir.path / RUN_MARKER}: not readable ({e})") from None
+    if device not in ("cpu", "cuda"):
+        raise RunDirError(f"{run_dir.path / RUN_MARKER}: device {device!r} is neither cpu nor cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RunDirError(f"{run_dir.path}: the run was started on a CUDA device and this machine has none; resume it where one is")
+    return device
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:

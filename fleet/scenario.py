@@ -272,7 +272,7 @@ class OutputsConfig(StrictModel):
     """Also simulate the rule-based thermostat on the same buildings, weather and sensor noise,
     to report KPIs as ratios to it."""
     checkpoint_every: PositiveDuration | None = 21600.0
-    """Save checkpoint.pt this often (and at the end), so an interrupted run can be resumed with
+    """Save checkpoint.safetensors this often (and at the end), so an interrupted run can be resumed with
     ``fleet resume``; null: only at the end."""
     tensorboard: bool = False
     """Also write every metrics row as TensorBoard scalars into ``tensorboard/`` of the run

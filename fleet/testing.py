@@ -13,14 +13,16 @@ through the protocol of :mod:`fleet.mqtt.transport`.
 
 from __future__ import annotations
 
-import io
+import tempfile
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 
+from fleet import statefile
 from fleet.errors import TransportError
 from fleet.learners import REGISTRY, Deliveries, LearnerContext, Observation, make_learner
 from fleet.learners.base import PREVIEW_H
@@ -103,12 +105,13 @@ def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0
         assert hasattr(learner, attr), f"learner {name!r} lacks the class attribute {attr!r}"
     _run(learner, n, ticks, seed)
 
-    # save, load into a fresh learner, and continue identically
-    buffer = io.BytesIO()
-    torch.save(learner.state_dict(), buffer)
-    buffer.seek(0)
-    restored = make_learner(name, {}, _context(n, seed + 1))
-    restored.load_state_dict(torch.load(buffer, weights_only=False))
+    # save as a state file, load into a fresh learner, and continue identically
+    with tempfile.TemporaryDirectory() as scratch:
+        path = Path(scratch) / "learner.safetensors"
+        with path.open("wb") as f:
+            statefile.save(f.write, "learner", learner.state_dict())
+        restored = make_learner(name, {}, _context(n, seed + 1))
+        restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
     a = _run(learner, n, ticks, seed + 2)
     b = _run(restored, n, ticks, seed + 2)
     assert all((x == y).all() for x, y in zip(a, b)), "after load_state_dict the learner must act exactly like the saved one"

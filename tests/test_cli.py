@@ -19,7 +19,7 @@ from fleet.scenario import list_scenarios
 from tests.waiting import wait_for
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-RUN_FILES = {"scenario.yaml", "run.json", "metrics.csv", "summary.json", "checkpoint.pt"}
+RUN_FILES = {"scenario.yaml", "run.json", "metrics.csv", "summary.json", "checkpoint.safetensors"}
 
 
 def fleet(*args):

@@ -5,6 +5,7 @@ import math
 import shutil
 import sys
 import time
+import types
 
 import numpy as np
 import pytest
@@ -234,12 +235,13 @@ def test_tensorboard_without_the_package_is_a_clear_error_and_writes_nothing(tin
 
 
 class _State:
-    """What save_checkpoint needs of a simulation: its state to pickle."""
+    """What save_checkpoint needs of a simulation: a scenario to dump and a state."""
 
     def __init__(self, value):
         self.value = value
+        self.scenario = types.SimpleNamespace(model_dump=lambda mode: {"name": "test"})
 
-    def checkpoint_state(self):
+    def state_dict(self):
         return {"value": self.value}
 
 
@@ -248,20 +250,19 @@ def test_each_checkpoint_replaces_the_last_and_leaves_no_other_file(tmp_path):
     for value in range(4):
         run.save_checkpoint(_State(np.full(1000, value)))
         assert (load_value(run) == value).all()  # once the thread has written it and deleted the one before
-    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.safetensors"]
 
 
 def load_value(run: RunDir):
-    import pickle
+    from fleet.statefile import load
 
     run.finish_checkpoint()
-    with (run.path / "checkpoint.pt").open("rb") as f:
-        return pickle.load(f)["value"]
+    return load(run.path / "checkpoint.safetensors", "simulation", 1 << 30)["simulation"]["value"]
 
 
 def test_a_checkpoint_holds_the_state_when_it_was_saved_not_when_it_was_written(tmp_path, monkeypatch):
     """The thread writes after save_checkpoint returns, while the simulation changes its arrays;
-    with a write-ahead budget smaller than the state, the pickler also waits for the thread."""
+    with a write-ahead budget smaller than the state, the encoder also waits for the thread."""
     import fleet.results
 
     monkeypatch.setattr(fleet.results, "WRITE_AHEAD_BYTES", 64 << 10)
@@ -272,22 +273,37 @@ def test_a_checkpoint_holds_the_state_when_it_was_saved_not_when_it_was_written(
     assert (load_value(run) == np.arange(1_000_000)).all()
 
 
-def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path):
+def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path, monkeypatch):
+    import fleet.results
+
     run = RunDir.create(tmp_path / "run")
     run.save_checkpoint(_State(np.full(10, 1.0)))
     run.finish_checkpoint()
-    (run.path / "checkpoint.pt.tmp").symlink_to("/dev/full")  # every write fails: no space left
+    monkeypatch.setattr(fleet.results, "create_new", lambda path: open("/dev/full", "wb"))  # every write fails: no space left
     run.save_checkpoint(_State(np.full(10, 2.0)))
     with pytest.raises(RunDirError, match="could not write the checkpoint"):
         run.finish_checkpoint()
     assert (load_value(run) == 1.0).all()
-    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.safetensors"]
 
 
-def test_a_state_that_cannot_be_pickled_keeps_the_previous_checkpoint(tmp_path):
+def test_a_state_that_cannot_be_saved_keeps_the_previous_checkpoint(tmp_path):
     run = RunDir.create(tmp_path / "run")
     run.save_checkpoint(_State(np.full(10, 1.0)))
-    with pytest.raises(AttributeError):  # pickle cannot pickle a local function
+    with pytest.raises(TypeError, match="value.1: a function is not state"):
         run.save_checkpoint(_State([np.zeros(100_000), lambda: None]))
     assert (load_value(run) == 1.0).all()
-    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.pt"]
+    assert sorted(p.name for p in run.path.iterdir()) == ["checkpoint.safetensors"]
+
+
+def test_a_checkpoint_is_never_written_through_a_planted_link(tmp_path):
+    """A link where the temporary file goes (by any version's name) is replaced, not followed:
+    its target stays as it was."""
+    run = RunDir.create(tmp_path / "run")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    for name in ("checkpoint.pt.tmp", "checkpoint.safetensors.tmp"):
+        (run.path / name).symlink_to(victim)
+    run.save_checkpoint(_State(np.full(10, 3.0)))
+    assert (load_value(run) == 3.0).all()
+    assert victim.read_text() == "precious"

@@ -78,7 +78,7 @@ from fleet.edge import watchdog
 from fleet.edge.counters import Counters
 from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
 from fleet.edge.outbox import MEMORY, Outbox, OutboxError
-from fleet.edge.state import StateDir
+from fleet.edge.state import CHECKPOINT, StateDir
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
 from fleet.errors import ConfigError, TransportError, WireError
@@ -90,6 +90,7 @@ from fleet.scenario import DTYPES
 from fleet.sim.engine import tick_reward
 from fleet.sim import realtime
 from fleet.sim.rng import Streams
+from fleet.statefile import load_child
 
 log = logging.getLogger("fleet.edge")
 
@@ -219,7 +220,8 @@ class EdgeAgent:
         self.next_due: dict[str, float] = {}
         t0 = self._restore(saved) if saved else 0.0
         if saved:
-            log.info("%s: resuming from %s at t=%.2fh after %d ticks", view.name, self.state.path / "checkpoint.pt", t0 / 3600, self.counters.ticks)
+            where = self.state.path / CHECKPOINT
+            log.info("%s: resuming from %s at t=%.2fh after %d ticks", view.name, where, t0 / 3600, self.counters.ticks)
         if options.epoch is not None:  # join the shared clock where it is now (or wait for its start)
             t0 = max(t0, realtime.shared_time(options.epoch, options.speedup))
         self.env = simpy.rt.RealtimeEnvironment(initial_time=t0, factor=1.0 / options.speedup, strict=False)
@@ -256,9 +258,9 @@ class EdgeAgent:
 
     def _restore(self, saved: dict) -> float:
         """Load a checkpoint into the fresh learner and counters; returns its time."""
-        where = self.state.path / "checkpoint.pt"
+        where = self.state.path / CHECKPOINT
         try:
-            self.learner.load_state_dict(saved["learner"])
+            load_child(saved, "learner", self.learner)
             self.counters = Counters.from_dict(saved["counters"])
             self.pending = _Action(**saved["pending"]) if saved["pending"] else None
             self.next_due = dict(saved["next_due"])

@@ -1,9 +1,10 @@
 """The agent's state folder (``--state-dir``): checkpoint, message sequence numbers, outbox.
 
-- ``checkpoint.pt``: the learner's state, the counters and the agent's clock, written
+- ``checkpoint.safetensors``: the learner's state, the counters and the agent's clock, a
+  :mod:`fleet.statefile` file of kind ``agent`` (data only: loading it runs no code), written
   atomically (a temporary file, fsync, ``os.replace``), so a crash leaves the previous one. It
   names its scenario and device; loading it for another one is a :class:`ConfigError` and
-  changes nothing;
+  changes nothing. A ``checkpoint.pt`` of an earlier version (a pickle) is never loaded;
 - ``sequence.json``: the last sequence number used per message kind, saved whenever one is
   used (before its message is queued), so that a restarted agent never reuses a number its
   receivers have seen (they would drop the message as a duplicate), even when it resumes from
@@ -21,21 +22,26 @@ and leaves the previous file and no temporary file; temporary files that a crash
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from fleet.errors import ConfigError
 from fleet.mqtt.topics import KINDS
+from fleet.statefile import StateFileError, create_new
+from fleet.statefile import load as load_state
+from fleet.statefile import save as save_state
 
 log = logging.getLogger("fleet.edge")
 
-CHECKPOINT, SEQUENCE, OUTBOX = "checkpoint.pt", "sequence.json", "outbox.sqlite"
-FORMAT = 1
-"""Version of the checkpoint's layout."""
+CHECKPOINT, SEQUENCE, OUTBOX = "checkpoint.safetensors", "sequence.json", "outbox.sqlite"
+OLD_CHECKPOINT = "checkpoint.pt"
+"""Where earlier versions pickled the checkpoint: never loaded (a pickle can run code)."""
+MAX_CHECKPOINT_BYTES = 1 << 30
+"""Largest agent checkpoint read (one device's learner: a few MB)."""
 TEMPORARY = ".tmp"
 """Suffix of the file that :func:`atomic_write` writes before renaming it."""
 
@@ -45,7 +51,7 @@ def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
     ``sync`` the data reach the disk first (surviving a power cut, not only a crash)."""
     tmp = path.with_name(path.name + TEMPORARY)
     try:
-        with tmp.open("wb") as f:
+        with create_new(tmp) as f:  # not through a link planted in its place
             f.write(data)
             if sync:
                 f.flush()
@@ -100,14 +106,16 @@ class StateDir:
         read or belongs to another ``scenario`` (as dumped to JSON) or ``device``."""
         path = self.path / CHECKPOINT
         if not path.exists():
+            if (self.path / OLD_CHECKPOINT).exists():
+                raise ConfigError(
+                    f"{self.path / OLD_CHECKPOINT}: an agent checkpoint written by an earlier version of fleet, as a "
+                    "pickle, which can run code when it is loaded; it was not loaded. Move it aside to start afresh"
+                )
             return None
         try:
-            with path.open("rb") as f:
-                saved = pickle.load(f)
-        except Exception as e:  # a damaged or foreign file can fail to unpickle in many ways
-            raise ConfigError(f"{path}: not a readable agent checkpoint ({type(e).__name__}: {e}); move it aside to start afresh") from None
-        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
-            raise ConfigError(f"{path}: not an agent checkpoint of format {FORMAT}; move it aside to start afresh")
+            saved = load_state(path, "agent", MAX_CHECKPOINT_BYTES)
+        except StateFileError as e:
+            raise ConfigError(f"{e}: not a readable agent checkpoint; move it aside to start afresh") from None
         if saved.get("device") != device:
             raise ConfigError(f"{path}: the checkpoint belongs to device {saved.get('device')!r}, not {device!r}; refusing to resume")
         if saved.get("scenario") != scenario:
@@ -119,8 +127,10 @@ class StateDir:
         return saved
 
     def save_checkpoint(self, state: dict) -> None:
-        """Write ``state`` (with ``format``, ``scenario`` and ``device``) atomically."""
-        atomic_write(self.path / CHECKPOINT, pickle.dumps({"format": FORMAT, **state}, protocol=pickle.HIGHEST_PROTOCOL))
+        """Write ``state`` (with ``scenario`` and ``device``) atomically."""
+        data = io.BytesIO()
+        save_state(data.write, "agent", state)
+        atomic_write(self.path / CHECKPOINT, data.getvalue())
 
     # --- sequence numbers ----------------------------------------------------------------------
 

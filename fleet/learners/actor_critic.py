@@ -20,6 +20,7 @@ from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last
 from fleet.learners.configs import DiffusionConfig
 from fleet.learners.features import N_FEATURES, features
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
+from fleet.statefile import StateMismatch, array_list, attrs_state, expect_keys, load_attrs, within
 
 
 class IndependentLearner:
@@ -91,24 +92,33 @@ class IndependentLearner:
 
     # --- checkpoints ---------------------------------------------------------------------
 
+    STATE: ClassVar[tuple[str, ...]] = ("core", "gen", "updates", "learning")
+    """Attributes that change as it learns (:mod:`fleet.statefile`); with ``buffers``, the
+    experience not learned from yet. A subclass adds its own to these."""
+
     def state_dict(self) -> dict:
-        return {
-            "core": self.core.state_dict(),
-            "generator": self.gen.get_state(),
-            "buffers": ([o.cpu() for o in self._obs], [a.cpu() for a in self._actions], [r.cpu() for r in self._rewards]),
-            "updates": self.updates,
-            "learning": self.learning,
-        }
+        """:attr:`STATE`, and ``buffers``: ``obs`` (N, F), ``actions`` (N,) and ``rewards`` (N,) per tick."""
+        buffers = {"obs": self._obs, "actions": self._actions, "rewards": self._rewards}
+        return {**attrs_state(self, self.STATE), "buffers": buffers}
 
     def load_state_dict(self, state: dict) -> None:
-        self.core.load_state_dict(state["core"])
-        self.gen.set_state(state["generator"])
-        obs, actions, rewards = state["buffers"]
-        self._obs = [o.to(self.device) for o in obs]
-        self._actions = [a.to(self.device) for a in actions]
-        self._rewards = [r.to(self.device) for r in rewards]
-        self.updates = state["updates"]
-        self.learning = state["learning"]
+        expect_keys(state, (*self.STATE, "buffers"))
+        load_attrs(self, {name: state[name] for name in self.STATE}, self.STATE)
+        with within("buffers"):
+            self._obs, self._actions, self._rewards = self._buffers(state["buffers"])
+
+    def _buffers(self, saved: dict) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
+        """The saved experience, checked: one action per observation, one reward per action (the
+        last may still wait for its reward)."""
+        n = self.ctx.n_devices
+        expect_keys(saved, ("obs", "actions", "rewards"))  # a mapping of these three
+        obs = array_list(saved, "obs", dtype=torch.float32, shape=(n, N_FEATURES))
+        actions = array_list(saved, "actions", dtype=torch.int64, shape=(n,))
+        rewards = array_list(saved, "rewards", dtype=torch.float32, shape=(n,))
+        if len(actions) != len(obs) or not len(obs) - 1 <= len(rewards) <= len(obs):
+            counts = f"{len(obs)} observations, {len(actions)} actions and {len(rewards)} rewards"
+            raise StateMismatch("", f"{counts} do not pair up")
+        return ([x.to(self.device) for x in obs], [x.to(self.device) for x in actions], [x.to(self.device) for x in rewards])
 
     def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
         """One device's actor as plain tensors (weights (in, out), biases (out,)), for a board."""
@@ -218,21 +228,6 @@ class DiffusionLearner(IndependentLearner):
         pub = self.publisher.outgoing(self.updates, self.core.flat().cpu().numpy(), active)
         return [] if pub is None else [("params", pub)]
 
-    def state_dict(self) -> dict:
-        return {
-            **super().state_dict(),
-            "edge_params": self.edge_params.cpu(),
-            "edge_time": self.edge_time.copy(),
-            "publisher": self.publisher.state_dict(),
-            "reconstruction": None if self.reconstruction is None else self.reconstruction.state_dict(),
-        }
-
-    def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        if state["edge_params"].shape != self.edge_params.shape:
-            raise ConfigError(f"checkpoint has {tuple(state['edge_params'].shape)} neighbour parameters, this fleet {tuple(self.edge_params.shape)}")
-        self.edge_params = state["edge_params"].to(self.edge_params)
-        self.edge_time = state["edge_time"].copy()
-        self.publisher.load_state_dict(state["publisher"])
-        if self.reconstruction is not None:
-            self.reconstruction.load_state_dict(state["reconstruction"])
+    STATE: ClassVar[tuple[str, ...]] = (
+        *IndependentLearner.STATE, "edge_params", "edge_time", "publisher", "reconstruction", "rejected",
+    )

@@ -10,6 +10,7 @@ go through the simulated network and count in the communication cost.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar
 
 import numpy as np
@@ -23,6 +24,7 @@ from fleet.learners.features import N_FEATURES
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 from fleet.mqtt.codec import DType
 from fleet.scenario import DTYPES
+from fleet.statefile import StateMismatch, array, entry, within
 
 
 class CentralizedLearner(IndependentLearner):
@@ -105,20 +107,38 @@ class CentralizedLearner(IndependentLearner):
             self.broadcast_due = False
         return out
 
+    STATE: ClassVar[tuple[str, ...]] = IndependentLearner.STATE + ("cloud", "cloud_updates", "broadcast_due")
+    """With ``inbound`` (rollouts the cloud received, by their number of steps) and ``upload``."""
+
     def state_dict(self) -> dict:
-        return {
-            **super().state_dict(),
-            "cloud": self.cloud.state_dict(),
-            "cloud_updates": self.cloud_updates,
-            "inbound": {k: [[x.cpu() for x in part] for part in v] for k, v in self.inbound.items()},
-            "upload": None if self.upload is None else tuple(x.cpu() for x in self.upload),
-            "broadcast_due": self.broadcast_due,
-        }
+        """``inbound``: steps T -> [[obs (T+1, D, F), actions (T, D), rewards (T, D)], ...];
+        ``upload``: None or [obs (T+1, N, F), actions (T, N), rewards (T, N)]."""
+        return {**super().state_dict(), "inbound": {str(k): v for k, v in self.inbound.items()}, "upload": self.upload}
 
     def load_state_dict(self, state: dict) -> None:
-        super().load_state_dict(state)
-        self.cloud.load_state_dict(state["cloud"])
-        self.cloud_updates = state["cloud_updates"]
-        self.inbound = {k: [[x.to(self.device) for x in part] for part in v] for k, v in state["inbound"].items()}
-        self.upload = None if state["upload"] is None else tuple(x.to(self.device) for x in state["upload"])
-        self.broadcast_due = state["broadcast_due"]
+        extra = ("inbound", "upload")
+        super().load_state_dict({k: v for k, v in state.items() if k not in extra})
+        inbound = {}
+        for steps, parts in entry(state, "inbound", dict).items():
+            with within(f"inbound.{steps}"):
+                if not re.fullmatch(r"[1-9][0-9]{0,8}", steps) or not isinstance(parts, list):
+                    raise StateMismatch("", "expected a number of steps (1 or more) with a list of rollouts")
+                inbound[int(steps)] = [self._rollout(part, int(steps), None, i) for i, part in enumerate(parts)]
+        upload = entry(state, "upload")
+        self.upload = None if upload is None else self._rollout(upload, None, self.ctx.n_devices, "upload")
+        self.inbound = inbound
+
+    def _rollout(self, saved: object, steps: int | None, devices: int | None, key: str | int) -> tuple[torch.Tensor, ...]:
+        """Saved ``[obs (T+1, D, F) float32, actions (T, D) int64, rewards (T, D) float32]`` at
+        ``key``, on this learner's device (``steps`` T and ``devices`` D: None for any)."""
+        with within(str(key)):
+            if not isinstance(saved, list) or len(saved) != 3:
+                raise StateMismatch("", "expected [obs, actions, rewards]")
+            with within("1"):
+                actions = array(saved[1], dtype=torch.int64, shape=(steps, devices))
+            t, d = actions.shape
+            with within("0"):
+                obs = array(saved[0], dtype=torch.float32, shape=(t + 1, d, N_FEATURES))
+            with within("2"):
+                rewards = array(saved[2], dtype=torch.float32, shape=(t, d))
+        return tuple(x.to(self.device) for x in (obs, actions, rewards))

@@ -33,8 +33,8 @@ import numpy as np
 from pydantic import Field
 
 from fleet.config import FiniteFloat, StrictModel
-from fleet.errors import ConfigError
 from fleet.mqtt.codec import DType, as_decoded
+from fleet.statefile import attrs_state, load_attrs
 
 
 class CommConfig(StrictModel):
@@ -108,12 +108,12 @@ class ParamPublisher:
     _STATE = ("reconstructed", "last", "publishes", "since_dense", "suppressed")
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the arrays that make up the state, for a checkpoint."""
-        return _state(self, self._STATE)
+        """The arrays that make up the state (:mod:`fleet.statefile`)."""
+        return attrs_state(self, self._STATE)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore :meth:`state_dict`; raises :class:`ConfigError` if the shapes differ."""
-        _load(self, state, self._STATE)
+        """Restore :meth:`state_dict`; a :class:`~fleet.statefile.StateMismatch` if an array does not fit."""
+        load_attrs(self, state, self._STATE)
 
     @property
     def sent(self) -> np.ndarray:
@@ -219,12 +219,12 @@ class ParamReceiver:
     _STATE = ("params", "synced")
 
     def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of the arrays that make up the state, for a checkpoint."""
-        return _state(self, self._STATE)
+        """The arrays that make up the state (:mod:`fleet.statefile`)."""
+        return attrs_state(self, self._STATE)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Restore :meth:`state_dict`; raises :class:`ConfigError` if the shapes differ."""
-        _load(self, state, self._STATE)
+        """Restore :meth:`state_dict`; a :class:`~fleet.statefile.StateMismatch` if an array does not fit."""
+        load_attrs(self, state, self._STATE)
 
     def apply(self, edge: np.ndarray, arrays: list[np.ndarray], dense: bool) -> tuple[np.ndarray, np.ndarray]:
         """Apply D decoded messages on edges ``edge`` (D,), in row order.
@@ -260,26 +260,3 @@ class ParamReceiver:
 def last_per_edge(edge: np.ndarray) -> np.ndarray:
     """Index of the last occurrence of each distinct edge in ``edge`` (D,), in the order of the edges."""
     return len(edge) - 1 - np.unique(edge[::-1], return_index=True)[1]
-
-
-# --- checkpoints ------------------------------------------------------------------------------
-
-
-def _state(obj: object, names: tuple[str, ...]) -> dict[str, np.ndarray | None]:
-    return {name: None if getattr(obj, name) is None else getattr(obj, name).copy() for name in names}
-
-
-def _load(obj: object, state: dict[str, np.ndarray | None], names: tuple[str, ...]) -> None:
-    for name in names:
-        saved, current = state[name], getattr(obj, name)
-        if (saved is None) != (current is None):
-            raise ConfigError(f"checkpoint {type(obj).__name__}.{name} is {'missing' if saved is None else 'present'}, this one's is not (another learner config?)")
-        if saved is None:
-            continue
-        saved = np.asarray(saved)
-        if saved.shape != current.shape:
-            raise ConfigError(
-                f"checkpoint {type(obj).__name__}.{name} has shape {saved.shape}, this one {current.shape}"
-                " (another fleet, topology or learner config?)"
-            )
-        setattr(obj, name, saved.astype(current.dtype, copy=True))

@@ -8,6 +8,10 @@ import torch
 from fleet.learners.base import PREVIEW_H, Observation
 
 N_FEATURES = 10 + 3 * len(PREVIEW_H)
+LAYOUT = "thermostat-features-v1"
+"""Name of what :func:`features` computes. A saved policy names the layout it observed, and one
+of another layout is refused: give any change of the features (which, their order, their
+scaling) a new name."""
 PRICE_SCALE = 0.3
 """Prices enter the features divided by this, per kWh."""
 GAP_CAP_C = 4.0

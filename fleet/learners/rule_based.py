@@ -9,8 +9,8 @@ import torch
 
 from devices.config import RuleBasedConfig
 from devices.thermostat import RuleBasedThermostat
-from fleet.errors import ConfigError
 from fleet.learners.base import PREVIEW_H, LearnerContext, Observation
+from fleet.statefile import attrs_state, load_attrs
 
 
 class RuleBasedLearner:
@@ -44,12 +44,11 @@ class RuleBasedLearner:
         return {}
 
     def state_dict(self) -> dict:
-        return {"on": self.thermostat.on.copy()}
+        """``on`` (N,) bool: whether each heat pump runs (the deadband's memory)."""
+        return attrs_state(self.thermostat, ("on",))
 
     def load_state_dict(self, state: dict) -> None:
-        if state["on"].shape != self.thermostat.on.shape:
-            raise ConfigError(f"checkpoint holds {state['on'].shape[0]} thermostats, this fleet has {self.thermostat.on.shape[0]}")
-        self.thermostat.on[:] = state["on"]
+        load_attrs(self.thermostat, state, ("on",))
 
     def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
         """The rule and its state for one device: deadband and whether the heat pump is on."""

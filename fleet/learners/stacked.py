@@ -11,12 +11,15 @@ so one optimizer step over the stacked tensors equals N separate steps.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
 from fleet.errors import ConfigError
 from fleet.learners.configs import ActorCriticConfig
-from fleet.learners.features import indoor_c, price_now
+from fleet.learners.features import LAYOUT, indoor_c, price_now
+from fleet.statefile import StateFileError, StateMismatch, array, array_list, entry, expect_keys, load_child, within
+from fleet.statefile import load as load_state
 
 
 class _SigmoidTanh(torch.autograd.Function):
@@ -71,18 +74,42 @@ class FusedAdam:
         )
 
     def state_dict(self) -> dict:
-        return {"step": self.step_count.cpu(), "exp_avg": [t.cpu() for t in self.exp_avg], "exp_avg_sq": [t.cpu() for t in self.exp_avg_sq]}
+        """``step`` () and the moments ``exp_avg``, ``exp_avg_sq``: one tensor per parameter."""
+        return {"step": self.step_count, "exp_avg": self.exp_avg, "exp_avg_sq": self.exp_avg_sq}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore the moments and step count; ConfigError if they do not fit the parameters."""
-        mine = [tuple(p.shape) for p in self.params]
+        """Restore the moments and step count; :class:`~fleet.statefile.StateMismatch` if they do
+        not fit the parameters."""
+        expect_keys(state, ("step", "exp_avg", "exp_avg_sq"))
+        with within("step"):
+            self.step_count.copy_(array(state["step"], self.step_count))
         for key in ("exp_avg", "exp_avg_sq"):
-            got = [tuple(t.shape) for t in state[key]]
-            if got != mine:
-                raise ConfigError(f"checkpoint optimizer {key} has shapes {got}, this learner's parameters {mine}")
-            for t, saved in zip(getattr(self, key), state[key]):
+            for t, saved in zip(getattr(self, key), array_list(state, key, like=getattr(self, key))):
                 t.copy_(saved)
-        self.step_count.copy_(state["step"])
+
+
+class MomentumSGD(torch.optim.SGD):
+    """torch's SGD whose state is one momentum buffer per parameter (``None`` before the first
+    step): ``state_dict()`` is ``{"momentum": [...]}``, the parameters' order is the config's."""
+
+    def state_dict(self) -> dict:
+        return {"momentum": [self.state.get(p, {}).get("momentum_buffer") for p in self._params]}
+
+    def load_state_dict(self, state: dict) -> None:
+        expect_keys(state, ("momentum",))
+        saved = entry(state, "momentum", list)
+        if len(saved) != len(self._params):
+            raise StateMismatch("momentum", f"{len(saved)} buffers, expected {len(self._params)}")
+        for i, (p, buffer) in enumerate(zip(self._params, saved)):
+            if buffer is None:
+                self.state.pop(p, None)
+                continue
+            with within(f"momentum.{i}"):
+                self.state[p]["momentum_buffer"] = array(buffer, p).to(p.device, copy=True)
+
+    @property
+    def _params(self) -> list[torch.Tensor]:
+        return [p for group in self.param_groups for p in group["params"]]
 
 
 class StackedMLP:
@@ -209,11 +236,8 @@ class ActorCritic:
         self.actor = StackedMLP(n, [n_features, h, h, n_actions], gen, device, last_scale=0.01, common=cfg.common_init)
         self.critic = StackedMLP(n, [n_features, h, h, 1], gen, device, common=cfg.common_init)
         self.optimizer = (FusedAdam(self.parameters, lr=cfg.lr) if cfg.optimizer == "adam"
-                          else torch.optim.SGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
+                          else MomentumSGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
-
-    def __getstate__(self) -> dict:
-        return {**self.__dict__, "_flat": None}  # a checkpoint need not hold the parameters twice
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -238,20 +262,19 @@ class ActorCritic:
         return (flat._version, *(p._version for p in self.parameters))
 
     def state_dict(self) -> dict:
-        return {"params": [p.detach().cpu() for p in self.parameters], "optimizer": self.optimizer.state_dict(), "value_norm": self.value_norm.stats.cpu()}
+        """``params`` (actor's layers, then the critic's), ``optimizer`` and ``value_norm`` (3, N)."""
+        return {"params": self.parameters, "optimizer": self.optimizer.state_dict(), "value_norm": self.value_norm.stats}
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore parameters and optimizer; ConfigError naming the shapes if they differ."""
-        params = state["params"]
-        mine = [tuple(p.shape) for p in self.parameters]
-        if [tuple(p.shape) for p in params] != mine:
-            got = [tuple(p.shape) for p in params]
-            raise ConfigError(f"checkpoint parameters have shapes {got}, this learner has {mine} (another scenario or learner config?)")
+        """Restore parameters, optimizer and value normalization; a
+        :class:`~fleet.statefile.StateMismatch` naming the first tensor that does not fit."""
+        expect_keys(state, ("params", "optimizer", "value_norm"))
         with torch.no_grad():
-            for p, saved in zip(self.parameters, params):
-                p.copy_(saved.to(p.device))
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.value_norm.stats.copy_(state["value_norm"])
+            for p, saved in zip(self.parameters, array_list(state, "params", like=self.parameters)):
+                p.copy_(saved)
+        load_child(state, "optimizer", self.optimizer)
+        with within("value_norm"):
+            self.value_norm.stats.copy_(array(state["value_norm"], self.value_norm.stats))
 
     def log_policy(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (N, B, F) -> log-probabilities of the actions (N, B, L) per (device, sample).
@@ -324,17 +347,59 @@ class ActorCritic:
             g.mul_(scale.reshape(-1, *([1] * (g.dim() - 1))))
 
 
+MAX_POLICY_BYTES = 64 << 20
+"""Largest policy file read."""
+
+
+def policy_state(actor: StackedMLP, device_index: int = 0) -> dict:
+    """One device's actor as a policy file's state (:mod:`fleet.statefile`, kind ``policy``):
+    the feature ``layout`` it observes, ``n_features`` F, ``n_actions`` A and its ``layers``,
+    each ``{"weight": (in, out), "bias": (out,)}`` float32, from F to A."""
+    return {
+        "layout": LAYOUT,
+        "n_features": actor.sizes[0],
+        "n_actions": actor.sizes[-1],
+        "layers": [
+            {"weight": w[device_index].detach(), "bias": b[device_index].detach()} for w, b in zip(actor.weights, actor.biases)
+        ],
+    }
+
+
 def load_actor(path: str, into: list[torch.Tensor]) -> None:
-    """Copy the actor saved at ``path`` (one device's tensors) into every device's slice of the
-    stacked actor parameters ``into`` (N, ...); ConfigError if it is unreadable or does not fit."""
+    """Copy the policy saved at ``path`` (:func:`policy_state`) into every device's slice of the
+    stacked actor parameters ``into`` (weight, bias, weight... each (N, ...)); ConfigError naming
+    the file and what in it does not fit if it is unreadable, not a policy, or another network."""
     try:
-        saved = torch.load(path, weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError) as e:
-        raise ConfigError(f"learner.params.init_policy: cannot read {path}: {e}") from None
-    shapes = [(1, *t.shape[1:]) for t in into]
-    got = [tuple(t.shape) for t in saved] if isinstance(saved, list) and all(isinstance(t, torch.Tensor) for t in saved) else None
-    if got != shapes:
-        raise ConfigError(f"learner.params.init_policy: {path} holds {got or type(saved).__name__}, this learner's actor needs {shapes}")
+        saved = load_state(Path(path), "policy", MAX_POLICY_BYTES)
+    except StateFileError as e:
+        raise ConfigError(f"learner.params.init_policy: {e} (fleet.imitation.save_policy writes policy files)") from None
+    try:
+        layers = _policy_layers(saved, into)
+    except StateMismatch as e:
+        raise ConfigError(f"learner.params.init_policy: {path}: {e}") from None
     with torch.no_grad():
-        for mine, theirs in zip(into, saved):
+        for mine, theirs in zip(into, layers):
             mine.copy_(theirs.to(mine).expand_as(mine))
+
+
+def _policy_layers(saved: dict, into: list[torch.Tensor]) -> list[torch.Tensor]:
+    """The saved policy's tensors, in the order of ``into``, checked against them."""
+    n_features, n_actions = into[0].shape[1], into[-1].shape[-1]
+    expect_keys(saved, ("layout", "n_features", "n_actions", "layers"))
+    if entry(saved, "layout", str) != LAYOUT:
+        raise StateMismatch("layout", f"a policy observing {saved['layout']!r}; these learners observe {LAYOUT!r}")
+    if entry(saved, "n_features", int) != n_features:
+        raise StateMismatch("n_features", f"a policy of {saved['n_features']} features; these learners observe {n_features}")
+    if entry(saved, "n_actions", int) != n_actions:
+        raise StateMismatch("n_actions", f"a policy choosing among {saved['n_actions']} HVAC levels; this scenario has {n_actions}")
+    layers = entry(saved, "layers", list)
+    if len(layers) != len(into) // 2:
+        raise StateMismatch("layers", f"{len(layers)} layers; this actor has {len(into) // 2} (another learner config?)")
+    out = []
+    for i, layer in enumerate(layers):
+        with within(f"layers.{i}"):
+            expect_keys(layer, ("weight", "bias"))
+            for key, mine in zip(("weight", "bias"), into[2 * i: 2 * i + 2]):
+                with within(key):
+                    out.append(array(layer[key], dtype=torch.float32, shape=tuple(mine.shape[1:])))
+    return out

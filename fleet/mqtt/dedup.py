@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from fleet.statefile import StateMismatch, array, expect_keys, within
+
 WINDOW = 64
 """Seqs more than ``WINDOW - 1`` below the highest seen are rejected as duplicates."""
 
@@ -44,6 +46,22 @@ class SeqDeduplicator:
     def __len__(self) -> int:
         """Number of (receiver, sender) pairs tracked."""
         return len(self._keys)
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """``keys`` (P,) int64 sorted, ``top`` (P,) int64 and ``seen`` (P,) uint64, one entry per pair."""
+        return {"keys": self._keys, "top": self._top, "seen": self._seen}
+
+    def load_state_dict(self, state: dict) -> None:
+        expect_keys(state, ("keys", "top", "seen"))
+        with within("keys"):
+            keys = array(state["keys"], dtype=np.dtype(np.int64), shape=(None,)).copy()
+            if np.any(np.diff(keys) <= 0):
+                raise StateMismatch("", "must be sorted, each pair once")
+        with within("top"):
+            top = array(state["top"], dtype=np.dtype(np.int64), shape=keys.shape).copy()
+        with within("seen"):
+            seen = array(state["seen"], dtype=np.dtype(np.uint64), shape=keys.shape).copy()
+        self._keys, self._top, self._seen = keys, top, seen
 
     def accept(self, receiver: np.ndarray, sender: np.ndarray, seq: np.ndarray) -> np.ndarray:
         """(D,) bool: True where (receiver, sender, seq) is new, the first in array order winning.

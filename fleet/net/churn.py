@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from fleet.statefile import attrs_state, load_attrs
+
 
 class Churn:
     """Online/offline state of N devices, all online at t = 0."""
@@ -30,6 +32,15 @@ class Churn:
         """Whether each device is online, (N,) bool."""
         self.next_time = np.full(n, np.inf) if failure_rate_per_s == 0 else rng.exponential(self.mean_uptime_s, n)
         """Time of each device's next transition, (N,) seconds."""
+
+    STATE = ("online", "next_time", "rng")
+    """What changes as devices fail and come back (:mod:`fleet.statefile`)."""
+
+    def state_dict(self) -> dict:
+        return attrs_state(self, self.STATE)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_attrs(self, state, self.STATE)
 
     def advance(self, t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Apply every transition due at or before ``t``, in time order.

@@ -21,6 +21,7 @@ from numpy.typing import ArrayLike
 from fleet.net.loss import LossProcess
 from fleet.net.profiles import LinkProfile
 from fleet.net.queues import as_vector, fifo_departures
+from fleet.statefile import attrs_state, load_attrs
 
 
 @dataclass
@@ -67,6 +68,15 @@ class LinkDirection:
         self.rng = rng
         self.free_at = np.zeros(n)
         """Time each endpoint's transmitter is next free, (N,) seconds."""
+
+    STATE = ("free_at", "rng", "loss")
+    """What changes as messages go (:mod:`fleet.statefile`)."""
+
+    def state_dict(self) -> dict:
+        return attrs_state(self, self.STATE)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_attrs(self, state, self.STATE)
 
     @classmethod
     def from_profiles(

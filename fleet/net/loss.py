@@ -15,6 +15,7 @@ from numpy.typing import ArrayLike
 
 from fleet.net.profiles import GilbertElliottLoss, IndependentLoss, LossConfig
 from fleet.net.queues import as_vector, iter_ranks
+from fleet.statefile import attrs_state, load_attrs
 
 
 def chain_parameters(config: LossConfig) -> tuple[float, float, float, float]:
@@ -51,6 +52,15 @@ class LossProcess:
             raise ValueError("p_good_to_bad + p_bad_to_good must be positive for every endpoint")
         self.bad = rng.random(n) < self.p_good_to_bad / total
         """Whether each endpoint's chain is in the bad state, (N,) bool."""
+
+    STATE = ("bad", "rng")
+    """What changes as packets go: each chain's state and the generator (:mod:`fleet.statefile`)."""
+
+    def state_dict(self) -> dict:
+        return attrs_state(self, self.STATE)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_attrs(self, state, self.STATE)
 
     @classmethod
     def from_configs(

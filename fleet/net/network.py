@@ -23,7 +23,7 @@ publish lost before the broker, a delivery lost after it, or a message over a si
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import numpy as np
 
@@ -36,6 +36,7 @@ from fleet.net.link import LinkDirection
 from fleet.net.profiles import LinkProfile
 from fleet.net.queues import single_server_departures
 from fleet.scenario import BrokerConfig, Qos1Config
+from fleet.statefile import StateMismatch, array, attrs_state, entry, expect_keys, indices, load_attrs, load_child, within
 
 
 @dataclass
@@ -81,6 +82,33 @@ class _Pending:
     published_at: np.ndarray  # (M,)
     qos: int
 
+    def state_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_state(cls, state: dict, n_endpoints: int) -> "_Pending":
+        """The deliveries a state holds, checked: lengths agree, indices point where they may."""
+        expect_keys(state, [f.name for f in fields(cls)])
+        with within("rows"):
+            rows = array(state["rows"], dtype=np.dtype(np.uint8), shape=(None, None))
+        d, m = len(entry(state, "arrive")), len(rows)
+        got = {"rows": rows}
+        for name, length, ints in (("arrive", d, False), ("receiver", d, True), ("msg", d, True),
+                                   ("sender", m, True), ("seq", m, True), ("published_at", m, False)):
+            with within(name):
+                got[name] = array(state[name], dtype=None if ints else np.dtype(np.float64), shape=(length,))
+                if ints and got[name].dtype.kind not in "iu":
+                    raise StateMismatch("", f"dtype {got[name].dtype}, expected integers")
+        with within("receiver"):
+            indices(got["receiver"], n_endpoints)
+        with within("sender"):
+            indices(got["sender"], n_endpoints)
+        with within("msg"):
+            indices(got["msg"], m)
+        if entry(state, "qos", int) not in (0, 1):
+            raise StateMismatch("qos", f"must be 0 or 1, got {state['qos']}")
+        return cls(**got, qos=state["qos"])
+
 
 @dataclass
 class CommStats:
@@ -98,9 +126,19 @@ class CommStats:
     delay_sum_s: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
-        for name in self.__dataclass_fields__:
-            if name != "n":
-                setattr(self, name, np.zeros(self.n))
+        for name in self.STATE:
+            setattr(self, name, np.zeros(self.n))
+
+    @property
+    def STATE(self) -> tuple[str, ...]:
+        """Every counter (:mod:`fleet.statefile`)."""
+        return tuple(name for name in self.__dataclass_fields__ if name != "n")
+
+    def state_dict(self) -> dict:
+        return attrs_state(self, self.STATE)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_attrs(self, state, self.STATE)
 
 
 class SimNetwork:
@@ -137,6 +175,37 @@ class SimNetwork:
         self._pending: dict[int, list[_Pending]] = {k: [] for k in range(len(KINDS))}
         self._dedup = [SeqDeduplicator() for _ in KINDS]
         """Sequence numbers count per (sender, kind) stream, so de-duplication is per kind."""
+
+    # --- checkpoints -------------------------------------------------------------------
+
+    STATE = ("uplink", "downlink", "online", "cut", "broker_free_at", "stats", "retained")
+    """What changes as messages go, besides the deliveries waiting in the mailboxes and the
+    de-duplication windows (:mod:`fleet.statefile`). Subscriptions are made at construction."""
+
+    def state_dict(self) -> dict:
+        """:attr:`STATE`, and per message kind the ``pending`` deliveries and ``dedup`` windows."""
+        return {
+            **attrs_state(self, self.STATE),
+            "pending": {kind: [p.state_dict() for p in self._pending[k]] for k, kind in enumerate(KINDS)},
+            "dedup": {kind: self._dedup[k].state_dict() for k, kind in enumerate(KINDS)},
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        expect_keys(state, (*self.STATE, "pending", "dedup"))
+        load_attrs(self, {name: state[name] for name in self.STATE}, self.STATE)
+        pending, dedup = entry(state, "pending", dict), entry(state, "dedup", dict)
+        for name, saved in (("pending", pending), ("dedup", dedup)):
+            with within(name):
+                expect_keys(saved, KINDS)
+        for k, kind in enumerate(KINDS):
+            with within("pending"):
+                batches = entry(pending, kind, list)
+            self._pending[k] = []
+            for i, batch in enumerate(batches):
+                with within(f"pending.{kind}.{i}"):
+                    self._pending[k].append(_Pending.from_state(batch, len(self.online)))
+            with within("dedup"):
+                load_child(dedup, kind, self._dedup[k])
 
     # --- subscriptions -----------------------------------------------------------------
 

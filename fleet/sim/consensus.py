@@ -17,6 +17,7 @@ from fleet.mqtt.topics import KINDS
 from fleet.net.network import Delivered, Outgoing
 from fleet.scenario import DTYPES, ConsensusConfig
 from fleet.sim.topology import Topology, consensus_weights
+from fleet.statefile import attrs_state, load_attrs
 
 CONSENSUS = KINDS.index("consensus")
 
@@ -36,6 +37,15 @@ class ConsensusExchange:
         self.seq = np.zeros(topo.n, np.int64)
         self.invalid = 0
         self.initial_disagreement = self.disagreement()
+
+    STATE = ("x", "edge_value", "edge_time", "seq", "invalid")
+    """What changes round by round (:mod:`fleet.statefile`); the rest is drawn at construction."""
+
+    def state_dict(self) -> dict:
+        return attrs_state(self, self.STATE)
+
+    def load_state_dict(self, state: dict) -> None:
+        load_attrs(self, state, self.STATE)
 
     def receive(self, got: Delivered) -> None:
         """Store the newest valid value per edge from what was delivered."""

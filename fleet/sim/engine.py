@@ -24,7 +24,7 @@ bulk; consumers drain what has arrived by their clock.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Callable
 
 import numpy as np
@@ -47,6 +47,7 @@ from fleet.scenario import DTYPES, Scenario
 from fleet.sim.consensus import ConsensusExchange
 from fleet.sim.rng import Streams
 from fleet.sim.world import World, build_world
+from fleet.statefile import StateMismatch, array, attrs_state, entry, expect_keys, indices, load_attrs, within
 
 TELEMETRY, STATUS, CONSENSUS = (KINDS.index(k) for k in ("telemetry", "status", "consensus"))
 LEARNER_KINDS = ("params", "experience")
@@ -89,6 +90,16 @@ class Kpis:
         self.ramping_kw += 0.0 if self.last_load_kw is None else abs(load - self.last_load_kw)
         self.overload_kwh += float(np.maximum(site_load - feeder_kw, 0).sum()) * dt_h
         self.last_load_kw = load
+
+    def state_dict(self) -> dict[str, float | None]:
+        return asdict(self)
+
+    def load_state_dict(self, state: dict) -> None:
+        names = [f.name for f in fields(self)]
+        expect_keys(state, names)
+        for name in names:
+            none_allowed = name == "last_load_kw" and state[name] is None
+            setattr(self, name, None if none_allowed else float(entry(state, name, (int, float))))
 
     def as_dict(self) -> dict[str, float]:
         return {
@@ -143,6 +154,17 @@ class ControlledFleet:
         self.kpis = Kpis()
         self.power = np.zeros(world.n)
         self.site_load = np.zeros(len(world.site_names))
+
+    STATE = ("power", "site_load", "kpis", "controller")
+    """With the buildings' temperatures (``temp``), what changes tick by tick (:mod:`fleet.statefile`)."""
+
+    def state_dict(self) -> dict:
+        return {"temp": self.buildings.temp, **attrs_state(self, self.STATE)}
+
+    def load_state_dict(self, state: dict) -> None:
+        expect_keys(state, ("temp", *self.STATE))
+        load_attrs(self.buildings, {"temp": state["temp"]}, ("temp",))
+        load_attrs(self, {name: state[name] for name in self.STATE}, self.STATE)
 
     def tick(self, obs_inputs: dict, noise: np.ndarray, dt_s: float, reward_weights: tuple[float, float]) -> None:
         """Sense, act, step the physics, account KPIs and hand the learner its reward."""
@@ -458,21 +480,65 @@ class Simulation:
 
     # --- checkpoints -----------------------------------------------------------------------
 
-    def __getstate__(self) -> dict:
-        """Everything but the SimPy environment and the callbacks of the current run."""
-        return {k: v for k, v in self.__dict__.items() if k not in {"env", "on_row", "on_checkpoint"}}
+    STATE = (
+        "fleet", "baseline", "sensor_rng", "network", "churn", "consensus", "consensus_rounds", "status_seq", "learner_seq",
+        "learner_invalid", "telemetry_seq", "offline_since", "collector_invalid", "next_checkpoint", "ticks",
+    )
+    """What changes as the simulation runs, besides its clock (``time``), the schedule of its
+    processes (``next_due``), the learner's last metrics and the wills not yet due
+    (:mod:`fleet.statefile`). Everything else is built from the scenario at construction."""
 
-    def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
-        self.env = simpy.Environment(initial_time=self.checkpoint_time)
+    def state_dict(self) -> dict:
+        """The simulation's state now; a new ``Simulation`` of the same scenario given it by
+        :meth:`load_state_dict` runs on exactly as this one would."""
+        return {
+            **attrs_state(self, self.STATE),
+            "time": self.env.now,
+            "next_due": self.next_due,
+            "learner_metrics": self.learner_metrics,
+            "pending_wills": [[dev, since] for dev, since in self.pending_wills],
+        }
 
-    def checkpoint_state(self) -> dict:
-        """What a checkpoint holds: this simulation at the current time, with its scenario."""
-        self.checkpoint_time = self.env.now
-        return {"scenario": self.scenario.model_dump(mode="json"), "time": self.env.now, "simulation": self}
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from ``state`` (of a simulation of the same scenario); :class:`StateMismatch`
+        naming the first entry that does not fit. Only before :meth:`run`."""
+        expect_keys(state, (*self.STATE, "time", "next_due", "learner_metrics", "pending_wills"))
+        load_attrs(self, {name: state[name] for name in self.STATE}, self.STATE)
+        time_now = float(entry(state, "time", (int, float)))
+        if not 0 <= time_now <= self.scenario.horizon:
+            raise StateMismatch("time", f"{time_now} s is not within the run's horizon [0, {self.scenario.horizon}]")
+        self.next_due = _times(entry(state, "next_due", dict), "next_due", set(self._schedule()))
+        for name, due in self.next_due.items():
+            if not time_now <= due < np.inf:
+                raise StateMismatch(f"next_due.{name}", f"{due} s is not a time after the checkpoint's ({time_now} s)")
+        self.learner_metrics = _times(entry(state, "learner_metrics", dict), "learner_metrics", set(self.fleet.controller.metric_keys))
+        self.pending_wills = [_will(will, self.world.n) for will in entry(state, "pending_wills", list)]
+        self.checkpoint_time = time_now
+        self.env = simpy.Environment(initial_time=time_now)
 
     def summary(self, status: str, end: float, wall_s: float) -> dict:
         """KPIs, communication totals and performance, as written to summary.json."""
         from fleet.results import summarize
 
         return summarize(self, status, end, wall_s)
+
+
+def _times(saved: dict, key: str, names: set[str]) -> dict[str, float]:
+    """A saved mapping from some of ``names`` to numbers, as floats."""
+    with within(key):
+        for name in saved:
+            if name not in names:
+                raise StateMismatch(name, f"unexpected (expected some of {sorted(names)})")
+            entry(saved, name, (int, float))
+    return {name: float(value) for name, value in saved.items()}
+
+
+def _will(saved: object, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """A saved ``[devices (K,) int, times they went offline (K,) float]``."""
+    with within("pending_wills"):
+        if not isinstance(saved, list) or len(saved) != 2:
+            raise StateMismatch("", "each entry must be [devices, times]")
+        dev = indices(array(saved[0], shape=(None,)), n)
+        if dev.dtype.kind not in "iu":
+            raise StateMismatch("", f"devices of dtype {dev.dtype}, expected integers")
+        return dev, array(saved[1], dtype=np.dtype(np.float64), shape=dev.shape)

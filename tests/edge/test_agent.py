@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import pickle
 import re
 import socket
 import sqlite3
@@ -37,6 +36,7 @@ from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
 from fleet.sim.engine import Simulation
 from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, paho_agent, started, view_of
+from tests.hostile import assert_refused, fleet_cli, hostile_pickle
 from tests.waiting import wait_for
 from tests.mosquitto import Broker, free_port, start_broker
 
@@ -349,10 +349,18 @@ def test_provisioned_boards_talk_over_mutual_tls_within_their_acl(tmp_path):
 
 
 def _checkpoint(state: Path) -> dict | None:
-    try:
-        return pickle.loads((state / "checkpoint.pt").read_bytes())
-    except FileNotFoundError:
+    from fleet.statefile import load
+
+    if not (state / "checkpoint.safetensors").exists():
         return None
+    return load(state / "checkpoint.safetensors", "agent", 1 << 30)
+
+
+def _write_checkpoint(state: Path, saved: dict) -> None:
+    from fleet.statefile import save
+
+    with (state / "checkpoint.safetensors").open("wb") as f:
+        save(f.write, "agent", saved)
 
 
 def test_an_agent_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path, write_scenario):
@@ -423,7 +431,7 @@ def test_bad_options_exit_2_with_a_message_and_no_traceback(agent_cli, tmp_path,
     result = agent_cli(*(_mismatched_cert(tmp_path) if args == "mismatched" else args))
     assert result.exit_code == 2, result.output
     assert message in result.output and "Traceback" not in result.output
-    assert not (tmp_path / "state" / "checkpoint.pt").exists()
+    assert not (tmp_path / "state" / "checkpoint.safetensors").exists()
 
 
 @pytest.mark.parametrize("change", ["wrong shape", "another scenario", "another device", "not a checkpoint"])
@@ -434,13 +442,13 @@ def test_a_checkpoint_that_does_not_fit_exits_2_and_changes_nothing(agent_cli, t
     args: list[str] = []
     if change == "wrong shape":
         saved["learner"]["edge_params"] = torch.zeros(5, saved["learner"]["edge_params"].shape[1])
-        (state / "checkpoint.pt").write_bytes(pickle.dumps(saved))
+        _write_checkpoint(state, saved)
     elif change == "another scenario":
         args = ["--scenario", str(write_scenario({**diffusion_raw(), "seed": 7}, "seed7.yaml"))]
     elif change == "another device":
         args = ["--device", "d00001"]
     else:
-        (state / "checkpoint.pt").write_bytes(b"\x80\x05 not a pickle")
+        (state / "checkpoint.safetensors").write_bytes(b"\x80\x05 not a checkpoint")
     before = {p.name: p.read_bytes() for p in state.iterdir()}
 
     result = agent_cli(*args)
@@ -449,3 +457,28 @@ def test_a_checkpoint_that_does_not_fit_exits_2_and_changes_nothing(agent_cli, t
     assert "checkpoint" in result.output and "Traceback" not in result.output
     assert {p.name: p.read_bytes() for p in state.iterdir()} == before
 
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "checkpoint.safetensors"])
+def test_an_agent_checkpoint_crafted_to_run_a_command_runs_nothing_and_the_agent_exits_2(tmp_path, write_scenario, name):
+    scenario = write_scenario(diffusion_raw())
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / name).write_bytes(hostile_pickle(tmp_path / "ran"))
+    before = {p.name: p.read_bytes() for p in state.iterdir()}
+    done = fleet_cli("agent", "--scenario", scenario, "--device", "d00000", "--broker", f"mqtt://127.0.0.1:{free_port()}",
+                     "--state-dir", state, "--duration", "10min", "-q")
+    assert_refused(done, str(state / name))
+    assert not (tmp_path / "ran").exists()
+    assert {p.name: p.read_bytes() for p in state.iterdir()} == before
+
+
+def test_an_agent_never_writes_its_state_through_a_planted_link(tmp_path):
+    state, victim = tmp_path / "state", tmp_path / "victim"
+    state.mkdir()
+    victim.write_text("precious")
+    for name in ("checkpoint.pt.tmp", "checkpoint.safetensors.tmp", "sequence.json.tmp"):
+        (state / name).symlink_to(victim)
+    memory_agent(view_of(diffusion_raw()), MemoryBroker(), state, duration=600.0).run()
+    assert victim.read_text() == "precious"
+    assert _checkpoint(state)["time"] == 600.0

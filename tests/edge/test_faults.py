@@ -64,7 +64,7 @@ def test_checkpoints_that_fail_for_a_while_are_counted_and_reported(tmp_path, mo
     assert sum("writing the checkpoint works again" in m for m in logged) == 1  # and when it ends
     saved = _checkpoint(state)
     assert saved["time"] == 7200.0 and saved["counters"]["write_errors"] == 2
-    assert sorted(p.name for p in state.iterdir()) == ["checkpoint.pt", "outbox.sqlite", "sequence.json"]
+    assert sorted(p.name for p in state.iterdir()) == ["checkpoint.safetensors", "outbox.sqlite", "sequence.json"]
 
 
 # --- a full disk ---------------------------------------------------------------------------------
@@ -82,9 +82,9 @@ def test_on_a_full_disk_the_agent_keeps_running_on_its_last_good_checkpoint(tmp_
     argv = agent_argv(write_scenario(diffusion_raw()), state, broker, "--checkpoint-every", "30min")
     first = subprocess.run([*argv, "--duration", "1h", "-q"], cwd=ROOT, capture_output=True, timeout=120)
     assert first.returncode == 0, first.stderr.decode()
-    good = (state / "checkpoint.pt").read_bytes()
+    good = (state / "checkpoint.safetensors").read_bytes()
     outbox = (state / "outbox.sqlite").read_bytes()
-    (state / "checkpoint.pt.tmp").write_bytes(good[:1000])  # what a crash in the middle of a checkpoint leaves
+    (state / "checkpoint.safetensors.tmp").write_bytes(good[:1000])  # what a crash in the middle of a checkpoint leaves
     (state / "sequence.json.tmp").write_bytes(b"")
 
     full = subprocess.run([*argv, "--duration", "2h"], cwd=ROOT, capture_output=True, timeout=120,
@@ -95,7 +95,7 @@ def test_on_a_full_disk_the_agent_keeps_running_on_its_last_good_checkpoint(tmp_
     assert "Traceback" not in stderr and "could not write the checkpoint" in stderr
     status = full.stdout.decode().splitlines()[-1]  # the last status line, at the stop
     assert status.startswith("d00000 t=3.00h ticks=181 ") and " writes=failing(" in status  # it ran its two hours
-    assert (state / "checkpoint.pt").read_bytes() == good
+    assert (state / "checkpoint.safetensors").read_bytes() == good
     assert (state / "outbox.sqlite").read_bytes() == outbox  # not moved aside as if it were damaged
     assert sorted(p.name for p in state.iterdir() if p.name.endswith(".tmp")) == []
 

@@ -2,15 +2,23 @@
 
 import filecmp
 import hashlib
+import shutil
 
+import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from fleet.cli import main
-from fleet.errors import ConfigError, RunDirError
+from fleet.errors import ConfigError, FleetError, RunDirError
 from fleet.learners import LearnerContext, make_learner
-from fleet.results import execute, resume
+from fleet.results import RunDir, execute, resume
+from fleet.statefile import load, save
+from tests.hostile import assert_refused, fleet_cli, hostile_pickle
+from tests.sim.conftest import shrink
+from tests.test_statefile import header, json_values, mutated_files, with_header
 
 SETTINGS = {
     "fleet.sites": "[{name: a, devices: 8, feeder_kw: 20, network: {wifi: 1.0}}, {name: b, devices: 8, feeder_kw: 20, network: {lte-m: 1.0}}]",
@@ -65,8 +73,8 @@ def test_resume_without_or_with_a_corrupt_checkpoint_is_a_clear_error(scenario_f
     run_dir, _ = execute(sc, tmp_path / "cut", progress=interrupt_at(1.5 * 3600))
     with pytest.raises(RunDirError, match="no checkpoint"):
         resume(run_dir.path)
-    (run_dir.path / "checkpoint.pt").write_bytes(b"not a checkpoint")
-    with pytest.raises(RunDirError, match="not a readable checkpoint"):
+    (run_dir.path / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
+    with pytest.raises(RunDirError, match="checkpoint.safetensors: not a fleet-state file .* not a readable checkpoint"):
         resume(run_dir.path)
 
 
@@ -78,6 +86,107 @@ def test_loading_learner_state_of_the_wrong_shape_names_the_shapes():
     topo = build_topology(TopologyConfig(kind="ring", degree=2), [np.arange(6)], np.random.default_rng(0))
     small = make_learner("diffusion-v1", {"hidden": 8}, LearnerContext(6, 4, "heat", np.random.default_rng(0), "cpu", topo))
     big = make_learner("diffusion-v1", {"hidden": 16}, LearnerContext(6, 4, "heat", np.random.default_rng(0), "cpu", topo))
-    with pytest.raises(ConfigError, match="shapes"):
+    with pytest.raises(ConfigError, match=r"core.params.0: shape \(6, 22, 8\), expected \(6, 22, 16\)"):
         big.load_state_dict(small.state_dict())
     assert isinstance(small.state_dict()["core"]["params"][0], torch.Tensor)
+
+
+# --- checkpoints are data: a hostile or mismatched file is refused, naming it --------------------------------
+
+
+@pytest.fixture(scope="module")
+def cut_run(tmp_path_factory):
+    """A diffusion run stopped at 1.5 h (checkpoint at 1 h, with messages in flight and churn)."""
+    sc = shrink(**SETTINGS)
+    run_dir, _ = execute(sc, tmp_path_factory.mktemp("cut") / "run", progress=interrupt_at(1.5 * 3600))
+    return run_dir.path, sc
+
+
+@pytest.fixture
+def run_copy(cut_run, tmp_path):
+    return shutil.copytree(cut_run[0], tmp_path / "run")
+
+
+@pytest.mark.parametrize("name", ["checkpoint.pt", "checkpoint.safetensors"])
+def test_a_checkpoint_crafted_to_run_a_command_runs_nothing_and_resume_exits_2(run_copy, tmp_path, name):
+    (run_copy / "checkpoint.safetensors").unlink()
+    (run_copy / name).write_bytes(hostile_pickle(tmp_path / "ran"))
+    before = digest(run_copy)
+    done = fleet_cli("resume", "-q", run_copy)
+    assert_refused(done, str(run_copy / name))
+    assert not (tmp_path / "ran").exists()
+    assert digest(run_copy) == before
+
+
+def rewrite(path, change):
+    """Apply ``change`` to the state in the checkpoint at ``path`` and save it again."""
+    state = load(path, "simulation", 1 << 30)
+    change(state["simulation"])
+    with path.open("wb") as f:
+        save(f.write, "simulation", state)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda s: s["network"]["uplink"].update(free_at=np.zeros(3)), r"simulation.network.uplink.free_at: shape \(3,\), expected \(17,\)"),
+    (lambda s: s["fleet"]["controller"]["core"]["params"][2].mul_(0).resize_(5), r"simulation.fleet.controller.core.params.2: shape \(5,\)"),
+    (lambda s: s.pop("churn"), "simulation.churn: missing"),
+    (lambda s: s.update(ticks="90"), "simulation.ticks: expected int, got str"),
+    (lambda s: s["network"]["pending"]["params"][0].update(msg=np.full_like(s["network"]["pending"]["params"][0]["msg"], 99)),
+     r"simulation.network.pending.params.0.msg: indices must lie in \[0, "),
+    (lambda s: s.update(time=1e9), r"simulation.time: 1000000000.0 s is not within the run's horizon"),
+    (lambda s: s["next_due"].update(control=-1.0), r"simulation.next_due.control: -1.0 s is not a time after the checkpoint's \(3600.0 s\)"),
+])
+def test_a_checkpoint_that_does_not_fit_names_the_entry_and_changes_nothing(run_copy, change, message):
+    rewrite(run_copy / "checkpoint.safetensors", change)
+    before = digest(run_copy)
+    with pytest.raises(RunDirError, match=message):
+        resume(run_copy)
+    assert digest(run_copy) == before
+
+
+def test_a_checkpoint_of_another_format_version_names_both_versions(run_copy):
+    path = run_copy / "checkpoint.safetensors"
+    table, data = header(path)
+    table["__metadata__"]["version"] = "7"
+    with_header(path, table, data)
+    with pytest.raises(RunDirError, match="written in fleet-state version '7'; this version of fleet reads version 1"):
+        resume(run_copy)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_a_mutated_checkpoint_is_refused_with_the_projects_errors_only(cut_run, tmp_path_factory, data):
+    """Bytes flipped, cut or added anywhere, or an entry of the state replaced by other data:
+    loading it into a new simulation raises FleetError or fits."""
+    folder, sc = cut_run
+    path = tmp_path_factory.mktemp("mutated") / "checkpoint.safetensors"
+    if data.draw(st.booleans()):
+        path.write_bytes(data.draw(mutated_files((folder / "checkpoint.safetensors").read_bytes())))
+    else:
+        shutil.copy(folder / "checkpoint.safetensors", path)
+        rewrite(path, lambda s: replace_somewhere(s, data))
+    try:
+        RunDir(path.parent).load_checkpoint(sc)
+    except FleetError:
+        pass
+
+
+STATE_DATA = json_values(st.text(max_size=6).filter(lambda k: not k.startswith("@"))) | st.builds(np.zeros, st.integers(0, 3)) | st.just(np.zeros((2, 2), np.int32))
+"""What a state may hold in place of an entry: JSON data, arrays of other shapes or dtypes."""
+
+
+def replace_somewhere(tree, data) -> None:
+    """Replace one entry of ``tree`` (found by walking down it) by drawn data, or delete it."""
+    node = tree
+    while True:
+        keys = list(node) if isinstance(node, dict) else list(range(len(node)))
+        key = data.draw(st.sampled_from(keys))
+        child = node[key]
+        if isinstance(child, (dict, list)) and child and data.draw(st.booleans()):
+            node = child
+            continue
+        if isinstance(node, dict) and data.draw(st.booleans()):
+            del node[key]
+        else:
+            node[key] = data.draw(STATE_DATA)
+        return

@@ -79,7 +79,7 @@ def test_parameters_flow_between_simulated_devices_and_real_agents(mosquitto, wr
     assert all(received_by(out) > 0 for _, out, _ in agents)
     rows = (tmp_path / "run" / "metrics.csv").read_text().splitlines()
     assert len(rows) == 1 + 60 // 15 + 1  # header, rows at 0, 15, ... 60 min, and the final row
-    assert not (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not (tmp_path / "run" / "checkpoint.safetensors").exists()
 
 
 @pytest.mark.parametrize(
