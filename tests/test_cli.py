@@ -88,11 +88,20 @@ def test_an_existing_directory_is_left_untouched(tiny_scenario_file, tiny_run, t
 
 def test_overwrite_replaces_an_earlier_run(tiny_scenario_file, tiny_run, tmp_path):
     out = shutil.copytree(tiny_run, tmp_path / "out")
-    (out / "notes.txt").write_text("from the earlier run")
+    (out / "notes.txt").write_text("about the earlier run")
     result = fleet("run", tiny_scenario_file, "-o", out, "--device", "cpu", "-q", "--overwrite")
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert {p.name for p in out.iterdir()} == RUN_FILES | {"notes.txt"}  # a run deletes only what a run writes
     assert (out / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+    assert (out / "notes.txt").read_text() == "about the earlier run"
+
+
+def test_a_symbolic_link_as_output_is_an_error_not_a_traceback(tiny_scenario_file, tiny_run, tmp_path):
+    out = shutil.copytree(tiny_run, tmp_path / "out")
+    (tmp_path / "link").symlink_to(out)
+    before = snapshot(out)
+    assert_usage_error(fleet("run", tiny_scenario_file, "-o", tmp_path / "link", "--device", "cpu", "--overwrite"), "symbolic link")
+    assert snapshot(out) == before
 
 
 def test_overwrite_refuses_a_folder_that_is_not_a_run(tiny_scenario_file, tmp_path):
