@@ -1,13 +1,17 @@
 """PNG plots of run directories (matplotlib, headless).
 
 :func:`write_report` never overwrites a file unless asked: it first works out every file it
-would write and refuses, writing nothing, if one exists.
+would write and refuses, writing nothing, if one exists (a symbolic link, even a dangling one,
+counts). Files are created with exclusive, no-follow opens, and ``overwrite`` replaces a file
+by renaming a new one over it (:func:`fleet.files.write_new_file`), so nothing is ever written
+through a symbolic link.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import matplotlib
 
@@ -16,8 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fleet.errors import ConfigError, RunDirError  # noqa: E402
+from fleet.files import write_new_file  # noqa: E402
 from fleet.results import load_run  # noqa: E402
-from fleet.tradeoff import DEFAULT_TAIL, Point, comm_vs_reward, write_points_csv, write_points_json  # noqa: E402
+from fleet.tradeoff import DEFAULT_TAIL, Point, comm_vs_reward, points_csv, points_json  # noqa: E402
 
 KPI_LABELS = {
     "energy_kwh": "energy [kWh]",
@@ -29,11 +34,12 @@ KPI_LABELS = {
 }
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, f: Path | BinaryIO) -> Path | BinaryIO:
+    """Draw ``fig`` as PNG into ``f`` (a path or a binary file) and close it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
-    return path
+    return f
 
 
 def sample_devices(m: dict[str, np.ndarray]) -> list[str]:
@@ -41,7 +47,7 @@ def sample_devices(m: dict[str, np.ndarray]) -> list[str]:
     return sorted({k.split("/")[1] for k in m if k.startswith("device/")})
 
 
-def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
+def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path | BinaryIO) -> Path | BinaryIO:
     """Indoor temperature of the sample devices against their comfort band."""
     names = sample_devices(m)
     cols = min(3, len(names))
@@ -62,7 +68,7 @@ def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_feeders(m: dict[str, np.ndarray], scenario: dict, title: str, path: Path) -> Path:
+def plot_feeders(m: dict[str, np.ndarray], scenario: dict, title: str, path: Path | BinaryIO) -> Path | BinaryIO:
     """Load of every feeder against its capacity."""
     sites = scenario["fleet"]["sites"]
     fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -78,7 +84,7 @@ def plot_feeders(m: dict[str, np.ndarray], scenario: dict, title: str, path: Pat
     return _save(fig, path)
 
 
-def plot_kpis_over_time(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
+def plot_kpis_over_time(m: dict[str, np.ndarray], title: str, path: Path | BinaryIO) -> Path | BinaryIO:
     """Cumulative discomfort and energy (solid) against the rule-based baseline (dashed)."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, key in zip(axes, ("discomfort_degh", "energy_kwh")):
@@ -92,7 +98,7 @@ def plot_kpis_over_time(m: dict[str, np.ndarray], title: str, path: Path) -> Pat
     return _save(fig, path)
 
 
-def plot_network(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
+def plot_network(m: dict[str, np.ndarray], title: str, path: Path | BinaryIO) -> Path | BinaryIO:
     """Bytes per interval, drops per interval, and consensus disagreement over time."""
     h = m["time_h"]
     mid = h[1:]
@@ -118,7 +124,7 @@ def plot_network(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_comparison(runs: list[tuple[str, dict]], path: Path) -> Path:
+def plot_comparison(runs: list[tuple[str, dict]], path: Path | BinaryIO) -> Path | BinaryIO:
     """One panel per KPI: every run's value (bars) and the rule-based baseline's (markers)."""
     keys = list(KPI_LABELS)
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
@@ -138,7 +144,7 @@ def plot_comparison(runs: list[tuple[str, dict]], path: Path) -> Path:
 MARKERS = "osD^v<>ph*"
 
 
-def plot_comm_vs_reward(points: list[Point], tail: float, path: Path) -> Path:
+def plot_comm_vs_reward(points: list[Point], tail: float, path: Path | BinaryIO) -> Path | BinaryIO:
     """Final reward against bytes sent per device per day: a point per scenario variant with its
     95% confidence intervals over seeds (bars), and each seed's run (small dots)."""
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
@@ -178,7 +184,7 @@ def write_report(
     """
     loaded = [(Path(p), *load_run(p)) for p in run_dirs]
     points = comm_vs_reward(loaded, tail) if with_comm_vs_reward else None
-    plan: list[tuple[Path, Callable[[Path], object]]] = []
+    plan: list[tuple[Path, Callable[[BinaryIO], object]]] = []
     for path, scenario, metrics, _summary in loaded if per_run else []:
         prefix = "" if len(loaded) == 1 else f"{path.name}-"
         title = path.name
@@ -194,8 +200,8 @@ def write_report(
     if points is not None:
         plan += [
             (out / "comm_vs_reward.png", lambda f: plot_comm_vs_reward(points, tail, f)),
-            (out / "comm_vs_reward.csv", lambda f: write_points_csv(points, f)),
-            (out / "comm_vs_reward.json", lambda f: write_points_json(points, f, tail)),
+            (out / "comm_vs_reward.csv", lambda f: f.write(points_csv(points).encode())),
+            (out / "comm_vs_reward.json", lambda f: f.write(points_json(points, tail).encode())),
         ]
     if not plan:
         raise ConfigError("nothing to draw: with --no-per-run give several runs (for their KPI comparison) or --comm-vs-reward")
@@ -206,7 +212,7 @@ def write_report(
     except OSError as e:
         raise RunDirError(f"{out}: cannot create the report folder: {e.strerror}") from None
     for f, draw in plan:
-        draw(f)
+        write_new_file(f, draw, overwrite)
     return targets
 
 
@@ -218,7 +224,7 @@ def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
         raise RunDirError(f"runs with the same folder name would write the same plots ({', '.join(clash)}); give each run directory a distinct name")
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a directory; choose another output folder with -o")
-    existing = [f.name for f in targets if f.exists()]
+    existing = [f.name for f in targets if os.path.lexists(f)]
     if existing and not overwrite:
         raise RunDirError(
             f"{out}: {', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; nothing was written. "
