@@ -141,7 +141,8 @@ def _check_epw_header(path: Path, lines: list[str]) -> None:
         if i >= len(lines):
             raise ConfigError(f"{path}, line {i + 1}: the file ends inside the EPW header, before '{keyword}'")
         if not lines[i].startswith(keyword):
-            raise ConfigError(f"{path}, line {i + 1}: does not start with '{keyword}', as an EPW header line must; is this an EPW file?")
+            raise ConfigError(f"{path}, line {i + 1}: does not start with '{keyword}', as an EPW header line must; "
+                              "is this an EPW file?")
 
 
 def _epw_fields(path: Path, line_no: int, line: str) -> list[str]:

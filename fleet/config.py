@@ -48,7 +48,8 @@ def parse_duration(value: Any) -> float:
             raise ValueError("must be a finite number") from None
     if isinstance(value, str):
         if len(value) > _DURATION_MAX_CHARS:
-            raise ValueError(f"a duration is written in at most {_DURATION_MAX_CHARS} characters, e.g. '15min'; got {len(value)}")
+            raise ValueError(f"a duration is written in at most {_DURATION_MAX_CHARS} characters, e.g. '15min'; "
+                             f"got {len(value)}")
         match = _DURATION.match(value)
         if match and (match.group(2) or "s") in _UNITS:
             return float(match.group(1)) * _UNITS[match.group(2) or "s"]

@@ -39,7 +39,8 @@ if TYPE_CHECKING:
 RUN_MARKER = "run.json"
 RUN_RECORD_KEYS = {"fleet_version": str, "started_utc": str, "command": list, "seed": int, "device": str}
 """What every run.json holds: a folder whose run.json lacks one of these is not a run directory."""
-RUN_FILES = ("scenario.yaml", RUN_MARKER, "metrics.csv", "summary.json", "summary.json.tmp", "checkpoint.pt", "checkpoint.pt.tmp")
+RUN_FILES = ("scenario.yaml", RUN_MARKER, "metrics.csv", "summary.json", "summary.json.tmp", "checkpoint.pt",
+             "checkpoint.pt.tmp")
 """The files a run writes at the top of its directory; with ``overwrite`` these go, and nothing else."""
 TENSORBOARD, TENSORBOARD_EVENTS = "tensorboard", "events.out.tfevents."
 """The folder of ``outputs.tensorboard`` and the start of the names of the event files written there."""
@@ -133,7 +134,8 @@ class RunDir:
         if not path.is_dir():
             raise RunDirError(f"{path}: exists and is not a directory; choose another output with -o")
         if not overwrite:
-            raise RunDirError(f"{path}: already exists; nothing was changed. Choose another output with -o, or pass --overwrite to replace it")
+            raise RunDirError(f"{path}: already exists; nothing was changed. Choose another output with -o, "
+                              "or pass --overwrite to replace it")
         if any(path.iterdir()):
             check_run_record(path)
             files_of_a_run(path)
@@ -443,7 +445,8 @@ def check_run_record(path: Path) -> None:
     """RunDirError unless ``path/run.json`` is a run record of this tool (:data:`RUN_RECORD_KEYS`)."""
     problem = _run_record_problem(path / RUN_MARKER)
     if problem:
-        raise RunDirError(f"{path}: is not an earlier run directory ({problem}); refusing to delete anything in it, even with --overwrite")
+        raise RunDirError(f"{path}: is not an earlier run directory ({problem}); refusing to delete anything in it, "
+                          "even with --overwrite")
 
 
 def _run_record_problem(marker: Path) -> str | None:
@@ -457,7 +460,9 @@ def _run_record_problem(marker: Path) -> str | None:
         record = json.loads(marker.read_bytes())
     except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
         return f"{RUN_MARKER} is not readable JSON"
-    wrong = [key for key, kind in RUN_RECORD_KEYS.items() if not isinstance(record, dict) or not isinstance(record.get(key), kind)]
+    if not isinstance(record, dict):
+        return f"{RUN_MARKER} is not a run record of fleet: not a JSON object"
+    wrong = [key for key, kind in RUN_RECORD_KEYS.items() if not isinstance(record.get(key), kind)]
     return f"{RUN_MARKER} is not a run record of fleet: {', '.join(wrong)} missing or of the wrong type" if wrong else None
 
 
@@ -467,7 +472,8 @@ def files_of_a_run(path: Path) -> list[Path]:
     found = [f for f in (path / name for name in RUN_FILES) if _plain_file(f)]
     board = path / TENSORBOARD
     if board.is_symlink() or (board.exists() and not board.is_dir()):
-        raise RunDirError(f"{board}: is not the folder a run writes (a link or a file); move it away or choose another output with -o")
+        raise RunDirError(f"{board}: is not the folder a run writes (a link or a file); move it away or choose another "
+                          "output with -o")
     if board.is_dir():
         found += [f for f in board.iterdir() if f.name.startswith(TENSORBOARD_EVENTS) and _plain_file(f)]
     return found
@@ -478,6 +484,6 @@ def _plain_file(f: Path) -> bool:
     if not f.is_symlink() and not f.exists():
         return False
     if f.is_symlink() or not f.is_file():
-        raise RunDirError(f"{f}: is not a file a run writes (a {'symbolic link' if f.is_symlink() else 'folder or device'}); "
-                          "move it away or choose another output with -o")
+        kind = "symbolic link" if f.is_symlink() else "folder or device"
+        raise RunDirError(f"{f}: is not a file a run writes (a {kind}); move it away or choose another output with -o")
     return True

@@ -6,6 +6,12 @@ path. :func:`load_scenario` reads a file (or a shipped scenario's name), applies
 overrides through the same validator and returns a :class:`Scenario` whose file paths are
 resolved, so that ``scenario.model_dump()`` written into a run directory re-runs the same
 experiment.
+
+Reading and checking a file costs time and memory bounded by the file, never by the fleet it
+describes: a scenario file is a regular file of at most 1 MiB, read as YAML without aliases
+and at most 32 levels deep; a fleet holds at most :func:`max_devices` devices in all (1,000,000
+unless the environment variable ``FLEET_MAX_DEVICES`` says otherwise), checked on the sites'
+counts before anything is made per device; and every cross-field check is linear.
 """
 
 from __future__ import annotations
@@ -52,7 +58,8 @@ def max_devices() -> int:
     if not text:
         return DEFAULT_MAX_DEVICES
     if not (text.isascii() and text.isdigit() and len(text) <= 18 and int(text) > 0):
-        raise ConfigError(f"{MAX_DEVICES_ENV}={text[:40]!r}: write the most devices a fleet may have as a whole number, e.g. 5000000")
+        raise ConfigError(f"{MAX_DEVICES_ENV}={text[:40]!r}: write the most devices a fleet may have as a whole number, "
+                          "e.g. 5000000")
     return int(text)
 
 
@@ -108,9 +115,9 @@ class FleetConfig(StrictModel):
     def _bounded(cls, sites: tuple[SiteConfig, ...]) -> tuple[SiteConfig, ...]:
         total, limit = sum(s.devices for s in sites), max_devices()
         if total > limit:
-            raise ValueError(f"the sites hold {total:,} devices in all, more than {limit:,}, the most this machine is set up "
-                             f"for; on a machine with the memory for it, raise the bound with the environment variable "
-                             f"{MAX_DEVICES_ENV}")
+            raise ValueError(f"the sites hold {total:,} devices in all, more than {limit:,}, the most this machine is "
+                             f"set up for; on a machine with the memory for it, raise the bound with the environment "
+                             f"variable {MAX_DEVICES_ENV}")
         return sites
 
     @field_validator("sites")
@@ -395,7 +402,8 @@ def _check_consistency(s: Scenario) -> None:
     unknown = [d for d in s.fleet.external if not s.fleet.has_device(d)]
     if unknown:
         width = s.fleet.name_width
-        raise ValueError(f"fleet.external: unknown device(s) {', '.join(unknown)}; the fleet's devices are d{0:0{width}d}..d{n - 1:0{width}d}")
+        raise ValueError(f"fleet.external: unknown device(s) {', '.join(unknown)}; "
+                         f"the fleet's devices are d{0:0{width}d}..d{n - 1:0{width}d}")
     if repeated(s.fleet.external):
         raise ValueError(f"fleet.external: {', '.join(repeated(s.fleet.external))} listed twice")
     if s.outputs.sample_devices > n:
@@ -499,7 +507,8 @@ class _ScenarioLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         mark = self.peek_event().start_mark
         if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted in a scenario file; write the value out", mark)
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted in a scenario file; "
+                                              "write the value out", mark)
         if self._depth >= MAX_YAML_DEPTH:
             raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
         self._depth += 1
@@ -514,8 +523,9 @@ class _ScenarioLoader(yaml.SafeLoader):
         except (ValueError, OverflowError) as e:
             text = str(node.value)
             shown = f"{text[:40]!r}{'...' * (len(text) > 40)}"
-            raise yaml.constructor.ConstructorError(None, None, f"{shown} is not a valid {node.tag.rpartition(':')[2]} ({e})",
-                                                    node.start_mark) from None
+            kind = node.tag.rpartition(":")[2]
+            problem = f"{shown} is not a valid {kind} ({e})"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
 
 
 def parse_yaml(text: str) -> Any:

@@ -100,7 +100,8 @@ def test_a_symbolic_link_as_output_is_an_error_not_a_traceback(tiny_scenario_fil
     out = shutil.copytree(tiny_run, tmp_path / "out")
     (tmp_path / "link").symlink_to(out)
     before = snapshot(out)
-    assert_usage_error(fleet("run", tiny_scenario_file, "-o", tmp_path / "link", "--device", "cpu", "--overwrite"), "symbolic link")
+    result = fleet("run", tiny_scenario_file, "-o", tmp_path / "link", "--device", "cpu", "--overwrite")
+    assert_usage_error(result, "symbolic link")
     assert snapshot(out) == before
 
 

@@ -266,7 +266,8 @@ def test_report_overwrite_replaces_a_link_and_leaves_its_target(tiny_run, tmp_pa
     assert (tmp_path / "thesis.png").read_bytes() == b"precious"
     feeders = run / "report" / "feeders.png"
     assert not feeders.is_symlink() and feeders.read_bytes().startswith(PNG_MAGIC)
-    assert sorted(p.name for p in (run / "report").iterdir()) == ["feeders.png", "kpis.png", "network.png", "temperatures.png"]
+    names = ["feeders.png", "kpis.png", "network.png", "temperatures.png"]
+    assert sorted(p.name for p in (run / "report").iterdir()) == names
 
 
 @pytest.mark.parametrize("case", ["tail alone", "nothing to draw", "same seed twice", "same folder name"])

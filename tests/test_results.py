@@ -131,7 +131,8 @@ def test_overwrite_refuses_a_link_where_a_run_writes_a_file(tmp_path, tiny_scena
 
 
 def test_run_json_hides_broker_passwords(tmp_path, tiny_scenario_file):
-    argv = ["fleet", "run", "x", "--broker", "mqtts://bridge:s3cr@t/pw@broker.example:8883", "--broker=mqtt://u:hunter2@h"]
+    argv = ["fleet", "run", "x", "--broker", "mqtts://bridge:s3cr@t/pw@broker.example:8883",
+            "--broker=mqtt://u:hunter2@h"]
     earlier_run(tmp_path / "run", tiny_scenario_file, argv)
     record = json.loads((tmp_path / "run" / RUN_MARKER).read_text())
     assert record["command"] == [*argv[:4], "mqtts://bridge:***@broker.example:8883", "--broker=mqtt://u:***@h"]
