@@ -1,6 +1,7 @@
 """The command line: runs land in fresh directories, bad input is one 'error:' paragraph and exit 2."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -139,6 +140,14 @@ def bad_scenario(case, raw, tmp_path, write_scenario):
     elif case == "missing epw":
         raw["weather"] = {"source": "epw", "path": "missing.epw"}
         return write_scenario(raw), str(tmp_path / "missing.epw")
+    elif case == "too many devices":
+        for site in raw["fleet"]["sites"]:
+            site["devices"] = 600_000
+        return write_scenario(raw), "1,200,000 devices in all, more than 1,000,000"
+    elif case == "fifo for weather":
+        os.mkfifo(tmp_path / "pipe.epw")
+        raw["weather"] = {"source": "epw", "path": "pipe.epw"}
+        return write_scenario(raw), "pipe.epw is a FIFO (named pipe), not a regular file"
     elif case == "truncated epw":
         write_epw(tmp_path / "short.epw", np.full(8760, 5.0))
         lines = (tmp_path / "short.epw").read_text().splitlines(keepends=True)
@@ -151,7 +160,7 @@ def bad_scenario(case, raw, tmp_path, write_scenario):
 
 
 BAD_CASES = ["malformed yaml", "list for a mapping", "unknown key", "negative capacitance", "zero bandwidth",
-             "missing epw", "truncated epw"]
+             "missing epw", "truncated epw", "too many devices", "fifo for weather"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
