@@ -16,6 +16,7 @@ import numpy as np
 
 from devices.config import EpwWeatherConfig, SyntheticWeatherConfig, WeatherConfig
 from fleet.errors import ConfigError
+from fleet.files import read_regular_file
 
 HOURS_PER_YEAR = 8760
 """Hours in a (non-leap) year, the length of an EPW series."""
@@ -121,18 +122,14 @@ _EPW_MIN_FIELDS = 7
 _EPW_MISSING = (99.9, 9999.0)  # 99.9 is the EPW spec's dry-bulb marker; 9999 is found in the wild
 _EPW_RANGE_C = (-90.0, 70.0)
 _LEAP_HOURS = HOURS_PER_YEAR + 24
+MAX_EPW_BYTES = 16 * 2**20
+"""Largest weather file read: an EPW year is 1.5-2 MB (8784 rows of about 200 characters)."""
 
 
 def _epw_lines(path: Path) -> list[str]:
-    """The file's lines without trailing blank lines; ``ConfigError`` if it cannot be read."""
-    if path.is_dir():
-        raise ConfigError(f"weather file {path} is a directory, not an EPW file")
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise ConfigError(f"weather file {path} does not exist") from None
-    except OSError as e:
-        raise ConfigError(f"cannot read weather file {path}: {e.strerror}") from None
+    """The file's lines without trailing blank lines; ``ConfigError`` if it is not a regular file
+    of at most :data:`MAX_EPW_BYTES` or cannot be read."""
+    raw = read_regular_file(path, MAX_EPW_BYTES, "weather file")
     lines = raw.removeprefix(b"\xef\xbb\xbf").decode("latin-1").splitlines()
     while lines and not lines[-1].strip():
         lines.pop()
@@ -144,10 +141,8 @@ def _check_epw_header(path: Path, lines: list[str]) -> None:
         if i >= len(lines):
             raise ConfigError(f"{path}, line {i + 1}: the file ends inside the EPW header, before '{keyword}'")
         if not lines[i].startswith(keyword):
-            raise ConfigError(
-                f"{path}, line {i + 1}: expected the EPW header line starting with '{keyword}', "
-                f"found {lines[i][:40]!r}; is this an EPW file?"
-            )
+            raise ConfigError(f"{path}, line {i + 1}: does not start with '{keyword}', as an EPW header line must; "
+                              "is this an EPW file?")
 
 
 def _epw_fields(path: Path, line_no: int, line: str) -> list[str]:
@@ -166,12 +161,12 @@ def _epw_dry_bulb(path: Path, line_no: int, fields: list[str]) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise ConfigError(f"{where}: {text!r} is not a number") from None
+        raise ConfigError(f"{where}: {text[:20]!r}{'...' * (len(text) > 20)} is not a number") from None
     if value in _EPW_MISSING:
-        raise ConfigError(f"{where}: {text} marks missing data; fill the gap (e.g. interpolate) before using the file")
+        raise ConfigError(f"{where}: {value:g} marks missing data; fill the gap (e.g. interpolate) before using the file")
     lo, hi = _EPW_RANGE_C
     if not lo <= value <= hi:
-        raise ConfigError(f"{where}: {text} degC is outside the plausible range [{lo}, {hi}] degC")
+        raise ConfigError(f"{where}: {value:g} degC is outside the plausible range [{lo}, {hi}] degC")
     return value
 
 
@@ -187,7 +182,9 @@ def read_epw(path: str | Path) -> np.ndarray:
 
     Row k (0-based) is the hour ending at k+1 hours after January 1, 00:00. A leap-year file
     (8784 rows) loses its February 29. Any problem raises :class:`ConfigError` naming the
-    file and, where there is one, the line and field.
+    file and, where there is one, the line and field. Only a regular file of at most
+    :data:`MAX_EPW_BYTES` is read (not a FIFO, a device or a directory), and no error quotes a
+    file whose header is not EPW's.
     """
     path = Path(path)
     lines = _epw_lines(path)

@@ -41,6 +41,11 @@ def main() -> None:
       fleet scenarios                      list the shipped scenarios
       fleet run thermostats-small-v1       simulate one (results in runs/)
       fleet report runs/thermostats-small-v1-seed0
+
+    \b
+    Environment:
+      FLEET_MAX_DEVICES=N                  allow fleets of up to N devices in all [default: 1000000]
+                                           (about 8 kB of memory per device, more with a learner)
     """
 
 
@@ -58,7 +63,9 @@ def main() -> None:
 @click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
               help="--realtime: scenario seconds per wall second (the agents must use the same).")
 @click.option("--epoch", type=float, metavar="UNIX_TIME", help="--realtime: wall time of scenario time 0, shared with the agents [default: now].")
-@click.option("--broker", metavar="URL", help="--realtime: mqtt://[user[:password]@]host[:port] or mqtts://... (TLS).")
+@click.option("--broker", metavar="URL", help="--realtime: mqtt://[user@]host[:port] or mqtts://... (TLS). A password in "
+              "the URL is seen by other users (ps) and recorded as *** in run.json: give it with --username and "
+              "--password-file instead.")
 @click.option("--ca", type=click.Path(path_type=Path), help="--realtime: CA certificate of the broker (mqtts).")
 @click.option("--cert", type=click.Path(path_type=Path), help="--realtime: the bridge's certificate, for mutual TLS (services/bridge/ of fleet deploy provision).")
 @click.option("--key", type=click.Path(path_type=Path), help="--realtime: the bridge's private key.")
@@ -258,7 +265,8 @@ def report(runs: tuple[Path, ...], out: Path | None, with_comm_vs_reward: bool, 
 @main.command(name="agent")
 @click.option("--scenario", metavar="NAME|FILE", help="The fleet's scenario (shipped name or YAML file), as provisioned.")
 @click.option("--device", metavar="NAME", help="Which device of the scenario this board is, e.g. d00012.")
-@click.option("--broker", metavar="URL", help="mqtt://[user[:password]@]host[:port] or mqtts://... (TLS).")
+@click.option("--broker", metavar="URL", help="mqtt://[user@]host[:port] or mqtts://... (TLS); a password in the URL is "
+              "seen by other users (ps): prefer --username with --password-file.")
 @click.option("--ca", type=click.Path(path_type=Path), help="CA certificate of the broker (mqtts; default: the system's CAs).")
 @click.option("--cert", type=click.Path(path_type=Path), help="This device's certificate, for mutual TLS.")
 @click.option("--key", type=click.Path(path_type=Path), help="This device's private key (if not in --cert).")

@@ -41,6 +41,7 @@ class StrictModel(BaseModel):
 
 _UNITS = {"ms": 1e-3, "s": 1.0, "sec": 1.0, "min": 60.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _DURATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([a-z]+)?\s*$")
+_DURATION_MAX_CHARS = 64  # the pattern backtracks in time quadratic in the length of a string that does not match
 
 
 def parse_duration(value: Any) -> float:
@@ -48,8 +49,14 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, bool):
         raise ValueError("a duration is a number of seconds or a string like '15min', not a boolean")
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer beyond float's range
+            raise ValueError("must be a finite number") from None
     if isinstance(value, str):
+        if len(value) > _DURATION_MAX_CHARS:
+            raise ValueError(f"a duration is written in at most {_DURATION_MAX_CHARS} characters, e.g. '15min'; "
+                             f"got {len(value)}")
         match = _DURATION.match(value)
         if match and (match.group(2) or "s") in _UNITS:
             return float(match.group(1)) * _UNITS[match.group(2) or "s"]

@@ -1,13 +1,17 @@
 """PNG plots of run directories (matplotlib, headless).
 
 :func:`write_report` never overwrites a file unless asked: it first works out every file it
-would write and refuses, writing nothing, if one exists.
+would write and refuses, writing nothing, if one exists (a symbolic link, even a dangling one,
+counts). Files are created with exclusive, no-follow opens, and ``overwrite`` replaces a file
+by renaming a new one over it (:func:`fleet.files.write_new_file`), so nothing is ever written
+through a symbolic link.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Callable
+from typing import BinaryIO, Callable
 
 import matplotlib
 
@@ -16,8 +20,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from fleet.errors import ConfigError, RunDirError  # noqa: E402
+from fleet.files import write_new_file  # noqa: E402
 from fleet.results import load_run  # noqa: E402
-from fleet.tradeoff import DEFAULT_TAIL, Point, comm_vs_reward, write_points_csv, write_points_json  # noqa: E402
+from fleet.tradeoff import DEFAULT_TAIL, Point, comm_vs_reward, points_csv, points_json  # noqa: E402
 
 KPI_LABELS = {
     "energy_kwh": "energy [kWh]",
@@ -29,11 +34,12 @@ KPI_LABELS = {
 }
 
 
-def _save(fig, path: Path) -> Path:
+def _save(fig, f: Path | BinaryIO) -> Path | BinaryIO:
+    """Draw ``fig`` as PNG into ``f`` (a path or a binary file) and close it."""
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
-    return path
+    return f
 
 
 def currency(scenario: dict) -> str:
@@ -46,7 +52,7 @@ def sample_devices(m: dict[str, np.ndarray]) -> list[str]:
     return sorted({k.split("/")[1] for k in m if k.startswith("device/")})
 
 
-def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
+def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path | BinaryIO) -> Path | BinaryIO:
     """For each sample device, one column: indoor temperature against the comfort band (top)
     and the heat pump's electrical power (bottom)."""
     names = sample_devices(m)
@@ -77,7 +83,7 @@ def capacity_groups(sites: list[dict]) -> dict[float, list[str]]:
     return dict(sorted(groups.items()))
 
 
-def plot_feeders(m: dict[str, np.ndarray], scenario: dict, title: str, path: Path) -> Path:
+def plot_feeders(m: dict[str, np.ndarray], scenario: dict, title: str, path: Path | BinaryIO) -> Path | BinaryIO:
     """Load of every feeder against its capacity; feeders of equal capacity share one line."""
     sites = scenario["fleet"]["sites"]
     fig, ax = plt.subplots(figsize=(8, 3.8))
@@ -97,7 +103,7 @@ def plot_feeders(m: dict[str, np.ndarray], scenario: dict, title: str, path: Pat
     return _save(fig, path)
 
 
-def plot_kpis_over_time(m: dict[str, np.ndarray], title: str, path: Path, currency: str = "") -> Path:
+def plot_kpis_over_time(m: dict[str, np.ndarray], title: str, path: Path | BinaryIO, currency: str = "") -> Path | BinaryIO:
     """Cumulative discomfort, energy and cost (solid) against the rule-based baseline (dashed)."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key in zip(axes, ("discomfort_degh", "energy_kwh", "cost")):
@@ -127,7 +133,7 @@ def has_learning_curve(m: dict[str, np.ndarray]) -> bool:
     return any(key in m and np.isfinite(m[key]).any() for key, _ in LEARNING_PANELS)
 
 
-def plot_learning(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
+def plot_learning(m: dict[str, np.ndarray], title: str, path: Path | BinaryIO) -> Path | BinaryIO:
     """The learning curve: the learner's mean reward, losses, entropy and parameter disagreement
     at each metrics row (the values of the last update before it; rows before the first update
     are left out)."""
@@ -151,7 +157,7 @@ def interval_rates(time_h: np.ndarray, cumulative: np.ndarray) -> tuple[np.ndarr
     return time_h[1:end], np.diff(cumulative[:end]) / np.diff(time_h[:end])
 
 
-def plot_network(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
+def plot_network(m: dict[str, np.ndarray], title: str, path: Path | BinaryIO) -> Path | BinaryIO:
     """Bytes and messages per hour in each metrics interval, and the consensus disagreement.
 
     Rates, not counts, so intervals of any length compare. The last interval, which ends where
@@ -187,7 +193,7 @@ def plot_network(m: dict[str, np.ndarray], title: str, path: Path) -> Path:
     return _save(fig, path)
 
 
-def plot_comparison(runs: list[tuple[str, dict]], path: Path) -> Path:
+def plot_comparison(runs: list[tuple[str, dict]], path: Path | BinaryIO) -> Path | BinaryIO:
     """One panel per KPI: every run's value (bars) and the rule-based baseline's (markers)."""
     keys = list(KPI_LABELS)
     fig, axes = plt.subplots(2, 3, figsize=(13, 6.5))
@@ -215,7 +221,7 @@ def interval_claim(points: list[Point]) -> str:
     return "mean and 95% CI over seeds (none for a variant of one seed)"
 
 
-def plot_comm_vs_reward(points: list[Point], tail: float, path: Path, currency: str = "") -> Path:
+def plot_comm_vs_reward(points: list[Point], tail: float, path: Path | BinaryIO, currency: str = "") -> Path | BinaryIO:
     """Final reward against bytes sent per device per day: a point per scenario variant with its
     95% confidence intervals over seeds (bars), and each seed's run (small dots)."""
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
@@ -255,7 +261,7 @@ def write_report(
     """
     loaded = [(Path(p), *load_run(p)) for p in run_dirs]
     points = comm_vs_reward(loaded, tail) if with_comm_vs_reward else None
-    plan: list[tuple[Path, Callable[[Path], object]]] = []
+    plan: list[tuple[Path, Callable[[BinaryIO], object]]] = []
     for path, scenario, metrics, _summary in loaded if per_run else []:
         prefix = "" if len(loaded) == 1 else f"{path.name}-"
         title = path.name
@@ -273,8 +279,8 @@ def write_report(
     if points is not None:
         plan += [
             (out / "comm_vs_reward.png", lambda f: plot_comm_vs_reward(points, tail, f, currency(loaded[0][1]))),
-            (out / "comm_vs_reward.csv", lambda f: write_points_csv(points, f)),
-            (out / "comm_vs_reward.json", lambda f: write_points_json(points, f, tail)),
+            (out / "comm_vs_reward.csv", lambda f: f.write(points_csv(points).encode())),
+            (out / "comm_vs_reward.json", lambda f: f.write(points_json(points, tail).encode())),
         ]
     if not plan:
         raise ConfigError("nothing to draw: with --no-per-run give several runs (for their KPI comparison) or --comm-vs-reward")
@@ -285,7 +291,7 @@ def write_report(
     except OSError as e:
         raise RunDirError(f"{out}: cannot create the report folder: {e.strerror}") from None
     for f, draw in plan:
-        draw(f)
+        write_new_file(f, draw, overwrite)
     return targets
 
 
@@ -297,7 +303,7 @@ def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
         raise RunDirError(f"runs with the same folder name would write the same plots ({', '.join(clash)}); give each run directory a distinct name")
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a directory; choose another output folder with -o")
-    existing = [f.name for f in targets if f.exists()]
+    existing = [f.name for f in targets if os.path.lexists(f)]
     if existing and not overwrite:
         raise RunDirError(
             f"{out}: {', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}; nothing was written. "

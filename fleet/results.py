@@ -1,9 +1,12 @@
 """Run directories: the resolved scenario, metrics.csv, summary.json and run.json.
 
-A run directory is created only if it does not exist (or, with ``overwrite``, if it is an
-earlier run directory or empty), so results are never lost by accident. ``metrics.csv`` is
-flushed row by row and ``summary.json`` is written even when a run is interrupted, so a
-stopped run leaves valid partial results. Re-running ``scenario.yaml`` from a run directory
+A run directory is created only if it does not exist (or, with ``overwrite``, if it is empty
+or an earlier run directory: one whose run.json is a run record of this tool), so results are
+never lost by accident; ``overwrite`` deletes only the files a run writes (:data:`RUN_FILES`
+and TensorBoard's event files) and leaves anything else. ``-o`` must not be a symbolic link.
+run.json records the command line with the password of any URL in it replaced by ``***``.
+``metrics.csv`` is flushed row by row and ``summary.json`` is written even when a run is
+interrupted, so a stopped run leaves valid partial results. Re-running ``scenario.yaml`` from a run directory
 reproduces the run bit for bit (except the ``perf`` figures). With ``outputs.tensorboard`` the
 same rows also go to ``tensorboard/`` as TensorBoard scalars. :class:`Result` is a run
 directory read back, as the Python API (:mod:`fleet`) returns it.
@@ -17,7 +20,6 @@ import math
 import platform
 import queue
 import resource
-import shutil
 import sys
 import threading
 from dataclasses import dataclass, field
@@ -30,6 +32,7 @@ import numpy as np
 from fleet import __version__
 from fleet.errors import ConfigError, RunDirError
 from fleet.provenance import git_revision
+from fleet.mqtt.url import redact
 from fleet.scenario import Scenario, dump_scenario
 from fleet.statefile import StateFileError, StateMismatch, create_new, expect_keys, load_child
 from fleet.statefile import load as load_state
@@ -49,6 +52,15 @@ OLD_CHECKPOINT = "checkpoint.pt"
 """Where earlier versions pickled the whole simulation: never loaded (a pickle can run code)."""
 MAX_CHECKPOINT_BYTES = 64 << 30
 """Largest checkpoint file read."""
+RUN_RECORD_KEYS = {"fleet_version": str, "started_utc": str, "command": list, "seed": int, "device": str}
+"""What every run.json holds: a folder whose run.json lacks one of these is not a run directory."""
+RUN_FILES = ("scenario.yaml", RUN_MARKER, "metrics.csv", "summary.json", "summary.json.tmp", CHECKPOINT,
+             CHECKPOINT + ".tmp", OLD_CHECKPOINT, OLD_CHECKPOINT + ".tmp")
+"""The files a run writes at the top of its directory; with ``overwrite`` these go, and nothing else."""
+TENSORBOARD, TENSORBOARD_EVENTS = "tensorboard", "events.out.tfevents."
+"""The folder of ``outputs.tensorboard`` and the start of the names of the event files written there."""
+MAX_RUN_RECORD_BYTES = 1 << 20
+"""A run.json larger than this is not a run record (it is a few hundred bytes)."""
 
 
 WRITE_AHEAD_BYTES = 256 << 20
@@ -134,21 +146,30 @@ class RunDir:
     def check(path: str | Path, overwrite: bool = False) -> None:
         """Raise RunDirError, changing nothing, if ``create`` would refuse ``path``."""
         path = Path(path)
-        if path.exists() and not path.is_dir():
+        if path.is_symlink():
+            raise RunDirError(f"{path}: is a symbolic link; give the folder itself (or another) with -o")
+        if not path.exists():
+            return
+        if not path.is_dir():
             raise RunDirError(f"{path}: exists and is not a directory; choose another output with -o")
-        if path.exists():
-            if not overwrite:
-                raise RunDirError(f"{path}: already exists; nothing was changed. Choose another output with -o, or pass --overwrite to replace it")
-            if any(path.iterdir()) and not (path / RUN_MARKER).is_file():
-                raise RunDirError(f"{path}: is not an earlier run directory (no {RUN_MARKER}); refusing to delete it even with --overwrite")
+        if not overwrite:
+            raise RunDirError(f"{path}: already exists; nothing was changed. Choose another output with -o, "
+                              "or pass --overwrite to replace it")
+        if any(path.iterdir()):
+            check_run_record(path)
+            files_of_a_run(path)
 
     @classmethod
     def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
-        """Make a fresh run directory; refuse to touch an existing one unless ``overwrite``."""
+        """Make a fresh run directory; refuse to touch an existing one unless ``overwrite``, and
+        then delete only the files an earlier run wrote there (anything else stays)."""
         path = Path(path)
         cls.check(path, overwrite)
-        if path.exists() and any(path.iterdir()):
-            shutil.rmtree(path)
+        if path.exists():
+            for f in files_of_a_run(path):
+                f.unlink()
+            if (path / TENSORBOARD).is_dir() and not any((path / TENSORBOARD).iterdir()):
+                (path / TENSORBOARD).rmdir()
         try:
             path.mkdir(parents=True, exist_ok=True)
         except OSError as e:
@@ -163,7 +184,7 @@ class RunDir:
             "python": sys.version.split()[0],
             "platform": platform.platform(),
             "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": argv,
+            "command": [redact(arg) for arg in argv],
             "seed": scenario.seed,
             "device": device,
         }
@@ -499,3 +520,54 @@ class Result:
             raise ImportError("Result.metrics_frame() needs pandas, which is not installed (pip install pandas); "
                               "Result.metrics holds the same columns as numpy arrays") from None
         return pandas.DataFrame(self.metrics)
+
+
+# --- earlier run directories (what --overwrite may delete) --------------------------------------
+
+
+def check_run_record(path: Path) -> None:
+    """RunDirError unless ``path/run.json`` is a run record of this tool (:data:`RUN_RECORD_KEYS`)."""
+    problem = _run_record_problem(path / RUN_MARKER)
+    if problem:
+        raise RunDirError(f"{path}: is not an earlier run directory ({problem}); refusing to delete anything in it, "
+                          "even with --overwrite")
+
+
+def _run_record_problem(marker: Path) -> str | None:
+    if not marker.is_symlink() and not marker.exists():
+        return f"no {RUN_MARKER}"
+    if marker.is_symlink() or not marker.is_file():
+        return f"{RUN_MARKER} is not a plain file"
+    if marker.stat().st_size > MAX_RUN_RECORD_BYTES:
+        return f"{RUN_MARKER} is larger than a run record"
+    try:
+        record = json.loads(marker.read_bytes())
+    except (OSError, ValueError):  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        return f"{RUN_MARKER} is not readable JSON"
+    if not isinstance(record, dict):
+        return f"{RUN_MARKER} is not a run record of fleet: not a JSON object"
+    wrong = [key for key, kind in RUN_RECORD_KEYS.items() if not isinstance(record.get(key), kind)]
+    return f"{RUN_MARKER} is not a run record of fleet: {', '.join(wrong)} missing or of the wrong type" if wrong else None
+
+
+def files_of_a_run(path: Path) -> list[Path]:
+    """The files in ``path`` that a run writes (:data:`RUN_FILES`, tensorboard/events.out.tfevents.*);
+    RunDirError, naming it, for an entry of such a name that is not a plain file (a link, a folder...)."""
+    found = [f for f in (path / name for name in RUN_FILES) if _plain_file(f)]
+    board = path / TENSORBOARD
+    if board.is_symlink() or (board.exists() and not board.is_dir()):
+        raise RunDirError(f"{board}: is not the folder a run writes (a link or a file); move it away or choose another "
+                          "output with -o")
+    if board.is_dir():
+        found += [f for f in board.iterdir() if f.name.startswith(TENSORBOARD_EVENTS) and _plain_file(f)]
+    return found
+
+
+def _plain_file(f: Path) -> bool:
+    """Whether ``f`` is a plain file; False if there is nothing; RunDirError for anything else."""
+    if not f.is_symlink() and not f.exists():
+        return False
+    if f.is_symlink() or not f.is_file():
+        kind = "symbolic link" if f.is_symlink() else "folder or device"
+        raise RunDirError(f"{f}: is not a file a run writes (a {kind}); move it away or choose another output with -o")
+    return True

@@ -6,11 +6,20 @@ path. :func:`load_scenario` reads a file (or a shipped scenario's name), applies
 overrides through the same validator and returns a :class:`Scenario` whose file paths are
 resolved, so that ``scenario.model_dump()`` written into a run directory re-runs the same
 experiment.
+
+Reading and checking a file costs time and memory bounded by the file, never by the fleet it
+describes: a scenario file is a regular file of at most 1 MiB, read as YAML without aliases
+and at most 32 levels deep; a fleet holds at most :func:`max_devices` devices in all (1,000,000
+unless the environment variable ``FLEET_MAX_DEVICES`` says otherwise), checked on the sites'
+counts before anything is made per device; and every cross-field check is linear.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from collections import Counter
+from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -30,12 +39,33 @@ from devices.config import (
 )
 from fleet.config import Duration, PositiveDuration, StrictModel, format_validation_error
 from fleet.errors import ConfigError
+from fleet.files import read_regular_file
 from fleet.mqtt.codec import DType, encoded_size
 from fleet.net.profiles import DEFAULT_PROFILES, LinkProfile
 
 NAME = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=64)]
 SCENARIO_VERSION = 1
 DTYPES = {"float32": DType.FLOAT32, "float16": DType.FLOAT16, "int8": DType.INT8}
+MAX_DEVICES_ENV, DEFAULT_MAX_DEVICES = "FLEET_MAX_DEVICES", 1_000_000
+"""The environment variable that bounds the devices of a fleet, and its default: the product
+targets fleets of up to 100,000 devices, and a simulation takes about 8 kB of memory per device
+with the rule-based thermostat (benchmarks/README.md), more with a learner: 8 GB or more for a million."""
+
+
+def max_devices() -> int:
+    """The most devices a scenario may hold in all: ``$FLEET_MAX_DEVICES``, or 1,000,000."""
+    text = os.environ.get(MAX_DEVICES_ENV, "").strip()
+    if not text:
+        return DEFAULT_MAX_DEVICES
+    if not (text.isascii() and text.isdigit() and len(text) <= 18 and int(text) > 0):
+        raise ConfigError(f"{MAX_DEVICES_ENV}={text[:40]!r}: write the most devices a fleet may have as a whole number, "
+                          "e.g. 5000000")
+    return int(text)
+
+
+def repeated(values: Iterable[Hashable]) -> list:
+    """The values that occur more than once, sorted (in time linear in the number of values)."""
+    return sorted(value for value, count in Counter(values).items() if count > 1)
 
 
 # --- fleet -----------------------------------------------------------------------------------
@@ -46,8 +76,8 @@ class SiteConfig(StrictModel):
 
     name: NAME
     """Site name, used in topics (``fleet/<site>/<device>/<kind>``)."""
-    devices: Annotated[int, Field(gt=0, le=1_000_000)]
-    """Number of simulated devices at this site."""
+    devices: Annotated[int, Field(gt=0)]
+    """Number of simulated devices at this site (all sites together: at most :func:`max_devices`)."""
     feeder_kw: Annotated[float, Field(gt=0)]
     """Capacity of the site's feeder in kW; load above it counts as overload."""
     network: dict[str, Annotated[float, Field(gt=0)]] = {"wifi": 1.0}
@@ -82,9 +112,18 @@ class FleetConfig(StrictModel):
 
     @field_validator("sites")
     @classmethod
+    def _bounded(cls, sites: tuple[SiteConfig, ...]) -> tuple[SiteConfig, ...]:
+        total, limit = sum(s.devices for s in sites), max_devices()
+        if total > limit:
+            raise ValueError(f"the sites hold {total:,} devices in all, more than {limit:,}, the most this machine is "
+                             f"set up for; on a machine with the memory for it, raise the bound with the environment "
+                             f"variable {MAX_DEVICES_ENV}")
+        return sites
+
+    @field_validator("sites")
+    @classmethod
     def _unique_names(cls, sites: tuple[SiteConfig, ...]) -> tuple[SiteConfig, ...]:
-        names = [s.name for s in sites]
-        dupes = sorted({n for n in names if names.count(n) > 1})
+        dupes = repeated(s.name for s in sites)
         if dupes:
             raise ValueError(f"site names must be unique; repeated: {', '.join(dupes)}")
         return sites
@@ -94,11 +133,20 @@ class FleetConfig(StrictModel):
         return sum(s.devices for s in self.sites)
 
     @property
+    def name_width(self) -> int:
+        """Digits in a device name: 5, more for fleets over 100,000 devices."""
+        return max(5, len(str(self.n_devices - 1)))
+
+    @property
     def device_names(self) -> list[str]:
-        """Names of the devices in fleet order: d00000, d00001, ... (wider for fleets over 100,000)."""
-        n = self.n_devices
-        width = max(5, len(str(n - 1)))
-        return [f"d{i:0{width}d}" for i in range(n)]
+        """Names of the devices in fleet order: d00000, d00001, ..."""
+        width = self.name_width
+        return [f"d{i:0{width}d}" for i in range(self.n_devices)]
+
+    def has_device(self, name: str) -> bool:
+        """Whether ``name`` is one of :attr:`device_names` (found without listing them)."""
+        match = re.fullmatch(r"d(\d{1,19})", name)
+        return match is not None and int(match[1]) < self.n_devices and name == f"d{int(match[1]):0{self.name_width}d}"
 
 
 # --- network ---------------------------------------------------------------------------------
@@ -331,7 +379,9 @@ class Scenario(StrictModel):
 
 
 def _check_consistency(s: Scenario) -> None:
-    """Cross-field checks; each failure names the field at fault."""
+    """Cross-field checks, each in time linear in the size of the file (none per device); each
+    failure names the field at fault."""
+    n = s.n_devices
     if s.horizon < s.control_period:
         raise ValueError(f"horizon ({s.horizon:g} s) is shorter than control_period ({s.control_period:g} s)")
     profiles = s.network.profiles
@@ -346,17 +396,18 @@ def _check_consistency(s: Scenario) -> None:
         unknown = [x for x in cut.sites if x not in site_names]
         if unknown:
             raise ValueError(f"network.link_cuts[{i}].sites: unknown site(s) {', '.join(unknown)}")
-        bad = [d for d in cut.devices if d >= s.n_devices]
+        bad = [d for d in cut.devices if d >= n]
         if bad:
-            raise ValueError(f"network.link_cuts[{i}].devices: index {bad[0]} out of range (the fleet has {s.n_devices} devices)")
-    names = set(s.fleet.device_names)
-    unknown = [d for d in s.fleet.external if d not in names]
+            raise ValueError(f"network.link_cuts[{i}].devices: index {bad[0]} out of range (the fleet has {n} devices)")
+    unknown = [d for d in s.fleet.external if not s.fleet.has_device(d)]
     if unknown:
-        raise ValueError(f"fleet.external: unknown device(s) {', '.join(unknown)}; the fleet's devices are {s.fleet.device_names[0]}..{s.fleet.device_names[-1]}")
-    if len(set(s.fleet.external)) < len(s.fleet.external):
-        raise ValueError("fleet.external: a device is listed twice")
-    if s.outputs.sample_devices > s.n_devices:
-        raise ValueError(f"outputs.sample_devices ({s.outputs.sample_devices}) exceeds the fleet size ({s.n_devices})")
+        width = s.fleet.name_width
+        raise ValueError(f"fleet.external: unknown device(s) {', '.join(unknown)}; "
+                         f"the fleet's devices are d{0:0{width}d}..d{n - 1:0{width}d}")
+    if repeated(s.fleet.external):
+        raise ValueError(f"fleet.external: {', '.join(repeated(s.fleet.external))} listed twice")
+    if s.outputs.sample_devices > n:
+        raise ValueError(f"outputs.sample_devices ({s.outputs.sample_devices}) exceeds the fleet size ({n})")
     _check_topology(s)
     _check_payloads(s)
     band_widths = (s.fleet.occupancy.occupied_band_c, s.fleet.occupancy.unoccupied_band_c)
@@ -438,17 +489,63 @@ def resolve_scenario_path(name_or_path: str | Path) -> Path:
     raise ConfigError(f"{name_or_path}: no such scenario file, and no shipped scenario of that name (shipped: {names})")
 
 
+MAX_SCENARIO_BYTES = 2**20
+"""Largest scenario file read (a scenario of 100,000 devices in 1,000 sites takes about 60 kB)."""
+MAX_YAML_DEPTH = 32
+"""Deepest nesting of mappings and lists accepted in a scenario file (the shipped ones reach 6)."""
+
+
+class _ScenarioLoader(yaml.SafeLoader):
+    """YAML's safe loader without aliases (``*name``: a few lines of them can stand for billions
+    of values) and without nesting deeper than :data:`MAX_YAML_DEPTH`; a scalar that cannot be
+    built (``2024-13-45``, an integer of 5,000 digits) is an error at its line."""
+
+    def __init__(self, stream) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        mark = self.peek_event().start_mark
+        if self.check_event(yaml.AliasEvent):
+            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted in a scenario file; "
+                                              "write the value out", mark)
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_object(self, node, deep=False):
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, OverflowError) as e:
+            text = str(node.value)
+            shown = f"{text[:40]!r}{'...' * (len(text) > 40)}"
+            kind = node.tag.rpartition(":")[2]
+            problem = f"{shown} is not a valid {kind} ({e})"
+            raise yaml.constructor.ConstructorError(None, None, problem, node.start_mark) from None
+
+
+def parse_yaml(text: str) -> Any:
+    """The value of a YAML document, read by :class:`_ScenarioLoader`; yaml.YAMLError if malformed."""
+    return yaml.load(text, Loader=_ScenarioLoader)
+
+
 def read_yaml(path: Path) -> dict[str, Any]:
-    """The top-level mapping of a YAML file; ConfigError with line and column when malformed."""
+    """The top-level mapping of a YAML file of at most :data:`MAX_SCENARIO_BYTES`; ConfigError
+    with line and column when malformed."""
+    data = read_regular_file(path, MAX_SCENARIO_BYTES, "scenario file")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = parse_yaml(data.decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start} cannot be decoded)") from None
     except yaml.YAMLError as e:
         where = getattr(e, "problem_mark", None)
         pos = f" at line {where.line + 1}, column {where.column + 1}" if where else ""
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(f"{path}: malformed YAML{pos}: {problem}") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read: {e}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of keys (version, name, fleet, ...), got {type(raw).__name__}")
     return raw
@@ -464,7 +561,7 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
         if not sep or not key.strip():
             raise ConfigError(f"--set {item!r}: write key=value, e.g. --set horizon=1d")
         try:
-            value = yaml.safe_load(text)
+            value = parse_yaml(text)
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: cannot read the value as YAML") from None
         parts = [int(m.group(2)) if m.group(2) else m.group(1) for m in _SEGMENT.finditer(key.strip())]

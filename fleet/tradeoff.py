@@ -25,6 +25,7 @@ standard deviation); a single seed has no interval.
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -292,20 +293,20 @@ def comm_vs_reward(runs: list[tuple[Path, dict, dict[str, np.ndarray], dict]], t
 # --- the numbers behind the plot ---------------------------------------------------------
 
 
-def write_points_csv(points: list[Point], path: Path) -> Path:
+def points_csv(points: list[Point]) -> str:
     """A row per point: label, seeds, means and 95% CI half-widths (empty for one seed), runs."""
-    with path.open("w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(["label", "n_seeds", "seeds", "bytes_sent_per_device_per_day", "bytes_sent_ci95_half_width",
-                    "reward_per_device_per_day", "reward_ci95_half_width", "runs"])
-        for p in points:
-            b, r = p.bytes_sent_per_device_per_day, p.reward_per_device_per_day
-            w.writerow([p.label, len(p.runs), " ".join(str(x.seed) for x in p.runs), repr(b.mean), _opt(b.ci95_half_width),
-                        repr(r.mean), _opt(r.ci95_half_width), " ".join(x.path for x in p.runs)])
-    return path
+    text = io.StringIO(newline="")
+    w = csv.writer(text)
+    w.writerow(["label", "n_seeds", "seeds", "bytes_sent_per_device_per_day", "bytes_sent_ci95_half_width",
+                "reward_per_device_per_day", "reward_ci95_half_width", "runs"])
+    for p in points:
+        b, r = p.bytes_sent_per_device_per_day, p.reward_per_device_per_day
+        w.writerow([p.label, len(p.runs), " ".join(str(x.seed) for x in p.runs), repr(b.mean), _opt(b.ci95_half_width),
+                    repr(r.mean), _opt(r.ci95_half_width), " ".join(x.path for x in p.runs)])
+    return text.getvalue()
 
 
-def write_points_json(points: list[Point], path: Path, tail: float) -> Path:
+def points_json(points: list[Point], tail: float) -> str:
     """The points with their definitions, the fields that set each apart and every run's values."""
     doc = {
         "reward_per_device_per_day": f"-(cost + discomfort_per_degh * discomfort_degh + overload_per_kwh * feeder_overload_kwh) "
@@ -315,8 +316,7 @@ def write_points_json(points: list[Point], path: Path, tail: float) -> Path:
         "confidence": CONFIDENCE,
         "points": [{**asdict(p), "n_seeds": len(p.runs)} for p in points],
     }
-    path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n")
-    return path
+    return json.dumps(doc, indent=2, allow_nan=False) + "\n"
 
 
 def _opt(x: float | None) -> str:

@@ -1,6 +1,7 @@
 """The command line: runs land in fresh directories, bad input is one 'error:' paragraph and exit 2."""
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -99,11 +100,21 @@ def test_an_existing_directory_is_left_untouched(tiny_scenario_file, tiny_run, t
 
 def test_overwrite_replaces_an_earlier_run(tiny_scenario_file, tiny_run, tmp_path):
     out = shutil.copytree(tiny_run, tmp_path / "out")
-    (out / "notes.txt").write_text("from the earlier run")
+    (out / "notes.txt").write_text("about the earlier run")
     result = fleet("run", tiny_scenario_file, "-o", out, "--device", "cpu", "-q", "--overwrite")
     assert result.exit_code == 0, result.output
-    assert {p.name for p in out.iterdir()} == RUN_FILES
+    assert {p.name for p in out.iterdir()} == RUN_FILES | {"notes.txt"}  # a run deletes only what a run writes
     assert (out / "metrics.csv").read_bytes() == (tiny_run / "metrics.csv").read_bytes()
+    assert (out / "notes.txt").read_text() == "about the earlier run"
+
+
+def test_a_symbolic_link_as_output_is_an_error_not_a_traceback(tiny_scenario_file, tiny_run, tmp_path):
+    out = shutil.copytree(tiny_run, tmp_path / "out")
+    (tmp_path / "link").symlink_to(out)
+    before = snapshot(out)
+    result = fleet("run", tiny_scenario_file, "-o", tmp_path / "link", "--device", "cpu", "--overwrite")
+    assert_usage_error(result, "symbolic link")
+    assert snapshot(out) == before
 
 
 def test_overwrite_refuses_a_folder_that_is_not_a_run(tiny_scenario_file, tmp_path):
@@ -140,6 +151,14 @@ def bad_scenario(case, raw, tmp_path, write_scenario):
     elif case == "missing epw":
         raw["weather"] = {"source": "epw", "path": "missing.epw"}
         return write_scenario(raw), str(tmp_path / "missing.epw")
+    elif case == "too many devices":
+        for site in raw["fleet"]["sites"]:
+            site["devices"] = 600_000
+        return write_scenario(raw), "1,200,000 devices in all, more than 1,000,000"
+    elif case == "fifo for weather":
+        os.mkfifo(tmp_path / "pipe.epw")
+        raw["weather"] = {"source": "epw", "path": "pipe.epw"}
+        return write_scenario(raw), "pipe.epw is a FIFO (named pipe), not a regular file"
     elif case == "truncated epw":
         write_epw(tmp_path / "short.epw", np.full(8760, 5.0))
         lines = (tmp_path / "short.epw").read_text().splitlines(keepends=True)
@@ -152,7 +171,7 @@ def bad_scenario(case, raw, tmp_path, write_scenario):
 
 
 BAD_CASES = ["malformed yaml", "list for a mapping", "unknown key", "negative capacitance", "zero bandwidth",
-             "missing epw", "truncated epw"]
+             "missing epw", "truncated epw", "too many devices", "fifo for weather"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)

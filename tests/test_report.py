@@ -249,6 +249,28 @@ def test_report_of_one_run_refuses_to_overwrite_its_earlier_report(tiny_run, tmp
     assert snapshot(run / "report") == before
 
 
+def test_report_never_writes_through_a_dangling_link(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / "report").mkdir()
+    (run / "report" / "feeders.png").symlink_to(tmp_path / "planted.png")
+    result = fleet("report", run)
+    assert result.exit_code == 2 and "feeders.png already exists; nothing was written" in result.stderr
+    assert not (tmp_path / "planted.png").exists() and [p.name for p in (run / "report").iterdir()] == ["feeders.png"]
+
+
+def test_report_overwrite_replaces_a_link_and_leaves_its_target(tiny_run, tmp_path):
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    (run / "report").mkdir()
+    (tmp_path / "thesis.png").write_bytes(b"precious")
+    (run / "report" / "feeders.png").symlink_to(tmp_path / "thesis.png")
+    assert fleet("report", run, "--overwrite").exit_code == 0
+    assert (tmp_path / "thesis.png").read_bytes() == b"precious"
+    feeders = run / "report" / "feeders.png"
+    assert not feeders.is_symlink() and feeders.read_bytes().startswith(PNG_MAGIC)
+    names = ["feeders.png", "kpis.png", "network.png", "temperatures.png"]
+    assert sorted(p.name for p in (run / "report").iterdir()) == names
+
+
 @pytest.mark.parametrize("case", ["tail alone", "nothing to draw", "same seed twice", "same folder name"])
 def test_report_bad_input_is_one_error_and_exit_2(case, tiny_run, tmp_path):
     if case == "tail alone":

@@ -13,6 +13,7 @@ import yaml
 
 from fleet.errors import RunDirError
 from fleet.results import RUN_MARKER, MetricsWriter, RunDir, load_run, read_metrics
+from fleet.scenario import load_scenario
 
 
 def snapshot(folder):
@@ -58,13 +59,85 @@ def test_an_existing_directory_is_refused_without_overwrite(tmp_path):
         assert snapshot(folder) == before
 
 
-def test_overwrite_replaces_an_earlier_run_directory(tmp_path):
+def earlier_run(folder, scenario_file, argv=("fleet", "run")):
+    """``folder`` as a run leaves it: scenario.yaml and run.json of a real start, and the other
+    files a run writes (with stand-in contents)."""
+    run = RunDir.create(folder)
+    run.write_start(load_scenario(scenario_file), "cpu", list(argv))
+    for name in ("metrics.csv", "summary.json", "checkpoint.pt", "tensorboard/events.out.tfevents.1.host.2.0"):
+        (folder / name).parent.mkdir(exist_ok=True)
+        (folder / name).write_bytes(b"old")
+    return run
+
+
+def test_overwrite_deletes_only_the_files_of_the_earlier_run(tmp_path, tiny_scenario_file):
     old = tmp_path / "run"
-    (old / "report").mkdir(parents=True)
-    (old / RUN_MARKER).write_text("{}")
-    (old / "report" / "stale.png").write_bytes(b"x")
+    earlier_run(old, tiny_scenario_file)
+    (old / "report").mkdir()
+    (old / "report" / "feeders.png").write_bytes(b"plot")
+    (old / "thesis.tex").write_text("precious")
+    (old / "tensorboard" / "notes.txt").write_text("mine")
+    kept = {p: b for p, b in snapshot(old).items() if p.name in ("feeders.png", "thesis.tex", "notes.txt")}
     run = RunDir.create(old, overwrite=True)
-    assert run.path == old and not any(old.iterdir())
+    assert run.path == old and snapshot(old) == kept
+
+
+def test_overwrite_removes_an_emptied_tensorboard_folder(tmp_path, tiny_scenario_file):
+    earlier_run(tmp_path / "run", tiny_scenario_file)
+    RunDir.create(tmp_path / "run", overwrite=True)
+    assert not any((tmp_path / "run").iterdir())
+
+
+@pytest.mark.parametrize("record", [b"{}", b"[]", b"not json", b"\xff\xfe", b'{"command": "fleet run", "seed": 0}'])
+def test_overwrite_refuses_a_run_json_that_is_not_a_run_record(tmp_path, record):
+    folder = tmp_path / "thesis"
+    (folder / "figures").mkdir(parents=True)
+    (folder / RUN_MARKER).write_bytes(record)
+    (folder / "thesis.tex").write_text("precious")
+    (folder / "figures" / "plot.pdf").write_bytes(b"%PDF")
+    before = snapshot(folder)
+    with pytest.raises(RunDirError, match=f"not an earlier run directory \\({RUN_MARKER} is not .*even with --overwrite"):
+        RunDir.create(folder, overwrite=True)
+    assert snapshot(folder) == before
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+@pytest.mark.parametrize("target", ["a run directory", "nothing"])
+def test_a_symbolic_link_is_never_a_run_directory(tmp_path, tiny_scenario_file, overwrite, target):
+    real = tmp_path / "real"
+    if target == "a run directory":
+        earlier_run(real, tiny_scenario_file)
+    (tmp_path / "link").symlink_to(real)
+    before = snapshot(tmp_path)
+    with pytest.raises(RunDirError, match="link: is a symbolic link"):
+        RunDir.create(tmp_path / "link", overwrite=overwrite)
+    assert snapshot(tmp_path) == before and (tmp_path / "link").is_symlink()
+
+
+@pytest.mark.parametrize("name", ["metrics.csv", "tensorboard", "tensorboard/events.out.tfevents.1"])
+def test_overwrite_refuses_a_link_where_a_run_writes_a_file(tmp_path, tiny_scenario_file, name):
+    old = tmp_path / "run"
+    earlier_run(old, tiny_scenario_file)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "events.out.tfevents.1").write_text("precious")
+    if name == "tensorboard":
+        shutil.rmtree(old / name)
+    (old / name).unlink(missing_ok=True)
+    (old / name).symlink_to(elsewhere if name == "tensorboard" else elsewhere / "events.out.tfevents.1")
+    before = snapshot(tmp_path)
+    with pytest.raises(RunDirError, match=f"{name}: is not .* a run writes"):
+        RunDir.create(old, overwrite=True)
+    assert snapshot(tmp_path) == before
+
+
+def test_run_json_hides_broker_passwords(tmp_path, tiny_scenario_file):
+    argv = ["fleet", "run", "x", "--broker", "mqtts://bridge:s3cr@t/pw@broker.example:8883",
+            "--broker=mqtt://u:hunter2@h"]
+    earlier_run(tmp_path / "run", tiny_scenario_file, argv)
+    record = json.loads((tmp_path / "run" / RUN_MARKER).read_text())
+    assert record["command"] == [*argv[:4], "mqtts://bridge:***@broker.example:8883", "--broker=mqtt://u:***@h"]
+    assert not [p for p, b in snapshot(tmp_path / "run").items() if b"s3cr" in b or b"hunter2" in b]
 
 
 def test_overwrite_accepts_an_empty_directory(tmp_path):

@@ -1,13 +1,30 @@
 """Scenario files: the shipped ones load and round-trip; every bad input names its field path."""
 
+import os
+import tempfile
+import tracemalloc
+from pathlib import Path
+
 import numpy as np
 import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from devices.config import EpwWeatherConfig
 from devices.weather import write_epw
 from fleet.errors import ConfigError
 from fleet.net.profiles import DEFAULT_PROFILES, GilbertElliottLoss, IndependentLoss
-from fleet.scenario import Scenario, apply_overrides, dump_scenario, list_scenarios, load_scenario
+from fleet.scenario import (
+    MAX_SCENARIO_BYTES,
+    FleetConfig,
+    Scenario,
+    SiteConfig,
+    apply_overrides,
+    dump_scenario,
+    list_scenarios,
+    load_scenario,
+)
 
 SHIPPED = list_scenarios()
 SAT = "{latency_s: 300ms, jitter_s: 50ms, up_bps: 1e5, down_bps: 1e6, max_payload_bytes: 4096, overhead_bytes: 120}"
@@ -126,6 +143,117 @@ def test_the_top_level_must_be_a_mapping(write_scenario, text, kind):
     assert "top level must be a mapping" in config_error(write_scenario(text)) and kind in config_error(write_scenario(text))
 
 
+# --- bounds: what a scenario file may cost to read and check ---------------------------------
+
+
+def peak_bytes(fn, *args):
+    """The most memory Python held (tracemalloc) while ``fn(*args)`` ran, and what it raised."""
+    tracemalloc.start()
+    try:
+        fn(*args)
+        raised = None
+    except Exception as e:  # noqa: BLE001 - returned to the test, which says what it expects
+        raised = e
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    return peak, raised
+
+
+def test_a_fleet_over_the_device_bound_is_refused_before_any_device_is_named(tiny_raw, write_scenario):
+    for site in tiny_raw["fleet"]["sites"]:
+        site["devices"] = 600_000  # each site below a million, 1.2 million in all
+    assert "1,200,000 devices in all, more than 1,000,000" in config_error(write_scenario(tiny_raw))
+    tiny_raw["fleet"]["sites"] = [{"name": f"s{i}", "devices": 1_000_000, "feeder_kw": 1.0} for i in range(200)]
+    peak, raised = peak_bytes(load_scenario, write_scenario(tiny_raw))
+    assert isinstance(raised, ConfigError), raised
+    assert "200,000,000 devices in all" in str(raised) and "FLEET_MAX_DEVICES" in str(raised)
+    assert peak < 16 * 2**20  # the names of 200 million devices would take 12 GB
+
+
+def test_the_device_bound_is_raised_by_an_environment_variable(tiny_raw, write_scenario, monkeypatch):
+    for site in tiny_raw["fleet"]["sites"]:
+        site["devices"] = 600_000
+    tiny_raw["fleet"]["external"] = ["d1199999"]
+    monkeypatch.setenv("FLEET_MAX_DEVICES", "1200000")
+    peak, raised = peak_bytes(load_scenario, write_scenario(tiny_raw))
+    assert raised is None and peak < 16 * 2**20  # checking an external device lists no names
+    assert load_scenario(write_scenario(tiny_raw)).n_devices == 1_200_000
+    monkeypatch.setenv("FLEET_MAX_DEVICES", "a lot")
+    assert "FLEET_MAX_DEVICES='a lot'" in config_error(write_scenario(tiny_raw))
+
+
+class Name(str):
+    """A site name that counts the comparisons made with it."""
+
+    compared = 0
+
+    def __eq__(self, other):
+        Name.compared += 1
+        return str.__eq__(self, other)
+
+    __hash__ = str.__hash__
+
+
+def test_site_names_are_checked_for_repeats_in_linear_time():
+    n = 2000
+    sites = [SiteConfig.model_construct(name=Name(f"s{i}"), devices=1, feeder_kw=1.0) for i in range(n)]
+    Name.compared = 0
+    FleetConfig(sites=sites)
+    assert Name.compared <= n  # comparing every pair would take n (n - 1) / 2, 2 million
+
+
+def test_a_scenario_file_over_1_mib_is_refused(tiny_raw, write_scenario):
+    text = yaml.safe_dump(tiny_raw) + "# padding\n" * (MAX_SCENARIO_BYTES // 10)
+    assert MAX_SCENARIO_BYTES == 2**20 and len(text) > 2**20
+    assert f"is larger than {2**20:,} bytes" in config_error(write_scenario(text))
+
+
+@pytest.mark.timeout(60)  # a hang guard: a FIFO without a writer blocks its reader for ever
+def test_a_fifo_is_not_a_scenario_file(tmp_path):
+    os.mkfifo(tmp_path / "pipe.yaml")
+    assert "not a file" in config_error(tmp_path / "pipe.yaml")
+
+
+def test_a_billion_laughs_is_refused_at_its_first_alias(tiny_raw):
+    lines = yaml.safe_dump(tiny_raw).splitlines()
+    lines += ['a: &a ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"{b}: &{b} [{', '.join([f'*{a}'] * 9)}]" for a, b in zip("abcdefgh", "bcdefghi")]  # i: 9**9 lols
+    first = len(lines) - 7  # the line "b: &b [*a, ...]", 1-based
+    peak, raised = peak_bytes(_load_text, "\n".join(lines) + "\n")
+    assert isinstance(raised, ConfigError), raised
+    assert f"line {first}, column {len('b: &b [') + 1}: aliases (*name) are not accepted" in str(raised)
+    assert peak < 16 * 2**20
+
+
+def _load_text(text):
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "s.yaml").write_text(text)
+        load_scenario(Path(folder) / "s.yaml")
+
+
+def test_deep_nesting_is_refused(write_scenario):
+    msg = config_error(write_scenario("version: 1\nfleet: " + "[" * 100_000 + "]" * 100_000 + "\n"))
+    assert "line 2" in msg and "nested deeper than 32 levels" in msg
+
+
+@pytest.mark.parametrize("key, text, words", [
+    ("start_day", "2024-13-45", ["'2024-13-45' is not a valid timestamp (month must be in 1..12)"]),
+    ("seed", "9" * 5000, [f"'{'9' * 40}'... is not a valid int", "4300 digits"]),
+])
+def test_a_scalar_yaml_cannot_build_is_an_error_at_its_line(tiny_raw, write_scenario, key, text, words):
+    lines = yaml.safe_dump(tiny_raw, sort_keys=False).splitlines()
+    line = next(i for i, s in enumerate(lines, start=1) if s.startswith(f"{key}:"))
+    lines[line - 1] = f"{key}: {text}"
+    msg = config_error(write_scenario("\n".join(lines) + "\n"))
+    for word in [f"line {line}, column {len(key) + 3}", *words]:
+        assert word in msg
+
+
+def test_a_duration_longer_than_64_characters_is_refused(tiny_scenario_file):
+    msg = config_error(tiny_scenario_file, ["horizon=" + "1" * 100 + "!"])
+    assert "horizon: a duration is written in at most 64 characters" in msg
+
+
 # --- --set overrides -----------------------------------------------------------------------
 
 
@@ -223,3 +351,69 @@ def test_a_missing_epw_fails_when_the_simulation_is_built(tiny_raw, write_scenar
     assert str(tmp_path / "x.epw") in str(info.value)
     write_epw(tmp_path / "x.epw", np.full(8760, 5.0))
     assert Simulation(scenario).world.n == 6
+
+
+# --- fuzz: a mutated scenario raises ConfigError or loads, in bounded memory ----------------------
+
+TOKENS = ["9" * 5000, "2024-13-45", "[" * 5000, "1" * 100 + "!", "*a", "&a ", "<<: *a", "!!binary ",
+          "!!python/object/apply:os.system ", ":", ": ", "- ", "[", "]", "{", "}", ",", "? ", "|", "\n", "\n  ", "\t", "#",
+          "'", '"', "~", ".nan", "-.inf", "1e999", "0x1F", "1_000", "1:30:00", "\x00", "\ufeff", "\x85",
+          "%YAML 1.1\n---\n", "---\n", "1000000000", "-1", "d99999", "epw"]
+"""What a mutation writes, the likeliest first (Hypothesis favours the start of a list): scalars that are
+hard to build, aliases and tags, YAML syntax, values the scenarios use."""
+SHIPPED_TEXTS = [path.read_text() for _, _, path in SHIPPED]
+EDITS = st.lists(st.tuples(st.sampled_from(["delete", "insert", "replace", "repeat"]), st.integers(0, 3000),
+                           st.integers(0, 40), st.sampled_from(TOKENS)), min_size=1, max_size=4)
+SCALARS = st.none() | st.booleans() | st.integers() | st.integers(-2**80, 2**1100) | st.floats() | st.text(max_size=12)
+VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                                           max_size=4), max_leaves=10)
+"""A value written out by yaml.safe_dump, nested or not."""
+REPLACEMENTS = st.lists(st.tuples(st.integers(0, 500), st.sampled_from(TOKENS) | VALUES), min_size=1, max_size=3)
+
+
+def mutated(text: str, edits) -> str:
+    """``text`` with each edit applied at the start of a YAML token (after a space, a newline or
+    ``-:[{,``): delete a span, insert a token, replace a span by it, repeat a span."""
+    for op, at, length, token in edits:
+        starts = [0] + [k + 1 for k, c in enumerate(text) if c in " \n-:[{,"]
+        i = starts[at % len(starts)]
+        j = min(len(text), i + length)
+        if op == "delete":
+            text = text[:i] + text[j:]
+        elif op == "insert":
+            text = text[:i] + token + text[i:]
+        elif op == "repeat":
+            text = text[:i] + text[i:j] * 4 + text[j:]
+        else:
+            text = text[:i] + token + text[j:]
+    return text
+
+
+def replaced(text: str, replacements) -> str:
+    """``text`` with scalars (keys or values, picked by index) replaced, keeping the YAML well formed:
+    a token as a plain scalar where the emitter allows (quoted where it must), or a value dumped."""
+    events = list(yaml.parse(text))
+    for index, new in replacements:
+        scalars = [k for k, event in enumerate(events) if isinstance(event, yaml.ScalarEvent)]
+        k = scalars[index % len(scalars)]
+        if isinstance(new, str):
+            events[k:k + 1] = [yaml.ScalarEvent(None, None, (True, True), new)]
+        else:
+            events[k:k + 1] = list(yaml.parse(yaml.safe_dump(new)))[2:-2]  # without the stream and document events
+    return yaml.emit(events, allow_unicode=True)
+
+
+@pytest.mark.timeout(600)  # a hang guard for the whole test, not a measurement
+@settings(max_examples=200, deadline=None, database=None, derandomize=True,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.sampled_from(SHIPPED_TEXTS),
+       mutation=st.tuples(st.just(mutated), EDITS) | st.tuples(st.just(replaced), REPLACEMENTS))
+def test_fuzz_a_mutated_scenario_file(tmp_path, text, mutation):
+    """Shipped scenarios with their text edited (mostly malformed YAML) or scalars replaced
+    (well-formed YAML, values of every kind): the loader raises nothing but ConfigError."""
+    mutate, changes = mutation
+    path = tmp_path / "mutated.yaml"
+    path.write_bytes(mutate(text, changes).encode("utf-8", "surrogatepass"))
+    peak, raised = peak_bytes(load_scenario, path)
+    assert raised is None or isinstance(raised, ConfigError), repr(raised)
+    assert peak < 32 * 2**20

@@ -48,7 +48,7 @@ from fleet.mqtt.topics import validate_topic_filter
 from fleet.mqtt.transport import (
     MAX_SESSION_EXPIRY, MQTT_MAX_PACKET_SIZE, Delivery, Inbox, Received, Will, check_publish, check_qos, payload_limit,
 )
-from fleet.mqtt.url import parse_broker_url
+from fleet.mqtt.url import parse_broker_url, redact
 
 FATAL_CONNACK = frozenset({0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C})
 """CONNACK refusals that retrying cannot fix: unsupported protocol version, client identifier not
@@ -123,7 +123,7 @@ class PahoTransport:
         if password is not None and username is None:
             raise ConfigError("a password is given without a username")
         if tls is not None and not broker.tls:
-            raise ConfigError(f"TLS files are given but the broker URL {url.split('@')[-1]!r} is not mqtts://")
+            raise ConfigError(f"TLS files are given but the broker URL {redact(url)!r} is not mqtts://")
         _check_range("session_expiry", session_expiry, 0, MAX_SESSION_EXPIRY)
         _check_range("keepalive", keepalive, 0, 65535)
         _check_range("max_inflight", max_inflight, 1, 65535)

@@ -2,7 +2,8 @@
 
 The default ports are 1883 (``mqtt``) and 8883 (``mqtts``). User name and password are
 percent-decoded (write ``%40`` for ``@``); an IPv6 host goes in brackets (``mqtt://[::1]:1883``).
-Error messages show the URL with its password replaced by ``***``.
+A password in a URL is visible to other users of the machine (``ps``) while the command runs;
+:func:`redact` replaces it by ``***`` in every error message, record (run.json) and log line.
 """
 
 from __future__ import annotations
@@ -29,15 +30,25 @@ class BrokerURL:
     password: str | None = field(default=None, repr=False)
 
 
-def _redacted(url: str) -> str:
-    return re.sub(r"(//[^/@:]*:)[^/@]*@", r"\1***@", url)
+_PASSWORD = re.compile(r"([a-z][a-z0-9+.-]{0,15}://[^/@:\s]*:)\S*@", re.IGNORECASE)
+"""``scheme://user:`` then everything up to the last ``@`` of the word: the password, even one
+written with a raw ``@``, ``/`` or ``:`` in it."""
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    ``fleet run --broker mqtts://bridge:s3cret@host`` -> ``fleet run --broker mqtts://bridge:***@host``;
+    the user name and host stay, so the record still says where the run connected.
+    """
+    return _PASSWORD.sub(r"\1***@", text)
 
 
 def parse_broker_url(url: str) -> BrokerURL:
     """Parse a broker URL; raise :class:`ConfigError` naming the part at fault."""
     if not isinstance(url, str) or not url.strip():
         raise ConfigError(f"broker URL must be a non-empty string like mqtt://broker.local:1883, got {url!r}")
-    shown = _redacted(url)
+    shown = redact(url)
     try:
         parts = urlsplit(url)
     except ValueError as exc:

@@ -1,10 +1,12 @@
 """EPW files: round trip, leap years, every malformed case, and the weather built on them."""
 
+import os
+
 import numpy as np
 import pytest
 
 from devices.config import EpwWeatherConfig
-from devices.weather import EpwWeather, read_epw, write_epw
+from devices.weather import MAX_EPW_BYTES, EpwWeather, read_epw, write_epw
 from fleet.errors import ConfigError
 
 HEADER = ("LOCATION", "DESIGN CONDITIONS", "TYPICAL/EXTREME PERIODS", "GROUND TEMPERATURES",
@@ -118,3 +120,40 @@ def test_wraps_at_the_end_of_the_year(tmp_path, ramp):
     assert w.outdoor_c(24.5 * 3600.0) == pytest.approx((ramp[-1] + ramp[0]) / 2)
     assert w.outdoor_c(25 * 3600.0) == ramp[0]  # January 1, 01:00 of the next year
     assert w.outdoor_c((25 + 8760) * 3600.0) == ramp[0]
+
+
+# --- what the weather path may name --------------------------------------------------------
+
+
+@pytest.mark.timeout(30)  # a hang guard: reading a FIFO with no writer blocks for ever
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    os.mkfifo(tmp_path / "pipe.epw")
+    with pytest.raises(ConfigError, match="pipe.epw is a FIFO .*not a regular file"):
+        read_epw(tmp_path / "pipe.epw")
+
+
+def test_a_device_is_refused_before_a_byte_is_read():
+    with pytest.raises(ConfigError, match="/dev/zero is a character device, not a regular file"):
+        read_epw("/dev/zero")
+
+
+def test_a_file_larger_than_any_epw_is_refused(tmp_path):
+    big = tmp_path / "big.epw"
+    with big.open("wb") as f:
+        f.truncate(MAX_EPW_BYTES + 1)  # sparse: no disk used
+    with pytest.raises(ConfigError, match=f"big.epw is larger than {MAX_EPW_BYTES:,} bytes"):
+        read_epw(big)
+
+
+def test_an_error_never_quotes_a_file_that_is_not_epw(tmp_path):
+    secret = tmp_path / "shadow"
+    secret.write_text("operator:$6$s3cretHash:19000:0:99999:7:::\n" * 20)
+    with pytest.raises(ConfigError) as info:
+        read_epw(secret)
+    assert "line 1" in str(info.value) and "LOCATION" in str(info.value)
+    assert "operator" not in str(info.value) and "s3cret" not in str(info.value)
+
+
+def test_a_symbolic_link_to_an_epw_file_is_read(epw, temps, tmp_path):
+    (tmp_path / "link.epw").symlink_to(epw)
+    np.testing.assert_array_equal(read_epw(tmp_path / "link.epw"), read_epw(epw))
