@@ -34,7 +34,6 @@ from pydantic import Field
 
 from fleet.config import FiniteFloat, StrictModel
 from fleet.mqtt.codec import DType, as_decoded
-from fleet.statefile import attrs_state, load_attrs
 
 
 class CommConfig(StrictModel):
@@ -109,10 +108,14 @@ class ParamPublisher:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The arrays that make up the state (:mod:`fleet.statefile`)."""
+        from fleet.statefile import attrs_state  # not at the top: reading a config needs no torch
+
         return attrs_state(self, self._STATE)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state_dict`; a :class:`~fleet.statefile.StateMismatch` if an array does not fit."""
+        from fleet.statefile import load_attrs
+
         load_attrs(self, state, self._STATE)
 
     @property
@@ -220,10 +223,14 @@ class ParamReceiver:
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """The arrays that make up the state (:mod:`fleet.statefile`)."""
+        from fleet.statefile import attrs_state  # not at the top: reading a config needs no torch
+
         return attrs_state(self, self._STATE)
 
     def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
         """Restore :meth:`state_dict`; a :class:`~fleet.statefile.StateMismatch` if an array does not fit."""
+        from fleet.statefile import load_attrs
+
         load_attrs(self, state, self._STATE)
 
     def apply(self, edge: np.ndarray, arrays: list[np.ndarray], dense: bool) -> tuple[np.ndarray, np.ndarray]:

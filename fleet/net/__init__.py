@@ -9,25 +9,7 @@
 - :mod:`~fleet.net.churn`: devices going offline and coming back, scheduled link cuts.
 
 Every function works on whole batches: (N,) arrays over endpoints, (M,) over messages.
+
+Import the modules themselves (``from fleet.net.profiles import LinkProfile``): the package imports
+none of them, so that reading a scenario (which needs the profiles) loads no torch.
 """
-
-from fleet.net.churn import Churn, LinkCuts
-from fleet.net.link import LinkDirection, Transmission
-from fleet.net.loss import LossProcess
-from fleet.net.profiles import DEFAULT_PROFILES, GilbertElliottLoss, IndependentLoss, LinkProfile, LossConfig
-from fleet.net.queues import fifo_departures, single_server_departures
-
-__all__ = [
-    "DEFAULT_PROFILES",
-    "Churn",
-    "GilbertElliottLoss",
-    "IndependentLoss",
-    "LinkCuts",
-    "LinkDirection",
-    "LinkProfile",
-    "LossConfig",
-    "LossProcess",
-    "Transmission",
-    "fifo_departures",
-    "single_server_departures",
-]
