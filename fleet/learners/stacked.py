@@ -17,6 +17,7 @@ import torch
 from fleet.config import PositiveDuration, StrictModel
 from fleet.errors import ConfigError
 from fleet.learners.features import indoor_c, price_now
+from fleet.learners.guard import GuardConfig
 from pydantic import Field
 from typing import Annotated, Literal
 
@@ -97,6 +98,8 @@ class ActorCriticConfig(StrictModel):
     value_norm_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
     """Decay per update of the running mean and variance of each device's returns; the critic
     predicts returns in these normalized units, so it can follow values of any scale."""
+    guard: GuardConfig = GuardConfig()
+    """Checks on received parameters and on each device's own after every update (:mod:`fleet.learners.guard`)."""
 
 
 class _SigmoidTanh(torch.autograd.Function):
@@ -313,6 +316,19 @@ class ActorCritic:
         first = self.parameters[0]
         same = flat.is_contiguous() and flat.dtype == first.dtype and flat.device == first.device
         self._flat = (flat, self._versions(flat)) if same else None
+
+    @torch.no_grad()
+    def restart(self, rows: torch.Tensor) -> None:
+        """Restart the optimizer state (Adam's moments, SGD's momentum) of the devices ``rows`` (N,)
+        bool, and their value norm where it is no longer finite: after their parameters were
+        rolled back, that state may still hold what made their update fail."""
+        if isinstance(self.optimizer, FusedAdam):
+            buffers = self.optimizer.exp_avg + self.optimizer.exp_avg_sq
+        else:
+            buffers = [s["momentum_buffer"] for s in self.optimizer.state.values() if s.get("momentum_buffer") is not None]
+        for buffer in buffers:
+            buffer[rows] = 0
+        self.value_norm.stats[:, rows & ~torch.isfinite(self.value_norm.stats).all(0)] = 0
 
     def _versions(self, flat: torch.Tensor) -> tuple[int, ...]:
         return (flat._version, *(p._version for p in self.parameters))
