@@ -71,7 +71,7 @@ class HostileConfig(StrictModel):
     """Devices (by name) that publish ``+value, -value, +value, ...`` in place of each parameter message
     their learner sends (they still learn and act as the others); none by default."""
     value: FiniteFloat = Field(3e38, gt=0, le=float(np.finfo(np.float32).max))
-    """Magnitude of what they publish (at most the wire dtype's largest finite value): finite, so the codec carries it."""
+    """Magnitude of what they publish (capped at the wire dtype's largest finite value): finite, so the codec carries it."""
 
 
 class FleetConfig(StrictModel):
@@ -366,7 +366,8 @@ def _check_consistency(s: Scenario) -> None:
     _check_device_names(s, "fleet.hostile.devices", s.fleet.hostile.devices)
     both = sorted(set(s.fleet.external) & set(s.fleet.hostile.devices))
     if both:
-        raise ValueError(f"fleet.hostile.devices: {', '.join(both)} also in fleet.external; the simulation publishes nothing for a real device")
+        raise ValueError(f"fleet.hostile.devices: {', '.join(both)} also in fleet.external; "
+                         "the simulation publishes nothing for a real device")
     if s.outputs.sample_devices > s.n_devices:
         raise ValueError(f"outputs.sample_devices ({s.outputs.sample_devices}) exceeds the fleet size ({s.n_devices})")
     _check_topology(s)
@@ -381,7 +382,8 @@ def _check_device_names(s: Scenario, field: str, listed: tuple[str, ...]) -> Non
     names = set(s.fleet.device_names)
     unknown = [d for d in listed if d not in names]
     if unknown:
-        raise ValueError(f"{field}: unknown device(s) {', '.join(unknown)}; the fleet's devices are {s.fleet.device_names[0]}..{s.fleet.device_names[-1]}")
+        names = s.fleet.device_names
+        raise ValueError(f"{field}: unknown device(s) {', '.join(unknown)}; the fleet's devices are {names[0]}..{names[-1]}")
     if len(set(listed)) < len(listed):
         raise ValueError(f"{field}: a device is listed twice")
 

@@ -476,7 +476,8 @@ class EdgeAgent:
                 self._handle(received)
             except Exception as e:  # noqa: BLE001 - no message may stop the device
                 self.counters.failed += 1
-                log.warning("dropped a message on %s whose handling failed: %s: %s", received.topic, type(e).__name__, e)
+                log.warning("dropped a message on %s whose handling failed: %s: %s",
+                            received.topic, type(e).__name__, e)
 
     def _handle(self, received: Received) -> None:
         """Hand a message that passes the checks to the learner, or apply a command."""
@@ -534,7 +535,8 @@ class EdgeAgent:
         self._shown = (c.ticks, c.reward_sum)
         return (
             f"{self.view.name} t={self.env.now / 3600:.2f}h ticks={c.ticks} updates={c.updates} reward/tick={mean:.4f} "
-            f"sent={c.sent} received={c.received} dropped={c.dropped} rejected={c.rejected} rollbacks={c.rollbacks} queued={len(self.outbox)} "
+            f"sent={c.sent} received={c.received} dropped={c.dropped} rejected={c.rejected} rollbacks={c.rollbacks} "
+            f"queued={len(self.outbox)} "
             f"errors={c.read_errors + c.apply_errors + c.refused + c.oversize} connected={'yes' if self.transport.connected else 'no'}"
         )
 

@@ -33,9 +33,9 @@ class GuardConfig(StrictModel):
     """Thresholds of the checks on received and own parameters."""
 
     max_param: FiniteFloat = Field(1e3, gt=0)
-    """Largest magnitude of any parameter; beyond it (or not finite) received parameters are rejected and own ones rolled back."""
+    """Largest magnitude of any parameter: received ones beyond it (or not finite) are rejected, own ones rolled back."""
     max_deviation: FiniteFloat = Field(10.0, gt=0)
-    """Received parameters farther than this times the norm of one's own from one's own are rejected: ||θ_j - θ_i|| > r ||θ_i||."""
+    """Received parameters θ_j are rejected when ||θ_j - θ_i|| > max_deviation * ||θ_i|| (θ_i: one's own)."""
 
 
 def sound(params: torch.Tensor, max_param: float) -> torch.Tensor:

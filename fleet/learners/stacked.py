@@ -325,7 +325,8 @@ class ActorCritic:
         if isinstance(self.optimizer, FusedAdam):
             buffers = self.optimizer.exp_avg + self.optimizer.exp_avg_sq
         else:
-            buffers = [s["momentum_buffer"] for s in self.optimizer.state.values() if s.get("momentum_buffer") is not None]
+            states = self.optimizer.state.values()
+            buffers = [s["momentum_buffer"] for s in states if s.get("momentum_buffer") is not None]
         for buffer in buffers:
             buffer[rows] = 0
         self.value_norm.stats[:, rows & ~torch.isfinite(self.value_norm.stats).all(0)] = 0

@@ -18,7 +18,8 @@ import numpy as np
 from fleet.learners.comm import Publication
 from fleet.mqtt.codec import DType
 
-LARGEST = {DType.FLOAT16: 65504.0, DType.INT8: float(np.finfo(np.float32).max), DType.FLOAT32: float(np.finfo(np.float32).max)}
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+LARGEST = {DType.FLOAT16: 65504.0, DType.INT8: FLOAT32_MAX, DType.FLOAT32: FLOAT32_MAX}
 """Largest finite value each wire dtype of parameter values carries."""
 
 

@@ -158,7 +158,8 @@ def test_a_message_whose_handling_fails_is_counted_and_dropped_and_the_agent_goe
     neighbour = MemoryTransport(broker, "d00001")
     neighbour.connect(1)
     p = n_params(memory_agent(view_of(diffusion_raw()), broker, tmp_path / "probe"))
-    neighbour.publish("fleet/north/d00001/params", encode(Kind.PARAMS, 1, 1, 0.0, [np.zeros(p, np.float32)]), retain=True)
+    message = encode(Kind.PARAMS, 1, 1, 0.0, [np.zeros(p, np.float32)])
+    neighbour.publish("fleet/north/d00001/params", message, retain=True)  # the agent gets it when it subscribes
     agent = memory_agent(view_of(diffusion_raw()), broker, tmp_path / "state", duration=3600.0)
 
     def broken(kind, got):
@@ -193,7 +194,8 @@ def test_updates_that_leave_the_parameters_not_finite_are_rolled_back_and_never_
     spy = MemoryTransport(broker, "spy")
     spy.subscribe(PARAMS_0)
     spy.connect(1)
-    agent = EdgeAgent(view_of(diffusion_raw()), functools.partial(MemoryTransport, broker), tmp_path / "state", options(), _BrokenSensor)
+    transport = functools.partial(MemoryTransport, broker)
+    agent = EdgeAgent(view_of(diffusion_raw()), transport, tmp_path / "state", options(), _BrokenSensor)
     counters = agent.run()
     assert counters.rollbacks > 0 and counters.ticks == 7200 // 60 + 1
     params = [decode(m.payload).arrays[0] for m in spy.drain()]
@@ -204,8 +206,8 @@ def test_updates_that_leave_the_parameters_not_finite_are_rolled_back_and_never_
 def test_boards_combine_robustly_unless_the_scenario_says_otherwise():
     assert device_learner(view_of(diffusion_raw())).cfg.robust == BOARD_ROBUST != "none"
     assert device_learner(view_of(diffusion_raw(robust="none"))).cfg.robust == "none"
-    raw = diffusion_raw()
-    assert Simulation(parse_scenario(raw, "test", Path.cwd())).fleet.controller.cfg.robust == "none"  # simulated devices: as written
+    simulated = Simulation(parse_scenario(diffusion_raw(), "test", Path.cwd())).fleet.controller
+    assert simulated.cfg.robust == "none"  # simulated devices: as written
 
 
 # --- over mosquitto ------------------------------------------------------------------------------
@@ -286,8 +288,9 @@ def test_garbage_from_the_network_is_dropped_and_counted_and_the_model_learns_as
 def _agent_process(scenario: Path, device: str, url: str, state: Path, duration: str) -> tuple[subprocess.Popen, Path]:
     """``fleet agent`` for ``device`` at 720x (an hour in 5 wall seconds); its status lines go to
     ``<device>-<duration>.out``, its log to ``.err``. Returns the process and the .out file."""
-    argv = [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", device, "--broker", url, "--speedup", "720",
-            "--duration", duration, "--checkpoint-every", "30min", "--status-every", "1h", "--state-dir", str(state / device)]
+    argv = [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", device, "--broker", url,
+            "--speedup", "720", "--duration", duration, "--checkpoint-every", "30min", "--status-every", "1h",
+            "--state-dir", str(state / device)]
     out = state / f"{device}-{duration}.out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(argv, cwd=ROOT, stdout=out.open("wb"), stderr=out.with_suffix(".err").open("wb"), env=env), out
@@ -325,7 +328,9 @@ def _run_attacked(scenario: Path, url: str, state: Path, duration: str) -> list[
 
 
 @pytest.mark.mqtt
-def test_real_agents_outlive_a_hostile_neighbour_publishing_huge_parameters_stay_honest_and_resume(mosquitto, write_scenario, tmp_path):
+def test_real_agents_outlive_a_hostile_neighbour_publishing_huge_parameters_stay_honest_and_resume(
+    mosquitto, write_scenario, tmp_path
+):
     """The issue's attack: both neighbours crashed, and their checkpoints made every restart crash."""
     raw = diffusion_raw()
     scenario = write_scenario(raw)
@@ -348,7 +353,8 @@ def test_real_agents_outlive_a_hostile_neighbour_publishing_huge_parameters_stay
         collect()
         counts = [len(v) for v in published.values()]
         rerun = _run_attacked(scenario, mosquitto.url, tmp_path, "30min")  # from their checkpoints
-        wait_for(lambda: collect() or all(len(v) > n for v, n in zip(published.values(), counts)), what="params after the restart")
+        more = lambda: collect() or all(len(v) > n for v, n in zip(published.values(), counts))  # noqa: E731
+        wait_for(more, what="params after the restart")
     finally:
         spy.close()
     for (_, out), (_, again) in zip(first, rerun):

@@ -38,10 +38,11 @@ def test_received_parameters_are_rejected_per_delivery_when_unsound_or_too_far_f
         np.where(np.arange(own.shape[1]) == 0, 2e3, own[0].numpy()).astype(np.float32),  # near, one value beyond max_param
     ])
     edges = np.arange(4)  # four edges with four receivers: 0, 0, 1, 1 on the ring
-    learner.inbox("params", Deliveries.one_message_each(topo.receiver[edges], topo.sender[edges], [messages], np.full(4, 5.0)))
+    got = Deliveries.one_message_each(topo.receiver[edges], topo.sender[edges], [messages], np.full(4, 5.0))
+    learner.inbox("params", got)
     assert learner.guard.rejected == 3
     assert torch.equal(learner.edge_params[0], torch.as_tensor(messages[0]))
-    assert np.isfinite(learner.edge_time).tolist() == [True] + [False] * (len(topo.receiver) - 1)  # the rejected left no trace
+    assert np.isfinite(learner.edge_time).tolist() == [True] + [False] * (len(topo.receiver) - 1)  # no trace of the rest
     assert learner.edge_params[1:].abs().sum() == 0
 
 
@@ -66,7 +67,8 @@ def test_a_device_whose_update_is_not_finite_alone_goes_back_and_restarts_its_op
     assert guarded.core.value_norm.stats[:, 2].abs().sum() == 0 and torch.isfinite(guarded.core.value_norm.stats).all()
     feed(guarded, rollout(N, seed=4))
     guarded.update(120.0)
-    assert torch.isfinite(guarded.core.flat()).all() and not torch.equal(guarded.core.flat()[2], before[2])  # it learns again
+    again = guarded.core.flat()
+    assert torch.isfinite(again).all() and not torch.equal(again[2], before[2])  # it learns again
 
 
 @pytest.mark.parametrize("optimizer", ["adam", "sgd"])
@@ -108,7 +110,8 @@ def test_a_device_rejects_a_cloud_policy_that_fails_the_check_and_the_cloud_neve
     assert all(np.isfinite(pub.arrays[0]).all() for kind, pub in learner.outbox(np.ones(N, bool)) if kind == "params")
 
 
-@pytest.mark.parametrize("field, value", [("max_param", 0.0), ("max_param", float("inf")), ("max_deviation", -1.0), ("max_ratio", 2.0)])
+@pytest.mark.parametrize("field, value", [("max_param", 0.0), ("max_param", float("inf")), ("max_deviation", -1.0),
+                                          ("max_ratio", 2.0)])
 def test_guard_thresholds_are_checked(field, value):
     with pytest.raises(ValidationError, match=field):
         GuardConfig(**{field: value})
