@@ -46,8 +46,8 @@ class Counters:
     duplicates: int = 0
     """QoS 1 messages received twice (dropped the second time)."""
     rejected: int = 0
-    """Parameters the learner refused: not finite, too large or too far from the device's own
-    (``learner.params.guard``), or not fit for its learner (e.g. top-k under a dense policy)."""
+    """Parameters the learner refused: not finite, too large, or of a norm much larger than the
+    device's own (``learner.params.guard``), or not fit for its learner (top-k under a dense policy)."""
     failed: int = 0
     """Received messages whose handling raised an error (logged and dropped; the agent goes on)."""
     rollbacks: int = 0

@@ -6,7 +6,7 @@ through the network (newest per neighbour, within a staleness bound), and publis
 through a communication policy (period, quantization, top-k, event trigger).
 
 Every device guards its model (:mod:`fleet.learners.guard`): received parameters that are not
-finite, too large or too far from its own are rejected on arrival, and a device whose
+finite, too large or much larger than its own are rejected on arrival, and a device whose
 parameters fail the check after an update (and combine) goes back to those it had before it,
 with its optimizer restarted. So what a device publishes or checkpoints has passed the check.
 """
@@ -229,13 +229,12 @@ class DiffusionLearner(IndependentLearner):
         ``stamp`` and ``row`` (D,), message i's parameters ``values[row[i]]`` (P,) of ``values``
         (M, P). Those that the guard rejects are left out; an edge with a message at least as new
         as what it holds takes the parameters of its last message."""
-        source = torch.as_tensor(values)
-        ok = self.guard.accept(self.core.flat(), self.topology.receiver[edge], source, row)
+        ok = self.guard.accept(self.core.flat(), self.topology.receiver[edge], values, row)
         edge, stamp, row = edge[ok], stamp[ok], row[ok]
         newer = stamp >= self.edge_time[edge]
         last = last_per_edge(edge)
         take = last[np.isin(edge[last], edge[newer])]
-        source = source.to(self.edge_params)  # each message converted once
+        source = torch.as_tensor(values).to(self.edge_params)  # each message converted once
         copy_rows(self.edge_params, edge[take], source, row[take])
         self.edge_time[edge[newer]] = stamp[newer]
 

@@ -8,7 +8,7 @@ publishes its parameters on ``fleet/cloud/collector/params`` to all devices. Bot
 go through the simulated network and count in the communication cost.
 
 The guard (:mod:`fleet.learners.guard`) checks both ends: a device rejects a policy that is
-not finite, too large or too far from the one it has; the cloud goes back to its parameters
+not finite, too large, or much larger than the one it has; the cloud goes back to its parameters
 from before an update after which they fail the check, so it never broadcasts them.
 """
 
@@ -74,10 +74,10 @@ class CentralizedLearner(IndependentLearner):
         if kind == "params":
             dev = np.flatnonzero(got.receiver < self.ctx.n_devices)
             order = dev[np.argsort(got.published_at[dev], kind="stable")]  # newest last: it wins
-            flat, policy = self.core.flat(), torch.as_tensor(got.arrays[0])
+            flat, policy = self.core.flat(), got.arrays[0]
             order = order[self.guard.accept(flat, got.receiver[order], policy, got.msg[order])]
             flat = flat.clone()
-            flat[got.receiver[order]] = policy[got.msg[order]].to(flat)
+            flat[got.receiver[order]] = torch.as_tensor(policy[got.msg[order]]).to(flat)
             self.core.load_flat(flat)
         elif kind == "experience":
             obs, actions, rewards = (torch.as_tensor(a, device=self.device) for a in got.arrays_of())

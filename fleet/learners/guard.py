@@ -3,20 +3,23 @@
 A device trusts no message and no update. Two checks, both per device over the batch, so that
 one bad message or one diverging device changes nothing for the others:
 
-- **received** parameters (a neighbour's, or the cloud's policy), (D, P) against the receiving
-  device's own (D, P): a message is used only if its values are finite, at most ``max_param``
-  in magnitude, and within ``max_deviation`` times the norm of the receiver's own parameters
-  from them (:meth:`ParamGuard.accept`); the others are rejected and counted;
+- **received** parameters (a neighbour's, or the cloud's policy) against the receiving device's
+  own: a message is used only if its values are finite, at most ``max_param`` in magnitude, and
+  its norm at most ``max_norm_ratio`` times the norm of the receiver's own parameters
+  (:meth:`ParamGuard.accept`); the others are rejected and counted. Norms, not distances: a
+  norm is one number per message and per device, so the check costs O((M + N) P) for M messages
+  delivered D times, where distances would cost O(D P), as much as the combine itself;
 - **own** parameters (N, P) after every update and combine: a device whose parameters are not
   all finite and at most ``max_param`` in magnitude goes back to its parameters from before the
   update (:meth:`ParamGuard.roll_back`), which passed this check, so a device never publishes
   or checkpoints parameters that failed it.
 
 The thresholds are far from honest values (parameters of the shipped scenarios' learners stay
-below 10 in magnitude, and neighbours differ by less than half the norm of their parameters),
+below 10 in magnitude, and the norms of neighbours' parameters differ by less than a third),
 so honest runs never trip them: they stop what would crash a device (a neighbour's 3e38 makes
-its next update overflow) or drag it far from every honest device. Parameters a little beyond
-honest ones pass; against those a robust combine (``robust``) limits each neighbour's weight.
+its next update overflow) or throw it far from every honest device. What passes is bounded, not
+honest: against a neighbour that sends parameters of a plausible norm in a wrong direction, a
+robust combine (``robust``) limits how far one neighbour moves a device.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import torch
 from pydantic import Field
 
 from fleet.config import FiniteFloat, StrictModel
-from fleet.learners.combine import edge_chunks
 
 
 class GuardConfig(StrictModel):
@@ -34,8 +36,8 @@ class GuardConfig(StrictModel):
 
     max_param: FiniteFloat = Field(1e3, gt=0)
     """Largest magnitude of any parameter: received ones beyond it (or not finite) are rejected, own ones rolled back."""
-    max_deviation: FiniteFloat = Field(10.0, gt=0)
-    """Received parameters θ_j are rejected when ||θ_j - θ_i|| > max_deviation * ||θ_i|| (θ_i: one's own)."""
+    max_norm_ratio: FiniteFloat = Field(10.0, gt=0)
+    """Received parameters θ_j are rejected when ||θ_j|| > max_norm_ratio * ||θ_i|| (θ_i: the receiver's own)."""
 
 
 def sound(params: torch.Tensor, max_param: float) -> torch.Tensor:
@@ -53,18 +55,16 @@ class ParamGuard:
         self.rollbacks = 0
         """Device updates undone because their result failed the check."""
 
-    def accept(self, own: torch.Tensor, receiver: np.ndarray, theirs: torch.Tensor, row: np.ndarray) -> np.ndarray:
+    def accept(self, own: torch.Tensor, receiver: np.ndarray, theirs: np.ndarray, row: np.ndarray) -> np.ndarray:
         """(D,) bool: which of D deliveries may be used, counting the others as rejected.
 
-        Delivery d brought ``theirs[row[d]]`` (P,) of ``theirs`` (M, P) to device ``receiver[d]``,
-        whose parameters are ``own[receiver[d]]`` of ``own`` (N, P). Worked on in chunks of
-        deliveries, so that no (D, P) temporary is made."""
-        ok = np.empty(len(row), bool)
-        scale = self.cfg.max_deviation * torch.linalg.vector_norm(own, dim=1)  # (N,)
-        for part in edge_chunks(len(row)):
-            values, mine = theirs[row[part]].to(own), own[receiver[part]]
-            near = torch.linalg.vector_norm(values - mine, dim=1) <= scale[receiver[part]]  # inf and NaN fail
-            ok[part] = (near & sound(values, self.cfg.max_param)).cpu().numpy()
+        Delivery d brought message ``theirs[row[d]]`` (P,) of ``theirs`` (M, P) float32 to device
+        ``receiver[d]``, whose parameters are ``own[receiver[d]]`` of ``own`` (N, P)."""
+        values = torch.as_tensor(theirs, dtype=torch.float32)
+        size = torch.linalg.vector_norm(values, dim=1)  # (M,); inf when the squares overflow
+        fits = sound(values, self.cfg.max_param).numpy()[row]
+        limit = (self.cfg.max_norm_ratio * torch.linalg.vector_norm(own, dim=1)).cpu().numpy()  # (N,)
+        ok = fits & (size.numpy()[row] <= limit[receiver])  # NaN compares False
         self.rejected += int((~ok).sum())
         return ok
 

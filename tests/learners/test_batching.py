@@ -136,9 +136,9 @@ def test_dense_float16_messages_are_kept_in_float16_and_combine_as_in_float32():
     assert torch.equal(half.combine(own, 1.0), full.combine(own, 1.0))
 
 
-FAR = {"guard": {"max_deviation": 100.0}}
-"""Lets through the constant test values below, some 20 times the norm of the learner's own
-parameters away from them (the guard itself is tested in test_guard.py)."""
+FAR = {"guard": {"max_norm_ratio": 100.0}}
+"""Lets through the constant test values below, of some 20 times the norm of the learner's own
+parameters (the guard itself is tested in test_guard.py)."""
 
 
 def test_an_edge_given_twice_in_one_inbox_keeps_its_last_message():

@@ -21,29 +21,32 @@ def alternating(p: int, value: float) -> np.ndarray:
     return np.where(np.arange(p) % 2 == 0, value, -value).astype(np.float32)
 
 
-def away(own: torch.Tensor, distance: float) -> np.ndarray:
-    """``own`` (P,) moved by ``distance`` along the all-ones direction."""
-    return (own + distance / own.numel() ** 0.5).numpy()
-
-
-def test_received_parameters_are_rejected_per_delivery_when_unsound_or_too_far_from_the_receivers_own():
-    learner, topo = diffusion()
-    own = learner.core.flat()
-    norm = float(own[0].norm())  # common init: every device's own parameters are the same
-    r = learner.cfg.guard.max_deviation
+def test_received_parameters_are_rejected_per_delivery_when_unsound_or_much_larger_than_the_receivers_own():
+    """Ring of 5; edges 0, 1 go to device 0, edges 2, 3 to device 1, whose own parameters are
+    shrunk to a tenth: the same message can fit one receiver and not the other."""
+    learner, topo = diffusion(guard={"max_param": 1.0})  # one value can break it, the norm fitting (own: 0.21 at most)
+    own = learner.core.flat().clone()
+    own[1] *= 0.1
+    learner.core.load_flat(own)
+    r = learner.cfg.guard.max_norm_ratio
+    ones = np.full(own.shape[1], 1 / own.shape[1] ** 0.5, np.float32)  # norm 1, each value small
+    size = float(own[0].norm())
     messages = np.stack([
-        away(own[0], 0.9 * r * norm),  # far, but within max_deviation: taken
-        alternating(own.shape[1], HUGE),  # finite, but its distance overflows to inf
-        away(own[0], 1.1 * r * norm),  # finite, small values, too far
-        np.where(np.arange(own.shape[1]) == 0, 2e3, own[0].numpy()).astype(np.float32),  # near, one value beyond max_param
+        0.9 * r * size * ones,  # to device 0 (edge 0): within r x its norm, taken; to device 1 (edge 2): 9 r, rejected
+        alternating(own.shape[1], HUGE),  # to device 0: finite, but beyond max_param and its norm overflows
+        np.where(np.arange(own.shape[1]) == 0, 2.0, own[1].numpy()).astype(np.float32),  # device 1: one value > max_param
+        0.5 * own[1].numpy(),  # to device 1: smaller than its own, taken
     ])
-    edges = np.arange(4)  # four edges with four receivers: 0, 0, 1, 1 on the ring
-    got = Deliveries.one_message_each(topo.receiver[edges], topo.sender[edges], [messages], np.full(4, 5.0))
+    assert topo.receiver[:4].tolist() == [0, 0, 1, 1]
+    got = Deliveries(topo.receiver[:4], topo.sender[:4], np.full(4, 5.0), np.array([0, 1, 2, 3]), [messages])
     learner.inbox("params", got)
+    again = Deliveries(topo.receiver[2:3], topo.sender[2:3], np.full(1, 6.0), np.array([0]), [messages])
+    learner.inbox("params", again)  # message 0, to device 1 this time
     assert learner.guard.rejected == 3
     assert torch.equal(learner.edge_params[0], torch.as_tensor(messages[0]))
-    assert np.isfinite(learner.edge_time).tolist() == [True] + [False] * (len(topo.receiver) - 1)  # no trace of the rest
-    assert learner.edge_params[1:].abs().sum() == 0
+    assert torch.equal(learner.edge_params[3], torch.as_tensor(messages[3]))
+    stored = np.isfinite(learner.edge_time)
+    assert stored.tolist() == [True, False, False, True] + [False] * (len(topo.receiver) - 4)  # no trace of the rest
 
 
 def test_a_device_whose_update_is_not_finite_alone_goes_back_and_restarts_its_optimizer():
@@ -95,7 +98,7 @@ def test_a_device_rejects_a_cloud_policy_that_fails_the_check_and_the_cloud_neve
     learner = CentralizedLearner(CentralizedConfig(), LearnerContext(N, 4, "heat", np.random.default_rng(1)))
     own = learner.core.flat().clone()
     p = own.shape[1]
-    policy = np.stack([away(own[0], 0.5), alternating(p, HUGE)])
+    policy = np.stack([1.1 * own[0].numpy(), alternating(p, HUGE)])
     learner.inbox("params", Deliveries(np.array([0, 1]), np.array([N, N]), np.zeros(2), np.array([0, 1]), [policy]))
     assert learner.guard.rejected == 1
     assert torch.equal(learner.core.flat()[0], torch.as_tensor(policy[0])) and torch.equal(learner.core.flat()[1:], own[1:])
@@ -110,7 +113,7 @@ def test_a_device_rejects_a_cloud_policy_that_fails_the_check_and_the_cloud_neve
     assert all(np.isfinite(pub.arrays[0]).all() for kind, pub in learner.outbox(np.ones(N, bool)) if kind == "params")
 
 
-@pytest.mark.parametrize("field, value", [("max_param", 0.0), ("max_param", float("inf")), ("max_deviation", -1.0),
+@pytest.mark.parametrize("field, value", [("max_param", 0.0), ("max_param", float("inf")), ("max_norm_ratio", -1.0),
                                           ("max_ratio", 2.0)])
 def test_guard_thresholds_are_checked(field, value):
     with pytest.raises(ValidationError, match=field):
