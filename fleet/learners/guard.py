@@ -15,7 +15,7 @@ one bad message or one diverging device changes nothing for the others:
   or checkpoints parameters that failed it.
 
 The thresholds are far from honest values (parameters of the shipped scenarios' learners stay
-below 10 in magnitude, and the norms of neighbours' parameters differ by less than a third),
+below 10 in magnitude, and the norms of neighbours' parameters differ by a few percent),
 so honest runs never trip them: they stop what would crash a device (a neighbour's 3e38 makes
 its next update overflow) or throw it far from every honest device. What passes is bounded, not
 honest: against a neighbour that sends parameters of a plausible norm in a wrong direction, a
