@@ -23,6 +23,7 @@ from collections.abc import Hashable, Iterable
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -37,7 +38,7 @@ from devices.config import (
     TariffConfig,
     WeatherConfig,
 )
-from fleet.config import Duration, PositiveDuration, StrictModel, format_validation_error
+from fleet.config import Duration, FiniteFloat, PositiveDuration, StrictModel, format_validation_error
 from fleet.errors import ConfigError
 from fleet.files import read_regular_file
 from fleet.mqtt.codec import DType, encoded_size
@@ -93,6 +94,16 @@ class SiteConfig(StrictModel):
         return mix
 
 
+class HostileConfig(StrictModel):
+    """Fault injection: compromised devices, with their own valid credentials, that publish poison."""
+
+    devices: tuple[str, ...] = ()
+    """Devices (by name) that publish ``+value, -value, +value, ...`` in place of each parameter message
+    their learner sends (they still learn and act as the others); none by default."""
+    value: FiniteFloat = Field(3e38, gt=0, le=float(np.finfo(np.float32).max))
+    """Magnitude of what they publish (capped at the wire dtype's largest finite value): finite, so the codec carries it."""
+
+
 class FleetConfig(StrictModel):
     """The devices: sites and the distributions their buildings are drawn from."""
 
@@ -109,6 +120,8 @@ class FleetConfig(StrictModel):
     external: tuple[str, ...] = ()
     """Devices (by name, e.g. d00001) that are real edge agents joining through the broker of a
     real-time run (``fleet run --realtime``); the simulation neither controls nor publishes for them."""
+    hostile: HostileConfig = HostileConfig()
+    """Simulated devices that publish poisoned parameters (:mod:`fleet.sim.faults`), to study attacks."""
 
     @field_validator("sites")
     @classmethod
@@ -399,13 +412,12 @@ def _check_consistency(s: Scenario) -> None:
         bad = [d for d in cut.devices if d >= n]
         if bad:
             raise ValueError(f"network.link_cuts[{i}].devices: index {bad[0]} out of range (the fleet has {n} devices)")
-    unknown = [d for d in s.fleet.external if not s.fleet.has_device(d)]
-    if unknown:
-        width = s.fleet.name_width
-        raise ValueError(f"fleet.external: unknown device(s) {', '.join(unknown)}; "
-                         f"the fleet's devices are d{0:0{width}d}..d{n - 1:0{width}d}")
-    if repeated(s.fleet.external):
-        raise ValueError(f"fleet.external: {', '.join(repeated(s.fleet.external))} listed twice")
+    _check_device_names(s, "fleet.external", s.fleet.external)
+    _check_device_names(s, "fleet.hostile.devices", s.fleet.hostile.devices)
+    both = sorted(set(s.fleet.external) & set(s.fleet.hostile.devices))
+    if both:
+        raise ValueError(f"fleet.hostile.devices: {', '.join(both)} also in fleet.external; "
+                         "the simulation publishes nothing for a real device")
     if s.outputs.sample_devices > n:
         raise ValueError(f"outputs.sample_devices ({s.outputs.sample_devices}) exceeds the fleet size ({n})")
     _check_topology(s)
@@ -414,6 +426,17 @@ def _check_consistency(s: Scenario) -> None:
     deadband = s.learner.params.get("deadband_c") if s.learner.name == "rule-based-v1" else None
     if isinstance(deadband, (int, float)) and any(deadband >= hi - lo for lo, hi in band_widths):
         raise ValueError(f"learner.params.deadband_c ({deadband}) must be narrower than every comfort band")
+
+
+def _check_device_names(s: Scenario, field: str, listed: tuple[str, ...]) -> None:
+    """Every name in ``listed`` is a device of the fleet, once (without building the N names)."""
+    unknown = [d for d in listed if not s.fleet.has_device(d)]
+    if unknown:
+        width, n = s.fleet.name_width, s.n_devices
+        raise ValueError(f"{field}: unknown device(s) {', '.join(unknown)}; "
+                         f"the fleet's devices are d{0:0{width}d}..d{n - 1:0{width}d}")
+    if repeated(listed):
+        raise ValueError(f"{field}: {', '.join(repeated(listed))} listed twice")
 
 
 def _check_topology(s: Scenario) -> None:

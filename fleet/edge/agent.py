@@ -32,7 +32,16 @@ Differences from a simulated device, because a board knows less:
 - the learner is built from the simulator's ``learner`` random stream, so every board of a
   scenario starts from the same parameters (``common_init``); each board explores with its own
   stream (``edge/<device>/actions``);
-- the ``consensus`` workload does not run on boards.
+- the ``consensus`` workload does not run on boards;
+- a board combines robustly unless its scenario says otherwise (``learner.params.robust``
+  defaults to :data:`BOARD_ROBUST`): it faces a real network, where a neighbour can be
+  compromised, while a simulated fleet is honest unless a study makes a device hostile.
+
+Nothing a neighbour sends can stop the agent: what the inbound filter lets through goes to the
+learner, which rejects parameters that fail its guard (:mod:`fleet.learners.guard`; counted in
+``rejected``), and a message whose handling raises anyway is logged, counted (``failed``) and
+dropped. After every update the learner checks the device's own parameters and rolls back to
+those from before when they fail (``rollbacks``), so nothing that failed is published or saved.
 
 Clock: from 0 at the agent's first start, or, with ``epoch`` (``fleet agent --epoch``), the shared
 clock of a mixed fleet (:mod:`fleet.sim.realtime`): the agent joins where that clock is now.
@@ -85,7 +94,7 @@ from fleet.errors import ConfigError, TransportError, WireError
 from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observation, make_learner
 from fleet.learners.base import preview
 from fleet.mqtt.codec import DType, Kind, encode
-from fleet.mqtt.transport import Transport, Will
+from fleet.mqtt.transport import Received, Transport, Will
 from fleet.scenario import DTYPES
 from fleet.sim.engine import tick_reward
 from fleet.sim import realtime
@@ -99,6 +108,11 @@ TransportFactory = Callable[..., Transport]
 :class:`~fleet.mqtt.paho_transport.PahoTransport` or :class:`~fleet.mqtt.memory.MemoryTransport`."""
 DriverFactory = Callable[[DeviceView, Callable[[], float]], Driver]
 """``factory(view, clock) -> Driver``; ``clock()`` is the agent's time in seconds."""
+
+BOARD_ROBUST = "clip"
+"""A board's combine unless the scenario sets ``learner.params.robust``: each neighbour's distance
+from the device's own parameters is clipped to ``clip_norm`` (the uniform combine when honest
+neighbours are closer than that), so one neighbour moves a device by at most its weight times it."""
 
 POLL_WALL_S = 1.0
 """Longest wall time between two drains of the inbox (and checks for a stop request)."""
@@ -169,11 +183,14 @@ def device_learner(view: DeviceView) -> Learner:
             f"learner {s.learner.name} with weights: metropolis needs the neighbours' degrees, which an edge agent "
             "does not have; use learner.params.weights: uniform for fleets with boards"
         )
+    params = dict(s.learner.params)
+    if "robust" in entry.config_cls.model_fields:
+        params.setdefault("robust", BOARD_ROBUST)
     streams = Streams(s.seed)
     # the simulator's stream: every board draws the same initial parameters (common_init) ...
     ctx = LearnerContext(1, len(s.fleet.hvac.power_levels_kw), s.fleet.hvac.mode, streams.numpy("learner"), "cpu",
                          view.local_topology, control_period_s=s.control_period)
-    learner = make_learner(s.learner.name, s.learner.params, ctx)
+    learner = make_learner(s.learner.name, params, ctx)
     gen = getattr(learner, "gen", None)
     if gen is not None:  # ... and explores with its own random numbers
         gen.manual_seed(int(streams.numpy(f"edge/{view.name}/actions").integers(2**62)))
@@ -471,7 +488,7 @@ class EdgeAgent:
         self.pending = None
 
     def _learn(self, t: float) -> None:
-        self.learner.update(t)
+        self._guarded(lambda: self.learner.update(t))
         self.counters.updates += 1
         if not self.learner.communicates:
             return
@@ -521,17 +538,36 @@ class EdgeAgent:
             self._stop.succeed()
 
     def _receive(self) -> None:
-        """Hand what the transport received to the learner (or apply a command), after the checks."""
+        """Handle what the transport received, each message on its own: a failure drops it, no more."""
         for received in self.transport.drain():
-            accepted = self.inbound.check(received)
-            if accepted is None:
-                continue
-            if accepted.sender.kind == "cmd":
-                self.feeder_load = float(accepted.message.arrays[0][0])
-                continue
-            stamp = np.array([self._clock_at(accepted.arrived_at)])
-            arrays = [a[None] for a in accepted.message.arrays]
-            self.learner.inbox("params", Deliveries.one_message_each(np.zeros(1, np.int64), np.array([accepted.sender.slot]), arrays, stamp))
+            try:
+                self._handle(received)
+            except Exception as e:  # noqa: BLE001 - no message may stop the device
+                self.counters.failed += 1
+                log.warning("dropped a message on %s whose handling failed: %s: %s",
+                            received.topic, type(e).__name__, e)
+
+    def _handle(self, received: Received) -> None:
+        """Hand a message that passes the checks to the learner, or apply a command."""
+        accepted = self.inbound.check(received)
+        if accepted is None:
+            return
+        if accepted.sender.kind == "cmd":
+            self.feeder_load = float(accepted.message.arrays[0][0])
+            return
+        stamp = np.array([self._clock_at(accepted.arrived_at)])
+        arrays = [a[None] for a in accepted.message.arrays]
+        got = Deliveries.one_message_each(np.zeros(1, np.int64), np.array([accepted.sender.slot]), arrays, stamp)
+        self._guarded(lambda: self.learner.inbox("params", got))
+
+    def _guarded(self, step: Callable[[], object]) -> None:
+        """Run a learner ``step``, adding what its guard rejected and rolled back to the counters."""
+        guard = getattr(self.learner, "guard", None)  # learners that neither learn nor receive have none
+        before = (guard.rejected, guard.rollbacks) if guard else (0, 0)
+        step()
+        if guard:
+            self.counters.rejected += guard.rejected - before[0]
+            self.counters.rollbacks += guard.rollbacks - before[1]
 
     def _clock_at(self, monotonic: float) -> float:
         """The agent's time at ``time.monotonic()`` = ``monotonic`` (not later than now)."""
@@ -568,7 +604,7 @@ class EdgeAgent:
         self._shown = (c.ticks, c.reward_sum)
         return (
             f"{self.view.name} t={self.env.now / 3600:.2f}h ticks={c.ticks} updates={c.updates} reward/tick={mean:.4f} "
-            f"sent={c.sent} received={c.received} dropped={c.dropped} "
+            f"sent={c.sent} received={c.received} dropped={c.dropped} rejected={c.rejected} rollbacks={c.rollbacks} "
             f"queued={len(self.outbox)}{'(memory)' * (self.outbox.path == MEMORY)} "
             f"errors={c.read_errors + c.apply_errors + c.refused + c.oversize + c.write_errors} "
             f"connected={'yes' if self.transport.connected else 'no'} writes={self._writes()}"

@@ -33,7 +33,8 @@ class Counters:
     oversize: int = 0
     """Outgoing messages dropped because they exceed the broker's (or the codec's) size limit."""
     received: int = 0
-    """Messages accepted from the broker and handed to the learner (or applied as a command)."""
+    """Messages accepted from the broker and handed to the learner (or applied as a command); the
+    learner may still refuse one (``rejected``)."""
     received_bytes: int = 0
     """Payload bytes of ``received``."""
     malformed: int = 0
@@ -44,6 +45,14 @@ class Counters:
     (a topic the agent does not listen to, or a header naming another sender than the topic)."""
     duplicates: int = 0
     """QoS 1 messages received twice (dropped the second time)."""
+    rejected: int = 0
+    """Parameters the learner refused: not finite, too large, or of a norm much larger than the
+    device's own (``learner.params.guard``), or not fit for its learner (top-k under a dense policy)."""
+    failed: int = 0
+    """Received messages whose handling raised an error (logged and dropped; the agent goes on)."""
+    rollbacks: int = 0
+    """Learner updates after which the device's parameters failed the guard's check and went back
+    to those from before the update (never published or checkpointed)."""
     connects: int = 0
     """Times the connection to the broker came up."""
     write_errors: int = 0
@@ -53,7 +62,7 @@ class Counters:
     @property
     def dropped(self) -> int:
         """Received messages dropped for any reason."""
-        return self.malformed + self.unexpected + self.duplicates
+        return self.malformed + self.unexpected + self.duplicates + self.rejected + self.failed
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

@@ -4,6 +4,11 @@ Both adapt with a local n-step actor-critic step on every device's own experienc
 then combines each device's parameters with the parameters its neighbours actually got
 through the network (newest per neighbour, within a staleness bound), and publishes its own
 through a communication policy (period, quantization, top-k, event trigger).
+
+Every device guards its model (:mod:`fleet.learners.guard`): received parameters that are not
+finite, too large or much larger than its own are rejected on arrival, and a device whose
+parameters fail the check after an update (and combine) goes back to those it had before it,
+with its optimizer restarted. So what a device publishes or checkpoints has passed the check.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, ne
 from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.configs import DiffusionConfig
 from fleet.learners.features import N_FEATURES, features
+from fleet.learners.guard import ParamGuard
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
 from fleet.statefile import StateMismatch, array_list, attrs_state, expect_keys, load_attrs, within
 
@@ -47,6 +53,7 @@ class IndependentLearner:
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []
         self.updates = 0
+        self.guard = ParamGuard(config.guard)
         self.learning = not config.frozen
         """False once learning has ended (``frozen``, or after ``learn_until``)."""
 
@@ -69,7 +76,26 @@ class IndependentLearner:
             self._rewards.append(torch.as_tensor(reward, dtype=torch.float32, device=self.device))
 
     def update(self, t: float) -> dict[str, float]:
-        """Adapt on the complete transitions; the newest one waits for its successor's value."""
+        """Adapt (:meth:`update_local`); devices whose parameters then fail the check go back."""
+        good = self.core.flat()
+        metrics = self.update_local(t)
+        if metrics:
+            new = self.core.flat()
+            if self._roll_back(self.core, new, good):
+                self.core.load_flat(new)
+        return metrics
+
+    def _roll_back(self, core: ActorCritic, new: torch.Tensor, good: torch.Tensor) -> bool:
+        """Put the devices whose ``new`` parameters (N, P) fail the check back to ``good`` (N, P):
+        their rows of ``new`` in place, and restart their optimizer in ``core``. Whether any was."""
+        bad = self.guard.roll_back(new, good)
+        if not bad.any():
+            return False
+        core.restart(bad)
+        return True
+
+    def update_local(self, t: float) -> dict[str, float]:
+        """The adapt step: learn on the complete transitions; the newest one waits for its successor's value."""
         steps = len(self._rewards) - 1
         metrics = {}
         if steps >= 1:
@@ -92,7 +118,7 @@ class IndependentLearner:
 
     # --- checkpoints ---------------------------------------------------------------------
 
-    STATE: ClassVar[tuple[str, ...]] = ("core", "gen", "updates", "learning")
+    STATE: ClassVar[tuple[str, ...]] = ("core", "gen", "updates", "learning", "guard")
     """Attributes that change as it learns (:mod:`fleet.statefile`); with ``buffers``, the
     experience not learned from yet. A subclass adds its own to these."""
 
@@ -156,7 +182,6 @@ class DiffusionLearner(IndependentLearner):
         self.publisher = ParamPublisher(config.comm, ctx.n_devices, p)
         self.reconstruction = None if dense else ParamReceiver(len(receiver), p)
         """Each edge's top-k reconstruction; None when every message is dense (each replaces the last)."""
-        self.rejected = 0
         self.staleness_s = config.staleness or 2 * config.n_steps * ctx.control_period_s
 
     @property
@@ -167,14 +192,15 @@ class DiffusionLearner(IndependentLearner):
         """Parameter messages that reached their receivers.
 
         Messages on unknown edges are rejected, and so are sparse ones under a dense policy
-        (whose senders never publish them). Under a top-k policy messages go through each
-        edge's reconstruction first. Once learning has ended, messages are not taken.
+        (whose senders never publish them) and parameters that fail the guard's check (counted
+        in ``guard.rejected``). Under a top-k policy messages go through each edge's
+        reconstruction first. Once learning has ended, messages are not taken.
         """
         if not self.learning:
             return
         edge = self.topology.edge_index(got.receiver, got.sender)
         row = np.flatnonzero(edge >= 0)
-        self.rejected += len(edge) - len(row)
+        self.guard.rejected += len(edge) - len(row)
         edge, stamp = edge[row], got.published_at[row]
         if self.reconstruction is not None:
             values, ok = self.reconstruction.apply(edge, got.arrays_of(row), dense=len(got.arrays) == 1)
@@ -185,13 +211,15 @@ class DiffusionLearner(IndependentLearner):
                 raise ValueError(f"a dense message needs arrays [values (M, {p})], got shapes {[a.shape for a in got.arrays]}")
             self._store(edge, stamp, got.arrays[0], got.msg[row])
         else:
-            self.rejected += len(row)
+            self.guard.rejected += len(row)
 
     def _store(self, edge: np.ndarray, stamp: np.ndarray, values: np.ndarray, row: np.ndarray) -> None:
         """Keep the newest parameters per edge from D messages in arrival order: ``edge``,
         ``stamp`` and ``row`` (D,), message i's parameters ``values[row[i]]`` (P,) of ``values``
-        (M, P). An edge with a message at least as new as what it holds takes the parameters of
-        its last message."""
+        (M, P). Those that the guard rejects are left out; an edge with a message at least as new
+        as what it holds takes the parameters of its last message."""
+        ok = self.guard.accept(self.core.flat(), self.topology.receiver[edge], values, row)
+        edge, stamp, row = edge[ok], stamp[ok], row[ok]
         newer = stamp >= self.edge_time[edge]
         last = last_per_edge(edge)
         take = last[np.isin(edge[last], edge[newer])]
@@ -200,14 +228,14 @@ class DiffusionLearner(IndependentLearner):
         self.edge_time[edge[newer]] = stamp[newer]
 
     def update(self, t: float) -> dict[str, float]:
+        """Adapt, then combine; devices whose parameters then fail the check go back."""
+        good = self.core.flat()
         metrics = self.update_local(t)
         if metrics:
-            self.core.load_flat(self.combine(self.core.flat(), t))
+            new = self.combine(self.core.flat(), t)
+            self._roll_back(self.core, new, good)
+            self.core.load_flat(new)
         return metrics
-
-    def update_local(self, t: float) -> dict[str, float]:
-        """The adapt step alone (the independent learner's update)."""
-        return IndependentLearner.update(self, t)
 
     def combine(self, own: torch.Tensor, t: float) -> torch.Tensor:
         """(N, P) -> (N, P): combine with the fresh neighbour parameters."""
@@ -229,5 +257,5 @@ class DiffusionLearner(IndependentLearner):
         return [] if pub is None else [("params", pub)]
 
     STATE: ClassVar[tuple[str, ...]] = (
-        *IndependentLearner.STATE, "edge_params", "edge_time", "publisher", "reconstruction", "rejected",
+        *IndependentLearner.STATE, "edge_params", "edge_time", "publisher", "reconstruction",
     )

@@ -6,6 +6,10 @@ device publishes its rollout (observations, actions, rewards) on its ``experienc
 the cloud trains on every rollout that reached it and, every ``broadcast_every`` updates,
 publishes its parameters on ``fleet/cloud/collector/params`` to all devices. Both directions
 go through the simulated network and count in the communication cost.
+
+The guard (:mod:`fleet.learners.guard`) checks both ends: a device rejects a policy that is
+not finite, too large, or much larger than the one it has; the cloud goes back to its parameters
+from before an update after which they fail the check, so it never broadcasts them.
 """
 
 from __future__ import annotations
@@ -52,15 +56,17 @@ class CentralizedLearner(IndependentLearner):
         return self.cfg.qos
 
     def inbox(self, kind: str, got: Deliveries) -> None:
-        """``params`` to devices: load the newest policy; ``experience`` to the cloud: keep it.
-        Nothing once learning has ended."""
+        """``params`` to devices: load the newest policy that passes the guard's check;
+        ``experience`` to the cloud: keep it. Nothing once learning has ended."""
         if not self.learning:
             return
         if kind == "params":
             dev = np.flatnonzero(got.receiver < self.ctx.n_devices)
             order = dev[np.argsort(got.published_at[dev], kind="stable")]  # newest last: it wins
-            flat = self.core.flat().clone()
-            flat[got.receiver[order]] = torch.as_tensor(got.arrays_of(order)[0], dtype=torch.float32, device=self.device)
+            flat, policy = self.core.flat(), got.arrays[0]
+            order = order[self.guard.accept(flat, got.receiver[order], policy, got.msg[order])]
+            flat = flat.clone()
+            flat[got.receiver[order]] = torch.as_tensor(policy[got.msg[order]]).to(flat)
             self.core.load_flat(flat)
         elif kind == "experience":
             obs, actions, rewards = (torch.as_tensor(a, device=self.device) for a in got.arrays_of())
@@ -79,12 +85,17 @@ class CentralizedLearner(IndependentLearner):
             self.upload = (torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
             del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
         metrics: dict[str, float] = {}
+        good = self.cloud.flat()
         for batches in self.inbound.values():
             obs, actions, rewards = (torch.cat(parts, dim=1) for parts in zip(*batches))
             metrics = self.cloud.update(Rollout(obs, actions, rewards))
             self.cloud_updates += 1
             self.broadcast_due |= self.cloud_updates % self.cfg.broadcast_every == 0
         self.inbound = {}
+        if metrics:
+            new = self.cloud.flat()
+            if self._roll_back(self.cloud, new, good):
+                self.cloud.load_flat(new)
         self.updates += 1
         return metrics
 

@@ -12,8 +12,17 @@ from typing import Annotated, Literal
 
 from pydantic import Field
 
-from fleet.config import PositiveDuration, StrictModel
+from fleet.config import FiniteFloat, PositiveDuration, StrictModel
 from fleet.learners.comm import CommConfig
+
+
+class GuardConfig(StrictModel):
+    """Thresholds of the checks on received and own parameters."""
+
+    max_param: FiniteFloat = Field(1e3, gt=0)
+    """Largest magnitude of any parameter: received ones beyond it (or not finite) are rejected, own ones rolled back."""
+    max_norm_ratio: FiniteFloat = Field(10.0, gt=0)
+    """Received parameters θ_j are rejected when ||θ_j|| > max_norm_ratio * ||θ_i|| (θ_i: the receiver's own)."""
 
 
 class ActorCriticConfig(StrictModel):
@@ -92,6 +101,8 @@ class ActorCriticConfig(StrictModel):
     value_norm_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
     """Decay per update of the running mean and variance of each device's returns; the critic
     predicts returns in these normalized units, so it can follow values of any scale."""
+    guard: GuardConfig = GuardConfig()
+    """Checks on received parameters and on each device's own after every update (:mod:`fleet.learners.guard`)."""
 
 
 class DiffusionConfig(ActorCriticConfig):

@@ -258,6 +258,20 @@ class ActorCritic:
         same = flat.is_contiguous() and flat.dtype == first.dtype and flat.device == first.device
         self._flat = (flat, self._versions(flat)) if same else None
 
+    @torch.no_grad()
+    def restart(self, rows: torch.Tensor) -> None:
+        """Restart the optimizer state (Adam's moments, SGD's momentum) of the devices ``rows`` (N,)
+        bool, and their value norm where it is no longer finite: after their parameters were
+        rolled back, that state may still hold what made their update fail."""
+        if isinstance(self.optimizer, FusedAdam):
+            buffers = self.optimizer.exp_avg + self.optimizer.exp_avg_sq
+        else:
+            states = self.optimizer.state.values()
+            buffers = [s["momentum_buffer"] for s in states if s.get("momentum_buffer") is not None]
+        for buffer in buffers:
+            buffer[rows] = 0
+        self.value_norm.stats[:, rows & ~torch.isfinite(self.value_norm.stats).all(0)] = 0
+
     def _versions(self, flat: torch.Tensor) -> tuple[int, ...]:
         return (flat._version, *(p._version for p in self.parameters))
 

@@ -7,7 +7,8 @@ Processes (each one SimPy process for the whole fleet, never one per device):
   identical buildings with the same sensor noise (common random numbers), so KPI ratios
   compare controllers, not luck;
 - ``learning``  every ``update_every`` control ticks of the learner: parameter messages that
-  arrived go to the learner's inbox, the learner updates, and publishes per its policy;
+  arrived go to the learner's inbox, the learner updates, and publishes per its policy (the
+  devices of ``fleet.hostile`` publish poison instead: :mod:`fleet.sim.faults`);
 - ``telemetry`` every telemetry period: online devices publish their state to the collector;
 - ``consensus`` every consensus period: the neighbour-averaging exchange;
 - ``metrics``   every ``metrics_period``: one row of metrics.
@@ -45,6 +46,7 @@ from fleet.net.churn import Churn, LinkCuts
 from fleet.net.network import Outgoing, SimNetwork, endpoint_topics
 from fleet.scenario import DTYPES, Scenario
 from fleet.sim.consensus import ConsensusExchange
+from fleet.sim.faults import poison
 from fleet.sim.rng import Streams
 from fleet.sim.world import World, build_world
 from fleet.statefile import StateMismatch, array, attrs_state, entry, expect_keys, indices, load_attrs, within
@@ -216,6 +218,8 @@ class Simulation:
         """The real broker of a mixed fleet (:func:`fleet.sim.bridge.attach`), or None: all simulated."""
         self.external = np.zeros(w.n, bool)
         """(N,) devices that are real agents: the simulation never publishes for them."""
+        self.hostile = np.isin(w.device_names, s.fleet.hostile.devices)
+        """(N,) devices that publish poison in place of their parameters (:mod:`fleet.sim.faults`)."""
         self.next_due: dict[str, float] = {}
         """Next due time of each periodic process (empty before the run starts)."""
         self.checkpoint_time = 0.0
@@ -336,6 +340,8 @@ class Simulation:
         self.learner_metrics = learner.update(t)
         if learner.communicates:
             for kind, pub in learner.outbox(self._reachable() & ~self.external):
+                if kind == "params" and self.hostile.any():
+                    pub = poison(pub, self.hostile, self.scenario.fleet.hostile.value)
                 (self._publish_learner if self.bridge is None else self.bridge.publish)(t, kind, pub)
 
     def _publish_learner(self, t: float, kind: str, pub) -> None:
@@ -405,6 +411,8 @@ class Simulation:
         row.update({k: self.learner_metrics.get(k, float("nan")) for k in learner.metric_keys})
         if hasattr(learner, "flat_params"):
             row["learner/param_disagreement"] = param_disagreement(learner.flat_params(), self.group_of)
+        if hasattr(learner, "guard"):
+            row.update(learner.guard.metrics())
         row.update({
             "net/bytes_sent": float(st.bytes_sent[dev].sum()),
             "net/bytes_received": float(st.bytes_received[dev].sum()),

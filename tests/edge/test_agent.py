@@ -4,6 +4,7 @@ broker and a real mosquitto on loopback; killed, restarted and fed garbage."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import os
 import re
@@ -24,7 +25,8 @@ from click.testing import CliRunner
 from fleet.cli import main
 from fleet.deploy import provision
 from fleet.errors import TransportError
-from fleet.edge.agent import device_learner
+from fleet.edge.agent import BOARD_ROBUST, device_learner, simulated_driver
+from fleet.edge.agent import EdgeAgent
 from fleet.edge.counters import Counters
 from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
 from fleet.edge.launch import AgentArgs, build_agent, read_env_file
@@ -34,8 +36,9 @@ from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
 from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
+from devices.drivers import Reading
 from fleet.sim.engine import Simulation
-from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, paho_agent, started, view_of
+from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, options, paho_agent, started, view_of
 from tests.hostile import assert_refused, fleet_cli, hostile_pickle
 from tests.waiting import wait_for
 from tests.mosquitto import Broker, free_port, start_broker
@@ -150,6 +153,63 @@ def test_the_agent_tells_systemd_it_is_ready_alive_and_stopping(tmp_path, monkey
     assert received.count("WATCHDOG=1") == 3600 // 720 + 1
     assert any(line.startswith("STATUS=d00000 t=1.00h ticks=61 ") for line in received)
 
+def test_a_message_whose_handling_fails_is_counted_and_dropped_and_the_agent_goes_on(tmp_path):
+    broker = MemoryBroker()
+    neighbour = MemoryTransport(broker, "d00001")
+    neighbour.connect(1)
+    p = n_params(memory_agent(view_of(diffusion_raw()), broker, tmp_path / "probe"))
+    message = encode(Kind.PARAMS, 1, 1, 0.0, [np.zeros(p, np.float32)])
+    neighbour.publish("fleet/north/d00001/params", message, retain=True)  # the agent gets it when it subscribes
+    agent = memory_agent(view_of(diffusion_raw()), broker, tmp_path / "state", duration=3600.0)
+
+    def broken(kind, got):
+        raise RuntimeError("a bug in the learner")
+
+    agent.learner.inbox = broken
+    counters = agent.run()
+    assert counters.failed == 1 and counters.received == 1 and counters.dropped == 1
+    assert counters.ticks == 3600 // 60 + 1  # the whole hour
+
+
+class _BrokenSensor:
+    """The simulated thermostat, whose sensor reads NaN (a fault the driver does not catch) from 30 to 60 min."""
+
+    def __init__(self, view, clock):
+        self.driver, self.clock = simulated_driver(view, clock), clock
+        self.n_levels = self.driver.n_levels
+
+    def read(self) -> Reading:
+        reading = self.driver.read()
+        return Reading(float("nan")) if 1800 <= self.clock() < 3600 else reading
+
+    def apply(self, level: int) -> None:
+        self.driver.apply(level)
+
+    def close(self) -> None:
+        self.driver.close()
+
+
+def test_updates_that_leave_the_parameters_not_finite_are_rolled_back_and_never_published(tmp_path):
+    broker = MemoryBroker()
+    spy = MemoryTransport(broker, "spy")
+    spy.subscribe(PARAMS_0)
+    spy.connect(1)
+    transport = functools.partial(MemoryTransport, broker)
+    agent = EdgeAgent(view_of(diffusion_raw()), transport, tmp_path / "state", options(), _BrokenSensor)
+    counters = agent.run()
+    assert counters.rollbacks > 0 and counters.ticks == 7200 // 60 + 1
+    params = [decode(m.payload).arrays[0] for m in spy.drain()]
+    assert len(params) == counters.updates and all(np.isfinite(v).all() for v in params)
+    assert not np.array_equal(params[-1], params[len(params) // 2])  # it learns again once the sensor reads numbers
+
+
+def test_boards_combine_robustly_unless_the_scenario_says_otherwise():
+    assert device_learner(view_of(diffusion_raw())).cfg.robust == BOARD_ROBUST != "none"
+    assert device_learner(view_of(diffusion_raw(robust="none"))).cfg.robust == "none"
+    simulated = Simulation(parse_scenario(diffusion_raw(), "test", Path.cwd())).fleet.controller
+    assert simulated.cfg.robust == "none"  # simulated devices: as written
+
+
 # --- over mosquitto ------------------------------------------------------------------------------
 
 
@@ -223,6 +283,89 @@ def test_garbage_from_the_network_is_dropped_and_counted_and_the_model_learns_as
     twin.run()
     assert twin.counters.ticks == agent.counters.ticks
     assert torch.equal(agent.learner.flat_params(), twin.learner.flat_params())
+
+
+def _agent_process(scenario: Path, device: str, url: str, state: Path, duration: str) -> tuple[subprocess.Popen, Path]:
+    """``fleet agent`` for ``device`` at 720x (an hour in 5 wall seconds); its status lines go to
+    ``<device>-<duration>.out``, its log to ``.err``. Returns the process and the .out file."""
+    argv = [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", device, "--broker", url,
+            "--speedup", "720", "--duration", duration, "--checkpoint-every", "30min", "--status-every", "1h",
+            "--state-dir", str(state / device)]
+    out = state / f"{device}-{duration}.out"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(argv, cwd=ROOT, stdout=out.open("wb"), stderr=out.with_suffix(".err").open("wb"), env=env), out
+
+
+def _last_status(out: Path) -> dict[str, str]:
+    """The fields of the agent's last status line (printed when it stops)."""
+    return dict(re.findall(r"(\w+(?:/\w+)?)=(\S+)", out.read_text().splitlines()[-1]))
+
+
+def _run_attacked(scenario: Path, url: str, state: Path, duration: str) -> list[tuple[subprocess.Popen, Path]]:
+    """The honest neighbours d00001 and d00002 as real agent processes for ``duration``, while
+    d00000's credentials publish ±3e38 (finite, well-formed) on its params topic all along."""
+    agents = [_agent_process(scenario, device, url, state, duration) for device in ("d00001", "d00002")]
+    hostile = _injector(url)
+    p = device_learner(view_of(diffusion_raw())).flat_params().shape[1]
+    poison = [np.where(np.arange(p) % 2 == 0, 3e38, -3e38).astype(np.float32)]
+    seq = 0
+    try:
+        deadline = time.monotonic() + 180
+        while any(proc.poll() is None for proc, _ in agents) and time.monotonic() < deadline:
+            seq += 1
+            hostile.publish(PARAMS_0, encode(Kind.PARAMS, 0, seq, 0.0, poison), qos=0)
+            time.sleep(0.02)  # some 14 s of agent time: several poisoned messages between two updates
+    finally:
+        hostile.loop_stop()
+        hostile.disconnect()
+        for proc, _ in agents:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    for proc, out in agents:
+        assert proc.returncode == 0, out.with_suffix(".err").read_text()
+    return agents
+
+
+@pytest.mark.mqtt
+def test_real_agents_outlive_a_hostile_neighbour_publishing_huge_parameters_stay_honest_and_resume(
+    mosquitto, write_scenario, tmp_path
+):
+    """The issue's attack: both neighbours crashed, and their checkpoints made every restart crash."""
+    raw = diffusion_raw()
+    scenario = write_scenario(raw)
+    honest = Simulation(parse_scenario({**raw, "horizon": "1h"}, "test", Path.cwd()))
+    honest.run()
+    bound = 2 * float(honest.fleet.controller.flat_params().abs().max())  # the range of an honest run, with room
+    spy = PahoTransport("spy", mosquitto.url)
+    spy.subscribe("fleet/north/+/params")
+    assert spy.connect(5)
+    published: dict[str, list[np.ndarray]] = {"d00001": [], "d00002": []}
+
+    def collect() -> None:
+        for m in spy.drain():
+            device = m.topic.split("/")[2]
+            if device in published:
+                published[device].append(decode(m.payload).arrays[0])
+
+    try:
+        first = _run_attacked(scenario, mosquitto.url, tmp_path, "1h")
+        collect()
+        counts = [len(v) for v in published.values()]
+        rerun = _run_attacked(scenario, mosquitto.url, tmp_path, "30min")  # from their checkpoints
+        more = lambda: collect() or all(len(v) > n for v, n in zip(published.values(), counts))  # noqa: E731
+        wait_for(more, what="params after the restart")
+    finally:
+        spy.close()
+    for (_, out), (_, again) in zip(first, rerun):
+        before, after = _last_status(out), _last_status(again)
+        assert before["t"] == "1.00h" and after["t"] == "1.50h"  # the second run resumed at the first one's end
+        assert "resuming from" in again.with_suffix(".err").read_text()
+        assert 0 < int(before["rejected"]) < int(after["rejected"])  # counted, and the count survives the restart
+        assert int(after["dropped"]) == int(after["rejected"]) and after["rollbacks"] == "0"
+    for device, vectors in published.items():
+        assert len(vectors) >= 3600 // 60 // N_STEPS, device  # it kept learning and publishing all along
+        assert all(np.isfinite(v).all() and np.abs(v).max() <= bound for v in vectors), device
 
 
 def _queued_params(outbox: Path) -> list[float]:

@@ -38,9 +38,13 @@ def interrupt_at(seconds):
     return progress
 
 
-@pytest.mark.parametrize("learner", ["diffusion-v1", "centralized-v1"])
-def test_interrupted_then_resumed_equals_uninterrupted(scenario_factory, tmp_path, learner):
-    sc = scenario_factory(**{**SETTINGS, "learner.name": learner})
+@pytest.mark.parametrize("learner, extra", [
+    ("diffusion-v1", {}),
+    ("centralized-v1", {}),
+    ("diffusion-v1", {"fleet.hostile.devices": ["d00000"]}),  # the guard's counts go on after the resume
+])
+def test_interrupted_then_resumed_equals_uninterrupted(scenario_factory, tmp_path, learner, extra):
+    sc = scenario_factory(**{**SETTINGS, "learner.name": learner, **extra})
     _, full = execute(sc, tmp_path / "full")
     _, part = execute(sc, tmp_path / "cut", progress=interrupt_at(2.5 * 3600))
     assert part["run"]["status"] == "interrupted" and part["run"]["simulated_s"] < sc.horizon
