@@ -66,7 +66,7 @@ def test_the_rejected_count_reaches_metrics_csv(tiny_raw, tmp_path):
 
 @pytest.mark.parametrize("hostile, external, message", [
     (["d00099"], [], "fleet.hostile.devices: unknown device(s) d00099"),
-    (["d00001", "d00001"], [], "fleet.hostile.devices: a device is listed twice"),
+    (["d00001", "d00001"], [], "fleet.hostile.devices: d00001 listed twice"),
     (["d00001"], ["d00001"], "fleet.hostile.devices: d00001 also in fleet.external"),
 ])
 def test_hostile_devices_must_be_simulated_devices_of_the_fleet(tiny_raw, hostile, external, message):
