@@ -39,6 +39,34 @@ def features(obs: Observation, device: str) -> torch.Tensor:
     return torch.from_numpy(x).to(device)
 
 
+COLUMNS = (
+    "indoor", "outdoor", "band_lo", "band_hi", "below_band", "above_band", "hour_sin", "hour_cos", "price", "feeder_load",
+    *(f"band_lo_{h:g}h" for h in PREVIEW_H), *(f"band_hi_{h:g}h" for h in PREVIEW_H), *(f"price_{h:g}h" for h in PREVIEW_H),
+)
+"""Name of each feature column, in order."""
+TEMP_RANGE_C = (-60.0, 60.0)
+"""Temperatures (indoor, outdoor, comfort bands) that :func:`feature_bounds` allows."""
+PRICE_CAP = 10.0
+"""Highest price per kWh that :func:`feature_bounds` allows (tariffs are never negative)."""
+FEEDER_LOAD_CAP = 10.0
+"""Highest feeder load, as a multiple of the feeder's capacity, that :func:`feature_bounds` allows."""
+
+
+def feature_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """(low, high), each (N_FEATURES,) float32: the range of every column of :func:`features`
+    for temperatures in TEMP_RANGE_C, prices up to PRICE_CAP and feeder loads up to
+    FEEDER_LOAD_CAP (the gaps, the time of day are bounded by construction). Environments clip
+    their observations to it; no shipped scenario comes near its edges."""
+    t_lo, t_hi = (np.asarray(TEMP_RANGE_C) - 20.0) / 5.0
+    o_lo, o_hi = (np.asarray(TEMP_RANGE_C) - 5.0) / 10.0
+    h = len(PREVIEW_H)
+    price = (0.0, PRICE_CAP / PRICE_SCALE)
+    bounds = [(t_lo, t_hi), (o_lo, o_hi), (t_lo, t_hi), (t_lo, t_hi), (0.0, GAP_CAP_C / 2.0), (0.0, GAP_CAP_C / 2.0),
+              (-1.0, 1.0), (-1.0, 1.0), price, (0.0, FEEDER_LOAD_CAP)] + [(t_lo, t_hi)] * 2 * h + [price] * h
+    low, high = np.array(bounds, np.float32).T
+    return low, high
+
+
 def indoor_c(x: torch.Tensor) -> torch.Tensor:
     """Measured indoor temperature, degC, back from features (..., N_FEATURES) -> (...)."""
     return x[..., 0] * 5.0 + 20.0
