@@ -1,4 +1,9 @@
-"""Observation -> feature matrix for neural learners."""
+"""The thermostat adapter of the generic learner cores: Observation -> feature matrix, and the
+reward shaping that reads the indoor temperature and the price back from the features.
+
+The cores (:mod:`fleet.learners.stacked`) take plain (N, F) tensors and rewards as given; this
+module is all they would need to know about thermostats, and they do not import it.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +11,7 @@ import numpy as np
 import torch
 
 from fleet.learners.base import PREVIEW_H, Observation
+from fleet.learners.stacked import ActorCriticConfig, Rollout
 
 N_FEATURES = 10 + 3 * len(PREVIEW_H)
 PRICE_SCALE = 0.3
@@ -75,3 +81,14 @@ def indoor_c(x: torch.Tensor) -> torch.Tensor:
 def price_now(x: torch.Tensor) -> torch.Tensor:
     """Electricity price now, per kWh, back from features (..., N_FEATURES) -> (...)."""
     return x[..., 8] * PRICE_SCALE
+
+
+def shape_rewards(r: Rollout, cfg: ActorCriticConfig) -> Rollout:
+    """``r`` (obs (T+1, N, N_FEATURES)) with potential-based shaping added to its rewards (T, N):
+    ``gamma * phi(next) - phi(now)``, ``phi = (shaping_per_degc + shaping_kwh_per_degc * price now)
+    * indoor temperature``, both read from the features (see ``ActorCriticConfig``); ``r`` itself
+    when both weights are 0."""
+    if not (cfg.shaping_per_degc or cfg.shaping_kwh_per_degc):
+        return r
+    phi = (cfg.shaping_per_degc + cfg.shaping_kwh_per_degc * price_now(r.obs)) * indoor_c(r.obs)  # (T+1, N)
+    return Rollout(r.obs, r.actions, r.rewards + cfg.gamma * phi[1:] - phi[:-1])
