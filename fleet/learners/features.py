@@ -7,6 +7,8 @@ module is all they would need to know about thermostats, and they do not import 
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -91,4 +93,4 @@ def shape_rewards(r: Rollout, cfg: ActorCriticConfig) -> Rollout:
     if not (cfg.shaping_per_degc or cfg.shaping_kwh_per_degc):
         return r
     phi = (cfg.shaping_per_degc + cfg.shaping_kwh_per_degc * price_now(r.obs)) * indoor_c(r.obs)  # (T+1, N)
-    return Rollout(r.obs, r.actions, r.rewards + cfg.gamma * phi[1:] - phi[:-1])
+    return replace(r, rewards=r.rewards + cfg.gamma * phi[1:] - phi[:-1])
