@@ -3,17 +3,14 @@ over a few seeds, against a uniformly random policy.
 
     .venv/bin/python benchmarks/train_simple_spread.py            # 3 seeds x 40k steps per learner, ~10 min on 2 cores
 
-Writes ``benchmarks/results/simple-spread.json`` (the command, the machine, every curve) and
-the plot ``docs/img/simple-spread.png`` (mean over seeds, the seeds' range shaded). Needs the
+Writes ``benchmarks/results/simple-spread.json`` (every curve, with the command, the machine,
+the commit and the date) and the plot ``docs/img/simple-spread.png`` (mean over seeds, the seeds' range shaded). Needs the
 ``examples`` extra (``pip install -c constraints.txt -e '.[examples]'``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,9 +23,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from mpe2 import simple_spread_v3  # noqa: E402
 
+from bench_engine import REPO, RESULTS, record, say  # noqa: E402
 from fleet.env.train import random_returns, train  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass
@@ -52,11 +48,14 @@ class Settings:
 def study(s: Settings) -> dict:
     """Every learner on every seed, and the random policy: the JSON that is written."""
     started = time.perf_counter()
-    curves = {
-        learner: {seed: train(simple_spread_v3.parallel_env(**s.env), learner, steps=s.steps, seed=seed, points=s.points).curve for seed in s.seeds}
-        for learner in s.learners
-    }
-    rand = [float(np.mean(random_returns(simple_spread_v3.parallel_env(**s.env), s.random_episodes, seed))) for seed in s.seeds]
+    curves = {learner: {} for learner in s.learners}
+    for learner in s.learners:
+        for seed in s.seeds:
+            curves[learner][seed] = train(simple_spread_v3.parallel_env(**s.env), learner, steps=s.steps, seed=seed,
+                                          points=s.points).curve
+            say(f"{learner} seed {seed}: final mean return {curves[learner][seed][-1]['mean_return']:.2f}")
+    env = simple_spread_v3.parallel_env(**s.env)
+    rand = [float(np.mean(random_returns(env, s.random_episodes, seed))) for seed in s.seeds]
     return {
         "settings": asdict(s),
         "curves": curves,
@@ -91,17 +90,15 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--steps", type=int, default=Settings.steps, help="environment steps per run [default: %(default)s]")
     p.add_argument("--seeds", type=int, default=len(Settings.seeds), help="seeds 0..n-1 [default: %(default)s]")
     p.add_argument("--points", type=int, default=Settings.points, help="rows of each curve [default: %(default)s]")
-    p.add_argument("--random-episodes", type=int, default=Settings.random_episodes, help="episodes of the random policy per seed [default: %(default)s]")
-    p.add_argument("--json", type=Path, default=ROOT / "benchmarks/results/simple-spread.json", help="where the results go")
-    p.add_argument("--png", type=Path, default=ROOT / "docs/img/simple-spread.png", help="where the plot goes")
+    p.add_argument("--random-episodes", type=int, default=Settings.random_episodes,
+                   help="episodes of the random policy per seed [default: %(default)s]")
+    p.add_argument("--out", type=Path, default=RESULTS, help="folder of simple-spread.json [default: benchmarks/results]")
+    p.add_argument("--png", type=Path, default=REPO / "docs/img/simple-spread.png", help="where the plot goes")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # tensors of 3 agents: more threads only wait on each other
     s = Settings(seeds=tuple(range(args.seeds)), steps=args.steps, points=args.points, random_episodes=args.random_episodes)
     result = study(s)
-    result["command"] = "python benchmarks/train_simple_spread.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    result["machine"] = {"python": platform.python_version(), "torch": torch.__version__, "processor": platform.processor() or platform.machine()}
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(result, indent=1))
+    record("simple-spread", result, args.out)
     plot(result, args.png)
     return result
 

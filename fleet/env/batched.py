@@ -128,9 +128,9 @@ class BatchedFleetEnv:
         self._sensed = self.sim.sense(self.sim.env.now)
         return self._observation(), self._infos()
 
-    def step(self, actions: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, dict]:
+    def step(self, actions: torch.Tensor | np.ndarray) -> tuple[torch.Tensor, ...]:
         """One control tick with ``actions`` (N,). Returns obs (N, F), rewards (N,), terminated
-        (N,) bool (never), truncated (N,) bool (all, at the horizon), infos."""
+        (N,) bool (never), truncated (N,) bool (all, at the horizon), infos (a dict)."""
         if self._sensed is None:
             raise RuntimeError("call reset() before step(), and again after the episode was truncated")
         self.controller.levels = self._levels(actions)
@@ -153,9 +153,11 @@ class BatchedFleetEnv:
         """``actions`` as (N,) int64, or ValueError saying what was expected."""
         a = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
         if a.shape != (self.n_devices,):
-            raise ValueError(f"actions must have shape (N devices,) = ({self.n_devices},), one HVAC level per device; got {a.shape}")
+            raise ValueError(f"actions must have shape (N devices,) = ({self.n_devices},), one HVAC level per device; "
+                             f"got {a.shape}")
         if a.dtype.kind not in "iu" or (len(a) and not 0 <= a.min() <= a.max() < self.n_actions):
-            raise ValueError(f"actions must be integer HVAC levels in [0, {self.n_actions}); got {a.dtype} from {a.min()} to {a.max()}")
+            raise ValueError(f"actions must be integer HVAC levels in [0, {self.n_actions}); "
+                             f"got {a.dtype} from {a.min()} to {a.max()}")
         return a.astype(np.int64)
 
     def _observation(self) -> torch.Tensor:

@@ -74,7 +74,8 @@ class FleetParallelEnv(ParallelEnv):
     def _infos(self, infos: dict) -> dict[str, dict]:
         columns = [infos[k].tolist() for k in PER_DEVICE_INFOS]
         fleet = {k: v for k, v in infos.items() if k not in PER_DEVICE_INFOS}
-        return {a: {**dict(zip(PER_DEVICE_INFOS, row)), "fleet": fleet} for a, row in zip(self.possible_agents, zip(*columns))}
+        rows = zip(*columns)
+        return {a: {**dict(zip(PER_DEVICE_INFOS, row)), "fleet": fleet} for a, row in zip(self.possible_agents, rows)}
 
     def close(self) -> None:
         """Nothing to release: the simulation lives in memory."""

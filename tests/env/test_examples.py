@@ -28,10 +28,12 @@ def keep_threads():
     torch.set_num_threads(before)
 
 
-def test_simple_spread_study_writes_every_curve_and_the_plot(tmp_path):
+def test_simple_spread_study_writes_every_curve_and_the_plot(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script: it imports bench_engine beside it
     study = script("benchmarks/train_simple_spread.py")
-    out, png = tmp_path / "spread.json", tmp_path / "spread.png"
-    study.main(["--steps", "100", "--seeds", "2", "--points", "2", "--random-episodes", "2", "--json", str(out), "--png", str(png)])
+    out, png = tmp_path / "simple-spread.json", tmp_path / "spread.png"
+    study.main(["--steps", "100", "--seeds", "2", "--points", "2", "--random-episodes", "2",
+                "--out", str(tmp_path), "--png", str(png)])
     result = json.loads(out.read_text())
     assert set(result["curves"]) == {"independent-v1", "diffusion-v1"}
     for by_seed in result["curves"].values():

@@ -57,7 +57,8 @@ class Bandit(ParallelEnv):
         rewards = {a: float(actions[a] == c) for a, c in zip(self.possible_agents, self.cue)}
         self.t += 1
         done = self.t == LENGTH
-        out = (self._observe(), rewards, dict.fromkeys(self.agents, False), dict.fromkeys(self.agents, done), {a: {} for a in self.agents})
+        flags = dict.fromkeys(self.agents, False), dict.fromkeys(self.agents, done)
+        out = (self._observe(), rewards, *flags, {a: {} for a in self.agents})
         if done:
             self.agents = []
         return out

@@ -15,5 +15,6 @@ def test_gae_bootstraps_past_a_truncation_and_not_past_a_termination():
     terminal = torch.tensor([[True, False]])
     torch.testing.assert_close(gae(rewards, values, 0.5, 1.0, terminal), torch.tensor([[ended_first, last]]))
     ended_last = 2 - 0.2
+    before = 1 + 0.5 * 0.2 - 0.1 + 0.5 * ended_last
     terminal = torch.tensor([[False, True]])
-    torch.testing.assert_close(gae(rewards, values, 0.5, 1.0, terminal), torch.tensor([[1 + 0.5 * 0.2 - 0.1 + 0.5 * ended_last, ended_last]]))
+    torch.testing.assert_close(gae(rewards, values, 0.5, 1.0, terminal), torch.tensor([[before, ended_last]]))
