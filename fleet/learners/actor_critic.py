@@ -23,7 +23,7 @@ from fleet.learners.base import Deliveries, LearnerContext, Observation
 from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, neighbourhood_stack, trimmed_mean, weighted_combine
 from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.configs import DiffusionConfig
-from fleet.learners.features import N_FEATURES, features
+from fleet.learners.features import N_FEATURES, features, shape_rewards
 from fleet.learners.guard import ParamGuard
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
 from fleet.statefile import StateMismatch, array_list, attrs_state, expect_keys, load_attrs, within
@@ -100,7 +100,7 @@ class IndependentLearner:
         metrics = {}
         if steps >= 1:
             rollout = Rollout(torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
-            metrics = self.core.update(rollout)
+            metrics = self.core.update(shape_rewards(rollout, self.cfg))
             del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
             self.updates += 1
         self._end_learning_at(t)

@@ -24,7 +24,7 @@ from fleet.learners.actor_critic import IndependentLearner
 from fleet.learners.base import Deliveries, LearnerContext
 from fleet.learners.comm import Publication
 from fleet.learners.configs import CentralizedConfig
-from fleet.learners.features import N_FEATURES
+from fleet.learners.features import N_FEATURES, shape_rewards
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 from fleet.mqtt.codec import DType
 from fleet.scenario import DTYPES
@@ -88,7 +88,7 @@ class CentralizedLearner(IndependentLearner):
         good = self.cloud.flat()
         for batches in self.inbound.values():
             obs, actions, rewards = (torch.cat(parts, dim=1) for parts in zip(*batches))
-            metrics = self.cloud.update(Rollout(obs, actions, rewards))
+            metrics = self.cloud.update(shape_rewards(Rollout(obs, actions, rewards), self.cfg))
             self.cloud_updates += 1
             self.broadcast_due |= self.cloud_updates % self.cfg.broadcast_every == 0
         self.inbound = {}

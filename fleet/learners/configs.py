@@ -52,13 +52,15 @@ class ActorCriticConfig(StrictModel):
     clip: Annotated[float, Field(gt=0, lt=1)] = 0.2
     """PPO clip range of the probability ratio (used when epochs > 1)."""
     shaping_per_degc: Annotated[float, Field(ge=0)] = 0.0
-    """Potential-based reward shaping (Ng, Harada and Russell 1999): the learner adds
+    """Thermostat learners only (:func:`fleet.learners.features.shape_rewards`; the core takes
+    rewards as given). Potential-based reward shaping (Ng, Harada and Russell 1999): the learner adds
     ``gamma * phi(next) - phi(now)`` with ``phi = shaping_per_degc * indoor temperature`` to each
     reward, crediting heat when it is stored rather than hours later when it prevents
     discomfort. Any potential leaves the optimal policy unchanged; it changes what is learnable
     from few samples. In money per degree C; 0 turns it off."""
     shaping_kwh_per_degc: Annotated[float, Field(ge=0)] = 0.0
-    """Shaping priced by the tariff: adds ``shaping_kwh_per_degc * price now`` to the potential's
+    """Thermostat learners only, as ``shaping_per_degc``. Shaping priced by the tariff: adds
+    ``shaping_kwh_per_degc * price now`` to the potential's
     money per degree C. One kWh of electricity warms a house by COP / C degrees; with this near
     C / COP (1-4 kWh per degree C for the scenario's houses, 2.3 on average) heat is credited at
     the price paid for it when it is bought, so heating costs nothing until the heat is lost,

@@ -1,11 +1,19 @@
-"""Observation -> feature matrix for neural learners."""
+"""The thermostat adapter of the generic learner cores: Observation -> feature matrix, and the
+reward shaping that reads the indoor temperature and the price back from the features.
+
+The cores (:mod:`fleet.learners.stacked`) take plain (N, F) tensors and rewards as given; this
+module is all they would need to know about thermostats, and they do not import it.
+"""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import torch
 
 from fleet.learners.base import PREVIEW_H, Observation
+from fleet.learners.stacked import ActorCriticConfig, Rollout
 
 N_FEATURES = 10 + 3 * len(PREVIEW_H)
 LAYOUT = "thermostat-features-v1"
@@ -43,6 +51,34 @@ def features(obs: Observation, device: str) -> torch.Tensor:
     return torch.from_numpy(x).to(device)
 
 
+COLUMNS = (
+    "indoor", "outdoor", "band_lo", "band_hi", "below_band", "above_band", "hour_sin", "hour_cos", "price", "feeder_load",
+    *(f"band_lo_{h:g}h" for h in PREVIEW_H), *(f"band_hi_{h:g}h" for h in PREVIEW_H), *(f"price_{h:g}h" for h in PREVIEW_H),
+)
+"""Name of each feature column, in order."""
+TEMP_RANGE_C = (-60.0, 60.0)
+"""Temperatures (indoor, outdoor, comfort bands) that :func:`feature_bounds` allows."""
+PRICE_CAP = 10.0
+"""Highest price per kWh that :func:`feature_bounds` allows (tariffs are never negative)."""
+FEEDER_LOAD_CAP = 10.0
+"""Highest feeder load, as a multiple of the feeder's capacity, that :func:`feature_bounds` allows."""
+
+
+def feature_bounds() -> tuple[np.ndarray, np.ndarray]:
+    """(low, high), each (N_FEATURES,) float32: the range of every column of :func:`features`
+    for temperatures in TEMP_RANGE_C, prices up to PRICE_CAP and feeder loads up to
+    FEEDER_LOAD_CAP (the gaps, the time of day are bounded by construction). Environments clip
+    their observations to it; no shipped scenario comes near its edges."""
+    t_lo, t_hi = (np.asarray(TEMP_RANGE_C) - 20.0) / 5.0
+    o_lo, o_hi = (np.asarray(TEMP_RANGE_C) - 5.0) / 10.0
+    h = len(PREVIEW_H)
+    price = (0.0, PRICE_CAP / PRICE_SCALE)
+    bounds = [(t_lo, t_hi), (o_lo, o_hi), (t_lo, t_hi), (t_lo, t_hi), (0.0, GAP_CAP_C / 2.0), (0.0, GAP_CAP_C / 2.0),
+              (-1.0, 1.0), (-1.0, 1.0), price, (0.0, FEEDER_LOAD_CAP)] + [(t_lo, t_hi)] * 2 * h + [price] * h
+    low, high = np.array(bounds, np.float32).T
+    return low, high
+
+
 def indoor_c(x: torch.Tensor) -> torch.Tensor:
     """Measured indoor temperature, degC, back from features (..., N_FEATURES) -> (...)."""
     return x[..., 0] * 5.0 + 20.0
@@ -51,3 +87,14 @@ def indoor_c(x: torch.Tensor) -> torch.Tensor:
 def price_now(x: torch.Tensor) -> torch.Tensor:
     """Electricity price now, per kWh, back from features (..., N_FEATURES) -> (...)."""
     return x[..., 8] * PRICE_SCALE
+
+
+def shape_rewards(r: Rollout, cfg: ActorCriticConfig) -> Rollout:
+    """``r`` (obs (T+1, N, N_FEATURES)) with potential-based shaping added to its rewards (T, N):
+    ``gamma * phi(next) - phi(now)``, ``phi = (shaping_per_degc + shaping_kwh_per_degc * price now)
+    * indoor temperature``, both read from the features (see ``ActorCriticConfig``); ``r`` itself
+    when both weights are 0."""
+    if not (cfg.shaping_per_degc or cfg.shaping_kwh_per_degc):
+        return r
+    phi = (cfg.shaping_per_degc + cfg.shaping_kwh_per_degc * price_now(r.obs)) * indoor_c(r.obs)  # (T+1, N)
+    return replace(r, rewards=r.rewards + cfg.gamma * phi[1:] - phi[:-1])

@@ -17,7 +17,7 @@ import torch
 
 from fleet.errors import ConfigError
 from fleet.learners.configs import ActorCriticConfig
-from fleet.learners.features import LAYOUT, indoor_c, price_now
+from fleet.learners.features import LAYOUT
 from fleet.statefile import StateFileError, StateMismatch, array, array_list, entry, expect_keys, load_child, within
 from fleet.statefile import load as load_state
 
@@ -165,22 +165,29 @@ def unflatten_into(params: list[torch.Tensor], flat: torch.Tensor) -> None:
 @dataclass
 class Rollout:
     """T transitions of N devices: obs (T+1, N, F) including the bootstrap observation,
-    actions (T, N) int64, rewards (T, N)."""
+    actions (T, N) int64, rewards (T, N); ``terminal`` (T, N) bool or None (never): the
+    episode ended at step t by termination, so nothing after it is bootstrapped (an episode cut
+    by a time limit is not terminal: its last observation is bootstrapped as any other)."""
 
     obs: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
+    terminal: torch.Tensor | None = None
 
 
 METRIC_KEYS = ("losses/policy", "losses/value", "losses/entropy", "charts/mean_reward")
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float) -> torch.Tensor:
-    """Generalized advantage estimates (N, T) from rewards (N, T) and values (N, T+1)."""
+def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float, terminal: torch.Tensor | None = None) -> torch.Tensor:
+    """Generalized advantage estimates (N, T) from rewards (N, T) and values (N, T+1);
+    ``terminal`` (N, T) bool: after a terminal step t neither the value nor the advantages of
+    what follows count."""
     adv = torch.zeros_like(rewards)
     running = torch.zeros(rewards.shape[0], device=rewards.device)
+    go_on = None if terminal is None else (~terminal).to(rewards.dtype)
     for t in reversed(range(rewards.shape[1])):
-        running = rewards[:, t] + gamma * values[:, t + 1] - values[:, t] + gamma * lam * running
+        after, carried = (values[:, t + 1], running) if go_on is None else (values[:, t + 1] * go_on[:, t], running * go_on[:, t])
+        running = rewards[:, t] + gamma * after - values[:, t] + gamma * lam * carried
         adv[:, t] = running
     return adv
 
@@ -314,14 +321,11 @@ class ActorCritic:
         cfg = self.cfg
         obs = r.obs.transpose(0, 1)  # (N, T+1, F)
         rewards = r.rewards.transpose(0, 1)  # (N, T)
-        if cfg.shaping_per_degc or cfg.shaping_kwh_per_degc:
-            phi = (cfg.shaping_per_degc + cfg.shaping_kwh_per_degc * price_now(obs)) * indoor_c(obs)  # (N, T+1)
-            rewards = rewards + cfg.gamma * phi[:, 1:] - phi[:, :-1]
         actions = r.actions.transpose(0, 1)  # (N, T)
         values = self.critic(obs).squeeze(-1)  # (N, T+1); the first epoch's value loss reuses it
         with torch.no_grad():
             v = self.value_norm.denormalize(values.detach())
-            adv = gae(rewards, v, cfg.gamma, cfg.gae_lambda)
+            adv = gae(rewards, v, cfg.gamma, cfg.gae_lambda, None if r.terminal is None else r.terminal.transpose(0, 1))
             returns = adv + v[:, :-1]
             if cfg.normalize_advantages and adv.shape[1] > 1:  # per device: only its own data
                 adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)

@@ -168,11 +168,17 @@ class ControlledFleet:
         load_attrs(self.buildings, {"temp": state["temp"]}, ("temp",))
         load_attrs(self, {name: state[name] for name in self.STATE}, self.STATE)
 
+    def sense(self, obs_inputs: dict, noise: np.ndarray) -> Observation:
+        """What the controller observes now: ``obs_inputs`` (the conditions and the link state),
+        the indoor temperatures plus the sensor ``noise`` (N,), and the feeder loads of the last tick."""
+        w = self.world
+        feeder_frac = (self.site_load / w.feeder_kw)[w.site_of]
+        return Observation(temp_c=self.buildings.temp + noise, feeder_load=feeder_frac, **obs_inputs)
+
     def tick(self, obs_inputs: dict, noise: np.ndarray, dt_s: float, reward_weights: tuple[float, float]) -> None:
         """Sense, act, step the physics, account KPIs and hand the learner its reward."""
         w = self.world
-        feeder_frac = (self.site_load / w.feeder_kw)[w.site_of]
-        obs = Observation(temp_c=self.buildings.temp + noise, feeder_load=feeder_frac, **obs_inputs)
+        obs = self.sense(obs_inputs, noise)
         levels = self.controller.act(obs)
         self.power = self.buildings.step(levels, obs.outdoor_c, dt_s)
         violation = comfort_violation_c(self.buildings.temp, obs.band_lo, obs.band_hi)  # at the end of the tick
@@ -186,13 +192,17 @@ class ControlledFleet:
 class Simulation:
     """One run of a scenario. ``run()`` drives it; ``on_row`` receives each metrics row."""
 
-    def __init__(self, scenario: Scenario, device: str = "cpu") -> None:
+    def __init__(self, scenario: Scenario, device: str = "cpu", controller: Learner | None = None) -> None:
+        """``controller``: controls the fleet instead of the scenario's learner (the
+        environments of :mod:`fleet.env` pass one that applies the actions they are given)."""
         self.scenario = s = scenario
         self.streams = Streams(s.seed)
         self.world = w = build_world(s, self.streams)
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
-        ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("learner"), device, w.topology, s.control_period)
-        self.fleet = ControlledFleet(w, mode, make_learner(s.learner.name, s.learner.params, ctx))
+        if controller is None:
+            ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("learner"), device, w.topology, s.control_period)
+            controller = make_learner(s.learner.name, s.learner.params, ctx)
+        self.fleet = ControlledFleet(w, mode, controller)
         self.baseline = None
         if s.outputs.baseline:
             baseline_ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("baseline"), "cpu")
@@ -271,15 +281,23 @@ class Simulation:
             yield PhasedTimeout(self.env, period, phase)
 
     def _control(self, t: float) -> None:
+        self.act(*self.sense(t))
+
+    def sense(self, t: float) -> tuple[dict, np.ndarray]:
+        """The first half of a control tick at ``t``: churn and link cuts up to ``t``, then what
+        every device senses apart from its own state: (the Observation's inputs, sensor noise (N,))."""
         s, w = self.scenario, self.world
-        dt = s.control_period
-        weights = (s.reward.discomfort_per_degh, s.reward.overload_per_kwh)
         self._network_events(t)
         inputs = dict(w.conditions(t), online=self.network.online[: w.n].copy())
-        noise = sense_temperature(np.zeros(w.n), s.fleet.sensors.temp_noise_std_c, self.sensor_rng)
-        self.fleet.tick(inputs, noise, dt, weights)
+        return inputs, sense_temperature(np.zeros(w.n), s.fleet.sensors.temp_noise_std_c, self.sensor_rng)
+
+    def act(self, inputs: dict, noise: np.ndarray) -> None:
+        """The second half: the controller (and the baseline) act on what was sensed, physics, rewards."""
+        s = self.scenario
+        weights = (s.reward.discomfort_per_degh, s.reward.overload_per_kwh)
+        self.fleet.tick(inputs, noise, s.control_period, weights)
         if self.baseline is not None:
-            self.baseline.tick(inputs, noise, dt, weights)
+            self.baseline.tick(inputs, noise, s.control_period, weights)
         self.ticks += 1
 
     def _network_events(self, t: float) -> None:
@@ -445,6 +463,26 @@ class Simulation:
         procs["metrics"] = (s.outputs.metrics_period, PHASE_METRICS, self._metrics)
         return procs
 
+    def start(
+        self,
+        on_row: Callable[[dict], None] = lambda row: None,
+        on_checkpoint: Callable[["Simulation"], None] | None = None,
+        control: bool = True,
+    ) -> None:
+        """Start the periodic processes at the current time (a restored simulation keeps its
+        schedule); ``run`` then drives them. ``control=False`` starts all but the control tick:
+        the caller then runs it, ``act(*sense(t))``, at every control time ``t`` before running
+        the environment past ``t`` (:mod:`fleet.env` does, to hand out each observation and take
+        the actions back). The control tick comes first at its time (:class:`PhasedTimeout`), and
+        ``env.run(until=t)`` stops before anything due at ``t``, so the order is the same."""
+        self.on_row, self.on_checkpoint = on_row, on_checkpoint
+        now = self.env.now
+        for name, (period, phase, step) in self._schedule().items():
+            if name == "control" and not control:
+                continue
+            first = self.next_due[name] - now if name in self.next_due else (period if name == "learning" else 0.0)
+            self.env.process(self._periodic(name, period, phase, step, first))
+
     def run(
         self,
         on_row: Callable[[dict], None] = lambda row: None,
@@ -461,12 +499,9 @@ class Simulation:
         A simulation restored from a checkpoint continues where it was saved.
         """
         s = self.scenario
-        self.on_row, self.on_checkpoint = on_row, on_checkpoint
         started = time.perf_counter()
         now = self.env.now
-        for name, (period, phase, step) in self._schedule().items():
-            first = self.next_due[name] - now if name in self.next_due else (period if name == "learning" else 0.0)
-            self.env.process(self._periodic(name, period, phase, step, first))
+        self.start(on_row, on_checkpoint)
         status = "completed"
         try:
             chunk = s.outputs.metrics_period

@@ -1,5 +1,6 @@
-"""Potential-based reward shaping: the learner's update on shaped rewards equals an unshaped
-update on rewards shaped by hand from the measured temperatures and prices."""
+"""Potential-based reward shaping: the thermostat learners' update on shaped rewards equals an
+unshaped update on rewards shaped by hand from the measured temperatures and prices; the generic
+core takes rewards as given."""
 
 from dataclasses import replace
 
@@ -7,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from fleet.learners.features import N_FEATURES, features
+from fleet.learners.features import N_FEATURES, features, shape_rewards
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 from fleet.testing import _observation
 
@@ -35,9 +36,21 @@ def test_shaping_adds_gamma_phi_next_minus_phi_with_phi_priced_per_degree(per_de
     def updated(shaping: dict, rewards: torch.Tensor) -> torch.Tensor:
         cfg = ActorCriticConfig(gamma=gamma, **shaping)
         core = ActorCritic(cfg, N, N_FEATURES, L, torch.Generator().manual_seed(0), "cpu")
-        core.update(Rollout(r.obs, r.actions, rewards))
+        core.update(shape_rewards(Rollout(r.obs, r.actions, rewards), cfg))
         return core.flat()
 
     shaped = updated({"shaping_per_degc": per_degc, "shaping_kwh_per_degc": kwh_per_degc}, r.rewards)
     torch.testing.assert_close(shaped, updated({}, by_hand), atol=2e-5, rtol=1e-4)
     assert (shaped - updated({}, r.rewards)).abs().max() > 1e-4  # the shaping changed the step
+
+
+def test_the_core_takes_rewards_as_given_whatever_the_shaping_weights():
+    """Shaping is the thermostat adapter's: a core on other observations is not shaped."""
+    r, _, _ = rollout_of(np.random.default_rng(2))
+
+    def updated(cfg: ActorCriticConfig) -> torch.Tensor:
+        core = ActorCritic(cfg, N, N_FEATURES, L, torch.Generator().manual_seed(0), "cpu")
+        core.update(r)
+        return core.flat()
+
+    assert torch.equal(updated(ActorCriticConfig(shaping_per_degc=0.6, shaping_kwh_per_degc=3.0)), updated(ActorCriticConfig()))
