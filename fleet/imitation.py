@@ -20,7 +20,7 @@ from tqdm import tqdm
 from devices.building import ThermostatFleet
 from fleet.errors import ConfigError
 from fleet.learners.base import Observation
-from fleet.learners.features import N_FEATURES, features
+from fleet.learners.features import LAYOUT, N_FEATURES, features
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, StackedMLP, policy_state
 from fleet.optimum import Window, optimal_control
 from fleet.scenario import Scenario
@@ -85,4 +85,4 @@ def save_policy(path: Path, actor: StackedMLP) -> None:
         raise ConfigError(f"{path} exists; nothing was written. Choose another path or move it aside")
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("xb") as f:  # exclusive: never replaces a file, never writes through a link
-        save_state(f.write, "policy", policy_state(actor))
+        save_state(f.write, "policy", policy_state(actor, LAYOUT))

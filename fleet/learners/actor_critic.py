@@ -23,7 +23,7 @@ from fleet.learners.base import Deliveries, LearnerContext, Observation
 from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, neighbourhood_stack, trimmed_mean, weighted_combine
 from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.configs import DiffusionConfig
-from fleet.learners.features import N_FEATURES, features, shape_rewards
+from fleet.learners.features import LAYOUT, N_FEATURES, features, shape_rewards
 from fleet.learners.guard import ParamGuard
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
 from fleet.statefile import StateMismatch, array_list, attrs_state, expect_keys, load_attrs, within
@@ -48,7 +48,7 @@ class IndependentLearner:
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
         self.core = ActorCritic(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gen, ctx.device)
         if config.init_policy:
-            load_actor(config.init_policy, self.core.actor.parameters)
+            load_actor(config.init_policy, self.core.actor.parameters, LAYOUT)
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []

@@ -13,7 +13,8 @@ import numpy as np
 import torch
 
 from fleet.learners.base import PREVIEW_H, Observation
-from fleet.learners.stacked import ActorCriticConfig, Rollout
+from fleet.learners.configs import ActorCriticConfig
+from fleet.learners.stacked import Rollout
 
 N_FEATURES = 10 + 3 * len(PREVIEW_H)
 LAYOUT = "thermostat-features-v1"

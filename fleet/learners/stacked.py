@@ -17,7 +17,6 @@ import torch
 
 from fleet.errors import ConfigError
 from fleet.learners.configs import ActorCriticConfig
-from fleet.learners.features import LAYOUT
 from fleet.statefile import StateFileError, StateMismatch, array, array_list, entry, expect_keys, load_child, within
 from fleet.statefile import load as load_state
 
@@ -369,12 +368,13 @@ MAX_POLICY_BYTES = 64 << 20
 """Largest policy file read."""
 
 
-def policy_state(actor: StackedMLP, device_index: int = 0) -> dict:
+def policy_state(actor: StackedMLP, layout: str, device_index: int = 0) -> dict:
     """One device's actor as a policy file's state (:mod:`fleet.statefile`, kind ``policy``):
-    the feature ``layout`` it observes, ``n_features`` F, ``n_actions`` A and its ``layers``,
+    the name of the observation ``layout`` it observes (the adapter's, e.g.
+    :data:`fleet.learners.features.LAYOUT`; the core knows no features), ``n_features`` F, ``n_actions`` A and its ``layers``,
     each ``{"weight": (in, out), "bias": (out,)}`` float32, from F to A."""
     return {
-        "layout": LAYOUT,
+        "layout": layout,
         "n_features": actor.sizes[0],
         "n_actions": actor.sizes[-1],
         "layers": [
@@ -383,16 +383,17 @@ def policy_state(actor: StackedMLP, device_index: int = 0) -> dict:
     }
 
 
-def load_actor(path: str, into: list[torch.Tensor]) -> None:
+def load_actor(path: str, into: list[torch.Tensor], layout: str) -> None:
     """Copy the policy saved at ``path`` (:func:`policy_state`) into every device's slice of the
-    stacked actor parameters ``into`` (weight, bias, weight... each (N, ...)); ConfigError naming
+    stacked actor parameters ``into`` (weight, bias, weight... each (N, ...)), if it observes
+    ``layout``; ConfigError naming
     the file and what in it does not fit if it is unreadable, not a policy, or another network."""
     try:
         saved = load_state(Path(path), "policy", MAX_POLICY_BYTES)
     except StateFileError as e:
         raise ConfigError(f"learner.params.init_policy: {e} (fleet.imitation.save_policy writes policy files)") from None
     try:
-        layers = _policy_layers(saved, into)
+        layers = _policy_layers(saved, into, layout)
     except StateMismatch as e:
         raise ConfigError(f"learner.params.init_policy: {path}: {e}") from None
     with torch.no_grad():
@@ -400,12 +401,12 @@ def load_actor(path: str, into: list[torch.Tensor]) -> None:
             mine.copy_(theirs.to(mine).expand_as(mine))
 
 
-def _policy_layers(saved: dict, into: list[torch.Tensor]) -> list[torch.Tensor]:
+def _policy_layers(saved: dict, into: list[torch.Tensor], layout: str) -> list[torch.Tensor]:
     """The saved policy's tensors, in the order of ``into``, checked against them."""
     n_features, n_actions = into[0].shape[1], into[-1].shape[-1]
     expect_keys(saved, ("layout", "n_features", "n_actions", "layers"))
-    if entry(saved, "layout", str) != LAYOUT:
-        raise StateMismatch("layout", f"a policy observing {saved['layout']!r}; these learners observe {LAYOUT!r}")
+    if entry(saved, "layout", str) != layout:
+        raise StateMismatch("layout", f"a policy observing {saved['layout']!r}; these learners observe {layout!r}")
     if entry(saved, "n_features", int) != n_features:
         raise StateMismatch("n_features", f"a policy of {saved['n_features']} features; these learners observe {n_features}")
     if entry(saved, "n_actions", int) != n_actions:

@@ -10,7 +10,7 @@ from fleet.cli import main
 from fleet.errors import ConfigError
 from fleet.imitation import agreement, clone, demonstrations, save_policy
 from fleet.learners import make_learner
-from fleet.learners.features import N_FEATURES
+from fleet.learners.features import LAYOUT, N_FEATURES
 from fleet.learners.stacked import ActorCriticConfig, policy_state
 from fleet.statefile import load, save
 from fleet.scenario import parse_scenario
@@ -99,7 +99,7 @@ def _policy_of_other_network(path: Path, **changes) -> None:
     """A well-formed policy file whose entries ``changes`` replace those of a fitting one."""
     actor = clone(torch.randn(8, N_FEATURES), torch.zeros(8, dtype=torch.long), ActorCriticConfig(), N_LEVELS, 0, 1, quiet=True)
     with path.open("wb") as f:
-        save(f.write, "policy", {**policy_state(actor), **changes})
+        save(f.write, "policy", {**policy_state(actor, LAYOUT), **changes})
 
 
 @pytest.mark.parametrize("bad, message", [
