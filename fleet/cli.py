@@ -219,11 +219,13 @@ def scenarios(fmt: str) -> None:
 
 @main.command()
 def learners() -> None:
-    """List the registered learners."""
+    """List the registered learners and their presets (learner.preset: NAME)."""
     from fleet.learners import REGISTRY
+    from fleet.learners.shipped import presets
 
     for name, entry in sorted(REGISTRY.items()):
-        click.echo(f"{name:<20}  {entry.summary}")
+        named = sorted(presets().get(name, {}))
+        click.echo(f"{name:<20}  {entry.summary}" + (f" [presets: {', '.join(named)}]" if named else ""))
 
 
 @main.command()

@@ -14,6 +14,7 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -61,6 +62,15 @@ class SiteConfig(StrictModel):
         if abs(sum(mix.values()) - 1.0) > 1e-6:
             raise ValueError(f"shares must sum to 1, they sum to {sum(mix.values()):g}")
         return mix
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Devices of each network class: the shares of ``devices`` rounded by largest remainder
+        (exact in total; ties go to the class listed first)."""
+        shares = np.array(list(self.network.values())) * self.devices
+        counts = np.floor(shares).astype(int)
+        counts[np.argsort(-(shares - counts), kind="stable")[: self.devices - counts.sum()]] += 1
+        return dict(zip(self.network, counts.tolist()))
 
 
 class FleetConfig(StrictModel):
@@ -250,8 +260,22 @@ class LearnerSpec(StrictModel):
 
     name: str = "rule-based-v1"
     """A registered learner (``fleet learners`` lists them)."""
+    preset: str | None = None
+    """A named parameter set of that learner shipped with fleet (``fleet learners`` lists them):
+    ``params`` start from it, and the keys given in ``params`` override it."""
     params: dict[str, Any] = {}
-    """Parameters of that learner; checked by the learner's own config model."""
+    """Parameters of that learner; checked by the learner's own config model. A loaded scenario
+    holds all of them, defaults and preset filled in (as its run directory's scenario.yaml shows)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_under_params(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        from fleet.learners.shipped import with_preset
+
+        name = data.get("name", cls.model_fields["name"].default)
+        return {**data, "params": with_preset(str(name), str(data["preset"]), data.get("params") or {})}
 
 
 class RewardConfig(StrictModel):
@@ -358,7 +382,6 @@ def _check_consistency(s: Scenario) -> None:
     if s.outputs.sample_devices > s.n_devices:
         raise ValueError(f"outputs.sample_devices ({s.outputs.sample_devices}) exceeds the fleet size ({s.n_devices})")
     _check_topology(s)
-    _check_payloads(s)
     band_widths = (s.fleet.occupancy.occupied_band_c, s.fleet.occupancy.unoccupied_band_c)
     deadband = s.learner.params.get("deadband_c") if s.learner.name == "rule-based-v1" else None
     if isinstance(deadband, (int, float)) and any(deadband >= hi - lo for lo, hi in band_widths):
@@ -380,26 +403,64 @@ def _check_topology(s: Scenario) -> None:
         raise ValueError("topology.degree times the group size must be even for kind 'random-regular'")
 
 
-def _check_payloads(s: Scenario) -> None:
-    """A workload whose messages no link of the fleet can carry is a configuration mistake."""
-    used = {cls for site in s.fleet.sites for cls in site.network}
-    payloads = {
-        "workloads.telemetry": (s.workloads.telemetry, [(TELEMETRY_FIELDS,)]),
-        "workloads.consensus": (s.workloads.consensus, [(s.workloads.consensus.dim,)]),
-    }
-    for path, (cfg, shapes) in payloads.items():
-        if not cfg.enabled:
-            continue
-        size = encoded_size(DTYPES[cfg.dtype], shapes)
-        if size > s.network.broker.max_packet_bytes:
-            raise ValueError(f"{path}: messages of {size} bytes exceed network.broker.max_packet_bytes ({s.network.broker.max_packet_bytes})")
-        for cls in sorted(used):
-            limit = s.network.profiles[cls].max_payload_bytes
-            if size > limit:
-                raise ValueError(
-                    f"{path}: messages of {size} bytes exceed the {cls!r} link's max_payload_bytes ({limit}); "
-                    f"use a smaller dtype (float16, int8) or a smaller message"
-                )
+def check_message_sizes(s: Scenario, learner: StrictModel, source: str) -> None:
+    """ConfigError if the broker or a link that carries them cannot carry some workload's or
+    the learner's (``learner``: its resolved config) largest message, naming the settings that
+    would fit. The simulator would drop every such message (counted in messages_dropped)."""
+    from fleet.learners import REGISTRY
+
+    problems = [_size_problem(s, path, *message) for path, message in _workload_messages(s).items()]
+    cls = REGISTRY[s.learner.name].cls
+    n_levels = len(s.fleet.hvac.power_levels_kw)
+    for kind, size in cls.message_sizes(learner, n_levels).items():
+        options = {}
+        for option in cls.smaller_messages:
+            changed = type(learner).model_validate(apply_overrides(learner.model_dump(mode="json"), [option]))
+            options[f"learner.params.{option}"] = cls.message_sizes(changed, n_levels)[kind]
+        problems.append(_size_problem(s, f"learner ({s.learner.name}, {kind} messages)", size, cls.exchange == "cloud", options))
+    problems = [p for p in problems if p]
+    if problems:
+        raise ConfigError("\n".join([f"{source}: invalid configuration:", *(f"  - {p}" for p in problems)]))
+
+
+def _workload_messages(s: Scenario) -> dict[str, tuple[int, bool, dict[str, int]]]:
+    """The enabled workloads' messages: path -> (bytes, whether the collector takes part, {dtype override: bytes})."""
+    out = {}
+    for path, cfg, values, collector in [
+        ("workloads.telemetry", s.workloads.telemetry, TELEMETRY_FIELDS, True),
+        ("workloads.consensus", s.workloads.consensus, s.workloads.consensus.dim, False),
+    ]:
+        if cfg.enabled:
+            sizes = {dtype: encoded_size(DTYPES[dtype], [(values,)]) for dtype in ("float16", "int8") if dtype != cfg.dtype}
+            out[path] = (encoded_size(DTYPES[cfg.dtype], [(values,)]), collector, {f"{path}.dtype={d}": b for d, b in sizes.items()})
+    return out
+
+
+def _size_problem(s: Scenario, what: str, size: int, collector: bool, options: dict[str, int]) -> str | None:
+    """Why messages of ``size`` bytes cannot go through the broker or a link that carries them
+    (every device class in use, and ``network.collector_link`` if the collector takes part),
+    with the ``options`` (override -> bytes) that would fit; None if they fit."""
+    devices: dict[str, int] = {}
+    for site in s.fleet.sites:
+        for cls, n in site.class_counts.items():
+            devices[cls] = devices.get(cls, 0) + n
+    limits = [(s.network.broker.max_packet_bytes, f"network.broker.max_packet_bytes ({s.network.broker.max_packet_bytes:,})")]
+    limits += [(s.network.profiles[cls].max_payload_bytes, f"the {cls!r} link's max_payload_bytes "
+                f"({s.network.profiles[cls].max_payload_bytes:,}) of {n} device{'s' * (n != 1)}")
+               for cls, n in sorted(devices.items()) if n]
+    if collector:
+        link = s.network.collector_link
+        limits.append((s.network.profiles[link].max_payload_bytes, f"the collector's {link!r} link's max_payload_bytes "
+                       f"({s.network.profiles[link].max_payload_bytes:,}) (network.collector_link)"))
+    over = [text for limit, text in limits if size > limit]
+    if not over:
+        return None
+    room = min(limit for limit, _ in limits)
+    fits = [f"{key} ({b:,} bytes)" for key, b in options.items() if b <= room]
+    sizes = ", ".join(f"{key}: {b:,} bytes" for key, b in options.items())
+    advice = (f"settings that fit: {', '.join(fits)}" if fits else
+              f"no single setting fits ({sizes or 'none to try'}); send smaller messages or use another link class")
+    return f"{what}: messages of {size:,} bytes exceed {' and '.join(over)}; every one would be dropped. {advice[0].upper()}{advice[1:]}"
 
 
 TELEMETRY_FIELDS = 5
@@ -495,7 +556,10 @@ def parse_scenario(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario
         scenario = Scenario.model_validate(raw)
     except ValidationError as e:
         raise format_validation_error(e, source) from None
-    validate_learner_params(scenario, source)
+    learner = validate_learner_params(scenario, source)
+    resolved = scenario.learner.model_copy(update={"params": learner.model_dump(mode="json")})
+    scenario = scenario.model_copy(update={"learner": resolved})
+    check_message_sizes(scenario, learner, source)
     if isinstance(scenario.weather, EpwWeatherConfig):
         epw = Path(scenario.weather.path)
         if not epw.is_absolute():

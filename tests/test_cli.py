@@ -135,13 +135,17 @@ def bad_scenario(case, raw, tmp_path, write_scenario):
         (tmp_path / "short.epw").write_text("".join(lines[:100]))
         raw["weather"] = {"source": "epw", "path": "short.epw"}
         return write_scenario(raw), "truncated"
+    elif case == "learner messages too large for a link":
+        raw["fleet"]["sites"][0]["network"] = {"wifi": 0.8, "lte-m": 0.2}  # 1 of its 3 devices on LTE-M
+        raw["learner"] = {"name": "diffusion-v1"}
+        return write_scenario(raw), "messages of 15,031 bytes exceed the 'lte-m' link's max_payload_bytes (8,088) of 1 device"
     words = {"list for a mapping": "fleet.building", "unknown key": "fleet.sites[0].colour: unknown key",
              "negative capacitance": "fleet.building.capacitance_kwh_per_c", "zero bandwidth": "network.profiles.wifi.up_bps"}
     return write_scenario(raw), words[case]
 
 
 BAD_CASES = ["malformed yaml", "list for a mapping", "unknown key", "negative capacitance", "zero bandwidth",
-             "missing epw", "truncated epw"]
+             "missing epw", "truncated epw", "learner messages too large for a link"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -210,6 +214,7 @@ def test_learners_lists_the_registry():
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(REGISTRY)
     assert {"rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"} <= set(REGISTRY)
+    assert "[presets: clone-finetune]" in next(line for line in result.stdout.splitlines() if line.startswith("diffusion-v1"))
 
 
 def assert_pngs(paths):

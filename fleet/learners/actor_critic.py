@@ -20,7 +20,8 @@ from fleet.learners.base import Deliveries, LearnerContext, Observation
 from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, neighbourhood_stack, trimmed_mean, weighted_combine
 from fleet.learners.comm import CommConfig, ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.features import N_FEATURES, features
-from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
+from fleet.learners.shipped import policy_path
+from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, LearningRate, Optimizer, Rollout, load_actor
 
 
 class IndependentLearner:
@@ -30,6 +31,12 @@ class IndependentLearner:
     communicates: ClassVar[bool] = False
     exchange: ClassVar[str] = "none"
     metric_keys: ClassVar[tuple[str, ...]] = METRIC_KEYS
+    smaller_messages: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def message_sizes(cls, config: ActorCriticConfig, n_levels: int) -> dict[str, int]:
+        """It publishes nothing."""
+        return {}
 
     def __init__(self, config: ActorCriticConfig, ctx: LearnerContext) -> None:
         if config.frozen and self.communicates:
@@ -42,7 +49,7 @@ class IndependentLearner:
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
         self.core = ActorCritic(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gen, ctx.device)
         if config.init_policy:
-            load_actor(config.init_policy, self.core.actor.parameters)
+            load_actor(policy_path(config.init_policy), self.core.actor.parameters)
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []
@@ -123,6 +130,12 @@ class IndependentLearner:
 class DiffusionConfig(ActorCriticConfig):
     """Diff-DAC: adapt locally, then combine with the neighbours' received parameters."""
 
+    optimizer: Optimizer = "sgd"
+    """Per-device SGD, whose steps average under the combine (see ``ActorCriticConfig.optimizer``)."""
+    lr: LearningRate = 0.3
+    """The study's step from a random start; from a trained policy (``init_policy``) 0.03 keeps
+    it (preset ``clone-finetune``)."""
+
     weights: Literal["uniform", "metropolis"] = "uniform"
     """Combination weights over the closed neighbourhood (renormalized over fresh neighbours)."""
     staleness: PositiveDuration | None = None
@@ -146,6 +159,13 @@ class DiffusionLearner(IndependentLearner):
     name: ClassVar[str] = "diffusion-v1"
     communicates: ClassVar[bool] = True
     exchange: ClassVar[str] = "neighbours"
+    smaller_messages: ClassVar[tuple[str, ...]] = ("comm.dtype=float16", "comm.dtype=int8")
+    """Top-k is not among them: it does not make the largest message smaller (every device's first message is dense)."""
+
+    @classmethod
+    def message_sizes(cls, config: DiffusionConfig, n_levels: int) -> dict[str, int]:
+        """``params``: every device's P parameters (actor and critic) under the communication policy."""
+        return {"params": config.comm.largest_message_bytes(ActorCritic.param_count(config.hidden, N_FEATURES, n_levels))}
 
     def __init__(self, config: DiffusionConfig, ctx: LearnerContext) -> None:
         super().__init__(config, ctx)

@@ -136,6 +136,14 @@ class Learner(Protocol):
     """Control ticks between updates (0: never updates)."""
     metric_keys: ClassVar[tuple[str, ...]]
     """Names of the training metrics ``update`` returns (columns of metrics.csv)."""
+    smaller_messages: ClassVar[tuple[str, ...]]
+    """Overrides of its parameters (``key=value``, as after ``learner.params.``) that make its
+    messages smaller; a scenario whose links cannot carry its messages suggests those that fit."""
+
+    @classmethod
+    def message_sizes(cls, config: StrictModel, n_levels: int) -> dict[str, int]:
+        """Encoded bytes of the largest message of each kind it publishes with ``config``, for
+        devices of ``n_levels`` HVAC levels: ``{kind: bytes}``, empty if it publishes none."""
 
     def act(self, obs: Observation) -> np.ndarray:
         """HVAC level per device, (N,) int64 in [0, n_levels)."""

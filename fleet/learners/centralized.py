@@ -20,13 +20,17 @@ from fleet.learners.actor_critic import IndependentLearner
 from fleet.learners.base import Deliveries, LearnerContext
 from fleet.learners.comm import Publication
 from fleet.learners.features import N_FEATURES
-from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
-from fleet.mqtt.codec import DType
-from fleet.scenario import DTYPES
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Coefficient, Epochs, Rollout
+from fleet.mqtt.codec import DType, encoded_size
 
 
 class CentralizedConfig(ActorCriticConfig):
     """One shared policy trained in the cloud from the devices' uploaded experience."""
+
+    epochs: Epochs = 4
+    """PPO epochs on each batch of every device's rollouts (one network, much data)."""
+    entropy_coef: Coefficient = 0.003
+    """A smaller entropy bonus than the per-device learners'."""
 
     broadcast_every: Annotated[int, Field(ge=1)] = 1
     """Cloud updates between two broadcasts of the policy."""
@@ -44,6 +48,18 @@ class CentralizedLearner(IndependentLearner):
     name: ClassVar[str] = "centralized-v1"
     communicates: ClassVar[bool] = True
     exchange: ClassVar[str] = "cloud"
+    smaller_messages: ClassVar[tuple[str, ...]] = ("params_dtype=float16", "params_dtype=int8", "experience_dtype=float16")
+
+    @classmethod
+    def message_sizes(cls, config: CentralizedConfig, n_levels: int) -> dict[str, int]:
+        """``experience``: a device's rollout of ``n_steps`` transitions (observations (T+1, F),
+        actions (T,), rewards (T,)); ``params``: the cloud's P parameters."""
+        t, experience = config.n_steps, DType[config.experience_dtype.upper()]
+        p = ActorCritic.param_count(config.hidden, N_FEATURES, n_levels)
+        return {
+            "experience": encoded_size([experience, DType.FLOAT16, experience], [(t + 1, N_FEATURES), (t,), (t,)]),
+            "params": encoded_size(DType[config.params_dtype.upper()], [(p,)]),
+        }
 
     def __init__(self, config: CentralizedConfig, ctx: LearnerContext) -> None:
         super().__init__(config, ctx)
@@ -109,12 +125,12 @@ class CentralizedLearner(IndependentLearner):
         if self.upload is not None:
             sender = np.flatnonzero(active)
             obs, actions, rewards = (x.transpose(0, 1)[torch.as_tensor(sender)].cpu().numpy() for x in self.upload)
-            dtype = DTYPES[self.cfg.experience_dtype]  # actions (small integers) are exact in float16
+            dtype = DType[self.cfg.experience_dtype.upper()]  # actions (small integers) are exact in float16
             out.append(("experience", Publication(sender, [obs, actions.astype(np.float32), rewards], [dtype, DType.FLOAT16, dtype], True)))
             self.upload = None
         if self.broadcast_due:
             params = self.cloud.flat().cpu().numpy()
-            out.append(("params", Publication(np.array([self.ctx.n_devices]), [params], [DTYPES[self.cfg.params_dtype]], True)))
+            out.append(("params", Publication(np.array([self.ctx.n_devices]), [params], [DType[self.cfg.params_dtype.upper()]], True)))
             self.broadcast_due = False
         return out
 

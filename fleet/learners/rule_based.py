@@ -24,6 +24,12 @@ class RuleBasedLearner:
     update_every: ClassVar[int] = 0
     metric_keys: ClassVar[tuple[str, ...]] = ()
     """Learns nothing, so the engine schedules no updates."""
+    smaller_messages: ClassVar[tuple[str, ...]] = ()
+
+    @classmethod
+    def message_sizes(cls, config: RuleBasedConfig, n_levels: int) -> dict[str, int]:
+        """It publishes nothing."""
+        return {}
 
     def __init__(self, config: RuleBasedConfig, ctx: LearnerContext) -> None:
         self.config = config

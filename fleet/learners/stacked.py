@@ -21,20 +21,31 @@ from pydantic import Field
 from typing import Annotated, Literal
 
 
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+Optimizer = Literal["adam", "sgd"]
+Epochs = Annotated[int, Field(ge=1, le=100)]
+Coefficient = Annotated[float, Field(ge=0)]
+
+
 class ActorCriticConfig(StrictModel):
-    """Hyperparameters of the n-step advantage actor-critic (as in Diff-DAC)."""
+    """Hyperparameters of the n-step advantage actor-critic (as in Diff-DAC).
+
+    The defaults are the learning study's settings from a random start (docs/studies/learning.md:
+    40 days at a 15-minute control period; ``gamma`` and ``n_steps`` count control ticks, so
+    they were chosen for that period). Each learner's own config sets its optimizer and step.
+    """
 
     hidden: Annotated[int, Field(ge=1, le=1024)] = 32
     """Width of the two hidden layers of the actor and of the critic."""
-    n_steps: Annotated[int, Field(ge=1, le=10_000)] = 16
+    n_steps: Annotated[int, Field(ge=1, le=10_000)] = 8
     """Control ticks per update (rollout length)."""
-    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.98
+    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.95
     """Discount factor per control tick."""
     gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95
     """GAE lambda; 1.0 gives plain n-step returns with bootstrapping."""
-    lr: Annotated[float, Field(gt=0, le=1)] = 3e-3
+    lr: LearningRate = 3e-3
     """Learning rate of the optimizer (actor and critic)."""
-    entropy_coef: Annotated[float, Field(ge=0)] = 0.01
+    entropy_coef: Coefficient = 0.01
     """Weight of the entropy bonus."""
     value_coef: Annotated[float, Field(ge=0)] = 0.5
     """Weight of the critic's squared error."""
@@ -42,12 +53,12 @@ class ActorCriticConfig(StrictModel):
     """Per-device clipping of the gradient norm."""
     normalize_advantages: bool = True
     """Standardize each device's advantages over its own rollout."""
-    epochs: Annotated[int, Field(ge=1, le=100)] = 1
+    epochs: Epochs = 1
     """Gradient steps per rollout. With 1 this is A2C; with more, the later steps use PPO's
     clipped surrogate so that the policy cannot move far from the one that collected the data."""
     clip: Annotated[float, Field(gt=0, lt=1)] = 0.2
     """PPO clip range of the probability ratio (used when epochs > 1)."""
-    shaping_per_degc: Annotated[float, Field(ge=0)] = 0.0
+    shaping_per_degc: Annotated[float, Field(ge=0)] = 0.6
     """Potential-based reward shaping (Ng, Harada and Russell 1999): the learner adds
     ``gamma * phi(next) - phi(now)`` with ``phi = shaping_per_degc * indoor temperature`` to each
     reward, crediting heat when it is stored rather than hours later when it prevents
@@ -65,7 +76,7 @@ class ActorCriticConfig(StrictModel):
     scenario's seed, so that boards (N = 1) and simulated devices agree on them without
     talking. Diffusion needs it: averaging independently initialized networks cancels their
     features and leaves a uniform policy."""
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Optimizer = "adam"
     """Per-device optimizer. ``sgd`` (with ``momentum``) is linear in the gradient, so a
     diffusion combine averages the neighbours' gradient steps as Diff-DAC assumes. Adam divides
     each device's step by that device's own gradient scale: on one house's 8-16 noisy samples
@@ -76,10 +87,11 @@ class ActorCriticConfig(StrictModel):
     """Heavy-ball momentum with ``optimizer: sgd``."""
     init_policy: str | None = None
     """A file of actor parameters (one device's) that every device's actor starts from instead
-    of the seed's draw; the critic still starts from the draw. ``python
-    benchmarks/study_learning.py imitate`` writes one that imitates the perfect-information
-    optimum (:mod:`fleet.imitation`). Relative to the working directory; a board given the same
-    file starts where the simulated devices do."""
+    of the seed's draw; the critic still starts from the draw. A path relative to the working
+    directory, or the name of a policy shipped with fleet: ``clone-v1``, the actor that imitates
+    the perfect-information optimum (``python benchmarks/study_learning.py imitate`` writes it,
+    :mod:`fleet.imitation`; :mod:`fleet.learners.shipped`). A board given the same file starts
+    where the simulated devices do."""
     frozen: bool = False
     """Never update: every device acts with the policy it starts from (``init_policy``, or the
     seed's draw) for the whole run and records no experience, to evaluate that policy on a
@@ -285,12 +297,22 @@ class ActorCritic:
         every device starts from the parameters a single device would draw."""
         self.cfg = cfg
         self.shared = shared
-        h = cfg.hidden
-        self.actor = StackedMLP(n, [n_features, h, h, n_actions], gen, device, last_scale=0.01, common=cfg.common_init)
-        self.critic = StackedMLP(n, [n_features, h, h, 1], gen, device, common=cfg.common_init)
+        actor, critic = self.layer_sizes(cfg.hidden, n_features, n_actions)
+        self.actor = StackedMLP(n, actor, gen, device, last_scale=0.01, common=cfg.common_init)
+        self.critic = StackedMLP(n, critic, gen, device, common=cfg.common_init)
         self.optimizer = (FusedAdam(self.parameters, lr=cfg.lr) if cfg.optimizer == "adam"
                           else torch.optim.SGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
+
+    @staticmethod
+    def layer_sizes(hidden: int, n_features: int, n_actions: int) -> tuple[list[int], list[int]]:
+        """Layer sizes of the actor (F -> H -> H -> L logits) and of the critic (F -> H -> H -> 1)."""
+        return [n_features, hidden, hidden, n_actions], [n_features, hidden, hidden, 1]
+
+    @classmethod
+    def param_count(cls, hidden: int, n_features: int, n_actions: int) -> int:
+        """P: one device's parameters, actor and critic, weights and biases (the width of :meth:`flat`)."""
+        return sum(a * b + b for sizes in cls.layer_sizes(hidden, n_features, n_actions) for a, b in zip(sizes[:-1], sizes[1:]))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_flat": None}  # a checkpoint need not hold the parameters twice
