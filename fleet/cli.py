@@ -163,19 +163,10 @@ def _finish(run_dir, summary: dict, quiet: bool) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    ratios = summary.get("kpis_vs_baseline", {})
-    click.echo(f"{'KPI':<22}{'value':>14}{'vs rule-based':>16}")
-    for key, value in summary["kpis"].items():
-        r = ratios.get(key)
-        click.echo(f"{key:<22}{value:>14.3f}{'' if r is None else f'{r:>16.3f}'}")
-    c = summary["comm"]
-    click.echo(
-        f"comm: {c['messages_sent']:.0f} sent, {c['messages_delivered']:.0f} delivered, {c['messages_dropped']:.0f} dropped, "
-        f"{c['bytes_per_device_per_day'] / 1024:.1f} KiB/device/day"
-        + (f", mean delay {c['mean_delay_s'] * 1000:.1f} ms" if c["mean_delay_s"] is not None else "")
-    )
-    p = summary["perf"]
-    click.echo(f"perf: {p['wall_s']:.1f} s wall, {p['device_steps_per_s'] or 0:,.0f} device-steps/s")
+    from fleet.kpis import summary_lines
+
+    for line in summary_lines(summary):
+        click.echo(line)
 
 
 @main.command()

@@ -96,6 +96,7 @@ BAD = {
     "unregistered learner": (["learner.name=q-learning-v9"], ["learner.name", "'q-learning-v9'", "known:", "diffusion-v1", "rule-based-v1"]),
     "unknown learner param": (["learner.params={bogus: 1}"], ["learner.params.bogus", "unknown key"]),
     "bad learner param": (["learner.params.deadband_c=-1"], ["learner.params.deadband_c", "greater than 0"]),
+    "currency not a code": (["tariff.currency=euro"], ["tariff.currency", "ISO 4217", "'euro'"]),
     "tou tariff with a gap": (["tariff.periods[1].start_h=8"], ["tariff.periods", "[7.0, 8.0) are not covered"]),
 }
 
