@@ -38,8 +38,8 @@ def main() -> None:
     \b
     Quick start:
       fleet scenarios                      list the shipped scenarios
-      fleet run thermostats-small-v1       simulate one (results in runs/)
-      fleet report runs/thermostats-small-v1-seed0
+      fleet run thermostats-small-v2       simulate one (results in runs/)
+      fleet report runs/thermostats-small-v2-seed0
     """
 
 

@@ -69,6 +69,14 @@ def test_run_writes_a_run_directory_that_reproduces_itself(tiny_scenario_file, t
     assert (second / "scenario.yaml").read_bytes() == (first / "scenario.yaml").read_bytes()
 
 
+def test_the_default_scenario_compares_a_learner_with_the_thermostat(tmp_path):
+    result = fleet("run", "thermostats-small-v2", "-o", tmp_path / "run", "--device", "cpu", "--set", "horizon=6h")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["run"]["learner"] == "diffusion-v1" and summary["kpis"] != summary["baseline"]
+    assert summary["kpis_vs_baseline"]["energy_kwh"] != 1.0  # not the thermostat against itself
+
+
 def test_run_seed_and_set_and_default_directory(tiny_scenario_file, tiny_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = fleet("run", tiny_scenario_file, "--seed", 3, "--set", "fleet.sites.0.devices=4", "--device", "cpu", "-q")
@@ -194,7 +202,7 @@ def test_scenarios_lists_the_shipped_ones_with_descriptions():
     result = fleet("scenarios")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == len(list_scenarios()) == 5
     for line, (name, description, _) in zip(lines, list_scenarios()):
         assert line.startswith(name) and line.endswith(description) and description
 
@@ -203,7 +211,7 @@ def test_scenarios_as_json():
     result = fleet("scenarios", "--format", "json")
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1"]
+    assert [r["name"] for r in rows] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1", "thermostats-small-v2"]
     assert all(r["description"] and "\n" not in r["description"] and r["path"].endswith(".yaml") for r in rows)
 
 

@@ -23,8 +23,14 @@ def config_error(path, overrides=(), **kwargs) -> str:
 # --- the shipped scenarios ---------------------------------------------------------------
 
 
-def test_four_scenarios_are_shipped():
-    assert [name for name, _, _ in SHIPPED] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1"]
+def test_five_scenarios_are_shipped():
+    assert [name for name, _, _ in SHIPPED] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1", "thermostats-small-v2"]
+
+
+def test_the_default_scenario_runs_a_learner_from_the_clone_against_the_thermostat():
+    sc = load_scenario("thermostats-small-v2")
+    assert sc.learner.name == "diffusion-v1" and sc.learner.params["init_policy"] == "clone-v1" and sc.outputs.baseline
+    assert sc.control_period == 900 and sc.horizon == 2 * 86400  # the learners' control period, 192 ticks
 
 
 @pytest.mark.parametrize("name, path", [(name, path) for name, _, path in SHIPPED])
