@@ -1,5 +1,5 @@
-"""Electricity price signals, per kWh in the tariff's currency (``currency``), as a function of time ``t_s`` (seconds since the
-simulation start at 00:00 local time)."""
+"""Electricity price signals, per kWh in the tariff's ``currency``, as a function of time
+``t_s`` (seconds since the simulation start at 00:00 local time)."""
 
 from __future__ import annotations
 

@@ -27,9 +27,9 @@ KPI_UNITS = {
 PER_DEVICE_DAY_KPIS = ("energy_kwh", "cost", "discomfort_degh", "feeder_overload_kwh")
 """The KPIs that add up over devices and days."""
 COMM_UNITS = {
-    "bytes_sent": "bytes", "bytes_received": "bytes", "payload_bytes_sent": "bytes", "messages_sent": "messages",
-    "messages_delivered": "messages", "messages_dropped": "messages", "duplicates": "messages", "messages_invalid": "messages",
-    "mean_delay_s": "s", "radio_s": "s",
+    "bytes_sent": "bytes", "bytes_received": "bytes", "payload_bytes_sent": "bytes",
+    "messages_sent": "messages", "messages_delivered": "messages", "messages_dropped": "messages",
+    "duplicates": "messages", "messages_invalid": "messages", "mean_delay_s": "s", "radio_s": "s",
 }
 PER_DEVICE_DAY_COMM = ("bytes_sent", "bytes_received", "payload_bytes_sent", "radio_s")
 """The counters summed over the devices alone, which divide by devices x days."""
@@ -70,9 +70,10 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
         daily = f"{per_day[key]:.3f} {unit}" if key in per_day else "-"
         lines.append(f"{key:<20}{daily:>22}{f'{total:.3f} {unit}':>22}{'' if ratio is None else f'{ratio:>15.3f}'}")
     c, daily = summary["comm"], summary["comm_per_device_day"]
+    sent, received = daily["bytes_sent"] / 1024, daily["bytes_received"] / 1024
     lines.append(
-        f"comm: per device-day {daily['bytes_sent'] / 1024:.1f} KiB sent and {daily['bytes_received'] / 1024:.1f} KiB received on the air; "
-        f"messages {c['messages_sent']:.0f} sent, {c['messages_delivered']:.0f} delivered, {c['messages_dropped']:.0f} dropped"
+        f"comm: per device-day {sent:.1f} KiB sent and {received:.1f} KiB received on the air; messages "
+        f"{c['messages_sent']:.0f} sent, {c['messages_delivered']:.0f} delivered, {c['messages_dropped']:.0f} dropped"
         + (f", mean delay {c['mean_delay_s'] * 1000:.1f} ms" if c["mean_delay_s"] is not None else "")
     )
     p = summary["perf"]

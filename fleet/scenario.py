@@ -104,6 +104,15 @@ class FleetConfig(StrictModel):
         return sum(s.devices for s in self.sites)
 
     @property
+    def class_counts(self) -> dict[str, int]:
+        """Devices of each network class, over every site."""
+        counts: dict[str, int] = {}
+        for site in self.sites:
+            for cls, n in site.class_counts.items():
+                counts[cls] = counts.get(cls, 0) + n
+        return counts
+
+    @property
     def device_names(self) -> list[str]:
         """Names of the devices in fleet order: d00000, d00001, ... (wider for fleets over 100,000)."""
         n = self.n_devices
@@ -417,50 +426,57 @@ def check_message_sizes(s: Scenario, learner: StrictModel, source: str) -> None:
         for option in cls.smaller_messages:
             changed = type(learner).model_validate(apply_overrides(learner.model_dump(mode="json"), [option]))
             options[f"learner.params.{option}"] = cls.message_sizes(changed, n_levels)[kind]
-        problems.append(_size_problem(s, f"learner ({s.learner.name}, {kind} messages)", size, cls.exchange == "cloud", options))
+        what = f"learner ({s.learner.name}, {kind} messages)"
+        problems.append(_size_problem(s, what, size, cls.exchange == "cloud", options))
     problems = [p for p in problems if p]
     if problems:
         raise ConfigError("\n".join([f"{source}: invalid configuration:", *(f"  - {p}" for p in problems)]))
 
 
 def _workload_messages(s: Scenario) -> dict[str, tuple[int, bool, dict[str, int]]]:
-    """The enabled workloads' messages: path -> (bytes, whether the collector takes part, {dtype override: bytes})."""
+    """The enabled workloads' messages: path -> (bytes, whether the collector takes part,
+    {smaller dtype override: bytes})."""
     out = {}
     for path, cfg, values, collector in [
         ("workloads.telemetry", s.workloads.telemetry, TELEMETRY_FIELDS, True),
         ("workloads.consensus", s.workloads.consensus, s.workloads.consensus.dim, False),
     ]:
         if cfg.enabled:
-            sizes = {dtype: encoded_size(DTYPES[dtype], [(values,)]) for dtype in ("float16", "int8") if dtype != cfg.dtype}
-            out[path] = (encoded_size(DTYPES[cfg.dtype], [(values,)]), collector, {f"{path}.dtype={d}": b for d, b in sizes.items()})
+            smaller = [d for d in ("float16", "int8") if d != cfg.dtype]
+            options = {f"{path}.dtype={d}": encoded_size(DTYPES[d], [(values,)]) for d in smaller}
+            out[path] = (encoded_size(DTYPES[cfg.dtype], [(values,)]), collector, options)
     return out
 
 
-def _size_problem(s: Scenario, what: str, size: int, collector: bool, options: dict[str, int]) -> str | None:
-    """Why messages of ``size`` bytes cannot go through the broker or a link that carries them
-    (every device class in use, and ``network.collector_link`` if the collector takes part),
-    with the ``options`` (override -> bytes) that would fit; None if they fit."""
-    devices: dict[str, int] = {}
-    for site in s.fleet.sites:
-        for cls, n in site.class_counts.items():
-            devices[cls] = devices.get(cls, 0) + n
-    limits = [(s.network.broker.max_packet_bytes, f"network.broker.max_packet_bytes ({s.network.broker.max_packet_bytes:,})")]
-    limits += [(s.network.profiles[cls].max_payload_bytes, f"the {cls!r} link's max_payload_bytes "
-                f"({s.network.profiles[cls].max_payload_bytes:,}) of {n} device{'s' * (n != 1)}")
-               for cls, n in sorted(devices.items()) if n]
+def _size_limits(s: Scenario, collector: bool) -> list[tuple[int, str]]:
+    """(bytes, what sets it) of the broker, of every device link class in use and, if
+    ``collector``, of ``network.collector_link``."""
+    profiles, broker = s.network.profiles, s.network.broker.max_packet_bytes
+    limits = [(broker, f"network.broker.max_packet_bytes ({broker:,})")]
+    for cls, n in sorted(s.fleet.class_counts.items()):
+        limit = profiles[cls].max_payload_bytes
+        if n:
+            limits.append((limit, f"the {cls!r} link's max_payload_bytes ({limit:,}) of {n} device{'s' * (n != 1)}"))
     if collector:
         link = s.network.collector_link
-        limits.append((s.network.profiles[link].max_payload_bytes, f"the collector's {link!r} link's max_payload_bytes "
-                       f"({s.network.profiles[link].max_payload_bytes:,}) (network.collector_link)"))
+        limit = profiles[link].max_payload_bytes
+        limits.append((limit, f"the collector's {link!r} link's max_payload_bytes ({limit:,}) (network.collector_link)"))
+    return limits
+
+
+def _size_problem(s: Scenario, what: str, size: int, collector: bool, options: dict[str, int]) -> str | None:
+    """Why messages of ``size`` bytes cannot go through the broker or a link that carries them,
+    with the ``options`` (override -> bytes) that would fit; None if they fit."""
+    limits = _size_limits(s, collector)
     over = [text for limit, text in limits if size > limit]
     if not over:
         return None
     room = min(limit for limit, _ in limits)
     fits = [f"{key} ({b:,} bytes)" for key, b in options.items() if b <= room]
-    sizes = ", ".join(f"{key}: {b:,} bytes" for key, b in options.items())
-    advice = (f"settings that fit: {', '.join(fits)}" if fits else
-              f"no single setting fits ({sizes or 'none to try'}); send smaller messages or use another link class")
-    return f"{what}: messages of {size:,} bytes exceed {' and '.join(over)}; every one would be dropped. {advice[0].upper()}{advice[1:]}"
+    tried = ", ".join(f"{key}: {b:,} bytes" for key, b in options.items()) or "none to try"
+    advice = (f"Settings that fit: {', '.join(fits)}" if fits else
+              f"No single setting fits ({tried}); send smaller messages or use another link class")
+    return f"{what}: messages of {size:,} bytes exceed {' and '.join(over)}; every one would be dropped. {advice}"
 
 
 TELEMETRY_FIELDS = 5

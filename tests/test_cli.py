@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from devices.weather import write_epw
@@ -75,6 +76,11 @@ def test_the_default_scenario_compares_a_learner_with_the_thermostat(tmp_path):
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["run"]["learner"] == "diffusion-v1" and summary["kpis"] != summary["baseline"]
     assert summary["kpis_vs_baseline"]["energy_kwh"] != 1.0  # not the thermostat against itself
+    # its scenario.yaml (preset, shipped policy name and defaults resolved) reproduces it
+    assert yaml.safe_load((tmp_path / "run" / "scenario.yaml").read_text())["learner"]["params"]["lr"] == 0.03
+    result = fleet("run", tmp_path / "run" / "scenario.yaml", "-o", tmp_path / "again", "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "again" / "metrics.csv").read_bytes() == (tmp_path / "run" / "metrics.csv").read_bytes()
 
 
 def test_run_seed_and_set_and_default_directory(tiny_scenario_file, tiny_run, tmp_path, monkeypatch):

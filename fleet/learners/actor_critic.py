@@ -21,7 +21,9 @@ from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, ne
 from fleet.learners.comm import CommConfig, ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.features import N_FEATURES, features
 from fleet.learners.shipped import policy_path
-from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, LearningRate, Optimizer, Rollout, load_actor
+from fleet.learners.stacked import (
+    METRIC_KEYS, ActorCritic, ActorCriticConfig, LearningRate, Optimizer, Rollout, load_actor,
+)
 
 
 class IndependentLearner:
@@ -165,7 +167,8 @@ class DiffusionLearner(IndependentLearner):
     @classmethod
     def message_sizes(cls, config: DiffusionConfig, n_levels: int) -> dict[str, int]:
         """``params``: every device's P parameters (actor and critic) under the communication policy."""
-        return {"params": config.comm.largest_message_bytes(ActorCritic.param_count(config.hidden, N_FEATURES, n_levels))}
+        p = ActorCritic.param_count(config.hidden, N_FEATURES, n_levels)
+        return {"params": config.comm.largest_message_bytes(p)}
 
     def __init__(self, config: DiffusionConfig, ctx: LearnerContext) -> None:
         super().__init__(config, ctx)

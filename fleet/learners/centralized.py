@@ -48,7 +48,9 @@ class CentralizedLearner(IndependentLearner):
     name: ClassVar[str] = "centralized-v1"
     communicates: ClassVar[bool] = True
     exchange: ClassVar[str] = "cloud"
-    smaller_messages: ClassVar[tuple[str, ...]] = ("params_dtype=float16", "params_dtype=int8", "experience_dtype=float16")
+    smaller_messages: ClassVar[tuple[str, ...]] = (
+        "params_dtype=float16", "params_dtype=int8", "experience_dtype=float16",
+    )
 
     @classmethod
     def message_sizes(cls, config: CentralizedConfig, n_levels: int) -> dict[str, int]:
@@ -130,7 +132,8 @@ class CentralizedLearner(IndependentLearner):
             self.upload = None
         if self.broadcast_due:
             params = self.cloud.flat().cpu().numpy()
-            out.append(("params", Publication(np.array([self.ctx.n_devices]), [params], [DType[self.cfg.params_dtype.upper()]], True)))
+            wire = DType[self.cfg.params_dtype.upper()]
+            out.append(("params", Publication(np.array([self.ctx.n_devices]), [params], [wire], True)))
             self.broadcast_due = False
         return out
 

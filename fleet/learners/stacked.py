@@ -312,7 +312,8 @@ class ActorCritic:
     @classmethod
     def param_count(cls, hidden: int, n_features: int, n_actions: int) -> int:
         """P: one device's parameters, actor and critic, weights and biases (the width of :meth:`flat`)."""
-        return sum(a * b + b for sizes in cls.layer_sizes(hidden, n_features, n_actions) for a, b in zip(sizes[:-1], sizes[1:]))
+        layers = cls.layer_sizes(hidden, n_features, n_actions)
+        return sum(a * b + b for sizes in layers for a, b in zip(sizes[:-1], sizes[1:]))
 
     def __getstate__(self) -> dict:
         return {**self.__dict__, "_flat": None}  # a checkpoint need not hold the parameters twice
