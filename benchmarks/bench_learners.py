@@ -447,8 +447,8 @@ def fleet_run(devices: int, hours: float, threads: str) -> dict:
         "device_steps": steps,
         "device_steps_per_s": steps / perf["wall_s"],
         "device_steps_per_s_process": steps / wall,
-        "bytes_per_device_per_day": comm["bytes_per_device_per_day"],
-        "bytes_sent_per_device_per_day": comm["bytes_sent"] / devices / days,
+        "bytes_per_device_per_day": (comm["bytes_sent"] + comm["bytes_received"]) / devices / days,  # sent + received
+        "bytes_sent_per_device_per_day": summary["comm_per_device_day"]["bytes_sent"],
         "messages_sent": comm["messages_sent"],
         "messages_delivered": comm["messages_delivered"],
         "peak_rss_mb": peak_mb,

@@ -187,7 +187,7 @@ def per_run(run: Path) -> dict[str, float]:
         "discomfort_degh_per_device_day": k["discomfort_degh"] / n / days,
         **tail(run, n, TAIL_DAYS),
         "peak_kw": k["peak_kw"],
-        "bytes_per_device_per_day": s["comm"]["bytes_per_device_per_day"],
+        "bytes_per_device_per_day": (s["comm"]["bytes_sent"] + s["comm"]["bytes_received"]) / n / days,  # sent + received
     }
 
 

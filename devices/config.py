@@ -161,14 +161,26 @@ class OccupancyConfig(StrictModel):
 # --- tariffs -------------------------------------------------------------------------------
 
 
-class FlatTariffConfig(StrictModel):
+class _Tariff(StrictModel):
+    currency: str = "EUR"
+    """ISO 4217 code of the currency the prices are in (EUR, USD, GBP...); costs are reported in it"""
+
+    @field_validator("currency")
+    @classmethod
+    def _iso_code(cls, code: str) -> str:
+        if not (len(code) == 3 and code.isascii() and code.isalpha() and code.isupper()):
+            raise ValueError("must be an ISO 4217 currency code of three capital letters, e.g. EUR, USD or GBP")
+        return code
+
+
+class FlatTariffConfig(_Tariff):
     """The same energy price at every hour."""
 
     kind: Literal["flat"] = "flat"
     """selects this tariff"""
-    # Average residential electricity price in Europe/North America: ~0.15-0.35 $/kWh.
+    # Average residential electricity price in Europe/North America: ~0.15-0.35 per kWh (EUR or USD).
     price_per_kwh: NonNegativeFloat = 0.25
-    """energy price, $/kWh"""
+    """energy price, per kWh in ``currency``"""
 
 
 class TouPeriod(StrictModel):
@@ -179,7 +191,7 @@ class TouPeriod(StrictModel):
     end_h: Hour
     """hour at which the period ends (excluded)"""
     price_per_kwh: NonNegativeFloat
-    """energy price during the period, $/kWh"""
+    """energy price during the period, per kWh in the tariff's ``currency``"""
 
     @model_validator(mode="after")
     def _ordered(self) -> "TouPeriod":
@@ -190,7 +202,7 @@ class TouPeriod(StrictModel):
         return self
 
 
-class TouTariffConfig(StrictModel):
+class TouTariffConfig(_Tariff):
     """Time-of-use tariff: prices by hour of the day, periods tiling [0, 24) exactly."""
 
     kind: Literal["tou"] = "tou"

@@ -1,5 +1,5 @@
-"""Electricity price signals, in $/kWh, as a function of time ``t_s`` (seconds since the
-simulation start at 00:00 local time)."""
+"""Electricity price signals, per kWh in the tariff's ``currency``, as a function of time
+``t_s`` (seconds since the simulation start at 00:00 local time)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class Tariff(Protocol):
     """The energy price that every device of the fleet pays."""
 
     def price(self, t_s: float) -> float:
-        """Price at ``t_s``, $/kWh."""
+        """Price at ``t_s``, per kWh."""
         ...
 
 
@@ -25,7 +25,7 @@ class FlatTariff:
         self.price_per_kwh = cfg.price_per_kwh
 
     def price(self, t_s: float) -> float:
-        """Price at ``t_s``, $/kWh."""
+        """Price at ``t_s``, per kWh."""
         return self.price_per_kwh
 
 
@@ -38,7 +38,7 @@ class TouTariff:
         self._prices = np.array([p.price_per_kwh for p in periods])  # (P,)
 
     def price(self, t_s: float) -> float:
-        """Price at ``t_s``, $/kWh."""
+        """Price at ``t_s``, per kWh."""
         hour = (t_s / 3600.0) % 24.0
         return float(self._prices[np.searchsorted(self._starts, hour, side="right") - 1])
 

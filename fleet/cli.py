@@ -39,8 +39,8 @@ def main() -> None:
     \b
     Quick start:
       fleet scenarios                      list the shipped scenarios
-      fleet run thermostats-small-v1       simulate one (results in runs/)
-      fleet report runs/thermostats-small-v1-seed0
+      fleet run thermostats-small-v2       simulate one (results in runs/)
+      fleet report runs/thermostats-small-v2-seed0
 
     \b
     Environment:
@@ -142,19 +142,10 @@ def _finish(result, quiet: bool) -> None:
 
 
 def _print_summary(summary: dict) -> None:
-    ratios = summary.get("kpis_vs_baseline", {})
-    click.echo(f"{'KPI':<22}{'value':>14}{'vs rule-based':>16}")
-    for key, value in summary["kpis"].items():
-        r = ratios.get(key)
-        click.echo(f"{key:<22}{value:>14.3f}{'' if r is None else f'{r:>16.3f}'}")
-    c = summary["comm"]
-    click.echo(
-        f"comm: {c['messages_sent']:.0f} sent, {c['messages_delivered']:.0f} delivered, {c['messages_dropped']:.0f} dropped, "
-        f"{c['bytes_per_device_per_day'] / 1024:.1f} KiB/device/day"
-        + (f", mean delay {c['mean_delay_s'] * 1000:.1f} ms" if c["mean_delay_s"] is not None else "")
-    )
-    p = summary["perf"]
-    click.echo(f"perf: {p['wall_s']:.1f} s wall, {p['device_steps_per_s'] or 0:,.0f} device-steps/s")
+    from fleet.kpis import summary_lines
+
+    for line in summary_lines(summary):
+        click.echo(line)
 
 
 @main.command()
@@ -197,13 +188,15 @@ def scenarios(fmt: str) -> None:
 @main.command()
 @click.argument("name", required=False)
 def learners(name: str | None) -> None:
-    """List the registered learners, or show learner NAME's parameters with their defaults.
+    """List the registered learners (with their presets: learner.preset NAME), or show learner
+    NAME's parameters with their defaults.
 
     Learners register through the `fleet.learners` entry point group, so installing a package
     of learners adds them here. One that cannot be loaded is reported and the rest listed
     (exit status 2).
     """
     from fleet.learners import REGISTRY
+    from fleet.learners.shipped import presets
 
     if name is not None:
         _print_learner(name, REGISTRY.require(name))
@@ -211,7 +204,8 @@ def learners(name: str | None) -> None:
     failed = False
     for registered in REGISTRY:
         try:
-            click.echo(f"{registered:<20}  {REGISTRY[registered].summary}")
+            named = sorted(presets().get(registered, {}))
+            click.echo(f"{registered:<20}  {REGISTRY[registered].summary}" + (f" [presets: {', '.join(named)}]" if named else ""))
         except ConfigError as e:
             failed = True
             click.echo(f"error: {e}", err=True)

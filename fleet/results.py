@@ -31,6 +31,7 @@ import numpy as np
 
 from fleet import __version__
 from fleet.errors import ConfigError, RunDirError
+from fleet.kpis import summary_figures
 from fleet.provenance import git_revision
 from fleet.mqtt.url import redact
 from fleet.scenario import Scenario, dump_scenario
@@ -333,12 +334,11 @@ def _ratio(a: float, b: float) -> float | None:
 
 
 def summarize(sim: "Simulation", status: str, end: float, wall_s: float) -> dict[str, Any]:
-    """summary.json for a simulation stopped at ``end``."""
+    """summary.json for a simulation stopped at ``end``: its sections and units are described in :mod:`fleet.kpis`."""
     s, w, st = sim.scenario, sim.world, sim.network.stats
     dev = slice(0, w.n)
     kpis = sim.fleet.kpis.as_dict()
     delivered = float(st.messages_delivered.sum())
-    days = max(end, 1e-9) / 86400.0
     out: dict[str, Any] = {
         "run": {
             "scenario": s.name,
@@ -367,8 +367,8 @@ def summarize(sim: "Simulation", status: str, end: float, wall_s: float) -> dict
         "messages_invalid": float(sim.collector_invalid + sim.consensus.invalid + sim.learner_invalid),
         "mean_delay_s": _json_number(st.delay_sum_s.sum() / delivered) if delivered else None,
         "radio_s": float(st.radio_s[dev].sum()),
-        "bytes_per_device_per_day": float((st.bytes_sent[dev].sum() + st.bytes_received[dev].sum()) / w.n / days),
     }
+    out.update(summary_figures(kpis, out.get("baseline"), out["comm"], w.n, end, s.tariff.currency))
     if s.workloads.consensus.enabled:
         c = sim.consensus
         final = c.disagreement()

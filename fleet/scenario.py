@@ -93,6 +93,15 @@ class SiteConfig(StrictModel):
             raise ValueError(f"shares must sum to 1, they sum to {sum(mix.values()):g}")
         return mix
 
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Devices of each network class: the shares of ``devices`` rounded by largest remainder
+        (exact in total; ties go to the class listed first)."""
+        shares = np.array(list(self.network.values())) * self.devices
+        counts = np.floor(shares).astype(int)
+        counts[np.argsort(-(shares - counts), kind="stable")[: self.devices - counts.sum()]] += 1
+        return dict(zip(self.network, counts.tolist()))
+
 
 class HostileConfig(StrictModel):
     """Fault injection: compromised devices, with their own valid credentials, that publish poison."""
@@ -149,6 +158,15 @@ class FleetConfig(StrictModel):
     def name_width(self) -> int:
         """Digits in a device name: 5, more for fleets over 100,000 devices."""
         return max(5, len(str(self.n_devices - 1)))
+
+    @property
+    def class_counts(self) -> dict[str, int]:
+        """Devices of each network class, over every site."""
+        counts: dict[str, int] = {}
+        for site in self.sites:
+            for cls, n in site.class_counts.items():
+                counts[cls] = counts.get(cls, 0) + n
+        return counts
 
     @property
     def device_names(self) -> list[str]:
@@ -311,8 +329,22 @@ class LearnerSpec(StrictModel):
 
     name: str = "rule-based-v1"
     """A registered learner (``fleet learners`` lists them)."""
+    preset: str | None = None
+    """A named parameter set of that learner shipped with fleet (``fleet learners`` lists them):
+    ``params`` start from it, and the keys given in ``params`` override it."""
     params: dict[str, Any] = {}
-    """Parameters of that learner; checked by the learner's own config model."""
+    """Parameters of that learner; checked by the learner's own config model. A loaded scenario
+    holds all of them, defaults and preset filled in (as its run directory's scenario.yaml shows)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _preset_under_params(cls, data: Any) -> Any:
+        if not isinstance(data, dict) or data.get("preset") is None:
+            return data
+        from fleet.learners.shipped import with_preset
+
+        name = data.get("name", cls.model_fields["name"].default)
+        return {**data, "params": with_preset(str(name), str(data["preset"]), data.get("params") or {})}
 
 
 class RewardConfig(StrictModel):
@@ -421,7 +453,6 @@ def _check_consistency(s: Scenario) -> None:
     if s.outputs.sample_devices > n:
         raise ValueError(f"outputs.sample_devices ({s.outputs.sample_devices}) exceeds the fleet size ({n})")
     _check_topology(s)
-    _check_payloads(s)
     band_widths = (s.fleet.occupancy.occupied_band_c, s.fleet.occupancy.unoccupied_band_c)
     deadband = s.learner.params.get("deadband_c") if s.learner.name == "rule-based-v1" else None
     if isinstance(deadband, (int, float)) and any(deadband >= hi - lo for lo, hi in band_widths):
@@ -454,26 +485,73 @@ def _check_topology(s: Scenario) -> None:
         raise ValueError("topology.degree times the group size must be even for kind 'random-regular'")
 
 
-def _check_payloads(s: Scenario) -> None:
-    """A workload whose messages no link of the fleet can carry is a configuration mistake."""
-    used = {cls for site in s.fleet.sites for cls in site.network}
-    payloads = {
-        "workloads.telemetry": (s.workloads.telemetry, [(TELEMETRY_FIELDS,)]),
-        "workloads.consensus": (s.workloads.consensus, [(s.workloads.consensus.dim,)]),
-    }
-    for path, (cfg, shapes) in payloads.items():
-        if not cfg.enabled:
-            continue
-        size = encoded_size(DTYPES[cfg.dtype], shapes)
-        if size > s.network.broker.max_packet_bytes:
-            raise ValueError(f"{path}: messages of {size} bytes exceed network.broker.max_packet_bytes ({s.network.broker.max_packet_bytes})")
-        for cls in sorted(used):
-            limit = s.network.profiles[cls].max_payload_bytes
-            if size > limit:
-                raise ValueError(
-                    f"{path}: messages of {size} bytes exceed the {cls!r} link's max_payload_bytes ({limit}); "
-                    f"use a smaller dtype (float16, int8) or a smaller message"
-                )
+def check_message_sizes(s: Scenario, learner: StrictModel, source: str) -> None:
+    """ConfigError if the broker or a link that carries them cannot carry some workload's or
+    the learner's (``learner``: its resolved config) largest message, naming the settings that
+    would fit. The simulator would drop every such message (counted in messages_dropped).
+
+    A learner config says the sizes of its messages (``message_sizes(n_levels)``), the overrides
+    that make them smaller (``smaller_messages``) and whether they pass the cloud (``via_cloud``),
+    as :class:`fleet.learners.configs.ActorCriticConfig` does; a config without them publishes nothing."""
+    problems = [_size_problem(s, path, *message) for path, message in _workload_messages(s).items()]
+    n_levels = len(s.fleet.hvac.power_levels_kw)
+    sizes = getattr(learner, "message_sizes", lambda n: {})
+    for kind, size in sizes(n_levels).items():
+        options = {}
+        for option in getattr(learner, "smaller_messages", ()):
+            changed = type(learner).model_validate(apply_overrides(learner.model_dump(mode="json"), [option]))
+            options[f"learner.params.{option}"] = changed.message_sizes(n_levels)[kind]
+        what = f"learner ({s.learner.name}, {kind} messages)"
+        problems.append(_size_problem(s, what, size, getattr(learner, "via_cloud", False), options))
+    problems = [p for p in problems if p]
+    if problems:
+        raise ConfigError("\n".join([f"{source}: invalid configuration:", *(f"  - {p}" for p in problems)]))
+
+
+def _workload_messages(s: Scenario) -> dict[str, tuple[int, bool, dict[str, int]]]:
+    """The enabled workloads' messages: path -> (bytes, whether the collector takes part,
+    {smaller dtype override: bytes})."""
+    out = {}
+    for path, cfg, values, collector in [
+        ("workloads.telemetry", s.workloads.telemetry, TELEMETRY_FIELDS, True),
+        ("workloads.consensus", s.workloads.consensus, s.workloads.consensus.dim, False),
+    ]:
+        if cfg.enabled:
+            smaller = [d for d in ("float16", "int8") if d != cfg.dtype]
+            options = {f"{path}.dtype={d}": encoded_size(DTYPES[d], [(values,)]) for d in smaller}
+            out[path] = (encoded_size(DTYPES[cfg.dtype], [(values,)]), collector, options)
+    return out
+
+
+def _size_limits(s: Scenario, collector: bool) -> list[tuple[int, str]]:
+    """(bytes, what sets it) of the broker, of every device link class in use and, if
+    ``collector``, of ``network.collector_link``."""
+    profiles, broker = s.network.profiles, s.network.broker.max_packet_bytes
+    limits = [(broker, f"network.broker.max_packet_bytes ({broker:,})")]
+    for cls, n in sorted(s.fleet.class_counts.items()):
+        limit = profiles[cls].max_payload_bytes
+        if n:
+            limits.append((limit, f"the {cls!r} link's max_payload_bytes ({limit:,}) of {n} device{'s' * (n != 1)}"))
+    if collector:
+        link = s.network.collector_link
+        limit = profiles[link].max_payload_bytes
+        limits.append((limit, f"the collector's {link!r} link's max_payload_bytes ({limit:,}) (network.collector_link)"))
+    return limits
+
+
+def _size_problem(s: Scenario, what: str, size: int, collector: bool, options: dict[str, int]) -> str | None:
+    """Why messages of ``size`` bytes cannot go through the broker or a link that carries them,
+    with the ``options`` (override -> bytes) that would fit; None if they fit."""
+    limits = _size_limits(s, collector)
+    over = [text for limit, text in limits if size > limit]
+    if not over:
+        return None
+    room = min(limit for limit, _ in limits)
+    fits = [f"{key} ({b:,} bytes)" for key, b in options.items() if b <= room]
+    tried = ", ".join(f"{key}: {b:,} bytes" for key, b in options.items()) or "none to try"
+    advice = (f"Settings that fit: {', '.join(fits)}" if fits else
+              f"No single setting fits ({tried}); send smaller messages or use another link class")
+    return f"{what}: messages of {size:,} bytes exceed {' and '.join(over)}; every one would be dropped. {advice}"
 
 
 TELEMETRY_FIELDS = 5
@@ -615,7 +693,10 @@ def parse_scenario(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario
         scenario = Scenario.model_validate(raw)
     except ValidationError as e:
         raise format_validation_error(e, source) from None
-    validate_learner_params(scenario, source)
+    learner = validate_learner_params(scenario, source)
+    resolved = scenario.learner.model_copy(update={"params": learner.model_dump(mode="json")})
+    scenario = scenario.model_copy(update={"learner": resolved})
+    check_message_sizes(scenario, learner, source)
     if isinstance(scenario.weather, EpwWeatherConfig):
         epw = Path(scenario.weather.path)
         if not epw.is_absolute():

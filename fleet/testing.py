@@ -3,7 +3,8 @@
 ``check_learner_contract(name)`` drives a registered learner through a short episode on a
 small ring of devices and checks the protocol of :mod:`fleet.learners.base`: actions of the
 right shape and range, updates that return the declared finite metrics, messages that the
-wire codec can carry and the learner can consume, a state that survives a save/load round
+wire codec can carry and the learner can consume, each kind's largest message of the size that
+``message_sizes`` declares (what a scenario's links are checked against), a state that survives a save/load round
 trip (the restored learner then behaves identically), and a per-device policy export.
 Failures say what to fix.
 
@@ -63,8 +64,9 @@ def _deliveries(learner, kind: str, sender: np.ndarray, n: int) -> tuple[np.ndar
     return rec, idx
 
 
-def _run(learner, n: int, ticks: int, seed: int, start: int = 0) -> list[np.ndarray]:
-    """Drive ``learner`` for ``ticks`` one-minute control ticks after tick ``start``; returns its actions per tick."""
+def _run(learner, n: int, ticks: int, seed: int, start: int = 0, sizes: dict[str, int] | None = None) -> list[np.ndarray]:
+    """Drive ``learner`` for ``ticks`` one-minute control ticks after tick ``start``; returns its
+    actions per tick. ``sizes``: records the largest encoded message of each kind in it."""
     rng = np.random.default_rng(seed)
     actions = []
     for tick in range(start + 1, start + ticks + 1):
@@ -81,16 +83,18 @@ def _run(learner, n: int, ticks: int, seed: int, start: int = 0) -> list[np.ndar
             assert not unknown, f"update() returned metrics {sorted(unknown)} not declared in metric_keys"
             assert all(np.isfinite(v) for v in metrics.values()), f"update() returned non-finite metrics {metrics}"
             if learner.communicates:
-                _exchange(learner, n, tick * 60.0)
+                _exchange(learner, n, tick * 60.0, {} if sizes is None else sizes)
     return actions
 
 
-def _exchange(learner, n: int, t: float) -> None:
-    """Encode what the learner publishes with the wire codec and hand it back as delivered."""
+def _exchange(learner, n: int, t: float, sizes: dict[str, int]) -> None:
+    """Encode what the learner publishes with the wire codec and hand it back as delivered;
+    the largest message of each kind goes into ``sizes``."""
     for kind, pub in learner.outbox(np.ones(n, bool)):
         assert kind in KINDS, f"outbox() used kind {kind!r}; known kinds: {KINDS}"
         seq = np.arange(1, len(pub.sender) + 1)
         rows = encode_batch(Kind[kind.upper()], pub.sender, seq, t, pub.arrays, pub.dtypes)
+        sizes[kind] = max(sizes.get(kind, 0), rows.shape[1])
         dec = decode_batch(rows)
         assert dec.valid.all(), "outbox() produced payloads the codec rejects"
         receiver, idx = _deliveries(learner, kind, pub.sender, n)
@@ -103,7 +107,12 @@ def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0
     learner = make_learner(name, {}, _context(n, seed))
     for attr in ("name", "communicates", "exchange", "update_every", "metric_keys"):
         assert hasattr(learner, attr), f"learner {name!r} lacks the class attribute {attr!r}"
-    _run(learner, n, ticks, seed)
+    sizes: dict[str, int] = {}
+    _run(learner, n, ticks, seed, sizes=sizes)
+    config = REGISTRY[name].config_cls()
+    declared = config.message_sizes(N_LEVELS) if hasattr(config, "message_sizes") else {}
+    assert sizes == declared, (f"its config's message_sizes() must give the encoded bytes of the largest message of each kind "
+                               f"published: it declares {declared}, the learner published {sizes}")
 
     # save as a state file, load into a fresh learner, and continue identically
     with tempfile.TemporaryDirectory() as scratch:

@@ -11,9 +11,10 @@ compare:
   overload), so learners and the rule-based thermostat, which logs no reward of its own,
   compare on one scale. The window starts at the last metrics row at or before
   ``(1 - tail)`` of the run (the default, 0.5: the last half).
-- **bytes sent**: ``comm.bytes_sent`` of summary.json over the whole run (on the air: codec
-  payload, link overhead and retransmissions, of every workload: learner messages, telemetry,
-  consensus), the price paid to reach that reward, learning included.
+- **bytes sent**: summary.json's ``comm_per_device_day.bytes_sent``, what the devices' radios
+  sent over the whole run (on the air: codec payload, link overhead and retransmissions, of
+  every workload: learner messages, telemetry, consensus; not what they received), the price
+  paid to reach that reward, learning included.
 
 Runs whose scenarios are equal except for ``seed`` form one point; ``description`` and the
 ``outputs`` section, which change only what is recorded, are ignored too, and learner
@@ -36,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from fleet.errors import ConfigError, RunDirError
+from fleet.kpis import per_device_day
 
 CONFIDENCE = 0.95
 DEFAULT_TAIL = 0.5
@@ -155,9 +157,10 @@ def final_reward(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int,
 
 
 def bytes_sent_per_device_per_day(summary: dict) -> float:
-    """Bytes the devices' radios sent over the whole run, per device per day."""
+    """Bytes the devices' radios sent over the whole run, per device per day: summary.json's
+    ``comm_per_device_day.bytes_sent``, from ``comm.bytes_sent`` by the same definition."""
     run = summary["run"]
-    return summary["comm"]["bytes_sent"] / run["n_devices"] / (run["simulated_s"] / 86400.0)
+    return per_device_day(summary["comm"]["bytes_sent"], run["n_devices"], run["simulated_s"])
 
 
 def run_values(path: Path, scenario: dict, metrics: dict[str, np.ndarray], summary: dict, tail: float = DEFAULT_TAIL) -> RunValues:

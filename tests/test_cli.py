@@ -11,6 +11,7 @@ from pathlib import Path
 import click
 import numpy as np
 import pytest
+import yaml
 from click.testing import CliRunner
 
 from devices.weather import write_epw
@@ -68,6 +69,19 @@ def test_run_writes_a_run_directory_that_reproduces_itself(tiny_scenario_file, t
     assert {k: v for k, v in again.items() if k != "perf"} == {k: v for k, v in summary.items() if k != "perf"}
     assert (second / "metrics.csv").read_bytes() == (first / "metrics.csv").read_bytes()
     assert (second / "scenario.yaml").read_bytes() == (first / "scenario.yaml").read_bytes()
+
+
+def test_the_default_scenario_compares_a_learner_with_the_thermostat(tmp_path):
+    result = fleet("run", "thermostats-small-v2", "-o", tmp_path / "run", "--device", "cpu", "--set", "horizon=6h")
+    assert result.exit_code == 0, result.output
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["run"]["learner"] == "diffusion-v1" and summary["kpis"] != summary["baseline"]
+    assert summary["kpis_vs_baseline"]["energy_kwh"] != 1.0  # not the thermostat against itself
+    # its scenario.yaml (preset, shipped policy name and defaults resolved) reproduces it
+    assert yaml.safe_load((tmp_path / "run" / "scenario.yaml").read_text())["learner"]["params"]["lr"] == 0.03
+    result = fleet("run", tmp_path / "run" / "scenario.yaml", "-o", tmp_path / "again", "--device", "cpu", "-q")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "again" / "metrics.csv").read_bytes() == (tmp_path / "run" / "metrics.csv").read_bytes()
 
 
 def test_run_seed_and_set_and_default_directory(tiny_scenario_file, tiny_run, tmp_path, monkeypatch):
@@ -165,13 +179,18 @@ def bad_scenario(case, raw, tmp_path, write_scenario):
         (tmp_path / "short.epw").write_text("".join(lines[:100]))
         raw["weather"] = {"source": "epw", "path": "short.epw"}
         return write_scenario(raw), "truncated"
+    elif case == "learner messages too large for a link":
+        raw["fleet"]["sites"][0]["network"] = {"wifi": 0.8, "lte-m": 0.2}  # 1 of its 3 devices on LTE-M
+        raw["learner"] = {"name": "diffusion-v1"}
+        return write_scenario(raw), "messages of 15,031 bytes exceed the 'lte-m' link's max_payload_bytes (8,088) of 1 device"
     words = {"list for a mapping": "fleet.building", "unknown key": "fleet.sites[0].colour: unknown key",
              "negative capacitance": "fleet.building.capacitance_kwh_per_c", "zero bandwidth": "network.profiles.wifi.up_bps"}
     return write_scenario(raw), words[case]
 
 
 BAD_CASES = ["malformed yaml", "list for a mapping", "unknown key", "negative capacitance", "zero bandwidth",
-             "missing epw", "truncated epw", "too many devices", "fifo for weather"]
+             "missing epw", "truncated epw", "too many devices", "fifo for weather",
+             "learner messages too large for a link"]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -225,7 +244,7 @@ def test_scenarios_lists_the_shipped_ones_with_descriptions():
     result = fleet("scenarios")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert len(lines) == 4
+    assert len(lines) == len(list_scenarios()) == 5
     for line, (name, description, _) in zip(lines, list_scenarios()):
         assert line.startswith(name) and line.endswith(description) and description
 
@@ -234,7 +253,7 @@ def test_scenarios_as_json():
     result = fleet("scenarios", "--format", "json")
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1"]
+    assert [r["name"] for r in rows] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1", "thermostats-small-v2"]
     assert all(r["description"] and "\n" not in r["description"] and r["path"].endswith(".yaml") for r in rows)
 
 
@@ -245,6 +264,7 @@ def test_learners_lists_the_registry():
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(REGISTRY)
     assert {"rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"} <= set(REGISTRY)
+    assert "[presets: clone-finetune]" in next(line for line in result.stdout.splitlines() if line.startswith("diffusion-v1"))
 
 
 def test_learners_name_shows_every_parameter_nested_ones_too():

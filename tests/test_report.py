@@ -119,6 +119,7 @@ def test_a_point_is_the_mean_and_t_interval_of_its_seeds(base_scenario):
 
 
 def test_runs_are_grouped_by_everything_but_the_seed_and_labelled_by_what_differs(base_scenario):
+    base_scenario["fleet"]["sites"][0]["network"] = {"wifi": 0.8, "lte-m": 0.2}  # sites that differ in their network mix
     diffusion = {"learner.name": "diffusion-v1", "learner.params": {}}
     int8 = {"learner.name": "diffusion-v1", "learner.params": {"comm": {"dtype": "int8"}}}
     nbiot = {**diffusion, "fleet.sites.0.network": {"nb-iot": 1.0}, "fleet.sites.1.network": {"nb-iot": 1.0}}

@@ -40,8 +40,14 @@ def config_error(path, overrides=(), **kwargs) -> str:
 # --- the shipped scenarios ---------------------------------------------------------------
 
 
-def test_four_scenarios_are_shipped():
-    assert [name for name, _, _ in SHIPPED] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1"]
+def test_five_scenarios_are_shipped():
+    assert [name for name, _, _ in SHIPPED] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1", "thermostats-small-v2"]
+
+
+def test_the_default_scenario_runs_a_learner_from_the_clone_against_the_thermostat():
+    sc = load_scenario("thermostats-small-v2")
+    assert sc.learner.name == "diffusion-v1" and sc.learner.params["init_policy"] == "clone-v1" and sc.outputs.baseline
+    assert sc.control_period == 900 and sc.horizon == 2 * 86400  # the learners' control period, 192 ticks
 
 
 @pytest.mark.parametrize("name, path", [(name, path) for name, _, path in SHIPPED])
@@ -108,11 +114,12 @@ BAD = {
     "degree not below the group": (["topology.degree=4"], ["topology.degree", "smallest group of devices (3)"]),
     "consensus too large for lora": (
         ["fleet.sites[1].network={lora: 1.0}", "workloads.consensus.dim=64"],
-        ["workloads.consensus", "'lora'", "max_payload_bytes (115)", "float16"],
+        ["workloads.consensus", "'lora'", "max_payload_bytes (115) of 3 devices", "workloads.consensus.dtype=int8 (99 bytes)"],
     ),
     "unregistered learner": (["learner.name=q-learning-v9"], ["learner.name", "'q-learning-v9'", "known:", "diffusion-v1", "rule-based-v1"]),
     "unknown learner param": (["learner.params={bogus: 1}"], ["learner.params.bogus", "unknown key"]),
     "bad learner param": (["learner.params.deadband_c=-1"], ["learner.params.deadband_c", "greater than 0"]),
+    "currency not a code": (["tariff.currency=euro"], ["tariff.currency", "ISO 4217", "'euro'"]),
     "tou tariff with a gap": (["tariff.periods[1].start_h=8"], ["tariff.periods", "[7.0, 8.0) are not covered"]),
 }
 
@@ -252,6 +259,45 @@ def test_a_scalar_yaml_cannot_build_is_an_error_at_its_line(tiny_raw, write_scen
 def test_a_duration_longer_than_64_characters_is_refused(tiny_scenario_file):
     msg = config_error(tiny_scenario_file, ["horizon=" + "1" * 100 + "!"])
     assert "horizon: a duration is written in at most 64 characters" in msg
+
+
+# --- message sizes against links and broker --------------------------------------------------
+
+P = (22 * 32 + 32 + 32 * 32 + 32 + 32 * 4 + 4) + (22 * 32 + 32 + 32 * 32 + 32 + 32 * 1 + 1)
+"""One device's parameters, actor (22 features -> 32 -> 32 -> 4 levels) and critic (-> 1): 3,749."""
+ONE_ARRAY = 21 + 10 + 4
+"""Codec bytes of a message of one 1-D array besides its values: header, descriptor, CRC."""
+
+
+def test_learner_messages_a_link_cannot_carry_are_refused_naming_devices_limit_and_what_fits():
+    # thermostats-small-v1: site north has 50 devices, 20 % of them (10) on LTE-M: 8188 - 100 bytes of headers
+    msg = config_error("thermostats-small-v1", ["learner.name=diffusion-v1"])
+    assert f"messages of {ONE_ARRAY + 4 * P:,} bytes" in msg  # 15,031
+    assert "the 'lte-m' link's max_payload_bytes (8,088) of 10 devices" in msg and "'wifi'" not in msg
+    assert f"learner.params.comm.dtype=float16 ({ONE_ARRAY + 2 * P:,} bytes)" in msg  # 7,533
+    assert f"learner.params.comm.dtype=int8 ({ONE_ARRAY + P:,} bytes)" in msg  # 3,784
+    assert load_scenario("thermostats-small-v1", ["learner.name=diffusion-v1", "learner.params.comm.dtype=float16"])
+
+
+def test_the_broker_limit_and_the_collector_link_count_too(tiny_scenario_file):
+    msg = config_error(tiny_scenario_file, ["learner.name=diffusion-v1", "network.broker.max_packet_bytes=4000"])
+    assert "15,031 bytes exceed network.broker.max_packet_bytes (4,000)" in msg and "comm.dtype=int8 (3,784 bytes)" in msg
+    assert "float16" not in msg  # 7,533 bytes do not fit either
+    # the centralized learner's experience goes up to the collector: T = 8 transitions of 22 features in float16
+    # (observations (9, 22), actions (8,), rewards (8,)): 21 + 3 descriptors (14 + 10 + 10) + 2 * (198 + 8 + 8) + 4
+    experience = 21 + 34 + 2 * (9 * 22 + 8 + 8) + 4
+    msg = config_error(tiny_scenario_file, ["learner.name=centralized-v1", "network.collector_link=lora"])
+    assert f"(centralized-v1, experience messages): messages of {experience} bytes exceed the collector's 'lora' link" in msg
+    assert "no single setting fits" in msg.lower()
+    # a learner of the devices alone (diffusion) is not checked against the collector's link
+    assert load_scenario(tiny_scenario_file, ["learner.name=diffusion-v1", "network.collector_link=lora",
+                                              "workloads.telemetry.enabled=false"])
+
+
+def test_a_class_whose_share_rounds_to_no_device_is_not_checked(tiny_scenario_file):
+    # site north's 3 devices: shares 0.9 and 0.1 give 2.7 and 0.3 devices, rounded to 3 and 0 (largest remainder)
+    sc = load_scenario(tiny_scenario_file, ["learner.name=diffusion-v1", "fleet.sites[0].network={wifi: 0.9, lte-m: 0.1}"])
+    assert sc.fleet.sites[0].class_counts == {"wifi": 3, "lte-m": 0}
 
 
 # --- --set overrides -----------------------------------------------------------------------

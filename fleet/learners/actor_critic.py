@@ -25,6 +25,7 @@ from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last
 from fleet.learners.configs import DiffusionConfig
 from fleet.learners.features import LAYOUT, N_FEATURES, features, shape_rewards
 from fleet.learners.guard import ParamGuard
+from fleet.learners.shipped import policy_path
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
 from fleet.statefile import StateMismatch, array_list, attrs_state, expect_keys, load_attrs, within
 
@@ -48,7 +49,7 @@ class IndependentLearner:
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
         self.core = ActorCritic(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gen, ctx.device)
         if config.init_policy:
-            load_actor(config.init_policy, self.core.actor.parameters, LAYOUT)
+            load_actor(policy_path(config.init_policy), self.core.actor.parameters, LAYOUT)
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []

@@ -59,6 +59,9 @@ PREVIEW_H = (1.0, 2.0, 3.0, 4.0)
 """Hours ahead at which a device previews its comfort band and the price. A thermostat knows
 its own schedule and tariff; seeing them ahead makes heating before the band or the price rises
 a function of what the device observes, rather than of the hour alone."""
+N_FEATURES = 10 + 3 * len(PREVIEW_H)
+"""Columns of a thermostat's features (:func:`fleet.learners.features.features`): what its
+network observes, known without torch so that a config can size the network's messages."""
 
 
 def preview(occupancy: "Occupancy", tariff: "Tariff", t_s: float, n: int) -> dict[str, np.ndarray]:

@@ -27,7 +27,6 @@ from fleet.learners.configs import CentralizedConfig
 from fleet.learners.features import N_FEATURES, shape_rewards
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 from fleet.mqtt.codec import DType
-from fleet.scenario import DTYPES
 from fleet.statefile import StateMismatch, array, entry, within
 
 
@@ -37,7 +36,6 @@ class CentralizedLearner(IndependentLearner):
     name: ClassVar[str] = "centralized-v1"
     communicates: ClassVar[bool] = True
     exchange: ClassVar[str] = "cloud"
-
     def __init__(self, config: CentralizedConfig, ctx: LearnerContext) -> None:
         super().__init__(config, ctx)
         self.cloud = ActorCritic(config, 1, N_FEATURES, ctx.n_levels, self.gen, ctx.device, shared=True)
@@ -109,12 +107,13 @@ class CentralizedLearner(IndependentLearner):
         if self.upload is not None:
             sender = np.flatnonzero(active)
             obs, actions, rewards = (x.transpose(0, 1)[torch.as_tensor(sender)].cpu().numpy() for x in self.upload)
-            dtype = DTYPES[self.cfg.experience_dtype]  # actions (small integers) are exact in float16
+            dtype = DType[self.cfg.experience_dtype.upper()]  # actions (small integers) are exact in float16
             out.append(("experience", Publication(sender, [obs, actions.astype(np.float32), rewards], [dtype, DType.FLOAT16, dtype], True)))
             self.upload = None
         if self.broadcast_due:
             params = self.cloud.flat().cpu().numpy()
-            out.append(("params", Publication(np.array([self.ctx.n_devices]), [params], [DTYPES[self.cfg.params_dtype]], True)))
+            wire = DType[self.cfg.params_dtype.upper()]
+            out.append(("params", Publication(np.array([self.ctx.n_devices]), [params], [wire], True)))
             self.broadcast_due = False
         return out
 

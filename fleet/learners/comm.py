@@ -33,7 +33,7 @@ import numpy as np
 from pydantic import Field
 
 from fleet.config import FiniteFloat, StrictModel
-from fleet.mqtt.codec import DType, as_decoded
+from fleet.mqtt.codec import DType, as_decoded, encoded_size
 
 
 class CommConfig(StrictModel):
@@ -60,6 +60,17 @@ class CommConfig(StrictModel):
     def k(self, p: int) -> int:
         """Entries in a sparse message of a P-entry vector (rounded so that 0.7 * 10 gives 7, not 8)."""
         return max(1, math.ceil(round(self.topk * p, 9)))
+
+    def largest_message_bytes(self, p: int) -> int:
+        """Encoded bytes of the largest message of a P-entry vector under this policy.
+
+        That is the dense message (P values) unless top-k sparse messages (k indices and k
+        values) are larger: top-k never makes the largest message smaller, since every device's
+        first message is dense (and every ``full_every``-th, when set).
+        """
+        dense = encoded_size(self.wire_dtype, [(p,)])
+        k = self.k(p)
+        return dense if k >= p else max(dense, encoded_size([DType.UINT32, self.wire_dtype], [(k,), (k,)]))
 
 
 @dataclass(frozen=True, eq=False)

@@ -8,12 +8,30 @@ themselves (:mod:`fleet.learners.stacked`, :mod:`fleet.learners.actor_critic`,
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from fleet.config import FiniteFloat, PositiveDuration, StrictModel
+from fleet.learners.base import N_FEATURES
 from fleet.learners.comm import CommConfig
+from fleet.mqtt.codec import DType, encoded_size
+
+LearningRate = Annotated[float, Field(gt=0, le=1)]
+Optimizer = Literal["adam", "sgd"]
+Epochs = Annotated[int, Field(ge=1, le=100)]
+Coefficient = Annotated[float, Field(ge=0)]
+
+
+def layer_sizes(hidden: int, n_features: int, n_actions: int) -> tuple[list[int], list[int]]:
+    """Layer sizes of the actor (F -> H -> H -> A logits) and of the critic (F -> H -> H -> 1)."""
+    return [n_features, hidden, hidden, n_actions], [n_features, hidden, hidden, 1]
+
+
+def param_count(hidden: int, n_features: int, n_actions: int) -> int:
+    """P: one device's parameters, actor and critic, weights and biases (the width of
+    :meth:`fleet.learners.stacked.ActorCritic.flat`)."""
+    return sum(a * b + b for sizes in layer_sizes(hidden, n_features, n_actions) for a, b in zip(sizes[:-1], sizes[1:]))
 
 
 class GuardConfig(StrictModel):
@@ -26,19 +44,39 @@ class GuardConfig(StrictModel):
 
 
 class ActorCriticConfig(StrictModel):
-    """Hyperparameters of the n-step advantage actor-critic (as in Diff-DAC)."""
+    """Hyperparameters of the n-step advantage actor-critic (as in Diff-DAC).
+
+    The defaults are the learning study's settings from a random start (docs/studies/learning.md:
+    40 days at a 15-minute control period; ``gamma`` and ``n_steps`` count control ticks, so
+    they were chosen for that period). Each learner's own config sets its optimizer and step.
+
+    A learner config also says how large the messages of its learner are, so that a scenario
+    whose links cannot carry them is refused before anything runs (:func:`fleet.scenario.check_message_sizes`),
+    without importing the learner: :meth:`message_sizes`, :attr:`smaller_messages`, :attr:`via_cloud`.
+    """
+
+    smaller_messages: ClassVar[tuple[str, ...]] = ()
+    """Overrides of its parameters (``key=value``, as after ``learner.params.``) that make its
+    messages smaller; a scenario whose links cannot carry its messages suggests those that fit."""
+    via_cloud: ClassVar[bool] = False
+    """Whether its messages go to or come from the cloud (the collector's link carries them)."""
+
+    def message_sizes(self, n_levels: int) -> dict[str, int]:
+        """Encoded bytes of the largest message of each kind its learner publishes, for devices
+        of ``n_levels`` HVAC levels: ``{kind: bytes}``; none for a learner without messages."""
+        return {}
 
     hidden: Annotated[int, Field(ge=1, le=1024)] = 32
     """Width of the two hidden layers of the actor and of the critic."""
-    n_steps: Annotated[int, Field(ge=1, le=10_000)] = 16
+    n_steps: Annotated[int, Field(ge=1, le=10_000)] = 8
     """Control ticks per update (rollout length)."""
-    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.98
+    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.95
     """Discount factor per control tick."""
     gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95
     """GAE lambda; 1.0 gives plain n-step returns with bootstrapping."""
-    lr: Annotated[float, Field(gt=0, le=1)] = 3e-3
+    lr: LearningRate = 3e-3
     """Learning rate of the optimizer (actor and critic)."""
-    entropy_coef: Annotated[float, Field(ge=0)] = 0.01
+    entropy_coef: Coefficient = 0.01
     """Weight of the entropy bonus."""
     value_coef: Annotated[float, Field(ge=0)] = 0.5
     """Weight of the critic's squared error."""
@@ -46,12 +84,12 @@ class ActorCriticConfig(StrictModel):
     """Per-device clipping of the gradient norm."""
     normalize_advantages: bool = True
     """Standardize each device's advantages over its own rollout."""
-    epochs: Annotated[int, Field(ge=1, le=100)] = 1
+    epochs: Epochs = 1
     """Gradient steps per rollout. With 1 this is A2C; with more, the later steps use PPO's
     clipped surrogate so that the policy cannot move far from the one that collected the data."""
     clip: Annotated[float, Field(gt=0, lt=1)] = 0.2
     """PPO clip range of the probability ratio (used when epochs > 1)."""
-    shaping_per_degc: Annotated[float, Field(ge=0)] = 0.0
+    shaping_per_degc: Annotated[float, Field(ge=0)] = 0.6
     """Thermostat learners only (:func:`fleet.learners.features.shape_rewards`; the core takes
     rewards as given). Potential-based reward shaping (Ng, Harada and Russell 1999): the learner adds
     ``gamma * phi(next) - phi(now)`` with ``phi = shaping_per_degc * indoor temperature`` to each
@@ -71,7 +109,7 @@ class ActorCriticConfig(StrictModel):
     scenario's seed, so that boards (N = 1) and simulated devices agree on them without
     talking. Diffusion needs it: averaging independently initialized networks cancels their
     features and leaves a uniform policy."""
-    optimizer: Literal["adam", "sgd"] = "adam"
+    optimizer: Optimizer = "adam"
     """Per-device optimizer. ``sgd`` (with ``momentum``) is linear in the gradient, so a
     diffusion combine averages the neighbours' gradient steps as Diff-DAC assumes. Adam divides
     each device's step by that device's own gradient scale: on one house's 8-16 noisy samples
@@ -81,11 +119,12 @@ class ActorCriticConfig(StrictModel):
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     """Heavy-ball momentum with ``optimizer: sgd``."""
     init_policy: str | None = None
-    """A file of actor parameters (one device's) that every device's actor starts from instead
-    of the seed's draw; the critic still starts from the draw. ``python
-    benchmarks/study_learning.py imitate`` writes one that imitates the perfect-information
-    optimum (:mod:`fleet.imitation`). Relative to the working directory; a board given the same
-    file starts where the simulated devices do."""
+    """A policy file (one device's actor) that every device's actor starts from instead of the
+    seed's draw; the critic still starts from the draw. A path relative to the working
+    directory, or the name of a policy shipped with fleet: ``clone-v1``, the actor that imitates
+    the perfect-information optimum (``python benchmarks/study_learning.py imitate`` writes it,
+    :mod:`fleet.imitation`; :mod:`fleet.learners.shipped`). A board given the same file starts
+    where the simulated devices do."""
     frozen: bool = False
     """Never update: every device acts with the policy it starts from (``init_policy``, or the
     seed's draw) for the whole run and records no experience, to evaluate that policy on a
@@ -110,6 +149,19 @@ class ActorCriticConfig(StrictModel):
 class DiffusionConfig(ActorCriticConfig):
     """Diff-DAC: adapt locally, then combine with the neighbours' received parameters."""
 
+    smaller_messages: ClassVar[tuple[str, ...]] = ("comm.dtype=float16", "comm.dtype=int8")
+    """Top-k is not among them: it does not make the largest message smaller (every device's first message is dense)."""
+
+    def message_sizes(self, n_levels: int) -> dict[str, int]:
+        """``params``: every device's P parameters (actor and critic) under the communication policy."""
+        return {"params": self.comm.largest_message_bytes(param_count(self.hidden, N_FEATURES, n_levels))}
+
+    optimizer: Optimizer = "sgd"
+    """Per-device SGD, whose steps average under the combine (see ``ActorCriticConfig.optimizer``)."""
+    lr: LearningRate = 0.3
+    """The study's step from a random start; from a trained policy (``init_policy``) 0.03 keeps
+    it (preset ``clone-finetune``)."""
+
     weights: Literal["uniform", "metropolis"] = "uniform"
     """Combination weights over the closed neighbourhood (renormalized over fresh neighbours)."""
     staleness: PositiveDuration | None = None
@@ -129,6 +181,24 @@ class DiffusionConfig(ActorCriticConfig):
 
 class CentralizedConfig(ActorCriticConfig):
     """One shared policy trained in the cloud from the devices' uploaded experience."""
+
+    smaller_messages: ClassVar[tuple[str, ...]] = ("params_dtype=float16", "params_dtype=int8", "experience_dtype=float16")
+    via_cloud: ClassVar[bool] = True
+
+    def message_sizes(self, n_levels: int) -> dict[str, int]:
+        """``experience``: a device's rollout of ``n_steps`` transitions (observations (T+1, F),
+        actions (T,), rewards (T,)); ``params``: the cloud's P parameters."""
+        t, experience = self.n_steps, DType[self.experience_dtype.upper()]
+        p = param_count(self.hidden, N_FEATURES, n_levels)
+        return {
+            "experience": encoded_size([experience, DType.FLOAT16, experience], [(t + 1, N_FEATURES), (t,), (t,)]),
+            "params": encoded_size(DType[self.params_dtype.upper()], [(p,)]),
+        }
+
+    epochs: Epochs = 4
+    """PPO epochs on each batch of every device's rollouts (one network, much data)."""
+    entropy_coef: Coefficient = 0.003
+    """A smaller entropy bonus than the per-device learners'."""
 
     broadcast_every: Annotated[int, Field(ge=1)] = 1
     """Cloud updates between two broadcasts of the policy."""

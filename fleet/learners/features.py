@@ -12,11 +12,10 @@ from dataclasses import replace
 import numpy as np
 import torch
 
-from fleet.learners.base import PREVIEW_H, Observation
+from fleet.learners.base import N_FEATURES, PREVIEW_H, Observation
 from fleet.learners.configs import ActorCriticConfig
 from fleet.learners.stacked import Rollout
 
-N_FEATURES = 10 + 3 * len(PREVIEW_H)
 LAYOUT = "thermostat-features-v1"
 """Name of what :func:`features` computes. A saved policy names the layout it observed, and one
 of another layout is refused: give any change of the features (which, their order, their

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 
 from fleet.errors import ConfigError
-from fleet.learners.configs import ActorCriticConfig
+from fleet.learners.configs import ActorCriticConfig, layer_sizes
 from fleet.statefile import StateFileError, StateMismatch, array, array_list, entry, expect_keys, load_child, within
 from fleet.statefile import load as load_state
 
@@ -238,9 +238,9 @@ class ActorCritic:
         every device starts from the parameters a single device would draw."""
         self.cfg = cfg
         self.shared = shared
-        h = cfg.hidden
-        self.actor = StackedMLP(n, [n_features, h, h, n_actions], gen, device, last_scale=0.01, common=cfg.common_init)
-        self.critic = StackedMLP(n, [n_features, h, h, 1], gen, device, common=cfg.common_init)
+        actor, critic = layer_sizes(cfg.hidden, n_features, n_actions)
+        self.actor = StackedMLP(n, actor, gen, device, last_scale=0.01, common=cfg.common_init)
+        self.critic = StackedMLP(n, critic, gen, device, common=cfg.common_init)
         self.optimizer = (FusedAdam(self.parameters, lr=cfg.lr) if cfg.optimizer == "adam"
                           else MomentumSGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)

@@ -14,10 +14,8 @@ Deliveries wait in per-kind mailboxes with their arrival times; a consumer ``dra
 has arrived by its clock, de-duplicated by (receiver, sender, seq). No SimPy process per
 message exists.
 
-Accounting (per endpoint; endpoints are the N devices followed by the cloud collector):
-bytes on the air include each link's per-message overhead and every retransmission;
-a publish counts as sent once; a delivery counts when its receiver drains it; a drop is a
-publish lost before the broker, a delivery lost after it, or a message over a size limit.
+Accounting (per endpoint; endpoints are the N devices followed by the cloud collector) is
+defined once, in :class:`CommStats`.
 """
 
 from __future__ import annotations
@@ -112,18 +110,38 @@ class _Pending:
 
 @dataclass
 class CommStats:
-    """Per-endpoint counters, each (N + 1,): devices, then the collector."""
+    """Per-endpoint counters, each (N + 1,): devices, then the collector. The one definition of
+    the byte and message figures of metrics.csv (``net/*``) and summary.json (``comm``).
+
+    A *publish* is one message an endpoint hands to its uplink. It goes *on the air* unless it
+    is larger than its link's ``max_payload_bytes`` or the broker's ``max_packet_bytes`` (a
+    scenario whose messages cannot fit is refused, so that happens only to a profile changed
+    after validation); then it is dropped at once and counts in neither ``messages_sent`` nor
+    the bytes. *On the air* bytes are the codec payload plus the link's ``overhead_bytes``."""
 
     n: int
     bytes_sent: np.ndarray = field(init=False)
+    """On the air, sending: payload + overhead of every transmission, QoS 1 retransmissions
+    included, also of a device whose link is down (its radio still transmits)."""
     payload_bytes_sent: np.ndarray = field(init=False)
+    """Codec payload of the publishes put on the air, once per publish (no overhead, no
+    retransmissions): at most ``bytes_sent``."""
     bytes_received: np.ndarray = field(init=False)
+    """On the air, receiving: payload + overhead of every delivery that reached the endpoint,
+    duplicates included."""
     messages_sent: np.ndarray = field(init=False)
+    """Publishes put on the air, once each however often they were retransmitted."""
     messages_delivered: np.ndarray = field(init=False)
+    """Deliveries to a subscriber, de-duplicated (counted at the receiver)."""
     messages_dropped: np.ndarray = field(init=False)
+    """Publishes lost before the broker (counted at the sender), deliveries lost after it
+    (counted at the receiver), and publishes over a size limit (at the sender)."""
     duplicates: np.ndarray = field(init=False)
+    """QoS 1 copies of a message a receiver already had (counted at the receiver)."""
     radio_s: np.ndarray = field(init=False)
+    """Seconds the endpoint's radio was busy sending and receiving (bytes on the air / rate)."""
     delay_sum_s: np.ndarray = field(init=False)
+    """Sum over de-duplicated deliveries of (arrival - publish time), at the receiver."""
 
     def __post_init__(self) -> None:
         for name in self.STATE:
@@ -226,11 +244,11 @@ class SimNetwork:
         if len(out.sender) == 0:
             return
         size = out.rows.shape[1]
-        _add(self.stats.messages_sent, out.sender)
-        _add(self.stats.payload_bytes_sent, out.sender, size)
         fits = size <= np.minimum(self.max_payload[out.sender], self.broker.max_packet_bytes)
         _add(self.stats.messages_dropped, out.sender[~fits])
         keep = np.flatnonzero(fits)
+        _add(self.stats.messages_sent, out.sender[keep])
+        _add(self.stats.payload_bytes_sent, out.sender[keep], size)
         ready = np.full(len(keep), t)
         event_msg, event_arrive = self._hop(self.uplink, self.downlink, ready, out.sender[keep], size, out.qos, count_tx=True)
         event_msg = keep[event_msg]

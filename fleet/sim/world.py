@@ -61,11 +61,8 @@ def _network_classes(scenario: Scenario, names: list[str], rng: np.random.Genera
     """Each device's class: exact shares per site (largest remainder), shuffled within the site."""
     parts = []
     for site in scenario.fleet.sites:
-        classes = list(site.network)
-        shares = np.array([site.network[c] for c in classes]) * site.devices
-        counts = np.floor(shares).astype(int)
-        counts[np.argsort(-(shares - counts), kind="stable")[: site.devices - counts.sum()]] += 1
-        labels = np.repeat([names.index(c) for c in classes], counts)
+        counts = site.class_counts
+        labels = np.repeat([names.index(c) for c in counts], list(counts.values()))
         parts.append(rng.permutation(labels))
     return np.concatenate(parts)
 

@@ -290,3 +290,15 @@ def test_topk_int8_costs_an_eighth_of_dense_float32_plus_headers():
     assert sparse_i8 == 21 + 2 * 10 + 1000 * (4 + 1) + 4
     assert sparse_i8 / dense_f32 == pytest.approx(0.1 * (4 + 1) / 4, abs=0.002)  # 0.126
     assert encoded_size(first.dtypes, [a.shape[1:] for a in first.arrays]) == 21 + 10 + p + 4  # dense int8
+
+
+@pytest.mark.parametrize("cfg, p, largest", [
+    (CommConfig(), 10, 21 + 10 + 4 * 10 + 4),  # dense float32: 75
+    (CommConfig(dtype="float16", topk=0.1), 100, 21 + 10 + 2 * 100 + 4),  # the first (dense) message: 235, not k = 10 sparse (85)
+    (CommConfig(topk=0.9), 10, 21 + 20 + 9 * (4 + 4) + 4),  # 9 indices and values (117) outweigh 10 values (75)
+])
+def test_the_largest_message_is_what_the_publisher_sends_at_most(cfg, p, largest):
+    assert cfg.largest_message_bytes(p) == largest
+    publisher, rng = ParamPublisher(cfg, 2, p), np.random.default_rng(0)
+    pubs = [publisher.outgoing(i, rng.normal(size=(2, p)).astype(np.float32), np.ones(2, bool)) for i in range(3)]
+    assert max(encoded_size(pub.dtypes, [a.shape[1:] for a in pub.arrays]) for pub in pubs) == largest

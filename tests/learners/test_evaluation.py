@@ -15,13 +15,13 @@ from fleet.testing import _context, _observation, _run
 
 LEARNERS = ["independent-v1", "diffusion-v1", "centralized-v1"]
 UPDATE_S = 16 * 60.0
-"""Seconds between updates in ``_run`` (the default n_steps of 16 one-minute ticks)."""
+"""Seconds between updates in ``_run``: n_steps of 16 one-minute ticks."""
 
 
 @pytest.mark.parametrize("name", LEARNERS)
 def test_learning_ends_at_learn_until_and_the_policy_then_holds(name):
-    stopping = make_learner(name, {"learn_until": 2 * UPDATE_S}, _context(5, 0))
-    learning = make_learner(name, {}, _context(5, 0))
+    stopping = make_learner(name, {"n_steps": 16, "learn_until": 2 * UPDATE_S}, _context(5, 0))
+    learning = make_learner(name, {"n_steps": 16}, _context(5, 0))
     _run(stopping, 5, 16, seed=3)
     _run(learning, 5, 16, seed=3)
     first = learning.core.flat().clone()

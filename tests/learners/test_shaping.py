@@ -40,8 +40,9 @@ def test_shaping_adds_gamma_phi_next_minus_phi_with_phi_priced_per_degree(per_de
         return core.flat()
 
     shaped = updated({"shaping_per_degc": per_degc, "shaping_kwh_per_degc": kwh_per_degc}, r.rewards)
-    torch.testing.assert_close(shaped, updated({}, by_hand), atol=2e-5, rtol=1e-4)
-    assert (shaped - updated({}, r.rewards)).abs().max() > 1e-4  # the shaping changed the step
+    unshaped = {"shaping_per_degc": 0.0}
+    torch.testing.assert_close(shaped, updated(unshaped, by_hand), atol=2e-5, rtol=1e-4)
+    assert (shaped - updated(unshaped, r.rewards)).abs().max() > 1e-4  # the shaping changed the step
 
 
 def test_the_core_takes_rewards_as_given_whatever_the_shaping_weights():

@@ -135,6 +135,19 @@ def test_oversized_messages_are_dropped_and_counted():
     net.publish(0.0, outgoing([0], dim=8))  # 67 bytes
     assert len(drain(net, 10.0).receiver) == 0
     assert net.stats.messages_dropped.sum() == 1 and net.stats.bytes_sent.sum() == 0
+    assert net.stats.messages_sent.sum() == 0 and net.stats.payload_bytes_sent.sum() == 0  # never on the air
+
+
+def test_payload_counts_each_publish_once_and_bytes_sent_every_transmission_with_overhead():
+    # 4 devices subscribe to device 0; its uplink loses half the messages, so QoS 1 retransmits
+    net = network(n=4, profile=link(loss=IndependentLoss(p=0.5)), qos1=Qos1Config(timeout=1.0, max_retries=20))
+    for k in range(50):
+        net.publish(10.0 * k, outgoing([0], seq=[k + 1], qos=1, t=10.0 * k))
+    st = net.stats
+    assert st.messages_sent[0] == 50 and st.payload_bytes_sent[0] == 50 * 67  # 67-byte messages
+    transmissions = st.bytes_sent[0] / (67 + 20)  # each with 20 bytes of link overhead
+    assert transmissions == int(transmissions) and transmissions > 50  # some were sent more than once
+    assert st.payload_bytes_sent[0] < st.bytes_sent[0]
 
 
 def test_offline_receivers_lose_qos0_messages_and_reconnecting_ones_get_the_retained_value():

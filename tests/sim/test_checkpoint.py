@@ -28,6 +28,8 @@ SETTINGS = {
     "outputs.checkpoint_every": "1h",
     "network.churn.failures_per_day": 8,
 }
+LTE_M_FIT = {"diffusion-v1": {"learner.params.comm.dtype": "float16"}, "centralized-v1": {"learner.params.params_dtype": "float16"}}
+"""The parameter messages in float16, which fit the LTE-M link of site b (float32 does not)."""
 
 
 def interrupt_at(seconds):
@@ -44,7 +46,7 @@ def interrupt_at(seconds):
     ("diffusion-v1", {"fleet.hostile.devices": ["d00000"]}),  # the guard's counts go on after the resume
 ])
 def test_interrupted_then_resumed_equals_uninterrupted(scenario_factory, tmp_path, learner, extra):
-    sc = scenario_factory(**{**SETTINGS, "learner.name": learner, **extra})
+    sc = scenario_factory(**{**SETTINGS, "learner.name": learner, **LTE_M_FIT[learner], **extra})
     _, full = execute(sc, tmp_path / "full")
     _, part = execute(sc, tmp_path / "cut", progress=interrupt_at(2.5 * 3600))
     assert part["run"]["status"] == "interrupted" and part["run"]["simulated_s"] < sc.horizon
@@ -60,7 +62,7 @@ def digest(path):
 
 
 def test_resume_refuses_a_checkpoint_of_another_scenario_and_changes_nothing(scenario_factory, tmp_path):
-    sc = scenario_factory(**SETTINGS)
+    sc = scenario_factory(**SETTINGS, **LTE_M_FIT["diffusion-v1"])
     run_dir, _ = execute(sc, tmp_path / "cut", progress=interrupt_at(1.5 * 3600))
     yaml_path = run_dir.path / "scenario.yaml"
     yaml_path.write_text(yaml_path.read_text().replace("seed: 0", "seed: 5"))
@@ -73,7 +75,7 @@ def test_resume_refuses_a_checkpoint_of_another_scenario_and_changes_nothing(sce
 
 
 def test_resume_without_or_with_a_corrupt_checkpoint_is_a_clear_error(scenario_factory, tmp_path):
-    sc = scenario_factory(**{**SETTINGS, "outputs.checkpoint_every": "null"})
+    sc = scenario_factory(**{**SETTINGS, **LTE_M_FIT["diffusion-v1"], "outputs.checkpoint_every": "null"})
     run_dir, _ = execute(sc, tmp_path / "cut", progress=interrupt_at(1.5 * 3600))
     with pytest.raises(RunDirError, match="no checkpoint"):
         resume(run_dir.path)

@@ -1,0 +1,89 @@
+"""Learner defaults, presets and shipped policies: the settings the learning study found, by name."""
+
+import importlib.util
+import sys
+from functools import cache
+from pathlib import Path
+
+import pytest
+import torch
+
+from fleet.errors import ConfigError
+from fleet.learners import REGISTRY, make_learner
+from fleet.learners.shipped import POLICIES, policy_path, presets
+from fleet.scenario import apply_overrides, dump_scenario, load_scenario
+from fleet.testing import _context
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@cache
+def study():
+    """benchmarks/study_learning.py, whose VARIANTS are the learning study's settings."""
+    spec = importlib.util.spec_from_file_location("study_learning", REPO / "benchmarks" / "study_learning.py")
+    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # its dataclasses look themselves up there
+    spec.loader.exec_module(module)
+    return module
+
+
+def study_config(variant: str):
+    """The learner config of a study variant, the study's policy file by its shipped name."""
+    sets = study().VARIANTS[variant]
+    name = next(s.split("=", 1)[1] for s in sets if s.startswith("learner.name="))
+    params = apply_overrides({}, [s.removeprefix("learner.params.") for s in sets if s.startswith("learner.params.")])
+    if params.get("init_policy") == POLICIES["clone-v1"]:
+        params["init_policy"] = "clone-v1"
+    return name, REGISTRY[name].config_cls.model_validate(params)
+
+
+@pytest.mark.parametrize("variant", ["diffusion", "centralized", "independent-adam"])
+def test_each_learners_defaults_are_its_study_settings_from_a_random_start(variant):
+    name, config = study_config(variant)
+    assert REGISTRY[name].config_cls() == config
+
+
+@pytest.mark.parametrize("variant, preset", [
+    ("diffusion-imitation-lr0.03", "clone-finetune"),
+    ("centralized-imitation-lr3e-4", "clone-finetune"),
+    ("independent-imitation-adam", "clone-finetune"),
+    ("imitation-frozen", "clone-frozen"),
+    ("rule-based-preheat", "preheat"),
+])
+def test_presets_are_the_study_variants_that_beat_the_thermostat(variant, preset):
+    name, config = study_config(variant)
+    scenario = load_scenario("thermostats-small-v1", [f"learner.name={name}", f"learner.preset={preset}", "fleet.sites[0].network={wifi: 1.0}"])
+    assert scenario.learner.params == config.model_dump(mode="json")
+
+
+def test_a_shipped_policy_name_starts_every_device_from_its_file():
+    assert Path(policy_path("clone-v1")) == REPO / POLICIES["clone-v1"] and policy_path("my.pt") == "my.pt"
+    saved = torch.load(policy_path("clone-v1"), weights_only=True)
+    learner = make_learner("independent-v1", {"init_policy": "clone-v1"}, _context(3, 0))
+    for mine, theirs in zip(learner.core.actor.parameters, saved):
+        assert torch.equal(mine.detach(), theirs.expand_as(mine))
+
+
+def test_the_resolved_scenario_holds_every_learner_parameter_and_reloads_to_itself(tmp_path):
+    sc = load_scenario("thermostats-small-v1", ["learner.name=diffusion-v1", "learner.preset=clone-finetune",
+                                                "learner.params.comm.dtype=float16", "learner.params.hidden=32"])
+    params = sc.learner.params
+    assert set(params) == set(REGISTRY["diffusion-v1"].config_cls.model_fields)  # every field, defaults included
+    assert (params["init_policy"], params["lr"], params["optimizer"]) == ("clone-v1", 0.03, "sgd")  # preset over defaults
+    assert params["comm"] == {**REGISTRY["diffusion-v1"].config_cls().comm.model_dump(mode="json"), "dtype": "float16"}
+    path = tmp_path / "scenario.yaml"
+    path.write_text(dump_scenario(sc))
+    assert load_scenario(path) == sc
+
+
+def test_params_override_single_preset_keys_and_an_unknown_preset_lists_the_known():
+    sc = load_scenario("thermostats-small-v1", ["learner.name=centralized-v1", "learner.preset=clone-finetune",
+                                                "learner.params.lr=0.001", "learner.params.params_dtype=float16"])
+    assert (sc.learner.params["lr"], sc.learner.params["init_policy"]) == (0.001, "clone-v1")
+    with pytest.raises(ConfigError, match="learner: preset 'fast' is not a preset of centralized-v1; known presets of centralized-v1: clone-finetune"):
+        load_scenario("thermostats-small-v1", ["learner.name=centralized-v1", "learner.preset=fast"])
+
+
+def test_every_preset_is_valid_for_its_learner():
+    for learner, named in presets().items():
+        for params in named.values():
+            REGISTRY[learner].config_cls.model_validate(params)
