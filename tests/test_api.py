@@ -32,13 +32,13 @@ def test_import_fleet_loads_neither_torch_nor_pydantic_nor_numpy():
 def test_loading_a_scenario_and_listing_learners_import_no_torch():
     proc = python(
         "import sys, fleet\n"
-        "sc = fleet.load_scenario('thermostats-small-v1', {'learner.name': 'diffusion-v1', 'learner.params.qos': 1})\n"
-        "print(sc.learner.params, [fleet.LEARNERS[n].summary != '' for n in fleet.LEARNERS])\n"
+        "sc = fleet.load_scenario('thermostats-small-v1', {'learner.name': 'diffusion-v1', 'learner.params.qos': 1, 'learner.params.comm.dtype': 'float16'})\n"
+        "print((sc.learner.params['qos'], sc.learner.params['comm']['dtype']), [fleet.LEARNERS[n].summary != '' for n in fleet.LEARNERS])\n"
         "print('torch' in sys.modules)"
     )
     assert proc.returncode == 0, proc.stderr
     params, torch_imported = proc.stdout.splitlines()
-    assert params == "{'qos': 1} [True, True, True, True]"
+    assert params == "(1, 'float16') [True, True, True, True]"
     assert torch_imported == "False"
 
 

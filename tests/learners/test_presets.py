@@ -12,6 +12,7 @@ from fleet.errors import ConfigError
 from fleet.learners import REGISTRY, make_learner
 from fleet.learners.shipped import POLICIES, policy_path, presets
 from fleet.scenario import apply_overrides, dump_scenario, load_scenario
+from fleet.statefile import load
 from fleet.testing import _context
 
 REPO = Path(__file__).resolve().parents[2]
@@ -57,10 +58,12 @@ def test_presets_are_the_study_variants_that_beat_the_thermostat(variant, preset
 
 def test_a_shipped_policy_name_starts_every_device_from_its_file():
     assert Path(policy_path("clone-v1")) == REPO / POLICIES["clone-v1"] and policy_path("my.pt") == "my.pt"
-    saved = torch.load(policy_path("clone-v1"), weights_only=True)
+    saved = load(Path(policy_path("clone-v1")), "policy", 1 << 26)["layers"]
     learner = make_learner("independent-v1", {"init_policy": "clone-v1"}, _context(3, 0))
-    for mine, theirs in zip(learner.core.actor.parameters, saved):
-        assert torch.equal(mine.detach(), theirs.expand_as(mine))
+    theirs = [t for layer in saved for t in (layer["weight"], layer["bias"])]
+    assert len(theirs) == len(learner.core.actor.parameters)
+    for mine, t in zip(learner.core.actor.parameters, theirs):
+        assert torch.equal(mine.detach(), t.expand_as(mine))
 
 
 def test_the_resolved_scenario_holds_every_learner_parameter_and_reloads_to_itself(tmp_path):

@@ -103,7 +103,7 @@ def test_loading_learner_state_of_the_wrong_shape_names_the_shapes():
 @pytest.fixture(scope="module")
 def cut_run(tmp_path_factory):
     """A diffusion run stopped at 1.5 h (checkpoint at 1 h, with messages in flight and churn)."""
-    sc = shrink(**SETTINGS)
+    sc = shrink(**SETTINGS, **LTE_M_FIT["diffusion-v1"])
     run_dir, _ = execute(sc, tmp_path_factory.mktemp("cut") / "run", progress=interrupt_at(1.5 * 3600))
     return run_dir.path, sc
 
