@@ -61,6 +61,8 @@ def resolve_device(device: str) -> str:
 @click.option("--seed", type=click.IntRange(min=0), help="Root seed (overrides the scenario's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where learners compute.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory (only if it is one).")
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch, OpenMP and BLAS [default: OMP_NUM_THREADS if set, "
+              "else 1 for a fleet under 1,000 devices and every core for a larger one].")
 @click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
 @click.option("--realtime", is_flag=True, help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
@@ -74,8 +76,8 @@ def resolve_device(device: str) -> str:
 @click.option("--key", type=click.Path(path_type=Path), help="--realtime: the bridge's private key.")
 @click.option("--username", help="--realtime: user name for a password login (bridge, when provisioned).")
 @click.option("--password-file", type=click.Path(path_type=Path), help="--realtime: file holding the password.")
-def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool, tensorboard: bool, quiet: bool,
-        realtime: bool, speedup: float, epoch: float | None, **broker) -> None:
+def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool, threads: int | None,
+        tensorboard: bool, quiet: bool, realtime: bool, speedup: float, epoch: float | None, **broker) -> None:
     """Simulate SCENARIO (a shipped scenario name or a YAML file) into a run directory.
 
     The directory gets scenario.yaml (resolved, re-runnable), run.json, metrics.csv and
@@ -91,8 +93,10 @@ def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int |
 
     from fleet.results import execute
     from fleet.scenario import load_scenario
+    from fleet.threads import set_threads, threads_for_fleet
 
     sc = load_scenario(scenario, [*overrides, *(["outputs.tensorboard=true"] if tensorboard else [])], seed)
+    set_threads(threads or threads_for_fleet(sc.n_devices))
     options = _realtime_options(realtime, speedup, epoch, broker)
     out = out or Path("runs") / f"{sc.name}-seed{sc.seed}"
     dev = resolve_device(device)
