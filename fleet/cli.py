@@ -355,5 +355,47 @@ def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts
     click.echo(f"broker: mosquitto -c {out / 'broker' / 'mosquitto.conf'}  (TLS {manifest['broker']['url']})")
 
 
+@main.command(name="study")
+@click.argument("study_file", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Study folder: runs/ and results/ [default: studies/<name>]. "
+              "Started again, it keeps the finished runs and makes the others.")
+@click.option("--engine", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
+              help="Ray tasks, or local processes; auto: Ray where it is installed (pip install 'fleet-sim[ray]').")
+@click.option("--address", metavar="HOST:PORT", help="A running Ray cluster (ray start --head) [default: start a local one].")
+@click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the local Ray or processes [default: every usable core].")
+@click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True, help="CPUs, and torch/OpenMP/BLAS threads, of each run.")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True, help="GPUs of each run (Ray); above 0 runs compute on CUDA.")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True, help="Ray: times a run whose worker died is run again at once.")
+@click.option("--storage", type=click.Choice(["shared", "driver"]), default="shared", show_default=True,
+              help="Ray: tasks write into the study folder (every node must see it), or return their files to this process.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
+def study_cmd(study_file: Path, out: Path | None, engine: str, address: str | None, num_cpus: int | None, cpus_per_run: int,
+              gpus_per_run: float, retries: int, storage: str, quiet: bool) -> None:
+    """Run a study: every seed of every point of STUDY_FILE, then tables, plots and exports.
+
+    \b
+    A study file names a base scenario, variants and axes over its fields (dotted paths, as
+    --set), seeds and what to report; see docs/studies.md. Every point is validated before
+    anything runs. Exit status 1 when a run failed (start again to re-run it), 2 for bad input.
+      fleet study benchmarks/studies/learning-study.yaml -o studies/learning
+    """
+    from fleet.study import Engine, load_study, run_study
+
+    spec = load_study(study_file)
+    folder = out or Path("studies") / spec.name
+    outcome = run_study(spec, folder, Engine(engine, address, num_cpus, cpus_per_run, gpus_per_run, retries, storage), progress=not quiet)
+    if outcome.kept:
+        click.echo(f"{len(outcome.kept)} of {len(spec.runs)} runs were finished before and kept", err=True)
+    if outcome.failed:
+        for name, why in outcome.failed.items():
+            click.echo(f"failed: {name}: {why}", err=True)
+        click.echo(f"{len(outcome.failed)} of {len(spec.runs)} runs failed; `fleet study {study_file} -o {folder}` runs them again "
+                   f"and keeps the {len(spec.runs) - len(outcome.failed)} others", err=True)
+        sys.exit(1)
+    if not quiet:
+        click.echo((folder / "results" / "table.md").read_text())
+    click.echo(f"results in {folder / 'results'}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
