@@ -20,6 +20,7 @@ Both call ``on_done(task, error)`` as each run ends, ``error`` None or one line.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import shutil
 import socket
@@ -159,7 +160,8 @@ def run_ray(tasks: list[Task], runner: Runner, *, cpus: float, gpus: float, retr
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False)
+            ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as e:
             raise ConfigError(f"--address {address}: Ray could not join the cluster ({_one_line(e)}); nothing was run") from None
     try:
