@@ -43,7 +43,6 @@ from fleet.errors import ConfigError
 from fleet.scenario import NAME, Scenario, parse_scenario, read_yaml, resolve_scenario_path, set_path
 from fleet.tradeoff import DEFAULT_TAIL
 
-Scalar = str | int | float | bool | None
 Overrides = dict[str, Any]
 """Dotted scenario path -> value."""
 CUMULATIVE_KPIS = ("energy_kwh", "cost", "discomfort_degh", "feeder_overload_kwh")
@@ -66,7 +65,8 @@ class ReportConfig(StrictModel):
     """What the study's tables, plots and exports hold (:mod:`fleet.study.tables`)."""
 
     reference: NAME | None = None
-    """A point that every other is paired with, seed by seed (differences and their intervals)."""
+    """A variant (or a label of one axis) that the others are paired with, seed by seed: each point
+    with the point that has this label instead of its own and the same other labels."""
     tail: Annotated[float, Field(gt=0, le=1)] = DEFAULT_TAIL
     """Fraction of each run, at its end, that ``reward`` and the ``tail.<kpi>`` figures are taken over."""
     metrics: Annotated[tuple[str, ...], Field(min_length=1)] = ("reward", "bytes_sent")
@@ -120,7 +120,9 @@ class StudyFile(StrictModel):
     """The base scenario: a shipped name or a YAML file (relative to the study file)."""
     set: Overrides = {}
     variants: dict[NAME, Overrides] = {}
-    axes: dict[str, list[Scalar] | dict[NAME, Overrides]] = {}
+    axes: dict[str, list[Any] | dict[NAME, Overrides]] = {}
+    """Axis -> its values: a field's values (``topology.degree: [2, 4]``), or a named axis's
+    labelled overrides (``network: {wifi: {...}, nb-iot: {...}}``)."""
     seeds: Annotated[tuple[Annotated[int, Field(ge=0, lt=2**63)], ...], Field(min_length=1)]
     """Root seeds of the runs of every point: a list, or ``FIRST-LAST``."""
     report: ReportConfig = ReportConfig()
@@ -154,6 +156,8 @@ class Point:
     """A combination of a variant and a label of each axis."""
 
     name: str
+    labels: tuple[str, ...]
+    """Its variant's label ("" in a study without variants), then its label on each axis."""
     overrides: tuple[tuple[str, Any, str], ...]
     """(path, value, where it comes from) in the order they apply."""
 
@@ -187,20 +191,30 @@ class Study:
     def runs_of(self, point: str) -> list[Run]:
         return [r for r in self.runs if r.point == point]
 
+    def counterparts(self) -> dict[str, str]:
+        """Point -> the point it is paired with: ``report.reference`` in place of its own label
+        (points that hold the reference label have none)."""
+        reference = self.spec.report.reference
+        if reference is None:
+            return {}
+        dim = next(d for d in range(len(self.points[0].labels)) if any(p.labels[d] == reference for p in self.points))
+        by_labels = {p.labels: p.name for p in self.points}
+        return {p.name: by_labels[(*p.labels[:dim], reference, *p.labels[dim + 1:])] for p in self.points if p.labels[dim] != reference}
+
 
 # --- points ----------------------------------------------------------------------------------
 
 
-def _value_label(path: str, value: Scalar) -> str:
+def _value_label(path: str, value: Any) -> str:
     """``diffusion-v1`` for a string value, ``lr0.3`` or ``frozentrue`` for another scalar."""
     label = value if isinstance(value, str) else path.rsplit(".", 1)[-1].rsplit("]", 1)[-1] + json.dumps(value)
-    if not _LABEL.match(label):
+    if isinstance(value, (dict, list)) or not _LABEL.match(label):
         raise ConfigError(f"axes.{path}: the value {value!r} makes no usable label (letters, digits, '.', '_', '-'); "
                           f"give the axis a name and label its values: {{name: {{label: {{{path}: value}}}}}}")
     return label
 
 
-def _axis_options(name: str, values: list[Scalar] | dict[str, Overrides]) -> list[tuple[str, Overrides, str]]:
+def _axis_options(name: str, values: list[Any] | dict[str, Overrides]) -> list[tuple[str, Overrides, str]]:
     """(label, overrides, source) of each value of an axis."""
     if isinstance(values, dict):
         return [(label, overrides, f"axes.{name}.{label}") for label, overrides in values.items()]
@@ -222,7 +236,7 @@ def expand(spec: StudyFile) -> list[Point]:
                 setters[path] = source
         if name in points:
             raise ConfigError(f"two points are named {name}; rename a variant or an axis label")
-        points[name] = Point(name, tuple((p, v, src) for _, overrides, src in combo for p, v in overrides.items()))
+        points[name] = Point(name, tuple(label for label, _, _ in combo), tuple((p, v, src) for _, overrides, src in combo for p, v in overrides.items()))
     return list(points.values())
 
 
@@ -264,7 +278,7 @@ def load_study(path: str | Path) -> Study:
     if failures:
         raise ConfigError(f"{path}: {len(failures)} of {len(points)} points are not valid scenarios; nothing was run:\n" + "\n".join(failures))
     _check_distinct(scenarios, path)
-    _check_report(spec, [p.name for p in points], path)
+    _check_report(spec, points, path)
     runs = [Run(p.name, seed, scenarios[p.name] if seed == spec.seeds[0] else scenarios[p.name].model_copy(update={"seed": seed}))
             for p in points for seed in spec.seeds]
     return Study(path, spec, tuple(points), tuple(runs))
@@ -279,10 +293,13 @@ def _check_distinct(scenarios: dict[str, Scenario], path: Path) -> None:
         seen[key] = name
 
 
-def _check_report(spec: StudyFile, names: list[str], path: Path) -> None:
-    reference = spec.report.reference
-    if reference is not None and reference not in names:
-        raise ConfigError(f"{path}: report.reference: {reference!r} is not a point of the study; its points are {', '.join(names)}")
+def _check_report(spec: StudyFile, points: list[Point], path: Path) -> None:
+    reference, names = spec.report.reference, [p.name for p in points]
+    dims = {d for p in points for d, label in enumerate(p.labels) if label == reference}
+    if reference is not None and len(dims) != 1:
+        labels = sorted({label for p in points for label in p.labels if label})
+        why = "is not a variant nor an axis label" if not dims else "is a label of several axes"
+        raise ConfigError(f"{path}: report.reference: {reference!r} {why} of the study; its labels are {', '.join(labels)}")
     lowered = [n.lower() for n in names]
     clash = sorted({n for n in lowered if lowered.count(n) > 1})
     if spec.report.marl_eval and clash:

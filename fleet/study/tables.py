@@ -132,10 +132,10 @@ def table(study: Study, values: dict[str, dict[int, dict[str, float]]]) -> dict:
                    for point, by_name in per_point.items()},
         "reference": report.reference,
     }
-    if report.reference is not None:
-        ref = per_point[report.reference]
-        out["paired"] = {point: {name: _stats([a - b for a, b in zip(v, ref[name])], report) for name, v in by_name.items()}
-                         for point, by_name in per_point.items() if point != report.reference}
+    pairs = study.counterparts()
+    if pairs:
+        out["paired"] = {point: {"minus": other, **{name: _stats([a - b for a, b in zip(v, per_point[other][name])], report)
+                                                     for name, v in per_point[point].items()}} for point, other in pairs.items()}
     return out
 
 
@@ -163,8 +163,9 @@ def markdown(doc: dict) -> str:
              "| point | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
     lines += [f"| {point} | " + " | ".join(_cell(f[n], interval) for n in names) + " |" for point, f in doc["points"].items()]
     if doc.get("paired"):
-        lines += ["", f"| minus {doc['reference']}, same seed | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-        lines += [f"| {point} | " + " | ".join(_cell(f[n], interval, signed=True) for n in names) + " |" for point, f in doc["paired"].items()]
+        lines += ["", "| point minus its reference, same seed | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        lines += [f"| {point} - {f['minus']} | " + " | ".join(_cell(f[n], interval, signed=True) for n in names) + " |"
+                  for point, f in doc["paired"].items()]
     return "\n".join(lines) + "\n"
 
 
