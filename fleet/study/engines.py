@@ -106,8 +106,12 @@ def run_local(tasks: list[Task], runner: Runner, workers: int, threads: int, on_
                 running[process.sentinel] = (process, task, receive)
             for sentinel in wait(list(running)):
                 process, task, receive = running.pop(sentinel)
-                error = receive.recv() if receive.poll() else f"the process ended with exit status {process.exitcode} before the run did"
-                process.join()
+                process.join()  # it has ended: its sentinel is ready
+                try:
+                    error = receive.recv()
+                except EOFError:  # it died without a word
+                    error = f"the process ended with exit status {process.exitcode} before the run did"
+                receive.close()
                 on_done(task, error)
     finally:
         for process, _, _ in running.values():
