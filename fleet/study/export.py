@@ -14,7 +14,9 @@ Raw Experiment data") documents, its ``JsonLogger`` writes and
 Every step holds each curve of ``report.curves`` that every point has at every metrics row
 (marl-eval needs the same metrics at every step of every run; a curve with gaps, such as a
 learner's losses before its first update or a rule-based run's, is left out), each as a
-one-element list; ``absolute_metrics`` holds the run's figures (``report.metrics``). Keys are
+one-element list. ``absolute_metrics`` holds the same metrics (marl-eval's ``DiagnoseData``
+requires it), each the run's final value: for ``reward`` the reward over the last
+``report.tail`` of the run (the ``reward`` figure), for a column its last row. Keys are
 lower case with ``/`` and ``.`` written ``_`` (marl-eval lower-cases keys and splits metric
 names on ``_`` only for its ``mean_``/``norm_`` prefixes). The point is the algorithm, so that
 marl-eval compares the points of a study on its one task.
@@ -39,14 +41,19 @@ def key(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "_", name.lower())
 
 
+def exported(found: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], points: list[str]) -> list[str]:
+    """The curves of ``found`` that every one of ``points`` has at every row, as marl-eval needs."""
+    return [name for name, by_point in found.items()
+            if set(by_point) == set(points) and all(np.isfinite(values).all() for _, values in by_point.values())]
+
+
 def marl_eval(task: str, seeds: tuple[int, ...], control_period: float, found: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-              figures: dict[str, dict[int, dict[str, float]]]) -> dict:
+              final: dict[str, dict[int, dict[str, float]]]) -> dict:
     """The marl-eval document of a study on ``task``: ``found`` curve -> point -> (time_s (T,),
-    values (T, n seeds)) as :func:`fleet.study.tables.curves` finds them, ``figures`` point ->
-    seed -> figure -> value."""
-    points = list(figures)
-    shared = {name: by_point for name, by_point in found.items()
-              if set(by_point) == set(points) and all(np.isfinite(values).all() for _, values in by_point.values())}
+    values (T, n seeds)) as :func:`fleet.study.tables.curves` finds them, ``final`` point ->
+    seed -> curve -> its final value (of every :func:`exported` curve)."""
+    points = list(final)
+    shared = {name: found[name] for name in exported(found, points)}
     algorithms = {}
     for point in points:
         runs = {}
@@ -56,7 +63,7 @@ def marl_eval(task: str, seeds: tuple[int, ...], control_period: float, found: d
                 time_s, values = by_point[point]
                 for i, (t, v) in enumerate(zip(time_s, values[:, j])):
                     steps.setdefault(f"step_{i}", {"step_count": int(round(float(t) / control_period))})[key(name)] = [float(v)]
-            runs[f"seed_{seed}"] = {**steps, "absolute_metrics": {key(name): [v] for name, v in figures[point][seed].items()}}
+            runs[f"seed_{seed}"] = {**steps, "absolute_metrics": {key(name): [final[point][seed][name]] for name in shared}}
         algorithms[key(point)] = runs
     return {ENVIRONMENT: {key(task): algorithms}}
 

@@ -18,10 +18,10 @@ from pathlib import Path
 from fleet.errors import ConfigError
 from fleet.scenario import dump_scenario
 from fleet.study.engines import Runner, Task, check_address, run_local, run_ray, run_task
-from fleet.study.export import marl_eval, write_tensorboard
+from fleet.study.export import exported, marl_eval, write_tensorboard
 from fleet.study.folder import StudyFolder
 from fleet.study.spec import Study
-from fleet.study.tables import curves, figures, load_runs, markdown, plot_curves, table
+from fleet.study.tables import curves, figures, final_values, load_runs, markdown, plot_curves, table
 from fleet.threads import usable_cores
 
 
@@ -135,7 +135,8 @@ def write_results(study: Study, folder: StudyFolder) -> list[Path]:
         written += write_report([r.path for r in runs], folder.results / "report", overwrite=True, per_run=False,
                                 with_comm_vs_reward=report.comm_vs_reward, tail=report.tail)
     if report.marl_eval:
-        doc = marl_eval(runs[0].scenario["name"], study.spec.seeds, float(runs[0].scenario["control_period"]), found, values)
+        final = final_values(study, runs, exported(found, [p.name for p in study.points]))
+        doc = marl_eval(runs[0].scenario["name"], study.spec.seeds, float(runs[0].scenario["control_period"]), found, final)
         written.append(folder.results / "marl_eval.json")
         written[-1].write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     if report.tensorboard:

@@ -208,6 +208,16 @@ def curves(study: Study, runs: list[LoadedRun]) -> dict[str, dict[str, tuple[np.
     return out
 
 
+def final_values(study: Study, runs: list[LoadedRun], names: list[str]) -> dict[str, dict[int, dict[str, float]]]:
+    """point -> seed -> curve -> the curve's final value: for ``reward`` the ``reward`` figure (over
+    the last ``report.tail``), for a metrics.csv column its last row."""
+    out: dict[str, dict[int, dict[str, float]]] = {p.name: {} for p in study.points}
+    for r in runs:
+        out[r.run.point][r.run.seed] = {name: figure("reward", r, study.spec.report.tail) if name == "reward" else float(curve(name, r)[-1])
+                                        for name in names}
+    return out
+
+
 def plot_curves(found: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], points: list[str], report: ReportConfig, path: Path) -> Path:
     """A panel per curve: each point's mean over seeds and its interval (shaded), a colour per
     point of ``points``."""
