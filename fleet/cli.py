@@ -61,8 +61,9 @@ def resolve_device(device: str) -> str:
 @click.option("--seed", type=click.IntRange(min=0), help="Root seed (overrides the scenario's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where learners compute.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory (only if it is one).")
-@click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch, OpenMP and BLAS [default: OMP_NUM_THREADS if set, "
-              "else 1 for a fleet under 1,000 devices and every core for a larger one].")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads of torch, OpenMP and BLAS [default: OMP_NUM_THREADS if set, "
+                   "else 1 for a fleet under 1,000 devices and every core for a larger one].")
 @click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary table.")
 @click.option("--realtime", is_flag=True, help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
@@ -76,8 +77,9 @@ def resolve_device(device: str) -> str:
 @click.option("--key", type=click.Path(path_type=Path), help="--realtime: the bridge's private key.")
 @click.option("--username", help="--realtime: user name for a password login (bridge, when provisioned).")
 @click.option("--password-file", type=click.Path(path_type=Path), help="--realtime: file holding the password.")
-def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool, threads: int | None,
-        tensorboard: bool, quiet: bool, realtime: bool, speedup: float, epoch: float | None, **broker) -> None:
+def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool,
+        threads: int | None, tensorboard: bool, quiet: bool, realtime: bool, speedup: float, epoch: float | None,
+        **broker) -> None:
     """Simulate SCENARIO (a shipped scenario name or a YAML file) into a run directory.
 
     The directory gets scenario.yaml (resolved, re-runnable), run.json, metrics.csv and
@@ -357,17 +359,24 @@ def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts
 
 @main.command(name="study")
 @click.argument("study_file", type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Study folder: runs/ and results/ [default: studies/<name>]. "
-              "Started again, it keeps the finished runs and makes the others.")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Study folder: runs/ and results/ [default: studies/<name>]. "
+                   "Started again, it keeps the finished runs and makes the others.")
 @click.option("--engine", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
               help="Ray tasks, or local processes; auto: Ray where it is installed (pip install 'fleet-sim[ray]').")
-@click.option("--address", metavar="HOST:PORT", help="A running Ray cluster (ray start --head) [default: start a local one].")
-@click.option("--num-cpus", type=click.IntRange(min=1), help="CPUs of the local Ray or processes [default: every usable core].")
-@click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True, help="CPUs, and torch/OpenMP/BLAS threads, of each run.")
-@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True, help="GPUs of each run (Ray); above 0 runs compute on CUDA.")
-@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True, help="Ray: times a run whose worker died is run again at once.")
+@click.option("--address", metavar="HOST:PORT",
+              help="A running Ray cluster (ray start --head) [default: start a local one].")
+@click.option("--num-cpus", type=click.IntRange(min=1),
+              help="CPUs of the local Ray or processes [default: every usable core].")
+@click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPUs, and torch/OpenMP/BLAS threads, of each run.")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPUs of each run (Ray); above 0 runs compute on CUDA.")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Ray: times a run whose worker died is run again at once.")
 @click.option("--storage", type=click.Choice(["shared", "driver"]), default="shared", show_default=True,
-              help="Ray: tasks write into the study folder (every node must see it), or return their files to this process.")
+              help="Ray: tasks write into the study folder (every node must see it), "
+                   "or return their files to this process.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
 def study_cmd(study_file: Path, out: Path | None, engine: str, address: str | None, num_cpus: int | None, cpus_per_run: int,
               gpus_per_run: float, retries: int, storage: str, quiet: bool) -> None:
@@ -383,14 +392,15 @@ def study_cmd(study_file: Path, out: Path | None, engine: str, address: str | No
 
     spec = load_study(study_file)
     folder = out or Path("studies") / spec.name
-    outcome = run_study(spec, folder, Engine(engine, address, num_cpus, cpus_per_run, gpus_per_run, retries, storage), progress=not quiet)
+    engine_ = Engine(engine, address, num_cpus, cpus_per_run, gpus_per_run, retries, storage)
+    outcome = run_study(spec, folder, engine_, progress=not quiet)
     if outcome.kept:
         click.echo(f"{len(outcome.kept)} of {len(spec.runs)} runs were finished before and kept", err=True)
     if outcome.failed:
         for name, why in outcome.failed.items():
             click.echo(f"failed: {name}: {why}", err=True)
-        click.echo(f"{len(outcome.failed)} of {len(spec.runs)} runs failed; `fleet study {study_file} -o {folder}` runs them again "
-                   f"and keeps the {len(spec.runs) - len(outcome.failed)} others", err=True)
+        click.echo(f"{len(outcome.failed)} of {len(spec.runs)} runs failed; `fleet study {study_file} -o {folder}` "
+                   f"runs them again and keeps the {len(spec.runs) - len(outcome.failed)} others", err=True)
         sys.exit(1)
     if not quiet:
         click.echo((folder / "results" / "table.md").read_text())

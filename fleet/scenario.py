@@ -485,7 +485,8 @@ def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
         last = depth == len(parts) - 1
         if isinstance(node, list):
             if not isinstance(part, int) or not 0 <= part < len(node):
-                raise ConfigError(f"{key}: {part!r} is not an index of the list at {'.'.join(map(str, parts[:depth])) or 'top'}")
+                where = ".".join(map(str, parts[:depth])) or "top"
+                raise ConfigError(f"{key}: {part!r} is not an index of the list at {where}")
         elif isinstance(node, dict):
             if isinstance(part, int):
                 part = str(part)

@@ -157,13 +157,15 @@ def per_device_day(scenario: dict, metrics: dict[str, np.ndarray], n_devices: in
     if seconds <= 0:
         raise RunDirError("metrics.csv has no control tick between those rows")
     days = seconds / 86400.0
-    return {k: float(metrics[f"kpi/{k}"][stop] - (0.0 if start == 0 else metrics[f"kpi/{k}"][start])) / n_devices / days for k in kpis}
+    before = {k: 0.0 if start == 0 else float(metrics[f"kpi/{k}"][start]) for k in kpis}
+    return {k: (float(metrics[f"kpi/{k}"][stop]) - before[k]) / n_devices / days for k in kpis}
 
 
 def reward_of(scenario: dict, rates: dict[str, float]) -> float:
     """The reward of the REWARD_KPIS' ``rates`` under the scenario's reward weights."""
     weights = scenario["reward"]
-    return -(rates["cost"] + weights["discomfort_per_degh"] * rates["discomfort_degh"] + weights["overload_per_kwh"] * rates["feeder_overload_kwh"])
+    return -(rates["cost"] + weights["discomfort_per_degh"] * rates["discomfort_degh"]
+             + weights["overload_per_kwh"] * rates["feeder_overload_kwh"])
 
 
 def final_reward(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int, tail: float = DEFAULT_TAIL) -> float:

@@ -129,12 +129,13 @@ def check_address(address: str) -> None:
         return
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
-        raise ConfigError(f"--address {address!r}: write host:port (the head node's GCS port, 6379 by default) or ray://host:port")
+        raise ConfigError(f"--address {address!r}: write host:port (the head node's GCS port, 6379 by default) "
+                          f"or ray://host:port")
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as e:
-        raise ConfigError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with `ray start --head` "
-                          f"or leave --address out to start a local one; nothing was run") from None
+        raise ConfigError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+                          f"`ray start --head` or leave --address out to start a local one; nothing was run") from None
 
 
 def _ray_task(runner: Runner, task: Task, collect: bool) -> dict[str, bytes] | None:
@@ -164,10 +165,11 @@ def run_ray(tasks: list[Task], runner: Runner, *, cpus: float, gpus: float, retr
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False, log_to_driver=False,
-                     logging_level=logging.ERROR)
+            ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
+                     log_to_driver=False, logging_level=logging.ERROR)
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(f"--address {address}: Ray could not join the cluster ({_one_line(e)}); nothing was run") from None
+            raise ConfigError(f"--address {address}: Ray could not join the cluster ({_one_line(e)}); "
+                              f"nothing was run") from None
     try:
         remote = ray.remote(_ray_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
                                                runtime_env={"env_vars": thread_env(max(1, int(cpus)))})

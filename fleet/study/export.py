@@ -33,6 +33,8 @@ from pathlib import Path
 
 import numpy as np
 
+from fleet.study.tables import Curves, PerRun
+
 ENVIRONMENT = "fleet"
 
 
@@ -41,14 +43,13 @@ def key(name: str) -> str:
     return re.sub(r"[^a-z0-9_-]", "_", name.lower())
 
 
-def exported(found: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], points: list[str]) -> list[str]:
+def exported(found: Curves, points: list[str]) -> list[str]:
     """The curves of ``found`` that every one of ``points`` has at every row, as marl-eval needs."""
     return [name for name, by_point in found.items()
             if set(by_point) == set(points) and all(np.isfinite(values).all() for _, values in by_point.values())]
 
 
-def marl_eval(task: str, seeds: tuple[int, ...], control_period: float, found: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-              final: dict[str, dict[int, dict[str, float]]]) -> dict:
+def marl_eval(task: str, seeds: tuple[int, ...], control_period: float, found: Curves, final: PerRun) -> dict:
     """The marl-eval document of a study on ``task``: ``found`` curve -> point -> (time_s (T,),
     values (T, n seeds)) as :func:`fleet.study.tables.curves` finds them, ``final`` point ->
     seed -> curve -> its final value (of every :func:`exported` curve)."""
@@ -62,14 +63,15 @@ def marl_eval(task: str, seeds: tuple[int, ...], control_period: float, found: d
             for name, by_point in shared.items():
                 time_s, values = by_point[point]
                 for i, (t, v) in enumerate(zip(time_s, values[:, j])):
-                    steps.setdefault(f"step_{i}", {"step_count": int(round(float(t) / control_period))})[key(name)] = [float(v)]
-            runs[f"seed_{seed}"] = {**steps, "absolute_metrics": {key(name): [final[point][seed][name]] for name in shared}}
+                    step = steps.setdefault(f"step_{i}", {"step_count": int(round(float(t) / control_period))})
+                    step[key(name)] = [float(v)]
+            absolute = {key(name): [final[point][seed][name]] for name in shared}
+            runs[f"seed_{seed}"] = {**steps, "absolute_metrics": absolute}
         algorithms[key(point)] = runs
     return {ENVIRONMENT: {key(task): algorithms}}
 
 
-def write_tensorboard(path: Path, seeds: tuple[int, ...], found: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]],
-                      figures: dict[str, dict[int, dict[str, float]]]) -> Path:
+def write_tensorboard(path: Path, seeds: tuple[int, ...], found: Curves, figures: PerRun) -> Path:
     """tensorboard/ under ``path``, replacing an earlier one (arguments as for :func:`marl_eval`)."""
     from torch.utils.tensorboard import SummaryWriter
 

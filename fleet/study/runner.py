@@ -51,8 +51,10 @@ class Engine:
         if kind == "ray" and not has_ray:
             raise ConfigError("--engine ray: Ray is not installed; pip install 'fleet-sim[ray]', or use --engine local")
         if kind == "local" and (self.address or self.storage != "shared" or self.retries != 1):
-            given = [o for o, on in (("--address", self.address), ("--storage", self.storage != "shared"), ("--retries", self.retries != 1)) if on]
-            raise ConfigError(f"{', '.join(given)} apply only to Ray (--engine ray{'' if has_ray else ', after pip install fleet-sim[ray]'})")
+            options = {"--address": self.address, "--storage": self.storage != "shared", "--retries": self.retries != 1}
+            given = ", ".join(o for o, on in options.items() if on)
+            install = "" if has_ray else ", after pip install fleet-sim[ray]"
+            raise ConfigError(f"{given} apply only to Ray (--engine ray{install})")
         return Engine(kind, self.address, self.num_cpus, self.cpus_per_run, self.gpus_per_run, self.retries, self.storage)
 
 
@@ -70,7 +72,8 @@ class Outcome:
     """The files written under results/ (none while a run is missing)."""
 
 
-def run_study(study: Study, out: str | Path, engine: Engine = Engine(), *, runner: Runner = run_task, progress: bool = True) -> Outcome:
+def run_study(study: Study, out: str | Path, engine: Engine = Engine(), *, runner: Runner = run_task,
+              progress: bool = True) -> Outcome:
     """Run the runs of ``study`` that ``out`` lacks, then write its results (see the module docstring).
 
     ``runner`` makes one run (:func:`fleet.study.engines.run_task`; tests swap in one that
@@ -90,7 +93,8 @@ def run_study(study: Study, out: str | Path, engine: Engine = Engine(), *, runne
     argv = tuple(sys.argv)
     tasks = [Task(run.name, dump_scenario(run.scenario), str(folder.run_path(run)), engine.cpus_per_run,
                   "cuda" if engine.gpus_per_run > 0 else "cpu", argv) for run in todo]
-    bar = tqdm(total=len(study.runs), initial=len(outcome.kept), unit="run", desc=study.name, disable=not progress or None, file=sys.stderr)
+    bar = tqdm(total=len(study.runs), initial=len(outcome.kept), unit="run", desc=study.name, disable=not progress or None,
+               file=sys.stderr)
 
     def on_done(task: Task, error: str | None) -> None:
         if error is None and not folder.finished(by_name[task.name]):
@@ -104,8 +108,8 @@ def run_study(study: Study, out: str | Path, engine: Engine = Engine(), *, runne
 
     try:
         if engine.kind == "ray":
-            run_ray(tasks, runner, cpus=engine.cpus_per_run, gpus=engine.gpus_per_run, retries=engine.retries, address=engine.address,
-                    num_cpus=engine.num_cpus, storage=engine.storage, on_done=on_done)
+            run_ray(tasks, runner, cpus=engine.cpus_per_run, gpus=engine.gpus_per_run, retries=engine.retries,
+                    address=engine.address, num_cpus=engine.num_cpus, storage=engine.storage, on_done=on_done)
         elif tasks:
             workers = max(1, (engine.num_cpus or usable_cores()) // engine.cpus_per_run)
             run_local(tasks, runner, workers, engine.cpus_per_run, on_done)
@@ -136,7 +140,8 @@ def write_results(study: Study, folder: StudyFolder) -> list[Path]:
                                 with_comm_vs_reward=report.comm_vs_reward, tail=report.tail)
     if report.marl_eval:
         final = final_values(study, runs, exported(found, [p.name for p in study.points]))
-        doc = marl_eval(runs[0].scenario["name"], study.spec.seeds, float(runs[0].scenario["control_period"]), found, final)
+        first = runs[0].scenario
+        doc = marl_eval(first["name"], study.spec.seeds, float(first["control_period"]), found, final)
         written.append(folder.results / "marl_eval.json")
         written[-1].write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n")
     if report.tensorboard:

@@ -95,7 +95,8 @@ class ReportConfig(StrictModel):
             if kind in ("tail", "per_device_day") and kpi not in CUMULATIVE_KPIS:
                 raise ValueError(f"{name!r}: {kind}.<kpi> takes a cumulative KPI: {', '.join(CUMULATIVE_KPIS)}")
             if name not in DERIVED_FIGURES and not kpi:
-                raise ValueError(f"{name!r} is neither {' nor '.join(DERIVED_FIGURES)} nor a dotted path into summary.json such as kpis.cost")
+                raise ValueError(f"{name!r} is neither {' nor '.join(DERIVED_FIGURES)} "
+                                 f"nor a dotted path into summary.json such as kpis.cost")
         if len(set(names)) < len(names):
             raise ValueError("a figure is listed twice")
         return names
@@ -199,7 +200,8 @@ class Study:
             return {}
         dim = next(d for d in range(len(self.points[0].labels)) if any(p.labels[d] == reference for p in self.points))
         by_labels = {p.labels: p.name for p in self.points}
-        return {p.name: by_labels[(*p.labels[:dim], reference, *p.labels[dim + 1:])] for p in self.points if p.labels[dim] != reference}
+        return {p.name: by_labels[(*p.labels[:dim], reference, *p.labels[dim + 1:])]
+                for p in self.points if p.labels[dim] != reference}
 
 
 # --- points ----------------------------------------------------------------------------------
@@ -232,11 +234,13 @@ def expand(spec: StudyFile) -> list[Point]:
         for _, overrides, source in combo:
             for path in overrides:
                 if path in setters:
-                    raise ConfigError(f"point {name}: {path} is set by both {setters[path]} and {source}; set each field in one place")
+                    raise ConfigError(f"point {name}: {path} is set by both {setters[path]} and {source}; "
+                                      f"set each field in one place")
                 setters[path] = source
         if name in points:
             raise ConfigError(f"two points are named {name}; rename a variant or an axis label")
-        points[name] = Point(name, tuple(label for label, _, _ in combo), tuple((p, v, src) for _, overrides, src in combo for p, v in overrides.items()))
+        overrides = tuple((p, v, src) for _, changes, src in combo for p, v in changes.items())
+        points[name] = Point(name, tuple(label for label, _, _ in combo), overrides)
     return list(points.values())
 
 
@@ -276,11 +280,11 @@ def load_study(path: str | Path) -> Study:
         except ConfigError as e:
             failures.append(f"  - {str(e).replace(chr(10), chr(10) + '    ')}")
     if failures:
-        raise ConfigError(f"{path}: {len(failures)} of {len(points)} points are not valid scenarios; nothing was run:\n" + "\n".join(failures))
+        raise ConfigError(f"{path}: {len(failures)} of {len(points)} points are not valid scenarios; nothing was run:\n"
+                          + "\n".join(failures))
     _check_distinct(scenarios, path)
     _check_report(spec, points, path)
-    runs = [Run(p.name, seed, scenarios[p.name] if seed == spec.seeds[0] else scenarios[p.name].model_copy(update={"seed": seed}))
-            for p in points for seed in spec.seeds]
+    runs = [Run(p.name, seed, scenarios[p.name].model_copy(update={"seed": seed})) for p in points for seed in spec.seeds]
     return Study(path, spec, tuple(points), tuple(runs))
 
 
@@ -289,7 +293,8 @@ def _check_distinct(scenarios: dict[str, Scenario], path: Path) -> None:
     for name, scenario in scenarios.items():
         key = json.dumps(scenario.model_dump(mode="json"), sort_keys=True)
         if key in seen:
-            raise ConfigError(f"{path}: points {seen[key]} and {name} make the same scenario; drop one, or set a field that tells them apart")
+            raise ConfigError(f"{path}: points {seen[key]} and {name} make the same scenario; drop one, "
+                              f"or set a field that tells them apart")
         seen[key] = name
 
 
@@ -299,8 +304,10 @@ def _check_report(spec: StudyFile, points: list[Point], path: Path) -> None:
     if reference is not None and len(dims) != 1:
         labels = sorted({label for p in points for label in p.labels if label})
         why = "is not a variant nor an axis label" if not dims else "is a label of several axes"
-        raise ConfigError(f"{path}: report.reference: {reference!r} {why} of the study; its labels are {', '.join(labels)}")
+        raise ConfigError(f"{path}: report.reference: {reference!r} {why} of the study; "
+                          f"its labels are {', '.join(labels)}")
     lowered = [n.lower() for n in names]
     clash = sorted({n for n in lowered if lowered.count(n) > 1})
     if spec.report.marl_eval and clash:
-        raise ConfigError(f"{path}: points {', '.join(clash)} differ only in case, which marl-eval ignores; rename one or set report.marl_eval: false")
+        raise ConfigError(f"{path}: points {', '.join(clash)} differ only in case, which marl-eval ignores; "
+                          f"rename one or set report.marl_eval: false")

@@ -37,11 +37,17 @@ from fleet.results import load_run
 from fleet.study.folder import StudyFolder
 from fleet.study.spec import ReportConfig, Run, Study
 from fleet.study.stats import bootstrap_bounds, bootstrap_interval, t_interval
-from fleet.tradeoff import CONFIDENCE, bytes_sent_per_device_per_day, final_reward, per_device_day, reward_curve, t_critical, tail_start
+from fleet.tradeoff import (CONFIDENCE, bytes_sent_per_device_per_day, final_reward, per_device_day, reward_curve,
+                            t_critical, tail_start)
+
+Curves = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
+"""curve -> point -> (time_s (T,), values (T, n seeds)) at metrics rows 1..T."""
+PerRun = dict[str, dict[int, dict[str, float]]]
+"""point -> seed -> name -> value."""
 
 FIGURES = {
-    "reward": "-(cost + discomfort_per_degh * discomfort_degh + overload_per_kwh * feeder_overload_kwh) per device per day "
-              "over the last report.tail of the run",
+    "reward": "-(cost + discomfort_per_degh * discomfort_degh + overload_per_kwh * feeder_overload_kwh) "
+              "per device per day over the last report.tail of the run",
     "bytes_sent": "bytes sent by the device radios (on the air, all workloads) per device per day, whole run",
     "tail": "the KPI's increase per device per day over the last report.tail of the run",
     "per_device_day": "the KPI per device per day, whole run",
@@ -106,7 +112,7 @@ def _stats(values: list[float], report: ReportConfig) -> dict:
             "bootstrap": None if b.low is None else [b.low, b.high]}
 
 
-def figures(study: Study, runs: list[LoadedRun]) -> dict[str, dict[int, dict[str, float]]]:
+def figures(study: Study, runs: list[LoadedRun]) -> PerRun:
     """point -> seed -> figure -> value of every run, for ``report.metrics``."""
     report = study.spec.report
     out: dict[str, dict[int, dict[str, float]]] = {p.name: {} for p in study.points}
@@ -115,27 +121,31 @@ def figures(study: Study, runs: list[LoadedRun]) -> dict[str, dict[int, dict[str
     return out
 
 
-def table(study: Study, values: dict[str, dict[int, dict[str, float]]]) -> dict:
+def table(study: Study, values: PerRun) -> dict:
     """The study's table (see the module docstring) of the runs' :func:`figures`, as written into table.json."""
     report = study.spec.report
-    per_point = {point: {name: [by_seed[k][name] for k in study.spec.seeds] for name in report.metrics} for point, by_seed in values.items()}
+    seeds = study.spec.seeds
+    per_point = {point: {name: [by_seed[k][name] for k in seeds] for name in report.metrics}
+                 for point, by_seed in values.items()}
     out = {
         "study": study.name,
         "study_file": str(study.path),
-        "seeds": list(study.spec.seeds),
+        "seeds": list(seeds),
         "confidence": CONFIDENCE,
         "interval": report.interval,
         "bootstrap": {"method": "percentile", **report.bootstrap.model_dump()},
         "tail": report.tail,
-        "figures": {name: FIGURES.get(name, FIGURES.get(name.partition(".")[0], "the number at this path of summary.json")) for name in report.metrics},
-        "points": {point: {name: {**_stats(v, report), "per_seed": dict(zip(map(str, study.spec.seeds), v))} for name, v in by_name.items()}
-                   for point, by_name in per_point.items()},
+        "figures": {name: FIGURES.get(name, FIGURES.get(name.partition(".")[0], "the number at this path of summary.json"))
+                    for name in report.metrics},
+        "points": {point: {name: {**_stats(v, report), "per_seed": dict(zip(map(str, seeds), v))}
+                           for name, v in by_name.items()} for point, by_name in per_point.items()},
         "reference": report.reference,
     }
     pairs = study.counterparts()
     if pairs:
         out["paired"] = {point: {"minus": other, **{name: _stats([a - b for a, b in zip(v, per_point[other][name])], report)
-                                                     for name, v in per_point[point].items()}} for point, other in pairs.items()}
+                                                    for name, v in per_point[point].items()}}
+                         for point, other in pairs.items()}
     return out
 
 
@@ -161,9 +171,11 @@ def markdown(doc: dict) -> str:
     what = "95% t interval" if interval == "t" else "95% percentile bootstrap interval"
     lines = [f"{doc['study']}: mean over seeds {', '.join(map(str, doc['seeds']))} and its {what}", "",
              "| point | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    lines += [f"| {point} | " + " | ".join(_cell(f[n], interval) for n in names) + " |" for point, f in doc["points"].items()]
+    lines += [f"| {point} | " + " | ".join(_cell(f[n], interval) for n in names) + " |"
+              for point, f in doc["points"].items()]
     if doc.get("paired"):
-        lines += ["", "| point minus its reference, same seed | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+        lines += ["", "| point minus its reference, same seed | " + " | ".join(names) + " |",
+                  "|---|" + "---:|" * len(names)]
         lines += [f"| {point} - {f['minus']} | " + " | ".join(_cell(f[n], interval, signed=True) for n in names) + " |"
                   for point, f in doc["paired"].items()]
     return "\n".join(lines) + "\n"
@@ -187,10 +199,10 @@ def curve_band(values: np.ndarray, report: ReportConfig) -> tuple[np.ndarray, np
     return mean, low, high
 
 
-def curves(study: Study, runs: list[LoadedRun]) -> dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+def curves(study: Study, runs: list[LoadedRun]) -> Curves:
     """key -> point -> (time_s (T,), values (T, n seeds)) of every curve that every seed of a point
     has, with a value at some row at least (NaN where it has none); RunDirError for a curve no run has."""
-    out: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}
+    out: Curves = {}
     by_name = {r.run.name: r for r in runs}
     for key in study.spec.report.curves:
         if key != "reward" and not any(key in r.metrics for r in runs):
@@ -208,17 +220,17 @@ def curves(study: Study, runs: list[LoadedRun]) -> dict[str, dict[str, tuple[np.
     return out
 
 
-def final_values(study: Study, runs: list[LoadedRun], names: list[str]) -> dict[str, dict[int, dict[str, float]]]:
+def final_values(study: Study, runs: list[LoadedRun], names: list[str]) -> PerRun:
     """point -> seed -> curve -> the curve's final value: for ``reward`` the ``reward`` figure (over
     the last ``report.tail``), for a metrics.csv column its last row."""
     out: dict[str, dict[int, dict[str, float]]] = {p.name: {} for p in study.points}
     for r in runs:
-        out[r.run.point][r.run.seed] = {name: figure("reward", r, study.spec.report.tail) if name == "reward" else float(curve(name, r)[-1])
-                                        for name in names}
+        out[r.run.point][r.run.seed] = {name: figure("reward", r, study.spec.report.tail) if name == "reward"
+                                        else float(curve(name, r)[-1]) for name in names}
     return out
 
 
-def plot_curves(found: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]], points: list[str], report: ReportConfig, path: Path) -> Path:
+def plot_curves(found: Curves, points: list[str], report: ReportConfig, path: Path) -> Path:
     """A panel per curve: each point's mean over seeds and its interval (shaded), a colour per
     point of ``points``."""
     import matplotlib
