@@ -83,19 +83,6 @@ def test_mqtt_load_has_help(capsys):
     assert "--agents" in capsys.readouterr().out
 
 
-def test_the_learning_study_tests_train_then_test_variants_on_the_last_days_and_fresh_seeds_apart():
-    from study_learning import TAIL_DAYS, TRAIN_THEN_TEST, VARIANTS, Study
-
-    assert TRAIN_THEN_TEST <= set(VARIANTS)
-    for days in (40, 80):
-        cmd = Study(days).command("centralized-greedy", 0)
-        assert f"learner.params.learn_until={days - TAIL_DAYS}d" in cmd and "learner.params.evaluate=greedy" in cmd
-    assert not any("learn_until" in x for x in Study().command("centralized", 0))
-    fresh = Study(variants=("rule-based", "centralized"), seeds=(5, 6, 7, 8, 9))
-    assert fresh.runs != Study().runs and fresh.name.endswith("-seeds5-9") and fresh.options.endswith("--seeds 5-9")
-    assert "--seed 7" in " ".join(fresh.command("centralized", 7))
-
-
 def test_the_gpu_benchmark_measures_the_batched_update_where_it_is_told(tmp_path):
     import json
 

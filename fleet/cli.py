@@ -56,6 +56,9 @@ def main() -> None:
 @click.option("--seed", type=click.IntRange(min=0), help="Root seed (overrides the scenario's).")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where learners compute.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory (only if it is one).")
+@click.option("--threads", type=click.IntRange(min=1),
+              help="CPU threads of torch, OpenMP and BLAS [default: OMP_NUM_THREADS if set, "
+                   "else 1 for a fleet under 1,000 devices and every core for a larger one].")
 @click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
 @click.option("--realtime", is_flag=True, help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
@@ -71,8 +74,9 @@ def main() -> None:
 @click.option("--key", type=click.Path(path_type=Path), help="--realtime: the bridge's private key.")
 @click.option("--username", help="--realtime: user name for a password login (bridge, when provisioned).")
 @click.option("--password-file", type=click.Path(path_type=Path), help="--realtime: file holding the password.")
-def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool, tensorboard: bool, quiet: bool,
-        realtime: bool, speedup: float, epoch: float | None, **broker) -> None:
+def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool,
+        threads: int | None, tensorboard: bool, quiet: bool, realtime: bool, speedup: float, epoch: float | None,
+        **broker) -> None:
     """Simulate SCENARIO (a shipped scenario name or a YAML file) into a run directory.
 
     The directory gets scenario.yaml (resolved, re-runnable), run.json, metrics.csv and
@@ -84,7 +88,10 @@ def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int |
       fleet run SCENARIO --realtime --speedup 60 --epoch $(date +%s) --broker mqtt://localhost
       fleet agent --scenario SCENARIO --device d00000 --speedup 60 --epoch SAME --broker mqtt://localhost
     """
+    from fleet.threads import set_threads, threads_for_fleet
+
     sc = fleet.load_scenario(scenario, [*overrides, *(["outputs.tensorboard=true"] if tensorboard else [])], seed)
+    set_threads(threads or threads_for_fleet(sc.n_devices))
     options = _realtime_options(realtime, speedup, epoch, broker)
     out = out or Path("runs") / f"{sc.name}-seed{sc.seed}"
     if options is not None and not quiet:
@@ -351,6 +358,56 @@ def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts
     roles = [i["role"] for i in manifest["identities"]]
     click.echo(f"provisioned {roles.count('device')} devices, a collector and a bridge of {sc.name} in {out}")
     click.echo(f"broker: mosquitto -c {out / 'broker' / 'mosquitto.conf'}  (TLS {manifest['broker']['url']})")
+
+
+@main.command(name="study")
+@click.argument("study_file", type=click.Path(path_type=Path))
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Study folder: runs/ and results/ [default: studies/<name>]. "
+                   "Started again, it keeps the finished runs and makes the others.")
+@click.option("--engine", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
+              help="Ray tasks, or local processes; auto: Ray where it is installed (pip install 'fleet-sim[ray]').")
+@click.option("--address", metavar="HOST:PORT",
+              help="A running Ray cluster (ray start --head) [default: start a local one].")
+@click.option("--num-cpus", type=click.IntRange(min=1),
+              help="CPUs of the local Ray or processes [default: every usable core].")
+@click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
+              help="CPUs, and torch/OpenMP/BLAS threads, of each run.")
+@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="GPUs of each run (Ray); above 0 runs compute on CUDA.")
+@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
+              help="Ray: times a run whose worker died is run again at once.")
+@click.option("--storage", type=click.Choice(["shared", "driver"]), default="shared", show_default=True,
+              help="Ray: tasks write into the study folder (every node must see it), "
+                   "or return their files to this process.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
+def study_cmd(study_file: Path, out: Path | None, engine: str, address: str | None, num_cpus: int | None, cpus_per_run: int,
+              gpus_per_run: float, retries: int, storage: str, quiet: bool) -> None:
+    """Run a study: every seed of every point of STUDY_FILE, then tables, plots and exports.
+
+    \b
+    A study file names a base scenario, variants and axes over its fields (dotted paths, as
+    --set), seeds and what to report; see docs/studies.md. Every point is validated before
+    anything runs. Exit status 1 when a run failed (start again to re-run it), 2 for bad input.
+      fleet study benchmarks/studies/learning-study.yaml -o studies/learning
+    """
+    from fleet.study import Engine, load_study, run_study
+
+    spec = load_study(study_file)
+    folder = out or Path("studies") / spec.name
+    engine_ = Engine(engine, address, num_cpus, cpus_per_run, gpus_per_run, retries, storage)
+    outcome = run_study(spec, folder, engine_, progress=not quiet)
+    if outcome.kept:
+        click.echo(f"{len(outcome.kept)} of {len(spec.runs)} runs were finished before and kept", err=True)
+    if outcome.failed:
+        for name, why in outcome.failed.items():
+            click.echo(f"failed: {name}: {why}", err=True)
+        click.echo(f"{len(outcome.failed)} of {len(spec.runs)} runs failed; `fleet study {study_file} -o {folder}` "
+                   f"runs them again and keeps the {len(spec.runs) - len(outcome.failed)} others", err=True)
+        sys.exit(1)
+    if not quiet:
+        click.echo((folder / "results" / "table.md").read_text())
+    click.echo(f"results in {folder / 'results'}")
 
 
 if __name__ == "__main__":  # pragma: no cover

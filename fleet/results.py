@@ -178,6 +178,10 @@ class RunDir:
         return cls(path)
 
     def write_start(self, scenario: Scenario, device: str, argv: list[str]) -> None:
+        """scenario.yaml, and run.json with the command, the seed and where and on how many
+        threads (torch's, :mod:`fleet.threads`) the run computes."""
+        import torch
+
         (self.path / "scenario.yaml").write_text(dump_scenario(scenario))
         info = {
             "fleet_version": __version__,
@@ -188,6 +192,7 @@ class RunDir:
             "command": [redact(arg) for arg in argv],
             "seed": scenario.seed,
             "device": device,
+            "threads": torch.get_num_threads(),
         }
         (self.path / RUN_MARKER).write_text(json.dumps(info, indent=2) + "\n")
 

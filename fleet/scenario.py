@@ -665,26 +665,37 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             value = parse_yaml(text)
         except yaml.YAMLError:
             raise ConfigError(f"--set {item!r}: cannot read the value as YAML") from None
-        parts = [int(m.group(2)) if m.group(2) else m.group(1) for m in _SEGMENT.finditer(key.strip())]
-        parts = [int(p) if isinstance(p, str) and p.isdigit() else p for p in parts]
-        node: Any = raw
-        for depth, part in enumerate(parts):
-            last = depth == len(parts) - 1
-            if isinstance(node, list):
-                if not isinstance(part, int) or not 0 <= part < len(node):
-                    raise ConfigError(f"--set {key}: {part!r} is not an index of the list at {'.'.join(map(str, parts[:depth])) or 'top'}")
-            elif isinstance(node, dict):
-                if isinstance(part, int):
-                    part = str(part)
-                if not last and not isinstance(node.get(part), (dict, list)):
-                    node[part] = {}
-            else:
-                raise ConfigError(f"--set {key}: {'.'.join(map(str, parts[:depth]))} is a value, not a section")
-            if last:
-                node[part] = value
-            else:
-                node = node[part]
+        try:
+            set_path(raw, key, value)
+        except ConfigError as e:
+            raise ConfigError(f"--set {e}") from None
     return raw
+
+
+def set_path(raw: dict[str, Any], key: str, value: Any) -> None:
+    """Set the field at dotted ``key`` (``fleet.sites[0].devices``) of a raw scenario mapping to
+    ``value``, making the sections on the way; ConfigError naming ``key`` where the path runs
+    through a value or past the end of a list."""
+    parts = [int(m.group(2)) if m.group(2) else m.group(1) for m in _SEGMENT.finditer(key.strip())]
+    parts = [int(p) if isinstance(p, str) and p.isdigit() else p for p in parts]
+    node: Any = raw
+    for depth, part in enumerate(parts):
+        last = depth == len(parts) - 1
+        if isinstance(node, list):
+            if not isinstance(part, int) or not 0 <= part < len(node):
+                where = ".".join(map(str, parts[:depth])) or "top"
+                raise ConfigError(f"{key}: {part!r} is not an index of the list at {where}")
+        elif isinstance(node, dict):
+            if isinstance(part, int):
+                part = str(part)
+            if not last and not isinstance(node.get(part), (dict, list)):
+                node[part] = {}
+        else:
+            raise ConfigError(f"{key}: {'.'.join(map(str, parts[:depth]))} is a value, not a section")
+        if last:
+            node[part] = value
+        else:
+            node = node[part]
 
 
 def parse_scenario(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario:

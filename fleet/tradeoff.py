@@ -134,6 +134,43 @@ def _accounted_s(t: float, end: float, dt: float) -> float:
     return (math.floor(t / dt + 1e-9) + 1) * dt
 
 
+def _require(metrics: dict[str, np.ndarray], kpis: tuple[str, ...]) -> None:
+    missing = [k for k in ("time_s", *(f"kpi/{k}" for k in kpis)) if k not in metrics]
+    if missing:
+        raise RunDirError(f"metrics.csv lacks the column(s) {', '.join(missing)}")
+
+
+def tail_start(metrics: dict[str, np.ndarray], tail: float) -> int:
+    """The metrics row a window over the last ``tail`` of a run starts at: the last row at or
+    before ``(1 - tail)`` of the run (the first row, that is from the very start, for tail 1)."""
+    t = metrics["time_s"]
+    return int(np.flatnonzero(t <= float(t[-1]) * (1 - tail) + 1e-9)[-1])
+
+
+def per_device_day(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int, kpis: tuple[str, ...],
+                   start: int = 0, stop: int = -1) -> dict[str, float]:
+    """The increase of each cumulative ``kpi/<name>`` column of ``kpis`` from metrics row ``start``
+    to row ``stop`` (from the very start when ``start`` is 0), per device per day of the control
+    ticks the rows between them account for."""
+    _require(metrics, kpis)
+    t, dt = metrics["time_s"], float(scenario["control_period"])
+    end = float(t[-1])
+    stop = stop % len(t)
+    seconds = _accounted_s(float(t[stop]), end, dt) - (0.0 if start == 0 else _accounted_s(float(t[start]), end, dt))
+    if seconds <= 0:
+        raise RunDirError("metrics.csv has no control tick between those rows")
+    days = seconds / 86400.0
+    before = {k: 0.0 if start == 0 else float(metrics[f"kpi/{k}"][start]) for k in kpis}
+    return {k: (float(metrics[f"kpi/{k}"][stop]) - before[k]) / n_devices / days for k in kpis}
+
+
+def reward_of(scenario: dict, rates: dict[str, float]) -> float:
+    """The reward of the REWARD_KPIS' ``rates`` under the scenario's reward weights."""
+    weights = scenario["reward"]
+    return -(rates["cost"] + weights["discomfort_per_degh"] * rates["discomfort_degh"]
+             + weights["overload_per_kwh"] * rates["feeder_overload_kwh"])
+
+
 def final_reward(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int, tail: float = DEFAULT_TAIL) -> float:
     """Reward per device per day over the last ``tail`` of a run (see the module docstring).
 
@@ -141,19 +178,22 @@ def final_reward(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int,
     very start when that is the first row) to the last row, and is as long as the control
     ticks it holds.
     """
-    missing = [k for k in ("time_s", *(f"kpi/{k}" for k in REWARD_KPIS)) if k not in metrics]
-    if missing:
-        raise RunDirError(f"metrics.csv lacks the column(s) {', '.join(missing)} needed for the final reward")
+    _require(metrics, REWARD_KPIS)
+    return reward_of(scenario, per_device_day(scenario, metrics, n_devices, REWARD_KPIS, tail_start(metrics, tail)))
+
+
+def reward_curve(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int) -> np.ndarray:
+    """The reward per device per day over each metrics interval (R - 1,) of a run of R rows: from
+    the start to row 1, then from each row to the next (NaN for an interval without a tick)."""
+    _require(metrics, REWARD_KPIS)
     t, dt = metrics["time_s"], float(scenario["control_period"])
-    end = float(t[-1])
-    i = int(np.flatnonzero(t <= end * (1 - tail) + 1e-9)[-1])
-    seconds = _accounted_s(end, end, dt) - (0.0 if i == 0 else _accounted_s(float(t[i]), end, dt))
-    if seconds <= 0:
-        raise RunDirError("metrics.csv has no control tick to take a final reward over")
-    delta = {k: metrics[f"kpi/{k}"][-1] - (0.0 if i == 0 else metrics[f"kpi/{k}"][i]) for k in REWARD_KPIS}
-    weights = scenario["reward"]
-    penalty = delta["cost"] + weights["discomfort_per_degh"] * delta["discomfort_degh"] + weights["overload_per_kwh"] * delta["feeder_overload_kwh"]
-    return float(-penalty / n_devices / (seconds / 86400.0))
+    accounted = np.array([0.0, *(_accounted_s(float(x), float(t[-1]), dt) for x in t[1:])])
+    days = np.diff(accounted) / 86400.0
+    rates = {}
+    for k in REWARD_KPIS:
+        increase = np.diff(np.concatenate([[0.0], metrics[f"kpi/{k}"][1:]]))
+        rates[k] = np.divide(increase, n_devices * days, out=np.full(len(days), np.nan), where=days > 0)
+    return reward_of(scenario, rates)
 
 
 def bytes_sent_per_device_per_day(summary: dict) -> float:

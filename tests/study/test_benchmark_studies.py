@@ -1,0 +1,29 @@
+"""The project's own studies (benchmarks/studies/) stay valid studies of what they claim."""
+
+from pathlib import Path
+
+import pytest
+
+from fleet.study import load_study
+
+STUDIES = Path(__file__).resolve().parents[2] / "benchmarks" / "studies"
+
+
+@pytest.mark.parametrize("name", ["learning-study", "learning-study-80d-winter", "learning-study-confirm"])
+def test_every_point_of_the_shipped_studies_is_a_valid_scenario(name):
+    study = load_study(STUDIES / f"{name}.yaml")
+    assert study.spec.report.reference == "rule-based"
+    tail_days = study.spec.report.tail * study.runs[0].scenario.horizon / 86400
+    assert tail_days == 5
+    for run in study.runs:  # the train-then-test variants stop learning for exactly the tail
+        until = run.scenario.learner.params.get("learn_until")
+        assert until is None or until == f"{study.runs[0].scenario.horizon / 86400 - tail_days:g}d"
+
+
+def test_the_confirming_study_remakes_the_main_studys_runs_on_its_first_five_seeds():
+    main = {r.name: r.scenario for r in load_study(STUDIES / "learning-study.yaml").runs}
+    confirm = load_study(STUDIES / "learning-study-confirm.yaml")
+    assert confirm.spec.seeds == tuple(range(10))
+    for run in confirm.runs:
+        if run.seed < 5:
+            assert run.scenario == main[run.name], run.name
