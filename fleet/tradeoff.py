@@ -147,8 +147,8 @@ def tail_start(metrics: dict[str, np.ndarray], tail: float) -> int:
     return int(np.flatnonzero(t <= float(t[-1]) * (1 - tail) + 1e-9)[-1])
 
 
-def per_device_day(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int, kpis: tuple[str, ...],
-                   start: int = 0, stop: int = -1) -> dict[str, float]:
+def kpi_rates(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int, kpis: tuple[str, ...],
+              start: int = 0, stop: int = -1) -> dict[str, float]:
     """The increase of each cumulative ``kpi/<name>`` column of ``kpis`` from metrics row ``start``
     to row ``stop`` (from the very start when ``start`` is 0), per device per day of the control
     ticks the rows between them account for."""
@@ -179,7 +179,7 @@ def final_reward(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int,
     ticks it holds.
     """
     _require(metrics, REWARD_KPIS)
-    return reward_of(scenario, per_device_day(scenario, metrics, n_devices, REWARD_KPIS, tail_start(metrics, tail)))
+    return reward_of(scenario, kpi_rates(scenario, metrics, n_devices, REWARD_KPIS, tail_start(metrics, tail)))
 
 
 def reward_curve(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int) -> np.ndarray:

@@ -37,7 +37,7 @@ from fleet.results import load_run
 from fleet.study.folder import StudyFolder
 from fleet.study.spec import ReportConfig, Run, Study
 from fleet.study.stats import bootstrap_bounds, bootstrap_interval, t_interval
-from fleet.tradeoff import (CONFIDENCE, bytes_sent_per_device_per_day, final_reward, per_device_day, reward_curve,
+from fleet.tradeoff import (CONFIDENCE, bytes_sent_per_device_per_day, final_reward, kpi_rates, reward_curve,
                             t_critical, tail_start)
 
 Curves = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
@@ -85,7 +85,7 @@ def figure(name: str, r: LoadedRun, tail: float) -> float:
     kind, _, kpi = name.partition(".")
     if kind in ("tail", "per_device_day"):
         start = tail_start(r.metrics, tail) if kind == "tail" else 0
-        return per_device_day(r.scenario, r.metrics, r.n_devices, (kpi,), start)[kpi]
+        return kpi_rates(r.scenario, r.metrics, r.n_devices, (kpi,), start)[kpi]
     node = r.summary
     for part in name.split("."):
         node = node.get(part) if isinstance(node, dict) else None

@@ -1,12 +1,11 @@
 """Learner defaults, presets and shipped policies: the settings the learning study found, by name."""
 
-import importlib.util
-import sys
 from functools import cache
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 from fleet.errors import ConfigError
 from fleet.learners import REGISTRY, make_learner
@@ -19,19 +18,19 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @cache
-def study():
-    """benchmarks/study_learning.py, whose VARIANTS are the learning study's settings."""
-    spec = importlib.util.spec_from_file_location("study_learning", REPO / "benchmarks" / "study_learning.py")
-    module = sys.modules[spec.name] = importlib.util.module_from_spec(spec)  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
+def study_variants() -> dict[str, dict]:
+    """The learning study's variants (benchmarks/studies/learning-study.yaml): name -> overrides."""
+    return yaml.safe_load((REPO / "benchmarks" / "studies" / "learning-study.yaml").read_text())["variants"]
 
 
 def study_config(variant: str):
-    """The learner config of a study variant, the study's policy file by its shipped name."""
-    sets = study().VARIANTS[variant]
-    name = next(s.split("=", 1)[1] for s in sets if s.startswith("learner.name="))
-    params = apply_overrides({}, [s.removeprefix("learner.params.") for s in sets if s.startswith("learner.params.")])
+    """The learner config of a study variant, the study's policy file by its shipped name, and
+    its parameters' encoding as the learner's default (the study sends float16 so that LTE-M
+    links carry them; a learner's default is float32)."""
+    sets = study_variants()[variant]
+    name = sets["learner.name"]
+    params = apply_overrides({}, [f"{k.removeprefix('learner.params.')}={v}" for k, v in sets.items()
+                                  if k.startswith("learner.params.") and "dtype" not in k])
     if params.get("init_policy") == POLICIES["clone-v1"]:
         params["init_policy"] = "clone-v1"
     return name, REGISTRY[name].config_cls.model_validate(params)
