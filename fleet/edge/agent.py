@@ -184,8 +184,8 @@ def device_learner(view: DeviceView) -> Learner:
             "does not have; use learner.params.weights: uniform for fleets with boards"
         )
     params = dict(s.learner.params)
-    if "robust" in entry.config_cls.model_fields:
-        params.setdefault("robust", BOARD_ROBUST)
+    if "robust" in entry.config_cls.model_fields and params.get("robust") is None:
+        params["robust"] = BOARD_ROBUST
     streams = Streams(s.seed)
     # the simulator's stream: every board draws the same initial parameters (common_init) ...
     ctx = LearnerContext(1, len(s.fleet.hvac.power_levels_kw), s.fleet.hvac.mode, streams.numpy("learner"), "cpu",

@@ -167,8 +167,10 @@ class DiffusionConfig(ActorCriticConfig):
     staleness: PositiveDuration | None = None
     """Neighbour parameters published longer ago than this are left out; by default two update
     periods (a neighbour's newest message is one update period old when it is combined)."""
-    robust: Literal["none", "clip", "trimmed-mean", "median"] = "none"
-    """Robust combine against faulty or hostile neighbours."""
+    robust: Literal["none", "clip", "trimmed-mean", "median"] | None = None
+    """Robust combine against faulty or hostile neighbours. None (unset): ``none`` in a simulated
+    fleet, which is honest unless a study makes a device hostile, and ``clip`` on a board
+    (:data:`fleet.edge.agent.BOARD_ROBUST`), which faces a real network."""
     clip_norm: Annotated[float, Field(gt=0)] = 5.0
     """With robust=clip: largest allowed distance of a neighbour's parameters from one's own."""
     trim: Annotated[int, Field(ge=1)] = 1

@@ -207,7 +207,7 @@ def test_boards_combine_robustly_unless_the_scenario_says_otherwise():
     assert device_learner(view_of(diffusion_raw())).cfg.robust == BOARD_ROBUST != "none"
     assert device_learner(view_of(diffusion_raw(robust="none"))).cfg.robust == "none"
     simulated = Simulation(parse_scenario(diffusion_raw(), "test", Path.cwd())).fleet.controller
-    assert simulated.cfg.robust == "none"  # simulated devices: as written
+    assert simulated.cfg.robust is None  # simulated devices: as written (unset: the plain combine)
 
 
 # --- over mosquitto ------------------------------------------------------------------------------
