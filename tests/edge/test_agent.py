@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import os
 import re
 import socket
@@ -14,6 +13,7 @@ import subprocess
 import sys
 import time
 import zlib
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -528,7 +528,8 @@ def test_an_agent_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path, writ
     ticks = final["counters"]["ticks"]
     assert ticks == final["time"] // 60 + 1  # every tick from 0 once: none lost, none repeated
     assert final["counters"]["updates"] == ticks // N_STEPS
-    assert json.loads((state / "sequence.json").read_text())["status"] == 2  # the second session
+    with closing(Outbox(state / "outbox.sqlite", 1000, 2**20)) as outbox:
+        assert outbox.stamps()["status"].seq == 2  # the second session
 
 
 @pytest.fixture
@@ -620,7 +621,7 @@ def test_an_agent_never_writes_its_state_through_a_planted_link(tmp_path):
     state, victim = tmp_path / "state", tmp_path / "victim"
     state.mkdir()
     victim.write_text("precious")
-    for name in ("checkpoint.pt.tmp", "checkpoint.safetensors.tmp", "sequence.json.tmp"):
+    for name in ("checkpoint.pt.tmp", "checkpoint.safetensors.tmp"):
         (state / name).symlink_to(victim)
     memory_agent(view_of(diffusion_raw()), MemoryBroker(), state, duration=600.0).run()
     assert victim.read_text() == "precious"
