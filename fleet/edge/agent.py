@@ -266,7 +266,8 @@ class EdgeAgent:
         """The stamp of the last message queued (or status sent) per kind, as saved in the outbox."""
         reading = self.last["telemetry"].t
         if reading is not None and reading > self.env.now:
-            log.info("%s: readings up to t=%.2fh were queued before the restart; not sending them again", view.name, reading / 3600)
+            log.info("%s: readings up to t=%.2fh were queued before the restart; not sending them again",
+                     view.name, reading / 3600)
         try:
             self.transport = transport_factory(view.name, will=Will(view.topic("status"), self._status(False)),
                                                session_expiry=self.options.session_expiry)
@@ -547,7 +548,8 @@ class EdgeAgent:
             self.counters.oversize += 1
             log.error("could not encode a %s message: %s", kind, e)
             return
-        if self._write("sequence", lambda: self.uplink.queue(self.view.topic(kind), payload, kind=kind, qos=qos, stamp=stamp)):
+        topic = self.view.topic(kind)
+        if self._write("sequence", lambda: self.uplink.queue(topic, payload, kind=kind, qos=qos, stamp=stamp)):
             self.last[kind] = stamp  # also when dropped as oversize: the number was never seen, skipping it is harmless
             self._write("outbox", self.uplink.flush)
 

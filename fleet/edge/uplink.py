@@ -55,7 +55,9 @@ class Uplink:
         self.queue(topic, payload, kind=kind, qos=qos, retain=retain)
         self.flush()
 
-    def queue(self, topic: str, payload: bytes, *, kind: str, qos: int, retain: bool = False, stamp: Stamp | None = None) -> None:
+    def queue(
+        self, topic: str, payload: bytes, *, kind: str, qos: int, retain: bool = False, stamp: Stamp | None = None
+    ) -> None:
         """Queue a message (and its ``stamp``, see :meth:`Outbox.put`), unless it is larger than
         the transport or the outbox takes: then it is dropped and counted (``oversize``)."""
         if self._oversize(topic, payload):

@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fleet.edge import agent as agent_module
 from fleet.edge.agent import EdgeAgent
-from fleet.edge.outbox import Outbox
-from fleet.mqtt.codec import decode
+from fleet.edge.outbox import Outbox, OutboxError
+from fleet.mqtt.codec import Kind, decode
 from fleet.mqtt.dedup import SeqDeduplicator
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
@@ -68,6 +69,31 @@ def test_checkpoints_that_fail_for_a_while_are_counted_and_reported(tmp_path, mo
     saved = _checkpoint(state)
     assert saved["time"] == 7200.0 and saved["counters"]["write_errors"] == 2
     assert sorted(p.name for p in state.iterdir()) == ["checkpoint.safetensors", "outbox.sqlite"]
+
+
+def test_with_its_outbox_in_memory_an_agent_sends_only_its_status_as_session_0(tmp_path, monkeypatch):
+    """An outbox in memory keeps no sequence numbers: a message numbered from it could reuse a
+    number after a restart, so none is sent; the session number cannot be saved either."""
+
+    def refused(path: Path) -> Outbox:
+        raise OutboxError(path, "disk I/O error (SQLITE_IOERR_SHMOPEN): the disk refused a write", storage=True)
+
+    monkeypatch.setattr(agent_module, "_open_outbox", refused)
+    broker, lines = MemoryBroker(), []
+    spy = MemoryTransport(broker, "spy")
+    spy.subscribe("fleet/#")
+    spy.connect(1)
+    agent = EdgeAgent(view_of(diffusion_raw()), functools.partial(MemoryTransport, broker), tmp_path / "state",
+                      options(duration=3600.0), on_status=lines.append)
+
+    counters = agent.run()
+
+    status = [decode(m.payload) for m in spy.drain()]
+    assert [(m.kind, m.seq, m.arrays[0].tolist()) for m in status] == [(Kind.STATUS, 0, [1.0]), (Kind.STATUS, 0, [0.0])]
+    readings, updates = 3600 // TELEMETRY_PERIOD + 1, (3600 // 60 + 1) // 8  # every update publishes its params
+    assert counters.write_errors == 2 + readings + updates  # the outbox, the session number, each message
+    assert " queued=0(memory) " in lines[-1] and lines[-1].endswith(" writes=failing(sequence)")
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["checkpoint.safetensors"]
 
 
 # --- a full disk ---------------------------------------------------------------------------------

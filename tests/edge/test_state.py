@@ -43,7 +43,8 @@ def test_opening_the_folder_removes_what_interrupted_writes_left(tmp_path):
 def test_the_sequence_numbers_of_an_earlier_version_are_read_as_stamps_until_removed(tmp_path):
     state = StateDir(tmp_path)
     assert state.old_sequence() == {}  # none there
-    (tmp_path / "sequence.json").write_text(json.dumps({"telemetry": 7, "status": 3, "params": 0, "last_reading": 2100.0}))
+    saved = {"telemetry": 7, "status": 3, "params": 0, "last_reading": 2100.0}
+    (tmp_path / "sequence.json").write_text(json.dumps(saved))
     assert state.old_sequence() == {"telemetry": Stamp(7, 2100.0), "status": Stamp(3), "params": Stamp(0)}
     state.remove_old_sequence()
     assert state.old_sequence() == {} and list(tmp_path.iterdir()) == []
