@@ -26,7 +26,8 @@ Rules:
   header), which becomes the last stamp of its kind in the same transaction: a crash keeps the
   message and its stamp, or neither. So a sender that numbers its messages from
   :meth:`~Outbox.stamps` never reuses a number of a message that was queued (it may have been
-  sent), and never skips a message whose number it saved. Stamps stay when their messages leave
+  sent; after a power cut, of one that the file kept), and never skips a message whose number
+  it saved. Stamps stay when their messages leave
   (sent, replaced or dropped); :meth:`~Outbox.restamp` sets them without a message (a new
   session's number). An outbox in :data:`MEMORY` keeps no stamps: it refuses a stamped put (an
   :class:`OutboxError` with ``storage`` set), since a restart would forget the number;

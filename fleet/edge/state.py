@@ -11,7 +11,8 @@
   its receivers may have seen (they would drop the message as a duplicate), even when it resumes
   from an older checkpoint, and an agent that re-runs the ticks since its checkpoint after a crash
   reports again exactly the telemetry readings that were not queued. The ``status`` number counts
-  the agent's sessions (births);
+  the agent's sessions (births). A power cut (unlike a crash) may lose the last few puts,
+  numbers and messages together: a number whose message was sent just before is used again;
 - ``sequence.json``: where earlier versions kept the sequence numbers (and ``last_reading``, the
   time of the last telemetry), apart from the outbox: a crash between the two writes lost a
   reading. :meth:`StateDir.old_sequence` reads it, for the agent to move into the outbox and
