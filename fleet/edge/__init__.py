@@ -6,11 +6,12 @@
   drawn exactly as the simulator draws the fleet;
 - :mod:`fleet.edge.inbound`: the checks every received message passes before the learner sees it;
 - :mod:`fleet.edge.uplink`: outbox first, then the broker, with size checks and acknowledgements;
-- :mod:`fleet.edge.state`: the state folder (checkpoint, sequence numbers, outbox);
+- :mod:`fleet.edge.state`: the state folder (checkpoint, outbox);
 - :mod:`fleet.edge.counters`: what the agent counts;
 - :mod:`fleet.edge.launch`: from ``fleet agent``'s options (and agent.env) to an agent;
 - :mod:`fleet.edge.outbox`: :class:`~fleet.edge.outbox.Outbox`, a bounded SQLite queue of the
-  messages the agent could not send yet, kept across restarts;
+  messages the agent could not send yet, and of the sequence number of the last one queued per
+  kind (saved with it in one transaction), kept across restarts;
 - :mod:`fleet.edge.watchdog`: systemd readiness, status and watchdog notifications.
 
 The hardware side (sensor and relay) is :mod:`devices.drivers`.

@@ -50,23 +50,28 @@ Faults of the board itself:
 
 - a write to the state folder that fails (a full disk, an I/O error, a read-only file system) is
   counted (``write_errors``), logged when it starts and ends, and shown in the status line
-  (``writes=failing(checkpoint,sequence,outbox)``: what failed at its last try); the agent keeps
-  controlling. A checkpoint that cannot be written leaves the last good one; a message whose
-  sequence number cannot be saved is not sent (a restart would use the number again); an outbox
-  that cannot be opened is kept in memory for this run. Temporary files of failed writes are
+  (``writes=failing(checkpoint,sequence,outbox)``: what failed at its last try: a checkpoint;
+  queueing a message with its sequence number, or saving the session number; sending from the
+  outbox); the agent keeps controlling. A checkpoint that cannot be written leaves the last good
+  one; a message that cannot be queued with its sequence number is not sent (a restart would use
+  the number again); an outbox that cannot be opened is kept in memory for this run, which keeps
+  no sequence numbers: then only the status is sent. A session number that cannot be saved is
+  not used: the status messages of that session carry 0. Temporary files of failed writes are
   removed at once, those of a crash at the next start (:mod:`fleet.edge.state`);
 - after a crash (kill -9, power cut) the agent resumes from its last checkpoint and re-runs the
-  ticks since then, on its own clock. Telemetry readings it already sent for those times are not
-  sent again: the time of the last reading is saved with the sequence numbers before its message
-  is queued, so a collector gets each (device, time) once, not again under new sequence numbers.
-  It hears nothing new from the device until the re-run has passed that time. A fresh start
-  (no checkpoint) begins a new timeline from 0 and sends all readings. Parameters are sent
-  again as the re-run learner makes them (neighbours take them as new).
+  ticks since then, on its own clock. Telemetry readings it already queued for those times are
+  not queued again: the outbox saves each message with its sequence number and time in one
+  transaction (:class:`~fleet.edge.outbox.Stamp`), so at a restart the last telemetry stamp
+  tells which reading was the last queued, and a crash at any moment keeps a reading and its
+  stamp or neither. A collector gets each (device, time) once, never again under new sequence
+  numbers, and none is lost. It hears nothing new from the device until the re-run has passed
+  that time. A fresh start (no checkpoint) begins a new timeline from 0 and sends all readings.
+  Parameters are sent again as the re-run learner makes them (neighbours take them as new).
 
 Status: ``fleet/<site>/<device>/status`` is retained: ``[1.0]`` ("online") after every
 connection and ``[0.0]`` ("offline") as the will or at a clean stop. Both carry the session
-number as their sequence number (it grows at every start), as Sparkplug's bdSeq does, so a
-consumer can tell an old session's death from the current one's.
+number as their sequence number (it grows at every start; 0 when it could not be saved), as
+Sparkplug's bdSeq does, so a consumer can tell an old session's death from the current one's.
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ from devices.occupancy import comfort_violation_c
 from fleet.edge import watchdog
 from fleet.edge.counters import Counters
 from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
-from fleet.edge.outbox import MEMORY, Outbox, OutboxError
+from fleet.edge.outbox import MEMORY, Outbox, OutboxError, Stamp
 from fleet.edge.state import CHECKPOINT, StateDir
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
@@ -94,6 +99,7 @@ from fleet.errors import ConfigError, TransportError, WireError
 from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observation, make_learner
 from fleet.learners.base import preview
 from fleet.mqtt.codec import DType, Kind, encode
+from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import Received, Transport, Will
 from fleet.scenario import DTYPES
 from fleet.sim.engine import tick_reward
@@ -252,24 +258,55 @@ class EdgeAgent:
         self._shown = (self.counters.ticks, self.counters.reward_sum)
 
     def _messaging(self, transport_factory: TransportFactory, resumed: bool) -> None:
-        """A new session number, the transport with its will, the checks on what comes in."""
+        """The outbox, a new session number, the transport with its will, the checks on what comes in."""
         view = self.view
-        self.sequence = self.state.load_sequence()
-        self.sequence.last["status"] += 1
-        if not resumed:  # a new timeline: its readings are new whatever their times
-            self.sequence.last_reading = None
-        elif self.sequence.last_reading is not None and self.sequence.last_reading > self.env.now:
-            log.info("%s: readings up to t=%.2fh were sent before the restart; not sending them again",
-                     view.name, self.sequence.last_reading / 3600)
-        self.transport = transport_factory(view.name, will=Will(view.topic("status"), self._status(False)), session_expiry=self.options.session_expiry)
-        self._write("sequence", lambda: self.state.save_sequence(self.sequence))
-        self.outbox: Outbox | None = None
+        old = self.state.old_sequence()
+        self.outbox = self._outbox_or_memory()
+        self.last = self._new_session(old, resumed)
+        """The stamp of the last message queued (or status sent) per kind, as saved in the outbox."""
+        reading = self.last["telemetry"].t
+        if reading is not None and reading > self.env.now:
+            log.info("%s: readings up to t=%.2fh were queued before the restart; not sending them again",
+                     view.name, reading / 3600)
+        try:
+            self.transport = transport_factory(view.name, will=Will(view.topic("status"), self._status(False)),
+                                               session_expiry=self.options.session_expiry)
+        except BaseException:
+            self.outbox.close()
+            raise
         self.uplink: Uplink | None = None
         p = self.learner.flat_params().shape[1] if hasattr(self.learner, "flat_params") else 1
         self.inbound = InboundFilter(view.subscriptions(self.learner.exchange), {"params": params_layout(p), "cmd": cmd_layout}, self.counters)
         comm = getattr(getattr(self.learner, "cfg", None), "comm", None)
         self.sparse = comm is not None and comm.k(p) < p
         """Top-k messages are increments: sent only while connected (the outbox keeps only the newest)."""
+
+    def _outbox_or_memory(self) -> Outbox:
+        """The outbox file, or one in memory when the disk refuses (counted as a failed write)."""
+        try:
+            return _open_outbox(self.state.outbox)
+        except OutboxError as e:
+            self._write_failed("outbox", e)
+            log.error("%s: keeping the outbox in memory until the agent stops", self.view.name)
+            return Outbox(MEMORY, OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES)
+
+    def _new_session(self, old: dict[str, Stamp], resumed: bool) -> dict[str, Stamp]:
+        """The outbox's stamps (or those of an earlier version's ``old`` sequence.json, where newer)
+        with the next session number, saved; the session number is 0 if they cannot be saved."""
+        saved = self.outbox.stamps()
+        last = {k: max(saved[k], old.get(k, saved[k]), key=lambda stamp: stamp.seq) for k in KINDS}
+        last["status"] = Stamp(last["status"].seq + 1, self.env.now)
+        if not resumed:  # a new timeline: its readings are new whatever their times
+            last["telemetry"] = Stamp(last["telemetry"].seq)
+        if self._write("sequence", lambda: self._save_session(last, bool(old))):
+            return last
+        return {**last, "status": Stamp(0, self.env.now)}
+
+    def _save_session(self, last: dict[str, Stamp], migrated: bool) -> None:
+        self.outbox.restamp(last)
+        if migrated:
+            self.state.remove_old_sequence()
+            log.info("%s: moved the sequence numbers of sequence.json into the outbox", self.view.name)
 
     # --- checkpoints -------------------------------------------------------------------------
 
@@ -378,13 +415,6 @@ class EdgeAgent:
         return self.counters
 
     def _start(self) -> None:
-        # opened on the thread that runs the agent: an SQLite connection belongs to its thread
-        try:
-            self.outbox = _open_outbox(self.state.outbox)
-        except OutboxError as e:
-            self._write_failed("outbox", e)
-            log.error("%s: keeping the outbox in memory until the agent stops", self.view.name)
-            self.outbox = Outbox(MEMORY, OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES)
         self.uplink = Uplink(self.transport, self.outbox, self.counters, self.options.max_inflight)
         topics = self.inbound.topics
         for topic in topics:
@@ -421,6 +451,7 @@ class EdgeAgent:
             log.error("could not switch the HVAC off: %s", e)
         if self.uplink is None:  # it did not get to start
             self.transport.close()
+            self.outbox.close()
             return
         self._write("outbox", self.uplink.flush)
         if self.transport.connected and self.uplink.send_now(self.view.topic("status"), self._status(False), retain=True):
@@ -500,7 +531,7 @@ class EdgeAgent:
     def _telemetry(self) -> None:
         """Measured temperature, power, comfort band and occupancy, as the simulator sends them."""
         cfg, t, occupancy = self.view.scenario.workloads.telemetry, self.env.now, self.view.occupancy
-        last = self.sequence.last_reading
+        last = self.last["telemetry"].t
         if self.pending is None or (last is not None and t < last + cfg.period / 2):  # sent before a crash
             return
         lo, hi = occupancy.band(t)
@@ -508,24 +539,23 @@ class EdgeAgent:
         self._send("telemetry", t, [vec], DTYPES[cfg.dtype], cfg.qos)
 
     def _send(self, kind: str, t: float, arrays: list[np.ndarray], dtypes, qos: int) -> None:
-        """Encode one message with the next sequence number of its kind and queue it, once that
-        number (and a reading's time) is saved."""
-        self.sequence.last[kind] += 1
-        if kind == "telemetry":
-            self.sequence.last_reading = t
-        if not self._write("sequence", lambda: self.state.save_sequence(self.sequence)):
-            return
+        """Encode one message with the next sequence number of its kind and queue it with its stamp
+        (one transaction: a crash keeps both or neither); then send what can be sent."""
+        stamp = Stamp(self.last[kind].seq + 1, t)
         try:
-            payload = encode(Kind[kind.upper()], self.view.index, self.sequence.last[kind], t, arrays, dtypes)
+            payload = encode(Kind[kind.upper()], self.view.index, stamp.seq, t, arrays, dtypes)
         except WireError as e:
             self.counters.oversize += 1
             log.error("could not encode a %s message: %s", kind, e)
             return
-        self._write("outbox", lambda: self.uplink.send(self.view.topic(kind), payload, kind=kind, qos=qos))
+        topic = self.view.topic(kind)
+        if self._write("sequence", lambda: self.uplink.queue(topic, payload, kind=kind, qos=qos, stamp=stamp)):
+            self.last[kind] = stamp  # also when dropped as oversize: the number was never seen, skipping it is harmless
+            self._write("outbox", self.uplink.flush)
 
     def _status(self, online: bool) -> bytes:
         flag = np.array([1.0 if online else 0.0], np.float32)
-        return encode(Kind.STATUS, self.view.index, self.sequence.last["status"], self.env.now, [flag], DType.FLOAT32)
+        return encode(Kind.STATUS, self.view.index, self.last["status"].seq, self.env.now, [flag], DType.FLOAT32)
 
     # --- messaging -------------------------------------------------------------------------------
 

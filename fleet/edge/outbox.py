@@ -18,19 +18,31 @@ Rules:
   goes over, the oldest messages are dropped, all other kinds before the latest-only ones (the
   new message included, so a full queue of parameters keeps them over new telemetry), and
   :attr:`~Outbox.dropped` counts them across restarts. Reopening with smaller bounds trims;
-- **persistent**: one SQLite file in WAL mode (``synchronous=NORMAL``: a power cut may lose the
-  last puts, never corrupt the file); reopening it gives the same messages in the same order.
-  :data:`MEMORY` as ``path`` keeps them in memory instead, until :meth:`~Outbox.close`;
+- **persistent**: one SQLite file in WAL mode (``synchronous=NORMAL``: a crash loses no put that
+  returned, a power cut may lose the last ones, never corrupt the file); reopening it gives the
+  same messages in the same order. :data:`MEMORY` as ``path`` keeps them in memory instead, until
+  :meth:`~Outbox.close`;
+- **stamped**: a put can carry its message's :class:`Stamp` (the sequence number and time of its
+  header), which becomes the last stamp of its kind in the same transaction: a crash keeps the
+  message and its stamp, or neither. So a sender that numbers its messages from
+  :meth:`~Outbox.stamps` never reuses a number of a message that was queued (it may have been
+  sent; after a power cut, of one that the file kept), and never skips a message whose number
+  it saved. Stamps stay when their messages leave
+  (sent, replaced or dropped); :meth:`~Outbox.restamp` sets them without a message (a new
+  session's number). An outbox in :data:`MEMORY` keeps no stamps: it refuses a stamped put (an
+  :class:`OutboxError` with ``storage`` set), since a restart would forget the number;
 - **bounded on disk**: the file holds at most the bounded messages, plus free pages that later
   puts reuse. The write-ahead log is folded into the file once it holds
   :data:`WAL_CHECKPOINT_PAGES` pages, and cut back to :data:`WAL_MAX_BYTES` when it starts
   over, so it grows past that only while one put is larger. Within its size the log is
   rewritten in place, which needs no new room on a full disk.
 
-One :class:`Outbox` holds one connection, to be used from one thread. A file that is not an
-outbox or is corrupt raises :class:`OutboxError` naming it; the agent can move it aside and
-start empty. A write that the disk refuses (full, I/O error, read-only) raises an
-:class:`OutboxError` with ``storage`` set: the file is not at fault, and the write may work later.
+One :class:`Outbox` holds one connection, to be used by one thread at a time (not necessarily the
+one that opened it). A file that is not an outbox or is corrupt raises :class:`OutboxError`
+naming it; the agent can move it aside and start empty. A file of schema version 1 (before
+stamps) is upgraded in place, its messages kept. A write that the disk refuses (full, I/O error,
+read-only) raises an :class:`OutboxError` with ``storage`` set: the file is not at fault, and the
+write may work later.
 """
 
 from __future__ import annotations
@@ -47,8 +59,8 @@ from fleet.mqtt.topics import KINDS, validate_topic_name
 LATEST_ONLY_KINDS = frozenset({"params"})
 """Kinds of which only the newest message per topic is kept."""
 
-SCHEMA_VERSION = 1
-"""``PRAGMA user_version`` of an outbox file."""
+SCHEMA_VERSION = 2
+"""``PRAGMA user_version`` of an outbox file (1: before stamps)."""
 MEMORY = Path(":memory:")
 """The ``path`` of an outbox kept in memory."""
 WAL_CHECKPOINT_PAGES = 64
@@ -57,6 +69,15 @@ WAL_MAX_BYTES = 2**20
 """Size to which the write-ahead log is cut back when it starts over (SQLite's default: never)."""
 _STORAGE_ERRORS = frozenset({sqlite3.SQLITE_FULL, sqlite3.SQLITE_IOERR, sqlite3.SQLITE_READONLY})
 """SQLite's primary result codes for writes that the disk refused."""
+
+_STAMPS = """
+CREATE TABLE stamps (
+    kind TEXT PRIMARY KEY,  -- one of KINDS
+    seq INTEGER NOT NULL,   -- the last sequence number of that kind
+    t REAL                  -- the time of its message, or NULL
+);
+"""
+"""What version 2 added to version 1."""
 
 _SCHEMA = """
 CREATE TABLE messages (
@@ -71,18 +92,29 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_topic ON messages (topic, kind);
 CREATE TABLE counters (dropped INTEGER NOT NULL);
 INSERT INTO counters VALUES (0);
-"""
+""" + _STAMPS
 
 
 class OutboxError(FleetError):
-    """The outbox file cannot be opened, is not an outbox, is corrupt, or the disk refused a
-    write (``storage``); ``path`` names it."""
+    """The outbox file cannot be opened, is not an outbox, is corrupt, or a write could not be
+    made durable (``storage``); ``path`` names it."""
 
     def __init__(self, path: Path, message: str, storage: bool = False) -> None:
         super().__init__(f"outbox {path}: {message}")
         self.path = path
         self.storage = storage
-        """The disk refused a write (full, I/O error, read-only): the file is not at fault."""
+        """The disk refused a write (full, I/O error, read-only), or a stamp was put in an outbox
+        in memory: the file is not at fault."""
+
+
+@dataclass(frozen=True)
+class Stamp:
+    """A message's sequence number and time, as its header carries them."""
+
+    seq: int = 0
+    """0: no message of its kind was stamped yet."""
+    t: float | None = None
+    """The sender's clock; None: not known (or forgotten, e.g. at the start of a new timeline)."""
 
 
 @dataclass(frozen=True)
@@ -111,7 +143,7 @@ class Outbox:
         self.max_messages = max_messages
         self.max_bytes = max_bytes
         try:
-            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         except sqlite3.Error as e:
             raise OutboxError(self.path, f"cannot open it: {e}") from None
         try:
@@ -134,9 +166,9 @@ class Outbox:
                 version = self._db.execute("PRAGMA user_version").fetchone()[0]
                 tables = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0]
                 if version == 0 and tables == 0:
-                    for statement in _SCHEMA.split(";"):
-                        self._db.execute(statement)
-                    self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+                    self._create(_SCHEMA)
+                elif version == 1:
+                    self._create(_STAMPS)
                 elif version != SCHEMA_VERSION:
                     raise OutboxError(
                         self.path,
@@ -144,6 +176,12 @@ class Outbox:
                         "move it aside to start empty",
                     )
                 self._evict()
+
+    def _create(self, schema: str) -> None:
+        """Run the statements of ``schema`` and mark the file as of :data:`SCHEMA_VERSION`."""
+        for statement in schema.split(";"):
+            self._db.execute(statement)
+        self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -169,8 +207,11 @@ class Outbox:
 
     # --- queue -------------------------------------------------------------------------------
 
-    def put(self, topic: str, payload: bytes, *, kind: str, qos: int = 1, retain: bool = False) -> int:
+    def put(
+        self, topic: str, payload: bytes, *, kind: str, qos: int = 1, retain: bool = False, stamp: Stamp | None = None
+    ) -> int:
         """Queue a message; returns its id. ``kind`` is one of :data:`fleet.mqtt.topics.KINDS`.
+        With ``stamp``, the message and its stamp are saved in one transaction (module docstring).
 
         May drop older messages (or this one) to stay within the bounds, see the module's rules.
         ``ValueError`` for a payload larger than ``max_bytes``, a qos other than 0, 1, 2 or an
@@ -184,6 +225,8 @@ class Outbox:
             raise ValueError(f"qos must be 0, 1 or 2, got {qos!r}")
         if len(payload) > self.max_bytes:
             raise ValueError(f"a payload of {len(payload)} bytes never fits in an outbox of max_bytes={self.max_bytes}")
+        if stamp is not None:
+            self._check_durable()
         with self._errors(), self._transaction():
             if kind in LATEST_ONLY_KINDS:
                 self._db.execute("DELETE FROM messages WHERE topic = ? AND kind = ?", (topic, kind))
@@ -191,6 +234,8 @@ class Outbox:
                 "INSERT INTO messages (topic, payload, size, qos, retain, kind) VALUES (?, ?, ?, ?, ?, ?)",
                 (topic, payload, len(payload), qos, bool(retain), kind),
             )
+            if stamp is not None:
+                self._stamp({kind: stamp})
             self._evict()
         return cursor.lastrowid
 
@@ -223,6 +268,30 @@ class Outbox:
         with self._errors(), self._transaction():
             cursor = self._db.executemany("DELETE FROM messages WHERE id = ?", [(i,) for i in ids])
         return cursor.rowcount
+
+    # --- stamps ------------------------------------------------------------------------------
+
+    def stamps(self) -> dict[str, Stamp]:
+        """The last stamp of every kind in :data:`~fleet.mqtt.topics.KINDS` (``Stamp()`` if none yet)."""
+        with self._errors():
+            rows = self._db.execute("SELECT kind, seq, t FROM stamps").fetchall()
+        return {**dict.fromkeys(KINDS, Stamp()), **{kind: Stamp(seq, t) for kind, seq, t in rows}}
+
+    def restamp(self, stamps: dict[str, Stamp]) -> None:
+        """Make ``stamps`` (by kind) the last ones, in one transaction."""
+        if unknown := set(stamps) - set(KINDS):
+            raise ValueError(f"kinds must be among {', '.join(KINDS)}, got {', '.join(sorted(unknown))}")
+        self._check_durable()
+        with self._errors(), self._transaction():
+            self._stamp(stamps)
+
+    def _stamp(self, stamps: dict[str, Stamp]) -> None:
+        self._db.executemany("INSERT OR REPLACE INTO stamps (kind, seq, t) VALUES (?, ?, ?)",
+                             [(kind, s.seq, s.t) for kind, s in stamps.items()])
+
+    def _check_durable(self) -> None:
+        if self.path == MEMORY:
+            raise OutboxError(self.path, "kept in memory, where a stamp would not survive a restart", storage=True)
 
     # --- state -------------------------------------------------------------------------------
 

@@ -1,18 +1,22 @@
-"""The agent's state folder (``--state-dir``): checkpoint, message sequence numbers, outbox.
+"""The agent's state folder (``--state-dir``): checkpoint and outbox (with the sequence numbers).
 
 - ``checkpoint.safetensors``: the learner's state, the counters and the agent's clock, a
   :mod:`fleet.statefile` file of kind ``agent`` (data only: loading it runs no code), written
   atomically (a temporary file, fsync, ``os.replace``), so a crash leaves the previous one. It
   names its scenario and device; loading it for another one is a :class:`ConfigError` and
   changes nothing. A ``checkpoint.pt`` of an earlier version (a pickle) is never loaded;
-- ``sequence.json``: the last sequence number used per message kind, saved whenever one is
-  used (before its message is queued), so that a restarted agent never reuses a number its
-  receivers have seen (they would drop the message as a duplicate), even when it resumes from
-  an older checkpoint. The ``status`` number counts the agent's sessions (births). With them,
-  ``last_reading``: the agent-clock time of the last telemetry queued, so that an agent that
-  re-runs the ticks since its checkpoint after a crash does not report those times again
-  (:class:`Sequence`);
-- ``outbox.sqlite``: :class:`fleet.edge.outbox.Outbox`, messages not sent yet.
+- ``outbox.sqlite``: :class:`fleet.edge.outbox.Outbox`, messages not sent yet, and the
+  :class:`~fleet.edge.outbox.Stamp` (sequence number and time) of the last message queued per
+  kind, saved with that message in one transaction. So a restarted agent never reuses a number
+  its receivers may have seen (they would drop the message as a duplicate), even when it resumes
+  from an older checkpoint, and an agent that re-runs the ticks since its checkpoint after a crash
+  reports again exactly the telemetry readings that were not queued. The ``status`` number counts
+  the agent's sessions (births). A power cut (unlike a crash) may lose the last few puts,
+  numbers and messages together: a number whose message was sent just before is used again;
+- ``sequence.json``: where earlier versions kept the sequence numbers (and ``last_reading``, the
+  time of the last telemetry), apart from the outbox: a crash between the two writes lost a
+  reading. :meth:`StateDir.old_sequence` reads it, for the agent to move into the outbox and
+  then delete (:meth:`StateDir.remove_old_sequence`).
 
 A write that fails (a full disk, an I/O error, a read-only file system) raises ``OSError``
 and leaves the previous file and no temporary file; temporary files that a crash left behind
@@ -26,9 +30,9 @@ import io
 import json
 import logging
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleet.edge.outbox import Stamp
 from fleet.errors import ConfigError
 from fleet.mqtt.topics import KINDS
 from fleet.statefile import StateFileError, create_new
@@ -46,31 +50,20 @@ TEMPORARY = ".tmp"
 """Suffix of the file that :func:`atomic_write` writes before renaming it."""
 
 
-def atomic_write(path: Path, data: bytes, sync: bool = True) -> None:
-    """Replace ``path`` by ``data`` in one step: readers see the old file or the new one. With
-    ``sync`` the data reach the disk first (surviving a power cut, not only a crash)."""
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` by ``data`` in one step: readers see the old file or the new one. The data
+    reach the disk first (surviving a power cut, not only a crash)."""
     tmp = path.with_name(path.name + TEMPORARY)
     try:
         with create_new(tmp) as f:  # not through a link planted in its place
             f.write(data)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):  # on a full disk, a partial file would only take more room
             tmp.unlink(missing_ok=True)
         raise
-
-
-@dataclass
-class Sequence:
-    """What ``sequence.json`` keeps (see the module docstring)."""
-
-    last: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
-    """The last sequence number used, per message kind."""
-    last_reading: float | None = None
-    """Agent-clock time of the last telemetry reading queued (None: none since the last fresh start)."""
 
 
 class StateDir:
@@ -132,23 +125,21 @@ class StateDir:
         save_state(data.write, "agent", state)
         atomic_write(self.path / CHECKPOINT, data.getvalue())
 
-    # --- sequence numbers ----------------------------------------------------------------------
+    # --- sequence numbers of earlier versions ------------------------------------------------
 
-    def load_sequence(self) -> Sequence:
-        """The numbers saved last (0 for a kind not used yet)."""
+    def old_sequence(self) -> dict[str, Stamp]:
+        """The last stamp per kind that an earlier version saved in ``sequence.json`` (the
+        telemetry's with the time of the last reading), or {} when there is no such file."""
         path = self.path / SEQUENCE
-        sequence = Sequence()
-        if path.exists():
-            try:
-                saved = json.loads(path.read_text())
-                sequence.last.update({k: int(saved[k]) for k in KINDS if k in saved})
-                sequence.last_reading = None if saved.get("last_reading") is None else float(saved["last_reading"])
-            except (OSError, ValueError, TypeError, AttributeError) as e:
-                raise ConfigError(f"{path}: cannot read the sequence numbers ({e}); move it aside to start afresh") from None
-        return sequence
+        if not path.exists():
+            return {}
+        try:
+            saved = json.loads(path.read_text())
+            reading = None if saved.get("last_reading") is None else float(saved["last_reading"])
+            return {k: Stamp(int(saved[k]), reading if k == "telemetry" else None) for k in KINDS if k in saved}
+        except (OSError, ValueError, TypeError, AttributeError) as e:
+            raise ConfigError(f"{path}: cannot read the sequence numbers ({e}); move it aside to start afresh") from None
 
-    def save_sequence(self, sequence: Sequence) -> None:
-        """Save the numbers (often, so without fsync: a crash keeps them, a power cut may not)."""
-        saved = {**sequence.last, "last_reading": sequence.last_reading}
-        atomic_write(self.path / SEQUENCE, json.dumps(saved).encode(), sync=False)
-
+    def remove_old_sequence(self) -> None:
+        """Delete ``sequence.json``, once its numbers are in the outbox."""
+        (self.path / SEQUENCE).unlink(missing_ok=True)

@@ -1,8 +1,9 @@
 """The agent's way out: every message goes into the persistent outbox, then to the broker.
 
-:meth:`Uplink.send` queues a message in the :class:`~fleet.edge.outbox.Outbox` (where only the
-newest ``params`` per topic is kept) and :meth:`Uplink.flush` sends what is queued, oldest first,
-while the transport is connected:
+:meth:`Uplink.queue` queues a message in the :class:`~fleet.edge.outbox.Outbox` (where only the
+newest ``params`` per topic is kept; with its stamp, in one transaction), :meth:`Uplink.flush`
+sends what is queued, oldest first, while the transport is connected, and :meth:`Uplink.send`
+does both:
 
 - a payload larger than the transport's :attr:`~fleet.mqtt.transport.Transport.max_payload`
   is dropped and counted (``oversize``), never sent (a broker would end the connection);
@@ -24,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from fleet.edge.counters import Counters
-from fleet.edge.outbox import Outbox
+from fleet.edge.outbox import Outbox, Stamp
 from fleet.errors import TransportError
 from fleet.mqtt.transport import Delivery, Transport, accepted
 
@@ -51,15 +52,21 @@ class Uplink:
 
     def send(self, topic: str, payload: bytes, *, kind: str, qos: int, retain: bool = False) -> None:
         """Queue a message and send what can be sent now."""
+        self.queue(topic, payload, kind=kind, qos=qos, retain=retain)
+        self.flush()
+
+    def queue(
+        self, topic: str, payload: bytes, *, kind: str, qos: int, retain: bool = False, stamp: Stamp | None = None
+    ) -> None:
+        """Queue a message (and its ``stamp``, see :meth:`Outbox.put`), unless it is larger than
+        the transport or the outbox takes: then it is dropped and counted (``oversize``)."""
         if self._oversize(topic, payload):
             return
         try:
-            self.outbox.put(topic, payload, kind=kind, qos=qos, retain=retain)
+            self.outbox.put(topic, payload, kind=kind, qos=qos, retain=retain, stamp=stamp)
         except ValueError as e:  # larger than the whole outbox
             self.counters.oversize += 1
             log.error("dropped a %s message on %s: %s", kind, topic, e)
-            return
-        self.flush()
 
     def send_now(self, topic: str, payload: bytes, *, qos: int = 1, retain: bool = False) -> bool:
         """Publish directly, bypassing the outbox (a status that is only worth sending now);

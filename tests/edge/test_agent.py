@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 import os
 import re
 import socket
@@ -14,6 +13,7 @@ import subprocess
 import sys
 import time
 import zlib
+from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +30,7 @@ from fleet.edge.agent import EdgeAgent
 from fleet.edge.counters import Counters
 from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
 from fleet.edge.launch import AgentArgs, build_agent, read_env_file
-from fleet.edge.outbox import Outbox
+from fleet.edge.outbox import Outbox, Stamp
 from fleet.mqtt.codec import DEFAULT_MAX_BYTES, Kind, decode, encode
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
@@ -152,6 +152,27 @@ def test_the_agent_tells_systemd_it_is_ready_alive_and_stopping(tmp_path, monkey
     assert received[0] == "READY=1" and received[-1] == "STOPPING=1"
     assert received.count("WATCHDOG=1") == 3600 // 720 + 1
     assert any(line.startswith("STATUS=d00000 t=1.00h ticks=61 ") for line in received)
+
+def test_an_upgraded_agent_moves_its_sequence_numbers_into_the_outbox_and_goes_on_from_them(tmp_path):
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "sequence.json").write_text('{"telemetry": 40, "status": 3, "params": 12, "last_reading": 900.0}')
+    broker = MemoryBroker()
+    spy = MemoryTransport(broker, "spy")
+    spy.subscribe("fleet/#")
+    spy.connect(1)
+
+    memory_agent(view_of(diffusion_raw()), broker, state, duration=600.0).run()
+
+    messages = [decode(m.payload) for m in spy.drain()]
+    seqs = {kind: [m.seq for m in messages if m.kind == kind] for kind in (Kind.TELEMETRY, Kind.PARAMS, Kind.STATUS)}
+    # no checkpoint: a fresh start, whose readings at 0, 300 and 600 s are all new; one update, at the 8th tick (420 s)
+    assert seqs == {Kind.TELEMETRY: [41, 42, 43], Kind.PARAMS: [13], Kind.STATUS: [4, 4]}
+    assert not (state / "sequence.json").exists()
+    with closing(Outbox(state / "outbox.sqlite", 1000, 2**20)) as outbox:
+        stamps = outbox.stamps()
+    assert (stamps["telemetry"], stamps["params"], stamps["status"]) == (Stamp(43, 600.0), Stamp(13, 420.0), Stamp(4, 0))
+
 
 def test_a_message_whose_handling_fails_is_counted_and_dropped_and_the_agent_goes_on(tmp_path):
     broker = MemoryBroker()
@@ -528,7 +549,8 @@ def test_an_agent_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path, writ
     ticks = final["counters"]["ticks"]
     assert ticks == final["time"] // 60 + 1  # every tick from 0 once: none lost, none repeated
     assert final["counters"]["updates"] == ticks // N_STEPS
-    assert json.loads((state / "sequence.json").read_text())["status"] == 2  # the second session
+    with closing(Outbox(state / "outbox.sqlite", 1000, 2**20)) as outbox:
+        assert outbox.stamps()["status"].seq == 2  # the second session
 
 
 @pytest.fixture
@@ -620,7 +642,7 @@ def test_an_agent_never_writes_its_state_through_a_planted_link(tmp_path):
     state, victim = tmp_path / "state", tmp_path / "victim"
     state.mkdir()
     victim.write_text("precious")
-    for name in ("checkpoint.pt.tmp", "checkpoint.safetensors.tmp", "sequence.json.tmp"):
+    for name in ("checkpoint.pt.tmp", "checkpoint.safetensors.tmp"):
         (state / name).symlink_to(victim)
     memory_agent(view_of(diffusion_raw()), MemoryBroker(), state, duration=600.0).run()
     assert victim.read_text() == "precious"

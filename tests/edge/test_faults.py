@@ -1,10 +1,12 @@
 """The agent under faults: writes to its state folder that fail for a while or on a full disk
-(a real process), a kill -9 while it reports telemetry to a collector through mosquitto."""
+(a real process), a kill at the worst moments of queueing a reading (in process), a kill -9 while
+it reports telemetry to a collector through mosquitto."""
 
 from __future__ import annotations
 
 import errno
 import functools
+import itertools
 import logging
 import os
 import resource
@@ -16,12 +18,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fleet.edge import agent as agent_module
 from fleet.edge.agent import EdgeAgent
-from fleet.mqtt.codec import decode
+from fleet.edge.outbox import Outbox, OutboxError
+from fleet.mqtt.codec import Kind, decode
 from fleet.mqtt.dedup import SeqDeduplicator
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
-from tests.edge.agents import diffusion_raw, options, view_of
+from tests.edge.agents import diffusion_raw, memory_agent, options, view_of
 from tests.edge.test_agent import ROOT, _checkpoint
 from tests.mosquitto import free_port
 from tests.waiting import wait_for
@@ -64,7 +68,32 @@ def test_checkpoints_that_fail_for_a_while_are_counted_and_reported(tmp_path, mo
     assert sum("writing the checkpoint works again" in m for m in logged) == 1  # and when it ends
     saved = _checkpoint(state)
     assert saved["time"] == 7200.0 and saved["counters"]["write_errors"] == 2
-    assert sorted(p.name for p in state.iterdir()) == ["checkpoint.safetensors", "outbox.sqlite", "sequence.json"]
+    assert sorted(p.name for p in state.iterdir()) == ["checkpoint.safetensors", "outbox.sqlite"]
+
+
+def test_with_its_outbox_in_memory_an_agent_sends_only_its_status_as_session_0(tmp_path, monkeypatch):
+    """An outbox in memory keeps no sequence numbers: a message numbered from it could reuse a
+    number after a restart, so none is sent; the session number cannot be saved either."""
+
+    def refused(path: Path) -> Outbox:
+        raise OutboxError(path, "disk I/O error (SQLITE_IOERR_SHMOPEN): the disk refused a write", storage=True)
+
+    monkeypatch.setattr(agent_module, "_open_outbox", refused)
+    broker, lines = MemoryBroker(), []
+    spy = MemoryTransport(broker, "spy")
+    spy.subscribe("fleet/#")
+    spy.connect(1)
+    agent = EdgeAgent(view_of(diffusion_raw()), functools.partial(MemoryTransport, broker), tmp_path / "state",
+                      options(duration=3600.0), on_status=lines.append)
+
+    counters = agent.run()
+
+    status = [decode(m.payload) for m in spy.drain()]
+    assert [(m.kind, m.seq, m.arrays[0].tolist()) for m in status] == [(Kind.STATUS, 0, [1.0]), (Kind.STATUS, 0, [0.0])]
+    readings, updates = 3600 // TELEMETRY_PERIOD + 1, (3600 // 60 + 1) // 8  # every update publishes its params
+    assert counters.write_errors == 2 + readings + updates  # the outbox, the session number, each message
+    assert " queued=0(memory) " in lines[-1] and lines[-1].endswith(" writes=failing(sequence)")
+    assert sorted(p.name for p in (tmp_path / "state").iterdir()) == ["checkpoint.safetensors"]
 
 
 # --- a full disk ---------------------------------------------------------------------------------
@@ -105,6 +134,68 @@ def test_on_a_full_disk_the_agent_keeps_running_on_its_last_good_checkpoint(tmp_
     assert _checkpoint(state)["time"] == 2 * 3600.0  # resumed from the last good checkpoint (1 h), ran one more hour
 
 
+# --- a kill while reporting ------------------------------------------------------------------------
+
+
+def assert_each_reading_once(readings: list, end: float) -> None:
+    """What a collector that drops QoS 1 duplicates by sequence number keeps of ``readings`` (decoded
+    messages) is every reading from 0 to ``end`` once, and no number was used for two readings."""
+    fresh = SeqDeduplicator().accept(np.zeros(len(readings), np.int64), np.array([r.sender for r in readings]),
+                                     np.array([r.seq for r in readings]))
+    stamps = sorted(r.timestamp for r, new in zip(readings, fresh) if new)
+    numbers = {(r.seq, r.timestamp) for r in readings}
+    assert len(numbers) == len({seq for seq, _ in numbers}), "a sequence number was used for two readings"
+    assert stamps == [TELEMETRY_PERIOD * k for k in range(int(end // TELEMETRY_PERIOD) + 1)]
+
+
+class Killed(BaseException):
+    """The agent dies where it is (nothing catches it, as nothing catches a kill -9)."""
+
+
+def _die(*args) -> None:
+    raise Killed
+
+
+DOOMED = 9
+"""The reading during whose queueing the agent is killed: the 9th, at 2400 s."""
+
+
+@pytest.mark.parametrize("moment", ["before its put", "inside the put's transaction", "after the put"])
+def test_a_kill_while_a_reading_is_queued_loses_no_reading_and_reuses_no_number(tmp_path, monkeypatch, moment):
+    """The agent checkpoints at 1800 s and is killed while it queues its reading of 2400 s: before
+    the outbox's put (for an agent that saved the sequence numbers apart, right after that), in the
+    put's transaction (the message is written, not committed), or after it. It restarts from its
+    state folder and runs an hour. (Unlike a kill -9, the killed agent still sends what its outbox
+    holds and its offline status as it stops: that does not change which readings get through.)"""
+    broker = MemoryBroker()
+    collector = MemoryTransport(broker, "collector")
+    collector.subscribe("fleet/+/+/telemetry", qos=1)
+    collector.connect(1)
+    put, readings = Outbox.put, itertools.count(1)
+
+    def put_and_die(box: Outbox, *args, kind: str, **kwargs) -> int:
+        if kind != "telemetry" or next(readings) != DOOMED:
+            return put(box, *args, kind=kind, **kwargs)
+        if moment == "before its put":
+            raise Killed
+        if moment == "inside the put's transaction":
+            box._evict = _die  # the last step of the put before it commits
+        put(box, *args, kind=kind, **kwargs)
+        raise Killed
+
+    monkeypatch.setattr(Outbox, "put", put_and_die)
+    view, state = view_of(diffusion_raw()), tmp_path / "state"
+    with pytest.raises(Killed):
+        memory_agent(view, broker, state, checkpoint_every=1800.0).run()
+    monkeypatch.undo()
+    killed = _checkpoint(state)["time"]
+    assert killed == 1800.0
+
+    memory_agent(view, broker, state, duration=3600.0).run()
+
+    assert_each_reading_once([decode(m.payload) for m in collector.drain()], killed + 3600)
+
+
 # --- a kill -9 while reporting ---------------------------------------------------------------------
 
 
@@ -142,8 +233,4 @@ def test_after_a_kill_the_collector_gets_each_reading_once(mosquitto, tmp_path, 
     end = killed + 3600
     wait_for(lambda: any(r.timestamp == end for r in collect()), what="the last reading")
     collector.close()
-    # the collector drops QoS 1 duplicates by sequence number; what passes is every reading once
-    fresh = SeqDeduplicator().accept(np.zeros(len(readings), np.int64), np.array([r.sender for r in readings]),
-                                     np.array([r.seq for r in readings]))
-    stamps = sorted(r.timestamp for r, new in zip(readings, fresh) if new)
-    assert stamps == [TELEMETRY_PERIOD * k for k in range(int(end // TELEMETRY_PERIOD) + 1)]
+    assert_each_reading_once(readings, end)

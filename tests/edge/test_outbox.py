@@ -1,5 +1,5 @@
 """The outbox: order, latest-only parameters, bounds (also of the write-ahead log), persistence,
-at-least-once, corrupt files."""
+at-least-once, stamps saved with their messages, corrupt and older files."""
 
 import sqlite3
 import subprocess
@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from fleet.edge.outbox import WAL_CHECKPOINT_PAGES, WAL_MAX_BYTES, Outbox, OutboxError, Queued
+from fleet.edge.outbox import MEMORY, WAL_CHECKPOINT_PAGES, WAL_MAX_BYTES, Outbox, OutboxError, Queued, Stamp
 from fleet.errors import FleetError, WireError
+from fleet.mqtt.topics import KINDS
 
 TELEMETRY = "fleet/site-a/d00001/telemetry"
 PARAMS = "fleet/site-a/d00001/params"
@@ -145,6 +146,68 @@ os._exit(0)  # no close(): the write-ahead log is left behind
         assert contents(box) == [(TELEMETRY, b"t2")]
 
 
+# --- stamps ------------------------------------------------------------------------------------
+
+
+def test_stamps_are_saved_with_their_messages_and_stay_when_the_messages_leave(path):
+    with closing(Outbox(path, max_messages=2, max_bytes=10_000)) as box:
+        assert box.stamps() == {kind: Stamp() for kind in KINDS}  # nothing stamped yet
+        box.put(TELEMETRY, b"t1", kind="telemetry", stamp=Stamp(1, 0.0))
+        box.put(TELEMETRY, b"t2", kind="telemetry", qos=0, stamp=Stamp(2, 300.0))
+        box.put(PARAMS, b"p1", kind="params", stamp=Stamp(1, 480.0))  # full: t1 is dropped
+        box.put(PARAMS, b"p2", kind="params", stamp=Stamp(2, 960.0))  # replaces p1
+        box.put(TELEMETRY, b"t3", kind="telemetry")  # not stamped: the stamp stays
+        box.ack(m.id for m in box.peek(10))  # all sent
+        box.restamp({"status": Stamp(4, 1000.0), "telemetry": Stamp(2)})  # a new session, a new timeline
+    with closing(Outbox(path, max_messages=2, max_bytes=10_000)) as box:
+        assert len(box) == 0
+        assert box.stamps() == {**{kind: Stamp() for kind in KINDS}, "telemetry": Stamp(2), "params": Stamp(2, 960.0),
+                                "status": Stamp(4, 1000.0)}
+
+
+def test_a_crash_inside_a_stamped_put_keeps_neither_the_message_nor_its_stamp(path):
+    """A process puts a stamped message, then dies in the middle of the next put's transaction."""
+    script = f"""
+import os
+from fleet.edge.outbox import Outbox, Stamp
+box = Outbox({str(path)!r}, max_messages=10, max_bytes=1000)
+box.put({TELEMETRY!r}, b"t1", kind="telemetry", stamp=Stamp(1, 0.0))
+box._evict = lambda: os._exit(0)  # the message and its stamp are written, not committed
+box.put({TELEMETRY!r}, b"t2", kind="telemetry", stamp=Stamp(2, 300.0))
+"""
+    subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parents[2])
+    with closing(Outbox(path, max_messages=10, max_bytes=1000)) as box:
+        assert contents(box) == [(TELEMETRY, b"t1")]
+        assert box.stamps()["telemetry"] == Stamp(1, 0.0)
+
+
+def test_an_outbox_in_memory_refuses_stamps_and_keeps_unstamped_messages():
+    with closing(Outbox(MEMORY, max_messages=10, max_bytes=1000)) as box:
+        with pytest.raises(OutboxError, match="kept in memory, where a stamp would not survive a restart") as info:
+            box.put(TELEMETRY, b"t1", kind="telemetry", stamp=Stamp(1, 0.0))
+        assert info.value.storage
+        with pytest.raises(OutboxError, match="kept in memory"):
+            box.restamp({"status": Stamp(1)})
+        box.put(TELEMETRY, b"t2", kind="telemetry")
+        assert contents(box) == [(TELEMETRY, b"t2")] and box.stamps()["telemetry"] == Stamp()
+
+
+def test_an_outbox_of_schema_version_1_is_upgraded_with_its_messages(path):
+    with closing(Outbox(path, max_messages=10, max_bytes=1000)) as box:
+        box.put(TELEMETRY, b"t1", kind="telemetry")
+    with closing(sqlite3.connect(path)) as db:  # as version 1 wrote it: no stamps
+        db.executescript("DROP TABLE stamps; PRAGMA user_version = 1;")
+    with closing(Outbox(path, max_messages=10, max_bytes=1000)) as box:
+        assert contents(box) == [(TELEMETRY, b"t1")]
+        box.put(TELEMETRY, b"t2", kind="telemetry", stamp=Stamp(1, 0.0))
+        assert box.stamps()["telemetry"] == Stamp(1, 0.0)
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+
+
+# --- more faults ---------------------------------------------------------------------------------
+
+
 def test_acking_a_replaced_message_keeps_its_replacement(outbox):
     outbox.put(PARAMS, b"p1", kind="params")
     in_flight = outbox.peek(1)[0]
@@ -162,6 +225,8 @@ def test_invalid_messages_are_refused(outbox):
         outbox.put("fleet/+/d/params", b"p", kind="params")
     with pytest.raises(ValueError, match="max_messages must be >= 1, got 0"):
         Outbox(outbox.path, max_messages=0, max_bytes=10)
+    with pytest.raises(ValueError, match="kinds must be among telemetry, .*got param"):
+        outbox.restamp({"param": Stamp(1)})
     assert len(outbox) == 0
 
 
@@ -203,7 +268,7 @@ def test_a_database_that_lost_its_free_pages(path):
 def test_another_sqlite_database_is_not_an_outbox(path):
     with closing(sqlite3.connect(path)) as db:
         db.execute("CREATE TABLE notes (text TEXT)")
-    with pytest.raises(OutboxError, match="not an outbox of schema version 1 \\(user_version is 0\\)"):
+    with pytest.raises(OutboxError, match="not an outbox of schema version 2 \\(user_version is 0\\)"):
         Outbox(path, max_messages=10, max_bytes=1000)
 
 

@@ -1,11 +1,14 @@
-"""The agent's state folder: atomic writes that fail cleanly, leftovers of a crash, sequence numbers."""
+"""The agent's state folder: atomic writes that fail cleanly, leftovers of a crash, old sequence numbers."""
 
 import errno
+import json
 import os
 
 import pytest
 
-from fleet.edge.state import Sequence, StateDir, atomic_write
+from fleet.edge.outbox import Stamp
+from fleet.edge.state import StateDir, atomic_write
+from fleet.errors import ConfigError
 
 WRITE_ERRORS = [errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EROFS]
 
@@ -37,11 +40,17 @@ def test_opening_the_folder_removes_what_interrupted_writes_left(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]
 
 
-def test_the_sequence_numbers_and_the_last_reading_come_back(tmp_path):
+def test_the_sequence_numbers_of_an_earlier_version_are_read_as_stamps_until_removed(tmp_path):
     state = StateDir(tmp_path)
-    assert state.load_sequence() == Sequence()  # nothing saved yet: all 0, no reading
-    sequence = Sequence()
-    sequence.last["telemetry"] = 7
-    sequence.last_reading = 2100.0
-    state.save_sequence(sequence)
-    assert state.load_sequence() == sequence
+    assert state.old_sequence() == {}  # none there
+    saved = {"telemetry": 7, "status": 3, "params": 0, "last_reading": 2100.0}
+    (tmp_path / "sequence.json").write_text(json.dumps(saved))
+    assert state.old_sequence() == {"telemetry": Stamp(7, 2100.0), "status": Stamp(3), "params": Stamp(0)}
+    state.remove_old_sequence()
+    assert state.old_sequence() == {} and list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_sequence_numbers_of_an_earlier_version_are_a_config_error_naming_the_file(tmp_path):
+    (tmp_path / "sequence.json").write_text('{"telemetry": "many"}')
+    with pytest.raises(ConfigError, match=r"sequence\.json: cannot read the sequence numbers .*move it aside"):
+        StateDir(tmp_path).old_sequence()
