@@ -34,7 +34,14 @@ def replay(world, window: Window, start: np.ndarray, levels_at) -> tuple[np.ndar
         lo, hi = world.occupancy.band(t)
         level = levels_at(k, temp, lo, hi)
         power = p.levels_kw[np.arange(p.n), level]
-        temp = rc_step(temp, world.weather.outdoor_c(t) + p.outdoor_offset, p.cop * power + p.internal_gain, p.resistance, p.capacitance, dt_h)
+        temp = rc_step(
+            temp,
+            world.weather.outdoor_c(t) + p.outdoor_offset,
+            p.cop * power + p.internal_gain,
+            p.resistance,
+            p.capacitance,
+            dt_h,
+        )
         if window.counted[k]:
             cost += power * world.tariff.price(t) * dt_h
             discomfort += comfort_violation_c(temp, lo, hi) * dt_h

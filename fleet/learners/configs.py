@@ -184,7 +184,11 @@ class DiffusionConfig(ActorCriticConfig):
 class CentralizedConfig(ActorCriticConfig):
     """One shared policy trained in the cloud from the devices' uploaded experience."""
 
-    smaller_messages: ClassVar[tuple[str, ...]] = ("params_dtype=float16", "params_dtype=int8", "experience_dtype=float16")
+    smaller_messages: ClassVar[tuple[str, ...]] = (
+        "params_dtype=float16",
+        "params_dtype=int8",
+        "experience_dtype=float16",
+    )
     via_cloud: ClassVar[bool] = True
 
     def message_sizes(self, n_levels: int) -> dict[str, int]:

@@ -56,16 +56,22 @@ class StudyFolder:
             return
         marker = path / MARKER
         if not marker.is_file():
-            raise RunDirError(f"{path}: holds files but no {MARKER}, so it is not a study folder; nothing was changed. "
-                              f"Choose another folder with -o")
+            raise RunDirError(
+                f"{path}: holds files but no {MARKER}, so it is not a study folder; nothing was changed. "
+                f"Choose another folder with -o"
+            )
         try:
             name = json.loads(marker.read_text())["name"]
         except (OSError, ValueError, KeyError, TypeError):
-            raise RunDirError(f"{marker}: not a study marker this version of fleet can read; nothing was changed. "
-                              f"Choose another folder with -o") from None
+            raise RunDirError(
+                f"{marker}: not a study marker this version of fleet can read; nothing was changed. "
+                f"Choose another folder with -o"
+            ) from None
         if name != study.name:
-            raise RunDirError(f"{path}: holds the study {name!r}, not {study.name!r}; nothing was changed. "
-                              f"Choose another folder with -o")
+            raise RunDirError(
+                f"{path}: holds the study {name!r}, not {study.name!r}; nothing was changed. "
+                f"Choose another folder with -o"
+            )
         changed = [run.name for run in study.runs if self._other_scenario(run)]
         if changed:
             raise RunDirError(
@@ -90,6 +96,10 @@ class StudyFolder:
             self.runs.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunDirError(f"{self.path}: cannot create the study folder: {e.strerror}") from None
-        marker = {"name": study.name, "study_file": str(study.path.resolve()), "fleet_version": __version__,
-                  "study": study.spec.model_dump(mode="json")}
+        marker = {
+            "name": study.name,
+            "study_file": str(study.path.resolve()),
+            "fleet_version": __version__,
+            "study": study.spec.model_dump(mode="json"),
+        }
         (self.path / MARKER).write_text(json.dumps(marker, indent=2) + "\n")

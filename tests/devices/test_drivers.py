@@ -25,8 +25,11 @@ T_OUT = -5.0  # constant weather -6 degC plus the device's offset of 1 degC
 def one_device(**building) -> DeviceParams:
     """One house with the constants above (or distributions given), levels 0, 1, 2, 3 kW."""
     fixed = dict(
-        resistance_c_per_kw=Constant(value=R), capacitance_kwh_per_c=Constant(value=C),
-        internal_gain_kw=Constant(value=GAIN), initial_temp_c=Constant(value=T0), outdoor_offset_c=Constant(value=1.0),
+        resistance_c_per_kw=Constant(value=R),
+        capacitance_kwh_per_c=Constant(value=C),
+        internal_gain_kw=Constant(value=GAIN),
+        initial_temp_c=Constant(value=T0),
+        outdoor_offset_c=Constant(value=1.0),
     )
     hvac = HvacConfig(cop=Constant(value=COP), size_factor=Constant(value=1.0))
     return DeviceParams.draw(BuildingConfig(**(fixed | building)), hvac, OccupancyConfig(), 1, np.random.default_rng(0))

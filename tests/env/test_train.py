@@ -85,10 +85,18 @@ def test_random_policy_earns_half_the_bandits_best_return():
 
 
 def test_the_learners_train_on_the_fleets_own_environment():
-    env = parallel_env("thermostats-small-v1", fleet__sites__0__devices=3, fleet__sites__1__devices=3, topology__degree=2,
-                       horizon="30min", outputs__sample_devices=2)
+    env = parallel_env(
+        "thermostats-small-v1",
+        fleet__sites__0__devices=3,
+        fleet__sites__1__devices=3,
+        topology__degree=2,
+        horizon="30min",
+        outputs__sample_devices=2,
+    )
     result = train(env, "independent-v1", steps=90, seed=0, points=3)
-    assert [row["episodes"] for row in result.curve] == [1, 1, 1] and all(row["mean_return"] < 0 for row in result.curve)
+    assert [row["episodes"] for row in result.curve] == [1, 1, 1] and all(
+        row["mean_return"] < 0 for row in result.curve
+    )
 
 
 def test_train_refuses_what_it_cannot_run_naming_it():

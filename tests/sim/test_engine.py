@@ -78,7 +78,7 @@ def test_wills_and_births_reach_the_collector(scenario_factory):
     for i, (d, when, up, _) in enumerate(events):
         if up:
             continue
-        nxt = next((e for e in events[i + 1:] if e[0] == d), None)
+        nxt = next((e for e in events[i + 1 :] if e[0] == d), None)
         back_tick = nxt[3] if nxt else math.inf
         fire_tick = math.ceil((when + 1.5 * keepalive) / dt) * dt
         wills += fire_tick < min(back_tick, horizon)
