@@ -297,14 +297,14 @@ def write_report(
     plan: list[tuple[Path, Callable[[BinaryIO], object]]] = []
     for path, scenario, metrics, _summary in loaded if per_run else []:
         prefix = "" if len(loaded) == 1 else f"{path.name}-"
-        title = path.name
+        title, unit = path.name, currency(scenario)
         if sample_devices(metrics):
             plan.append((out / f"{prefix}temperatures.png", lambda f, m=metrics, t=title: plot_temperatures(m, t, f)))
         plan += [
             (out / f"{prefix}feeders.png", lambda f, m=metrics, sc=scenario, t=title: plot_feeders(m, sc, t, f)),
             (
                 out / f"{prefix}kpis.png",
-                lambda f, m=metrics, t=title, c=currency(scenario): plot_kpis_over_time(m, t, f, c),
+                lambda f, m=metrics, t=title, c=unit: plot_kpis_over_time(m, t, f, c),
             ),
             (out / f"{prefix}network.png", lambda f, m=metrics, t=title: plot_network(m, t, f)),
         ]

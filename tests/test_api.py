@@ -47,7 +47,7 @@ def test_every_public_name_resolves():
         assert getattr(fleet, name) is not None, name
     assert set(fleet.__all__) <= set(dir(fleet))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        fleet.nothing
+        _ = fleet.nothing
 
 
 # --- scenarios -----------------------------------------------------------------------------

@@ -56,7 +56,7 @@ def test_the_optimum_of_a_short_window_is_the_best_of_all_level_sequences(world)
     weight = 1.0
     best = np.full(world.params.n, np.inf)
     for seq in itertools.product(range(4), repeat=6):
-        cost, discomfort = replay(world, window, start, lambda k, *_: np.full(world.params.n, seq[k]))
+        cost, discomfort = replay(world, window, start, lambda k, *_, seq=seq: np.full(world.params.n, seq[k]))
         best = np.minimum(best, cost + weight * discomfort)
     got = optimal_control(world, window, weight, start)
     np.testing.assert_allclose(got.cost + weight * got.discomfort_degh, best, rtol=1e-3, atol=1e-3)

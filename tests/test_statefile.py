@@ -233,7 +233,10 @@ def sample_file(tmp_path_factory):
     return write(tmp_path_factory.mktemp("state") / "s.safetensors", "test", STATE)
 
 
-def json_values(keys=st.text(max_size=6)):
+KEYS = st.text(max_size=6)
+
+
+def json_values(keys=KEYS):
     """JSON data (NaN and infinities as Python writes them), dicts with ``keys``."""
     return st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),

@@ -72,7 +72,7 @@ def test_tls_listener_refuses_no_certificate_and_a_certificate_of_another_ca(pee
         peers("d00000", cert=tmp_path / "rogue.crt", key=tmp_path / "rogue.key"),
     ):
         if peer.connack is None:  # TLS 1.3: the server's alert comes after the client's handshake
-            peer.wait(lambda: peer.disconnected is not None, "disconnection")
+            peer.wait(lambda p=peer: p.disconnected is not None, "disconnection")
         assert peer.connack is None and peer.disconnected is not None
 
 

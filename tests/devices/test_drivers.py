@@ -140,7 +140,10 @@ def w1_slave(milli_c, crc="YES"):
     return f"72 01 4b 46 7f ff 0e 10 57 : crc=57 {crc}\n72 01 4b 46 7f ff 0e 10 57 t={milli_c}\n"
 
 
-def add_sensor(root: Path, sensor=SENSOR, w1=w1_slave(21375), temperature=None) -> Path:
+W1_21375 = w1_slave(21375)
+
+
+def add_sensor(root: Path, sensor=SENSOR, w1=W1_21375, temperature=None) -> Path:
     folder = root / "sys/bus/w1/devices" / sensor
     folder.mkdir(parents=True)
     (folder / "w1_slave").write_text(w1)

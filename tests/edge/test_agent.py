@@ -492,7 +492,7 @@ def test_an_agent_started_without_its_broker_runs_and_connects_when_it_comes(tmp
             spy.subscribe("fleet/north/d00000/status")
             spy.connect(5)
             got: list[Received] = []
-            wait_for(lambda: got.extend(spy.drain()) or got, what="the status")
+            wait_for(lambda got=got, spy=spy: got.extend(spy.drain()) or got, what="the status")
             spy.close()
             status = decode(got[0].payload)
             assert status.arrays[0].tolist() == [1.0] and status.seq == 1  # online, first session

@@ -1,8 +1,6 @@
 """The project's learners on PettingZoo ParallelEnvs: a bandit whose best return is known, the
 fleet's own environment, and what train() refuses."""
 
-import functools
-
 import numpy as np
 import pytest
 import torch
@@ -34,14 +32,16 @@ class Bandit(ParallelEnv):
     def __init__(self, box=True) -> None:
         self.possible_agents = ["a_0", "a_1"]
         self.box = box
+        self.observation_spaces = {
+            a: spaces.Box(0.0, 1.0, (2,), np.float32) if box else spaces.Discrete(2) for a in self.possible_agents
+        }
+        self.action_spaces = {a: spaces.Discrete(2) for a in self.possible_agents}
 
-    @functools.cache
     def observation_space(self, agent):
-        return spaces.Box(0.0, 1.0, (2,), np.float32) if self.box else spaces.Discrete(2)
+        return self.observation_spaces[agent]
 
-    @functools.cache
     def action_space(self, agent):
-        return spaces.Discrete(2)
+        return self.action_spaces[agent]
 
     def _observe(self):
         self.cue = self.rng.integers(0, 2, len(self.possible_agents))

@@ -23,7 +23,10 @@ def link(**kw):
     return LinkProfile(**{**base, **kw})
 
 
-def network(n=4, profile=None, capacity=1000.0, qos1=Qos1Config(), seed=0):
+QOS1 = Qos1Config()
+
+
+def network(n=4, profile=None, capacity=1000.0, qos1=QOS1, seed=0):
     """n devices (one site) plus a collector; everybody subscribes to device 0's consensus topic."""
     sites, names = ["s"] * n, [f"d{i}" for i in range(n)]
     net = SimNetwork(

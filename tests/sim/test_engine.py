@@ -68,7 +68,7 @@ def test_wills_and_births_reach_the_collector(scenario_factory):
     sim.run()
     # replay the same churn stream at the same ticks
     churn = Churn(30, 12 / 86400.0, 1800.0, Streams(sc.seed).numpy("churn"))
-    births, down_at, up_tick = 0, {}, {}
+    births = 0
     events = []
     for tick in np.arange(0.0, horizon, dt):
         dev, when, up = churn.advance(tick)

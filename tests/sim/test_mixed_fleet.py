@@ -70,14 +70,13 @@ def received_by(out: Path) -> int:
 @pytest.mark.mqtt
 def test_parameters_flow_between_simulated_devices_and_real_agents(mosquitto, write_scenario, tmp_path):
     scenario = write_scenario(mixed_raw(), "mixed.yaml")
-    epoch = (
-        time.time() + 25
-    )  # scenario time 0 for everyone (agents need seconds to start; a late one joins where the clock is)
+    # scenario time 0 for everyone (agents need seconds to start; a late one joins where the clock is)
+    epoch = time.time() + 25
     agents = [start_agent(scenario, d, mosquitto.url, epoch, tmp_path) for d in EXTERNAL]
     try:
         for proc, _, err in agents:
             wait_for(
-                lambda: "listening on" in err.read_text() or proc.poll() is not None,
+                lambda err=err, proc=proc: "listening on" in err.read_text() or proc.poll() is not None,
                 "the agents to connect",
                 timeout=90,
                 interval=0.1,

@@ -43,7 +43,7 @@ def check_marl_eval_layout(doc: dict) -> None:
             for algorithm, runs in algorithms.items():
                 assert algorithm == algorithm.lower() and "," not in algorithm and task == task.lower()
                 runs_per_algorithm.add(len(runs))
-                for run, steps in runs.items():
+                for steps in runs.values():
                     assert list(steps)[-1] == "absolute_metrics"
                     logged = [s for s in steps if s != "absolute_metrics"]
                     assert logged == [f"step_{i}" for i in range(len(logged))]
