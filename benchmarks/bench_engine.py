@@ -434,7 +434,8 @@ def bench_city10k(args: argparse.Namespace) -> dict:
     for i in range(args.repeats):
         runs.append(in_fresh_process(spec))
         say(
-            f"city10k run {i + 1}/{args.repeats}: {runs[-1]['total_s']:.1f} s total, {runs[-1]['run_s']:.1f} s simulating, peak {runs[-1]['peak_rss_mb']:.0f} MB"
+            f"city10k run {i + 1}/{args.repeats}: {runs[-1]['total_s']:.1f} s total, {runs[-1]['run_s']:.1f} s "
+            f"simulating, peak {runs[-1]['peak_rss_mb']:.0f} MB"
         )
     summary = {
         k: median_of(runs, k)
@@ -464,8 +465,10 @@ def bench_city10k(args: argparse.Namespace) -> dict:
         figures["breakdown"] = in_fresh_process({**spec, "worker": "profile"})
         print_breakdown(figures["breakdown"]["phases"], summary["run_s"])
     print(
-        f"city10k: {summary['total_s']:.1f} s total ({summary['run_s']:.1f} s simulating), {summary['device_steps_per_s']:,.0f} device-steps/s, "
-        f"{summary['messages_sent_per_s']:,.0f} msgs sent/s, {summary['messages_delivered_per_s']:,.0f} delivered/s, peak RSS {summary['peak_rss_mb_max']:.0f} MB"
+        f"city10k: {summary['total_s']:.1f} s total ({summary['run_s']:.1f} s simulating), "
+        f"{summary['device_steps_per_s']:,.0f} device-steps/s, "
+        f"{summary['messages_sent_per_s']:,.0f} msgs sent/s, {summary['messages_delivered_per_s']:,.0f} delivered/s, "
+        f"peak RSS {summary['peak_rss_mb_max']:.0f} MB"
     )
     return figures
 
@@ -479,7 +482,8 @@ def print_breakdown(phases: dict, run_s: float) -> None:
         print(f"  {row['what']:<48}{row['seconds']:>11.2f}{row['percent']:>7.1f}{row['percent'] * run_s / 100:>8.2f}")
     if phases["functions_not_found"]:
         print(
-            f"warning: the engine no longer has {', '.join(phases['functions_not_found'])}: update the phases in bench_engine.py"
+            f"warning: the engine no longer has {', '.join(phases['functions_not_found'])}: update the phases in "
+            "bench_engine.py"
         )
 
 
@@ -492,7 +496,8 @@ def bench_scaling(args: argparse.Namespace) -> dict:
             runs[n].append(in_fresh_process({"worker": "engine", "devices": n, "hours": args.hours, "set": args.set}))
             r = runs[n][-1]
             say(
-                f"scaling {n:>7} devices, run {i + 1}/{args.repeats}: {r['run_s']:.2f} s simulating, {r['us_per_device_step']:.2f} us/step, peak {r['peak_rss_mb']:.0f} MB"
+                f"scaling {n:>7} devices, run {i + 1}/{args.repeats}: {r['run_s']:.2f} s simulating, "
+                f"{r['us_per_device_step']:.2f} us/step, peak {r['peak_rss_mb']:.0f} MB"
             )
     table = [
         {

@@ -260,11 +260,14 @@ def check_update(cfg: ActorCriticConfig, n: int, loop_max: int) -> dict:
     check = {"float64": same_update(cfg, n, k, r, torch.float64), "float32": same_update(cfg, n, k, r, torch.float32)}
     if not check["float64"]["allclose"]:
         raise RuntimeError(
-            f"the loop reference no longer computes ActorCritic.update (N={n}): {check['float64']}; update loop_update in bench_learners.py"
+            f"the loop reference no longer computes ActorCritic.update (N={n}): {check['float64']}; update loop_update "
+            "in bench_learners.py"
         )
     say(
-        f"update N={n:>6}: loop == batched after one update (first {k} devices): max difference {check['float64']['max_abs_difference']:.0e} in float64, "
-        f"{check['float32']['max_abs_difference']:.0e} in float32, for a step of {check['float64']['max_abs_parameter_change']:.0e}"
+        f"update N={n:>6}: loop == batched after one update (first {k} devices): max difference "
+        f"{check['float64']['max_abs_difference']:.0e} in float64, "
+        f"{check['float32']['max_abs_difference']:.0e} in float32, for a step of "
+        f"{check['float64']['max_abs_parameter_change']:.0e}"
     )
     return check
 
@@ -390,7 +393,8 @@ def bench_update(args: argparse.Namespace) -> dict:
             row = {"threads": threads, "load_before": load, **time_update(cfg, n, args.loop_max, args.repeats)}
             table.append(row)
             say(
-                f"update N={n:>6} threads={threads}: batched {1e3 * row['batched_s']:8.2f} ms, loop {row['loop_s']:7.2f} s"
+                f"update N={n:>6} threads={threads}: batched {1e3 * row['batched_s']:8.2f} ms, loop "
+                f"{row['loop_s']:7.2f} s"
                 f"{' (scaled from ' + str(row['loop_devices_timed']) + ' devices)' if row['loop_scaled_from_subset'] else ''}, "
                 f"{row['speedup']:6.0f}x, {row['batched_gflops']:.1f} GFLOP/s vs mm {row['matmul_2048_gflops']:.0f}"
             )
@@ -409,7 +413,8 @@ def bench_update(args: argparse.Namespace) -> dict:
         )
     for row in busy:
         print(
-            f"N={row['devices']}, neighbour {row['neighbour']:<6}, {row['threads']} thread(s): {1e3 * row['update_s']:6.1f} ms per update"
+            f"N={row['devices']}, neighbour {row['neighbour']:<6}, {row['threads']} thread(s): "
+            f"{1e3 * row['update_s']:6.1f} ms per update"
         )
     at_1k = [row["speedup"] for row in table if row["devices"] == 1000]
     return {
@@ -480,7 +485,8 @@ FLEET_RUN = (
     "import atexit, sys\n"
     "from pathlib import Path\n"
     "peak = Path(sys.argv.pop(1))\n"
-    "atexit.register(lambda: peak.write_text(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))))\n"
+    "atexit.register(lambda: peak.write_text(next(l.split()[1] for l in open('/proc/self/status') if "
+    "l.startswith('VmHWM:'))))\n"
     "from fleet.cli import main\n"
     "sys.argv[0] = 'fleet'\n"
     "sys.exit(main())\n"
@@ -763,7 +769,8 @@ def print_phases(phases: dict, run_s: float, hours: float, per_hours: float) -> 
     print(f"(profiled: {per_hours:g} simulated hours; est. s = share x the {hours:g}-hour run's {run_s:.0f} s)")
     if phases["functions_not_found"]:
         print(
-            f"warning: the code no longer has {', '.join(phases['functions_not_found'])}: update the phases in bench_learners.py"
+            f"warning: the code no longer has {', '.join(phases['functions_not_found'])}: update the phases in "
+            "bench_learners.py"
         )
 
 
@@ -801,7 +808,8 @@ def bench_e2e(args: argparse.Namespace) -> dict:
         print_phases(figures["breakdown"]["phases"], best["run_s"], hours, args.profile_hours)
     for r in runs:
         print(
-            f"e2e threads={r['threads']}: {r['process_wall_s']:.1f} s in all, {r['run_s']:.1f} s simulating, {r['device_steps_per_s']:,.0f} device-steps/s, "
+            f"e2e threads={r['threads']}: {r['process_wall_s']:.1f} s in all, {r['run_s']:.1f} s simulating, "
+            f"{r['device_steps_per_s']:,.0f} device-steps/s, "
             f"{r['bytes_per_device_per_day'] / 1e6:.2f} MB per device per day, peak RSS {r['peak_rss_mb']:.0f} MB"
         )
     return figures
@@ -818,8 +826,10 @@ def bench_memory(args: argparse.Namespace) -> dict:
     figures["targets"] = {"under_4_gb": figures["peak_rss_mb"] < 4096}
     print(
         f"memory {args.devices} devices, {args.hours:g} h: peak RSS {figures['peak_rss_mb']:.0f} MB "
-        f"(high-water mark by the end of: {', '.join(f'{k} {v:.0f}' for k, v in figures['high_water_mb_by_end_of'].items())} MB; "
-        f"after imports {figures['rss_after_imports_mb']:.0f} MB, when the simulation starts {figures['rss_at_run_start_mb']:.0f} MB), "
+        "(high-water mark by the end of: "
+        f"{', '.join(f'{k} {v:.0f}' for k, v in figures['high_water_mb_by_end_of'].items())} MB; "
+        f"after imports {figures['rss_after_imports_mb']:.0f} MB, when the simulation starts "
+        f"{figures['rss_at_run_start_mb']:.0f} MB), "
         f"checkpoint file {figures['checkpoint_mb'] or 0:.0f} MB, {figures['total_s']:.0f} s"
     )
     print("at the highest RSS sampled: " + " > ".join(figures["at_highest_rss_sampled"]["stack"][-4:]))
@@ -865,7 +875,8 @@ def bench_gpu(args: argparse.Namespace) -> dict:
     measurement on the CPU, to compare on one machine or to check the benchmark itself)."""
     if args.device == "cuda" and not torch.cuda.is_available():
         print(
-            "bench_learners.py gpu: no CUDA device here (torch.cuda.is_available() is False); --device cpu measures the CPU",
+            "bench_learners.py gpu: no CUDA device here (torch.cuda.is_available() is False); --device cpu measures "
+            "the CPU",
             file=sys.stderr,
         )
         sys.exit(2)
@@ -880,7 +891,8 @@ def bench_gpu(args: argparse.Namespace) -> dict:
             else ""
         )
         print(
-            f"gpu N={n:>7} on {args.device}: {1e3 * row['batched_s']:8.2f} ms per update, {row['batched_samples_per_s']:,.0f} samples/s, "
+            f"gpu N={n:>7} on {args.device}: {1e3 * row['batched_s']:8.2f} ms per update, "
+            f"{row['batched_samples_per_s']:,.0f} samples/s, "
             f"{row['batched_gflops']:.1f} GFLOP/s vs mm {row['matmul_gflops']:.0f}{memory}"
         )
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"

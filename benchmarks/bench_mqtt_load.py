@@ -633,10 +633,14 @@ def parser() -> argparse.ArgumentParser:
 def summary(figures: dict) -> str:
     pub, got, delay, cpu = figures["published"], figures["delivered"], figures["delay_ms"]["all"], figures["cpu"]
     return (
-        f"published {pub['per_s']:,.0f} msgs/s ({pub['bytes_per_s'] / 1e3:,.0f} kB/s), delivered {got['per_s']:,.0f} msgs/s "
-        f"({got['bytes_per_s'] / 1e3:,.0f} kB/s); delay p50 {delay['p50']:.2f} ms, p99 {delay['p99']:.2f} ms, max {delay['max']:.1f} ms; "
-        f"lost {got['lost']}, duplicates {got['duplicates']}, reordered {got['reordered']}; refusals {figures['publish']['refusals']}; "
-        f"CPU: broker {cpu['broker_percent_of_a_core']:.0f} %, clients {cpu['clients_percent_of_a_core']:.0f} % of a core"
+        f"published {pub['per_s']:,.0f} msgs/s ({pub['bytes_per_s'] / 1e3:,.0f} kB/s), delivered {got['per_s']:,.0f} "
+        "msgs/s "
+        f"({got['bytes_per_s'] / 1e3:,.0f} kB/s); delay p50 {delay['p50']:.2f} ms, p99 {delay['p99']:.2f} ms, max "
+        f"{delay['max']:.1f} ms; "
+        f"lost {got['lost']}, duplicates {got['duplicates']}, reordered {got['reordered']}; refusals "
+        f"{figures['publish']['refusals']}; "
+        f"CPU: broker {cpu['broker_percent_of_a_core']:.0f} %, clients {cpu['clients_percent_of_a_core']:.0f} % of a "
+        "core"
     )
 
 
@@ -653,7 +657,8 @@ def main(argv: list[str] | None = None) -> None:
         parser().error(str(exc))
     load_before = os.getloadavg()
     say(
-        f"{cfg.agents} agents in {cfg.procs} processes, {cfg.rate:g} msgs/s each, QoS {cfg.qos}, for {cfg.duration:g} s "
+        f"{cfg.agents} agents in {cfg.procs} processes, {cfg.rate:g} msgs/s each, QoS {cfg.qos}, for {cfg.duration:g} "
+        "s "
         f"(load average {load_before[0]:.2f})"
     )
     with tempfile.TemporaryDirectory(prefix="mqtt-load-") as folder:

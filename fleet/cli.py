@@ -176,12 +176,14 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
     if not realtime:
         if given or epoch is not None or speedup != 1.0:
             raise ConfigError(
-                f"{', '.join(given + ['--epoch'] * (epoch is not None) + ['--speedup'] * (speedup != 1.0))} apply only with --realtime"
+                f"{', '.join(given + ['--epoch'] * (epoch is not None) + ['--speedup'] * (speedup != 1.0))} apply only "
+                "with --realtime"
             )
         return None
     if broker["broker"] is None:
         raise ConfigError(
-            "--realtime needs --broker URL (mqtt://host[:port] or mqtts://host[:port]): the learner messages go through it"
+            "--realtime needs --broker URL (mqtt://host[:port] or mqtts://host[:port]): the learner messages go "
+            "through it"
         )
     check_epoch(epoch)
     url = parse_broker_url(broker["broker"])

@@ -339,7 +339,8 @@ def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
         raise RunDirError(
-            f"runs with the same folder name would write the same plots ({', '.join(clash)}); give each run directory a distinct name"
+            f"runs with the same folder name would write the same plots ({', '.join(clash)}); give each run directory "
+            "a distinct name"
         )
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a directory; choose another output folder with -o")

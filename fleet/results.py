@@ -244,7 +244,8 @@ class RunDir:
         if not path.is_file():
             if (self.path / OLD_CHECKPOINT).exists():
                 raise RunDirError(
-                    f"{self.path / OLD_CHECKPOINT}: a checkpoint written by an older version of fleet, as a pickle, which "
+                    f"{self.path / OLD_CHECKPOINT}: a checkpoint written by an older version of fleet, as a pickle, "
+                    "which "
                     f"can run code when it is loaded; it was not loaded. Run the scenario again: fleet run "
                     f"{self.path / 'scenario.yaml'}"
                 )
@@ -259,7 +260,8 @@ class RunDir:
             ) from None
         if saved.get("scenario") != scenario.model_dump(mode="json"):
             raise ConfigError(
-                f"{path}: the checkpoint belongs to another scenario than {self.path / 'scenario.yaml'}; refusing to resume"
+                f"{path}: the checkpoint belongs to another scenario than {self.path / 'scenario.yaml'}; refusing to "
+                "resume"
             )
         sim = Simulation(scenario, device=device)
         try:
@@ -267,7 +269,8 @@ class RunDir:
             load_child(saved, "simulation", sim)
         except StateMismatch as e:
             raise RunDirError(
-                f"{path}: {e}; the checkpoint does not fit this run's simulation (damaged, or written by another version "
+                f"{path}: {e}; the checkpoint does not fit this run's simulation (damaged, or written by another "
+                "version "
                 "of fleet); nothing was run or changed"
             ) from None
         return sim

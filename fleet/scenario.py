@@ -385,7 +385,8 @@ class OutputsConfig(StrictModel):
 
         if on and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(
-                "needs the tensorboard package, which is not installed; install it with pip install 'fleet-sim[tensorboard]', "
+                "needs the tensorboard package, which is not installed; install it with pip install "
+                "'fleet-sim[tensorboard]', "
                 "or turn TensorBoard output off (false, or fleet run without --tensorboard)"
             )
         return on
@@ -444,7 +445,8 @@ def _check_consistency(s: Scenario) -> None:
                 )
     if s.network.collector_link not in profiles:
         raise ValueError(
-            f"network.collector_link: unknown profile {s.network.collector_link!r}; known: {', '.join(sorted(profiles))}"
+            f"network.collector_link: unknown profile {s.network.collector_link!r}; known: "
+            f"{', '.join(sorted(profiles))}"
         )
     site_names = {site.name for site in s.fleet.sites}
     for i, cut in enumerate(s.network.link_cuts):
@@ -749,7 +751,8 @@ def validate_learner_params(scenario: Scenario, source: str) -> StrictModel:
     entry = REGISTRY.get(scenario.learner.name)
     if entry is None:
         raise ConfigError(
-            f"{source}: invalid configuration:\n  - learner.name: {scenario.learner.name!r} is not a registered learner; known: {', '.join(sorted(REGISTRY))}"
+            f"{source}: invalid configuration:\n  - learner.name: {scenario.learner.name!r} is not a registered "
+            f"learner; known: {', '.join(sorted(REGISTRY))}"
         )
     try:
         return entry.config_cls.model_validate(scenario.learner.params)

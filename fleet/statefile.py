@@ -227,7 +227,8 @@ def _checked_metadata(path: Path, meta: dict | None, kind: str) -> dict:
         raise StateFileError(f"{path}: a safetensors file, but not one of fleet's state files (no {FORMAT} metadata)")
     if meta.get("version") != str(VERSION):
         raise StateFileError(
-            f"{path}: written in {FORMAT} version {meta.get('version')!r}; this version of fleet reads version {VERSION}"
+            f"{path}: written in {FORMAT} version {meta.get('version')!r}; this version of fleet reads version "
+            f"{VERSION}"
         )
     if meta.get("kind") != kind:
         raise StateFileError(f"{path}: holds the state of a {meta.get('kind')!r}, not of a {kind!r}")
@@ -394,7 +395,8 @@ def _loaded(current: Any, saved: Any) -> Any:
         if current is not saved:
             raise StateMismatch(
                 "",
-                f"{'absent' if saved is None else 'present'} in the state, {'absent' if current is None else 'present'} here (another configuration?)",
+                f"{'absent' if saved is None else 'present'} in the state, "
+                f"{'absent' if current is None else 'present'} here (another configuration?)",
             )
         return None
     if isinstance(current, float) and isinstance(saved, int) and not isinstance(saved, bool):

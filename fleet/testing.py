@@ -174,7 +174,8 @@ def _up_to_marker(transport: Transport, marker: str) -> list[Received]:
 def _subscribed(transport: Transport, topic_filter: str, qos: int) -> None:
     granted = transport.subscribe(topic_filter, qos).wait(CONTRACT_TIMEOUT)
     assert granted == qos, (
-        f"subscribe({topic_filter!r}, {qos}).wait() must give the granted QoS {qos} once the broker has the subscription, got {granted}"
+        f"subscribe({topic_filter!r}, {qos}).wait() must give the granted QoS {qos} once the broker has the "
+        f"subscription, got {granted}"
     )
 
 
@@ -212,7 +213,8 @@ def _check_round_trips(sub: Transport, pub: Transport) -> None:
     messages = _up_to_marker(sub, "contract/end/one")
     got = [(m.topic, m.payload, m.qos) for m in messages]
     assert got == expected, (
-        f"a subscriber must receive exactly the matching messages, in order, with their bytes and the lower of publish and "
+        "a subscriber must receive exactly the matching messages, in order, with their bytes and the lower of publish "
+        "and "
         f"subscription QoS: expected {expected}, got {got}"
     )
     assert all(not m.retain and m.arrived_at <= time.monotonic() for m in messages), (
@@ -299,7 +301,8 @@ def _check_drain(sub: Transport, pub: Transport, n: int = 300, readers: int = 3)
         thread.join()
     seen = sorted(i for batch in batches for i in batch)
     assert seen == list(range(n)), (
-        f"drain() from {readers} threads must return each of {n} messages exactly once; got {len(seen)} ({len(set(seen))} distinct)"
+        f"drain() from {readers} threads must return each of {n} messages exactly once; got {len(seen)} "
+        f"({len(set(seen))} distinct)"
     )
     assert all(batch == list(range(batch[0], batch[0] + len(batch))) for batch in batches if batch), (
         "drain() must return messages oldest first"

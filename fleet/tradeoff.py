@@ -258,7 +258,8 @@ def scenario_fields(scenario: dict) -> dict[str, Any]:
     entry = REGISTRY.get(learner["name"])
     if entry is None:
         raise ConfigError(
-            f"learner {learner['name']!r} is not registered in this version of fleet; known: {', '.join(sorted(REGISTRY))}"
+            f"learner {learner['name']!r} is not registered in this version of fleet; known: "
+            f"{', '.join(sorted(REGISTRY))}"
         )
     try:
         params = entry.config_cls.model_validate(learner.get("params") or {}).model_dump(mode="json")

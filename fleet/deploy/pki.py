@@ -58,7 +58,8 @@ def subject_alt_name(host: str) -> x509.GeneralName:
     labels = host.rstrip(".").split(".")
     if not host or len(host) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
         raise ConfigError(
-            f"--host {host!r}: not an IP address or a DNS name (letters, digits and '-' in dot-separated labels of 1-63 characters)"
+            f"--host {host!r}: not an IP address or a DNS name (letters, digits and '-' in dot-separated labels of "
+            "1-63 characters)"
         )
     return x509.DNSName(host.rstrip("."))
 

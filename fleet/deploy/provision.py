@@ -83,7 +83,8 @@ def _check_options(
         )
     if any(c.isspace() for c in str(broker_root)):
         raise ConfigError(
-            f"--broker-root {str(broker_root)!r}: mosquitto.conf cannot hold paths with spaces; give --broker-root without them"
+            f"--broker-root {str(broker_root)!r}: mosquitto.conf cannot hold paths with spaces; give --broker-root "
+            "without them"
         )
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory; nothing was written")

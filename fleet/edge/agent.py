@@ -353,7 +353,8 @@ class EdgeAgent:
         n_levels = len(self.view.scenario.fleet.hvac.power_levels_kw)
         if self.driver.n_levels != n_levels:
             raise ConfigError(
-                f"the driver has {self.driver.n_levels} HVAC levels but scenario {self.view.scenario.name!r} has {n_levels} "
+                f"the driver has {self.driver.n_levels} HVAC levels but scenario {self.view.scenario.name!r} has "
+                f"{n_levels} "
                 "(fleet.hvac.power_levels_kw); a relay driver needs a scenario with two levels, off and on"
             )
         if saved and saved.get("building_temp") is not None and isinstance(self.driver, SimulatedThermostatDriver):

@@ -160,7 +160,8 @@ def _check_env_identity(view: DeviceView, env: dict[str, str]) -> None:
     for key, mine in (("FLEET_SITE", view.site), ("FLEET_SCENARIO_NAME", view.scenario.name)):
         if env.get(key) and env[key] != mine:
             raise ConfigError(
-                f"--env-file says {key}={env[key]}, but device {view.name} of scenario {view.scenario.name} has {mine!r}; "
+                f"--env-file says {key}={env[key]}, but device {view.name} of scenario {view.scenario.name} has "
+                f"{mine!r}; "
                 "the folder was provisioned for another fleet"
             )
 

@@ -116,7 +116,8 @@ class StateDir:
         if saved.get("scenario") != scenario:
             name = saved.get("scenario", {}).get("name") if isinstance(saved.get("scenario"), dict) else None
             raise ConfigError(
-                f"{path}: the checkpoint belongs to another scenario (saved: {name!r}, or the same name with other settings) "
+                f"{path}: the checkpoint belongs to another scenario (saved: {name!r}, or the same name with other "
+                "settings) "
                 f"than {scenario.get('name')!r}; refusing to resume"
             )
         return saved

@@ -48,7 +48,8 @@ class IndependentLearner:
     def __init__(self, config: ActorCriticConfig, ctx: LearnerContext) -> None:
         if config.frozen and self.communicates:
             raise ConfigError(
-                f"learner.params.frozen: {self.name} learns by exchanging what it learns; evaluate a fixed policy with independent-v1"
+                f"learner.params.frozen: {self.name} learns by exchanging what it learns; evaluate a fixed policy with "
+                "independent-v1"
             )
         if config.frozen and config.learn_until is not None:
             raise ConfigError(

@@ -420,7 +420,8 @@ def _check_header(data: bytes) -> np.void:
     stored, computed = int.from_bytes(data[-CRC_BYTES:], "little"), crc32(data[:-CRC_BYTES])
     if stored != computed:
         raise WireError(
-            f"byte {len(data) - CRC_BYTES}: crc32 is 0x{stored:08x} but the message hashes to 0x{computed:08x} (corrupted)"
+            f"byte {len(data) - CRC_BYTES}: crc32 is 0x{stored:08x} but the message hashes to 0x{computed:08x} "
+            "(corrupted)"
         )
     _enum(Kind, int(header["kind"]), "byte 3: kind")
     if not np.isfinite(header["timestamp"]):

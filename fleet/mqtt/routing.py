@@ -195,7 +195,8 @@ class TopicIndex:
             raise ValueError(f"sender and kind must both have shape (M,), got {sender.shape} and {kind.shape}")
         if sender.size and (sender.min() < 0 or sender.max() >= self.n_devices):
             raise ValueError(
-                f"sender must hold device indices in [0, {self.n_devices}), got values in [{sender.min()}, {sender.max()}]"
+                f"sender must hold device indices in [0, {self.n_devices}), got values in [{sender.min()}, "
+                f"{sender.max()}]"
             )
         if kind.size and (kind.min() < 0 or kind.max() >= len(KINDS)):
             raise ValueError(

@@ -122,7 +122,8 @@ class Bridge:
                 self.transport.subscribe(topic, qos=1)
             if not self.transport.connect(timeout):
                 raise TransportError(
-                    f"the broker did not accept the bridge's connection within {timeout:g} s; is it running and reachable?"
+                    f"the broker did not accept the bridge's connection within {timeout:g} s; is it running and "
+                    "reachable?"
                 )
         except BaseException:
             self.close(wait=0)

@@ -76,7 +76,8 @@ class StudyFolder:
         if changed:
             raise RunDirError(
                 f"{path}: the runs {', '.join(changed)} were made from other scenarios than {study.path} makes now, "
-                f"so this folder holds another version of the study; nothing was changed. Choose another folder with -o, "
+                "so this folder holds another version of the study; nothing was changed. Choose another folder with "
+                "-o, "
                 f"or restore the study file"
             )
 

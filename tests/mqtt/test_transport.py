@@ -363,7 +363,8 @@ def secured(tmp_path_factory):
             ["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwords), user, password], check=True
         )
     acl.write_text(
-        "user device-1\ntopic write fleet/s/device-1/#\ntopic read fleet/+/+/params\n\nuser other\ntopic readwrite fleet/#\n"
+        "user device-1\ntopic write fleet/s/device-1/#\ntopic read fleet/+/+/params\n\nuser other\ntopic readwrite "
+        "fleet/#\n"
     )
     broker = start_broker(folder, f"allow_anonymous false\npassword_file {passwords}\nacl_file {acl}\n")
     yield broker
