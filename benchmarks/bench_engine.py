@@ -46,7 +46,8 @@ SITE_SIZE = 500
 def city_overrides(
     devices: int | None = None, hours: float | None = None, baseline: bool | None = None, site_size: int = SITE_SIZE
 ) -> list[str]:
-    """``--set`` overrides of city-10k-v1 for ``devices`` devices (sites of ``site_size``), a horizon and the baseline."""
+    """``--set`` overrides of city-10k-v1 for ``devices`` devices (sites of ``site_size``), a horizon and the
+    baseline."""
     overrides = []
     if devices is not None:
         if devices % site_size:
@@ -333,12 +334,17 @@ def _absent_from_source(funcs: set[tuple[str, str]]) -> list[str]:
     )
 
 
+def short_path(file: str) -> str:
+    """``file`` from inside site-packages or the repository, without the folders up to there."""
+    return Path(file).as_posix().split("site-packages/")[-1].replace(REPO.as_posix() + "/", "")
+
+
 def hotspots(stats: pstats.Stats, top: int) -> list[dict]:
     """The ``top`` functions by own time (tottime), with their cumulative time."""
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]
     return [
         {
-            "function": f"{Path(file).as_posix().split('site-packages/')[-1].replace(REPO.as_posix() + '/', '')}:{line}({name})",
+            "function": f"{short_path(file)}:{line}({name})",
             "calls": nc,
             "tottime_s": tt,
             "cumtime_s": ct,

@@ -4,7 +4,7 @@
     python benchmarks/bench_learners.py e2e      # 1,000 devices, 7 days, diffusion-v1, float16 parameters, Wi-Fi
     python benchmarks/bench_learners.py memory   # peak RSS of 10,000 devices (diffusion-v1), 3 hours
     python benchmarks/bench_learners.py gpu      # the batched update on a GPU at N = 10k and 100k (needs CUDA)
-    python benchmarks/bench_learners.py all      # update, e2e, memory (about 15 minutes on 2 cores), and gpu where there is CUDA
+    python benchmarks/bench_learners.py all      # update, e2e, memory (about 15 min on 2 cores), gpu if there is CUDA
 
 ``update`` times one n-step A2C + GAE step of N stacked devices (``fleet.learners.stacked.
 ActorCritic``) against the same step done the ordinary way, one ``torch.nn.Module`` actor and
@@ -392,10 +392,10 @@ def bench_update(args: argparse.Namespace) -> dict:
             load = os.getloadavg()[0]
             row = {"threads": threads, "load_before": load, **time_update(cfg, n, args.loop_max, args.repeats)}
             table.append(row)
+            scaled = f" (scaled from {row['loop_devices_timed']} devices)" if row["loop_scaled_from_subset"] else ""
             say(
-                f"update N={n:>6} threads={threads}: batched {1e3 * row['batched_s']:8.2f} ms, loop "
-                f"{row['loop_s']:7.2f} s"
-                f"{' (scaled from ' + str(row['loop_devices_timed']) + ' devices)' if row['loop_scaled_from_subset'] else ''}, "
+                f"update N={n:>6} threads={threads}: batched {1e3 * row['batched_s']:8.2f} ms, "
+                f"loop {row['loop_s']:7.2f} s{scaled}, "
                 f"{row['speedup']:6.0f}x, {row['batched_gflops']:.1f} GFLOP/s vs mm {row['matmul_2048_gflops']:.0f}"
             )
     say("update: the batched update with 1 and 2 threads, alone and beside another process ...")
@@ -404,12 +404,15 @@ def bench_update(args: argparse.Namespace) -> dict:
     torch.set_num_threads(args.threads[0])
     ops = op_profile(cfg, sizes[-1])
     print(
-        f"{'threads':>7}{'N':>7}{'batched ms':>12}{'loop s':>9}{'speed-up':>10}{'samples/s batched':>19}{'loop':>9}{'GFLOP/s':>9}{'mm GFLOP/s':>11}"
+        f"{'threads':>7}{'N':>7}{'batched ms':>12}{'loop s':>9}{'speed-up':>10}"
+        f"{'samples/s batched':>19}{'loop':>9}{'GFLOP/s':>9}{'mm GFLOP/s':>11}"
     )
     for row in table:
         print(
-            f"{row['threads']:>7}{row['devices']:>7}{1e3 * row['batched_s']:>12.2f}{row['loop_s']:>9.2f}{row['speedup']:>10.0f}"
-            f"{row['batched_samples_per_s']:>19,.0f}{row['loop_samples_per_s']:>9,.0f}{row['batched_gflops']:>9.1f}{row['matmul_2048_gflops']:>11.0f}"
+            f"{row['threads']:>7}{row['devices']:>7}{1e3 * row['batched_s']:>12.2f}"
+            f"{row['loop_s']:>9.2f}{row['speedup']:>10.0f}"
+            f"{row['batched_samples_per_s']:>19,.0f}{row['loop_samples_per_s']:>9,.0f}"
+            f"{row['batched_gflops']:>9.1f}{row['matmul_2048_gflops']:>11.0f}"
         )
     for row in busy:
         print(
@@ -963,7 +966,8 @@ def parser() -> argparse.ArgumentParser:
         "--threads",
         type=threads_list,
         default=["1", "default"],
-        help="OMP_NUM_THREADS of each run, comma-separated; 'default' leaves torch's choice, as fleet run does [default: 1,default]",
+        help="OMP_NUM_THREADS of each run, comma-separated; 'default' leaves torch's choice, as fleet run does "
+        "[default: 1,default]",
     )
     e.add_argument(
         "--neighbour",
@@ -988,7 +992,8 @@ def parser() -> argparse.ArgumentParser:
     )
     g = sub.add_parser(
         "gpu",
-        help="batched A2C update on a GPU at N = 10k and 100k: samples/s, GFLOP/s against a large matmul there, device memory",
+        help="batched A2C update on a GPU at N = 10k and 100k: samples/s, GFLOP/s against a large matmul there, "
+        "device memory",
     )
     g.add_argument("--sizes", default="10000,100000", help="comma-separated device counts N [default: 10000,100000]")
     g.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where to compute [default: cuda]")

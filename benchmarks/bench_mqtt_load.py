@@ -1,6 +1,7 @@
-"""Load on a real broker: hundreds of PahoTransport agents through one local mosquitto; writes ``benchmarks/results/mqtt-load.json``.
+"""Load on a real broker: hundreds of PahoTransport agents through one local mosquitto; writes
+``benchmarks/results/mqtt-load.json``.
 
-    python benchmarks/bench_mqtt_load.py                          # 200 agents in 4 processes, 2 msgs/s each, QoS 1, 180 s
+    python benchmarks/bench_mqtt_load.py    # 200 agents in 4 processes, 2 msgs/s each, QoS 1, 180 s
     python benchmarks/bench_mqtt_load.py --duration 10 --agents 20 --procs 2 --out-dir /tmp/x   # a quick look
 
 The benchmark starts mosquitto on a free loopback port with a generated configuration
@@ -604,7 +605,8 @@ def parser() -> argparse.ArgumentParser:
         "--params-fraction",
         type=float,
         default=defaults.params_fraction,
-        help=f"share of params messages (~6 KB) among the ~45 B telemetry ones; 0 or 1 for one kind [default: {defaults.params_fraction:g}]",
+        help="share of params messages (~6 KB) among the ~45 B telemetry ones; 0 or 1 for one kind "
+        f"[default: {defaults.params_fraction:g}]",
     )
     p.add_argument(
         "--qos",

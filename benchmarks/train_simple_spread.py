@@ -4,8 +4,8 @@ over a few seeds, against a uniformly random policy.
     .venv/bin/python benchmarks/train_simple_spread.py            # 3 seeds x 40k steps per learner, ~10 min on 2 cores
 
 Writes ``benchmarks/results/simple-spread.json`` (every curve, with the command, the machine,
-the commit and the date) and the plot ``docs/img/simple-spread.png`` (mean over seeds, the seeds' range shaded). Needs the
-``examples`` extra (``pip install -c constraints.txt -e '.[examples]'``).
+the commit and the date) and the plot ``docs/img/simple-spread.png`` (mean over seeds, the seeds' range
+shaded). Needs the ``examples`` extra (``pip install -c constraints.txt -e '.[examples]'``).
 """
 
 from __future__ import annotations
