@@ -63,7 +63,8 @@ def main() -> None:
     "overrides",
     multiple=True,
     metavar="KEY=VALUE",
-    help="Override a scenario field, e.g. --set horizon=1d --set fleet.sites[0].devices=20 (repeatable; validated like the file).",
+    help="Override a scenario field, e.g. --set horizon=1d --set fleet.sites[0].devices=20 "
+    "(repeatable; validated like the file).",
 )
 @click.option("--seed", type=click.IntRange(min=0), help="Root seed (overrides the scenario's).")
 @click.option(
@@ -83,7 +84,8 @@ def main() -> None:
 @click.option(
     "--tensorboard",
     is_flag=True,
-    help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).",
+    help="Also write the metrics as TensorBoard scalars into <run>/tensorboard "
+    "(same as --set outputs.tensorboard=true).",
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
 @click.option(
@@ -326,7 +328,8 @@ def _print_learner(name: str, entry) -> None:
     "--comm-vs-reward",
     "with_comm_vs_reward",
     is_flag=True,
-    help="Also plot final reward against bytes sent per device per day (comm_vs_reward.png, with the numbers in .csv and .json); "
+    help="Also plot final reward against bytes sent per device per day "
+    "(comm_vs_reward.png, with the numbers in .csv and .json); "
     "runs that differ only in their seed are one point with a 95% confidence interval.",
 )
 @click.option(
@@ -358,7 +361,8 @@ def report(
 
     \b
     A study, e.g. two learners x three seeds:
-      fleet report runs/diffusion-seed{0,1,2} runs/independent-seed{0,1,2} --comm-vs-reward --no-per-run -o reports/study
+      fleet report runs/diffusion-seed{0,1,2} runs/independent-seed{0,1,2} \\
+        --comm-vs-reward --no-per-run -o reports/study
     """
     if tail is not None and not with_comm_vs_reward:
         raise ConfigError("--tail applies only with --comm-vs-reward")
@@ -410,7 +414,8 @@ def report(
     "--epoch",
     type=float,
     metavar="UNIX_TIME",
-    help="Join the shared clock of a mixed fleet: scenario time = (now - UNIX_TIME) x speedup, as `fleet run --realtime` prints it "
+    help="Join the shared clock of a mixed fleet: scenario time = (now - UNIX_TIME) x speedup, "
+    "as `fleet run --realtime` prints it "
     "[default: the agent's own clock, from 0 at its first start].",
 )
 @click.option(
@@ -503,7 +508,8 @@ def deploy() -> None:
     "hosts",
     multiple=True,
     metavar="NAME|IP",
-    help="Broker host name or IP the boards connect to; goes into the server certificate (repeatable) [default: localhost, 127.0.0.1].",
+    help="Broker host name or IP the boards connect to; goes into the server certificate (repeatable) "
+    "[default: localhost, 127.0.0.1].",
 )
 @click.option(
     "--tls-port",

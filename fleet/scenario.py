@@ -111,7 +111,8 @@ class HostileConfig(StrictModel):
     """Devices (by name) that publish ``+value, -value, +value, ...`` in place of each parameter message
     their learner sends (they still learn and act as the others); none by default."""
     value: FiniteFloat = Field(3e38, gt=0, le=float(np.finfo(np.float32).max))
-    """Magnitude of what they publish (capped at the wire dtype's largest finite value): finite, so the codec carries it."""
+    """Magnitude of what they publish (capped at the wire dtype's largest finite value): finite, so the codec
+    carries it."""
 
 
 class FleetConfig(StrictModel):

@@ -5,7 +5,8 @@ compare:
 
 - **final reward**: the reward over the last ``tail`` fraction of the run, from the cumulative
   KPI columns of metrics.csv and the scenario's reward weights,
-  ``-(Δcost + reward.discomfort_per_degh · Δdiscomfort_degh + reward.overload_per_kwh · Δfeeder_overload_kwh) / (N · Δdays)``.
+  ``-(Δcost + reward.discomfort_per_degh · Δdiscomfort_degh + reward.overload_per_kwh ·
+  Δfeeder_overload_kwh) / (N · Δdays)``.
   This is the sum of the per-tick rewards the learners are trained on (a feeder's overload
   penalty is shared among its devices by their load, so the shares add up to the feeder's
   overload), so learners and the rule-based thermostat, which logs no reward of its own,
@@ -396,9 +397,13 @@ def points_csv(points: list[Point]) -> str:
 def points_json(points: list[Point], tail: float) -> str:
     """The points with their definitions, the fields that set each apart and every run's values."""
     doc = {
-        "reward_per_device_per_day": f"-(cost + discomfort_per_degh * discomfort_degh + overload_per_kwh * feeder_overload_kwh) "
-        f"per device per day over the last {tail:g} of each run",
-        "bytes_sent_per_device_per_day": "bytes sent by the device radios (on the air, all workloads) per device per day over the whole run",
+        "reward_per_device_per_day": (
+            "-(cost + discomfort_per_degh * discomfort_degh + overload_per_kwh * feeder_overload_kwh) "
+            f"per device per day over the last {tail:g} of each run"
+        ),
+        "bytes_sent_per_device_per_day": (
+            "bytes sent by the device radios (on the air, all workloads) per device per day over the whole run"
+        ),
         "tail": tail,
         "confidence": CONFIDENCE,
         "points": [{**asdict(p), "n_seeds": len(p.runs)} for p in points],

@@ -95,7 +95,8 @@ def _check_options(
 def agent_env(ident: Identity, scenario: Scenario, broker_url: str, password_url: str) -> str:
     """The EnvironmentFile of the edge agent on a board (read by deploy/fleet-agent.service)."""
     return f"""\
-# Edge agent of device {ident.name} (site {ident.site}) of scenario {scenario.name}, written by `fleet deploy provision`.
+# Edge agent of device {ident.name} (site {ident.site}) of scenario {scenario.name}, \
+written by `fleet deploy provision`.
 # Install this folder as {BOARD_DIR}/ on the board; deploy/fleet-agent.service reads this file.
 FLEET_DEVICE={ident.name}
 FLEET_SITE={ident.site}

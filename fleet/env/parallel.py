@@ -25,7 +25,8 @@ from fleet.env.batched import NET_COUNTERS, BatchedFleetEnv, resolve
 from fleet.scenario import Scenario
 
 PER_DEVICE_INFOS = ("online", "temp_c", "power_kw", "band_lo", "band_hi", *(f"net/{k}" for k in NET_COUNTERS))
-"""Keys of each agent's infos taken from its own row; ``fleet`` holds the fleet totals (one dict shared by all agents)."""
+"""Keys of each agent's infos taken from its own row; ``fleet`` holds the fleet totals (one dict shared by all
+agents)."""
 
 
 class FleetParallelEnv(ParallelEnv):

@@ -408,8 +408,8 @@ MAX_POLICY_BYTES = 64 << 20
 def policy_state(actor: StackedMLP, layout: str, device_index: int = 0) -> dict:
     """One device's actor as a policy file's state (:mod:`fleet.statefile`, kind ``policy``):
     the name of the observation ``layout`` it observes (the adapter's, e.g.
-    :data:`fleet.learners.features.LAYOUT`; the core knows no features), ``n_features`` F, ``n_actions`` A and its ``layers``,
-    each ``{"weight": (in, out), "bias": (out,)}`` float32, from F to A."""
+    :data:`fleet.learners.features.LAYOUT`; the core knows no features), ``n_features`` F, ``n_actions`` A
+    and its ``layers``, each ``{"weight": (in, out), "bias": (out,)}`` float32, from F to A."""
     return {
         "layout": layout,
         "n_features": actor.sizes[0],
