@@ -113,7 +113,8 @@ def test_params_override_single_preset_keys_and_an_unknown_preset_lists_the_know
     assert (sc.learner.params["lr"], sc.learner.params["init_policy"]) == (0.001, "clone-v1")
     with pytest.raises(
         ConfigError,
-        match="learner: preset 'fast' is not a preset of centralized-v1; known presets of centralized-v1: clone-finetune",
+        match="learner: preset 'fast' is not a preset of centralized-v1; "
+        "known presets of centralized-v1: clone-finetune",
     ):
         load_scenario("thermostats-small-v1", ["learner.name=centralized-v1", "learner.preset=fast"])
 

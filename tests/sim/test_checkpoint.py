@@ -21,7 +21,8 @@ from tests.sim.conftest import shrink
 from tests.test_statefile import header, json_values, mutated_files, with_header
 
 SETTINGS = {
-    "fleet.sites": "[{name: a, devices: 8, feeder_kw: 20, network: {wifi: 1.0}}, {name: b, devices: 8, feeder_kw: 20, network: {lte-m: 1.0}}]",
+    "fleet.sites": "[{name: a, devices: 8, feeder_kw: 20, network: {wifi: 1.0}}, "
+    "{name: b, devices: 8, feeder_kw: 20, network: {lte-m: 1.0}}]",
     "topology.degree": 2,
     "learner.name": "diffusion-v1",
     "horizon": "3h",

@@ -89,7 +89,8 @@ def test_wills_and_births_reach_the_collector(scenario_factory):
 def test_a_link_cut_silences_the_cut_site(scenario_factory):
     sc = scenario_factory(
         **{
-            "fleet.sites": "[{name: a, devices: 5, feeder_kw: 20, network: {ethernet: 1.0}}, {name: b, devices: 5, feeder_kw: 20, network: {ethernet: 1.0}}]",
+            "fleet.sites": "[{name: a, devices: 5, feeder_kw: 20, network: {ethernet: 1.0}}, "
+            "{name: b, devices: 5, feeder_kw: 20, network: {ethernet: 1.0}}]",
             "horizon": "3h",
             "network.churn.failures_per_day": 0,
             "network.link_cuts": "[{start: 1h, end: 2h, sites: [b]}]",
