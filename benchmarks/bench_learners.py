@@ -701,9 +701,8 @@ def learner_phases(stats: pstats.Stats) -> dict:
     t = CallTimes(stats)
     total = t(RUN)
     act = t(ACT)
-    diffusion_update = t(
-        LEARNER_UPDATE, LEARNING
-    )  # DiffusionLearner.update (IndependentLearner.update is called from update_local)
+    # DiffusionLearner.update (IndependentLearner.update is called from update_local)
+    diffusion_update = t(LEARNER_UPDATE, LEARNING)
     phases = {
         "act: features, actor forward, sampling": act,
         "physics, rewards, KPIs (and the rule-based twin)": t(TICK) - act,

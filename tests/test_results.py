@@ -380,9 +380,8 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path, mo
     run = RunDir.create(tmp_path / "run")
     run.save_checkpoint(_State(np.full(10, 1.0)))
     run.finish_checkpoint()
-    monkeypatch.setattr(
-        fleet.results, "create_new", lambda path: open("/dev/full", "wb")
-    )  # every write fails: no space left
+    # every write fails: no space left
+    monkeypatch.setattr(fleet.results, "create_new", lambda path: open("/dev/full", "wb"))
     run.save_checkpoint(_State(np.full(10, 2.0)))
     with pytest.raises(RunDirError, match="could not write the checkpoint"):
         run.finish_checkpoint()

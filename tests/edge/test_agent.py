@@ -245,9 +245,8 @@ def test_neighbours_exchange_params_through_mosquitto(mosquitto, tmp_path):
     agents = [
         paho_agent(view_of(raw, f"d0000{i}"), mosquitto.url, tmp_path / str(i), duration=3 * 3600.0) for i in range(3)
     ]
-    assert all(
-        torch.equal(agent.learner.flat_params(), agents[0].learner.flat_params()) for agent in agents
-    )  # common init
+    # common init
+    assert all(torch.equal(agent.learner.flat_params(), agents[0].learner.flat_params()) for agent in agents)
     for thread in [started(agent) for agent in agents]:
         thread.finish()
     for agent in agents:

@@ -70,13 +70,14 @@ def test_checkpoints_that_fail_for_a_while_are_counted_and_reported(tmp_path, mo
     monkeypatch.setattr(os, "fsync", refuse_twice)
     lines: list[str] = []
     state = tmp_path / "state"
+    # a line every 15 min
     agent = EdgeAgent(
         view_of(diffusion_raw()),
         functools.partial(MemoryTransport, MemoryBroker()),
         state,
         options(checkpoint_every=1800.0, status_every=0.125),
         on_status=lines.append,
-    )  # a line every 15 min
+    )
     with caplog.at_level(logging.WARNING, "fleet.edge"):
         counters = agent.run()
 

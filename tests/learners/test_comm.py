@@ -316,11 +316,8 @@ def test_topk_int8_costs_an_eighth_of_dense_float32_plus_headers():
     "cfg, p, largest",
     [
         (CommConfig(), 10, 21 + 10 + 4 * 10 + 4),  # dense float32: 75
-        (
-            CommConfig(dtype="float16", topk=0.1),
-            100,
-            21 + 10 + 2 * 100 + 4,
-        ),  # the first (dense) message: 235, not k = 10 sparse (85)
+        # the first (dense) message: 235, not k = 10 sparse (85)
+        (CommConfig(dtype="float16", topk=0.1), 100, 21 + 10 + 2 * 100 + 4),
         (CommConfig(topk=0.9), 10, 21 + 20 + 9 * (4 + 4) + 4),  # 9 indices and values (117) outweigh 10 values (75)
     ],
 )

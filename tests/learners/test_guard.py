@@ -38,9 +38,8 @@ def test_received_parameters_are_rejected_per_delivery_when_unsound_or_much_larg
             * size
             * ones,  # to device 0 (edge 0): within r x its norm, taken; to device 1 (edge 2): 9 r, rejected
             alternating(own.shape[1], HUGE),  # to device 0: finite, but beyond max_param and its norm overflows
-            np.where(np.arange(own.shape[1]) == 0, 2.0, own[1].numpy()).astype(
-                np.float32
-            ),  # device 1: one value > max_param
+            # device 1: one value > max_param
+            np.where(np.arange(own.shape[1]) == 0, 2.0, own[1].numpy()).astype(np.float32),
             0.5 * own[1].numpy(),  # to device 1: smaller than its own, taken
         ]
     )

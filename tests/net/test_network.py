@@ -128,9 +128,8 @@ def test_qos0_delivers_the_fraction_that_survives_both_hops(p):
     assert delivered / trials == pytest.approx(
         expected, abs=4 * np.sqrt(expected * (1 - expected) / trials) + 4 * p / np.sqrt(rounds)
     )
-    assert net.stats.messages_dropped.sum() == pytest.approx(
-        trials - delivered, abs=rounds
-    )  # lost publishes count once
+    # lost publishes count once
+    assert net.stats.messages_dropped.sum() == pytest.approx(trials - delivered, abs=rounds)
 
 
 def test_qos1_retries_deliver_everything_and_duplicates_are_removed():

@@ -15,9 +15,8 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray of two CPUs for this module's studies (run_study uses a Ray it finds started)."""
-    ray.cloudpickle.register_pickle_by_value(
-        sys.modules[conftest.__name__]
-    )  # the test runner travels to the workers by value
+    # the test runner travels to the workers by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[conftest.__name__])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
@@ -33,9 +32,8 @@ def test_a_killed_run_fails_alone_and_the_study_started_again_makes_it_as_fleet_
     assert list(first.failed) == ["independent-seed1"] and "died" in first.failed["independent-seed1"]
     assert sorted(first.ran) == ["independent-seed0", "rule-based-seed0", "rule-based-seed1"]
     killed = out / "runs" / "independent-seed1"
-    assert (
-        len((killed / "metrics.csv").read_text().splitlines()) > 2 and not (killed / "summary.json").exists()
-    )  # killed mid-run
+    # killed mid-run
+    assert len((killed / "metrics.csv").read_text().splitlines()) > 2 and not (killed / "summary.json").exists()
     assert first.results == [] and not (out / "results").exists()  # no table while a run is missing
     kept = {name: (out / "runs" / name / "summary.json").read_bytes() for name in first.ran}
 
