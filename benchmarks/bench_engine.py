@@ -29,7 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,15 +43,21 @@ SITE_SIZE = 500
 # --- scenarios -------------------------------------------------------------------------------
 
 
-def city_overrides(devices: int | None = None, hours: float | None = None, baseline: bool | None = None, site_size: int = SITE_SIZE) -> list[str]:
-    """``--set`` overrides of city-10k-v1 for ``devices`` devices (sites of ``site_size``), a horizon and the baseline."""
+def city_overrides(
+    devices: int | None = None, hours: float | None = None, baseline: bool | None = None, site_size: int = SITE_SIZE
+) -> list[str]:
+    """``--set`` overrides of city-10k-v1 for ``devices`` devices (sites of ``site_size``), a horizon and the
+    baseline."""
     overrides = []
     if devices is not None:
         if devices % site_size:
             raise ValueError(f"devices ({devices}) must be a multiple of the site size ({site_size})")
         k = devices // site_size
         width = max(2, len(str(k - 1)))
-        sites = ", ".join(f"{{name: feeder{i:0{width}d}, devices: {site_size}, feeder_kw: 1000, network: {{wifi: 1.0}}}}" for i in range(k))
+        sites = ", ".join(
+            f"{{name: feeder{i:0{width}d}, devices: {site_size}, feeder_kw: 1000, network: {{wifi: 1.0}}}}"
+            for i in range(k)
+        )
         overrides.append(f"fleet.sites=[{sites}]")
     if hours is not None:
         overrides.append(f"horizon={hours * 3600:g}")
@@ -108,17 +114,26 @@ def work_engine(spec: dict) -> dict:
         total, cpu = time.perf_counter() - started, time.process_time() - cpu
     perf, comm = summary["perf"], summary["comm"]
     return rates(
-        n=sc.n_devices, ticks=perf["control_ticks"], total_s=total, run_s=perf["wall_s"],
-        sent=comm["messages_sent"], delivered=comm["messages_delivered"], dropped=comm["messages_dropped"],
-        import_s=import_s, rss_import_mb=rss_import, cpu_total_s=cpu, load_before=load,
+        n=sc.n_devices,
+        ticks=perf["control_ticks"],
+        total_s=total,
+        run_s=perf["wall_s"],
+        sent=comm["messages_sent"],
+        delivered=comm["messages_delivered"],
+        dropped=comm["messages_dropped"],
+        import_s=import_s,
+        rss_import_mb=rss_import,
+        cpu_total_s=cpu,
+        load_before=load,
     )
 
 
 def work_naive(spec: dict) -> dict:
     """Run the same scenario with the one-process-per-device reference implementation."""
     started = time.perf_counter()
-    from fleet.scenario import load_scenario
     from naive_engine import NaiveSimulation
+
+    from fleet.scenario import load_scenario
 
     import_s, rss_import = time.perf_counter() - started, _peak_rss_mb()
     sc = load_scenario(SCENARIO, spec_overrides(spec))
@@ -127,13 +142,33 @@ def work_naive(spec: dict) -> dict:
     r = NaiveSimulation(sc).run()
     total, cpu = time.perf_counter() - started, time.process_time() - cpu
     return rates(
-        n=r.n_devices, ticks=r.device_steps // r.n_devices, total_s=total, run_s=r.wall_s,
-        sent=r.messages_sent, delivered=r.messages_delivered, dropped=r.messages_dropped,
-        import_s=import_s, rss_import_mb=rss_import, cpu_total_s=cpu, load_before=load,
+        n=r.n_devices,
+        ticks=r.device_steps // r.n_devices,
+        total_s=total,
+        run_s=r.wall_s,
+        sent=r.messages_sent,
+        delivered=r.messages_delivered,
+        dropped=r.messages_dropped,
+        import_s=import_s,
+        rss_import_mb=rss_import,
+        cpu_total_s=cpu,
+        load_before=load,
     )
 
 
-def rates(n: int, ticks: int, total_s: float, run_s: float, sent: float, delivered: float, dropped: float, import_s: float, rss_import_mb: float, cpu_total_s: float, load_before: float) -> dict:
+def rates(
+    n: int,
+    ticks: int,
+    total_s: float,
+    run_s: float,
+    sent: float,
+    delivered: float,
+    dropped: float,
+    import_s: float,
+    rss_import_mb: float,
+    cpu_total_s: float,
+    load_before: float,
+) -> dict:
     """The figures of one run; rates are per second of simulation (``run_s``, without setup).
 
     ``import_s``: importing the packages (torch included); ``total_s``: building the world and
@@ -193,9 +228,17 @@ def in_fresh_process(spec: dict) -> dict:
 
 # (file, function) of the engine; the profile's caller table splits a callee's time by caller.
 RUN = ("fleet/sim/engine.py", "run")
-CONTROL, TICK, TELEMETRY = ("fleet/sim/engine.py", "_control"), ("fleet/sim/engine.py", "tick"), ("fleet/sim/engine.py", "_telemetry")
+CONTROL, TICK, TELEMETRY = (
+    ("fleet/sim/engine.py", "_control"),
+    ("fleet/sim/engine.py", "tick"),
+    ("fleet/sim/engine.py", "_telemetry"),
+)
 CONSENSUS, METRICS = ("fleet/sim/engine.py", "_consensus"), ("fleet/sim/engine.py", "_metrics")
-METRICS_ROW, COLLECT, STATUS = ("fleet/sim/engine.py", "metrics_row"), ("fleet/sim/engine.py", "_collect"), ("fleet/sim/engine.py", "_status")
+METRICS_ROW, COLLECT, STATUS = (
+    ("fleet/sim/engine.py", "metrics_row"),
+    ("fleet/sim/engine.py", "_collect"),
+    ("fleet/sim/engine.py", "_status"),
+)
 NETWORK_EVENTS, FIRE_WILLS = ("fleet/sim/engine.py", "_network_events"), ("fleet/sim/engine.py", "_fire_wills")
 RECEIVE, OUTGOING = ("fleet/sim/consensus.py", "receive"), ("fleet/sim/consensus.py", "outgoing")
 PUBLISH, BROKER = ("fleet/net/network.py", "publish"), ("fleet/net/network.py", "_through_broker")
@@ -252,7 +295,11 @@ def phase_breakdown(stats: pstats.Stats) -> dict:
         "control: physics, learner, rewards, KPIs": t(TICK),
         "control: sensing, weather, occupancy, churn": t(CONTROL) - t(TICK) - churn_messages,
         "telemetry: assembling the state": t(TELEMETRY) - t(ENCODE, TELEMETRY) - t(PUBLISH, TELEMETRY),
-        "consensus: combine, edge bookkeeping": t(CONSENSUS) - t(DRAIN, CONSENSUS) - t(PUBLISH, CONSENSUS) - t(ENCODE, OUTGOING) - t(DECODE, RECEIVE),
+        "consensus: combine, edge bookkeeping": t(CONSENSUS)
+        - t(DRAIN, CONSENSUS)
+        - t(PUBLISH, CONSENSUS)
+        - t(ENCODE, OUTGOING)
+        - t(DECODE, RECEIVE),
         "network: uplink (links, loss, accounting)": t(PUBLISH) - t(BROKER, PUBLISH),
         "network: broker (routing, queue, retained)": t(BROKER) - t(DOWNLINK, BROKER),
         "network: downlink and delivery (drain, dedup)": t(DOWNLINK) + t(DRAIN),
@@ -264,7 +311,15 @@ def phase_breakdown(stats: pstats.Stats) -> dict:
     return {
         "profiled_run_s": total,
         "table": [{"phase": k, "seconds": v, "percent": 100 * v / total} for k, v in phases.items()],
-        "inside": [{"function": f"{file}:{name}", "what": what, "seconds": t((file, name)), "percent": 100 * t((file, name)) / total} for file, name, what in INSIDE],
+        "inside": [
+            {
+                "function": f"{file}:{name}",
+                "what": what,
+                "seconds": t((file, name)),
+                "percent": 100 * t((file, name)) / total,
+            }
+            for file, name, what in INSIDE
+        ],
         "functions_not_found": _absent_from_source(t.missing),
         "functions_not_called": sorted(f"{file}:{name}" for file, name in t.missing),
     }
@@ -272,14 +327,28 @@ def phase_breakdown(stats: pstats.Stats) -> dict:
 
 def _absent_from_source(funcs: set[tuple[str, str]]) -> list[str]:
     """The functions of ``funcs`` that no longer exist (renamed or moved): the breakdown needs updating."""
-    return sorted(f"{file}:{name}" for file, name in funcs if not (REPO / file).is_file() or f"def {name}(" not in (REPO / file).read_text())
+    return sorted(
+        f"{file}:{name}"
+        for file, name in funcs
+        if not (REPO / file).is_file() or f"def {name}(" not in (REPO / file).read_text()
+    )
+
+
+def short_path(file: str) -> str:
+    """``file`` from inside site-packages or the repository, without the folders up to there."""
+    return Path(file).as_posix().split("site-packages/")[-1].replace(REPO.as_posix() + "/", "")
 
 
 def hotspots(stats: pstats.Stats, top: int) -> list[dict]:
     """The ``top`` functions by own time (tottime), with their cumulative time."""
     rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:top]
     return [
-        {"function": f"{Path(file).as_posix().split('site-packages/')[-1].replace(REPO.as_posix() + '/', '')}:{line}({name})", "calls": nc, "tottime_s": tt, "cumtime_s": ct}
+        {
+            "function": f"{short_path(file)}:{line}({name})",
+            "calls": nc,
+            "tottime_s": tt,
+            "cumtime_s": ct,
+        }
         for (file, line, name), (_, nc, tt, ct, _) in rows
     ]
 
@@ -293,7 +362,14 @@ def machine() -> dict:
     import simpy
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")), platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     return {
         "platform": platform.platform(),
         "cpu_model": cpu,
@@ -309,6 +385,7 @@ def machine() -> dict:
 
 def code_version() -> dict:
     """The commit measured, and the engine files that differed from it (edits in progress)."""
+
     def git(*args: str) -> str:
         done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
         return done.stdout.strip() if done.returncode == 0 else "unknown"
@@ -324,11 +401,16 @@ def code_version() -> dict:
 
 def record(name: str, figures: dict, out_dir: Path) -> Path:
     """Write ``<out_dir>/<name>.json`` with the figures, the command, the machine and the date."""
-    argv = [Path(sys.argv[0]).resolve().relative_to(REPO).as_posix() if Path(sys.argv[0]).resolve().is_relative_to(REPO) else sys.argv[0], *sys.argv[1:]]
+    argv = [
+        Path(sys.argv[0]).resolve().relative_to(REPO).as_posix()
+        if Path(sys.argv[0]).resolve().is_relative_to(REPO)
+        else sys.argv[0],
+        *sys.argv[1:],
+    ]
     out = {
         "benchmark": name,
         "command": shlex.join(["python", *argv]),
-        "date_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date_utc": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine(),
         "code": code_version(),
         **figures,
@@ -357,9 +439,27 @@ def bench_city10k(args: argparse.Namespace) -> dict:
     runs = []
     for i in range(args.repeats):
         runs.append(in_fresh_process(spec))
-        say(f"city10k run {i + 1}/{args.repeats}: {runs[-1]['total_s']:.1f} s total, {runs[-1]['run_s']:.1f} s simulating, peak {runs[-1]['peak_rss_mb']:.0f} MB")
-    summary = {k: median_of(runs, k) for k in ("total_s", "setup_s", "run_s", "device_steps_per_s", "us_per_device_step", "messages_sent_per_s", "messages_delivered_per_s")}
-    summary |= {"device_steps": runs[0]["device_steps"], "messages_sent": runs[0]["messages_sent"], "messages_delivered": runs[0]["messages_delivered"]}
+        say(
+            f"city10k run {i + 1}/{args.repeats}: {runs[-1]['total_s']:.1f} s total, {runs[-1]['run_s']:.1f} s "
+            f"simulating, peak {runs[-1]['peak_rss_mb']:.0f} MB"
+        )
+    summary = {
+        k: median_of(runs, k)
+        for k in (
+            "total_s",
+            "setup_s",
+            "run_s",
+            "device_steps_per_s",
+            "us_per_device_step",
+            "messages_sent_per_s",
+            "messages_delivered_per_s",
+        )
+    }
+    summary |= {
+        "device_steps": runs[0]["device_steps"],
+        "messages_sent": runs[0]["messages_sent"],
+        "messages_delivered": runs[0]["messages_delivered"],
+    }
     summary |= {"peak_rss_mb_max": max(r["peak_rss_mb"] for r in runs), "total_s_max": max(r["total_s"] for r in runs)}
     figures = {"scenario": describe(spec), "runs": runs, "median": summary}
     figures["targets"] = {
@@ -370,8 +470,12 @@ def bench_city10k(args: argparse.Namespace) -> dict:
         say("city10k: profiling one more run under cProfile ...")
         figures["breakdown"] = in_fresh_process({**spec, "worker": "profile"})
         print_breakdown(figures["breakdown"]["phases"], summary["run_s"])
-    print(f"city10k: {summary['total_s']:.1f} s total ({summary['run_s']:.1f} s simulating), {summary['device_steps_per_s']:,.0f} device-steps/s, "
-          f"{summary['messages_sent_per_s']:,.0f} msgs sent/s, {summary['messages_delivered_per_s']:,.0f} delivered/s, peak RSS {summary['peak_rss_mb_max']:.0f} MB")
+    print(
+        f"city10k: {summary['total_s']:.1f} s total ({summary['run_s']:.1f} s simulating), "
+        f"{summary['device_steps_per_s']:,.0f} device-steps/s, "
+        f"{summary['messages_sent_per_s']:,.0f} msgs sent/s, {summary['messages_delivered_per_s']:,.0f} delivered/s, "
+        f"peak RSS {summary['peak_rss_mb_max']:.0f} MB"
+    )
     return figures
 
 
@@ -383,7 +487,10 @@ def print_breakdown(phases: dict, run_s: float) -> None:
     for row in phases["inside"]:
         print(f"  {row['what']:<48}{row['seconds']:>11.2f}{row['percent']:>7.1f}{row['percent'] * run_s / 100:>8.2f}")
     if phases["functions_not_found"]:
-        print(f"warning: the engine no longer has {', '.join(phases['functions_not_found'])}: update the phases in bench_engine.py")
+        print(
+            f"warning: the engine no longer has {', '.join(phases['functions_not_found'])}: update the phases in "
+            "bench_engine.py"
+        )
 
 
 def bench_scaling(args: argparse.Namespace) -> dict:
@@ -394,7 +501,10 @@ def bench_scaling(args: argparse.Namespace) -> dict:
         for n in sizes:
             runs[n].append(in_fresh_process({"worker": "engine", "devices": n, "hours": args.hours, "set": args.set}))
             r = runs[n][-1]
-            say(f"scaling {n:>7} devices, run {i + 1}/{args.repeats}: {r['run_s']:.2f} s simulating, {r['us_per_device_step']:.2f} us/step, peak {r['peak_rss_mb']:.0f} MB")
+            say(
+                f"scaling {n:>7} devices, run {i + 1}/{args.repeats}: {r['run_s']:.2f} s simulating, "
+                f"{r['us_per_device_step']:.2f} us/step, peak {r['peak_rss_mb']:.0f} MB"
+            )
     table = [
         {
             "devices": n,
@@ -410,8 +520,14 @@ def bench_scaling(args: argparse.Namespace) -> dict:
     ]
     print(f"{'devices':>9}{'us/step':>9}{'run s':>8}{'setup s':>9}{'steps/s':>12}{'peak MB':>9}")
     for row in table:
-        print(f"{row['devices']:>9}{row['us_per_device_step']:>9.2f}{row['run_s']:>8.2f}{row['setup_s']:>9.2f}{row['device_steps_per_s']:>12,.0f}{row['peak_rss_mb']:>9.0f}")
-    figures = {"scenarios": [describe({"devices": n, "hours": args.hours, "set": args.set}) for n in sizes], "table": table, "runs": {str(n): r for n, r in runs.items()}}
+        print(
+            f"{row['devices']:>9}{row['us_per_device_step']:>9.2f}{row['run_s']:>8.2f}{row['setup_s']:>9.2f}{row['device_steps_per_s']:>12,.0f}{row['peak_rss_mb']:>9.0f}"
+        )
+    figures = {
+        "scenarios": [describe({"devices": n, "hours": args.hours, "set": args.set}) for n in sizes],
+        "table": table,
+        "runs": {str(n): r for n, r in runs.items()},
+    }
     if not args.no_profile:
         figures["phases_us_per_device_step"] = phases_by_size(sizes, args, table)
     return figures
@@ -422,7 +538,9 @@ def phases_by_size(sizes: list[int], args: argparse.Namespace, table: list[dict]
     rows: dict[str, dict[str, float]] = {}
     for n, measured in zip(sizes, table):
         say(f"scaling {n:>7} devices: profiling one more run under cProfile ...")
-        for row in in_fresh_process({"worker": "profile", "devices": n, "hours": args.hours, "set": args.set})["phases"]["table"]:
+        for row in in_fresh_process({"worker": "profile", "devices": n, "hours": args.hours, "set": args.set})[
+            "phases"
+        ]["table"]:
             rows.setdefault(row["phase"], {})[str(n)] = row["percent"] / 100 * measured["us_per_device_step"]
     print(f"{'us per device-step, by phase':<50}" + "".join(f"{n:>9}" for n in sizes))
     for phase, by_size in rows.items():
@@ -439,15 +557,30 @@ def bench_naive(args: argparse.Namespace) -> dict:
             runs[impl].append(in_fresh_process({**spec, "worker": impl}))
             say(f"naive comparison, {impl} run {i + 1}/{args.repeats}: {runs[impl][-1]['run_s']:.2f} s simulating")
     engine, naive = runs["engine"][0], runs["naive"][0]
-    counts = {k: {"engine": engine[k], "naive": naive[k]} for k in ("device_steps", "messages_sent", "messages_delivered", "messages_dropped")}
+    counts = {
+        k: {"engine": engine[k], "naive": naive[k]}
+        for k in ("device_steps", "messages_sent", "messages_delivered", "messages_dropped")
+    }
     for k in ("device_steps", "messages_sent", "messages_delivered"):
         if abs(naive[k] - engine[k]) > 0.03 * engine[k]:
             raise RuntimeError(f"the naive engine did different work: {k} engine {engine[k]} vs naive {naive[k]}")
     med = {impl: {k: median_of(r, k) for k in ("run_s", "total_s", "us_per_device_step")} for impl, r in runs.items()}
-    speedup = {"run": med["naive"]["run_s"] / med["engine"]["run_s"], "total": med["naive"]["total_s"] / med["engine"]["total_s"]}
-    print(f"engine {med['engine']['run_s']:.2f} s, naive {med['naive']['run_s']:.2f} s simulating: {speedup['run']:.1f}x "
-          f"(with setup: {med['engine']['total_s']:.2f} s vs {med['naive']['total_s']:.2f} s, {speedup['total']:.1f}x)")
-    return {"scenario": describe(spec), "counts": counts, "median": med, "speedup": speedup, "target_10x_met": speedup["run"] >= 10, "runs": runs}
+    speedup = {
+        "run": med["naive"]["run_s"] / med["engine"]["run_s"],
+        "total": med["naive"]["total_s"] / med["engine"]["total_s"],
+    }
+    print(
+        f"engine {med['engine']['run_s']:.2f} s, naive {med['naive']['run_s']:.2f} s simulating: {speedup['run']:.1f}x "
+        f"(with setup: {med['engine']['total_s']:.2f} s vs {med['naive']['total_s']:.2f} s, {speedup['total']:.1f}x)"
+    )
+    return {
+        "scenario": describe(spec),
+        "counts": counts,
+        "median": med,
+        "speedup": speedup,
+        "target_10x_met": speedup["run"] >= 10,
+        "runs": runs,
+    }
 
 
 BENCHMARKS = {"city10k": bench_city10k, "scaling": bench_scaling, "naive": bench_naive}
@@ -457,19 +590,41 @@ BENCHMARKS = {"city10k": bench_city10k, "scaling": bench_scaling, "naive": bench
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON results go [default: benchmarks/results]")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra scenario override, as for `fleet run --set` (repeatable)")
-    p.add_argument("--tag", help="write <benchmark>-<tag>.json instead of <benchmark>.json (for variants made with --set)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument(
+        "--out-dir", type=Path, default=RESULTS, help="where the JSON results go [default: benchmarks/results]"
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra scenario override, as for `fleet run --set` (repeatable)",
+    )
+    p.add_argument(
+        "--tag", help="write <benchmark>-<tag>.json instead of <benchmark>.json (for variants made with --set)"
+    )
     sub = p.add_subparsers(dest="benchmark", required=True, metavar="{city10k,scaling,naive,all}")
-    c = sub.add_parser("city10k", help="city-10k-v1 for one day: wall time, device-steps/s, messages/s, peak RSS, time per phase")
+    c = sub.add_parser(
+        "city10k", help="city-10k-v1 for one day: wall time, device-steps/s, messages/s, peak RSS, time per phase"
+    )
     c.add_argument("--repeats", type=int, default=3, help="measured runs, each in a fresh process [default: 3]")
     c.add_argument("--no-profile", action="store_true", help="skip the cProfile run that breaks the time down by phase")
     s = sub.add_parser("scaling", help="us per device-step at several fleet sizes (sites of 500 devices)")
-    s.add_argument("--sizes", default="1000,10000,100000", help="comma-separated device counts, multiples of 500 [default: 1000,10000,100000]")
+    s.add_argument(
+        "--sizes",
+        default="1000,10000,100000",
+        help="comma-separated device counts, multiples of 500 [default: 1000,10000,100000]",
+    )
     s.add_argument("--hours", type=float, default=3.0, help="simulated hours at every size [default: 3]")
     s.add_argument("--repeats", type=int, default=3, help="runs per size, sizes interleaved [default: 3]")
-    s.add_argument("--no-profile", action="store_true", help="skip the cProfile run per size that splits us/step by phase")
+    s.add_argument(
+        "--no-profile", action="store_true", help="skip the cProfile run per size that splits us/step by phase"
+    )
     n = sub.add_parser("naive", help="the engine vs one SimPy process per device, side by side")
     n.add_argument("--devices", type=int, default=1000, help="fleet size, a multiple of 500 [default: 1000]")
     n.add_argument("--hours", type=float, default=6.0, help="simulated hours [default: 6]")
@@ -480,8 +635,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def run_cli(argv: list[str] | None, make_parser, benchmarks: dict, workers: dict, prefix: str = "",
-            forwarded=lambda args: [], extra: dict | None = None) -> None:
+def run_cli(
+    argv: list[str] | None,
+    make_parser,
+    benchmarks: dict,
+    workers: dict,
+    prefix: str = "",
+    forwarded=lambda args: [],
+    extra: dict | None = None,
+) -> None:
     """The ``main`` of a benchmark script: ``_worker`` does one measurement for a fresh process and
     prints it; ``all`` runs every benchmark with its defaults plus the options ``forwarded(args)``;
     each result (with ``extra`` figures) is recorded as ``<prefix><name>[-<tag>]``."""

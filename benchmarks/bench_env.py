@@ -18,8 +18,8 @@ import time
 from pathlib import Path
 
 import torch
-
 from bench_engine import RESULTS, SCENARIO, city_overrides, record, say
+
 from fleet.env import BatchedFleetEnv, FleetParallelEnv
 from fleet.scenario import load_scenario
 
@@ -53,15 +53,21 @@ def measure(devices: int, steps: int, repeats: int) -> dict:
         s = statistics.median(runs)
         row[name] = {"ms_per_step": 1e3 * s, "runs_ms": [1e3 * x for x in runs], "device_steps_per_s": devices / s}
     row["parallel_over_batched"] = row["parallel"]["ms_per_step"] / row["batched"]["ms_per_step"]
-    say(f"{devices:>6} devices: batched {row['batched']['device_steps_per_s']:>10,.0f} device-steps/s, "
-        f"parallel view {row['parallel']['device_steps_per_s']:>10,.0f} ({row['parallel_over_batched']:.2f} x the time)")
+    say(
+        f"{devices:>6} devices: batched {row['batched']['device_steps_per_s']:>10,.0f} device-steps/s, "
+        f"parallel view {row['parallel']['device_steps_per_s']:>10,.0f} ({row['parallel_over_batched']:.2f} x the time)"
+    )
     return row
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--sizes", type=lambda s: [int(x) for x in s.split(",")], default=[500, 2000, 10000],
-                   help="fleet sizes, multiples of 500 [default: 500,2000,10000]")
+    p.add_argument(
+        "--sizes",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[500, 2000, 10000],
+        help="fleet sizes, multiples of 500 [default: 500,2000,10000]",
+    )
     p.add_argument("--steps", type=int, default=30, help="control ticks per measurement [default: %(default)s]")
     p.add_argument("--repeats", type=int, default=3, help="measurements per interface and size [default: %(default)s]")
     p.add_argument("--out", default=str(RESULTS), help="folder of env.json [default: benchmarks/results]")

@@ -4,7 +4,7 @@
     python benchmarks/bench_learners.py e2e      # 1,000 devices, 7 days, diffusion-v1, float16 parameters, Wi-Fi
     python benchmarks/bench_learners.py memory   # peak RSS of 10,000 devices (diffusion-v1), 3 hours
     python benchmarks/bench_learners.py gpu      # the batched update on a GPU at N = 10k and 100k (needs CUDA)
-    python benchmarks/bench_learners.py all      # update, e2e, memory (about 15 minutes on 2 cores), and gpu where there is CUDA
+    python benchmarks/bench_learners.py all      # update, e2e, memory (about 15 min on 2 cores), gpu if there is CUDA
 
 ``update`` times one n-step A2C + GAE step of N stacked devices (``fleet.learners.stacked.
 ActorCritic``) against the same step done the ordinary way, one ``torch.nn.Module`` actor and
@@ -36,12 +36,33 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from bench_engine import (
+    COLLECT,
+    CONSENSUS,
+    CONTROL,
+    DECODE,
+    DRAIN,
+    ENCODE,
+    FROM_BROKER,
+    METRICS,
+    METRICS_ROW,
+    NETWORK_EVENTS,
+    OUTGOING,
+    PUBLISH,
+    RECEIVE,
+    RESEND,
+    RUN,
+    STATUS,
+    TELEMETRY,
+    TICK,
+    CallTimes,
+    _absent_from_source,
+    hotspots,
+    run_cli,
+    say,
+)
 from torch import nn
 
-from bench_engine import (
-    CONSENSUS, CONTROL, DECODE, DRAIN, ENCODE, FROM_BROKER, METRICS, METRICS_ROW, NETWORK_EVENTS, OUTGOING, PUBLISH, RECEIVE,
-    RESEND, RUN, STATUS, TELEMETRY, TICK, COLLECT, CallTimes, _absent_from_source, hotspots, run_cli, say,
-)
 from fleet.learners.features import N_FEATURES
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout, ValueNorm
 
@@ -100,7 +121,14 @@ def loop_devices(batched: ActorCritic, k: int) -> list[LoopDevice]:
                     lin.bias.copy_(b[i])
             nets.append(net)
         params = [*nets[0].parameters(), *nets[1].parameters()]
-        devices.append(LoopDevice(nets[0], nets[1], torch.optim.Adam(params, lr=batched.cfg.lr), ValueNorm(1, batched.cfg.value_norm_decay, "cpu")))
+        devices.append(
+            LoopDevice(
+                nets[0],
+                nets[1],
+                torch.optim.Adam(params, lr=batched.cfg.lr),
+                ValueNorm(1, batched.cfg.value_norm_decay, "cpu"),
+            )
+        )
     return devices
 
 
@@ -127,7 +155,11 @@ def loop_update(devices: list[LoopDevice], r: Rollout, cfg: ActorCriticConfig) -
             d.value_norm.update(returns.unsqueeze(0), shared=False)
             target = d.value_norm.normalize(returns.unsqueeze(0)).squeeze(0)
         dist = torch.distributions.Categorical(logits=d.actor(obs[:-1]))
-        loss = -(dist.log_prob(actions) * adv).mean() - cfg.entropy_coef * dist.entropy().mean() + cfg.value_coef * ((values[:-1] - target) ** 2).mean()
+        loss = (
+            -(dist.log_prob(actions) * adv).mean()
+            - cfg.entropy_coef * dist.entropy().mean()
+            + cfg.value_coef * ((values[:-1] - target) ** 2).mean()
+        )
         d.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         nn.utils.clip_grad_norm_(d.parameters, cfg.max_grad_norm)
@@ -137,7 +169,11 @@ def loop_update(devices: list[LoopDevice], r: Rollout, cfg: ActorCriticConfig) -
 def random_rollout(n: int, steps: int, seed: int) -> Rollout:
     """T = ``steps`` transitions of ``n`` devices with rewards of a thermostat's size (-0.05 .. 0 per tick)."""
     g = torch.Generator().manual_seed(seed)
-    return Rollout(torch.randn(steps + 1, n, N_FEATURES, generator=g), torch.randint(0, N_ACTIONS, (steps, n), generator=g), -torch.rand(steps, n, generator=g) * 0.05)
+    return Rollout(
+        torch.randn(steps + 1, n, N_FEATURES, generator=g),
+        torch.randint(0, N_ACTIONS, (steps, n), generator=g),
+        -torch.rand(steps, n, generator=g) * 0.05,
+    )
 
 
 def first(r: Rollout, k: int) -> Rollout:
@@ -223,9 +259,16 @@ def check_update(cfg: ActorCriticConfig, n: int, loop_max: int) -> dict:
     k, r = min(n, loop_max), random_rollout(n, cfg.n_steps, seed=1)
     check = {"float64": same_update(cfg, n, k, r, torch.float64), "float32": same_update(cfg, n, k, r, torch.float32)}
     if not check["float64"]["allclose"]:
-        raise RuntimeError(f"the loop reference no longer computes ActorCritic.update (N={n}): {check['float64']}; update loop_update in bench_learners.py")
-    say(f"update N={n:>6}: loop == batched after one update (first {k} devices): max difference {check['float64']['max_abs_difference']:.0e} in float64, "
-        f"{check['float32']['max_abs_difference']:.0e} in float32, for a step of {check['float64']['max_abs_parameter_change']:.0e}")
+        raise RuntimeError(
+            f"the loop reference no longer computes ActorCritic.update (N={n}): {check['float64']}; update loop_update "
+            "in bench_learners.py"
+        )
+    say(
+        f"update N={n:>6}: loop == batched after one update (first {k} devices): max difference "
+        f"{check['float64']['max_abs_difference']:.0e} in float64, "
+        f"{check['float32']['max_abs_difference']:.0e} in float32, for a step of "
+        f"{check['float64']['max_abs_parameter_change']:.0e}"
+    )
     return check
 
 
@@ -311,7 +354,10 @@ def contention(cfg: ActorCriticConfig, n: int, repeats: int) -> list[dict]:
                     times.setdefault((kind, threads), []).append(seconds(lambda: batched.update(r), 5))
             finally:
                 stop(other)
-    return [{"devices": n, "neighbour": kind, "threads": threads, "update_s": statistics.median(v), "runs": v} for (kind, threads), v in times.items()]
+    return [
+        {"devices": n, "neighbour": kind, "threads": threads, "update_s": statistics.median(v), "runs": v}
+        for (kind, threads), v in times.items()
+    ]
 
 
 def op_profile(cfg: ActorCriticConfig, n: int, top: int = 10) -> list[dict]:
@@ -323,7 +369,15 @@ def op_profile(cfg: ActorCriticConfig, n: int, top: int = 10) -> list[dict]:
         batched.update(r)
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
-    return [{"op": e.key, "calls": e.count, "self_ms": e.self_cpu_time_total / 1e3, "percent": 100 * e.self_cpu_time_total / total} for e in events[:top]]
+    return [
+        {
+            "op": e.key,
+            "calls": e.count,
+            "self_ms": e.self_cpu_time_total / 1e3,
+            "percent": 100 * e.self_cpu_time_total / total,
+        }
+        for e in events[:top]
+    ]
 
 
 def bench_update(args: argparse.Namespace) -> dict:
@@ -338,25 +392,43 @@ def bench_update(args: argparse.Namespace) -> dict:
             load = os.getloadavg()[0]
             row = {"threads": threads, "load_before": load, **time_update(cfg, n, args.loop_max, args.repeats)}
             table.append(row)
-            say(f"update N={n:>6} threads={threads}: batched {1e3 * row['batched_s']:8.2f} ms, loop {row['loop_s']:7.2f} s"
-                f"{' (scaled from ' + str(row['loop_devices_timed']) + ' devices)' if row['loop_scaled_from_subset'] else ''}, "
-                f"{row['speedup']:6.0f}x, {row['batched_gflops']:.1f} GFLOP/s vs mm {row['matmul_2048_gflops']:.0f}")
+            scaled = f" (scaled from {row['loop_devices_timed']} devices)" if row["loop_scaled_from_subset"] else ""
+            say(
+                f"update N={n:>6} threads={threads}: batched {1e3 * row['batched_s']:8.2f} ms, "
+                f"loop {row['loop_s']:7.2f} s{scaled}, "
+                f"{row['speedup']:6.0f}x, {row['batched_gflops']:.1f} GFLOP/s vs mm {row['matmul_2048_gflops']:.0f}"
+            )
     say("update: the batched update with 1 and 2 threads, alone and beside another process ...")
     busy = contention(cfg, args.contention_devices, 2)
     say(f"update: torch operators of one update at N={sizes[-1]} ...")
     torch.set_num_threads(args.threads[0])
     ops = op_profile(cfg, sizes[-1])
-    print(f"{'threads':>7}{'N':>7}{'batched ms':>12}{'loop s':>9}{'speed-up':>10}{'samples/s batched':>19}{'loop':>9}{'GFLOP/s':>9}{'mm GFLOP/s':>11}")
+    print(
+        f"{'threads':>7}{'N':>7}{'batched ms':>12}{'loop s':>9}{'speed-up':>10}"
+        f"{'samples/s batched':>19}{'loop':>9}{'GFLOP/s':>9}{'mm GFLOP/s':>11}"
+    )
     for row in table:
-        print(f"{row['threads']:>7}{row['devices']:>7}{1e3 * row['batched_s']:>12.2f}{row['loop_s']:>9.2f}{row['speedup']:>10.0f}"
-              f"{row['batched_samples_per_s']:>19,.0f}{row['loop_samples_per_s']:>9,.0f}{row['batched_gflops']:>9.1f}{row['matmul_2048_gflops']:>11.0f}")
+        print(
+            f"{row['threads']:>7}{row['devices']:>7}{1e3 * row['batched_s']:>12.2f}"
+            f"{row['loop_s']:>9.2f}{row['speedup']:>10.0f}"
+            f"{row['batched_samples_per_s']:>19,.0f}{row['loop_samples_per_s']:>9,.0f}"
+            f"{row['batched_gflops']:>9.1f}{row['matmul_2048_gflops']:>11.0f}"
+        )
     for row in busy:
-        print(f"N={row['devices']}, neighbour {row['neighbour']:<6}, {row['threads']} thread(s): {1e3 * row['update_s']:6.1f} ms per update")
+        print(
+            f"N={row['devices']}, neighbour {row['neighbour']:<6}, {row['threads']} thread(s): "
+            f"{1e3 * row['update_s']:6.1f} ms per update"
+        )
     at_1k = [row["speedup"] for row in table if row["devices"] == 1000]
     return {
         "config": cfg.model_dump(),
-        "layers": {"actor": [N_FEATURES, cfg.hidden, cfg.hidden, N_ACTIONS], "critic": [N_FEATURES, cfg.hidden, cfg.hidden, 1]},
-        "flops_per_sample": flops_per_sample([N_FEATURES, cfg.hidden, cfg.hidden, N_ACTIONS], [N_FEATURES, cfg.hidden, cfg.hidden, 1], cfg.n_steps),
+        "layers": {
+            "actor": [N_FEATURES, cfg.hidden, cfg.hidden, N_ACTIONS],
+            "critic": [N_FEATURES, cfg.hidden, cfg.hidden, 1],
+        },
+        "flops_per_sample": flops_per_sample(
+            [N_FEATURES, cfg.hidden, cfg.hidden, N_ACTIONS], [N_FEATURES, cfg.hidden, cfg.hidden, 1], cfg.n_steps
+        ),
         "same_update_check": checks,
         "table": table,
         "contention": busy,
@@ -374,7 +446,12 @@ def fleet_overrides(devices: int, hours: float) -> list[str]:
         raise ValueError(f"devices ({devices}) must be a multiple of the site size ({SITE_SIZE})")
     k = devices // SITE_SIZE
     sites = ", ".join(f"{{name: s{i}, devices: {SITE_SIZE}, feeder_kw: 250, network: {{wifi: 1.0}}}}" for i in range(k))
-    return [f"fleet.sites=[{sites}]", f"horizon={hours * 3600:g}", "learner.name=diffusion-v1", "learner.params.comm.dtype=float16"]
+    return [
+        f"fleet.sites=[{sites}]",
+        f"horizon={hours * 3600:g}",
+        "learner.name=diffusion-v1",
+        "learner.params.comm.dtype=float16",
+    ]
 
 
 def describe(devices: int, hours: float) -> dict:
@@ -383,7 +460,12 @@ def describe(devices: int, hours: float) -> dict:
     sc = load_scenario(SCENARIO, fleet_overrides(devices, hours))
     return {
         "base": SCENARIO,
-        "overrides": [o if not o.startswith("fleet.sites") else f"fleet.sites=[{len(sc.fleet.sites)} sites of {SITE_SIZE}, feeder_kw 250, wifi 1.0]" for o in fleet_overrides(devices, hours)],
+        "overrides": [
+            o
+            if not o.startswith("fleet.sites")
+            else f"fleet.sites=[{len(sc.fleet.sites)} sites of {SITE_SIZE}, feeder_kw 250, wifi 1.0]"
+            for o in fleet_overrides(devices, hours)
+        ],
         "devices": sc.n_devices,
         "horizon_s": sc.horizon,
         "control_period_s": sc.control_period,
@@ -406,7 +488,8 @@ FLEET_RUN = (
     "import atexit, sys\n"
     "from pathlib import Path\n"
     "peak = Path(sys.argv.pop(1))\n"
-    "atexit.register(lambda: peak.write_text(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM:'))))\n"
+    "atexit.register(lambda: peak.write_text(next(l.split()[1] for l in open('/proc/self/status') if "
+    "l.startswith('VmHWM:'))))\n"
     "from fleet.cli import main\n"
     "sys.argv[0] = 'fleet'\n"
     "sys.exit(main())\n"
@@ -423,7 +506,13 @@ def fleet_run(devices: int, hours: float, threads: str) -> dict:
         out, peak = Path(scratch) / "run", Path(scratch) / "peak_kb"
         with open(Path(scratch) / "log", "w+") as log:
             started = time.perf_counter()
-            child = subprocess.Popen([sys.executable, "-c", FLEET_RUN, str(peak), *args, "-o", str(out)], cwd=REPO, env=thread_env(threads), stdout=log, stderr=subprocess.STDOUT)
+            child = subprocess.Popen(
+                [sys.executable, "-c", FLEET_RUN, str(peak), *args, "-o", str(out)],
+                cwd=REPO,
+                env=thread_env(threads),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
             _, status, usage = os.wait4(child.pid, 0)
             wall = time.perf_counter() - started
             child.returncode = os.waitstatus_to_exitcode(status)
@@ -515,7 +604,14 @@ class PeakSampler(threading.Thread):
         while not self.stop.is_set():
             rss, hwm = vm_mb("VmRSS"), vm_mb("VmHWM")
             stack = self._stack()
-            phase = next((name for file, func, name in self.PHASES if any(f.endswith(file) and fn == func for f, fn, _ in stack)), "setup")
+            phase = next(
+                (
+                    name
+                    for file, func, name in self.PHASES
+                    if any(f.endswith(file) and fn == func for f, fn, _ in stack)
+                ),
+                "setup",
+            )
             if phase == "setup" and "simulation" in self.hwm_mb:
                 phase = "after the run"
             if phase == "simulation" and self.rss_at_run_start_mb is None:
@@ -524,7 +620,11 @@ class PeakSampler(threading.Thread):
                 self.hwm_mb[phase] = hwm
             if rss > self.max_rss_mb:
                 self.max_rss_mb = rss
-                self.where = [f"{Path(f).as_posix().replace(REPO.as_posix() + '/', '')}:{line} {fn}" for f, fn, line in stack if "fleet/" in f or "devices/" in f]
+                self.where = [
+                    f"{Path(f).as_posix().replace(REPO.as_posix() + '/', '')}:{line} {fn}"
+                    for f, fn, line in stack
+                    if "fleet/" in f or "devices/" in f
+                ]
             time.sleep(self.period_s)
 
     def _stack(self) -> list[tuple[str, str, int]]:
@@ -537,9 +637,9 @@ class PeakSampler(threading.Thread):
 
 def work_memory(spec: dict) -> dict:
     """``fleet.results.execute`` as ``fleet run`` does it, with the RSS sampled throughout."""
+    import fleet.sim.engine  # noqa: F401  (imported lazily by execute)
     from fleet.results import execute
     from fleet.scenario import load_scenario
-    import fleet.sim.engine  # noqa: F401  (imported lazily by execute)
 
     after_imports = vm_mb("VmRSS")
     sc = load_scenario(SCENARIO, fleet_overrides(spec["devices"], spec["hours"]))
@@ -571,8 +671,15 @@ WORKERS = {"profile": work_profile, "memory": work_memory}
 
 # --- profile: time per learner phase ------------------------------------------------------------
 
-ACT, INBOX, OUTBOX = ("fleet/learners/actor_critic.py", "act"), ("fleet/learners/actor_critic.py", "inbox"), ("fleet/learners/actor_critic.py", "outbox")
-LEARNER_UPDATE, UPDATE_LOCAL = ("fleet/learners/actor_critic.py", "update"), ("fleet/learners/actor_critic.py", "update_local")
+ACT, INBOX, OUTBOX = (
+    ("fleet/learners/actor_critic.py", "act"),
+    ("fleet/learners/actor_critic.py", "inbox"),
+    ("fleet/learners/actor_critic.py", "outbox"),
+)
+LEARNER_UPDATE, UPDATE_LOCAL = (
+    ("fleet/learners/actor_critic.py", "update"),
+    ("fleet/learners/actor_critic.py", "update_local"),
+)
 LEARNING, PUBLISH_LEARNER = ("fleet/sim/engine.py", "_learning"), ("fleet/sim/engine.py", "_publish_learner")
 SAVE_CHECKPOINT = ("fleet/results.py", "save_checkpoint")
 
@@ -594,28 +701,60 @@ def learner_phases(stats: pstats.Stats) -> dict:
     t = CallTimes(stats)
     total = t(RUN)
     act = t(ACT)
-    diffusion_update = t(LEARNER_UPDATE, LEARNING)  # DiffusionLearner.update (IndependentLearner.update is called from update_local)
+    # DiffusionLearner.update (IndependentLearner.update is called from update_local)
+    diffusion_update = t(LEARNER_UPDATE, LEARNING)
     phases = {
         "act: features, actor forward, sampling": act,
         "physics, rewards, KPIs (and the rule-based twin)": t(TICK) - act,
-        "sensing, weather, occupancy, churn": t(CONTROL) - t(TICK) - t(PUBLISH, NETWORK_EVENTS) - t(RESEND) - t(FROM_BROKER) - t(ENCODE, STATUS),
+        "sensing, weather, occupancy, churn": t(CONTROL)
+        - t(TICK)
+        - t(PUBLISH, NETWORK_EVENTS)
+        - t(RESEND)
+        - t(FROM_BROKER)
+        - t(ENCODE, STATUS),
         "learner update: rollout, A2C + GAE, backward, Adam": t(UPDATE_LOCAL),
         "learner combine: flat, weighted combine, load": diffusion_update - t(UPDATE_LOCAL),
         "learner inbox: edges, top-k reconstruction, store": t(INBOX),
         "learner outbox: publish policy, top-k quantized copy": t(OUTBOX),
-        "learning glue in the engine (valid deliveries)": t(LEARNING) - t(DRAIN, LEARNING) - t(DECODE, LEARNING) - t(INBOX) - diffusion_update - t(OUTBOX) - t(ENCODE, PUBLISH_LEARNER) - t(PUBLISH, PUBLISH_LEARNER),
+        "learning glue in the engine (valid deliveries)": t(LEARNING)
+        - t(DRAIN, LEARNING)
+        - t(DECODE, LEARNING)
+        - t(INBOX)
+        - diffusion_update
+        - t(OUTBOX)
+        - t(ENCODE, PUBLISH_LEARNER)
+        - t(PUBLISH, PUBLISH_LEARNER),
         "codec: encode (params, telemetry, consensus, status)": t(ENCODE),
         "codec: decode": t(DECODE),
         "network: uplink, broker, downlink, drain": t(PUBLISH) + t(DRAIN) + t(RESEND) + t(FROM_BROKER),
-        "telemetry and consensus state": t(TELEMETRY) - t(ENCODE, TELEMETRY) - t(PUBLISH, TELEMETRY) + t(CONSENSUS) - t(DRAIN, CONSENSUS) - t(PUBLISH, CONSENSUS) - t(ENCODE, OUTGOING) - t(DECODE, RECEIVE),
+        "telemetry and consensus state": t(TELEMETRY)
+        - t(ENCODE, TELEMETRY)
+        - t(PUBLISH, TELEMETRY)
+        + t(CONSENSUS)
+        - t(DRAIN, CONSENSUS)
+        - t(PUBLISH, CONSENSUS)
+        - t(ENCODE, OUTGOING)
+        - t(DECODE, RECEIVE),
         "checkpoints (RunDir.save_checkpoint)": t(SAVE_CHECKPOINT),
-        "metrics rows (param disagreement, CSV)": t(METRICS) - t(SAVE_CHECKPOINT, METRICS) + t(METRICS_ROW, RUN) - t(DRAIN, COLLECT) - t(DECODE, COLLECT),
+        "metrics rows (param disagreement, CSV)": t(METRICS)
+        - t(SAVE_CHECKPOINT, METRICS)
+        + t(METRICS_ROW, RUN)
+        - t(DRAIN, COLLECT)
+        - t(DECODE, COLLECT),
     }
     phases["SimPy kernel and unattributed"] = total - sum(phases.values())
     return {
         "profiled_run_s": total,
         "table": [{"phase": k, "seconds": v, "percent": 100 * v / total} for k, v in phases.items()],
-        "inside": [{"function": f"{file}:{name}", "what": what, "seconds": t((file, name)), "percent": 100 * t((file, name)) / total} for file, name, what in INSIDE],
+        "inside": [
+            {
+                "function": f"{file}:{name}",
+                "what": what,
+                "seconds": t((file, name)),
+                "percent": 100 * t((file, name)) / total,
+            }
+            for file, name, what in INSIDE
+        ],
         "functions_not_found": _absent_from_source(t.missing),
         "functions_not_called": sorted(f"{file}:{name}" for file, name in t.missing),
     }
@@ -631,7 +770,10 @@ def print_phases(phases: dict, run_s: float, hours: float, per_hours: float) -> 
         print(f"  {row['what']:<54}{row['seconds']:>11.2f}{row['percent']:>7.1f}{row['percent'] * run_s / 100:>8.1f}")
     print(f"(profiled: {per_hours:g} simulated hours; est. s = share x the {hours:g}-hour run's {run_s:.0f} s)")
     if phases["functions_not_found"]:
-        print(f"warning: the code no longer has {', '.join(phases['functions_not_found'])}: update the phases in bench_learners.py")
+        print(
+            f"warning: the code no longer has {', '.join(phases['functions_not_found'])}: update the phases in "
+            "bench_learners.py"
+        )
 
 
 # --- the end-to-end and memory benchmarks --------------------------------------------------------
@@ -646,9 +788,11 @@ def bench_e2e(args: argparse.Namespace) -> dict:
         for threads in args.threads:
             runs.append(fleet_run(args.devices, hours, threads))
             r = runs[-1]
-            say(f"e2e {args.devices} devices, {args.days:g} days, threads={threads}: {r['process_wall_s']:.1f} s "
+            say(
+                f"e2e {args.devices} devices, {args.days:g} days, threads={threads}: {r['process_wall_s']:.1f} s "
                 f"({r['run_s']:.1f} s simulating), {r['device_steps_per_s']:,.0f} device-steps/s, "
-                f"{r['bytes_per_device_per_day'] / 1e6:.2f} MB/device/day, peak {r['peak_rss_mb']:.0f} MB")
+                f"{r['bytes_per_device_per_day'] / 1e6:.2f} MB/device/day, peak {r['peak_rss_mb']:.0f} MB"
+            )
     finally:
         stop(other)
     best = min(runs, key=lambda r: r["process_wall_s"])
@@ -656,23 +800,40 @@ def bench_e2e(args: argparse.Namespace) -> dict:
     figures["targets"] = {"under_2_minutes": best["process_wall_s"] < 120}
     if args.profile or not figures["targets"]["under_2_minutes"]:
         say(f"e2e: profiling {args.profile_hours:g} simulated hours under cProfile (threads={best['threads']}) ...")
-        figures["breakdown"] = {"threads": best["threads"], "hours": args.profile_hours, **in_fresh_process({"worker": "profile", "devices": args.devices, "hours": args.profile_hours}, best["threads"])}
+        figures["breakdown"] = {
+            "threads": best["threads"],
+            "hours": args.profile_hours,
+            **in_fresh_process(
+                {"worker": "profile", "devices": args.devices, "hours": args.profile_hours}, best["threads"]
+            ),
+        }
         print_phases(figures["breakdown"]["phases"], best["run_s"], hours, args.profile_hours)
     for r in runs:
-        print(f"e2e threads={r['threads']}: {r['process_wall_s']:.1f} s in all, {r['run_s']:.1f} s simulating, {r['device_steps_per_s']:,.0f} device-steps/s, "
-              f"{r['bytes_per_device_per_day'] / 1e6:.2f} MB per device per day, peak RSS {r['peak_rss_mb']:.0f} MB")
+        print(
+            f"e2e threads={r['threads']}: {r['process_wall_s']:.1f} s in all, {r['run_s']:.1f} s simulating, "
+            f"{r['device_steps_per_s']:,.0f} device-steps/s, "
+            f"{r['bytes_per_device_per_day'] / 1e6:.2f} MB per device per day, peak RSS {r['peak_rss_mb']:.0f} MB"
+        )
     return figures
 
 
 def bench_memory(args: argparse.Namespace) -> dict:
     """Peak RSS of 10,000 devices (diffusion-v1, float16, Wi-Fi) in a fresh process."""
-    figures = {"scenario": describe(args.devices, args.hours), "threads": args.threads, "load_before": os.getloadavg()[0]}
+    figures = {
+        "scenario": describe(args.devices, args.hours),
+        "threads": args.threads,
+        "load_before": os.getloadavg()[0],
+    }
     figures |= in_fresh_process({"worker": "memory", "devices": args.devices, "hours": args.hours}, args.threads)
     figures["targets"] = {"under_4_gb": figures["peak_rss_mb"] < 4096}
-    print(f"memory {args.devices} devices, {args.hours:g} h: peak RSS {figures['peak_rss_mb']:.0f} MB "
-          f"(high-water mark by the end of: {', '.join(f'{k} {v:.0f}' for k, v in figures['high_water_mb_by_end_of'].items())} MB; "
-          f"after imports {figures['rss_after_imports_mb']:.0f} MB, when the simulation starts {figures['rss_at_run_start_mb']:.0f} MB), "
-          f"checkpoint file {figures['checkpoint_mb'] or 0:.0f} MB, {figures['total_s']:.0f} s")
+    print(
+        f"memory {args.devices} devices, {args.hours:g} h: peak RSS {figures['peak_rss_mb']:.0f} MB "
+        "(high-water mark by the end of: "
+        f"{', '.join(f'{k} {v:.0f}' for k, v in figures['high_water_mb_by_end_of'].items())} MB; "
+        f"after imports {figures['rss_after_imports_mb']:.0f} MB, when the simulation starts "
+        f"{figures['rss_at_run_start_mb']:.0f} MB), "
+        f"checkpoint file {figures['checkpoint_mb'] or 0:.0f} MB, {figures['total_s']:.0f} s"
+    )
     print("at the highest RSS sampled: " + " > ".join(figures["at_highest_rss_sampled"]["stack"][-4:]))
     return figures
 
@@ -697,9 +858,16 @@ def time_update_on(device: str, cfg: ActorCriticConfig, n: int, repeats: int) ->
     flops = flops_per_sample(batched.actor.sizes, batched.critic.sizes, cfg.n_steps) * samples
     gflops, peak = flops / med["batched_s"] / 1e9, 2 * size**3 / med["matmul_s"] / 1e9
     return {
-        "devices": n, "samples_per_update": samples, "batched_updates_per_timing": block, "batched_s": med["batched_s"],
-        "batched_samples_per_s": samples / med["batched_s"], "batched_gflops": gflops, "matmul_size": size, "matmul_gflops": peak,
-        "fraction_of_matmul": gflops / peak, "peak_device_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
+        "devices": n,
+        "samples_per_update": samples,
+        "batched_updates_per_timing": block,
+        "batched_s": med["batched_s"],
+        "batched_samples_per_s": samples / med["batched_s"],
+        "batched_gflops": gflops,
+        "matmul_size": size,
+        "matmul_gflops": peak,
+        "fraction_of_matmul": gflops / peak,
+        "peak_device_memory_mb": torch.cuda.max_memory_allocated() / 2**20 if device == "cuda" else None,
         "runs": runs,
     }
 
@@ -708,18 +876,35 @@ def bench_gpu(args: argparse.Namespace) -> dict:
     """Samples/s and GFLOP/s of the batched update on a GPU at large N (``--device cpu``: the same
     measurement on the CPU, to compare on one machine or to check the benchmark itself)."""
     if args.device == "cuda" and not torch.cuda.is_available():
-        print("bench_learners.py gpu: no CUDA device here (torch.cuda.is_available() is False); --device cpu measures the CPU", file=sys.stderr)
+        print(
+            "bench_learners.py gpu: no CUDA device here (torch.cuda.is_available() is False); --device cpu measures "
+            "the CPU",
+            file=sys.stderr,
+        )
         sys.exit(2)
     cfg = ActorCriticConfig()
     table = []
     for n in [int(x) for x in args.sizes.split(",")]:
         row = time_update_on(args.device, cfg, n, args.repeats)
         table.append(row)
-        memory = f", peak {row['peak_device_memory_mb']:.0f} MB on the device" if row["peak_device_memory_mb"] is not None else ""
-        print(f"gpu N={n:>7} on {args.device}: {1e3 * row['batched_s']:8.2f} ms per update, {row['batched_samples_per_s']:,.0f} samples/s, "
-              f"{row['batched_gflops']:.1f} GFLOP/s vs mm {row['matmul_gflops']:.0f}{memory}")
+        memory = (
+            f", peak {row['peak_device_memory_mb']:.0f} MB on the device"
+            if row["peak_device_memory_mb"] is not None
+            else ""
+        )
+        print(
+            f"gpu N={n:>7} on {args.device}: {1e3 * row['batched_s']:8.2f} ms per update, "
+            f"{row['batched_samples_per_s']:,.0f} samples/s, "
+            f"{row['batched_gflops']:.1f} GFLOP/s vs mm {row['matmul_gflops']:.0f}{memory}"
+        )
     name = torch.cuda.get_device_name() if args.device == "cuda" else "cpu"
-    return {"device": args.device, "device_name": name, "torch_cuda": torch.version.cuda, "config": cfg.model_dump(), "table": table}
+    return {
+        "device": args.device,
+        "device_name": name,
+        "torch_cuda": torch.version.cuda,
+        "config": cfg.model_dump(),
+        "table": table,
+    }
 
 
 BENCHMARKS = {"update": bench_update, "e2e": bench_e2e, "memory": bench_memory, "gpu": bench_gpu}
@@ -736,28 +921,79 @@ def threads_list(text: str) -> list[str]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON results go [default: benchmarks/results]")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
+    p.add_argument(
+        "--out-dir", type=Path, default=RESULTS, help="where the JSON results go [default: benchmarks/results]"
+    )
     p.add_argument("--tag", help="write learners-<benchmark>-<tag>.json instead of learners-<benchmark>.json")
     sub = p.add_subparsers(dest="benchmark", required=True, metavar="{update,e2e,memory,gpu,all}")
-    u = sub.add_parser("update", help="batched A2C update vs a loop over per-device nn.Modules: samples/s, speed-up, GFLOP/s")
-    u.add_argument("--sizes", default="100,1000,10000", help="comma-separated device counts N [default: 100,1000,10000]")
-    u.add_argument("--threads", type=lambda s: [int(x) for x in s.split(",")], default=[1, 2], help="torch thread counts to measure at [default: 1,2]")
-    u.add_argument("--loop-max", type=int, default=1000, help="devices the loop runs at most; beyond, its time is scaled per device [default: 1000]")
+    u = sub.add_parser(
+        "update", help="batched A2C update vs a loop over per-device nn.Modules: samples/s, speed-up, GFLOP/s"
+    )
+    u.add_argument(
+        "--sizes", default="100,1000,10000", help="comma-separated device counts N [default: 100,1000,10000]"
+    )
+    u.add_argument(
+        "--threads",
+        type=lambda s: [int(x) for x in s.split(",")],
+        default=[1, 2],
+        help="torch thread counts to measure at [default: 1,2]",
+    )
+    u.add_argument(
+        "--loop-max",
+        type=int,
+        default=1000,
+        help="devices the loop runs at most; beyond, its time is scaled per device [default: 1000]",
+    )
     u.add_argument("--repeats", type=int, default=3, help="alternating timings of each [default: 3]")
-    u.add_argument("--contention-devices", type=int, default=1000, help="N of the 1-vs-2-threads comparison beside other processes [default: 1000]")
-    e = sub.add_parser("e2e", help="fleet run of 1,000 devices for 7 days (diffusion-v1, float16, Wi-Fi): wall, rates, bytes, peak RSS")
+    u.add_argument(
+        "--contention-devices",
+        type=int,
+        default=1000,
+        help="N of the 1-vs-2-threads comparison beside other processes [default: 1000]",
+    )
+    e = sub.add_parser(
+        "e2e", help="fleet run of 1,000 devices for 7 days (diffusion-v1, float16, Wi-Fi): wall, rates, bytes, peak RSS"
+    )
     e.add_argument("--devices", type=int, default=1000, help="fleet size, a multiple of 100 [default: 1000]")
     e.add_argument("--days", type=float, default=7.0, help="simulated days [default: 7]")
-    e.add_argument("--threads", type=threads_list, default=["1", "default"], help="OMP_NUM_THREADS of each run, comma-separated; 'default' leaves torch's choice, as fleet run does [default: 1,default]")
-    e.add_argument("--neighbour", choices=["none", *NEIGHBOURS], default="none", help="run another process beside, on purpose: a pure-Python loop or a torch learner [default: none]")
+    e.add_argument(
+        "--threads",
+        type=threads_list,
+        default=["1", "default"],
+        help="OMP_NUM_THREADS of each run, comma-separated; 'default' leaves torch's choice, as fleet run does "
+        "[default: 1,default]",
+    )
+    e.add_argument(
+        "--neighbour",
+        choices=["none", *NEIGHBOURS],
+        default="none",
+        help="run another process beside, on purpose: a pure-Python loop or a torch learner [default: none]",
+    )
     e.add_argument("--profile", action="store_true", help="profile even if the run meets its 2-minute target")
     e.add_argument("--profile-hours", type=float, default=6.0, help="simulated hours of the cProfile run [default: 6]")
-    m = sub.add_parser("memory", help="peak RSS of a fresh process simulating 10,000 devices (diffusion-v1, float16, Wi-Fi)")
+    m = sub.add_parser(
+        "memory", help="peak RSS of a fresh process simulating 10,000 devices (diffusion-v1, float16, Wi-Fi)"
+    )
     m.add_argument("--devices", type=int, default=10_000, help="fleet size, a multiple of 100 [default: 10000]")
-    m.add_argument("--hours", type=float, default=3.0, help="simulated hours; the peak is reached in the first hour and at the end-of-run checkpoint [default: 3]")
-    m.add_argument("--threads", default="1", help="OMP_NUM_THREADS of the run; 'default' leaves torch's choice [default: 1]")
-    g = sub.add_parser("gpu", help="batched A2C update on a GPU at N = 10k and 100k: samples/s, GFLOP/s against a large matmul there, device memory")
+    m.add_argument(
+        "--hours",
+        type=float,
+        default=3.0,
+        help="simulated hours; the peak is reached in the first hour and at the end-of-run checkpoint [default: 3]",
+    )
+    m.add_argument(
+        "--threads", default="1", help="OMP_NUM_THREADS of the run; 'default' leaves torch's choice [default: 1]"
+    )
+    g = sub.add_parser(
+        "gpu",
+        help="batched A2C update on a GPU at N = 10k and 100k: samples/s, GFLOP/s against a large matmul there, "
+        "device memory",
+    )
     g.add_argument("--sizes", default="10000,100000", help="comma-separated device counts N [default: 10000,100000]")
     g.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where to compute [default: cuda]")
     g.add_argument("--repeats", type=int, default=3, help="alternating timings of each [default: 3]")
@@ -769,7 +1005,9 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     everything = parser().parse_args(argv).benchmark == "all"
-    benchmarks = {k: v for k, v in BENCHMARKS.items() if k != "gpu" or torch.cuda.is_available()} if everything else BENCHMARKS
+    benchmarks = (
+        {k: v for k, v in BENCHMARKS.items() if k != "gpu" or torch.cuda.is_available()} if everything else BENCHMARKS
+    )
     run_cli(argv, parser, benchmarks, WORKERS, prefix="learners-", extra={"torch_threads_default": DEFAULT_THREADS})
 
 

@@ -1,6 +1,7 @@
-"""Load on a real broker: hundreds of PahoTransport agents through one local mosquitto; writes ``benchmarks/results/mqtt-load.json``.
+"""Load on a real broker: hundreds of PahoTransport agents through one local mosquitto; writes
+``benchmarks/results/mqtt-load.json``.
 
-    python benchmarks/bench_mqtt_load.py                          # 200 agents in 4 processes, 2 msgs/s each, QoS 1, 180 s
+    python benchmarks/bench_mqtt_load.py    # 200 agents in 4 processes, 2 msgs/s each, QoS 1, 180 s
     python benchmarks/bench_mqtt_load.py --duration 10 --agents 20 --procs 2 --out-dir /tmp/x   # a quick look
 
 The benchmark starts mosquitto on a free loopback port with a generated configuration
@@ -46,8 +47,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
-
 from bench_engine import record, say
+
 from fleet.errors import TransportError, WireError
 from fleet.mqtt.codec import DType, Kind, decode, encode, encoded_size
 from fleet.mqtt.paho_transport import PahoTransport
@@ -65,8 +66,15 @@ NEIGHBOUR_OFFSETS = (-2, -1, 1, 2)
 SITE_SIZE = 50
 """Agents per site in the topics (``fleet/load-s<k>/d<i>/<kind>``)."""
 SYS_COUNTERS = (
-    "messages/received", "messages/sent", "publish/messages/received", "publish/messages/sent",
-    "publish/messages/dropped", "bytes/received", "bytes/sent", "publish/bytes/received", "publish/bytes/sent",
+    "messages/received",
+    "messages/sent",
+    "publish/messages/received",
+    "publish/messages/sent",
+    "publish/messages/dropped",
+    "bytes/received",
+    "bytes/sent",
+    "publish/bytes/received",
+    "publish/bytes/sent",
 )
 """``$SYS/broker/...`` counters whose increase over the run is recorded."""
 INFLIGHT_REFUSAL = "awaiting their PUBACK"
@@ -98,9 +106,11 @@ class LoadConfig:
         checks = {
             "agents": (self.agents >= len(NEIGHBOUR_OFFSETS) + 1, f"at least {len(NEIGHBOUR_OFFSETS) + 1}"),
             "procs": (1 <= self.procs <= self.agents, "between 1 and the number of agents"),
-            "duration": (self.duration > 0, "positive"), "rate": (self.rate > 0, "positive"),
+            "duration": (self.duration > 0, "positive"),
+            "rate": (self.rate > 0, "positive"),
             "params_fraction": (0 <= self.params_fraction <= 1, "in [0, 1]"),
-            "qos": (self.qos in (0, 1), "0 or 1"), "drain": (self.drain >= 0, "0 or more"),
+            "qos": (self.qos in (0, 1), "0 or 1"),
+            "drain": (self.drain >= 0, "0 or more"),
         }
         for field, (ok, allowed) in checks.items():
             if not ok:
@@ -117,8 +127,8 @@ def diffusion_param_floats() -> int:
     """P, the parameters of one device of diffusion-v1 with its default networks on the shipped
     thermostat scenarios: 2,981."""
     import torch
-
     from bench_learners import N_ACTIONS
+
     from fleet.learners.actor_critic import DiffusionConfig
     from fleet.learners.features import N_FEATURES
     from fleet.learners.stacked import ActorCritic
@@ -142,9 +152,15 @@ def cpu_seconds(pid: int | str = "self") -> float:
 
 def machine_cpu() -> dict[str, float]:
     """Seconds of all cores since boot: busy (user, nice, system, irq, softirq), idle (with iowait) and steal."""
-    user, nice, system, idle, iowait, irq, softirq, steal = (int(x) for x in Path("/proc/stat").read_text().split()[1:9])
+    user, nice, system, idle, iowait, irq, softirq, steal = (
+        int(x) for x in Path("/proc/stat").read_text().split()[1:9]
+    )
     tick = os.sysconf("SC_CLK_TCK")
-    return {"busy": (user + nice + system + irq + softirq) / tick, "idle": (idle + iowait) / tick, "steal": steal / tick}
+    return {
+        "busy": (user + nice + system + irq + softirq) / tick,
+        "idle": (idle + iowait) / tick,
+        "steal": steal / tick,
+    }
 
 
 # --- one worker process: its agents -------------------------------------------------------------
@@ -159,7 +175,10 @@ class Agent:
         rng = np.random.default_rng([spec["seed"], index])
         self.periods = {Kind[k]: p for k, p in spec["periods"].items()}
         self.phase = {kind: rng.uniform(0, period) for kind, period in self.periods.items()}
-        self.arrays = {Kind.TELEMETRY: rng.uniform(15, 25, TELEMETRY_FLOATS), Kind.PARAMS: rng.normal(0, 0.3, spec["param_floats"])}
+        self.arrays = {
+            Kind.TELEMETRY: rng.uniform(15, 25, TELEMETRY_FLOATS),
+            Kind.PARAMS: rng.normal(0, 0.3, spec["param_floats"]),
+        }
         self.topics = {kind: topic(index, kind) for kind in self.periods}
         self.seq = 0
         self.sent: list[tuple[float, float, int, int]] = []
@@ -245,11 +264,16 @@ class Agent:
                 self.reordered[m.sender] += 1
             seen.add(m.seq)
             self.newest[m.sender] = max(m.seq, self.newest.get(m.sender, -1))
-            log.append((m.timestamp, message.arrived_at + clock_offset - m.timestamp, int(m.kind), len(message.payload)))
+            log.append(
+                (m.timestamp, message.arrived_at + clock_offset - m.timestamp, int(m.kind), len(message.payload))
+            )
 
     def pairs(self) -> list[list[int]]:
         """Per sender heard: [sender, receiver, distinct seqs, duplicates, reordered, largest seq]."""
-        return [[s, self.index, len(seqs), self.duplicates[s], self.reordered[s], max(seqs)] for s, seqs in self.seen.items()]
+        return [
+            [s, self.index, len(seqs), self.duplicates[s], self.reordered[s], max(seqs)]
+            for s, seqs in self.seen.items()
+        ]
 
 
 def worker(spec: dict) -> dict:
@@ -270,8 +294,12 @@ def connect(agents: list[Agent], spec: dict) -> None:
     for agent in agents:
         if not agent.transport.connect(timeout=30):
             raise TransportError(f"agent {agent.index} could not connect to {spec['url']}")
-    grants = [a.transport.subscribe(topic(n, kind), spec["qos"]) for a in agents
-              for n in neighbours(a.index, spec["n_agents"]) for kind in a.periods]
+    grants = [
+        a.transport.subscribe(topic(n, kind), spec["qos"])
+        for a in agents
+        for n in neighbours(a.index, spec["n_agents"])
+        for kind in a.periods
+    ]
     if not all(accepted(g.wait(30)) for g in grants):
         raise TransportError("a subscription was not granted")
 
@@ -309,13 +337,18 @@ def worker_report(spec: dict, agents: list[Agent], log: list, window_cpu_s: floa
     np.savez(spec["out"], sent=sent, received=got)
     total = lambda attr: sum((getattr(a, attr) for a in agents), Counter())  # noqa: E731
     return {
-        "proc": spec["proc"], "pid": os.getpid(), "npz": spec["out"],
+        "proc": spec["proc"],
+        "pid": os.getpid(),
+        "npz": spec["out"],
         "sent": {a.index: a.seq for a in agents},
         "pairs": [p for a in agents for p in a.pairs()],
-        "puback": dict(total("puback")), "refusals": dict(total("refusals")),
+        "puback": dict(total("puback")),
+        "refusals": dict(total("refusals")),
         "inflight_wait_s": sum(a.inflight_wait_s for a in agents),
-        "behind_at_end": sum(a.behind_at_end for a in agents), "corrupt_received": sum(a.corrupt for a in agents),
-        "cpu_window_s": window_cpu_s, "cpu_total_s": total_cpu_s,
+        "behind_at_end": sum(a.behind_at_end for a in agents),
+        "corrupt_received": sum(a.corrupt for a in agents),
+        "cpu_window_s": window_cpu_s,
+        "cpu_total_s": total_cpu_s,
     }
 
 
@@ -345,19 +378,37 @@ class SysWatcher:
 def start_workers(cfg: LoadConfig, param_floats: int, url: str, run_id: str, folder: Path) -> list[subprocess.Popen]:
     """The worker processes, each told its share of the agents; they connect and subscribe, then say ready."""
     shares = np.array_split(np.arange(cfg.agents), cfg.procs)
-    common = {"run_id": run_id, "url": url, "n_agents": cfg.agents, "qos": cfg.qos, "seed": cfg.seed, "duration": cfg.duration,
-              "drain": cfg.drain, "param_floats": param_floats, "periods": {k.name: p for k, p in cfg.periods.items()}}
+    common = {
+        "run_id": run_id,
+        "url": url,
+        "n_agents": cfg.agents,
+        "qos": cfg.qos,
+        "seed": cfg.seed,
+        "duration": cfg.duration,
+        "drain": cfg.drain,
+        "param_floats": param_floats,
+        "periods": {k.name: p for k, p in cfg.periods.items()},
+    }
     procs = []
     for p, share in enumerate(shares):
         spec = {**common, "proc": p, "agents": share.tolist(), "out": str(folder / f"worker{p}.npz")}
         with (folder / f"worker{p}.log").open("w") as log:
-            procs.append(subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
-                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True))
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, str(Path(__file__).resolve()), "--worker", json.dumps(spec)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                )
+            )
     return procs
 
 
 def worker_failed(proc: subprocess.Popen, folder: Path, p: int) -> RuntimeError:
-    return RuntimeError(f"worker {p} (pid {proc.pid}) failed; its log:\n{(folder / f'worker{p}.log').read_text()[-3000:]}")
+    return RuntimeError(
+        f"worker {p} (pid {proc.pid}) failed; its log:\n{(folder / f'worker{p}.log').read_text()[-3000:]}"
+    )
 
 
 def run_load(cfg: LoadConfig, folder: Path) -> dict:
@@ -385,8 +436,10 @@ def run_load(cfg: LoadConfig, folder: Path) -> dict:
         time.sleep(max(0.0, start - time.time()))
         cpu = {"broker": cpu_seconds(broker.proc.pid), "machine": machine_cpu()}
         time.sleep(max(0.0, start + cfg.duration - time.time()))
-        cpu = {"broker_s": cpu_seconds(broker.proc.pid) - cpu["broker"],
-               **{f"machine_{k}_s": v - cpu["machine"][k] for k, v in machine_cpu().items()}}
+        cpu = {
+            "broker_s": cpu_seconds(broker.proc.pid) - cpu["broker"],
+            **{f"machine_{k}_s": v - cpu["machine"][k] for k, v in machine_cpu().items()},
+        }
         load_at_end = os.getloadavg()
         reports = []
         for p, proc in enumerate(procs):
@@ -404,7 +457,10 @@ def run_load(cfg: LoadConfig, folder: Path) -> dict:
                 proc.wait()
         broker.stop()
     figures = load_figures(cfg, param_floats, start, reports, cpu)
-    figures["broker"] = {"config": broker.config.read_text(), "sys_counters_over_run": {k: sys_end[k] - sys_start[k] for k in SYS_COUNTERS}}
+    figures["broker"] = {
+        "config": broker.config.read_text(),
+        "sys_counters_over_run": {k: sys_end[k] - sys_start[k] for k in SYS_COUNTERS},
+    }
     figures["load_average"] = {"at_start": load_at_start, "at_end": load_at_end}
     return figures
 
@@ -413,14 +469,25 @@ def percentiles_ms(seconds: np.ndarray) -> dict:
     if not len(seconds):
         return {"count": 0}
     p50, p90, p99, p999 = np.percentile(seconds, [50, 90, 99, 99.9]) * 1e3
-    return {"count": int(len(seconds)), "mean": float(seconds.mean() * 1e3), "p50": float(p50), "p90": float(p90),
-            "p99": float(p99), "p99.9": float(p999), "max": float(seconds.max() * 1e3)}
+    return {
+        "count": int(len(seconds)),
+        "mean": float(seconds.mean() * 1e3),
+        "p50": float(p50),
+        "p90": float(p90),
+        "p99": float(p99),
+        "p99.9": float(p999),
+        "max": float(seconds.max() * 1e3),
+    }
 
 
 def per_second(times: np.ndarray, start: float, duration: float) -> dict:
     """Min, median and max of the counts in each whole second of the window."""
-    counts = np.bincount(np.floor(times[(times >= start) & (times < start + int(duration))] - start).astype(int), minlength=int(duration))
-    return {"min": int(counts.min()), "median": float(np.median(counts)), "max": int(counts.max())} if len(counts) else {}
+    counts = np.bincount(
+        np.floor(times[(times >= start) & (times < start + int(duration))] - start).astype(int), minlength=int(duration)
+    )
+    return (
+        {"min": int(counts.min()), "median": float(np.median(counts)), "max": int(counts.max())} if len(counts) else {}
+    )
 
 
 def load_figures(cfg: LoadConfig, param_floats: int, start: float, reports: list[dict], cpu: dict) -> dict:
@@ -440,34 +507,59 @@ def load_figures(cfg: LoadConfig, param_floats: int, start: float, reports: list
     total = lambda key: sum((Counter(r[key]) for r in reports), Counter())  # noqa: E731
     cpu_clients = [r["cpu_window_s"] for r in reports]
     return {
-        "config": {**asdict(cfg), "neighbours_per_agent": len(NEIGHBOUR_OFFSETS), "agents_per_site": SITE_SIZE,
-                   "param_floats": param_floats, "message_bytes": {
-                       "telemetry": encoded_size(DType.FLOAT16, [(TELEMETRY_FLOATS,)]), "params": encoded_size(DType.FLOAT16, [(param_floats,)])},
-                   "periods_s": {k.name.lower(): p for k, p in cfg.periods.items()},
-                   "target_published_per_s": cfg.agents * cfg.rate},
+        "config": {
+            **asdict(cfg),
+            "neighbours_per_agent": len(NEIGHBOUR_OFFSETS),
+            "agents_per_site": SITE_SIZE,
+            "param_floats": param_floats,
+            "message_bytes": {
+                "telemetry": encoded_size(DType.FLOAT16, [(TELEMETRY_FLOATS,)]),
+                "params": encoded_size(DType.FLOAT16, [(param_floats,)]),
+            },
+            "periods_s": {k.name.lower(): p for k, p in cfg.periods.items()},
+            "target_published_per_s": cfg.agents * cfg.rate,
+        },
         "published": {
-            "messages": int(len(sent)), "per_s": len(sent) / window, "bytes_per_s": float(sent[:, 3].sum() / window),
+            "messages": int(len(sent)),
+            "per_s": len(sent) / window,
+            "bytes_per_s": float(sent[:, 3].sum() / window),
             "by_kind": {name: int((sent[:, 2] == k).sum()) for name, k in kinds.items()},
             "per_second_of_window": per_second(sent[:, 0], start, window),
-            "send_lag_ms": percentiles_ms(sent[:, 1]), "behind_schedule_at_end": sum(r["behind_at_end"] for r in reports),
+            "send_lag_ms": percentiles_ms(sent[:, 1]),
+            "behind_schedule_at_end": sum(r["behind_at_end"] for r in reports),
         },
         "delivered": {
-            "expected": int(sum(expected.values())), "messages": int(len(got)), "per_s": len(got) / window,
+            "expected": int(sum(expected.values())),
+            "messages": int(len(got)),
+            "per_s": len(got) / window,
             "bytes_per_s": float(got[:, 3].sum() / window),
             "by_kind": {name: int((got[:, 2] == k).sum()) for name, k in kinds.items()},
             "per_second_of_window": per_second(arrival, start, window),
             "after_window": int((arrival >= start + window).sum()),
-            "lost": int(sum(lost.values())), "pairs_with_loss": int(sum(n > 0 for n in lost.values())),
-            "duplicates": int(pairs[:, 3].sum()), "reordered": int(pairs[:, 4].sum()), "seq_beyond_sent": beyond,
+            "lost": int(sum(lost.values())),
+            "pairs_with_loss": int(sum(n > 0 for n in lost.values())),
+            "duplicates": int(pairs[:, 3].sum()),
+            "reordered": int(pairs[:, 4].sum()),
+            "seq_beyond_sent": beyond,
             "corrupt": sum(r["corrupt_received"] for r in reports),
-            "pairs": len(expected), "unexpected_pairs": len(set(heard) - set(expected)),
+            "pairs": len(expected),
+            "unexpected_pairs": len(set(heard) - set(expected)),
         },
-        "delay_ms": {"all": percentiles_ms(got[:, 1]), **{name: percentiles_ms(got[got[:, 2] == k, 1]) for name, k in kinds.items()}},
-        "publish": {"puback_codes": dict(total("puback")), "refusals": dict(total("refusals")),
-                    "inflight_wait_s": sum(r["inflight_wait_s"] for r in reports)},
+        "delay_ms": {
+            "all": percentiles_ms(got[:, 1]),
+            **{name: percentiles_ms(got[got[:, 2] == k, 1]) for name, k in kinds.items()},
+        },
+        "publish": {
+            "puback_codes": dict(total("puback")),
+            "refusals": dict(total("refusals")),
+            "inflight_wait_s": sum(r["inflight_wait_s"] for r in reports),
+        },
         "cpu": {
-            **cpu, "window_s": window, "broker_percent_of_a_core": 100 * cpu["broker_s"] / window,
-            "clients_s": cpu_clients, "clients_percent_of_a_core": 100 * sum(cpu_clients) / window,
+            **cpu,
+            "window_s": window,
+            "broker_percent_of_a_core": 100 * cpu["broker_s"] / window,
+            "clients_s": cpu_clients,
+            "clients_percent_of_a_core": 100 * sum(cpu_clients) / window,
             "others_s": cpu["machine_busy_s"] - cpu["broker_s"] - sum(cpu_clients),
             "client_cpu_after_window_s": [r["cpu_total_s"] - r["cpu_window_s"] for r in reports],
         },
@@ -479,18 +571,62 @@ def load_figures(cfg: LoadConfig, param_floats: int, start: float, reports: list
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=__doc__.split("\n\n", 1)[1],
+    )
     defaults = LoadConfig()
-    p.add_argument("--agents", type=int, default=defaults.agents, help=f"agents, one MQTT connection each [default: {defaults.agents}]")
-    p.add_argument("--procs", type=int, default=defaults.procs, help=f"worker processes the agents are spread over [default: {defaults.procs}]")
-    p.add_argument("--duration", type=float, default=defaults.duration, help=f"seconds of publishing [default: {defaults.duration:g}]")
-    p.add_argument("--rate", type=float, default=defaults.rate, help=f"messages/s each agent publishes [default: {defaults.rate:g}]")
-    p.add_argument("--params-fraction", type=float, default=defaults.params_fraction,
-                   help=f"share of params messages (~6 KB) among the ~45 B telemetry ones; 0 or 1 for one kind [default: {defaults.params_fraction:g}]")
-    p.add_argument("--qos", type=int, choices=(0, 1), default=defaults.qos, help=f"QoS of publishes and subscriptions [default: {defaults.qos}]")
-    p.add_argument("--drain", type=float, default=defaults.drain, help=f"seconds to keep receiving after the window [default: {defaults.drain:g}]")
-    p.add_argument("--seed", type=int, default=defaults.seed, help=f"seed of schedules and payloads [default: {defaults.seed}]")
-    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the JSON result goes [default: benchmarks/results]")
+    p.add_argument(
+        "--agents",
+        type=int,
+        default=defaults.agents,
+        help=f"agents, one MQTT connection each [default: {defaults.agents}]",
+    )
+    p.add_argument(
+        "--procs",
+        type=int,
+        default=defaults.procs,
+        help=f"worker processes the agents are spread over [default: {defaults.procs}]",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=defaults.duration,
+        help=f"seconds of publishing [default: {defaults.duration:g}]",
+    )
+    p.add_argument(
+        "--rate",
+        type=float,
+        default=defaults.rate,
+        help=f"messages/s each agent publishes [default: {defaults.rate:g}]",
+    )
+    p.add_argument(
+        "--params-fraction",
+        type=float,
+        default=defaults.params_fraction,
+        help="share of params messages (~6 KB) among the ~45 B telemetry ones; 0 or 1 for one kind "
+        f"[default: {defaults.params_fraction:g}]",
+    )
+    p.add_argument(
+        "--qos",
+        type=int,
+        choices=(0, 1),
+        default=defaults.qos,
+        help=f"QoS of publishes and subscriptions [default: {defaults.qos}]",
+    )
+    p.add_argument(
+        "--drain",
+        type=float,
+        default=defaults.drain,
+        help=f"seconds to keep receiving after the window [default: {defaults.drain:g}]",
+    )
+    p.add_argument(
+        "--seed", type=int, default=defaults.seed, help=f"seed of schedules and payloads [default: {defaults.seed}]"
+    )
+    p.add_argument(
+        "--out-dir", type=Path, default=RESULTS, help="where the JSON result goes [default: benchmarks/results]"
+    )
     p.add_argument("--tag", help=f"write {NAME}-<tag>.json instead of {NAME}.json (for variants)")
     p.add_argument("--worker", help=argparse.SUPPRESS)  # internal: one worker process's spec
     return p
@@ -498,10 +634,16 @@ def parser() -> argparse.ArgumentParser:
 
 def summary(figures: dict) -> str:
     pub, got, delay, cpu = figures["published"], figures["delivered"], figures["delay_ms"]["all"], figures["cpu"]
-    return (f"published {pub['per_s']:,.0f} msgs/s ({pub['bytes_per_s'] / 1e3:,.0f} kB/s), delivered {got['per_s']:,.0f} msgs/s "
-            f"({got['bytes_per_s'] / 1e3:,.0f} kB/s); delay p50 {delay['p50']:.2f} ms, p99 {delay['p99']:.2f} ms, max {delay['max']:.1f} ms; "
-            f"lost {got['lost']}, duplicates {got['duplicates']}, reordered {got['reordered']}; refusals {figures['publish']['refusals']}; "
-            f"CPU: broker {cpu['broker_percent_of_a_core']:.0f} %, clients {cpu['clients_percent_of_a_core']:.0f} % of a core")
+    return (
+        f"published {pub['per_s']:,.0f} msgs/s ({pub['bytes_per_s'] / 1e3:,.0f} kB/s), delivered {got['per_s']:,.0f} "
+        "msgs/s "
+        f"({got['bytes_per_s'] / 1e3:,.0f} kB/s); delay p50 {delay['p50']:.2f} ms, p99 {delay['p99']:.2f} ms, max "
+        f"{delay['max']:.1f} ms; "
+        f"lost {got['lost']}, duplicates {got['duplicates']}, reordered {got['reordered']}; refusals "
+        f"{figures['publish']['refusals']}; "
+        f"CPU: broker {cpu['broker_percent_of_a_core']:.0f} %, clients {cpu['clients_percent_of_a_core']:.0f} % of a "
+        "core"
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -510,12 +652,17 @@ def main(argv: list[str] | None = None) -> None:
         print(json.dumps(worker(json.loads(args.worker))), flush=True)
         return
     try:
-        cfg = LoadConfig(args.agents, args.procs, args.duration, args.rate, args.params_fraction, args.qos, args.drain, args.seed)
+        cfg = LoadConfig(
+            args.agents, args.procs, args.duration, args.rate, args.params_fraction, args.qos, args.drain, args.seed
+        )
     except ValueError as exc:
         parser().error(str(exc))
     load_before = os.getloadavg()
-    say(f"{cfg.agents} agents in {cfg.procs} processes, {cfg.rate:g} msgs/s each, QoS {cfg.qos}, for {cfg.duration:g} s "
-        f"(load average {load_before[0]:.2f})")
+    say(
+        f"{cfg.agents} agents in {cfg.procs} processes, {cfg.rate:g} msgs/s each, QoS {cfg.qos}, for {cfg.duration:g} "
+        "s "
+        f"(load average {load_before[0]:.2f})"
+    )
     with tempfile.TemporaryDirectory(prefix="mqtt-load-") as folder:
         figures = run_load(cfg, Path(folder))
     figures["load_average"]["before"] = load_before

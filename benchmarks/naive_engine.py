@@ -127,12 +127,21 @@ class Collector:
 class Device:
     """One thermostat: its building, its deadband controller and its consensus value."""
 
-    def __init__(self, sim: "NaiveSimulation", i: int, x: np.ndarray) -> None:
+    def __init__(self, sim: NaiveSimulation, i: int, x: np.ndarray) -> None:
         s, w, p = sim.scenario, sim.world, sim.world.params
         self.sim, self.i = sim, i
         self.temp, self.on = float(p.initial_temp[i]), False
-        self.r, self.c, self.gain, self.cop = float(p.resistance[i]), float(p.capacitance[i]), float(p.internal_gain[i]), float(p.cop[i])
-        self.offset, self.shift_h, self.levels_kw = float(p.outdoor_offset[i]), float(p.occupancy_shift_h[i]), p.levels_kw[i].tolist()
+        self.r, self.c, self.gain, self.cop = (
+            float(p.resistance[i]),
+            float(p.capacitance[i]),
+            float(p.internal_gain[i]),
+            float(p.cop[i]),
+        )
+        self.offset, self.shift_h, self.levels_kw = (
+            float(p.outdoor_offset[i]),
+            float(p.occupancy_shift_h[i]),
+            p.levels_kw[i].tolist(),
+        )
         self.topic = f"fleet/{w.site_names[w.site_of[i]]}/{w.device_names[i]}/"
         profile = s.network.profiles[w.profile_names[w.profile_of[i]]]
         self.uplink = Link(sim.env, profile, profile.up_bps, sim.rng)
@@ -187,10 +196,16 @@ class Device:
 
     def consensus_round(self, t: float) -> None:
         cfg = self.sim.scenario.workloads.consensus
-        fresh = [(w, self.inbox[j][1]) for j, w in self.weights.items() if j in self.inbox and t - self.inbox[j][0] <= cfg.staleness_s]
+        fresh = [
+            (w, self.inbox[j][1])
+            for j, w in self.weights.items()
+            if j in self.inbox and t - self.inbox[j][0] <= cfg.staleness_s
+        ]
         self.x = (1.0 - sum(w for w, _ in fresh)) * self.x + sum(w * v for w, v in fresh)
         self.seq["consensus"] += 1
-        payload = encode(Kind.CONSENSUS, self.i, self.seq["consensus"], t, [self.x.astype(np.float32)], DTYPES[cfg.dtype])
+        payload = encode(
+            Kind.CONSENSUS, self.i, self.seq["consensus"], t, [self.x.astype(np.float32)], DTYPES[cfg.dtype]
+        )
         self.sim.env.process(self.publish("consensus", payload, retain=cfg.retain))
 
     def publish(self, kind: str, payload: bytes, retain: bool):
@@ -240,7 +255,11 @@ class NaiveSimulation:
         self.devices = [Device(self, i, x[i]) for i in range(w.n)]
         if s.workloads.consensus.enabled:
             topo = w.topology
-            for receiver, sender, weight in zip(topo.receiver.tolist(), topo.sender.tolist(), consensus_weights(topo, s.workloads.consensus.weights).tolist()):
+            for receiver, sender, weight in zip(
+                topo.receiver.tolist(),
+                topo.sender.tolist(),
+                consensus_weights(topo, s.workloads.consensus.weights).tolist(),
+            ):
                 self.devices[receiver].weights[sender] = weight
                 self.broker.subscribe(self.devices[receiver], self.devices[sender].topic + "consensus")
 

@@ -62,8 +62,10 @@ def imitate() -> None:
     other = load_scenario("thermostats-small-v1", WORLD, TEACHER_SEED + 1)
     held_out = demonstrations(other, 5, other.reward.discomfort_per_degh)
     save_policy(path, actor)
-    print(f"{IMITATION_POLICY}: the optimum's level in {agreement(actor, x, y):.1%} of its {len(y)} decisions "
-          f"on seed {TEACHER_SEED}, {agreement(actor, *held_out):.1%} on 5 days of seed {TEACHER_SEED + 1}")
+    print(
+        f"{IMITATION_POLICY}: the optimum's level in {agreement(actor, x, y):.1%} of its {len(y)} decisions "
+        f"on seed {TEACHER_SEED}, {agreement(actor, *held_out):.1%} on 5 days of seed {TEACHER_SEED + 1}"
+    )
 
 
 def optimum(study: Study, folder: Path) -> dict:
@@ -87,15 +89,22 @@ def optimum(study: Study, folder: Path) -> dict:
         start = world.occupancy.band(times[0])[0] + 0.5
         for weight in OPTIMUM_WEIGHTS:
             best = optimal_control(world, window, weight, start)
-            points[weight].append({TAIL[0]: best.cost.mean() / tail_days,
-                                   TAIL[1]: best.discomfort_degh.mean() / tail_days})
+            points[weight].append(
+                {TAIL[0]: best.cost.mean() / tail_days, TAIL[1]: best.discomfort_degh.mean() / tail_days}
+            )
     rows = {f"optimum-w{w:g}": {key: summarize([p[key] for p in got]) for key in TAIL} for w, got in points.items()}
     at_one = [p[TAIL[0]] for p in points[1.0]]
-    above = {name: summarize([got[TAIL[0]]["per_seed"][str(r.seed)] - best for r, best in zip(reference, at_one)])
-             for name, got in controllers["points"].items()}
-    out = {"command": f"python benchmarks/study_learning.py optimum {study.path} {folder}", "weights": OPTIMUM_WEIGHTS,
-           "results": rows, "per_seed": {f"optimum-w{w:g}": got for w, got in points.items()},
-           "cost_above_optimum_w1_same_seed": above}
+    above = {
+        name: summarize([got[TAIL[0]]["per_seed"][str(r.seed)] - best for r, best in zip(reference, at_one)])
+        for name, got in controllers["points"].items()
+    }
+    out = {
+        "command": f"python benchmarks/study_learning.py optimum {study.path} {folder}",
+        "weights": OPTIMUM_WEIGHTS,
+        "results": rows,
+        "per_seed": {f"optimum-w{w:g}": got for w, got in points.items()},
+        "cost_above_optimum_w1_same_seed": above,
+    }
     (REPO / "benchmarks" / "results" / f"{study.name}-optimum.json").write_text(json.dumps(out, indent=1))
     frontier_plot(rows, controllers["points"], REPO / "docs" / "studies" / study.name / "frontier.png")
     return out
@@ -105,6 +114,7 @@ def frontier_plot(optimum_rows: dict, controller_rows: dict, path: Path) -> Path
     """Cost against discomfort over the last days: the optimum at each weight (a line) and each
     controller (mean and 95 % t interval over seeds); controllers beyond 20 degC*h are left out."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -119,8 +129,12 @@ def frontier_plot(optimum_rows: dict, controller_rows: dict, path: Path) -> Path
         if r[disc]["mean"] <= 20:
             xerr, yerr = ((s["t"][1] - s["t"][0]) / 2 if s["t"] else None for s in (r[disc], r[cost]))
             ax.errorbar(r[disc]["mean"], r[cost]["mean"], xerr=xerr, yerr=yerr, fmt="o", capsize=3, label=name)
-    ax.set(xscale="symlog", xlabel="discomfort, °C·h per device-day (last days)",
-           ylabel="cost per device-day (last days)", title="Controllers against the perfect-information optimum")
+    ax.set(
+        xscale="symlog",
+        xlabel="discomfort, °C·h per device-day (last days)",
+        ylabel="cost per device-day (last days)",
+        title="Controllers against the perfect-information optimum",
+    )
     ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

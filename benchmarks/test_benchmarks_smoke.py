@@ -6,11 +6,11 @@ import cProfile
 import pstats
 
 import pytest
-
 from bench_engine import SCENARIO, city_overrides, parser, phase_breakdown
+from naive_engine import NaiveSimulation
+
 from fleet.scenario import load_scenario
 from fleet.sim.engine import Simulation
-from naive_engine import NaiveSimulation
 
 pytestmark = pytest.mark.benchmark
 
@@ -57,6 +57,7 @@ def test_every_benchmark_has_help(capsys):
 @pytest.mark.mqtt
 def test_mqtt_load_loses_nothing_at_qos1(tmp_path):
     from bench_mqtt_load import LoadConfig, run_load
+
     from tests.mosquitto import MOSQUITTO
 
     if MOSQUITTO is None:

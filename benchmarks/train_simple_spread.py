@@ -4,8 +4,8 @@ over a few seeds, against a uniformly random policy.
     .venv/bin/python benchmarks/train_simple_spread.py            # 3 seeds x 40k steps per learner, ~10 min on 2 cores
 
 Writes ``benchmarks/results/simple-spread.json`` (every curve, with the command, the machine,
-the commit and the date) and the plot ``docs/img/simple-spread.png`` (mean over seeds, the seeds' range shaded). Needs the
-``examples`` extra (``pip install -c constraints.txt -e '.[examples]'``).
+the commit and the date) and the plot ``docs/img/simple-spread.png`` (mean over seeds, the seeds' range
+shaded). Needs the ``examples`` extra (``pip install -c constraints.txt -e '.[examples]'``).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from bench_engine import REPO, RESULTS, record, say  # noqa: E402
 from mpe2 import simple_spread_v3  # noqa: E402
 
-from bench_engine import REPO, RESULTS, record, say  # noqa: E402
 from fleet.env.train import random_returns, train  # noqa: E402
 
 
@@ -51,8 +51,9 @@ def study(s: Settings) -> dict:
     curves = {learner: {} for learner in s.learners}
     for learner in s.learners:
         for seed in s.seeds:
-            curves[learner][seed] = train(simple_spread_v3.parallel_env(**s.env), learner, steps=s.steps, seed=seed,
-                                          points=s.points).curve
+            curves[learner][seed] = train(
+                simple_spread_v3.parallel_env(**s.env), learner, steps=s.steps, seed=seed, points=s.points
+            ).curve
             say(f"{learner} seed {seed}: final mean return {curves[learner][seed][-1]['mean_return']:.2f}")
     env = simple_spread_v3.parallel_env(**s.env)
     rand = [float(np.mean(random_returns(env, s.random_episodes, seed))) for seed in s.seeds]
@@ -60,7 +61,9 @@ def study(s: Settings) -> dict:
         "settings": asdict(s),
         "curves": curves,
         "random_mean_return": rand,
-        "final_mean_return": {learner: [c[-1]["mean_return"] for c in by_seed.values()] for learner, by_seed in curves.items()},
+        "final_mean_return": {
+            learner: [c[-1]["mean_return"] for c in by_seed.values()] for learner, by_seed in curves.items()
+        },
         "wall_s": time.perf_counter() - started,
     }
 
@@ -86,17 +89,27 @@ def plot(result: dict, path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> dict:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--steps", type=int, default=Settings.steps, help="environment steps per run [default: %(default)s]")
     p.add_argument("--seeds", type=int, default=len(Settings.seeds), help="seeds 0..n-1 [default: %(default)s]")
     p.add_argument("--points", type=int, default=Settings.points, help="rows of each curve [default: %(default)s]")
-    p.add_argument("--random-episodes", type=int, default=Settings.random_episodes,
-                   help="episodes of the random policy per seed [default: %(default)s]")
-    p.add_argument("--out", type=Path, default=RESULTS, help="folder of simple-spread.json [default: benchmarks/results]")
+    p.add_argument(
+        "--random-episodes",
+        type=int,
+        default=Settings.random_episodes,
+        help="episodes of the random policy per seed [default: %(default)s]",
+    )
+    p.add_argument(
+        "--out", type=Path, default=RESULTS, help="folder of simple-spread.json [default: benchmarks/results]"
+    )
     p.add_argument("--png", type=Path, default=REPO / "docs/img/simple-spread.png", help="where the plot goes")
     args = p.parse_args(argv)
     torch.set_num_threads(1)  # tensors of 3 agents: more threads only wait on each other
-    s = Settings(seeds=tuple(range(args.seeds)), steps=args.steps, points=args.points, random_episodes=args.random_episodes)
+    s = Settings(
+        seeds=tuple(range(args.seeds)), steps=args.steps, points=args.points, random_episodes=args.random_episodes
+    )
     result = study(s)
     record("simple-spread", result, args.out)
     plot(result, args.png)

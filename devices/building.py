@@ -91,7 +91,7 @@ class DeviceParams:
         occupancy: OccupancyConfig,
         n: int,
         rng: np.random.Generator,
-    ) -> "DeviceParams":
+    ) -> DeviceParams:
         """Draw the parameters of ``n`` devices.
 
         The draw order is fixed (so a seed always gives the same fleet): resistance,

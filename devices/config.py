@@ -9,7 +9,7 @@ Every default below says where its numbers come from.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator, model_validator
 
@@ -116,7 +116,7 @@ class EpwWeatherConfig(StrictModel):
     """EPW file; a relative path is resolved against the scenario file's folder"""
 
 
-WeatherConfig = Annotated[Union[SyntheticWeatherConfig, EpwWeatherConfig], Field(discriminator="source")]
+WeatherConfig = Annotated[SyntheticWeatherConfig | EpwWeatherConfig, Field(discriminator="source")]
 """Either weather model, chosen by ``source``."""
 
 
@@ -194,7 +194,7 @@ class TouPeriod(StrictModel):
     """energy price during the period, per kWh in the tariff's ``currency``"""
 
     @model_validator(mode="after")
-    def _ordered(self) -> "TouPeriod":
+    def _ordered(self) -> TouPeriod:
         if not self.start_h < self.end_h:
             raise ValueError(
                 f"start_h ({self.start_h}) must be before end_h ({self.end_h}); split a period across midnight in two"
@@ -230,7 +230,7 @@ class TouTariffConfig(_Tariff):
         return periods
 
 
-TariffConfig = Annotated[Union[FlatTariffConfig, TouTariffConfig], Field(discriminator="kind")]
+TariffConfig = Annotated[FlatTariffConfig | TouTariffConfig, Field(discriminator="kind")]
 """Either tariff, chosen by ``kind``."""
 
 

@@ -141,8 +141,10 @@ def _check_epw_header(path: Path, lines: list[str]) -> None:
         if i >= len(lines):
             raise ConfigError(f"{path}, line {i + 1}: the file ends inside the EPW header, before '{keyword}'")
         if not lines[i].startswith(keyword):
-            raise ConfigError(f"{path}, line {i + 1}: does not start with '{keyword}', as an EPW header line must; "
-                              "is this an EPW file?")
+            raise ConfigError(
+                f"{path}, line {i + 1}: does not start with '{keyword}', as an EPW header line must; "
+                "is this an EPW file?"
+            )
 
 
 def _epw_fields(path: Path, line_no: int, line: str) -> list[str]:
@@ -163,7 +165,9 @@ def _epw_dry_bulb(path: Path, line_no: int, fields: list[str]) -> float:
     except ValueError:
         raise ConfigError(f"{where}: {text[:20]!r}{'...' * (len(text) > 20)} is not a number") from None
     if value in _EPW_MISSING:
-        raise ConfigError(f"{where}: {value:g} marks missing data; fill the gap (e.g. interpolate) before using the file")
+        raise ConfigError(
+            f"{where}: {value:g} marks missing data; fill the gap (e.g. interpolate) before using the file"
+        )
     lo, hi = _EPW_RANGE_C
     if not lo <= value <= hi:
         raise ConfigError(f"{where}: {value:g} degC is outside the plausible range [{lo}, {hi}] degC")

@@ -121,8 +121,10 @@ def _override_items(overrides: Mapping[str, Any] | Iterable[str] | None) -> list
         try:
             text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).removesuffix("\n...\n").strip()
         except yaml.YAMLError:
-            raise ConfigError(f"overrides[{key!r}]: {value!r} is not a value a scenario holds "
-                              "(a number, string, bool, None, list or mapping)") from None
+            raise ConfigError(
+                f"overrides[{key!r}]: {value!r} is not a value a scenario holds "
+                "(a number, string, bool, None, list or mapping)"
+            ) from None
         items.append(f"{key}={text}")
     return items
 
@@ -162,7 +164,9 @@ def run(
     dev = _resolve_device(device)
     out = Path(tempfile.mkdtemp(prefix="fleet-")) / f"{sc.name}-seed{sc.seed}" if out is None else Path(out)
     with _progress(progress, sc.horizon, sc.name) as report:
-        run_dir, _ = execute(sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=report, realtime=realtime)
+        run_dir, _ = execute(
+            sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=report, realtime=realtime
+        )
     return Result.read(run_dir.path)
 
 
@@ -194,8 +198,10 @@ def _resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA device is available on this machine (torch.cuda.is_available() is False); "
-                          "use --device cpu or auto")
+        raise ConfigError(
+            "--device cuda: no CUDA device is available on this machine (torch.cuda.is_available() is False); "
+            "use --device cpu or auto"
+        )
     return device
 
 
@@ -245,5 +251,11 @@ def write_report(
         raise ConfigError("tail applies only with comm_vs_reward=True")
     single = isinstance(runs, (Result, str, Path))
     paths = [r.path if isinstance(r, Result) else Path(r) for r in ([runs] if single else runs)]
-    return draw(paths, Path(out), overwrite=overwrite, per_run=per_run, with_comm_vs_reward=comm_vs_reward,
-                tail=DEFAULT_TAIL if tail is None else tail)
+    return draw(
+        paths,
+        Path(out),
+        overwrite=overwrite,
+        per_run=per_run,
+        with_comm_vs_reward=comm_vs_reward,
+        tail=DEFAULT_TAIL if tail is None else tail,
+    )

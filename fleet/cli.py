@@ -51,32 +51,93 @@ def main() -> None:
 
 @main.command()
 @click.argument("scenario")
-@click.option("-o", "--out", "out", type=click.Path(path_type=Path), help="Run directory to create [default: runs/<scenario>-seed<seed>].")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a scenario field, e.g. --set horizon=1d --set fleet.sites[0].devices=20 (repeatable; validated like the file).")
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    type=click.Path(path_type=Path),
+    help="Run directory to create [default: runs/<scenario>-seed<seed>].",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a scenario field, e.g. --set horizon=1d --set fleet.sites[0].devices=20 "
+    "(repeatable; validated like the file).",
+)
 @click.option("--seed", type=click.IntRange(min=0), help="Root seed (overrides the scenario's).")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True, help="Where learners compute.")
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default="auto",
+    show_default=True,
+    help="Where learners compute.",
+)
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory (only if it is one).")
-@click.option("--threads", type=click.IntRange(min=1),
-              help="CPU threads of torch, OpenMP and BLAS [default: OMP_NUM_THREADS if set, "
-                   "else 1 for a fleet under 1,000 devices and every core for a larger one].")
-@click.option("--tensorboard", is_flag=True, help="Also write the metrics as TensorBoard scalars into <run>/tensorboard (same as --set outputs.tensorboard=true).")
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    help="CPU threads of torch, OpenMP and BLAS [default: OMP_NUM_THREADS if set, "
+    "else 1 for a fleet under 1,000 devices and every core for a larger one].",
+)
+@click.option(
+    "--tensorboard",
+    is_flag=True,
+    help="Also write the metrics as TensorBoard scalars into <run>/tensorboard "
+    "(same as --set outputs.tensorboard=true).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
-@click.option("--realtime", is_flag=True, help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
-              "and the devices of fleet.external are real agents (fleet agent --epoch) that join through it.")
-@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="--realtime: scenario seconds per wall second (the agents must use the same).")
-@click.option("--epoch", type=float, metavar="UNIX_TIME", help="--realtime: wall time of scenario time 0, shared with the agents [default: now].")
-@click.option("--broker", metavar="URL", help="--realtime: mqtt://[user@]host[:port] or mqtts://... (TLS). A password in "
-              "the URL is seen by other users (ps) and recorded as *** in run.json: give it with --username and "
-              "--password-file instead.")
+@click.option(
+    "--realtime",
+    is_flag=True,
+    help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
+    "and the devices of fleet.external are real agents (fleet agent --epoch) that join through it.",
+)
+@click.option(
+    "--speedup",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="--realtime: scenario seconds per wall second (the agents must use the same).",
+)
+@click.option(
+    "--epoch",
+    type=float,
+    metavar="UNIX_TIME",
+    help="--realtime: wall time of scenario time 0, shared with the agents [default: now].",
+)
+@click.option(
+    "--broker",
+    metavar="URL",
+    help="--realtime: mqtt://[user@]host[:port] or mqtts://... (TLS). A password in "
+    "the URL is seen by other users (ps) and recorded as *** in run.json: give it with --username and "
+    "--password-file instead.",
+)
 @click.option("--ca", type=click.Path(path_type=Path), help="--realtime: CA certificate of the broker (mqtts).")
-@click.option("--cert", type=click.Path(path_type=Path), help="--realtime: the bridge's certificate, for mutual TLS (services/bridge/ of fleet deploy provision).")
+@click.option(
+    "--cert",
+    type=click.Path(path_type=Path),
+    help="--realtime: the bridge's certificate, for mutual TLS (services/bridge/ of fleet deploy provision).",
+)
 @click.option("--key", type=click.Path(path_type=Path), help="--realtime: the bridge's private key.")
 @click.option("--username", help="--realtime: user name for a password login (bridge, when provisioned).")
 @click.option("--password-file", type=click.Path(path_type=Path), help="--realtime: file holding the password.")
-def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int | None, device: str, overwrite: bool,
-        threads: int | None, tensorboard: bool, quiet: bool, realtime: bool, speedup: float, epoch: float | None,
-        **broker) -> None:
+def run(
+    scenario: str,
+    out: Path | None,
+    overrides: tuple[str, ...],
+    seed: int | None,
+    device: str,
+    overwrite: bool,
+    threads: int | None,
+    tensorboard: bool,
+    quiet: bool,
+    realtime: bool,
+    speedup: float,
+    epoch: float | None,
+    **broker,
+) -> None:
     """Simulate SCENARIO (a shipped scenario name or a YAML file) into a run directory.
 
     The directory gets scenario.yaml (resolved, re-runnable), run.json, metrics.csv and
@@ -95,8 +156,11 @@ def run(scenario: str, out: Path | None, overrides: tuple[str, ...], seed: int |
     options = _realtime_options(realtime, speedup, epoch, broker)
     out = out or Path("runs") / f"{sc.name}-seed{sc.seed}"
     if options is not None and not quiet:
-        click.echo(f"real-time run: scenario time 0 at epoch {options.epoch:.3f}, speedup {speedup:g}; "
-                   f"external devices join with: fleet agent --epoch {options.epoch:.3f} --speedup {speedup:g} ...", err=True)
+        click.echo(
+            f"real-time run: scenario time 0 at epoch {options.epoch:.3f}, speedup {speedup:g}; "
+            f"external devices join with: fleet agent --epoch {options.epoch:.3f} --speedup {speedup:g} ...",
+            err=True,
+        )
     _finish(fleet.run(sc, out, device=device, overwrite=overwrite, progress=not quiet, realtime=options), quiet)
 
 
@@ -113,15 +177,25 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
     given = [f"--{name.replace('_', '-')}" for name, value in broker.items() if value is not None]
     if not realtime:
         if given or epoch is not None or speedup != 1.0:
-            raise ConfigError(f"{', '.join(given + ['--epoch'] * (epoch is not None) + ['--speedup'] * (speedup != 1.0))} apply only with --realtime")
+            raise ConfigError(
+                f"{', '.join(given + ['--epoch'] * (epoch is not None) + ['--speedup'] * (speedup != 1.0))} apply only "
+                "with --realtime"
+            )
         return None
     if broker["broker"] is None:
-        raise ConfigError("--realtime needs --broker URL (mqtt://host[:port] or mqtts://host[:port]): the learner messages go through it")
+        raise ConfigError(
+            "--realtime needs --broker URL (mqtt://host[:port] or mqtts://host[:port]): the learner messages go "
+            "through it"
+        )
     check_epoch(epoch)
     url = parse_broker_url(broker["broker"])
     make = transport_factory(AgentArgs(**broker))
-    return RealtimeOptions(functools.partial(make, session_expiry=0), speedup, time.time() if epoch is None else epoch,
-                           broker=f"{'mqtts' if url.tls else 'mqtt'}://{url.host}:{url.port}")
+    return RealtimeOptions(
+        functools.partial(make, session_expiry=0),
+        speedup,
+        time.time() if epoch is None else epoch,
+        broker=f"{'mqtts' if url.tls else 'mqtt'}://{url.host}:{url.port}",
+    )
 
 
 @main.command(name="resume")
@@ -157,7 +231,9 @@ def _print_summary(summary: dict) -> None:
 
 @main.command()
 @click.argument("scenarios", nargs=-1, required=True)
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Overrides to validate along with each file.")
+@click.option(
+    "--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Overrides to validate along with each file."
+)
 def validate(scenarios: tuple[str, ...], overrides: tuple[str, ...]) -> None:
     """Check scenario files (or shipped names) and the weather files they name; exit 2 if any is invalid."""
     from devices.config import EpwWeatherConfig
@@ -212,7 +288,10 @@ def learners(name: str | None) -> None:
     for registered in REGISTRY:
         try:
             named = sorted(presets().get(registered, {}))
-            click.echo(f"{registered:<20}  {REGISTRY[registered].summary}" + (f" [presets: {', '.join(named)}]" if named else ""))
+            click.echo(
+                f"{registered:<20}  {REGISTRY[registered].summary}"
+                + (f" [presets: {', '.join(named)}]" if named else "")
+            )
         except ConfigError as e:
             failed = True
             click.echo(f"error: {e}", err=True)
@@ -239,57 +318,133 @@ def _print_learner(name: str, entry) -> None:
 
 @main.command()
 @click.argument("runs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Folder for the PNG plots [default: <run>/report, or reports/compare for several runs].")
-@click.option("--comm-vs-reward", "with_comm_vs_reward", is_flag=True,
-              help="Also plot final reward against bytes sent per device per day (comm_vs_reward.png, with the numbers in .csv and .json); "
-                   "runs that differ only in their seed are one point with a 95% confidence interval.")
-@click.option("--tail", type=click.FloatRange(0, 1, min_open=True), metavar="FRACTION",
-              help="With --comm-vs-reward: the final reward is taken over this last fraction of each run [default: 0.5].")
-@click.option("--per-run/--no-per-run", default=True, show_default=True, help="Draw the plots of each run (leave them out for a study of many runs).")
-@click.option("--overwrite", is_flag=True, help="Replace files of an earlier report in the output folder (otherwise they are refused).")
-def report(runs: tuple[Path, ...], out: Path | None, with_comm_vs_reward: bool, tail: float | None, per_run: bool, overwrite: bool) -> None:
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Folder for the PNG plots [default: <run>/report, or reports/compare for several runs].",
+)
+@click.option(
+    "--comm-vs-reward",
+    "with_comm_vs_reward",
+    is_flag=True,
+    help="Also plot final reward against bytes sent per device per day "
+    "(comm_vs_reward.png, with the numbers in .csv and .json); "
+    "runs that differ only in their seed are one point with a 95% confidence interval.",
+)
+@click.option(
+    "--tail",
+    type=click.FloatRange(0, 1, min_open=True),
+    metavar="FRACTION",
+    help="With --comm-vs-reward: the final reward is taken over this last fraction of each run [default: 0.5].",
+)
+@click.option(
+    "--per-run/--no-per-run",
+    default=True,
+    show_default=True,
+    help="Draw the plots of each run (leave them out for a study of many runs).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace files of an earlier report in the output folder (otherwise they are refused).",
+)
+def report(
+    runs: tuple[Path, ...],
+    out: Path | None,
+    with_comm_vs_reward: bool,
+    tail: float | None,
+    per_run: bool,
+    overwrite: bool,
+) -> None:
     """Draw PNG plots of one or more run directories (several runs: a KPI comparison too).
 
     \b
     A study, e.g. two learners x three seeds:
-      fleet report runs/diffusion-seed{0,1,2} runs/independent-seed{0,1,2} --comm-vs-reward --no-per-run -o reports/study
+      fleet report runs/diffusion-seed{0,1,2} runs/independent-seed{0,1,2} \\
+        --comm-vs-reward --no-per-run -o reports/study
     """
     if tail is not None and not with_comm_vs_reward:
         raise ConfigError("--tail applies only with --comm-vs-reward")
     out = out or (runs[0] / "report" if len(runs) == 1 else Path("reports") / "compare")
-    written = fleet.write_report(runs, out, overwrite=overwrite, per_run=per_run, comm_vs_reward=with_comm_vs_reward,
-                                 tail=tail)
+    written = fleet.write_report(
+        runs, out, overwrite=overwrite, per_run=per_run, comm_vs_reward=with_comm_vs_reward, tail=tail
+    )
     for path in written:
         click.echo(str(path))
 
 
 @main.command(name="agent")
-@click.option("--scenario", metavar="NAME|FILE", help="The fleet's scenario (shipped name or YAML file), as provisioned.")
+@click.option(
+    "--scenario", metavar="NAME|FILE", help="The fleet's scenario (shipped name or YAML file), as provisioned."
+)
 @click.option("--device", metavar="NAME", help="Which device of the scenario this board is, e.g. d00012.")
-@click.option("--broker", metavar="URL", help="mqtt://[user@]host[:port] or mqtts://... (TLS); a password in the URL is "
-              "seen by other users (ps): prefer --username with --password-file.")
-@click.option("--ca", type=click.Path(path_type=Path), help="CA certificate of the broker (mqtts; default: the system's CAs).")
+@click.option(
+    "--broker",
+    metavar="URL",
+    help="mqtt://[user@]host[:port] or mqtts://... (TLS); a password in the URL is "
+    "seen by other users (ps): prefer --username with --password-file.",
+)
+@click.option(
+    "--ca", type=click.Path(path_type=Path), help="CA certificate of the broker (mqtts; default: the system's CAs)."
+)
 @click.option("--cert", type=click.Path(path_type=Path), help="This device's certificate, for mutual TLS.")
 @click.option("--key", type=click.Path(path_type=Path), help="This device's private key (if not in --cert).")
 @click.option("--username", help="User name for a password login.")
 @click.option("--password", help="Password (prefer --password-file: the command line is visible to other users).")
 @click.option("--password-file", type=click.Path(path_type=Path), help="File holding the password.")
-@click.option("--driver", type=click.Choice(["simulated", "sysfs"]), default="simulated", show_default=True,
-              help="The device's own simulated building, or a DS18B20 and a relay through Linux sysfs.")
+@click.option(
+    "--driver",
+    type=click.Choice(["simulated", "sysfs"]),
+    default="simulated",
+    show_default=True,
+    help="The device's own simulated building, or a DS18B20 and a relay through Linux sysfs.",
+)
 @click.option("--gpio", type=click.IntRange(min=0), help="sysfs: GPIO number of the relay.")
 @click.option("--active-low", is_flag=True, help="sysfs: the relay switches on when its input is low.")
 @click.option("--sensor-id", metavar="28-...", help="sysfs: which 1-wire sensor (default: the only one).")
-@click.option("--speedup", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
-              help="Agent-clock seconds per wall second (demos and tests; 1 on a real board).")
-@click.option("--epoch", type=float, metavar="UNIX_TIME",
-              help="Join the shared clock of a mixed fleet: scenario time = (now - UNIX_TIME) x speedup, as `fleet run --realtime` prints it "
-                   "[default: the agent's own clock, from 0 at its first start].")
-@click.option("--duration", metavar="DURATION", help="Stop after this long on the agent's clock, e.g. 2h [default: run until stopped].")
-@click.option("--state-dir", "--checkpoint-dir", "state_dir", type=click.Path(path_type=Path),
-              help="Folder for the checkpoint, outbox and sequence numbers [default: agent-state/<device>].")
-@click.option("--checkpoint-every", default="1h", show_default=True, metavar="DURATION", help="Agent-clock time between checkpoints.")
-@click.option("--status-every", default="60s", show_default=True, metavar="DURATION", help="Wall time between status lines.")
-@click.option("--env-file", type=click.Path(path_type=Path), help="agent.env from `fleet deploy provision` (options given here win).")
+@click.option(
+    "--speedup",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Agent-clock seconds per wall second (demos and tests; 1 on a real board).",
+)
+@click.option(
+    "--epoch",
+    type=float,
+    metavar="UNIX_TIME",
+    help="Join the shared clock of a mixed fleet: scenario time = (now - UNIX_TIME) x speedup, "
+    "as `fleet run --realtime` prints it "
+    "[default: the agent's own clock, from 0 at its first start].",
+)
+@click.option(
+    "--duration",
+    metavar="DURATION",
+    help="Stop after this long on the agent's clock, e.g. 2h [default: run until stopped].",
+)
+@click.option(
+    "--state-dir",
+    "--checkpoint-dir",
+    "state_dir",
+    type=click.Path(path_type=Path),
+    help="Folder for the checkpoint, outbox and sequence numbers [default: agent-state/<device>].",
+)
+@click.option(
+    "--checkpoint-every",
+    default="1h",
+    show_default=True,
+    metavar="DURATION",
+    help="Agent-clock time between checkpoints.",
+)
+@click.option(
+    "--status-every", default="60s", show_default=True, metavar="DURATION", help="Wall time between status lines."
+)
+@click.option(
+    "--env-file",
+    type=click.Path(path_type=Path),
+    help="agent.env from `fleet deploy provision` (options given here win).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No status lines; warnings and errors only.")
 def agent_cmd(quiet: bool, **options) -> None:
     """Run one device of a scenario on this board: learn, act, talk to its neighbours over MQTT.
@@ -307,7 +462,11 @@ def agent_cmd(quiet: bool, **options) -> None:
 
     from fleet.edge.launch import AgentArgs, build_agent
 
-    logging.basicConfig(level=logging.WARNING if quiet else logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
     agent = build_agent(AgentArgs(**options), on_status=None if quiet else click.echo)
     stopped_by: list[int] = []
 
@@ -329,19 +488,80 @@ def deploy() -> None:
 
 @deploy.command(name="provision")
 @click.argument("scenario")
-@click.option("-o", "--out", "out", required=True, type=click.Path(path_type=Path), help="New folder for the credentials and broker files (must not exist, or be empty).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a scenario field, as for `fleet run` (repeatable).")
-@click.option("--host", "hosts", multiple=True, metavar="NAME|IP", help="Broker host name or IP the boards connect to; goes into the server certificate (repeatable) [default: localhost, 127.0.0.1].")
-@click.option("--tls-port", type=click.IntRange(1, 65535), default=8883, show_default=True, help="Port of the mutual-TLS listener.")
-@click.option("--password-port", type=click.IntRange(1, 65535), default=8884, show_default=True, help="Port of the username/password listener (also TLS).")
-@click.option("--days", type=click.IntRange(min=1), default=825, show_default=True, help="Validity of the device and server certificates.")
-@click.option("--broker-root", metavar="PATH", help="Where broker/ will live on the broker host; mosquitto.conf points there [default: OUT/broker].")
-@click.option("--autosave-interval", type=int, default=60, show_default=True, metavar="SECONDS",
-              help="How often the broker saves retained messages and sessions; a crash loses what changed since.")
-@click.option("--tls12", is_flag=True,
-              help="Also accept TLS 1.2 with AEAD suites, for boards without TLS 1.3 [default: TLS 1.3 only].")
-def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: str | None,
-                     autosave_interval: int, tls12: bool) -> None:
+@click.option(
+    "-o",
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="New folder for the credentials and broker files (must not exist, or be empty).",
+)
+@click.option(
+    "--set",
+    "overrides",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Override a scenario field, as for `fleet run` (repeatable).",
+)
+@click.option(
+    "--host",
+    "hosts",
+    multiple=True,
+    metavar="NAME|IP",
+    help="Broker host name or IP the boards connect to; goes into the server certificate (repeatable) "
+    "[default: localhost, 127.0.0.1].",
+)
+@click.option(
+    "--tls-port",
+    type=click.IntRange(1, 65535),
+    default=8883,
+    show_default=True,
+    help="Port of the mutual-TLS listener.",
+)
+@click.option(
+    "--password-port",
+    type=click.IntRange(1, 65535),
+    default=8884,
+    show_default=True,
+    help="Port of the username/password listener (also TLS).",
+)
+@click.option(
+    "--days",
+    type=click.IntRange(min=1),
+    default=825,
+    show_default=True,
+    help="Validity of the device and server certificates.",
+)
+@click.option(
+    "--broker-root",
+    metavar="PATH",
+    help="Where broker/ will live on the broker host; mosquitto.conf points there [default: OUT/broker].",
+)
+@click.option(
+    "--autosave-interval",
+    type=int,
+    default=60,
+    show_default=True,
+    metavar="SECONDS",
+    help="How often the broker saves retained messages and sessions; a crash loses what changed since.",
+)
+@click.option(
+    "--tls12",
+    is_flag=True,
+    help="Also accept TLS 1.2 with AEAD suites, for boards without TLS 1.3 [default: TLS 1.3 only].",
+)
+def deploy_provision(
+    scenario: str,
+    out: Path,
+    overrides: tuple[str, ...],
+    hosts: tuple[str, ...],
+    tls_port: int,
+    password_port: int,
+    days: int,
+    broker_root: str | None,
+    autosave_interval: int,
+    tls12: bool,
+) -> None:
     """Generate a CA, certificates, passwords, ACL and mosquitto.conf for every device of SCENARIO.
 
     Each device gets devices/<name>/ (certificate, key, password, agent.env) to copy to its
@@ -353,8 +573,17 @@ def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts
     from fleet.scenario import load_scenario
 
     sc = load_scenario(scenario, list(overrides))
-    manifest = provision(sc, out, hosts or DEFAULT_HOSTS, tls_port, password_port, days, PurePosixPath(broker_root) if broker_root else None,
-                         autosave_interval, tls12)
+    manifest = provision(
+        sc,
+        out,
+        hosts or DEFAULT_HOSTS,
+        tls_port,
+        password_port,
+        days,
+        PurePosixPath(broker_root) if broker_root else None,
+        autosave_interval,
+        tls12,
+    )
     roles = [i["role"] for i in manifest["identities"]]
     click.echo(f"provisioned {roles.count('device')} devices, a collector and a bridge of {sc.name} in {out}")
     click.echo(f"broker: mosquitto -c {out / 'broker' / 'mosquitto.conf'}  (TLS {manifest['broker']['url']})")
@@ -362,27 +591,67 @@ def deploy_provision(scenario: str, out: Path, overrides: tuple[str, ...], hosts
 
 @main.command(name="study")
 @click.argument("study_file", type=click.Path(path_type=Path))
-@click.option("-o", "--out", type=click.Path(path_type=Path),
-              help="Study folder: runs/ and results/ [default: studies/<name>]. "
-                   "Started again, it keeps the finished runs and makes the others.")
-@click.option("--engine", type=click.Choice(["auto", "ray", "local"]), default="auto", show_default=True,
-              help="Ray tasks, or local processes; auto: Ray where it is installed (pip install 'fleet-sim[ray]').")
-@click.option("--address", metavar="HOST:PORT",
-              help="A running Ray cluster (ray start --head) [default: start a local one].")
-@click.option("--num-cpus", type=click.IntRange(min=1),
-              help="CPUs of the local Ray or processes [default: every usable core].")
-@click.option("--cpus-per-run", type=click.IntRange(min=1), default=1, show_default=True,
-              help="CPUs, and torch/OpenMP/BLAS threads, of each run.")
-@click.option("--gpus-per-run", type=click.FloatRange(min=0), default=0.0, show_default=True,
-              help="GPUs of each run (Ray); above 0 runs compute on CUDA.")
-@click.option("--retries", type=click.IntRange(min=0), default=1, show_default=True,
-              help="Ray: times a run whose worker died is run again at once.")
-@click.option("--storage", type=click.Choice(["shared", "driver"]), default="shared", show_default=True,
-              help="Ray: tasks write into the study folder (every node must see it), "
-                   "or return their files to this process.")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Study folder: runs/ and results/ [default: studies/<name>]. "
+    "Started again, it keeps the finished runs and makes the others.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "ray", "local"]),
+    default="auto",
+    show_default=True,
+    help="Ray tasks, or local processes; auto: Ray where it is installed (pip install 'fleet-sim[ray]').",
+)
+@click.option(
+    "--address", metavar="HOST:PORT", help="A running Ray cluster (ray start --head) [default: start a local one]."
+)
+@click.option(
+    "--num-cpus", type=click.IntRange(min=1), help="CPUs of the local Ray or processes [default: every usable core]."
+)
+@click.option(
+    "--cpus-per-run",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="CPUs, and torch/OpenMP/BLAS threads, of each run.",
+)
+@click.option(
+    "--gpus-per-run",
+    type=click.FloatRange(min=0),
+    default=0.0,
+    show_default=True,
+    help="GPUs of each run (Ray); above 0 runs compute on CUDA.",
+)
+@click.option(
+    "--retries",
+    type=click.IntRange(min=0),
+    default=1,
+    show_default=True,
+    help="Ray: times a run whose worker died is run again at once.",
+)
+@click.option(
+    "--storage",
+    type=click.Choice(["shared", "driver"]),
+    default="shared",
+    show_default=True,
+    help="Ray: tasks write into the study folder (every node must see it), or return their files to this process.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
-def study_cmd(study_file: Path, out: Path | None, engine: str, address: str | None, num_cpus: int | None, cpus_per_run: int,
-              gpus_per_run: float, retries: int, storage: str, quiet: bool) -> None:
+def study_cmd(
+    study_file: Path,
+    out: Path | None,
+    engine: str,
+    address: str | None,
+    num_cpus: int | None,
+    cpus_per_run: int,
+    gpus_per_run: float,
+    retries: int,
+    storage: str,
+    quiet: bool,
+) -> None:
     """Run a study: every seed of every point of STUDY_FILE, then tables, plots and exports.
 
     \b
@@ -402,8 +671,11 @@ def study_cmd(study_file: Path, out: Path | None, engine: str, address: str | No
     if outcome.failed:
         for name, why in outcome.failed.items():
             click.echo(f"failed: {name}: {why}", err=True)
-        click.echo(f"{len(outcome.failed)} of {len(spec.runs)} runs failed; `fleet study {study_file} -o {folder}` "
-                   f"runs them again and keeps the {len(spec.runs) - len(outcome.failed)} others", err=True)
+        click.echo(
+            f"{len(outcome.failed)} of {len(spec.runs)} runs failed; `fleet study {study_file} -o {folder}` "
+            f"runs them again and keeps the {len(spec.runs) - len(outcome.failed)} others",
+            err=True,
+        )
         sys.exit(1)
     if not quiet:
         click.echo((folder / "results" / "table.md").read_text())

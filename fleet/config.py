@@ -55,8 +55,9 @@ def parse_duration(value: Any) -> float:
             raise ValueError("must be a finite number") from None
     if isinstance(value, str):
         if len(value) > _DURATION_MAX_CHARS:
-            raise ValueError(f"a duration is written in at most {_DURATION_MAX_CHARS} characters, e.g. '15min'; "
-                             f"got {len(value)}")
+            raise ValueError(
+                f"a duration is written in at most {_DURATION_MAX_CHARS} characters, e.g. '15min'; got {len(value)}"
+            )
         match = _DURATION.match(value)
         if match and (match.group(2) or "s") in _UNITS:
             return float(match.group(1)) * _UNITS[match.group(2) or "s"]
@@ -90,7 +91,7 @@ class Uniform(StrictModel):
     high: FiniteFloat
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Uniform":
+    def _ordered(self) -> Uniform:
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
         return self
@@ -114,7 +115,7 @@ class Normal(StrictModel):
     high: float = math.inf
 
     @model_validator(mode="after")
-    def _ordered(self) -> "Normal":
+    def _ordered(self) -> Normal:
         if self.low > self.high:
             raise ValueError(f"low ({self.low}) must not exceed high ({self.high})")
         if not self.low <= self.mean <= self.high:
@@ -152,7 +153,7 @@ def _number_is_constant(value: Any) -> Any:
 
 
 Dist = Annotated[
-    Union[Uniform, Normal, Constant],
+    Uniform | Normal | Constant,
     BeforeValidator(_number_is_constant),
     Field(discriminator="dist"),
 ]
@@ -171,7 +172,9 @@ def dist_in(low: float = -math.inf, high: float = math.inf, *, strict_low: bool 
         if not (lo_ok and hi <= high):
             bound = f"({low}, {high}]" if strict_low else f"[{low}, {high}]"
             hint = " (give a normal distribution 'low' and 'high' clip bounds)" if d.dist == "normal" else ""
-            raise ValueError(f"every draw must lie in {bound}, but this {d.dist} distribution reaches [{lo}, {hi}]{hint}")
+            raise ValueError(
+                f"every draw must lie in {bound}, but this {d.dist} distribution reaches [{lo}, {hi}]{hint}"
+            )
         return d
 
     return Annotated[Dist, AfterValidator(check)]

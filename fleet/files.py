@@ -19,13 +19,19 @@ from __future__ import annotations
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 from fleet.errors import ConfigError, RunDirError
 
-_KINDS = {stat.S_ISDIR: "a directory", stat.S_ISFIFO: "a FIFO (named pipe)", stat.S_ISCHR: "a character device",
-          stat.S_ISBLK: "a block device", stat.S_ISSOCK: "a socket"}
+_KINDS = {
+    stat.S_ISDIR: "a directory",
+    stat.S_ISFIFO: "a FIFO (named pipe)",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
 _CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -70,7 +76,9 @@ def write_new_file(path: Path, write: Callable[[BinaryIO], object], overwrite: b
     try:
         fd = os.open(target, _CREATE, 0o644)
     except FileExistsError:
-        raise RunDirError(f"{path}: already exists; nothing was written over it (pass --overwrite to replace it)") from None
+        raise RunDirError(
+            f"{path}: already exists; nothing was written over it (pass --overwrite to replace it)"
+        ) from None
     except OSError as e:
         raise RunDirError(f"{path}: cannot create it: {e.strerror}") from None
     try:

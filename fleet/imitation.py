@@ -32,18 +32,26 @@ CHUNK_DAYS = 5
 """Days planned at once; each plan looks one more day ahead so its last ticks are not myopic."""
 
 
-def demonstrations(scenario: Scenario, days: int, weight: float, quiet: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def demonstrations(
+    scenario: Scenario, days: int, weight: float, quiet: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Features (S, N_FEATURES) and the optimum's levels (S,) over the first ``days`` days of
     ``scenario``'s houses (S = ticks x houses), the optimum at ``weight`` per degree-hour."""
     streams = Streams(scenario.seed)
     world, dt, mode = build_world(scenario, streams), scenario.control_period, scenario.fleet.hvac.mode
-    noise, houses, per_day = streams.numpy("imitation/sensors"), ThermostatFleet(world.params, mode), int(round(86400 / dt))
+    noise, houses, per_day = (
+        streams.numpy("imitation/sensors"),
+        ThermostatFleet(world.params, mode),
+        int(round(86400 / dt)),
+    )
     xs, ys, load = [], [], np.zeros(world.n)
     for first in tqdm(range(0, days, CHUNK_DAYS), desc="optimum, chunks of days", unit="chunk", disable=quiet):
         span = min(CHUNK_DAYS, days - first)
         times = first * 86400 + dt * np.arange((span + 1) * per_day)
         levels: list[np.ndarray] = []
-        optimal_control(world, Window(times, np.ones(len(times), bool), dt), weight, houses.temp, mode, on_level=levels.append)
+        optimal_control(
+            world, Window(times, np.ones(len(times), bool), dt), weight, houses.temp, mode, on_level=levels.append
+        )
         for t, level in zip(times[: span * per_day], levels):
             measured = houses.temp + noise.normal(0.0, scenario.fleet.sensors.temp_noise_std_c, world.n)
             conditions = world.conditions(t)
@@ -55,7 +63,15 @@ def demonstrations(scenario: Scenario, days: int, weight: float, quiet: bool = F
     return torch.cat(xs), torch.cat(ys)
 
 
-def clone(x: torch.Tensor, y: torch.Tensor, cfg: ActorCriticConfig, n_levels: int, seed: int, epochs: int = 60, quiet: bool = False) -> StackedMLP:
+def clone(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    cfg: ActorCriticConfig,
+    n_levels: int,
+    seed: int,
+    epochs: int = 60,
+    quiet: bool = False,
+) -> StackedMLP:
     """An actor for one device fitted to predict levels ``y`` (S,) from features ``x``
     (S, N_FEATURES), by Adam on the cross-entropy, in minibatches of 1,024."""
     gen = torch.Generator().manual_seed(seed)

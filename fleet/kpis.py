@@ -20,16 +20,27 @@ from __future__ import annotations
 from typing import Any
 
 KPI_UNITS = {
-    "energy_kwh": "kWh", "cost": "{currency}", "discomfort_degh": "°C·h", "peak_kw": "kW", "ramping_kw": "kW",
+    "energy_kwh": "kWh",
+    "cost": "{currency}",
+    "discomfort_degh": "°C·h",
+    "peak_kw": "kW",
+    "ramping_kw": "kW",
     "feeder_overload_kwh": "kWh",
 }
 """Units of the fleet-total KPIs (``{currency}``: the tariff's)."""
 PER_DEVICE_DAY_KPIS = ("energy_kwh", "cost", "discomfort_degh", "feeder_overload_kwh")
 """The KPIs that add up over devices and days."""
 COMM_UNITS = {
-    "bytes_sent": "bytes", "bytes_received": "bytes", "payload_bytes_sent": "bytes",
-    "messages_sent": "messages", "messages_delivered": "messages", "messages_dropped": "messages",
-    "duplicates": "messages", "messages_invalid": "messages", "mean_delay_s": "s", "radio_s": "s",
+    "bytes_sent": "bytes",
+    "bytes_received": "bytes",
+    "payload_bytes_sent": "bytes",
+    "messages_sent": "messages",
+    "messages_delivered": "messages",
+    "messages_dropped": "messages",
+    "duplicates": "messages",
+    "messages_invalid": "messages",
+    "mean_delay_s": "s",
+    "radio_s": "s",
 }
 PER_DEVICE_DAY_COMM = ("bytes_sent", "bytes_received", "payload_bytes_sent", "radio_s")
 """The counters summed over the devices alone, which divide by devices x days."""
@@ -40,9 +51,16 @@ def per_device_day(total: float, n_devices: int, simulated_s: float) -> float:
     return total / n_devices / (max(simulated_s, 1e-9) / 86400.0)
 
 
-def summary_figures(kpis: dict[str, float], baseline: dict[str, float] | None, comm: dict[str, float | None],
-                    n_devices: int, simulated_s: float, currency: str) -> dict[str, Any]:
+def summary_figures(
+    kpis: dict[str, float],
+    baseline: dict[str, float] | None,
+    comm: dict[str, float | None],
+    n_devices: int,
+    simulated_s: float,
+    currency: str,
+) -> dict[str, Any]:
     """The per device-day sections and ``units`` of summary.json, from its fleet totals."""
+
     def per_day(section: dict, keys: tuple[str, ...]) -> dict[str, float]:
         return {k: per_device_day(section[k], n_devices, simulated_s) for k in keys}
 

@@ -52,7 +52,11 @@ def _level_heat(world: World, mode: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 def optimal_control(
-    world: World, window: Window, discomfort_per_degh: float, start_c: np.ndarray, mode: str = "heat",
+    world: World,
+    window: Window,
+    discomfort_per_degh: float,
+    start_c: np.ndarray,
+    mode: str = "heat",
     on_level: Callable[[np.ndarray], None] | None = None,
 ) -> Outcome:
     """Minimize cost + ``discomfort_per_degh`` x discomfort of every house over ``window``,
@@ -66,11 +70,20 @@ def optimal_control(
     steps = [world.conditions(float(t)) for t in window.times_s]
     value = np.zeros((len(steps) + 1, n, g), dtype=np.float32)  # cost-to-go after tick k
     for k in range(len(steps) - 1, -1, -1):
-        value[k] = np.min([_q(steps[k], grid[None, :], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh) for a in range(levels)], axis=0)
+        value[k] = np.min(
+            [
+                _q(steps[k], grid[None, :], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)
+                for a in range(levels)
+            ],
+            axis=0,
+        )
     houses, cost, discomfort = ThermostatFleet(p, mode), np.zeros(n), np.zeros(n)
     houses.temp = np.asarray(start_c, float).copy()
     for k, step in enumerate(steps):
-        q = [_q(step, houses.temp[:, None], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)[:, 0] for a in range(levels)]
+        q = [
+            _q(step, houses.temp[:, None], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)[:, 0]
+            for a in range(levels)
+        ]
         level = np.argmin(q, axis=0)
         if on_level is not None:
             on_level(level)
@@ -81,10 +94,22 @@ def optimal_control(
     return Outcome(cost, discomfort)
 
 
-def _q(step: dict, temp: np.ndarray, a: int, next_value: np.ndarray, p, power: np.ndarray, heat: np.ndarray, dt_h: float, weight: float) -> np.ndarray:
+def _q(
+    step: dict,
+    temp: np.ndarray,
+    a: int,
+    next_value: np.ndarray,
+    p,
+    power: np.ndarray,
+    heat: np.ndarray,
+    dt_h: float,
+    weight: float,
+) -> np.ndarray:
     """Cost of level ``a`` from temperatures ``temp`` (N, M) under the conditions ``step``
     (:meth:`World.conditions`), then the cost-to-go: (N, M)."""
-    after = rc_step(temp, step["outdoor_c"][:, None], heat[:, a : a + 1], p.resistance[:, None], p.capacitance[:, None], dt_h)
+    after = rc_step(
+        temp, step["outdoor_c"][:, None], heat[:, a : a + 1], p.resistance[:, None], p.capacitance[:, None], dt_h
+    )
     violation = comfort_violation_c(after, step["band_lo"][:, None], step["band_hi"][:, None])
     now = (power[:, a : a + 1] * step["price"][:, None] + weight * violation) * dt_h
     return now + _interp(next_value, after)

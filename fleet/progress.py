@@ -32,7 +32,11 @@ class ProgressLines:
         if percent // self.every_percent > self._step:
             self._step = percent // self.every_percent
             done = f"{t_s / 3600:.1f} of {self.total_s / 3600:.1f} sim-h"
-            print(f"{self.name}: {percent}% ({done}) after {time.monotonic() - self.started:.0f} s", file=self.stream, flush=True)
+            print(
+                f"{self.name}: {percent}% ({done}) after {time.monotonic() - self.started:.0f} s",
+                file=self.stream,
+                flush=True,
+            )
 
 
 @contextmanager
@@ -45,8 +49,13 @@ def progress_reporter(total_s: float, name: str, stream: TextIO | None = None) -
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=round(total_s / 3600, 2), unit="sim-h", desc=name, file=stream,
-               bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim-h [{elapsed}<{remaining}]")
+    bar = tqdm(
+        total=round(total_s / 3600, 2),
+        unit="sim-h",
+        desc=name,
+        file=stream,
+        bar_format="{l_bar}{bar}| {n:.1f}/{total:.1f} sim-h [{elapsed}<{remaining}]",
+    )
     try:
         yield lambda t: bar.update(round(t / 3600, 2) - bar.n)
     finally:

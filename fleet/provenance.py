@@ -29,4 +29,6 @@ def git_revision(root: Path = SOURCE_ROOT) -> dict | None:
 
 
 def _git(root: Path, *args: str) -> str:
-    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=True).stdout
+    return subprocess.run(
+        ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30, check=True
+    ).stdout

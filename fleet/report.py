@@ -10,8 +10,9 @@ through a symbolic link.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO, Callable
+from typing import BinaryIO
 
 import matplotlib
 
@@ -56,16 +57,30 @@ def plot_temperatures(m: dict[str, np.ndarray], title: str, path: Path | BinaryI
     """For each sample device, one column: indoor temperature against the comfort band (top)
     and the heat pump's electrical power (bottom)."""
     names = sample_devices(m)
-    fig, axes = plt.subplots(2, len(names), figsize=(3.6 * len(names) + 0.8, 4.6), sharex=True, squeeze=False,
-                             gridspec_kw={"height_ratios": [3, 1]})
+    fig, axes = plt.subplots(
+        2,
+        len(names),
+        figsize=(3.6 * len(names) + 0.8, 4.6),
+        sharex=True,
+        squeeze=False,
+        gridspec_kw={"height_ratios": [3, 1]},
+    )
     h = m["time_h"]
     for (top, bottom), name in zip(axes.T, names):
-        top.fill_between(h, m[f"device/{name}/band_lo"], m[f"device/{name}/band_hi"], step="post",
-                         color="tab:green", alpha=0.2, label="comfort band")
+        top.fill_between(
+            h,
+            m[f"device/{name}/band_lo"],
+            m[f"device/{name}/band_hi"],
+            step="post",
+            color="tab:green",
+            alpha=0.2,
+            label="comfort band",
+        )
         top.plot(h, m[f"device/{name}/temp_c"], color="tab:red", lw=1.2, label="indoor temperature")
         top.set_title(name, fontsize=9)
-        bottom.fill_between(h, m[f"device/{name}/power_kw"], step="post", color="tab:orange", alpha=0.7,
-                            label="heat pump power")
+        bottom.fill_between(
+            h, m[f"device/{name}/power_kw"], step="post", color="tab:orange", alpha=0.7, label="heat pump power"
+        )
         bottom.set_xlabel("time [h]")
     axes[0, 0].set_ylabel("°C")
     axes[1, 0].set_ylabel("kW")
@@ -103,7 +118,9 @@ def plot_feeders(m: dict[str, np.ndarray], scenario: dict, title: str, path: Pat
     return _save(fig, path)
 
 
-def plot_kpis_over_time(m: dict[str, np.ndarray], title: str, path: Path | BinaryIO, currency: str = "") -> Path | BinaryIO:
+def plot_kpis_over_time(
+    m: dict[str, np.ndarray], title: str, path: Path | BinaryIO, currency: str = ""
+) -> Path | BinaryIO:
     """Cumulative discomfort, energy and cost (solid) against the rule-based baseline (dashed)."""
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     for ax, key in zip(axes, ("discomfort_degh", "energy_kwh", "cost")):
@@ -228,9 +245,25 @@ def plot_comm_vs_reward(points: list[Point], tail: float, path: Path | BinaryIO,
     for i, p in enumerate(points):
         b, r = p.bytes_sent_per_device_per_day, p.reward_per_device_per_day
         color = f"C{i % 10}"
-        ax.scatter([x.bytes_sent_per_device_per_day for x in p.runs], [x.reward_per_device_per_day for x in p.runs], s=12, color=color, alpha=0.35, lw=0)
-        ax.errorbar(b.mean, r.mean, xerr=b.ci95_half_width, yerr=r.ci95_half_width, fmt=MARKERS[i % len(MARKERS)], color=color,
-                    capsize=4, ms=7, label=f"{p.label} (n={len(p.runs)})")
+        ax.scatter(
+            [x.bytes_sent_per_device_per_day for x in p.runs],
+            [x.reward_per_device_per_day for x in p.runs],
+            s=12,
+            color=color,
+            alpha=0.35,
+            lw=0,
+        )
+        ax.errorbar(
+            b.mean,
+            r.mean,
+            xerr=b.ci95_half_width,
+            yerr=r.ci95_half_width,
+            fmt=MARKERS[i % len(MARKERS)],
+            color=color,
+            capsize=4,
+            ms=7,
+            label=f"{p.label} (n={len(p.runs)})",
+        )
     if all(x.bytes_sent_per_device_per_day > 0 for p in points for x in p.runs):
         ax.set_xscale("log")
     else:
@@ -264,12 +297,15 @@ def write_report(
     plan: list[tuple[Path, Callable[[BinaryIO], object]]] = []
     for path, scenario, metrics, _summary in loaded if per_run else []:
         prefix = "" if len(loaded) == 1 else f"{path.name}-"
-        title = path.name
+        title, unit = path.name, currency(scenario)
         if sample_devices(metrics):
             plan.append((out / f"{prefix}temperatures.png", lambda f, m=metrics, t=title: plot_temperatures(m, t, f)))
         plan += [
             (out / f"{prefix}feeders.png", lambda f, m=metrics, sc=scenario, t=title: plot_feeders(m, sc, t, f)),
-            (out / f"{prefix}kpis.png", lambda f, m=metrics, t=title, c=currency(scenario): plot_kpis_over_time(m, t, f, c)),
+            (
+                out / f"{prefix}kpis.png",
+                lambda f, m=metrics, t=title, c=unit: plot_kpis_over_time(m, t, f, c),
+            ),
             (out / f"{prefix}network.png", lambda f, m=metrics, t=title: plot_network(m, t, f)),
         ]
         if has_learning_curve(metrics):
@@ -283,7 +319,9 @@ def write_report(
             (out / "comm_vs_reward.json", lambda f: f.write(points_json(points, tail).encode())),
         ]
     if not plan:
-        raise ConfigError("nothing to draw: with --no-per-run give several runs (for their KPI comparison) or --comm-vs-reward")
+        raise ConfigError(
+            "nothing to draw: with --no-per-run give several runs (for their KPI comparison) or --comm-vs-reward"
+        )
     targets = [f for f, _ in plan]
     _check_outputs(out, targets, overwrite)
     try:
@@ -300,7 +338,10 @@ def _check_outputs(out: Path, targets: list[Path], overwrite: bool) -> None:
     names = [f.name for f in targets]
     clash = sorted({n for n in names if names.count(n) > 1})
     if clash:
-        raise RunDirError(f"runs with the same folder name would write the same plots ({', '.join(clash)}); give each run directory a distinct name")
+        raise RunDirError(
+            f"runs with the same folder name would write the same plots ({', '.join(clash)}); give each run directory "
+            "a distinct name"
+        )
     if out.exists() and not out.is_dir():
         raise RunDirError(f"{out}: exists and is not a directory; choose another output folder with -o")
     existing = [f.name for f in targets if os.path.lexists(f)]

@@ -22,18 +22,19 @@ import queue
 import resource
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from fleet import __version__
 from fleet.errors import ConfigError, RunDirError
 from fleet.kpis import summary_figures
-from fleet.provenance import git_revision
 from fleet.mqtt.url import redact
+from fleet.provenance import git_revision
 from fleet.scenario import Scenario, dump_scenario
 from fleet.statefile import StateFileError, StateMismatch, create_new, expect_keys, load_child
 from fleet.statefile import load as load_state
@@ -55,8 +56,17 @@ MAX_CHECKPOINT_BYTES = 64 << 30
 """Largest checkpoint file read."""
 RUN_RECORD_KEYS = {"fleet_version": str, "started_utc": str, "command": list, "seed": int, "device": str}
 """What every run.json holds: a folder whose run.json lacks one of these is not a run directory."""
-RUN_FILES = ("scenario.yaml", RUN_MARKER, "metrics.csv", "summary.json", "summary.json.tmp", CHECKPOINT,
-             CHECKPOINT + ".tmp", OLD_CHECKPOINT, OLD_CHECKPOINT + ".tmp")
+RUN_FILES = (
+    "scenario.yaml",
+    RUN_MARKER,
+    "metrics.csv",
+    "summary.json",
+    "summary.json.tmp",
+    CHECKPOINT,
+    CHECKPOINT + ".tmp",
+    OLD_CHECKPOINT,
+    OLD_CHECKPOINT + ".tmp",
+)
 """The files a run writes at the top of its directory; with ``overwrite`` these go, and nothing else."""
 TENSORBOARD, TENSORBOARD_EVENTS = "tensorboard", "events.out.tfevents."
 """The folder of ``outputs.tensorboard`` and the start of the names of the event files written there."""
@@ -154,14 +164,16 @@ class RunDir:
         if not path.is_dir():
             raise RunDirError(f"{path}: exists and is not a directory; choose another output with -o")
         if not overwrite:
-            raise RunDirError(f"{path}: already exists; nothing was changed. Choose another output with -o, "
-                              "or pass --overwrite to replace it")
+            raise RunDirError(
+                f"{path}: already exists; nothing was changed. Choose another output with -o, "
+                "or pass --overwrite to replace it"
+            )
         if any(path.iterdir()):
             check_run_record(path)
             files_of_a_run(path)
 
     @classmethod
-    def create(cls, path: str | Path, overwrite: bool = False) -> "RunDir":
+    def create(cls, path: str | Path, overwrite: bool = False) -> RunDir:
         """Make a fresh run directory; refuse to touch an existing one unless ``overwrite``, and
         then delete only the files an earlier run wrote there (anything else stays)."""
         path = Path(path)
@@ -188,7 +200,7 @@ class RunDir:
             "git": git_revision(),
             "python": sys.version.split()[0],
             "platform": platform.platform(),
-            "started_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "started_utc": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": [redact(arg) for arg in argv],
             "seed": scenario.seed,
             "device": device,
@@ -196,7 +208,7 @@ class RunDir:
         }
         (self.path / RUN_MARKER).write_text(json.dumps(info, indent=2) + "\n")
 
-    def save_checkpoint(self, sim: "Simulation") -> None:
+    def save_checkpoint(self, sim: Simulation) -> None:
         """checkpoint.safetensors: the simulation's state now, replaced atomically once written.
 
         The state is encoded here and now, array by array; a thread writes the bytes and then
@@ -222,7 +234,7 @@ class RunDir:
         if writer is not None:
             writer.wait()
 
-    def load_checkpoint(self, scenario: Scenario, device: str = "cpu") -> "Simulation":
+    def load_checkpoint(self, scenario: Scenario, device: str = "cpu") -> Simulation:
         """A new simulation of ``scenario`` (the run's) on ``device``, continuing from
         checkpoint.safetensors. RunDirError or ConfigError naming the file, and what in it,
         if it is missing, damaged, of an older version, or of another scenario."""
@@ -232,24 +244,33 @@ class RunDir:
         if not path.is_file():
             if (self.path / OLD_CHECKPOINT).exists():
                 raise RunDirError(
-                    f"{self.path / OLD_CHECKPOINT}: a checkpoint written by an older version of fleet, as a pickle, which "
+                    f"{self.path / OLD_CHECKPOINT}: a checkpoint written by an older version of fleet, as a pickle, "
+                    "which "
                     f"can run code when it is loaded; it was not loaded. Run the scenario again: fleet run "
                     f"{self.path / 'scenario.yaml'}"
                 )
-            raise RunDirError(f"{path}: no checkpoint to resume from (checkpoints are written every outputs.checkpoint_every)")
+            raise RunDirError(
+                f"{path}: no checkpoint to resume from (checkpoints are written every outputs.checkpoint_every)"
+            )
         try:
             saved = load_state(path, "simulation", MAX_CHECKPOINT_BYTES)
         except StateFileError as e:
-            raise RunDirError(f"{e}: not a readable checkpoint of this version of fleet; nothing was run or changed") from None
+            raise RunDirError(
+                f"{e}: not a readable checkpoint of this version of fleet; nothing was run or changed"
+            ) from None
         if saved.get("scenario") != scenario.model_dump(mode="json"):
-            raise ConfigError(f"{path}: the checkpoint belongs to another scenario than {self.path / 'scenario.yaml'}; refusing to resume")
+            raise ConfigError(
+                f"{path}: the checkpoint belongs to another scenario than {self.path / 'scenario.yaml'}; refusing to "
+                "resume"
+            )
         sim = Simulation(scenario, device=device)
         try:
             expect_keys(saved, ("scenario", "simulation"))
             load_child(saved, "simulation", sim)
         except StateMismatch as e:
             raise RunDirError(
-                f"{path}: {e}; the checkpoint does not fit this run's simulation (damaged, or written by another version "
+                f"{path}: {e}; the checkpoint does not fit this run's simulation (damaged, or written by another "
+                "version "
                 "of fleet); nothing was run or changed"
             ) from None
         return sim
@@ -318,7 +339,9 @@ class TensorBoardWriter:
         self._writer.close()
 
 
-def _row_writers(run_dir: RunDir, scenario: Scenario, after: float | None = None) -> list[MetricsWriter | TensorBoardWriter]:
+def _row_writers(
+    run_dir: RunDir, scenario: Scenario, after: float | None = None
+) -> list[MetricsWriter | TensorBoardWriter]:
     """metrics.csv, and the TensorBoard event files when ``outputs.tensorboard`` is on."""
     writers: list[MetricsWriter | TensorBoardWriter] = [MetricsWriter(run_dir.path / "metrics.csv", after=after)]
     if scenario.outputs.tensorboard:
@@ -338,7 +361,7 @@ def _ratio(a: float, b: float) -> float | None:
     return _json_number(a / b) if b else None
 
 
-def summarize(sim: "Simulation", status: str, end: float, wall_s: float) -> dict[str, Any]:
+def summarize(sim: Simulation, status: str, end: float, wall_s: float) -> dict[str, Any]:
     """summary.json for a simulation stopped at ``end``: its sections and units are described in :mod:`fleet.kpis`."""
     s, w, st = sim.scenario, sim.world, sim.network.stats
     dev = slice(0, w.n)
@@ -382,7 +405,9 @@ def summarize(sim: "Simulation", status: str, end: float, wall_s: float) -> dict
             "rounds": rounds,
             "initial_disagreement": c.initial_disagreement,
             "final_disagreement": final,
-            "mean_rate_per_round": _json_number((final / c.initial_disagreement) ** (1 / rounds)) if rounds and final > 0 else None,
+            "mean_rate_per_round": _json_number((final / c.initial_disagreement) ** (1 / rounds))
+            if rounds and final > 0
+            else None,
         }
     if sim.bridge is not None:
         out["mixed"] = sim.bridge.summary()
@@ -403,7 +428,7 @@ def execute(
     device: str = "cpu",
     argv: list[str] | None = None,
     progress: Callable[[float], None] | None = None,
-    realtime: "RealtimeOptions | None" = None,
+    realtime: RealtimeOptions | None = None,
 ) -> tuple[RunDir, dict]:
     """Run ``scenario`` into a new run directory; returns it with the summary. With
     ``realtime``, on the wall clock with the learner's messages through a real broker (a mixed
@@ -424,13 +449,21 @@ def execute(
             bridge.close()
 
 
-def _run_into(run_dir: RunDir, sim: "Simulation", writers: list[MetricsWriter | TensorBoardWriter], progress, checkpoints: bool = True) -> dict:
+def _run_into(
+    run_dir: RunDir,
+    sim: Simulation,
+    writers: list[MetricsWriter | TensorBoardWriter],
+    progress,
+    checkpoints: bool = True,
+) -> dict:
     def write(row: dict[str, float]) -> None:
         for writer in writers:
             writer.write(row)
 
     try:
-        summary = sim.run(on_row=write, progress=progress, on_checkpoint=run_dir.save_checkpoint if checkpoints else None)
+        summary = sim.run(
+            on_row=write, progress=progress, on_checkpoint=run_dir.save_checkpoint if checkpoints else None
+        )
     finally:
         for writer in writers:
             writer.close()
@@ -464,7 +497,9 @@ def _run_device(run_dir: RunDir) -> str:
     if device not in ("cpu", "cuda"):
         raise RunDirError(f"{run_dir.path / RUN_MARKER}: device {device!r} is neither cpu nor cuda")
     if device == "cuda" and not torch.cuda.is_available():
-        raise RunDirError(f"{run_dir.path}: the run was started on a CUDA device and this machine has none; resume it where one is")
+        raise RunDirError(
+            f"{run_dir.path}: the run was started on a CUDA device and this machine has none; resume it where one is"
+        )
     return device
 
 
@@ -507,7 +542,7 @@ class Result:
     ``kpi/cost``, ``net/bytes_sent``, ``losses/value``..."""
 
     @classmethod
-    def read(cls, path: str | Path) -> "Result":
+    def read(cls, path: str | Path) -> Result:
         """The run in ``path``; RunDirError if it is not a complete run directory."""
         _, metrics, summary = load_run(path)
         return cls(Path(path), summary, metrics)
@@ -517,13 +552,15 @@ class Result:
         """``completed``, or ``interrupted`` (Ctrl-C: the results so far, which resume continues)."""
         return self.summary["run"]["status"]
 
-    def metrics_frame(self) -> "pandas.DataFrame":
+    def metrics_frame(self) -> pandas.DataFrame:
         """The metrics as a pandas DataFrame, one row per metrics row, one column per metric."""
         try:
             import pandas
         except ImportError:
-            raise ImportError("Result.metrics_frame() needs pandas, which is not installed (pip install pandas); "
-                              "Result.metrics holds the same columns as numpy arrays") from None
+            raise ImportError(
+                "Result.metrics_frame() needs pandas, which is not installed (pip install pandas); "
+                "Result.metrics holds the same columns as numpy arrays"
+            ) from None
         return pandas.DataFrame(self.metrics)
 
 
@@ -534,8 +571,10 @@ def check_run_record(path: Path) -> None:
     """RunDirError unless ``path/run.json`` is a run record of this tool (:data:`RUN_RECORD_KEYS`)."""
     problem = _run_record_problem(path / RUN_MARKER)
     if problem:
-        raise RunDirError(f"{path}: is not an earlier run directory ({problem}); refusing to delete anything in it, "
-                          "even with --overwrite")
+        raise RunDirError(
+            f"{path}: is not an earlier run directory ({problem}); refusing to delete anything in it, "
+            "even with --overwrite"
+        )
 
 
 def _run_record_problem(marker: Path) -> str | None:
@@ -552,7 +591,9 @@ def _run_record_problem(marker: Path) -> str | None:
     if not isinstance(record, dict):
         return f"{RUN_MARKER} is not a run record of fleet: not a JSON object"
     wrong = [key for key, kind in RUN_RECORD_KEYS.items() if not isinstance(record.get(key), kind)]
-    return f"{RUN_MARKER} is not a run record of fleet: {', '.join(wrong)} missing or of the wrong type" if wrong else None
+    return (
+        f"{RUN_MARKER} is not a run record of fleet: {', '.join(wrong)} missing or of the wrong type" if wrong else None
+    )
 
 
 def files_of_a_run(path: Path) -> list[Path]:
@@ -561,8 +602,9 @@ def files_of_a_run(path: Path) -> list[Path]:
     found = [f for f in (path / name for name in RUN_FILES) if _plain_file(f)]
     board = path / TENSORBOARD
     if board.is_symlink() or (board.exists() and not board.is_dir()):
-        raise RunDirError(f"{board}: is not the folder a run writes (a link or a file); move it away or choose another "
-                          "output with -o")
+        raise RunDirError(
+            f"{board}: is not the folder a run writes (a link or a file); move it away or choose another output with -o"
+        )
     if board.is_dir():
         found += [f for f in board.iterdir() if f.name.startswith(TENSORBOARD_EVENTS) and _plain_file(f)]
     return found

@@ -59,8 +59,9 @@ def max_devices() -> int:
     if not text:
         return DEFAULT_MAX_DEVICES
     if not (text.isascii() and text.isdigit() and len(text) <= 18 and int(text) > 0):
-        raise ConfigError(f"{MAX_DEVICES_ENV}={text[:40]!r}: write the most devices a fleet may have as a whole number, "
-                          "e.g. 5000000")
+        raise ConfigError(
+            f"{MAX_DEVICES_ENV}={text[:40]!r}: write the most devices a fleet may have as a whole number, e.g. 5000000"
+        )
     return int(text)
 
 
@@ -110,7 +111,8 @@ class HostileConfig(StrictModel):
     """Devices (by name) that publish ``+value, -value, +value, ...`` in place of each parameter message
     their learner sends (they still learn and act as the others); none by default."""
     value: FiniteFloat = Field(3e38, gt=0, le=float(np.finfo(np.float32).max))
-    """Magnitude of what they publish (capped at the wire dtype's largest finite value): finite, so the codec carries it."""
+    """Magnitude of what they publish (capped at the wire dtype's largest finite value): finite, so the codec
+    carries it."""
 
 
 class FleetConfig(StrictModel):
@@ -137,9 +139,11 @@ class FleetConfig(StrictModel):
     def _bounded(cls, sites: tuple[SiteConfig, ...]) -> tuple[SiteConfig, ...]:
         total, limit = sum(s.devices for s in sites), max_devices()
         if total > limit:
-            raise ValueError(f"the sites hold {total:,} devices in all, more than {limit:,}, the most this machine is "
-                             f"set up for; on a machine with the memory for it, raise the bound with the environment "
-                             f"variable {MAX_DEVICES_ENV}")
+            raise ValueError(
+                f"the sites hold {total:,} devices in all, more than {limit:,}, the most this machine is "
+                f"set up for; on a machine with the memory for it, raise the bound with the environment "
+                f"variable {MAX_DEVICES_ENV}"
+            )
         return sites
 
     @field_validator("sites")
@@ -226,7 +230,7 @@ class LinkCutConfig(StrictModel):
     """Devices (fleet-wide indices) that are cut."""
 
     @model_validator(mode="after")
-    def _window(self) -> "LinkCutConfig":
+    def _window(self) -> LinkCutConfig:
         if self.end <= self.start:
             raise ValueError(f"end ({self.end:g} s) must come after start ({self.start:g} s)")
         if not self.sites and not self.devices:
@@ -242,7 +246,10 @@ def _merge_profile_overrides(value: Any) -> Any:
     for name, override in value.items():
         if name in merged and isinstance(override, dict):
             base = dict(merged[name])
-            if isinstance(override.get("loss"), dict) and override["loss"].get("model", base["loss"]["model"]) != base["loss"]["model"]:
+            if (
+                isinstance(override.get("loss"), dict)
+                and override["loss"].get("model", base["loss"]["model"]) != base["loss"]["model"]
+            ):
                 base.pop("loss")
             elif isinstance(override.get("loss"), dict):
                 override = {**override, "loss": {**base["loss"], **override["loss"]}}
@@ -379,7 +386,8 @@ class OutputsConfig(StrictModel):
 
         if on and importlib.util.find_spec("tensorboard") is None:
             raise ValueError(
-                "needs the tensorboard package, which is not installed; install it with pip install 'fleet-sim[tensorboard]', "
+                "needs the tensorboard package, which is not installed; install it with pip install "
+                "'fleet-sim[tensorboard]', "
                 "or turn TensorBoard output off (false, or fleet run without --tensorboard)"
             )
         return on
@@ -414,7 +422,7 @@ class Scenario(StrictModel):
     outputs: OutputsConfig = OutputsConfig()
 
     @model_validator(mode="after")
-    def _consistent(self) -> "Scenario":
+    def _consistent(self) -> Scenario:
         _check_consistency(self)
         return self
 
@@ -433,9 +441,14 @@ def _check_consistency(s: Scenario) -> None:
     for i, site in enumerate(s.fleet.sites):
         for cls in site.network:
             if cls not in profiles:
-                raise ValueError(f"fleet.sites[{i}].network: unknown network class {cls!r}; known: {', '.join(sorted(profiles))}")
+                raise ValueError(
+                    f"fleet.sites[{i}].network: unknown network class {cls!r}; known: {', '.join(sorted(profiles))}"
+                )
     if s.network.collector_link not in profiles:
-        raise ValueError(f"network.collector_link: unknown profile {s.network.collector_link!r}; known: {', '.join(sorted(profiles))}")
+        raise ValueError(
+            f"network.collector_link: unknown profile {s.network.collector_link!r}; known: "
+            f"{', '.join(sorted(profiles))}"
+        )
     site_names = {site.name for site in s.fleet.sites}
     for i, cut in enumerate(s.network.link_cuts):
         unknown = [x for x in cut.sites if x not in site_names]
@@ -448,8 +461,10 @@ def _check_consistency(s: Scenario) -> None:
     _check_device_names(s, "fleet.hostile.devices", s.fleet.hostile.devices)
     both = sorted(set(s.fleet.external) & set(s.fleet.hostile.devices))
     if both:
-        raise ValueError(f"fleet.hostile.devices: {', '.join(both)} also in fleet.external; "
-                         "the simulation publishes nothing for a real device")
+        raise ValueError(
+            f"fleet.hostile.devices: {', '.join(both)} also in fleet.external; "
+            "the simulation publishes nothing for a real device"
+        )
     if s.outputs.sample_devices > n:
         raise ValueError(f"outputs.sample_devices ({s.outputs.sample_devices}) exceeds the fleet size ({n})")
     _check_topology(s)
@@ -464,8 +479,10 @@ def _check_device_names(s: Scenario, field: str, listed: tuple[str, ...]) -> Non
     unknown = [d for d in listed if not s.fleet.has_device(d)]
     if unknown:
         width, n = s.fleet.name_width, s.n_devices
-        raise ValueError(f"{field}: unknown device(s) {', '.join(unknown)}; "
-                         f"the fleet's devices are d{0:0{width}d}..d{n - 1:0{width}d}")
+        raise ValueError(
+            f"{field}: unknown device(s) {', '.join(unknown)}; "
+            f"the fleet's devices are d{0:0{width}d}..d{n - 1:0{width}d}"
+        )
     if repeated(listed):
         raise ValueError(f"{field}: {', '.join(repeated(listed))} listed twice")
 
@@ -480,7 +497,9 @@ def _check_topology(s: Scenario) -> None:
             f"with topology.scope={t.scope!r}"
         )
     if t.kind in {"ring", "small-world"} and t.degree % 2:
-        raise ValueError(f"topology.degree must be even for kind {t.kind!r} (each device links k/2 on each side); got {t.degree}")
+        raise ValueError(
+            f"topology.degree must be even for kind {t.kind!r} (each device links k/2 on each side); got {t.degree}"
+        )
     if t.kind == "random-regular" and any((t.degree * g) % 2 for g in groups):
         raise ValueError("topology.degree times the group size must be even for kind 'random-regular'")
 
@@ -535,7 +554,9 @@ def _size_limits(s: Scenario, collector: bool) -> list[tuple[int, str]]:
     if collector:
         link = s.network.collector_link
         limit = profiles[link].max_payload_bytes
-        limits.append((limit, f"the collector's {link!r} link's max_payload_bytes ({limit:,}) (network.collector_link)"))
+        limits.append(
+            (limit, f"the collector's {link!r} link's max_payload_bytes ({limit:,}) (network.collector_link)")
+        )
     return limits
 
 
@@ -549,8 +570,11 @@ def _size_problem(s: Scenario, what: str, size: int, collector: bool, options: d
     room = min(limit for limit, _ in limits)
     fits = [f"{key} ({b:,} bytes)" for key, b in options.items() if b <= room]
     tried = ", ".join(f"{key}: {b:,} bytes" for key, b in options.items()) or "none to try"
-    advice = (f"Settings that fit: {', '.join(fits)}" if fits else
-              f"No single setting fits ({tried}); send smaller messages or use another link class")
+    advice = (
+        f"Settings that fit: {', '.join(fits)}"
+        if fits
+        else f"No single setting fits ({tried}); send smaller messages or use another link class"
+    )
     return f"{what}: messages of {size:,} bytes exceed {' and '.join(over)}; every one would be dropped. {advice}"
 
 
@@ -572,7 +596,9 @@ def list_scenarios() -> list[tuple[str, str, Path]]:
     rows = []
     for path in sorted(scenarios_dir().glob("*.yaml")):
         raw = yaml.safe_load(path.read_text())
-        rows.append((path.stem, str(raw.get("description", "")).strip().splitlines()[0] if raw.get("description") else "", path))
+        rows.append(
+            (path.stem, str(raw.get("description", "")).strip().splitlines()[0] if raw.get("description") else "", path)
+        )
     return rows
 
 
@@ -608,8 +634,9 @@ class _ScenarioLoader(yaml.SafeLoader):
     def compose_node(self, parent, index):
         mark = self.peek_event().start_mark
         if self.check_event(yaml.AliasEvent):
-            raise yaml.composer.ComposerError(None, None, "aliases (*name) are not accepted in a scenario file; "
-                                              "write the value out", mark)
+            raise yaml.composer.ComposerError(
+                None, None, "aliases (*name) are not accepted in a scenario file; write the value out", mark
+            )
         if self._depth >= MAX_YAML_DEPTH:
             raise yaml.composer.ComposerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", mark)
         self._depth += 1
@@ -648,7 +675,9 @@ def read_yaml(path: Path) -> dict[str, Any]:
         problem = getattr(e, "problem", None) or str(e)
         raise ConfigError(f"{path}: malformed YAML{pos}: {problem}") from None
     if not isinstance(raw, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of keys (version, name, fleet, ...), got {type(raw).__name__}")
+        raise ConfigError(
+            f"{path}: the top level must be a mapping of keys (version, name, fleet, ...), got {type(raw).__name__}"
+        )
     return raw
 
 
@@ -722,7 +751,10 @@ def validate_learner_params(scenario: Scenario, source: str) -> StrictModel:
 
     entry = REGISTRY.get(scenario.learner.name)
     if entry is None:
-        raise ConfigError(f"{source}: invalid configuration:\n  - learner.name: {scenario.learner.name!r} is not a registered learner; known: {', '.join(sorted(REGISTRY))}")
+        raise ConfigError(
+            f"{source}: invalid configuration:\n  - learner.name: {scenario.learner.name!r} is not a registered "
+            f"learner; known: {', '.join(sorted(REGISTRY))}"
+        )
     try:
         return entry.config_cls.model_validate(scenario.learner.params)
     except ValidationError as e:

@@ -58,9 +58,18 @@ MAX_DEPTH = 32
 """Deepest nesting of dicts and lists in a tree."""
 
 _DTYPES = {
-    np.dtype(np.bool_): "BOOL", np.dtype(np.uint8): "U8", np.dtype(np.int8): "I8", np.dtype(np.uint16): "U16",
-    np.dtype(np.int16): "I16", np.dtype(np.uint32): "U32", np.dtype(np.int32): "I32", np.dtype(np.uint64): "U64",
-    np.dtype(np.int64): "I64", np.dtype(np.float16): "F16", np.dtype(np.float32): "F32", np.dtype(np.float64): "F64",
+    np.dtype(np.bool_): "BOOL",
+    np.dtype(np.uint8): "U8",
+    np.dtype(np.int8): "I8",
+    np.dtype(np.uint16): "U16",
+    np.dtype(np.int16): "I16",
+    np.dtype(np.uint32): "U32",
+    np.dtype(np.int32): "I32",
+    np.dtype(np.uint64): "U64",
+    np.dtype(np.int64): "I64",
+    np.dtype(np.float16): "F16",
+    np.dtype(np.float32): "F32",
+    np.dtype(np.float64): "F64",
 }
 _SCALARS = (type(None), bool, int, float, str)
 
@@ -76,7 +85,7 @@ class StateMismatch(ConfigError):
         super().__init__(f"{path}: {problem}" if path else problem)
         self.path, self.problem = path, problem
 
-    def within(self, key: str) -> "StateMismatch":
+    def within(self, key: str) -> StateMismatch:
         """The same mismatch, one level further down from ``key``."""
         return StateMismatch(f"{key}.{self.path}" if self.path else key, self.problem)
 
@@ -112,12 +121,18 @@ def _flatten(node: Any, path: str, arrays: list[tuple[str, np.ndarray]], depth: 
 
 def _header(kind: str, tree: Any, arrays: list[tuple[str, np.ndarray]]) -> bytes:
     """The safetensors header: length, JSON padded with spaces to a multiple of 8 bytes."""
-    table: dict[str, Any] = {"__metadata__": {"format": FORMAT, "version": str(VERSION), "kind": kind, "tree": json.dumps(tree)}}
+    table: dict[str, Any] = {
+        "__metadata__": {"format": FORMAT, "version": str(VERSION), "kind": kind, "tree": json.dumps(tree)}
+    }
     offset = 0
     for name, a in arrays:
         if name in table:
             raise ValueError(f"{name}: two arrays of the state have this name")
-        table[name] = {"dtype": _DTYPES[a.dtype.newbyteorder("<")], "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
+        table[name] = {
+            "dtype": _DTYPES[a.dtype.newbyteorder("<")],
+            "shape": list(a.shape),
+            "data_offsets": [offset, offset + a.nbytes],
+        }
         offset += a.nbytes
     text = json.dumps(table).encode()
     text += b" " * (-len(text) % 8)
@@ -183,7 +198,9 @@ def load(path: Path, kind: str, max_bytes: int) -> dict:
     if size > max_bytes:
         raise StateFileError(f"{path}: {size} bytes, more than a {kind} state file may have ({max_bytes})")
     if len(head) < 8 or struct.unpack("<Q", head)[0] > min(MAX_HEADER_BYTES, size - 8):
-        raise StateFileError(f"{path}: not a {FORMAT} file (its first 8 bytes do not give the length of a header it has)")
+        raise StateFileError(
+            f"{path}: not a {FORMAT} file (its first 8 bytes do not give the length of a header it has)"
+        )
     try:
         with safetensors.safe_open(path, framework="numpy") as f:
             meta = _checked_metadata(path, f.metadata(), kind)
@@ -209,7 +226,10 @@ def _checked_metadata(path: Path, meta: dict | None, kind: str) -> dict:
     if meta.get("format") != FORMAT or "tree" not in meta:
         raise StateFileError(f"{path}: a safetensors file, but not one of fleet's state files (no {FORMAT} metadata)")
     if meta.get("version") != str(VERSION):
-        raise StateFileError(f"{path}: written in {FORMAT} version {meta.get('version')!r}; this version of fleet reads version {VERSION}")
+        raise StateFileError(
+            f"{path}: written in {FORMAT} version {meta.get('version')!r}; this version of fleet reads version "
+            f"{VERSION}"
+        )
     if meta.get("kind") != kind:
         raise StateFileError(f"{path}: holds the state of a {meta.get('kind')!r}, not of a {kind!r}")
     return meta
@@ -221,7 +241,12 @@ def _unflatten(path: Path, node: Any, arrays: dict[str, np.ndarray], depth: int)
         raise StateFileError(f"{path}: the state nests deeper than {MAX_DEPTH} levels")
     if isinstance(node, dict) and "@" in node:
         name, is_torch = node.get("@"), node.get("torch")
-        if set(node) != {"@", "torch"} or not isinstance(is_torch, bool) or not isinstance(name, str) or name not in arrays:
+        if (
+            set(node) != {"@", "torch"}
+            or not isinstance(is_torch, bool)
+            or not isinstance(name, str)
+            or name not in arrays
+        ):
             raise StateFileError(f"{path}: the state refers to a tensor the file does not hold (once): {node!r:.200}")
         a = arrays.pop(name)
         return torch.from_numpy(a) if is_torch else a
@@ -269,7 +294,12 @@ def expect_keys(state: Any, names: tuple[str, ...] | list[str]) -> None:
         raise StateMismatch(str(extra[0]), "unexpected (a state of another version or component?)")
 
 
-def array(value: Any, like: np.ndarray | torch.Tensor | None = None, dtype: Any = None, shape: tuple[int | None, ...] | None = None):
+def array(
+    value: Any,
+    like: np.ndarray | torch.Tensor | None = None,
+    dtype: Any = None,
+    shape: tuple[int | None, ...] | None = None,
+):
     """``value`` checked to be an array of ``like``'s kind (numpy or torch), dtype and shape, or
     of ``dtype`` and ``shape`` (``None`` entries: any length). Raises a mismatch at path ''."""
     if like is not None:
@@ -300,7 +330,9 @@ def load_child(state: Any, key: str, component: Any) -> None:
         component.load_state_dict(sub)
 
 
-def array_list(state: Any, key: str, like: list | None = None, dtype: Any = None, shape: tuple[int | None, ...] | None = None) -> list:
+def array_list(
+    state: Any, key: str, like: list | None = None, dtype: Any = None, shape: tuple[int | None, ...] | None = None
+) -> list:
     """``state[key]``: a list of arrays, each like ``like[i]`` (same length) or of ``dtype`` and ``shape``."""
     values = entry(state, key, list)
     if like is not None and len(values) != len(like):
@@ -361,7 +393,11 @@ def _loaded(current: Any, saved: Any) -> Any:
         return current
     if current is None or saved is None:
         if current is not saved:
-            raise StateMismatch("", f"{'absent' if saved is None else 'present'} in the state, {'absent' if current is None else 'present'} here (another configuration?)")
+            raise StateMismatch(
+                "",
+                f"{'absent' if saved is None else 'present'} in the state, "
+                f"{'absent' if current is None else 'present'} here (another configuration?)",
+            )
         return None
     if isinstance(current, float) and isinstance(saved, int) and not isinstance(saved, bool):
         return float(saved)

@@ -44,10 +44,18 @@ def _context(n: int, seed: int) -> LearnerContext:
 def _observation(n: int, tick: int, rng: np.random.Generator) -> Observation:
     lo, h = np.full(n, 20.0), len(PREVIEW_H)
     return Observation(
-        temp_c=rng.normal(20.5, 1.5, n), outdoor_c=rng.normal(3.0, 4.0, n), band_lo=lo, band_hi=lo + 3,
-        occupied=rng.random(n) < 0.5, price=np.full(n, 0.25), feeder_load=rng.random(n),
-        hour=(tick / 60.0) % 24, online=np.ones(n, bool),
-        band_lo_ahead=np.full((n, h), 20.0), band_hi_ahead=np.full((n, h), 23.0), price_ahead=np.full((n, h), 0.25),
+        temp_c=rng.normal(20.5, 1.5, n),
+        outdoor_c=rng.normal(3.0, 4.0, n),
+        band_lo=lo,
+        band_hi=lo + 3,
+        occupied=rng.random(n) < 0.5,
+        price=np.full(n, 0.25),
+        feeder_load=rng.random(n),
+        hour=(tick / 60.0) % 24,
+        online=np.ones(n, bool),
+        band_lo_ahead=np.full((n, h), 20.0),
+        band_hi_ahead=np.full((n, h), 23.0),
+        price_ahead=np.full((n, h), 0.25),
     )
 
 
@@ -64,7 +72,9 @@ def _deliveries(learner, kind: str, sender: np.ndarray, n: int) -> tuple[np.ndar
     return rec, idx
 
 
-def _run(learner, n: int, ticks: int, seed: int, start: int = 0, sizes: dict[str, int] | None = None) -> list[np.ndarray]:
+def _run(
+    learner, n: int, ticks: int, seed: int, start: int = 0, sizes: dict[str, int] | None = None
+) -> list[np.ndarray]:
     """Drive ``learner`` for ``ticks`` one-minute control ticks after tick ``start``; returns its
     actions per tick. ``sizes``: records the largest encoded message of each kind in it."""
     rng = np.random.default_rng(seed)
@@ -72,7 +82,9 @@ def _run(learner, n: int, ticks: int, seed: int, start: int = 0, sizes: dict[str
     for tick in range(start + 1, start + ticks + 1):
         obs = _observation(n, tick, rng)
         a = learner.act(obs)
-        assert isinstance(a, np.ndarray) and a.shape == (n,), f"act() must return a numpy array of shape ({n},), got {type(a).__name__} {getattr(a, 'shape', '')}"
+        assert isinstance(a, np.ndarray) and a.shape == (n,), (
+            f"act() must return a numpy array of shape ({n},), got {type(a).__name__} {getattr(a, 'shape', '')}"
+        )
         assert np.issubdtype(a.dtype, np.integer), f"act() must return integer levels, got dtype {a.dtype}"
         assert ((0 <= a) & (a < N_LEVELS)).all(), f"act() returned levels outside [0, {N_LEVELS})"
         actions.append(a)
@@ -111,8 +123,10 @@ def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0
     _run(learner, n, ticks, seed, sizes=sizes)
     config = REGISTRY[name].config_cls()
     declared = config.message_sizes(N_LEVELS) if hasattr(config, "message_sizes") else {}
-    assert sizes == declared, (f"its config's message_sizes() must give the encoded bytes of the largest message of each kind "
-                               f"published: it declares {declared}, the learner published {sizes}")
+    assert sizes == declared, (
+        f"its config's message_sizes() must give the encoded bytes of the largest message of each kind "
+        f"published: it declares {declared}, the learner published {sizes}"
+    )
 
     # save as a state file, load into a fresh learner, and continue identically
     with tempfile.TemporaryDirectory() as scratch:
@@ -123,7 +137,9 @@ def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0
         restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
     a = _run(learner, n, ticks, seed + 2)
     b = _run(restored, n, ticks, seed + 2)
-    assert all((x == y).all() for x, y in zip(a, b)), "after load_state_dict the learner must act exactly like the saved one"
+    assert all((x == y).all() for x, y in zip(a, b)), (
+        "after load_state_dict the learner must act exactly like the saved one"
+    )
 
     policy = learner.export_policy(0)
     assert isinstance(policy, dict) and policy, "export_policy(i) must return a non-empty dict of tensors"
@@ -142,7 +158,8 @@ def _received(transport: Transport, until: Callable[[list[Received]], bool], wha
     deadline = time.monotonic() + CONTRACT_TIMEOUT
     while not until(messages):
         assert time.monotonic() < deadline, (
-            f"{transport.client_id} did not receive {what} within {CONTRACT_TIMEOUT} s; got {messages}")
+            f"{transport.client_id} did not receive {what} within {CONTRACT_TIMEOUT} s; got {messages}"
+        )
         time.sleep(0.005)
         messages += transport.drain()
     return messages
@@ -157,7 +174,9 @@ def _up_to_marker(transport: Transport, marker: str) -> list[Received]:
 def _subscribed(transport: Transport, topic_filter: str, qos: int) -> None:
     granted = transport.subscribe(topic_filter, qos).wait(CONTRACT_TIMEOUT)
     assert granted == qos, (
-        f"subscribe({topic_filter!r}, {qos}).wait() must give the granted QoS {qos} once the broker has the subscription, got {granted}")
+        f"subscribe({topic_filter!r}, {qos}).wait() must give the granted QoS {qos} once the broker has the "
+        f"subscription, got {granted}"
+    )
 
 
 def _published(
@@ -168,16 +187,23 @@ def _published(
     answer = transport.publish(topic, payload, qos, retain).wait(CONTRACT_TIMEOUT)
     if subscribed or qos == 0:
         assert answer == SUCCESS, (
-            f"publish({topic!r}, qos={qos}).wait() must give SUCCESS (0) once the broker has the message, got {answer}")
+            f"publish({topic!r}, qos={qos}).wait() must give SUCCESS (0) once the broker has the message, got {answer}"
+        )
     else:
-        assert accepted(answer), f"publish({topic!r}) without subscribers must still succeed (a code < 0x80), got {answer}"
+        assert accepted(answer), (
+            f"publish({topic!r}) without subscribers must still succeed (a code < 0x80), got {answer}"
+        )
 
 
 def _check_round_trips(sub: Transport, pub: Transport) -> None:
     """Exact bytes and topics through ``+`` and ``#`` filters, QoS 0 and 1, in order, nothing else."""
     _subscribed(sub, "contract/+/one", 1)
     _subscribed(sub, "contract/many/#", 0)
-    expected = [("contract/a/one", b"\x00\x01 binary \xff", 1), ("contract/many/x/y", b"", 0), ("contract/many", b"#-parent", 0)]
+    expected = [
+        ("contract/a/one", b"\x00\x01 binary \xff", 1),
+        ("contract/many/x/y", b"", 0),
+        ("contract/many", b"#-parent", 0),
+    ]
     _published(pub, "contract/a/one", expected[0][1], qos=1)
     _published(pub, "contract/a/two", b"no match: last level", subscribed=False)
     _published(pub, "contract/a/b/one", b"no match: + is one level", subscribed=False)
@@ -187,10 +213,13 @@ def _check_round_trips(sub: Transport, pub: Transport) -> None:
     messages = _up_to_marker(sub, "contract/end/one")
     got = [(m.topic, m.payload, m.qos) for m in messages]
     assert got == expected, (
-        f"a subscriber must receive exactly the matching messages, in order, with their bytes and the lower of publish and "
-        f"subscription QoS: expected {expected}, got {got}")
+        "a subscriber must receive exactly the matching messages, in order, with their bytes and the lower of publish "
+        "and "
+        f"subscription QoS: expected {expected}, got {got}"
+    )
     assert all(not m.retain and m.arrived_at <= time.monotonic() for m in messages), (
-        "live messages need retain=False and arrived_at from time.monotonic()")
+        "live messages need retain=False and arrived_at from time.monotonic()"
+    )
 
 
 def _check_retained(make_client: Callable[..., Transport], pub: Transport) -> None:
@@ -200,14 +229,16 @@ def _check_retained(make_client: Callable[..., Transport], pub: Transport) -> No
     _subscribed(late, "contract/kept/+", 1)
     first = _received(late, bool, "the retained message")[0]
     assert (first.topic, first.payload, first.retain) == ("contract/kept/one", b"state", True), (
-        f"a new subscription must first get the retained message with retain=True, got {first}")
+        f"a new subscription must first get the retained message with retain=True, got {first}"
+    )
     _published(pub, "contract/kept/one", b"", retain=True)
     later = _connected(make_client, "contract-later")
     _subscribed(later, "contract/kept/+", 1)
     _published(pub, "contract/kept/marker", b"")
     stale = [(m.topic, m.payload) for m in _up_to_marker(later, "contract/kept/marker")]
     assert not stale, (
-        f"publishing an empty retained payload must delete the retained message; a later subscriber still got {stale}")
+        f"publishing an empty retained payload must delete the retained message; a later subscriber still got {stale}"
+    )
     for client in (late, later):
         client.close()
 
@@ -220,11 +251,14 @@ def _check_will(make_client: Callable[..., Transport], kill: Callable[[Transport
     assert not polite.connected, "after close() the transport must say connected == False"
     mortal = _connected(make_client, "contract-mortal", Will("contract/will/mortal", b"died", retain=False))
     kill(mortal)
-    messages = _received(sub, lambda got: any(m.topic == "contract/will/mortal" for m in got), "the will of a killed client")
+    messages = _received(
+        sub, lambda got: any(m.topic == "contract/will/mortal" for m in got), "the will of a killed client"
+    )
     time.sleep(0.2)  # a will published by mistake for the closed client would be here by now
     messages += sub.drain()
     assert "contract/will/polite" not in [m.topic for m in messages], (
-        "a client that closes cleanly must not have its will published")
+        "a client that closes cleanly must not have its will published"
+    )
     will = next(m for m in messages if m.topic == "contract/will/mortal")
     assert will.payload == b"died", f"the will must carry its payload b'died', got {will.payload!r}"
 
@@ -267,17 +301,22 @@ def _check_drain(sub: Transport, pub: Transport, n: int = 300, readers: int = 3)
         thread.join()
     seen = sorted(i for batch in batches for i in batch)
     assert seen == list(range(n)), (
-        f"drain() from {readers} threads must return each of {n} messages exactly once; got {len(seen)} ({len(set(seen))} distinct)")
+        f"drain() from {readers} threads must return each of {n} messages exactly once; got {len(seen)} "
+        f"({len(set(seen))} distinct)"
+    )
     assert all(batch == list(range(batch[0], batch[0] + len(batch))) for batch in batches if batch), (
-        "drain() must return messages oldest first")
+        "drain() must return messages oldest first"
+    )
 
 
 def _connected(make_client: Callable[..., Transport], client_id: str, will: Will | None = None) -> Transport:
     client = make_client(client_id, will=will)
     assert client.client_id == client_id, (
-        f"make_client({client_id!r}) must give a transport with client_id {client_id!r}, got {client.client_id!r}")
+        f"make_client({client_id!r}) must give a transport with client_id {client_id!r}, got {client.client_id!r}"
+    )
     assert client.connect(timeout=CONTRACT_TIMEOUT) is True, (
-        f"connect(timeout={CONTRACT_TIMEOUT}) must return True once the broker accepted {client_id!r}")
+        f"connect(timeout={CONTRACT_TIMEOUT}) must return True once the broker accepted {client_id!r}"
+    )
     assert client.connected, "connected must be True after connect() returned True"
     return client
 

@@ -5,7 +5,8 @@ compare:
 
 - **final reward**: the reward over the last ``tail`` fraction of the run, from the cumulative
   KPI columns of metrics.csv and the scenario's reward weights,
-  ``-(Δcost + reward.discomfort_per_degh · Δdiscomfort_degh + reward.overload_per_kwh · Δfeeder_overload_kwh) / (N · Δdays)``.
+  ``-(Δcost + reward.discomfort_per_degh · Δdiscomfort_degh + reward.overload_per_kwh ·
+  Δfeeder_overload_kwh) / (N · Δdays)``.
   This is the sum of the per-tick rewards the learners are trained on (a feeder's overload
   penalty is shared among its devices by their load, so the shares add up to the feeder's
   overload), so learners and the rule-based thermostat, which logs no reward of its own,
@@ -147,8 +148,14 @@ def tail_start(metrics: dict[str, np.ndarray], tail: float) -> int:
     return int(np.flatnonzero(t <= float(t[-1]) * (1 - tail) + 1e-9)[-1])
 
 
-def kpi_rates(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int, kpis: tuple[str, ...],
-              start: int = 0, stop: int = -1) -> dict[str, float]:
+def kpi_rates(
+    scenario: dict,
+    metrics: dict[str, np.ndarray],
+    n_devices: int,
+    kpis: tuple[str, ...],
+    start: int = 0,
+    stop: int = -1,
+) -> dict[str, float]:
     """The increase of each cumulative ``kpi/<name>`` column of ``kpis`` from metrics row ``start``
     to row ``stop`` (from the very start when ``start`` is 0), per device per day of the control
     ticks the rows between them account for."""
@@ -167,8 +174,11 @@ def kpi_rates(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int, kp
 def reward_of(scenario: dict, rates: dict[str, float]) -> float:
     """The reward of the REWARD_KPIS' ``rates`` under the scenario's reward weights."""
     weights = scenario["reward"]
-    return -(rates["cost"] + weights["discomfort_per_degh"] * rates["discomfort_degh"]
-             + weights["overload_per_kwh"] * rates["feeder_overload_kwh"])
+    return -(
+        rates["cost"]
+        + weights["discomfort_per_degh"] * rates["discomfort_degh"]
+        + weights["overload_per_kwh"] * rates["feeder_overload_kwh"]
+    )
 
 
 def final_reward(scenario: dict, metrics: dict[str, np.ndarray], n_devices: int, tail: float = DEFAULT_TAIL) -> float:
@@ -203,7 +213,9 @@ def bytes_sent_per_device_per_day(summary: dict) -> float:
     return per_device_day(summary["comm"]["bytes_sent"], run["n_devices"], run["simulated_s"])
 
 
-def run_values(path: Path, scenario: dict, metrics: dict[str, np.ndarray], summary: dict, tail: float = DEFAULT_TAIL) -> RunValues:
+def run_values(
+    path: Path, scenario: dict, metrics: dict[str, np.ndarray], summary: dict, tail: float = DEFAULT_TAIL
+) -> RunValues:
     """A completed run's coordinates; an interrupted run is refused (its window would differ)."""
     run = summary["run"]
     if run["status"] != "completed":
@@ -246,7 +258,10 @@ def scenario_fields(scenario: dict) -> dict[str, Any]:
     learner = scenario["learner"]
     entry = REGISTRY.get(learner["name"])
     if entry is None:
-        raise ConfigError(f"learner {learner['name']!r} is not registered in this version of fleet; known: {', '.join(sorted(REGISTRY))}")
+        raise ConfigError(
+            f"learner {learner['name']!r} is not registered in this version of fleet; known: "
+            f"{', '.join(sorted(REGISTRY))}"
+        )
     try:
         params = entry.config_cls.model_validate(learner.get("params") or {}).model_dump(mode="json")
     except ValidationError:
@@ -258,6 +273,7 @@ def scenario_fields(scenario: dict) -> dict[str, Any]:
 def _differing(groups: list[dict[str, Any]]) -> list[str]:
     """Keys whose values differ between groups: learner first, then in scenario order. A learner
     parameter counts only where it differs between groups of the same learner."""
+
     def differs(key: str, members: list[dict[str, Any]]) -> bool:
         return len({json.dumps(g.get(key, "<absent>"), sort_keys=True) for g in members}) > 1
 
@@ -266,7 +282,10 @@ def _differing(groups: list[dict[str, Any]]) -> list[str]:
     out = []
     for key in keys:
         if key.startswith("learner.params."):
-            same_learner = [[g for g in groups if g["learner.name"] == name] for name in dict.fromkeys(g["learner.name"] for g in groups)]
+            same_learner = [
+                [g for g in groups if g["learner.name"] == name]
+                for name in dict.fromkeys(g["learner.name"] for g in groups)
+            ]
             if any(differs(key, members) for members in same_learner):
                 out.append(key)
         elif differs(key, groups):
@@ -301,11 +320,15 @@ def _label(fields: dict[str, Any], learner: str, n_sites: int) -> str:
     return ", ".join(parts)
 
 
-def comm_vs_reward(runs: list[tuple[Path, dict, dict[str, np.ndarray], dict]], tail: float = DEFAULT_TAIL) -> list[Point]:
+def comm_vs_reward(
+    runs: list[tuple[Path, dict, dict[str, np.ndarray], dict]], tail: float = DEFAULT_TAIL
+) -> list[Point]:
     """One point per group of runs that differ only in their seed, in the order the groups first
     appear; ``runs`` are ``(path, scenario, metrics, summary)`` as :func:`fleet.results.load_run` reads them."""
     if not 0 < tail <= 1:
-        raise ConfigError(f"tail must be in (0, 1], the fraction of each run the final reward is taken over; got {tail:g}")
+        raise ConfigError(
+            f"tail must be in (0, 1], the fraction of each run the final reward is taken over; got {tail:g}"
+        )
     groups: dict[str, tuple[dict[str, Any], list[RunValues]]] = {}
     for path, scenario, metrics, summary in runs:
         fields = scenario_fields(scenario)
@@ -323,13 +346,15 @@ def comm_vs_reward(runs: list[tuple[Path, dict, dict[str, np.ndarray], dict]], t
     points = []
     for fields, members in groups.values():
         own = {k: fields[k] for k in varying if k in fields}
-        points.append(Point(
-            label=_label(own, fields["learner.name"], sum(1 for k in fields if _SITE_NETWORK.match(k))),
-            fields=own,
-            runs=tuple(members),
-            bytes_sent_per_device_per_day=estimate([r.bytes_sent_per_device_per_day for r in members]),
-            reward_per_device_per_day=estimate([r.reward_per_device_per_day for r in members]),
-        ))
+        points.append(
+            Point(
+                label=_label(own, fields["learner.name"], sum(1 for k in fields if _SITE_NETWORK.match(k))),
+                fields=own,
+                runs=tuple(members),
+                bytes_sent_per_device_per_day=estimate([r.bytes_sent_per_device_per_day for r in members]),
+                reward_per_device_per_day=estimate([r.reward_per_device_per_day for r in members]),
+            )
+        )
     return points
 
 
@@ -340,21 +365,45 @@ def points_csv(points: list[Point]) -> str:
     """A row per point: label, seeds, means and 95% CI half-widths (empty for one seed), runs."""
     text = io.StringIO(newline="")
     w = csv.writer(text)
-    w.writerow(["label", "n_seeds", "seeds", "bytes_sent_per_device_per_day", "bytes_sent_ci95_half_width",
-                "reward_per_device_per_day", "reward_ci95_half_width", "runs"])
+    w.writerow(
+        [
+            "label",
+            "n_seeds",
+            "seeds",
+            "bytes_sent_per_device_per_day",
+            "bytes_sent_ci95_half_width",
+            "reward_per_device_per_day",
+            "reward_ci95_half_width",
+            "runs",
+        ]
+    )
     for p in points:
         b, r = p.bytes_sent_per_device_per_day, p.reward_per_device_per_day
-        w.writerow([p.label, len(p.runs), " ".join(str(x.seed) for x in p.runs), repr(b.mean), _opt(b.ci95_half_width),
-                    repr(r.mean), _opt(r.ci95_half_width), " ".join(x.path for x in p.runs)])
+        w.writerow(
+            [
+                p.label,
+                len(p.runs),
+                " ".join(str(x.seed) for x in p.runs),
+                repr(b.mean),
+                _opt(b.ci95_half_width),
+                repr(r.mean),
+                _opt(r.ci95_half_width),
+                " ".join(x.path for x in p.runs),
+            ]
+        )
     return text.getvalue()
 
 
 def points_json(points: list[Point], tail: float) -> str:
     """The points with their definitions, the fields that set each apart and every run's values."""
     doc = {
-        "reward_per_device_per_day": f"-(cost + discomfort_per_degh * discomfort_degh + overload_per_kwh * feeder_overload_kwh) "
-                                     f"per device per day over the last {tail:g} of each run",
-        "bytes_sent_per_device_per_day": "bytes sent by the device radios (on the air, all workloads) per device per day over the whole run",
+        "reward_per_device_per_day": (
+            "-(cost + discomfort_per_degh * discomfort_degh + overload_per_kwh * feeder_overload_kwh) "
+            f"per device per day over the last {tail:g} of each run"
+        ),
+        "bytes_sent_per_device_per_day": (
+            "bytes sent by the device radios (on the air, all workloads) per device per day over the whole run"
+        ),
         "tail": tail,
         "confidence": CONFIDENCE,
         "points": [{**asdict(p), "n_seeds": len(p.runs)} for p in points],

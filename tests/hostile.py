@@ -37,7 +37,9 @@ def hostile_torch_file(marker: Path) -> bytes:
 
 def fleet_cli(*args, cwd: Path = ROOT) -> subprocess.CompletedProcess:
     """``fleet ARGS...`` in a new Python process."""
-    return subprocess.run([sys.executable, "-m", "fleet.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "fleet.cli", *map(str, args)], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
 
 
 def assert_refused(done: subprocess.CompletedProcess, *words: str) -> None:

@@ -49,11 +49,13 @@ class Broker:
     def url(self) -> str:
         return f"mqtt://127.0.0.1:{self.port}"
 
-    def start(self) -> "Broker":
+    def start(self) -> Broker:
         if MOSQUITTO is None:
             pytest.skip("needs the mosquitto broker: apt-get install mosquitto (.ci/run installs it)")
         self.log = self.config.with_suffix(".log")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", str(self.config)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [MOSQUITTO, "-c", str(self.config)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT
+        )
         for port in self.ports or [self.port]:
             try:
                 wait_for_port(port)

@@ -32,8 +32,10 @@ def test_import_fleet_loads_neither_torch_nor_pydantic_nor_numpy():
 def test_loading_a_scenario_and_listing_learners_import_no_torch():
     proc = python(
         "import sys, fleet\n"
-        "sc = fleet.load_scenario('thermostats-small-v1', {'learner.name': 'diffusion-v1', 'learner.params.qos': 1, 'learner.params.comm.dtype': 'float16'})\n"
-        "print((sc.learner.params['qos'], sc.learner.params['comm']['dtype']), [fleet.LEARNERS[n].summary != '' for n in fleet.LEARNERS])\n"
+        "sc = fleet.load_scenario('thermostats-small-v1', {'learner.name': 'diffusion-v1', 'learner.params.qos': 1, "
+        "'learner.params.comm.dtype': 'float16'})\n"
+        "print((sc.learner.params['qos'], sc.learner.params['comm']['dtype']), [fleet.LEARNERS[n].summary != '' for n "
+        "in fleet.LEARNERS])\n"
         "print('torch' in sys.modules)"
     )
     assert proc.returncode == 0, proc.stderr
@@ -47,7 +49,7 @@ def test_every_public_name_resolves():
         assert getattr(fleet, name) is not None, name
     assert set(fleet.__all__) <= set(dir(fleet))
     with pytest.raises(AttributeError, match="no attribute 'nothing'"):
-        fleet.nothing
+        _ = fleet.nothing
 
 
 # --- scenarios -----------------------------------------------------------------------------

@@ -55,9 +55,18 @@ def test_run_writes_a_run_directory_that_reproduces_itself(tiny_scenario_file, t
     assert f"results in {first}" in result.stdout and "energy_kwh" in result.stdout
     assert RUN_FILES <= {p.name for p in first.iterdir()}
     summary = json.loads((first / "summary.json").read_text())
-    assert summary["run"]["status"] == "completed" and summary["run"]["simulated_s"] == summary["run"]["horizon_s"] == 7200
+    assert (
+        summary["run"]["status"] == "completed" and summary["run"]["simulated_s"] == summary["run"]["horizon_s"] == 7200
+    )
     assert {"energy_kwh", "cost", "discomfort_degh", "peak_kw", "ramping_kw"} <= set(summary["kpis"])
-    assert {"bytes_sent", "bytes_received", "messages_sent", "messages_delivered", "messages_dropped", "mean_delay_s"} <= set(summary["comm"])
+    assert {
+        "bytes_sent",
+        "bytes_received",
+        "messages_sent",
+        "messages_delivered",
+        "messages_dropped",
+        "mean_delay_s",
+    } <= set(summary["comm"])
     assert {"wall_s", "device_steps_per_s"} <= set(summary["perf"])
     # the baseline is the same rule-based controller on common random numbers
     assert summary["kpis_vs_baseline"] == {k: 1.0 if v else None for k, v in summary["baseline"].items()}
@@ -182,15 +191,30 @@ def bad_scenario(case, raw, tmp_path, write_scenario):
     elif case == "learner messages too large for a link":
         raw["fleet"]["sites"][0]["network"] = {"wifi": 0.8, "lte-m": 0.2}  # 1 of its 3 devices on LTE-M
         raw["learner"] = {"name": "diffusion-v1"}
-        return write_scenario(raw), "messages of 15,031 bytes exceed the 'lte-m' link's max_payload_bytes (8,088) of 1 device"
-    words = {"list for a mapping": "fleet.building", "unknown key": "fleet.sites[0].colour: unknown key",
-             "negative capacitance": "fleet.building.capacitance_kwh_per_c", "zero bandwidth": "network.profiles.wifi.up_bps"}
+        return write_scenario(
+            raw
+        ), "messages of 15,031 bytes exceed the 'lte-m' link's max_payload_bytes (8,088) of 1 device"
+    words = {
+        "list for a mapping": "fleet.building",
+        "unknown key": "fleet.sites[0].colour: unknown key",
+        "negative capacitance": "fleet.building.capacitance_kwh_per_c",
+        "zero bandwidth": "network.profiles.wifi.up_bps",
+    }
     return write_scenario(raw), words[case]
 
 
-BAD_CASES = ["malformed yaml", "list for a mapping", "unknown key", "negative capacitance", "zero bandwidth",
-             "missing epw", "truncated epw", "too many devices", "fifo for weather",
-             "learner messages too large for a link"]
+BAD_CASES = [
+    "malformed yaml",
+    "list for a mapping",
+    "unknown key",
+    "negative capacitance",
+    "zero bandwidth",
+    "missing epw",
+    "truncated epw",
+    "too many devices",
+    "fifo for weather",
+    "learner messages too large for a link",
+]
 
 
 @pytest.mark.parametrize("case", BAD_CASES)
@@ -210,7 +234,9 @@ def test_bad_input_to_validate(case, tiny_raw, tmp_path, write_scenario):
 
 def test_bad_override_through_run(tiny_scenario_file, tmp_path):
     assert_usage_error(fleet("run", tiny_scenario_file, "-o", tmp_path / "out", "--set", "nokey"), "--set 'nokey'")
-    assert_usage_error(fleet("run", tiny_scenario_file, "-o", tmp_path / "out", "--set", "topology.degree=3"), "topology.degree")
+    assert_usage_error(
+        fleet("run", tiny_scenario_file, "-o", tmp_path / "out", "--set", "topology.degree=3"), "topology.degree"
+    )
     assert not (tmp_path / "out").exists()
 
 
@@ -253,7 +279,13 @@ def test_scenarios_as_json():
     result = fleet("scenarios", "--format", "json")
     assert result.exit_code == 0
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1", "thermostats-small-v2"]
+    assert [r["name"] for r in rows] == [
+        "city-10k-v1",
+        "feeder-peak-v1",
+        "nbiot-lossy-v1",
+        "thermostats-small-v1",
+        "thermostats-small-v2",
+    ]
     assert all(r["description"] and "\n" not in r["description"] and r["path"].endswith(".yaml") for r in rows)
 
 
@@ -264,25 +296,31 @@ def test_learners_lists_the_registry():
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(REGISTRY)
     assert {"rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"} <= set(REGISTRY)
-    assert "[presets: clone-finetune]" in next(line for line in result.stdout.splitlines() if line.startswith("diffusion-v1"))
+    assert "[presets: clone-finetune]" in next(
+        line for line in result.stdout.splitlines() if line.startswith("diffusion-v1")
+    )
 
 
 def test_learners_name_shows_every_parameter_nested_ones_too():
     result = fleet("learners", "diffusion-v1")
     assert result.exit_code == 0, result.output
     assert result.stdout.startswith("diffusion-v1: diffusion actor-critic (Diff-DAC)")
-    assert "\n  hidden: int in [1, 1024] = 32\n      Width of the two hidden layers of the actor and of the critic.\n" \
+    assert (
+        "\n  hidden: int in [1, 1024] = 32\n      Width of the two hidden layers of the actor and of the critic.\n"
         in result.stdout
+    )
     assert "\n  comm.dtype: 'float32' | 'float16' | 'int8' = \"float32\"\n" in result.stdout
     assert "\n  learn_until: duration > 0 | None = null\n" in result.stdout
     assert_usage_error(fleet("learners", "nope"), "learner 'nope' is not registered; known: ", "diffusion-v1")
 
 
 def test_listing_scenarios_and_learners_imports_no_torch():
-    code = ("import sys; from fleet.cli import main\n"
-            "for args in (['scenarios'], ['learners'], ['learners', 'centralized-v1']):\n"
-            "    main(args, standalone_mode=False)\n"
-            "print('torch' in sys.modules)")
+    code = (
+        "import sys; from fleet.cli import main\n"
+        "for args in (['scenarios'], ['learners'], ['learners', 'centralized-v1']):\n"
+        "    main(args, standalone_mode=False)\n"
+        "print('torch' in sys.modules)"
+    )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.splitlines()[-1] == "False"
@@ -297,8 +335,15 @@ def assert_pngs(paths):
 def test_report_of_one_run(tiny_run, tmp_path):
     result = fleet("report", tiny_run, "-o", tmp_path / "plots")
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == ["feeders.png", "kpis.png", "network.png", "temperatures.png"]
-    assert result.stdout.split() == [str(tmp_path / "plots" / n) for n in ("temperatures.png", "feeders.png", "kpis.png", "network.png")]
+    assert sorted(p.name for p in (tmp_path / "plots").iterdir()) == [
+        "feeders.png",
+        "kpis.png",
+        "network.png",
+        "temperatures.png",
+    ]
+    assert result.stdout.split() == [
+        str(tmp_path / "plots" / n) for n in ("temperatures.png", "feeders.png", "kpis.png", "network.png")
+    ]
     assert_pngs((tmp_path / "plots").iterdir())
 
 
@@ -338,7 +383,10 @@ def test_a_real_process_exits_2_without_a_traceback(tiny_raw, tmp_path, write_sc
     path, word = bad_scenario("negative capacitance", tiny_raw, tmp_path, write_scenario)
     proc = subprocess.run(
         [sys.executable, "-m", "fleet.cli", "run", path, "-o", tmp_path / "out", "--device", "cpu"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.startswith("error: ") and word in proc.stderr and "Traceback" not in proc.stderr
@@ -349,15 +397,36 @@ def test_a_real_process_exits_2_without_a_traceback(tiny_raw, tmp_path, write_sc
 def test_ctrl_c_stops_cleanly_and_keeps_partial_results(tiny_scenario_file, tmp_path):
     out = tmp_path / "out"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "fleet.cli", "run", tiny_scenario_file, "-o", out, "--device", "cpu",
-         "--set", "horizon=60d", "--set", "outputs.metrics_period=1h"],
-        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-m",
+            "fleet.cli",
+            "run",
+            tiny_scenario_file,
+            "-o",
+            out,
+            "--device",
+            "cpu",
+            "--set",
+            "horizon=60d",
+            "--set",
+            "outputs.metrics_period=1h",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
         # a shell may start background jobs ignoring SIGINT; Python only handles it if it is not ignored
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         metrics = out / "metrics.csv"
-        wait_for(lambda: proc.poll() is not None or (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3), "three metrics rows", timeout=60, interval=0.05)
+        wait_for(
+            lambda: proc.poll() is not None or (metrics.is_file() and len(metrics.read_text().splitlines()) >= 3),
+            "three metrics rows",
+            timeout=60,
+            interval=0.05,
+        )
         assert proc.poll() is None, f"fleet run ended early: {proc.communicate()}"
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=60)

@@ -34,7 +34,14 @@ def replay(world, window: Window, start: np.ndarray, levels_at) -> tuple[np.ndar
         lo, hi = world.occupancy.band(t)
         level = levels_at(k, temp, lo, hi)
         power = p.levels_kw[np.arange(p.n), level]
-        temp = rc_step(temp, world.weather.outdoor_c(t) + p.outdoor_offset, p.cop * power + p.internal_gain, p.resistance, p.capacitance, dt_h)
+        temp = rc_step(
+            temp,
+            world.weather.outdoor_c(t) + p.outdoor_offset,
+            p.cop * power + p.internal_gain,
+            p.resistance,
+            p.capacitance,
+            dt_h,
+        )
         if window.counted[k]:
             cost += power * world.tariff.price(t) * dt_h
             discomfort += comfort_violation_c(temp, lo, hi) * dt_h
@@ -49,7 +56,7 @@ def test_the_optimum_of_a_short_window_is_the_best_of_all_level_sequences(world)
     weight = 1.0
     best = np.full(world.params.n, np.inf)
     for seq in itertools.product(range(4), repeat=6):
-        cost, discomfort = replay(world, window, start, lambda k, *_: np.full(world.params.n, seq[k]))
+        cost, discomfort = replay(world, window, start, lambda k, *_, seq=seq: np.full(world.params.n, seq[k]))
         best = np.minimum(best, cost + weight * discomfort)
     got = optimal_control(world, window, weight, start)
     np.testing.assert_allclose(got.cost + weight * got.discomfort_degh, best, rtol=1e-3, atol=1e-3)

@@ -34,8 +34,18 @@ def snapshot(folder):
 # --- Student t ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("df, expected", [(1, T_975_1DF), (2, T_975_2DF), (3, 3.182446305284263), (4, 2.7764451051977987),
-                                          (10, 2.2281388519649385), (30, 2.0422724563012373), (100, 1.9839715184496334)])
+@pytest.mark.parametrize(
+    "df, expected",
+    [
+        (1, T_975_1DF),
+        (2, T_975_2DF),
+        (3, 3.182446305284263),
+        (4, 2.7764451051977987),
+        (10, 2.2281388519649385),
+        (30, 2.0422724563012373),
+        (100, 1.9839715184496334),
+    ],
+)
 def test_t_critical_values_match_the_table(df, expected):
     assert t_critical(df) == pytest.approx(expected, rel=1e-9)
 
@@ -110,24 +120,39 @@ def test_a_point_is_the_mean_and_t_interval_of_its_seeds(base_scenario):
     assert [r.seed for r in learned.runs] == [0, 1, 2]
     # rewards -8, -10, -14: mean -32/3, s^2 = ((8/3)^2 + (2/3)^2 + (10/3)^2) / 2 = 28/3
     assert learned.reward_per_device_per_day.mean == pytest.approx(-32 / 3)
-    assert learned.reward_per_device_per_day.ci95_half_width == pytest.approx(T_975_2DF * math.sqrt(28 / 3) / math.sqrt(3))
+    assert learned.reward_per_device_per_day.ci95_half_width == pytest.approx(
+        T_975_2DF * math.sqrt(28 / 3) / math.sqrt(3)
+    )
     # bytes per device per day = bytes / 6 devices / (2 h / 24 h) = 2 * bytes: 2000, 2200, 2400 (s = 200)
     assert learned.bytes_sent_per_device_per_day.mean == pytest.approx(2200)
     assert learned.bytes_sent_per_device_per_day.ci95_half_width == pytest.approx(T_975_2DF * 200 / math.sqrt(3))
     assert rule.reward_per_device_per_day.mean == pytest.approx(-4 * 3.0)
-    assert rule.reward_per_device_per_day.ci95_half_width is None and rule.bytes_sent_per_device_per_day.mean == pytest.approx(100)
+    assert (
+        rule.reward_per_device_per_day.ci95_half_width is None
+        and rule.bytes_sent_per_device_per_day.mean == pytest.approx(100)
+    )
 
 
 def test_runs_are_grouped_by_everything_but_the_seed_and_labelled_by_what_differs(base_scenario):
-    base_scenario["fleet"]["sites"][0]["network"] = {"wifi": 0.8, "lte-m": 0.2}  # sites that differ in their network mix
+    base_scenario["fleet"]["sites"][0]["network"] = {
+        "wifi": 0.8,
+        "lte-m": 0.2,
+    }  # sites that differ in their network mix
     diffusion = {"learner.name": "diffusion-v1", "learner.params": {}}
     int8 = {"learner.name": "diffusion-v1", "learner.params": {"comm": {"dtype": "int8"}}}
     nbiot = {**diffusion, "fleet.sites.0.network": {"nb-iot": 1.0}, "fleet.sites.1.network": {"nb-iot": 1.0}}
     runs = [
         hand_run(base_scenario, 0, (1, 0, 0), 10, **diffusion),
         hand_run(base_scenario, 0, (1, 0, 0), 10, **int8),
-        hand_run(base_scenario, 1, (2, 0, 0), 20, **diffusion, description="what is recorded does not matter",
-                 **{"outputs.metrics_period": 600.0, "outputs.tensorboard": True}),
+        hand_run(
+            base_scenario,
+            1,
+            (2, 0, 0),
+            20,
+            **diffusion,
+            description="what is recorded does not matter",
+            **{"outputs.metrics_period": 600.0, "outputs.tensorboard": True},
+        ),
         hand_run(base_scenario, 0, (1, 0, 0), 10, **nbiot),
         hand_run(base_scenario, 1, (3, 0, 0), 30, **int8),
         hand_run(base_scenario, 0, (1, 0, 0), 10, **{"learner.name": "rule-based-v1"}),
@@ -139,8 +164,12 @@ def test_runs_are_grouped_by_everything_but_the_seed_and_labelled_by_what_differ
         ("diffusion-v1, comm.dtype=float32, network=nb-iot", [0]),
         ("rule-based-v1, network=wifi 0.8+lte-m 0.2 / wifi", [0]),
     ]
-    assert points[1].fields == {"learner.name": "diffusion-v1", "learner.params.comm.dtype": "int8",
-                                "fleet.sites[0].network": {"wifi": 0.8, "lte-m": 0.2}, "fleet.sites[1].network": {"wifi": 1.0}}
+    assert points[1].fields == {
+        "learner.name": "diffusion-v1",
+        "learner.params.comm.dtype": "int8",
+        "fleet.sites[0].network": {"wifi": 0.8, "lte-m": 0.2},
+        "fleet.sites[1].network": {"wifi": 1.0},
+    }
     assert points[1].reward_per_device_per_day.mean == pytest.approx(-4 * 2)
 
 
@@ -160,8 +189,17 @@ def test_the_final_reward_is_the_sum_of_the_rewards_the_learner_gets(tiny_scenar
     """The KPI-based reward equals what the learner is trained on, overload penalty included."""
     from fleet.sim.engine import Simulation
 
-    sc = load_scenario(tiny_scenario_file, ["learner.name=diffusion-v1", "fleet.sites[0].feeder_kw=3", "horizon=1h",
-                                            "outputs.baseline=false", "reward.discomfort_per_degh=3", "reward.overload_per_kwh=2"])
+    sc = load_scenario(
+        tiny_scenario_file,
+        [
+            "learner.name=diffusion-v1",
+            "fleet.sites[0].feeder_kw=3",
+            "horizon=1h",
+            "outputs.baseline=false",
+            "reward.discomfort_per_degh=3",
+            "reward.overload_per_kwh=2",
+        ],
+    )
     sim = Simulation(sc, device="cpu")
     got = []
     observe = sim.fleet.controller.observe
@@ -171,7 +209,9 @@ def test_the_final_reward_is_the_sum_of_the_rewards_the_learner_gets(tiny_scenar
     assert summary["kpis"]["feeder_overload_kwh"] > 0 and summary["kpis"]["discomfort_degh"] > 0
     metrics = {k: np.array([r[k] for r in rows]) for k in rows[0]}
     days = sc.horizon / 86400
-    assert final_reward(sc.model_dump(mode="json"), metrics, sc.n_devices, tail=1.0) * sc.n_devices * days == pytest.approx(sum(got), rel=1e-9)
+    assert final_reward(
+        sc.model_dump(mode="json"), metrics, sc.n_devices, tail=1.0
+    ) * sc.n_devices * days == pytest.approx(sum(got), rel=1e-9)
 
 
 # --- fleet report --comm-vs-reward -----------------------------------------------------------
@@ -204,7 +244,9 @@ def test_report_comm_vs_reward_writes_the_plot_and_its_numbers(tiny_run, tmp_pat
     result = fleet("report", *runs, "--comm-vs-reward", "--tail", "0.25", "--no-per-run", "-o", out)
     assert result.exit_code == 0, result.output
     names = ["compare.png", "comm_vs_reward.png", "comm_vs_reward.csv", "comm_vs_reward.json"]
-    assert result.stdout.split() == [str(out / n) for n in names] and sorted(p.name for p in out.iterdir()) == sorted(names)
+    assert result.stdout.split() == [str(out / n) for n in names] and sorted(p.name for p in out.iterdir()) == sorted(
+        names
+    )
     assert (out / "comm_vs_reward.png").read_bytes().startswith(PNG_MAGIC)
 
     values = []
@@ -234,7 +276,10 @@ def test_report_refuses_to_overwrite_and_writes_nothing(tiny_run, tmp_path):
     before = snapshot(out)
     result = fleet("report", *runs, "--comm-vs-reward", "--no-per-run", "-o", out)
     assert result.exit_code == 2 and "Traceback" not in result.output
-    assert result.stderr.startswith("error: ") and "comm_vs_reward.csv already exists; nothing was written" in result.stderr
+    assert (
+        result.stderr.startswith("error: ")
+        and "comm_vs_reward.csv already exists; nothing was written" in result.stderr
+    )
     assert "--overwrite" in result.stderr and snapshot(out) == before
 
     assert fleet("report", *runs, "--comm-vs-reward", "--no-per-run", "-o", out, "--overwrite").exit_code == 0
@@ -246,7 +291,9 @@ def test_report_of_one_run_refuses_to_overwrite_its_earlier_report(tiny_run, tmp
     assert fleet("report", run).exit_code == 0
     before = snapshot(run / "report")
     result = fleet("report", run)
-    assert result.exit_code == 2 and "temperatures.png, feeders.png, kpis.png, network.png already exist" in result.stderr
+    assert (
+        result.exit_code == 2 and "temperatures.png, feeders.png, kpis.png, network.png already exist" in result.stderr
+    )
     assert snapshot(run / "report") == before
 
 
@@ -304,7 +351,11 @@ def test_rates_per_interval_leave_out_the_last_interval_which_lacks_its_end_publ
 
 
 def test_feeders_of_equal_capacity_share_one_capacity_line():
-    sites = [{"name": "north", "feeder_kw": 120}, {"name": "south", "feeder_kw": 120.0}, {"name": "east", "feeder_kw": 80}]
+    sites = [
+        {"name": "north", "feeder_kw": 120},
+        {"name": "south", "feeder_kw": 120.0},
+        {"name": "east", "feeder_kw": 80},
+    ]
     assert capacity_groups(sites) == {80.0: ["east"], 120.0: ["north", "south"]}
 
 

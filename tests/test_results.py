@@ -96,7 +96,9 @@ def test_overwrite_refuses_a_run_json_that_is_not_a_run_record(tmp_path, record)
     (folder / "thesis.tex").write_text("precious")
     (folder / "figures" / "plot.pdf").write_bytes(b"%PDF")
     before = snapshot(folder)
-    with pytest.raises(RunDirError, match=f"not an earlier run directory \\({RUN_MARKER} is not .*even with --overwrite"):
+    with pytest.raises(
+        RunDirError, match=f"not an earlier run directory \\({RUN_MARKER} is not .*even with --overwrite"
+    ):
         RunDir.create(folder, overwrite=True)
     assert snapshot(folder) == before
 
@@ -132,8 +134,14 @@ def test_overwrite_refuses_a_link_where_a_run_writes_a_file(tmp_path, tiny_scena
 
 
 def test_run_json_hides_broker_passwords(tmp_path, tiny_scenario_file):
-    argv = ["fleet", "run", "x", "--broker", "mqtts://bridge:s3cr@t/pw@broker.example:8883",
-            "--broker=mqtt://u:hunter2@h"]
+    argv = [
+        "fleet",
+        "run",
+        "x",
+        "--broker",
+        "mqtts://bridge:s3cr@t/pw@broker.example:8883",
+        "--broker=mqtt://u:hunter2@h",
+    ]
     earlier_run(tmp_path / "run", tiny_scenario_file, argv)
     record = json.loads((tmp_path / "run" / RUN_MARKER).read_text())
     assert record["command"] == [*argv[:4], "mqtts://bridge:***@broker.example:8883", "--broker=mqtt://u:***@h"]
@@ -241,8 +249,22 @@ def test_tensorboard_gets_every_metrics_row_under_its_column_name(tiny_scenario_
     from fleet.cli import main
 
     out = tmp_path / "run"
-    args = ["run", tiny_scenario_file, "-o", out, "--device", "cpu", "-q", "--tensorboard",
-            "--set", "learner.name=diffusion-v1", "--set", "horizon=1h", "--set", "outputs.baseline=false"]
+    args = [
+        "run",
+        tiny_scenario_file,
+        "-o",
+        out,
+        "--device",
+        "cpu",
+        "-q",
+        "--tensorboard",
+        "--set",
+        "learner.name=diffusion-v1",
+        "--set",
+        "horizon=1h",
+        "--set",
+        "outputs.baseline=false",
+    ]
     result = CliRunner().invoke(main, [str(a) for a in args])
     assert result.exit_code == 0, result.output
     assert yaml.safe_load((out / "scenario.yaml").read_text())["outputs"]["tensorboard"] is True
@@ -258,7 +280,9 @@ def tensorboard_scenario(tiny_scenario_file):
     """The tiny scenario with TensorBoard output and a checkpoint every hour."""
     from fleet.scenario import load_scenario
 
-    return load_scenario(tiny_scenario_file, ["outputs.tensorboard=true", "outputs.checkpoint_every=1h", "outputs.baseline=false"])
+    return load_scenario(
+        tiny_scenario_file, ["outputs.tensorboard=true", "outputs.checkpoint_every=1h", "outputs.baseline=false"]
+    )
 
 
 def interrupt_at(seconds):
@@ -286,14 +310,18 @@ def test_a_resumed_run_continues_its_tensorboard_scalars(tensorboard_scenario, t
     assert got == expected_scalars(tmp_path / "run")  # one value per step: the earlier ones after 1 h are purged
 
 
-def test_tensorboard_without_the_package_is_a_clear_error_and_writes_nothing(tiny_scenario_file, tiny_run, tmp_path, monkeypatch):
+def test_tensorboard_without_the_package_is_a_clear_error_and_writes_nothing(
+    tiny_scenario_file, tiny_run, tmp_path, monkeypatch
+):
     from click.testing import CliRunner
 
     from fleet.cli import main
 
     monkeypatch.setitem(sys.modules, "tensorboard", None)  # as if not installed
     for extra in (["--tensorboard"], ["--set", "outputs.tensorboard=true"]):
-        result = CliRunner().invoke(main, ["run", str(tiny_scenario_file), "-o", str(tmp_path / "out"), "--device", "cpu", *extra])
+        result = CliRunner().invoke(
+            main, ["run", str(tiny_scenario_file), "-o", str(tmp_path / "out"), "--device", "cpu", *extra]
+        )
         assert result.exit_code == 2 and "Traceback" not in result.output
         assert "outputs.tensorboard" in result.stderr and "pip install 'fleet-sim[tensorboard]'" in result.stderr
         assert not (tmp_path / "out").exists()
@@ -352,7 +380,8 @@ def test_a_checkpoint_that_cannot_be_written_keeps_the_previous_one(tmp_path, mo
     run = RunDir.create(tmp_path / "run")
     run.save_checkpoint(_State(np.full(10, 1.0)))
     run.finish_checkpoint()
-    monkeypatch.setattr(fleet.results, "create_new", lambda path: open("/dev/full", "wb"))  # every write fails: no space left
+    # every write fails: no space left
+    monkeypatch.setattr(fleet.results, "create_new", lambda path: open("/dev/full", "wb"))
     run.save_checkpoint(_State(np.full(10, 2.0)))
     with pytest.raises(RunDirError, match="could not write the checkpoint"):
         run.finish_checkpoint()

@@ -41,7 +41,13 @@ def config_error(path, overrides=(), **kwargs) -> str:
 
 
 def test_five_scenarios_are_shipped():
-    assert [name for name, _, _ in SHIPPED] == ["city-10k-v1", "feeder-peak-v1", "nbiot-lossy-v1", "thermostats-small-v1", "thermostats-small-v2"]
+    assert [name for name, _, _ in SHIPPED] == [
+        "city-10k-v1",
+        "feeder-peak-v1",
+        "nbiot-lossy-v1",
+        "thermostats-small-v1",
+        "thermostats-small-v2",
+    ]
 
 
 def test_the_default_scenario_runs_a_learner_from_the_clone_against_the_thermostat():
@@ -82,8 +88,14 @@ BAD = {
     "unknown literal": (["topology.kind=star"], ["topology.kind", "'ring'", "'small-world'", "'star'"]),
     "negative devices": (["fleet.sites[0].devices=-3"], ["fleet.sites[0].devices", "greater than 0"]),
     "zero feeder": (["fleet.sites[1].feeder_kw=0"], ["fleet.sites[1].feeder_kw", "greater than 0"]),
-    "negative capacitance": (["fleet.building.capacitance_kwh_per_c=-5"], ["fleet.building.capacitance_kwh_per_c", "(0, inf]"]),
-    "zero capacitance": (["fleet.building.capacitance_kwh_per_c=0"], ["fleet.building.capacitance_kwh_per_c", "(0, inf]"]),
+    "negative capacitance": (
+        ["fleet.building.capacitance_kwh_per_c=-5"],
+        ["fleet.building.capacitance_kwh_per_c", "(0, inf]"],
+    ),
+    "zero capacitance": (
+        ["fleet.building.capacitance_kwh_per_c=0"],
+        ["fleet.building.capacitance_kwh_per_c", "(0, inf]"],
+    ),
     "uniform capacitance below 0": (
         ["fleet.building.capacitance_kwh_per_c={dist: uniform, low: -1, high: 8}"],
         ["fleet.building.capacitance_kwh_per_c", "(0, inf]", "[-1.0, 8.0]"],
@@ -93,7 +105,10 @@ BAD = {
         ["fleet.building.capacitance_kwh_per_c", "clip bounds"],
     ),
     "zero bandwidth": (["network.profiles.wifi.up_bps=0"], ["network.profiles.wifi.up_bps", "greater than 0"]),
-    "bad loss probability": (["network.profiles.nb-iot.loss.p_bad_to_good=0"], ["network.profiles.nb-iot.loss.p_bad_to_good"]),
+    "bad loss probability": (
+        ["network.profiles.nb-iot.loss.p_bad_to_good=0"],
+        ["network.profiles.nb-iot.loss.p_bad_to_good"],
+    ),
     "bad weather value": (["weather.mean_c=mild"], ["weather.mean_c", "'mild'"]),
     "list where a mapping belongs": (["fleet.building=[4, 10]"], ["fleet.building", "dictionary"]),
     "list for a site": (["fleet.sites[0]=[north, 3]"], ["fleet.sites[0]", "dictionary"]),
@@ -103,7 +118,10 @@ BAD = {
         ["fleet.sites[0].network={satellite: 1.0}"],
         ["fleet.sites[0].network", "'satellite'", "known: ethernet, lora, lte-m, nb-iot, wifi"],
     ),
-    "shares not summing to 1": (["fleet.sites[0].network={wifi: 0.5, lte-m: 0.2}"], ["fleet.sites[0].network", "sum to 1", "0.7"]),
+    "shares not summing to 1": (
+        ["fleet.sites[0].network={wifi: 0.5, lte-m: 0.2}"],
+        ["fleet.sites[0].network", "sum to 1", "0.7"],
+    ),
     "duplicate site names": (["fleet.sites[1].name=north"], ["fleet.sites", "unique", "north"]),
     "link cut of an unknown site": (
         ["network.link_cuts=[{start: 1h, end: 2h, sites: [east]}]"],
@@ -114,9 +132,17 @@ BAD = {
     "degree not below the group": (["topology.degree=4"], ["topology.degree", "smallest group of devices (3)"]),
     "consensus too large for lora": (
         ["fleet.sites[1].network={lora: 1.0}", "workloads.consensus.dim=64"],
-        ["workloads.consensus", "'lora'", "max_payload_bytes (115) of 3 devices", "workloads.consensus.dtype=int8 (99 bytes)"],
+        [
+            "workloads.consensus",
+            "'lora'",
+            "max_payload_bytes (115) of 3 devices",
+            "workloads.consensus.dtype=int8 (99 bytes)",
+        ],
     ),
-    "unregistered learner": (["learner.name=q-learning-v9"], ["learner.name", "'q-learning-v9'", "known:", "diffusion-v1", "rule-based-v1"]),
+    "unregistered learner": (
+        ["learner.name=q-learning-v9"],
+        ["learner.name", "'q-learning-v9'", "known:", "diffusion-v1", "rule-based-v1"],
+    ),
     "unknown learner param": (["learner.params={bogus: 1}"], ["learner.params.bogus", "unknown key"]),
     "bad learner param": (["learner.params.deadband_c=-1"], ["learner.params.deadband_c", "greater than 0"]),
     "currency not a code": (["tariff.currency=euro"], ["tariff.currency", "ISO 4217", "'euro'"]),
@@ -145,9 +171,13 @@ def test_malformed_yaml_gives_line_and_column(write_scenario):
     assert msg.startswith(f"{path}: malformed YAML at line ") and ", column " in msg
 
 
-@pytest.mark.parametrize("text, kind", [("- version: 1\n- name: tiny\n", "list"), ("just words\n", "str"), ("", "NoneType")])
+@pytest.mark.parametrize(
+    "text, kind", [("- version: 1\n- name: tiny\n", "list"), ("just words\n", "str"), ("", "NoneType")]
+)
 def test_the_top_level_must_be_a_mapping(write_scenario, text, kind):
-    assert "top level must be a mapping" in config_error(write_scenario(text)) and kind in config_error(write_scenario(text))
+    assert "top level must be a mapping" in config_error(write_scenario(text)) and kind in config_error(
+        write_scenario(text)
+    )
 
 
 # --- bounds: what a scenario file may cost to read and check ---------------------------------
@@ -243,10 +273,13 @@ def test_deep_nesting_is_refused(write_scenario):
     assert "line 2" in msg and "nested deeper than 32 levels" in msg
 
 
-@pytest.mark.parametrize("key, text, words", [
-    ("start_day", "2024-13-45", ["'2024-13-45' is not a valid timestamp (month must be in 1..12)"]),
-    ("seed", "9" * 5000, [f"'{'9' * 40}'... is not a valid int", "4300 digits"]),
-])
+@pytest.mark.parametrize(
+    "key, text, words",
+    [
+        ("start_day", "2024-13-45", ["'2024-13-45' is not a valid timestamp (month must be in 1..12)"]),
+        ("seed", "9" * 5000, [f"'{'9' * 40}'... is not a valid int", "4300 digits"]),
+    ],
+)
 def test_a_scalar_yaml_cannot_build_is_an_error_at_its_line(tiny_raw, write_scenario, key, text, words):
     lines = yaml.safe_dump(tiny_raw, sort_keys=False).splitlines()
     line = next(i for i, s in enumerate(lines, start=1) if s.startswith(f"{key}:"))
@@ -281,22 +314,31 @@ def test_learner_messages_a_link_cannot_carry_are_refused_naming_devices_limit_a
 
 def test_the_broker_limit_and_the_collector_link_count_too(tiny_scenario_file):
     msg = config_error(tiny_scenario_file, ["learner.name=diffusion-v1", "network.broker.max_packet_bytes=4000"])
-    assert "15,031 bytes exceed network.broker.max_packet_bytes (4,000)" in msg and "comm.dtype=int8 (3,784 bytes)" in msg
+    assert (
+        "15,031 bytes exceed network.broker.max_packet_bytes (4,000)" in msg and "comm.dtype=int8 (3,784 bytes)" in msg
+    )
     assert "float16" not in msg  # 7,533 bytes do not fit either
     # the centralized learner's experience goes up to the collector: T = 8 transitions of 22 features in float16
     # (observations (9, 22), actions (8,), rewards (8,)): 21 + 3 descriptors (14 + 10 + 10) + 2 * (198 + 8 + 8) + 4
     experience = 21 + 34 + 2 * (9 * 22 + 8 + 8) + 4
     msg = config_error(tiny_scenario_file, ["learner.name=centralized-v1", "network.collector_link=lora"])
-    assert f"(centralized-v1, experience messages): messages of {experience} bytes exceed the collector's 'lora' link" in msg
+    assert (
+        f"(centralized-v1, experience messages): messages of {experience} bytes exceed the collector's 'lora' link"
+        in msg
+    )
     assert "no single setting fits" in msg.lower()
     # a learner of the devices alone (diffusion) is not checked against the collector's link
-    assert load_scenario(tiny_scenario_file, ["learner.name=diffusion-v1", "network.collector_link=lora",
-                                              "workloads.telemetry.enabled=false"])
+    assert load_scenario(
+        tiny_scenario_file,
+        ["learner.name=diffusion-v1", "network.collector_link=lora", "workloads.telemetry.enabled=false"],
+    )
 
 
 def test_a_class_whose_share_rounds_to_no_device_is_not_checked(tiny_scenario_file):
     # site north's 3 devices: shares 0.9 and 0.1 give 2.7 and 0.3 devices, rounded to 3 and 0 (largest remainder)
-    sc = load_scenario(tiny_scenario_file, ["learner.name=diffusion-v1", "fleet.sites[0].network={wifi: 0.9, lte-m: 0.1}"])
+    sc = load_scenario(
+        tiny_scenario_file, ["learner.name=diffusion-v1", "fleet.sites[0].network={wifi: 0.9, lte-m: 0.1}"]
+    )
     assert sc.fleet.sites[0].class_counts == {"wifi": 3, "lte-m": 0}
 
 
@@ -324,9 +366,15 @@ def test_overrides_create_missing_sections():
     assert apply_overrides({"a": 1}, ["b.c.d=2", "a=3"]) == {"a": 3, "b": {"c": {"d": 2}}}
 
 
-@pytest.mark.parametrize("item, words", [("nokey", "write key=value"), ("=5", "write key=value"),
-                                          ("fleet.sites[5].devices=1", "not an index"),
-                                          ("fleet.hvac.power_levels_kw[1].kw=2", "is a value, not a section")])
+@pytest.mark.parametrize(
+    "item, words",
+    [
+        ("nokey", "write key=value"),
+        ("=5", "write key=value"),
+        ("fleet.sites[5].devices=1", "not an index"),
+        ("fleet.hvac.power_levels_kw[1].kw=2", "is a value, not a section"),
+    ],
+)
 def test_malformed_overrides_are_errors(tiny_raw, item, words):
     with pytest.raises(ConfigError, match="--set") as info:
         apply_overrides(tiny_raw, [item])
@@ -361,7 +409,9 @@ def test_a_profile_override_changes_one_field(tiny_scenario_file):
 def test_a_loss_override_merges_into_the_same_model_and_replaces_another(tiny_scenario_file):
     merged = load_scenario(tiny_scenario_file, ["network.profiles.nb-iot.loss.loss_bad=0.9"]).network.profiles["nb-iot"]
     assert merged.loss == GilbertElliottLoss(p_good_to_bad=0.01, p_bad_to_good=0.25, loss_good=0.005, loss_bad=0.9)
-    replaced = load_scenario(tiny_scenario_file, ["network.profiles.nb-iot.loss={model: independent, p: 0.1}"]).network.profiles["nb-iot"]
+    replaced = load_scenario(
+        tiny_scenario_file, ["network.profiles.nb-iot.loss={model: independent, p: 0.1}"]
+    ).network.profiles["nb-iot"]
     assert replaced.loss == IndependentLoss(p=0.1) and replaced.up_bps == DEFAULT_PROFILES["nb-iot"].up_bps
 
 
@@ -401,18 +451,70 @@ def test_a_missing_epw_fails_when_the_simulation_is_built(tiny_raw, write_scenar
 
 # --- fuzz: a mutated scenario raises ConfigError or loads, in bounded memory ----------------------
 
-TOKENS = ["9" * 5000, "2024-13-45", "[" * 5000, "1" * 100 + "!", "*a", "&a ", "<<: *a", "!!binary ",
-          "!!python/object/apply:os.system ", ":", ": ", "- ", "[", "]", "{", "}", ",", "? ", "|", "\n", "\n  ", "\t", "#",
-          "'", '"', "~", ".nan", "-.inf", "1e999", "0x1F", "1_000", "1:30:00", "\x00", "\ufeff", "\x85",
-          "%YAML 1.1\n---\n", "---\n", "1000000000", "-1", "d99999", "epw"]
+TOKENS = [
+    "9" * 5000,
+    "2024-13-45",
+    "[" * 5000,
+    "1" * 100 + "!",
+    "*a",
+    "&a ",
+    "<<: *a",
+    "!!binary ",
+    "!!python/object/apply:os.system ",
+    ":",
+    ": ",
+    "- ",
+    "[",
+    "]",
+    "{",
+    "}",
+    ",",
+    "? ",
+    "|",
+    "\n",
+    "\n  ",
+    "\t",
+    "#",
+    "'",
+    '"',
+    "~",
+    ".nan",
+    "-.inf",
+    "1e999",
+    "0x1F",
+    "1_000",
+    "1:30:00",
+    "\x00",
+    "\ufeff",
+    "\x85",
+    "%YAML 1.1\n---\n",
+    "---\n",
+    "1000000000",
+    "-1",
+    "d99999",
+    "epw",
+]
 """What a mutation writes, the likeliest first (Hypothesis favours the start of a list): scalars that are
 hard to build, aliases and tags, YAML syntax, values the scenarios use."""
 SHIPPED_TEXTS = [path.read_text() for _, _, path in SHIPPED]
-EDITS = st.lists(st.tuples(st.sampled_from(["delete", "insert", "replace", "repeat"]), st.integers(0, 3000),
-                           st.integers(0, 40), st.sampled_from(TOKENS)), min_size=1, max_size=4)
-SCALARS = st.none() | st.booleans() | st.integers() | st.integers(-2**80, 2**1100) | st.floats() | st.text(max_size=12)
-VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                                           max_size=4), max_leaves=10)
+EDITS = st.lists(
+    st.tuples(
+        st.sampled_from(["delete", "insert", "replace", "repeat"]),
+        st.integers(0, 3000),
+        st.integers(0, 40),
+        st.sampled_from(TOKENS),
+    ),
+    min_size=1,
+    max_size=4,
+)
+SCALARS = (
+    st.none() | st.booleans() | st.integers() | st.integers(-(2**80), 2**1100) | st.floats() | st.text(max_size=12)
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=10,
+)
 """A value written out by yaml.safe_dump, nested or not."""
 REPLACEMENTS = st.lists(st.tuples(st.integers(0, 500), st.sampled_from(TOKENS) | VALUES), min_size=1, max_size=3)
 
@@ -443,17 +545,24 @@ def replaced(text: str, replacements) -> str:
         scalars = [k for k, event in enumerate(events) if isinstance(event, yaml.ScalarEvent)]
         k = scalars[index % len(scalars)]
         if isinstance(new, str):
-            events[k:k + 1] = [yaml.ScalarEvent(None, None, (True, True), new)]
+            events[k : k + 1] = [yaml.ScalarEvent(None, None, (True, True), new)]
         else:
-            events[k:k + 1] = list(yaml.parse(yaml.safe_dump(new)))[2:-2]  # without the stream and document events
+            events[k : k + 1] = list(yaml.parse(yaml.safe_dump(new)))[2:-2]  # without the stream and document events
     return yaml.emit(events, allow_unicode=True)
 
 
 @pytest.mark.timeout(600)  # a hang guard for the whole test, not a measurement
-@settings(max_examples=200, deadline=None, database=None, derandomize=True,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(text=st.sampled_from(SHIPPED_TEXTS),
-       mutation=st.tuples(st.just(mutated), EDITS) | st.tuples(st.just(replaced), REPLACEMENTS))
+@settings(
+    max_examples=200,
+    deadline=None,
+    database=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    text=st.sampled_from(SHIPPED_TEXTS),
+    mutation=st.tuples(st.just(mutated), EDITS) | st.tuples(st.just(replaced), REPLACEMENTS),
+)
 def test_fuzz_a_mutated_scenario_file(tmp_path, text, mutation):
     """Shipped scenarios with their text edited (mostly malformed YAML) or scalars replaced
     (well-formed YAML, values of every kind): the loader raises nothing but ConfigError."""

@@ -29,7 +29,7 @@ def header(path):
     """The file's header (tensor table and metadata) as JSON, and the data after it."""
     raw = path.read_bytes()
     n = struct.unpack("<Q", raw[:8])[0]
-    return json.loads(raw[8: 8 + n]), raw[8 + n:]
+    return json.loads(raw[8 : 8 + n]), raw[8 + n :]
 
 
 def with_header(path, table, data):
@@ -55,12 +55,24 @@ def test_a_state_comes_back_with_every_value_kind_dtype_and_shape(tmp_path):
     got = load(write(tmp_path / "s.safetensors", "test", STATE), "test", LIMIT)
     assert set(got) == set(STATE)
     for key in ("counts", "flags", "empty", "half", "seen"):
-        assert isinstance(got[key], np.ndarray) and got[key].dtype == STATE[key].dtype and np.array_equal(got[key], STATE[key])
+        assert (
+            isinstance(got[key], np.ndarray)
+            and got[key].dtype == STATE[key].dtype
+            and np.array_equal(got[key], STATE[key])
+        )
     for key in ("weights", "scalar"):
-        assert isinstance(got[key], torch.Tensor) and got[key].dtype == STATE[key].dtype and torch.equal(got[key], STATE[key])
+        assert (
+            isinstance(got[key], torch.Tensor)
+            and got[key].dtype == STATE[key].dtype
+            and torch.equal(got[key], STATE[key])
+        )
     assert got["scalar"].shape == ()  # a 0-d tensor stays 0-d
     deep = got["nested"]["list"]
-    assert np.array_equal(deep[0], np.ones(2)) and deep[1:5] == [None, "text", 3, 0.1] and torch.equal(deep[5]["deep"], torch.zeros(1, dtype=torch.uint8))
+    assert (
+        np.array_equal(deep[0], np.ones(2))
+        and deep[1:5] == [None, "text", 3, 0.1]
+        and torch.equal(deep[5]["deep"], torch.zeros(1, dtype=torch.uint8))
+    )
     assert got["numbers"] == [math.inf, -math.inf, 2**100, True, 1e-310] and type(got["numbers"][3]) is bool
 
 
@@ -75,14 +87,20 @@ def test_the_file_is_plain_safetensors_with_the_arrays_named_by_their_path(tmp_p
     assert len(struct.pack("<Q", 0)) + len(json.dumps(table)) <= path.stat().st_size
 
 
-@pytest.mark.parametrize("change, message", [
-    (("__metadata__", "format", "other"), "not one of fleet's state files"),
-    (("__metadata__", "version", "0"), "written in fleet-state version '0'; this version of fleet reads version 1"),
-    (("__metadata__", "kind", "agent"), "holds the state of a 'agent', not of a 'test'"),
-    (("__metadata__", "tree", "[[["), "the state's tree is not valid JSON"),
-    (("__metadata__", "tree", "[" * 100_000 + "]" * 100_000), "not valid JSON (RecursionError"),
-    (("__metadata__", "tree", json.dumps({"a": {"@": "nowhere", "torch": False}})), "refers to a tensor the file does not hold"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (("__metadata__", "format", "other"), "not one of fleet's state files"),
+        (("__metadata__", "version", "0"), "written in fleet-state version '0'; this version of fleet reads version 1"),
+        (("__metadata__", "kind", "agent"), "holds the state of a 'agent', not of a 'test'"),
+        (("__metadata__", "tree", "[[["), "the state's tree is not valid JSON"),
+        (("__metadata__", "tree", "[" * 100_000 + "]" * 100_000), "not valid JSON (RecursionError"),
+        (
+            ("__metadata__", "tree", json.dumps({"a": {"@": "nowhere", "torch": False}})),
+            "refers to a tensor the file does not hold",
+        ),
+    ],
+)
 def test_a_file_of_another_format_version_or_kind_is_refused_naming_it(tmp_path, change, message):
     path = write(tmp_path / "s.safetensors", "test", {"a": np.zeros(3)})
     table, data = header(path)
@@ -129,13 +147,16 @@ def test_a_pickle_is_not_a_state_file_and_loading_it_runs_nothing(tmp_path):
     assert not (tmp_path / "ran").exists()
 
 
-@pytest.mark.parametrize("state, message", [
-    ({"f": lambda: None}, "f: a function is not state"),
-    ({"o": RunsACommand("x")}, "o: a RunsACommand is not state"),
-    ({"a": {1: np.zeros(1)}}, "a: keys must be strings"),
-    ({"@": 1}, "keys must be strings not starting with '@'"),
-    ({"c": np.zeros(2, np.complex64)}, "c: arrays of dtype complex64 cannot be saved"),
-])
+@pytest.mark.parametrize(
+    "state, message",
+    [
+        ({"f": lambda: None}, "f: a function is not state"),
+        ({"o": RunsACommand("x")}, "o: a RunsACommand is not state"),
+        ({"a": {1: np.zeros(1)}}, "a: keys must be strings"),
+        ({"@": 1}, "keys must be strings not starting with '@'"),
+        ({"c": np.zeros(2, np.complex64)}, "c: arrays of dtype complex64 cannot be saved"),
+    ],
+)
 def test_only_arrays_and_plain_data_can_be_saved(tmp_path, state, message):
     written = []
     with pytest.raises(TypeError, match=message):
@@ -160,17 +181,20 @@ class _Component:
         self.a, self.n, self.x, self.rng, self.maybe = np.zeros((2, 3)), 0, 0.5, np.random.default_rng(1), None
 
 
-@pytest.mark.parametrize("entry, value, message", [
-    ("a", np.zeros((3, 3)), r"a: shape \(3, 3\), expected \(2, 3\)"),
-    ("a", np.zeros((2, 3), np.float32), "a: dtype float32, expected float64"),
-    ("a", torch.zeros(2, 3, dtype=torch.float64), "a: expected a numpy array, got Tensor"),
-    ("n", 1.5, "n: expected int, got float"),
-    ("n", True, "n: expected int, got bool"),
-    ("rng", {"bit_generator": "MT19937"}, "rng: expected the state of a PCG64 random generator"),
-    ("rng", {"bit_generator": "PCG64", "state": "x"}, "rng: not a valid PCG64 state"),
-    ("maybe", np.zeros(1), "maybe: present in the state, absent here"),
-    (None, None, "rng: missing"),
-])
+@pytest.mark.parametrize(
+    "entry, value, message",
+    [
+        ("a", np.zeros((3, 3)), r"a: shape \(3, 3\), expected \(2, 3\)"),
+        ("a", np.zeros((2, 3), np.float32), "a: dtype float32, expected float64"),
+        ("a", torch.zeros(2, 3, dtype=torch.float64), "a: expected a numpy array, got Tensor"),
+        ("n", 1.5, "n: expected int, got float"),
+        ("n", True, "n: expected int, got bool"),
+        ("rng", {"bit_generator": "MT19937"}, "rng: expected the state of a PCG64 random generator"),
+        ("rng", {"bit_generator": "PCG64", "state": "x"}, "rng: not a valid PCG64 state"),
+        ("maybe", np.zeros(1), "maybe: present in the state, absent here"),
+        (None, None, "rng: missing"),
+    ],
+)
 def test_a_state_that_does_not_fit_names_the_first_entry_at_fault(entry, value, message):
     state = _fitting()
     if entry is None:
@@ -189,7 +213,13 @@ def test_a_fitting_state_is_copied_into_the_attributes_in_place():
     target = _Component()
     array_before = target.a
     load_attrs(target, _fitting(), _Component.STATE)
-    assert target.a is array_before and (target.a == 1).all() and target.n == 3 and target.x == 2.0 and type(target.x) is float
+    assert (
+        target.a is array_before
+        and (target.a == 1).all()
+        and target.n == 3
+        and target.x == 2.0
+        and type(target.x) is float
+    )
     assert target.rng.random() == np.random.default_rng(5).random()
     with pytest.raises(StateMismatch, match="extra: unexpected"):
         load_attrs(target, {**_fitting(), "extra": 1}, _Component.STATE)
@@ -203,7 +233,10 @@ def sample_file(tmp_path_factory):
     return write(tmp_path_factory.mktemp("state") / "s.safetensors", "test", STATE)
 
 
-def json_values(keys=st.text(max_size=6)):
+KEYS = st.text(max_size=6)
+
+
+def json_values(keys=KEYS):
     """JSON data (NaN and infinities as Python writes them), dicts with ``keys``."""
     return st.recursive(
         st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -229,18 +262,29 @@ def mutated_files(draw, raw: bytes) -> bytes:
     if how == "extend":
         return raw + draw(st.binary(min_size=1, max_size=64))
     n = struct.unpack("<Q", raw[:8])[0]
-    table = json.loads(raw[8: 8 + n])
+    table = json.loads(raw[8 : 8 + n])
     key = draw(st.sampled_from(sorted(table)))
     if key == "__metadata__":
         field = draw(st.sampled_from(sorted(table[key])))
-        table[key][field] = json.dumps(draw(JSON)) if field == "tree" and draw(st.booleans()) else draw(st.text(max_size=20))
+        table[key][field] = (
+            json.dumps(draw(JSON)) if field == "tree" and draw(st.booleans()) else draw(st.text(max_size=20))
+        )
     else:
         field = draw(st.sampled_from(["dtype", "shape", "data_offsets", None]))
-        table[key] = draw(JSON) if field is None else {**table[key], field: draw(
-            st.sampled_from(["F64", "BF16", "F8_E4M3", "I4", "X"]) if field == "dtype"
-            else st.lists(st.integers(-1, 2**64), max_size=4))}
+        table[key] = (
+            draw(JSON)
+            if field is None
+            else {
+                **table[key],
+                field: draw(
+                    st.sampled_from(["F64", "BF16", "F8_E4M3", "I4", "X"])
+                    if field == "dtype"
+                    else st.lists(st.integers(-1, 2**64), max_size=4)
+                ),
+            }
+        )
     text = json.dumps(table).encode()
-    return struct.pack("<Q", len(text)) + text + raw[8 + n:]
+    return struct.pack("<Q", len(text)) + text + raw[8 + n :]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -39,6 +39,8 @@ def test_set_threads_sets_torch_and_the_environment_of_later_processes(restore_t
 
 @pytest.mark.parametrize("option, expected", [([], 1), (["--threads", "2"], 2)])
 def test_fleet_run_records_its_threads_in_run_json(restore_threads, tiny_scenario_file, tmp_path, option, expected):
-    result = CliRunner().invoke(main, ["run", str(tiny_scenario_file), "-o", str(tmp_path / "run"), "-q", "--set", "horizon=15min", *option])
+    result = CliRunner().invoke(
+        main, ["run", str(tiny_scenario_file), "-o", str(tmp_path / "run"), "-q", "--set", "horizon=15min", *option]
+    )
     assert result.exit_code == 0, result.output
     assert json.loads((tmp_path / "run" / "run.json").read_text())["threads"] == expected

@@ -4,7 +4,9 @@ import time
 from collections.abc import Callable
 
 
-def wait_for(condition: Callable[[], object], what: str = "the condition", timeout: float = 15.0, interval: float = 0.01) -> None:
+def wait_for(
+    condition: Callable[[], object], what: str = "the condition", timeout: float = 15.0, interval: float = 0.01
+) -> None:
     """Return once ``condition()`` is truthy; AssertionError naming ``what`` after ``timeout`` s."""
     deadline = time.monotonic() + timeout
     while not condition():

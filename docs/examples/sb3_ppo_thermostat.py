@@ -29,7 +29,8 @@ def train_ppo(timesteps: int, seed: int = 0, n_steps: int = 2048, **env_override
 
 
 def evaluate(model: PPO, seed: int = 100, **env_overrides) -> dict[str, float]:
-    """One greedy episode on a house and days not trained on (``seed``): the KPIs of PPO and of the rule-based thermostat."""
+    """One greedy episode on a house and days not trained on (``seed``): the KPIs of PPO and of the rule-based
+    thermostat."""
     env = gymnasium.make("fleet/Thermostat-v1", **env_overrides)
     obs, info = env.reset(seed=seed)
     done = False

@@ -64,8 +64,12 @@ def neighbour_kinds(scenario: Scenario) -> tuple[str, ...]:
 def device_kinds(scenario: Scenario) -> tuple[str, ...]:
     """Kinds a device publishes on its own topics, as the edge agent does for this scenario."""
     exchange = _exchange(scenario)
-    return (("status",) + ("telemetry",) * scenario.workloads.telemetry.enabled
-            + ("params",) * (exchange == "neighbours") + ("experience",) * (exchange == "cloud"))
+    return (
+        ("status",)
+        + ("telemetry",) * scenario.workloads.telemetry.enabled
+        + ("params",) * (exchange == "neighbours")
+        + ("experience",) * (exchange == "cloud")
+    )
 
 
 def fleet_identities(scenario: Scenario) -> list[Identity]:
@@ -79,10 +83,20 @@ def fleet_identities(scenario: Scenario) -> list[Identity]:
     devices = []
     for i, (site, name) in enumerate(zip(sites, names)):
         nbrs = world.topology.neighbours(i)
-        read = (device_topic(site, name, "cmd"),) + tuple(device_topic(sites[j], names[j], k) for k in kinds for j in nbrs) + cloud_params
+        read = (
+            (device_topic(site, name, "cmd"),)
+            + tuple(device_topic(sites[j], names[j], k) for k in kinds for j in nbrs)
+            + cloud_params
+        )
         devices.append(Identity(name, "device", site, tuple(device_topic(site, name, k) for k in own), read))
     collector_read = ("fleet/+/+/telemetry", "fleet/+/+/status") + ("fleet/+/+/experience",) * centralized
-    collector = Identity(COLLECTOR_NAME, "collector", COLLECTOR_SITE, (f"fleet/{COLLECTOR_SITE}/{COLLECTOR_NAME}/#", "fleet/+/+/cmd"), collector_read)
+    collector = Identity(
+        COLLECTOR_NAME,
+        "collector",
+        COLLECTOR_SITE,
+        (f"fleet/{COLLECTOR_SITE}/{COLLECTOR_NAME}/#", "fleet/+/+/cmd"),
+        collector_read,
+    )
     bridge = Identity(BRIDGE_NAME, "bridge", None, ("fleet/#",), ("fleet/#",))
     return devices + [collector, bridge]
 

@@ -39,7 +39,14 @@ HEADER_ALLOWANCE = 1024
 """Bytes allowed on top of the largest payload for the rest of a PUBLISH packet: fixed header,
 topic (fleet topics are at most ~150 bytes), packet id and MQTT 5 properties."""
 
-BROKER_FILES = {"ca": "ca.crt", "cert": "server.crt", "key": "server.key", "passwd": "passwd", "acl": "acl", "data": "data"}
+BROKER_FILES = {
+    "ca": "ca.crt",
+    "cert": "server.crt",
+    "key": "server.key",
+    "passwd": "passwd",
+    "acl": "acl",
+    "data": "data",
+}
 """The files of the broker/ folder, by role."""
 
 AUTOSAVE_INTERVAL = 60
@@ -61,8 +68,13 @@ def _tls_lines(path: dict[str, PurePosixPath], tls12: bool) -> str:
 
 
 def mosquitto_conf(
-    root: PurePosixPath, scenario_name: str, tls_port: int, password_port: int, max_payload: int,
-    autosave_interval: int = AUTOSAVE_INTERVAL, tls12: bool = False,
+    root: PurePosixPath,
+    scenario_name: str,
+    tls_port: int,
+    password_port: int,
+    max_payload: int,
+    autosave_interval: int = AUTOSAVE_INTERVAL,
+    tls12: bool = False,
 ) -> str:
     """The text of mosquitto.conf for broker files under ``root`` (on the broker host);
     ``max_payload`` is the scenario's ``network.broker.max_packet_bytes``; ``autosave_interval``
@@ -75,13 +87,13 @@ def mosquitto_conf(
 
 per_listener_settings false
 allow_anonymous false
-password_file {path['passwd']}
-acl_file {path['acl']}
+password_file {path["passwd"]}
+acl_file {path["acl"]}
 
 # Retained messages, sessions and queued messages are saved every {autosave_interval} s and at a clean stop;
 # a crash loses what changed since the last save.
 persistence true
-persistence_location {path['data']}/
+persistence_location {path["data"]}/
 autosave_interval {autosave_interval}
 
 # Whole MQTT packets: the scenario's largest payload ({max_payload} bytes) plus {HEADER_ALLOWANCE} for the headers.

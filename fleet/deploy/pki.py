@@ -35,7 +35,9 @@ class Issued:
     @property
     def key_pem(self) -> bytes:
         """The private key as unencrypted PKCS#8 PEM (write it with mode 0600)."""
-        return self.key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+        return self.key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
 
     @property
     def cert_pem(self) -> bytes:
@@ -56,13 +58,16 @@ def subject_alt_name(host: str) -> x509.GeneralName:
     labels = host.rstrip(".").split(".")
     if not host or len(host) > 253 or not all(_DNS_LABEL.match(label) for label in labels):
         raise ConfigError(
-            f"--host {host!r}: not an IP address or a DNS name (letters, digits and '-' in dot-separated labels of 1-63 characters)"
+            f"--host {host!r}: not an IP address or a DNS name (letters, digits and '-' in dot-separated labels of "
+            "1-63 characters)"
         )
     return x509.DNSName(host.rstrip("."))
 
 
 def _name(common_name: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fleet"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    return x509.Name(
+        [x509.NameAttribute(NameOID.ORGANIZATION_NAME, "fleet"), x509.NameAttribute(NameOID.COMMON_NAME, common_name)]
+    )
 
 
 def _builder(subject: x509.Name, issuer: x509.Name, public_key, now: dt.datetime, days: int) -> x509.CertificateBuilder:
@@ -86,7 +91,17 @@ def make_ca(name: str, now: dt.datetime) -> Issued:
         _builder(subject, subject, key.public_key(), now, CA_DAYS)
         .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
         .add_extension(
-            x509.KeyUsage(False, False, False, False, False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                False,
+                False,
+                False,
+                False,
+                False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .sign(key, hashes.SHA256())
@@ -103,12 +118,24 @@ def issue(ca: Issued, common_name: str, now: dt.datetime, days: int, hosts: tupl
         _builder(_name(common_name), ca.cert.subject, key.public_key(), now, days)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
-            x509.KeyUsage(True, False, False, False, False, key_cert_sign=False, crl_sign=False, encipher_only=False, decipher_only=False),
+            x509.KeyUsage(
+                True,
+                False,
+                False,
+                False,
+                False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
             critical=True,
         )
         .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False)
     )
     if hosts:
-        builder = builder.add_extension(x509.SubjectAlternativeName([subject_alt_name(h) for h in hosts]), critical=False)
+        builder = builder.add_extension(
+            x509.SubjectAlternativeName([subject_alt_name(h) for h in hosts]), critical=False
+        )
     return Issued(key, builder.sign(ca.key, hashes.SHA256()))

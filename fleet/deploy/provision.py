@@ -57,7 +57,12 @@ class _Folder:
 
 
 def _check_options(
-    out: Path, hosts: tuple[str, ...], tls_port: int, password_port: int, days: int, broker_root: PurePosixPath,
+    out: Path,
+    hosts: tuple[str, ...],
+    tls_port: int,
+    password_port: int,
+    days: int,
+    broker_root: PurePosixPath,
     autosave_interval: int,
 ) -> None:
     if not hosts:
@@ -73,9 +78,14 @@ def _check_options(
             f"--autosave-interval must be at least 1 s, got {autosave_interval} (0 would save only at a clean stop)"
         )
     if not broker_root.is_absolute():
-        raise ConfigError(f"--broker-root {broker_root}: must be an absolute path on the broker host, e.g. /etc/mosquitto/fleet")
+        raise ConfigError(
+            f"--broker-root {broker_root}: must be an absolute path on the broker host, e.g. /etc/mosquitto/fleet"
+        )
     if any(c.isspace() for c in str(broker_root)):
-        raise ConfigError(f"--broker-root {str(broker_root)!r}: mosquitto.conf cannot hold paths with spaces; give --broker-root without them")
+        raise ConfigError(
+            f"--broker-root {str(broker_root)!r}: mosquitto.conf cannot hold paths with spaces; give --broker-root "
+            "without them"
+        )
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory; nothing was written")
     if out.is_dir() and any(out.iterdir()):
@@ -85,18 +95,19 @@ def _check_options(
 def agent_env(ident: Identity, scenario: Scenario, broker_url: str, password_url: str) -> str:
     """The EnvironmentFile of the edge agent on a board (read by deploy/fleet-agent.service)."""
     return f"""\
-# Edge agent of device {ident.name} (site {ident.site}) of scenario {scenario.name}, written by `fleet deploy provision`.
+# Edge agent of device {ident.name} (site {ident.site}) of scenario {scenario.name}, \
+written by `fleet deploy provision`.
 # Install this folder as {BOARD_DIR}/ on the board; deploy/fleet-agent.service reads this file.
 FLEET_DEVICE={ident.name}
 FLEET_SITE={ident.site}
-FLEET_SCENARIO={BOARD_DIR / 'scenario.yaml'}
+FLEET_SCENARIO={BOARD_DIR / "scenario.yaml"}
 FLEET_SCENARIO_NAME={scenario.name}
 FLEET_BROKER_URL={broker_url}
 FLEET_PASSWORD_BROKER_URL={password_url}
-FLEET_CA_FILE={BOARD_DIR / 'ca.crt'}
-FLEET_CERT_FILE={BOARD_DIR / 'client.crt'}
-FLEET_KEY_FILE={BOARD_DIR / 'client.key'}
-FLEET_PASSWORD_FILE={BOARD_DIR / 'password'}
+FLEET_CA_FILE={BOARD_DIR / "ca.crt"}
+FLEET_CERT_FILE={BOARD_DIR / "client.crt"}
+FLEET_KEY_FILE={BOARD_DIR / "client.key"}
+FLEET_PASSWORD_FILE={BOARD_DIR / "password"}
 FLEET_CHECKPOINT_DIR={CHECKPOINT_DIR}
 """
 
@@ -138,7 +149,16 @@ def provision(
         raise ConfigError(f"{out}: cannot create it: {e.strerror}") from None
     try:
         manifest = _write_all(
-            _Folder(tmp), scenario, identities, hosts, tls_port, password_port, days, broker_root, autosave_interval, tls12
+            _Folder(tmp),
+            scenario,
+            identities,
+            hosts,
+            tls_port,
+            password_port,
+            days,
+            broker_root,
+            autosave_interval,
+            tls12,
         )
         os.rename(tmp, out)
     except OSError as e:
@@ -149,10 +169,18 @@ def provision(
 
 
 def _write_all(
-    folder: _Folder, scenario: Scenario, identities: list[Identity], hosts: tuple[str, ...],
-    tls_port: int, password_port: int, days: int, broker_root: PurePosixPath, autosave_interval: int, tls12: bool,
+    folder: _Folder,
+    scenario: Scenario,
+    identities: list[Identity],
+    hosts: tuple[str, ...],
+    tls_port: int,
+    password_port: int,
+    days: int,
+    broker_root: PurePosixPath,
+    autosave_interval: int,
+    tls12: bool,
 ) -> dict:
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca = make_ca(scenario.name, now)
     server = issue(ca, hosts[0], now, days, hosts)
     broker_url, password_url = _url(hosts[0], tls_port), _url(hosts[0], password_port)
@@ -185,18 +213,34 @@ def _write_all(
         if ident.role == "device":
             folder.write(f"{base}/agent.env", agent_env(ident, scenario, broker_url, password_url))
             folder.write(f"{base}/scenario.yaml", scenario_yaml)
-        entries.append({"name": ident.name, "role": ident.role, "site": ident.site, "folder": base, **_cert_info(client),
-                        "write": list(ident.write), "read": list(ident.read)})
+        entries.append(
+            {
+                "name": ident.name,
+                "role": ident.role,
+                "site": ident.site,
+                "folder": base,
+                **_cert_info(client),
+                "write": list(ident.write),
+                "read": list(ident.read),
+            }
+        )
 
     manifest = {
         "format": MANIFEST_FORMAT,
         "created": now.isoformat(),
         "scenario": {"name": scenario.name, "seed": scenario.seed, "devices": scenario.n_devices},
-        "broker": {"hosts": list(hosts), "url": broker_url, "password_url": password_url, "tls_port": tls_port,
-                   "password_port": password_port, "root": str(broker_root),
-                   "max_packet_size": max_payload + HEADER_ALLOWANCE,
-                   "autosave_interval": autosave_interval, "tls_versions": ["1.2", "1.3"] if tls12 else ["1.3"],
-                   "server_cert": _cert_info(server)},
+        "broker": {
+            "hosts": list(hosts),
+            "url": broker_url,
+            "password_url": password_url,
+            "tls_port": tls_port,
+            "password_port": password_port,
+            "root": str(broker_root),
+            "max_packet_size": max_payload + HEADER_ALLOWANCE,
+            "autosave_interval": autosave_interval,
+            "tls_versions": ["1.2", "1.3"] if tls12 else ["1.3"],
+            "server_cert": _cert_info(server),
+        },
         "ca": {"subject": ca.cert.subject.rfc4514_string(), **_cert_info(ca)},
         "identities": entries,
         "files": folder.files,

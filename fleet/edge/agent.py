@@ -102,8 +102,8 @@ from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import Received, Transport, Will
 from fleet.scenario import DTYPES
-from fleet.sim.engine import tick_reward
 from fleet.sim import realtime
+from fleet.sim.engine import tick_reward
 from fleet.sim.rng import Streams
 from fleet.statefile import load_child
 
@@ -176,7 +176,9 @@ def simulated_driver(view: DeviceView, clock: Callable[[], float]) -> SimulatedT
     """The device's simulated building (its parameters, the scenario's weather and sensor noise)."""
     fleet = view.scenario.fleet
     rng = Streams(view.scenario.seed).numpy(f"edge/{view.name}/sensor")
-    return SimulatedThermostatDriver(view.params, fleet.hvac.mode, view.weather, clock, rng, fleet.sensors.temp_noise_std_c)
+    return SimulatedThermostatDriver(
+        view.params, fleet.hvac.mode, view.weather, clock, rng, fleet.sensors.temp_noise_std_c
+    )
 
 
 def device_learner(view: DeviceView) -> Learner:
@@ -194,8 +196,15 @@ def device_learner(view: DeviceView) -> Learner:
         params["robust"] = BOARD_ROBUST
     streams = Streams(s.seed)
     # the simulator's stream: every board draws the same initial parameters (common_init) ...
-    ctx = LearnerContext(1, len(s.fleet.hvac.power_levels_kw), s.fleet.hvac.mode, streams.numpy("learner"), "cpu",
-                         view.local_topology, control_period_s=s.control_period)
+    ctx = LearnerContext(
+        1,
+        len(s.fleet.hvac.power_levels_kw),
+        s.fleet.hvac.mode,
+        streams.numpy("learner"),
+        "cpu",
+        view.local_topology,
+        control_period_s=s.control_period,
+    )
     learner = make_learner(s.learner.name, params, ctx)
     gen = getattr(learner, "gen", None)
     if gen is not None:  # ... and explores with its own random numbers
@@ -228,8 +237,13 @@ class EdgeAgent:
     """
 
     def __init__(
-        self, view: DeviceView, transport_factory: TransportFactory, state_dir: str | Path, options: AgentOptions = AgentOptions(),
-        driver_factory: DriverFactory = simulated_driver, on_status: Callable[[str], None] | None = None,
+        self,
+        view: DeviceView,
+        transport_factory: TransportFactory,
+        state_dir: str | Path,
+        options: AgentOptions = AgentOptions(),
+        driver_factory: DriverFactory = simulated_driver,
+        on_status: Callable[[str], None] | None = None,
     ) -> None:
         self.view, self.options, self.on_status = view, options, on_status
         self._failing: set[str] = set()
@@ -266,17 +280,25 @@ class EdgeAgent:
         """The stamp of the last message queued (or status sent) per kind, as saved in the outbox."""
         reading = self.last["telemetry"].t
         if reading is not None and reading > self.env.now:
-            log.info("%s: readings up to t=%.2fh were queued before the restart; not sending them again",
-                     view.name, reading / 3600)
+            log.info(
+                "%s: readings up to t=%.2fh were queued before the restart; not sending them again",
+                view.name,
+                reading / 3600,
+            )
         try:
-            self.transport = transport_factory(view.name, will=Will(view.topic("status"), self._status(False)),
-                                               session_expiry=self.options.session_expiry)
+            self.transport = transport_factory(
+                view.name,
+                will=Will(view.topic("status"), self._status(False)),
+                session_expiry=self.options.session_expiry,
+            )
         except BaseException:
             self.outbox.close()
             raise
         self.uplink: Uplink | None = None
         p = self.learner.flat_params().shape[1] if hasattr(self.learner, "flat_params") else 1
-        self.inbound = InboundFilter(view.subscriptions(self.learner.exchange), {"params": params_layout(p), "cmd": cmd_layout}, self.counters)
+        self.inbound = InboundFilter(
+            view.subscriptions(self.learner.exchange), {"params": params_layout(p), "cmd": cmd_layout}, self.counters
+        )
         comm = getattr(getattr(self.learner, "cfg", None), "comm", None)
         self.sparse = comm is not None and comm.k(p) < p
         """Top-k messages are increments: sent only while connected (the outbox keeps only the newest)."""
@@ -323,13 +345,16 @@ class EdgeAgent:
         except ConfigError as e:
             raise ConfigError(f"{where}: does not fit this device's learner: {e}") from None
         except (KeyError, IndexError, TypeError, ValueError, RuntimeError, AttributeError) as e:
-            raise ConfigError(f"{where}: does not fit this device's learner ({type(e).__name__}: {e}); move it aside to start afresh") from None
+            raise ConfigError(
+                f"{where}: does not fit this device's learner ({type(e).__name__}: {e}); move it aside to start afresh"
+            ) from None
 
     def _check_driver(self, saved: dict | None) -> None:
         n_levels = len(self.view.scenario.fleet.hvac.power_levels_kw)
         if self.driver.n_levels != n_levels:
             raise ConfigError(
-                f"the driver has {self.driver.n_levels} HVAC levels but scenario {self.view.scenario.name!r} has {n_levels} "
+                f"the driver has {self.driver.n_levels} HVAC levels but scenario {self.view.scenario.name!r} has "
+                f"{n_levels} "
                 "(fleet.hvac.power_levels_kw); a relay driver needs a scenario with two levels, off and on"
             )
         if saved and saved.get("building_temp") is not None and isinstance(self.driver, SimulatedThermostatDriver):
@@ -338,17 +363,19 @@ class EdgeAgent:
     def checkpoint(self) -> None:
         """Save the learner, counters and clock now (atomically)."""
         building = self.driver.building.temp.copy() if isinstance(self.driver, SimulatedThermostatDriver) else None
-        self.state.save_checkpoint({
-            "scenario": self.view.scenario.model_dump(mode="json"),
-            "device": self.view.name,
-            "time": self.env.now,
-            "learner": self.learner.state_dict(),
-            "counters": self.counters.as_dict(),
-            "pending": None if self.pending is None else asdict(self.pending),
-            "next_due": dict(self.next_due),
-            "feeder_load": self.feeder_load,
-            "building_temp": building,
-        })
+        self.state.save_checkpoint(
+            {
+                "scenario": self.view.scenario.model_dump(mode="json"),
+                "device": self.view.name,
+                "time": self.env.now,
+                "learner": self.learner.state_dict(),
+                "counters": self.counters.as_dict(),
+                "pending": None if self.pending is None else asdict(self.pending),
+                "next_due": dict(self.next_due),
+                "feeder_load": self.feeder_load,
+                "building_temp": building,
+            }
+        )
 
     def _checkpoint(self) -> None:
         """A checkpoint, or the last good one kept when it cannot be written."""
@@ -376,8 +403,14 @@ class EdgeAgent:
         """Count a failed write; log it unless the last try of the same failed too."""
         self.counters.write_errors += 1
         level = logging.DEBUG if what in self._failing else logging.ERROR
-        log.log(level, "%s: could not write the %s in %s (%s); running on what was saved before",
-                self.view.name, what, self.state.path, error)
+        log.log(
+            level,
+            "%s: could not write the %s in %s (%s); running on what was saved before",
+            self.view.name,
+            what,
+            self.state.path,
+            error,
+        )
 
     # --- running -----------------------------------------------------------------------------
 
@@ -393,8 +426,12 @@ class EdgeAgent:
         start, or later: then after a clean stop with a checkpoint)."""
         s, o = self.view.scenario, self.options
         self._stop = self.env.event()
-        procs = {"control": (s.control_period, self._tick), "poll": (min(s.control_period, POLL_WALL_S * o.speedup), self._poll),
-                 "checkpoint": (o.checkpoint_every, self._checkpoint), "status": (o.status_every * o.speedup, self._status_line)}
+        procs = {
+            "control": (s.control_period, self._tick),
+            "poll": (min(s.control_period, POLL_WALL_S * o.speedup), self._poll),
+            "checkpoint": (o.checkpoint_every, self._checkpoint),
+            "status": (o.status_every * o.speedup, self._status_line),
+        }
         if s.workloads.telemetry.enabled:
             procs["telemetry"] = (s.workloads.telemetry.period, self._telemetry)
         if self.watchdog_s:
@@ -420,7 +457,12 @@ class EdgeAgent:
         for topic in topics:
             self.transport.subscribe(topic, qos=1)
         up = self.transport.connect(self.options.connect_wait)
-        log.info("%s: listening on %d topics%s", self.view.name, len(topics), "" if up else "; the broker is not reachable yet: running anyway, retrying")
+        log.info(
+            "%s: listening on %d topics%s",
+            self.view.name,
+            len(topics),
+            "" if up else "; the broker is not reachable yet: running anyway, retrying",
+        )
         self._notify(watchdog.ready)
         if self.options.epoch is None:
             self.env.sync()
@@ -431,7 +473,13 @@ class EdgeAgent:
         """``step()`` every ``period`` from now (checkpoints: from one period on); control and
         telemetry keep the schedule they had when the checkpoint was saved."""
         now = self.env.now
-        due = self.next_due.get(name, now) if name in ("control", "telemetry") else now + period if name == "checkpoint" else now
+        due = (
+            self.next_due.get(name, now)
+            if name in ("control", "telemetry")
+            else now + period
+            if name == "checkpoint"
+            else now
+        )
         yield self.env.timeout(max(due - now, 0.0))
         while True:
             self.next_due[name] = self.env.now + period
@@ -454,7 +502,9 @@ class EdgeAgent:
             self.outbox.close()
             return
         self._write("outbox", self.uplink.flush)
-        if self.transport.connected and self.uplink.send_now(self.view.topic("status"), self._status(False), retain=True):
+        if self.transport.connected and self.uplink.send_now(
+            self.view.topic("status"), self._status(False), retain=True
+        ):
             for flight in list(self.uplink.inflight.values()):
                 flight.delivery.wait(2.0)
             self._write("outbox", self.uplink.settle)
@@ -479,9 +529,15 @@ class EdgeAgent:
         lo, hi = v.occupancy.band(t)
         price = v.world.tariff.price(t)
         obs = Observation(
-            temp_c=np.array([temp]), outdoor_c=v.weather.outdoor_c(t) + v.params.outdoor_offset, band_lo=lo, band_hi=hi,
-            occupied=v.occupancy.occupied(t), price=np.array([price]), feeder_load=np.array([self.feeder_load]),
-            hour=(t / 3600.0) % 24.0, online=np.array([self.transport.connected]),
+            temp_c=np.array([temp]),
+            outdoor_c=v.weather.outdoor_c(t) + v.params.outdoor_offset,
+            band_lo=lo,
+            band_hi=hi,
+            occupied=v.occupancy.occupied(t),
+            price=np.array([price]),
+            feeder_load=np.array([self.feeder_load]),
+            hour=(t / 3600.0) % 24.0,
+            online=np.array([self.transport.connected]),
             **preview(v.occupancy, v.world.tariff, t, 1),
         )
         level = int(self.learner.act(obs)[0])
@@ -490,7 +546,9 @@ class EdgeAgent:
         except DriverError as e:
             self.counters.apply_errors += 1
             log.warning("could not apply HVAC level %d: %s", level, e)
-        self.pending = _Action(t, level, float(v.params.levels_kw[0, level]), price, float(lo[0]), float(hi[0]), self.feeder_load)
+        self.pending = _Action(
+            t, level, float(v.params.levels_kw[0, level]), price, float(lo[0]), float(hi[0]), self.feeder_load
+        )
         self.counters.ticks += 1
         every = self.learner.update_every
         if every and self.counters.ticks % every == 0:
@@ -512,8 +570,15 @@ class EdgeAgent:
         dt_h = min(t - a.t, v.scenario.control_period) / 3600.0  # a longer gap (a restart) counts as one tick
         site_load = max(a.power_kw, a.feeder_load * v.feeder_kw)
         violation = comfort_violation_c(np.array([temp]), np.array([a.band_lo]), np.array([a.band_hi]))
-        reward = tick_reward(np.array([a.power_kw]), np.array([a.price]), violation, np.array([site_load]), np.array([v.feeder_kw]),
-                             (rw.discomfort_per_degh, rw.overload_per_kwh), dt_h)
+        reward = tick_reward(
+            np.array([a.power_kw]),
+            np.array([a.price]),
+            violation,
+            np.array([site_load]),
+            np.array([v.feeder_kw]),
+            (rw.discomfort_per_degh, rw.overload_per_kwh),
+            dt_h,
+        )
         self.learner.observe(reward)
         self.counters.reward_sum += float(reward[0])
         self.pending = None
@@ -535,7 +600,9 @@ class EdgeAgent:
         if self.pending is None or (last is not None and t < last + cfg.period / 2):  # sent before a crash
             return
         lo, hi = occupancy.band(t)
-        vec = np.array([self.last_temp, self.pending.power_kw, lo[0], hi[0], float(occupancy.occupied(t)[0])], np.float32)
+        vec = np.array(
+            [self.last_temp, self.pending.power_kw, lo[0], hi[0], float(occupancy.occupied(t)[0])], np.float32
+        )
         self._send("telemetry", t, [vec], DTYPES[cfg.dtype], cfg.qos)
 
     def _send(self, kind: str, t: float, arrays: list[np.ndarray], dtypes, qos: int) -> None:
@@ -574,8 +641,9 @@ class EdgeAgent:
                 self._handle(received)
             except Exception as e:  # noqa: BLE001 - no message may stop the device
                 self.counters.failed += 1
-                log.warning("dropped a message on %s whose handling failed: %s: %s",
-                            received.topic, type(e).__name__, e)
+                log.warning(
+                    "dropped a message on %s whose handling failed: %s: %s", received.topic, type(e).__name__, e
+                )
 
     def _handle(self, received: Received) -> None:
         """Hand a message that passes the checks to the learner, or apply a command."""
@@ -616,7 +684,9 @@ class EdgeAgent:
                 self._stop_requested = True
                 return
         if up != self._was_up:
-            log.info("%s: %s", self.view.name, "connected to the broker" if up else "lost the broker; queueing messages")
+            log.info(
+                "%s: %s", self.view.name, "connected to the broker" if up else "lost the broker; queueing messages"
+            )
             self.counters.connects += up
             self._birth_due = up
             self._was_up = up

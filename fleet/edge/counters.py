@@ -68,9 +68,11 @@ class Counters:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, saved: dict) -> "Counters":
+    def from_dict(cls, saved: dict) -> Counters:
         """Counters from a checkpoint; :class:`ConfigError` if they are not this version's."""
         names = {f.name for f in fields(cls)}
         if not isinstance(saved, dict) or set(saved) != names:
-            raise ConfigError(f"the checkpoint's counters are not those of this version of fleet (expected {sorted(names)})")
+            raise ConfigError(
+                f"the checkpoint's counters are not those of this version of fleet (expected {sorted(names)})"
+            )
         return cls(**saved)

@@ -50,7 +50,10 @@ def params_layout(p: int) -> Callable[[Message], bool]:
         if len(arrays) == 2:
             index, values = arrays
             return (
-                index.dtype == np.int64 and values.dtype == np.float32 and index.ndim == 1 and index.shape == values.shape
+                index.dtype == np.int64
+                and values.dtype == np.float32
+                and index.ndim == 1
+                and index.shape == values.shape
                 and bool(((index >= 0) & (index < p)).all())
             )
         return False
@@ -60,14 +63,25 @@ def params_layout(p: int) -> Callable[[Message], bool]:
 
 def cmd_layout(message: Message) -> bool:
     """A command is the device's feeder load as a fraction of its capacity: ``[load (1,)]``, >= 0."""
-    return len(message.arrays) == 1 and message.arrays[0].shape == (1,) and message.arrays[0].dtype == np.float32 and message.arrays[0][0] >= 0
+    return (
+        len(message.arrays) == 1
+        and message.arrays[0].shape == (1,)
+        and message.arrays[0].dtype == np.float32
+        and message.arrays[0][0] >= 0
+    )
 
 
 class InboundFilter:
     """Accepts the messages of ``topics`` (topic -> who publishes there) that pass the checks;
     ``layouts`` gives, per kind, the check of a message's arrays."""
 
-    def __init__(self, topics: dict[str, Sender], layouts: dict[str, Callable[[Message], bool]], counters: Counters, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+    def __init__(
+        self,
+        topics: dict[str, Sender],
+        layouts: dict[str, Callable[[Message], bool]],
+        counters: Counters,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
         self.topics, self.layouts, self.counters, self.max_bytes = topics, layouts, counters, max_bytes
         self.dedup = SeqDeduplicator()
 
@@ -89,7 +103,10 @@ class InboundFilter:
         if sender.index is not None and message.sender != sender.index:
             c.unexpected += 1
             return None
-        if received.qos == 1 and not self.dedup.accept(np.zeros(1, np.int64), np.array([message.sender]), np.array([message.seq]))[0]:
+        if (
+            received.qos == 1
+            and not self.dedup.accept(np.zeros(1, np.int64), np.array([message.sender]), np.array([message.seq]))[0]
+        ):
             c.duplicates += 1
             return None
         c.received += 1

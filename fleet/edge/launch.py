@@ -125,7 +125,9 @@ def transport_factory(args: AgentArgs) -> TransportFactory:
     from fleet.mqtt.paho_transport import PahoTransport, TLSFiles
 
     if args.broker is None:
-        raise ConfigError("--broker is required (mqtt://host[:port] or mqtts://host[:port]), or FLEET_BROKER_URL in --env-file")
+        raise ConfigError(
+            "--broker is required (mqtt://host[:port] or mqtts://host[:port]), or FLEET_BROKER_URL in --env-file"
+        )
     url = parse_broker_url(args.broker)
     files = {"--ca": args.ca, "--cert": args.cert, "--key": args.key}
     tls = None
@@ -157,8 +159,11 @@ def driver_factory(args: AgentArgs) -> DriverFactory:
 def _check_env_identity(view: DeviceView, env: dict[str, str]) -> None:
     for key, mine in (("FLEET_SITE", view.site), ("FLEET_SCENARIO_NAME", view.scenario.name)):
         if env.get(key) and env[key] != mine:
-            raise ConfigError(f"--env-file says {key}={env[key]}, but device {view.name} of scenario {view.scenario.name} has {mine!r}; "
-                              "the folder was provisioned for another fleet")
+            raise ConfigError(
+                f"--env-file says {key}={env[key]}, but device {view.name} of scenario {view.scenario.name} has "
+                f"{mine!r}; "
+                "the folder was provisioned for another fleet"
+            )
 
 
 def build_agent(args: AgentArgs, on_status=None) -> EdgeAgent:

@@ -79,7 +79,8 @@ CREATE TABLE stamps (
 """
 """What version 2 added to version 1."""
 
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: an ack cannot hit a newer message
     topic TEXT NOT NULL,
@@ -92,7 +93,9 @@ CREATE TABLE messages (
 CREATE INDEX messages_by_topic ON messages (topic, kind);
 CREATE TABLE counters (dropped INTEGER NOT NULL);
 INSERT INTO counters VALUES (0);
-""" + _STAMPS
+"""
+    + _STAMPS
+)
 
 
 class OutboxError(FleetError):
@@ -191,7 +194,9 @@ class Outbox:
         except sqlite3.DatabaseError as e:
             code = getattr(e, "sqlite_errorcode", None) or 0  # extended: the primary code is its low byte
             if code & 0xFF in _STORAGE_ERRORS:
-                raise OutboxError(self.path, f"{e} ({e.sqlite_errorname}): the disk refused a write", storage=True) from None
+                raise OutboxError(
+                    self.path, f"{e} ({e.sqlite_errorname}): the disk refused a write", storage=True
+                ) from None
             raise OutboxError(self.path, f"{e}; if the file is damaged, move it aside to start empty") from None
 
     @contextmanager
@@ -286,8 +291,10 @@ class Outbox:
             self._stamp(stamps)
 
     def _stamp(self, stamps: dict[str, Stamp]) -> None:
-        self._db.executemany("INSERT OR REPLACE INTO stamps (kind, seq, t) VALUES (?, ?, ?)",
-                             [(kind, s.seq, s.t) for kind, s in stamps.items()])
+        self._db.executemany(
+            "INSERT OR REPLACE INTO stamps (kind, seq, t) VALUES (?, ?, ?)",
+            [(kind, s.seq, s.t) for kind, s in stamps.items()],
+        )
 
     def _check_durable(self) -> None:
         if self.path == MEMORY:

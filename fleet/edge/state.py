@@ -110,11 +110,14 @@ class StateDir:
         except StateFileError as e:
             raise ConfigError(f"{e}: not a readable agent checkpoint; move it aside to start afresh") from None
         if saved.get("device") != device:
-            raise ConfigError(f"{path}: the checkpoint belongs to device {saved.get('device')!r}, not {device!r}; refusing to resume")
+            raise ConfigError(
+                f"{path}: the checkpoint belongs to device {saved.get('device')!r}, not {device!r}; refusing to resume"
+            )
         if saved.get("scenario") != scenario:
             name = saved.get("scenario", {}).get("name") if isinstance(saved.get("scenario"), dict) else None
             raise ConfigError(
-                f"{path}: the checkpoint belongs to another scenario (saved: {name!r}, or the same name with other settings) "
+                f"{path}: the checkpoint belongs to another scenario (saved: {name!r}, or the same name with other "
+                "settings) "
                 f"than {scenario.get('name')!r}; refusing to resume"
             )
         return saved
@@ -138,7 +141,9 @@ class StateDir:
             reading = None if saved.get("last_reading") is None else float(saved["last_reading"])
             return {k: Stamp(int(saved[k]), reading if k == "telemetry" else None) for k in KINDS if k in saved}
         except (OSError, ValueError, TypeError, AttributeError) as e:
-            raise ConfigError(f"{path}: cannot read the sequence numbers ({e}); move it aside to start afresh") from None
+            raise ConfigError(
+                f"{path}: cannot read the sequence numbers ({e}); move it aside to start afresh"
+            ) from None
 
     def remove_old_sequence(self) -> None:
         """Delete ``sequence.json``, once its numbers are in the outbox."""

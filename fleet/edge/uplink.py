@@ -44,7 +44,14 @@ class _InFlight:
 class Uplink:
     """Outbox plus transport, with the counters of what was sent."""
 
-    def __init__(self, transport: Transport, outbox: Outbox, counters: Counters, max_inflight: int = 20, ack_timeout: float = 60.0) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        outbox: Outbox,
+        counters: Counters,
+        max_inflight: int = 20,
+        ack_timeout: float = 60.0,
+    ) -> None:
         self.transport, self.outbox, self.counters = transport, outbox, counters
         self.max_inflight, self.ack_timeout = max_inflight, ack_timeout
         self.inflight: dict[int | str, _InFlight] = {}
@@ -129,12 +136,22 @@ class Uplink:
             self.counters.sent_bytes += size
         else:
             self.counters.refused += 1
-            log.error("the broker refused a publish on %s with reason code %d%s", topic, code, " (not authorized: check the ACL)" if code == 135 else "")
+            log.error(
+                "the broker refused a publish on %s with reason code %d%s",
+                topic,
+                code,
+                " (not authorized: check the ACL)" if code == 135 else "",
+            )
 
     def _oversize(self, topic: str, payload: bytes) -> bool:
         limit = self.transport.max_payload
         if len(payload) <= limit:
             return False
         self.counters.oversize += 1
-        log.error("dropped a message of %d bytes on %s: the broker accepts at most %d bytes of payload", len(payload), topic, limit)
+        log.error(
+            "dropped a message of %d bytes on %s: the broker accepts at most %d bytes of payload",
+            len(payload),
+            topic,
+            limit,
+        )
         return True

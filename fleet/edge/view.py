@@ -105,7 +105,9 @@ class DeviceView:
         topics = {self.topic("cmd"): Sender("cmd", None, 0)}
         if exchange == "neighbours":
             for slot, j in enumerate(self.neighbours.tolist(), start=1):
-                topics[device_topic(w.site_names[w.site_of[j]], w.device_names[j], "params")] = Sender("params", j, slot)
+                topics[device_topic(w.site_names[w.site_of[j]], w.device_names[j], "params")] = Sender(
+                    "params", j, slot
+                )
         elif exchange == "cloud":
             topics[device_topic(COLLECTOR_SITE, COLLECTOR_NAME, "params")] = Sender("params", w.n, 1)
         return topics

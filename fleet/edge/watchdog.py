@@ -37,9 +37,7 @@ def notify(state: str) -> bool:
     if address.startswith("@"):
         address = "\0" + address[1:]
     elif not address.startswith("/"):
-        raise ConfigError(
-            f"$NOTIFY_SOCKET={address!r} is not a unix socket path or an abstract name starting with '@'"
-        )
+        raise ConfigError(f"$NOTIFY_SOCKET={address!r} is not a unix socket path or an abstract name starting with '@'")
     with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
         sock.sendto(state.encode(), address)
     return True

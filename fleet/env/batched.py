@@ -58,7 +58,9 @@ def resolve(scenario: str | Path | Scenario, overrides: dict[str, Any]) -> Scena
         return load_scenario(scenario, items)
     if not items:
         return scenario
-    return parse_scenario(apply_overrides(scenario.model_dump(mode="json"), items), f"scenario {scenario.name}", Path.cwd())
+    return parse_scenario(
+        apply_overrides(scenario.model_dump(mode="json"), items), f"scenario {scenario.name}", Path.cwd()
+    )
 
 
 class ExternalController:
@@ -153,11 +155,14 @@ class BatchedFleetEnv:
         """``actions`` as (N,) int64, or ValueError saying what was expected."""
         a = actions.detach().cpu().numpy() if isinstance(actions, torch.Tensor) else np.asarray(actions)
         if a.shape != (self.n_devices,):
-            raise ValueError(f"actions must have shape (N devices,) = ({self.n_devices},), one HVAC level per device; "
-                             f"got {a.shape}")
+            raise ValueError(
+                f"actions must have shape (N devices,) = ({self.n_devices},), one HVAC level per device; got {a.shape}"
+            )
         if a.dtype.kind not in "iu" or (len(a) and not 0 <= a.min() <= a.max() < self.n_actions):
-            raise ValueError(f"actions must be integer HVAC levels in [0, {self.n_actions}); "
-                             f"got {a.dtype} from {a.min()} to {a.max()}")
+            raise ValueError(
+                f"actions must be integer HVAC levels in [0, {self.n_actions}); "
+                f"got {a.dtype} from {a.min()} to {a.max()}"
+            )
         return a.astype(np.int64)
 
     def _observation(self) -> torch.Tensor:

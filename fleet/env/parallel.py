@@ -25,7 +25,8 @@ from fleet.env.batched import NET_COUNTERS, BatchedFleetEnv, resolve
 from fleet.scenario import Scenario
 
 PER_DEVICE_INFOS = ("online", "temp_c", "power_kw", "band_lo", "band_hi", *(f"net/{k}" for k in NET_COUNTERS))
-"""Keys of each agent's infos taken from its own row; ``fleet`` holds the fleet totals (one dict shared by all agents)."""
+"""Keys of each agent's infos taken from its own row; ``fleet`` holds the fleet totals (one dict shared by all
+agents)."""
 
 
 class FleetParallelEnv(ParallelEnv):
@@ -37,7 +38,9 @@ class FleetParallelEnv(ParallelEnv):
         self.batched = batched
         self.possible_agents = list(batched.agents)
         self.agents: list[str] = []
-        self.observation_spaces = {a: spaces.Box(batched.low, batched.high, dtype=np.float32) for a in self.possible_agents}
+        self.observation_spaces = {
+            a: spaces.Box(batched.low, batched.high, dtype=np.float32) for a in self.possible_agents
+        }
         self.action_spaces = {a: spaces.Discrete(batched.n_actions) for a in self.possible_agents}
         self.render_mode = None
 
@@ -55,7 +58,9 @@ class FleetParallelEnv(ParallelEnv):
     def step(self, actions: dict[str, Any]) -> tuple[dict, dict, dict, dict, dict]:
         missing = [a for a in self.agents if a not in actions]
         if missing:
-            raise ValueError(f"step() needs an action for every agent; missing {len(missing)}: {', '.join(missing[:5])}")
+            raise ValueError(
+                f"step() needs an action for every agent; missing {len(missing)}: {', '.join(missing[:5])}"
+            )
         obs, reward, terminated, truncated, infos = self.batched.step(np.array([actions[a] for a in self.agents]))
         out = (
             self._per_agent(obs.cpu().numpy()),

@@ -36,12 +36,14 @@ class ThermostatEnv(gymnasium.Env):
 
     metadata = {"render_modes": []}
 
-    def __init__(self, scenario: str | Path | Scenario = "thermostats-small-v1", device: str = "cpu",
-                 **overrides: Any) -> None:
+    def __init__(
+        self, scenario: str | Path | Scenario = "thermostats-small-v1", device: str = "cpu", **overrides: Any
+    ) -> None:
         resolved = resolve(scenario, {**ONE_HOUSE, **overrides})
         if resolved.n_devices != 1:
-            raise ConfigError(f"fleet/Thermostat-v1 is one house; the overrides give {resolved.n_devices} devices "
-                              f"(fleet.sites)")
+            raise ConfigError(
+                f"fleet/Thermostat-v1 is one house; the overrides give {resolved.n_devices} devices (fleet.sites)"
+            )
         self.batched = BatchedFleetEnv(resolved, device)
         self.observation_space = spaces.Box(self.batched.low, self.batched.high, dtype=np.float32)
         self.action_space = spaces.Discrete(self.batched.n_actions)

@@ -52,8 +52,14 @@ class Training:
         return {agent: int(a[i]) for i, agent in enumerate(self.agents)}
 
 
-def train(env, learner: str = "independent-v1", params: dict[str, Any] | None = None, steps: int = 10_000,
-          seed: int = 0, points: int = 20) -> Training:
+def train(
+    env,
+    learner: str = "independent-v1",
+    params: dict[str, Any] | None = None,
+    steps: int = 10_000,
+    seed: int = 0,
+    points: int = 20,
+) -> Training:
     """Train ``learner`` (with ``params``, fields of ActorCriticConfig) on ``env`` for ``steps``
     environment steps from ``env.reset(seed=seed)``, with ``points`` rows of learning curve."""
     cfg = _config(learner, params)
@@ -118,8 +124,10 @@ def _config(learner: str, params: dict[str, Any] | None) -> ActorCriticConfig:
     cfg = ActorCriticConfig.model_validate(params or {})
     thermostat = sorted(cfg.model_fields_set & set(THERMOSTAT_ONLY))
     if thermostat:
-        raise ConfigError(f"params.{thermostat[0]}: only the simulator's thermostat learners use it; "
-                          f"train() takes the other ActorCriticConfig fields")
+        raise ConfigError(
+            f"params.{thermostat[0]}: only the simulator's thermostat learners use it; "
+            f"train() takes the other ActorCriticConfig fields"
+        )
     return cfg
 
 
@@ -130,8 +138,10 @@ def _spaces(env) -> tuple[list[str], int, int]:
     for agent in agents:
         o, a = env.observation_space(agent), env.action_space(agent)
         if not (isinstance(o, spaces.Box) and len(o.shape) == 1 and o.shape == obs_space.shape):
-            raise ConfigError(f"agent {agent}: train() needs every agent's observation space to be a Box of one shape "
-                              f"(obs_dim,); got {o}")
+            raise ConfigError(
+                f"agent {agent}: train() needs every agent's observation space to be a Box of one shape "
+                f"(obs_dim,); got {o}"
+            )
         if not (isinstance(a, spaces.Discrete) and a.n == act_space.n):
             raise ConfigError(f"agent {agent}: train() needs every agent's action space to be one Discrete(n); got {a}")
     return agents, obs_space.shape[0], int(act_space.n)
@@ -141,5 +151,7 @@ def _ended(env, agents: list[str], terminated: dict, truncated: dict) -> bool:
     """Whether the episode ended (for all agents at once; ValueError if some agents left alone)."""
     done = [bool(terminated[g] or truncated[g]) for g in agents]
     if any(done) != all(done) or (not all(done) and list(env.agents) != agents):
-        raise ValueError("train() needs every agent to act at every step until the episode ends for all of them together")
+        raise ValueError(
+            "train() needs every agent to act at every step until the episode ends for all of them together"
+        )
     return all(done)

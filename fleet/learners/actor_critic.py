@@ -20,7 +20,14 @@ import torch
 
 from fleet.errors import ConfigError
 from fleet.learners.base import Deliveries, LearnerContext, Observation
-from fleet.learners.combine import clip_to_own, coordinate_median, copy_rows, neighbourhood_stack, trimmed_mean, weighted_combine
+from fleet.learners.combine import (
+    clip_to_own,
+    coordinate_median,
+    copy_rows,
+    neighbourhood_stack,
+    trimmed_mean,
+    weighted_combine,
+)
 from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.configs import DiffusionConfig
 from fleet.learners.features import LAYOUT, N_FEATURES, features, shape_rewards
@@ -40,9 +47,14 @@ class IndependentLearner:
 
     def __init__(self, config: ActorCriticConfig, ctx: LearnerContext) -> None:
         if config.frozen and self.communicates:
-            raise ConfigError(f"learner.params.frozen: {self.name} learns by exchanging what it learns; evaluate a fixed policy with independent-v1")
+            raise ConfigError(
+                f"learner.params.frozen: {self.name} learns by exchanging what it learns; evaluate a fixed policy with "
+                "independent-v1"
+            )
         if config.frozen and config.learn_until is not None:
-            raise ConfigError("learner.params.learn_until: a frozen learner never learns; set one of frozen and learn_until")
+            raise ConfigError(
+                "learner.params.learn_until: a frozen learner never learns; set one of frozen and learn_until"
+            )
         self.cfg = config
         self.ctx = ctx
         self.device = ctx.device
@@ -100,7 +112,11 @@ class IndependentLearner:
         steps = len(self._rewards) - 1
         metrics = {}
         if steps >= 1:
-            rollout = Rollout(torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
+            rollout = Rollout(
+                torch.stack(self._obs[: steps + 1]),
+                torch.stack(self._actions[:steps]),
+                torch.stack(self._rewards[:steps]),
+            )
             metrics = self.core.update(shape_rewards(rollout, self.cfg))
             del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
             self.updates += 1
@@ -145,7 +161,11 @@ class IndependentLearner:
         if len(actions) != len(obs) or not len(obs) - 1 <= len(rewards) <= len(obs):
             counts = f"{len(obs)} observations, {len(actions)} actions and {len(rewards)} rewards"
             raise StateMismatch("", f"{counts} do not pair up")
-        return ([x.to(self.device) for x in obs], [x.to(self.device) for x in actions], [x.to(self.device) for x in rewards])
+        return (
+            [x.to(self.device) for x in obs],
+            [x.to(self.device) for x in actions],
+            [x.to(self.device) for x in rewards],
+        )
 
     def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
         """One device's actor as plain tensors (weights (in, out), biases (out,)), for a board."""
@@ -169,8 +189,14 @@ class DiffusionLearner(IndependentLearner):
         receiver, sender = ctx.topology.receiver, ctx.topology.sender
         self.receiver = torch.as_tensor(receiver, dtype=torch.long, device=self.device)
         deg = np.bincount(receiver, minlength=ctx.n_devices).astype(float)
-        w = 1 / (1 + np.maximum(deg[receiver], deg[sender])) if config.weights == "metropolis" else 1 / (1 + deg[receiver])
-        self_w = 1 - np.bincount(receiver, w, minlength=ctx.n_devices) if config.weights == "metropolis" else 1 / (1 + deg)
+        w = (
+            1 / (1 + np.maximum(deg[receiver], deg[sender]))
+            if config.weights == "metropolis"
+            else 1 / (1 + deg[receiver])
+        )
+        self_w = (
+            1 - np.bincount(receiver, w, minlength=ctx.n_devices) if config.weights == "metropolis" else 1 / (1 + deg)
+        )
         self.weights = torch.as_tensor(w, dtype=torch.float32, device=self.device)
         self.self_weights = torch.as_tensor(self_w, dtype=torch.float32, device=self.device)
         p = self.core.flat().shape[1]
@@ -209,7 +235,9 @@ class DiffusionLearner(IndependentLearner):
         elif len(got.arrays) == 1:
             p = self.edge_params.shape[1]
             if got.arrays[0].shape[1:] != (p,):
-                raise ValueError(f"a dense message needs arrays [values (M, {p})], got shapes {[a.shape for a in got.arrays]}")
+                raise ValueError(
+                    f"a dense message needs arrays [values (M, {p})], got shapes {[a.shape for a in got.arrays]}"
+                )
             self._store(edge, stamp, got.arrays[0], got.msg[row])
         else:
             self.guard.rejected += len(row)
@@ -246,7 +274,11 @@ class DiffusionLearner(IndependentLearner):
             return coordinate_median(neighbourhood_stack(own, self.edge_params, self.receiver, fresh))
         if cfg.robust == "trimmed-mean":
             return trimmed_mean(neighbourhood_stack(own, self.edge_params, self.receiver, fresh), cfg.trim)
-        params = clip_to_own(own, self.edge_params, self.receiver, cfg.clip_norm) if cfg.robust == "clip" else self.edge_params
+        params = (
+            clip_to_own(own, self.edge_params, self.receiver, cfg.clip_norm)
+            if cfg.robust == "clip"
+            else self.edge_params
+        )
         return weighted_combine(own, params, self.receiver, self.weights, self.self_weights, fresh.float())
 
     def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
@@ -258,5 +290,9 @@ class DiffusionLearner(IndependentLearner):
         return [] if pub is None else [("params", pub)]
 
     STATE: ClassVar[tuple[str, ...]] = (
-        *IndependentLearner.STATE, "edge_params", "edge_time", "publisher", "reconstruction",
+        *IndependentLearner.STATE,
+        "edge_params",
+        "edge_time",
+        "publisher",
+        "reconstruction",
     )

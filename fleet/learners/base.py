@@ -64,7 +64,7 @@ N_FEATURES = 10 + 3 * len(PREVIEW_H)
 network observes, known without torch so that a config can size the network's messages."""
 
 
-def preview(occupancy: "Occupancy", tariff: "Tariff", t_s: float, n: int) -> dict[str, np.ndarray]:
+def preview(occupancy: Occupancy, tariff: Tariff, t_s: float, n: int) -> dict[str, np.ndarray]:
     """The ``*_ahead`` fields of an :class:`Observation` of ``n`` devices at ``t_s``, each (n, H)."""
     times = t_s + 3600.0 * np.asarray(PREVIEW_H)  # (H,)
     lo, hi = occupancy.band(times)
@@ -98,7 +98,9 @@ class Deliveries:
             raise ValueError(f"msg must be integers indexing the M = {m} rows of every array, got {self.msg!r}")
 
     @classmethod
-    def one_message_each(cls, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray) -> "Deliveries":
+    def one_message_each(
+        cls, receiver: np.ndarray, sender: np.ndarray, arrays: list[np.ndarray], published_at: np.ndarray
+    ) -> Deliveries:
         """D deliveries of D messages, ``arrays`` each (D, ...): row i is what delivery i brought."""
         return cls(receiver, sender, published_at, np.arange(len(receiver)), arrays)
 
@@ -119,7 +121,7 @@ class LearnerContext:
     rng: np.random.Generator
     device: str = "cpu"
     """Torch device for learners that use tensors."""
-    topology: "Topology | None" = None
+    topology: Topology | None = None
     """Who may hear whom (for learners that exchange parameters with neighbours)."""
     control_period_s: float = 60.0
     """Seconds between control ticks (to turn tick counts into durations)."""

@@ -25,7 +25,7 @@ from fleet.learners.base import Deliveries, LearnerContext
 from fleet.learners.comm import Publication
 from fleet.learners.configs import CentralizedConfig
 from fleet.learners.features import N_FEATURES, shape_rewards
-from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
+from fleet.learners.stacked import ActorCritic, Rollout
 from fleet.mqtt.codec import DType
 from fleet.statefile import StateMismatch, array, entry, within
 
@@ -36,6 +36,7 @@ class CentralizedLearner(IndependentLearner):
     name: ClassVar[str] = "centralized-v1"
     communicates: ClassVar[bool] = True
     exchange: ClassVar[str] = "cloud"
+
     def __init__(self, config: CentralizedConfig, ctx: LearnerContext) -> None:
         super().__init__(config, ctx)
         self.cloud = ActorCritic(config, 1, N_FEATURES, ctx.n_levels, self.gen, ctx.device, shared=True)
@@ -69,7 +70,9 @@ class CentralizedLearner(IndependentLearner):
         elif kind == "experience":
             obs, actions, rewards = (torch.as_tensor(a, device=self.device) for a in got.arrays_of())
             steps = actions.shape[1]
-            self.inbound.setdefault(steps, []).append([obs.float().transpose(0, 1), actions.round().long().T, rewards.float().T])
+            self.inbound.setdefault(steps, []).append(
+                [obs.float().transpose(0, 1), actions.round().long().T, rewards.float().T]
+            )
 
     def update(self, t: float) -> dict[str, float]:
         """Package the devices' complete transitions for upload; train the cloud on what arrived.
@@ -80,7 +83,11 @@ class CentralizedLearner(IndependentLearner):
             return {}
         steps = len(self._rewards) - 1
         if steps >= 1:
-            self.upload = (torch.stack(self._obs[: steps + 1]), torch.stack(self._actions[:steps]), torch.stack(self._rewards[:steps]))
+            self.upload = (
+                torch.stack(self._obs[: steps + 1]),
+                torch.stack(self._actions[:steps]),
+                torch.stack(self._rewards[:steps]),
+            )
             del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
         metrics: dict[str, float] = {}
         good = self.cloud.flat()
@@ -108,7 +115,14 @@ class CentralizedLearner(IndependentLearner):
             sender = np.flatnonzero(active)
             obs, actions, rewards = (x.transpose(0, 1)[torch.as_tensor(sender)].cpu().numpy() for x in self.upload)
             dtype = DType[self.cfg.experience_dtype.upper()]  # actions (small integers) are exact in float16
-            out.append(("experience", Publication(sender, [obs, actions.astype(np.float32), rewards], [dtype, DType.FLOAT16, dtype], True)))
+            out.append(
+                (
+                    "experience",
+                    Publication(
+                        sender, [obs, actions.astype(np.float32), rewards], [dtype, DType.FLOAT16, dtype], True
+                    ),
+                )
+            )
             self.upload = None
         if self.broadcast_due:
             params = self.cloud.flat().cpu().numpy()
@@ -138,7 +152,9 @@ class CentralizedLearner(IndependentLearner):
         self.upload = None if upload is None else self._rollout(upload, None, self.ctx.n_devices, "upload")
         self.inbound = inbound
 
-    def _rollout(self, saved: object, steps: int | None, devices: int | None, key: str | int) -> tuple[torch.Tensor, ...]:
+    def _rollout(
+        self, saved: object, steps: int | None, devices: int | None, key: str | int
+    ) -> tuple[torch.Tensor, ...]:
         """Saved ``[obs (T+1, D, F) float32, actions (T, D) int64, rewards (T, D) float32]`` at
         ``key``, on this learner's device (``steps`` T and ``devices`` D: None for any)."""
         with within(str(key)):

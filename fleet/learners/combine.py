@@ -32,7 +32,14 @@ def copy_rows(dst: torch.Tensor, dst_rows: np.ndarray, src: torch.Tensor, src_ro
         to[dst_rows[part]] = source[src_rows[part]]
 
 
-def weighted_combine(own: torch.Tensor, edge_params: torch.Tensor, receiver: torch.Tensor, weights: torch.Tensor, self_weights: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+def weighted_combine(
+    own: torch.Tensor,
+    edge_params: torch.Tensor,
+    receiver: torch.Tensor,
+    weights: torch.Tensor,
+    self_weights: torch.Tensor,
+    fresh: torch.Tensor,
+) -> torch.Tensor:
     """``theta_i <- (c_ii theta_i + sum_fresh c_ij theta_j) / (c_ii + sum_fresh c_ij)``: neighbours
     whose message is missing or stale are left out and the weights renormalized. The edges are
     added in order, chunk by chunk, which sums exactly as one ``index_add_`` over all of them."""
@@ -53,7 +60,9 @@ def clip_to_own(own: torch.Tensor, edge_params: torch.Tensor, receiver: torch.Te
     return own[receiver] + dev * torch.clamp(max_norm / (norm + 1e-12), max=1.0)
 
 
-def neighbourhood_stack(own: torch.Tensor, edge_params: torch.Tensor, receiver: torch.Tensor, fresh: torch.Tensor) -> torch.Tensor:
+def neighbourhood_stack(
+    own: torch.Tensor, edge_params: torch.Tensor, receiver: torch.Tensor, fresh: torch.Tensor
+) -> torch.Tensor:
     """(N, K+1, P) values of each closed neighbourhood, NaN where no fresh value (K = max degree)."""
     n, p = own.shape
     deg = torch.bincount(receiver, minlength=n)

@@ -168,11 +168,15 @@ class ParamPublisher:
     def _checked(self, params: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         params, active = np.asarray(params), np.asarray(active)
         if params.shape != (self.n, self.p) or params.dtype.kind != "f":
-            raise ValueError(f"params must be floats of shape (N, P) = ({self.n}, {self.p}), got {params.dtype} {params.shape}")
+            raise ValueError(
+                f"params must be floats of shape (N, P) = ({self.n}, {self.p}), got {params.dtype} {params.shape}"
+            )
         if active.shape != (self.n,) or active.dtype != bool:
             raise ValueError(f"active must be bool of shape (N,) = ({self.n},), got {active.dtype} {active.shape}")
         params = params.astype(np.float32, copy=False)
-        if params.size and not (np.isfinite(params.min()) and np.isfinite(params.max())):  # a NaN propagates through both
+        if params.size and not (
+            np.isfinite(params.min()) and np.isfinite(params.max())
+        ):  # a NaN propagates through both
             raise ValueError(f"params of device {np.flatnonzero(~np.isfinite(params).all(axis=1))[0]} are not finite")
         return params, active
 

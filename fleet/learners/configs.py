@@ -38,7 +38,8 @@ class GuardConfig(StrictModel):
     """Thresholds of the checks on received and own parameters."""
 
     max_param: FiniteFloat = Field(1e3, gt=0)
-    """Largest magnitude of any parameter: received ones beyond it (or not finite) are rejected, own ones rolled back."""
+    """Largest magnitude of any parameter: received ones beyond it (or not finite) are rejected, own ones rolled
+    back."""
     max_norm_ratio: FiniteFloat = Field(10.0, gt=0)
     """Received parameters θ_j are rejected when ||θ_j|| > max_norm_ratio * ||θ_i|| (θ_i: the receiver's own)."""
 
@@ -184,7 +185,11 @@ class DiffusionConfig(ActorCriticConfig):
 class CentralizedConfig(ActorCriticConfig):
     """One shared policy trained in the cloud from the devices' uploaded experience."""
 
-    smaller_messages: ClassVar[tuple[str, ...]] = ("params_dtype=float16", "params_dtype=int8", "experience_dtype=float16")
+    smaller_messages: ClassVar[tuple[str, ...]] = (
+        "params_dtype=float16",
+        "params_dtype=int8",
+        "experience_dtype=float16",
+    )
     via_cloud: ClassVar[bool] = True
 
     def message_sizes(self, n_levels: int) -> dict[str, int]:

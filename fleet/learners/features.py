@@ -45,15 +45,26 @@ def features(obs: Observation, device: str) -> torch.Tensor:
     x[:, 7] = np.cos(hour)
     x[:, 8] = obs.price / PRICE_SCALE
     x[:, 9] = obs.feeder_load
-    x[:, 10: 10 + h] = (obs.band_lo_ahead - 20.0) / 5.0
-    x[:, 10 + h: 10 + 2 * h] = (obs.band_hi_ahead - 20.0) / 5.0
-    x[:, 10 + 2 * h:] = obs.price_ahead / PRICE_SCALE
+    x[:, 10 : 10 + h] = (obs.band_lo_ahead - 20.0) / 5.0
+    x[:, 10 + h : 10 + 2 * h] = (obs.band_hi_ahead - 20.0) / 5.0
+    x[:, 10 + 2 * h :] = obs.price_ahead / PRICE_SCALE
     return torch.from_numpy(x).to(device)
 
 
 COLUMNS = (
-    "indoor", "outdoor", "band_lo", "band_hi", "below_band", "above_band", "hour_sin", "hour_cos", "price", "feeder_load",
-    *(f"band_lo_{h:g}h" for h in PREVIEW_H), *(f"band_hi_{h:g}h" for h in PREVIEW_H), *(f"price_{h:g}h" for h in PREVIEW_H),
+    "indoor",
+    "outdoor",
+    "band_lo",
+    "band_hi",
+    "below_band",
+    "above_band",
+    "hour_sin",
+    "hour_cos",
+    "price",
+    "feeder_load",
+    *(f"band_lo_{h:g}h" for h in PREVIEW_H),
+    *(f"band_hi_{h:g}h" for h in PREVIEW_H),
+    *(f"price_{h:g}h" for h in PREVIEW_H),
 )
 """Name of each feature column, in order."""
 TEMP_RANGE_C = (-60.0, 60.0)
@@ -73,8 +84,22 @@ def feature_bounds() -> tuple[np.ndarray, np.ndarray]:
     o_lo, o_hi = (np.asarray(TEMP_RANGE_C) - 5.0) / 10.0
     h = len(PREVIEW_H)
     price = (0.0, PRICE_CAP / PRICE_SCALE)
-    bounds = [(t_lo, t_hi), (o_lo, o_hi), (t_lo, t_hi), (t_lo, t_hi), (0.0, GAP_CAP_C / 2.0), (0.0, GAP_CAP_C / 2.0),
-              (-1.0, 1.0), (-1.0, 1.0), price, (0.0, FEEDER_LOAD_CAP)] + [(t_lo, t_hi)] * 2 * h + [price] * h
+    bounds = (
+        [
+            (t_lo, t_hi),
+            (o_lo, o_hi),
+            (t_lo, t_hi),
+            (t_lo, t_hi),
+            (0.0, GAP_CAP_C / 2.0),
+            (0.0, GAP_CAP_C / 2.0),
+            (-1.0, 1.0),
+            (-1.0, 1.0),
+            price,
+            (0.0, FEEDER_LOAD_CAP),
+        ]
+        + [(t_lo, t_hi)] * 2 * h
+        + [price] * h
+    )
     low, high = np.array(bounds, np.float32).T
     return low, high
 

@@ -30,14 +30,22 @@ from fleet.learners.configs import ActorCriticConfig, CentralizedConfig, Diffusi
 GROUP = "fleet.learners"
 """The entry point group that learners register in."""
 
-RULE_BASED = RegistryEntry("fleet.learners.rule_based:RuleBasedLearner", RuleBasedConfig,
-                           "deadband on/off thermostat (non-learning baseline)")
-INDEPENDENT = RegistryEntry("fleet.learners.actor_critic:IndependentLearner", ActorCriticConfig,
-                            "per-device n-step actor-critic, no messages")
-CENTRALIZED = RegistryEntry("fleet.learners.centralized:CentralizedLearner", CentralizedConfig,
-                            "experience up to one cloud learner, shared policy broadcast back")
-DIFFUSION = RegistryEntry("fleet.learners.actor_critic:DiffusionLearner", DiffusionConfig,
-                          "diffusion actor-critic (Diff-DAC): adapt, then combine with neighbours' received parameters")
+RULE_BASED = RegistryEntry(
+    "fleet.learners.rule_based:RuleBasedLearner", RuleBasedConfig, "deadband on/off thermostat (non-learning baseline)"
+)
+INDEPENDENT = RegistryEntry(
+    "fleet.learners.actor_critic:IndependentLearner", ActorCriticConfig, "per-device n-step actor-critic, no messages"
+)
+CENTRALIZED = RegistryEntry(
+    "fleet.learners.centralized:CentralizedLearner",
+    CentralizedConfig,
+    "experience up to one cloud learner, shared policy broadcast back",
+)
+DIFFUSION = RegistryEntry(
+    "fleet.learners.actor_critic:DiffusionLearner",
+    DiffusionConfig,
+    "diffusion actor-critic (Diff-DAC): adapt, then combine with neighbours' received parameters",
+)
 
 
 class Registry(Mapping[str, RegistryEntry]):
@@ -60,9 +68,11 @@ class Registry(Mapping[str, RegistryEntry]):
             for point in entry_points(group=self.group):
                 claims.setdefault(point.name, []).append(point)
             if not claims:
-                raise ConfigError(f"no learner is registered in the {self.group!r} entry point group, not even the built-in "
-                                  "ones: fleet-sim's package metadata is missing or out of date; reinstall it "
-                                  "(pip install -e . in a checkout)")
+                raise ConfigError(
+                    f"no learner is registered in the {self.group!r} entry point group, not even the built-in "
+                    "ones: fleet-sim's package metadata is missing or out of date; reinstall it "
+                    "(pip install -e . in a checkout)"
+                )
             self._claims = claims
         return self._claims
 
@@ -71,7 +81,9 @@ class Registry(Mapping[str, RegistryEntry]):
             points = self.claims()[name]
             if len(points) > 1:
                 packages = "; ".join(map(_origin, points))
-                raise ConfigError(f"learner {name!r} is registered by several packages ({packages}); uninstall all but one")
+                raise ConfigError(
+                    f"learner {name!r} is registered by several packages ({packages}); uninstall all but one"
+                )
             self._loaded[name] = self._load(points[0])
         return self._loaded[name]
 
@@ -85,11 +97,15 @@ class Registry(Mapping[str, RegistryEntry]):
         try:
             entry = point.load()
         except Exception as e:  # a third-party import can fail in any way: say whose it is
-            raise ConfigError(f"learner {point.name!r}: cannot load its entry point {_origin(point)} "
-                              f"(group {self.group!r}): {type(e).__name__}: {e}") from e
+            raise ConfigError(
+                f"learner {point.name!r}: cannot load its entry point {_origin(point)} "
+                f"(group {self.group!r}): {type(e).__name__}: {e}"
+            ) from e
         if not isinstance(entry, RegistryEntry):
-            raise ConfigError(f"learner {point.name!r}: its entry point {_origin(point)} is a {type(entry).__name__}, "
-                              "not a fleet.learners.RegistryEntry")
+            raise ConfigError(
+                f"learner {point.name!r}: its entry point {_origin(point)} is a {type(entry).__name__}, "
+                "not a fleet.learners.RegistryEntry"
+            )
         return entry
 
     def __contains__(self, name: object) -> bool:

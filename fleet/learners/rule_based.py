@@ -52,4 +52,7 @@ class RuleBasedLearner:
 
     def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
         """The rule and its state for one device: deadband and whether the heat pump is on."""
-        return {"deadband_c": torch.tensor(self.config.deadband_c), "on": torch.tensor(bool(self.thermostat.on[device_index]))}
+        return {
+            "deadband_c": torch.tensor(self.config.deadband_c),
+            "on": torch.tensor(bool(self.thermostat.on[device_index])),
+        }

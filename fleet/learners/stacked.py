@@ -52,7 +52,9 @@ class FusedAdam:
     class: creating the first ``torch.optim`` optimizer imports ``torch._dynamo``, two seconds
     at the start of every run. The kernel does not bump the parameters' version counters."""
 
-    def __init__(self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8) -> None:
+    def __init__(
+        self, params: list[torch.Tensor], lr: float, betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8
+    ) -> None:
         self.params = params
         self.lr, self.betas, self.eps = lr, betas, eps
         self.exp_avg = [torch.zeros_like(p) for p in params]
@@ -68,8 +70,19 @@ class FusedAdam:
         """One Adam step on every tensor from its ``.grad``."""
         self.step_count.add_(1)
         torch._fused_adam_(
-            self.params, [p.grad for p in self.params], self.exp_avg, self.exp_avg_sq, [], [self.step_count] * len(self.params),
-            lr=self.lr, beta1=self.betas[0], beta2=self.betas[1], weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False,
+            self.params,
+            [p.grad for p in self.params],
+            self.exp_avg,
+            self.exp_avg_sq,
+            [],
+            [self.step_count] * len(self.params),
+            lr=self.lr,
+            beta1=self.betas[0],
+            beta2=self.betas[1],
+            weight_decay=0.0,
+            eps=self.eps,
+            amsgrad=False,
+            maximize=False,
         )
 
     def state_dict(self) -> dict:
@@ -118,7 +131,9 @@ class StackedMLP:
     same generator, so that a fleet of any size (and a board, alone) starts from the same
     parameters."""
 
-    def __init__(self, n: int, sizes: list[int], gen: torch.Generator, device: str, last_scale: float = 1.0, common: bool = False) -> None:
+    def __init__(
+        self, n: int, sizes: list[int], gen: torch.Generator, device: str, last_scale: float = 1.0, common: bool = False
+    ) -> None:
         self.sizes = sizes
         self.weights: list[torch.Tensor] = []
         self.biases: list[torch.Tensor] = []
@@ -157,7 +172,7 @@ def unflatten_into(params: list[torch.Tensor], flat: torch.Tensor) -> None:
     with torch.no_grad():
         for p in params:
             size = p[0].numel()
-            p.copy_(flat[:, offset: offset + size].reshape(p.shape))
+            p.copy_(flat[:, offset : offset + size].reshape(p.shape))
             offset += size
 
 
@@ -177,7 +192,9 @@ class Rollout:
 METRIC_KEYS = ("losses/policy", "losses/value", "losses/entropy", "charts/mean_reward")
 
 
-def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float, terminal: torch.Tensor | None = None) -> torch.Tensor:
+def gae(
+    rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float, terminal: torch.Tensor | None = None
+) -> torch.Tensor:
     """Generalized advantage estimates (N, T) from rewards (N, T) and values (N, T+1);
     ``terminal`` (N, T) bool: after a terminal step t neither the value nor the advantages of
     what follows count."""
@@ -185,7 +202,9 @@ def gae(rewards: torch.Tensor, values: torch.Tensor, gamma: float, lam: float, t
     running = torch.zeros(rewards.shape[0], device=rewards.device)
     go_on = None if terminal is None else (~terminal).to(rewards.dtype)
     for t in reversed(range(rewards.shape[1])):
-        after, carried = (values[:, t + 1], running) if go_on is None else (values[:, t + 1] * go_on[:, t], running * go_on[:, t])
+        after, carried = (
+            (values[:, t + 1], running) if go_on is None else (values[:, t + 1] * go_on[:, t], running * go_on[:, t])
+        )
         running = rewards[:, t] + gamma * after - values[:, t] + gamma * lam * carried
         adv[:, t] = running
     return adv
@@ -232,7 +251,16 @@ class ActorCritic:
     """The (N, P) tensor ``flat()`` gives while the version counters (of it, then of each
     parameter) are still these: until something writes to it or to a parameter."""
 
-    def __init__(self, cfg: ActorCriticConfig, n: int, n_features: int, n_actions: int, gen: torch.Generator, device: str, shared: bool = False) -> None:
+    def __init__(
+        self,
+        cfg: ActorCriticConfig,
+        n: int,
+        n_features: int,
+        n_actions: int,
+        gen: torch.Generator,
+        device: str,
+        shared: bool = False,
+    ) -> None:
         """``shared``: one network (n = 1) trained on the rollouts of many devices at once, the
         loss averaged over them (the centralized learner's cloud model). With ``cfg.common_init``
         every device starts from the parameters a single device would draw."""
@@ -241,8 +269,11 @@ class ActorCritic:
         actor, critic = layer_sizes(cfg.hidden, n_features, n_actions)
         self.actor = StackedMLP(n, actor, gen, device, last_scale=0.01, common=cfg.common_init)
         self.critic = StackedMLP(n, critic, gen, device, common=cfg.common_init)
-        self.optimizer = (FusedAdam(self.parameters, lr=cfg.lr) if cfg.optimizer == "adam"
-                          else MomentumSGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum))
+        self.optimizer = (
+            FusedAdam(self.parameters, lr=cfg.lr)
+            if cfg.optimizer == "adam"
+            else MomentumSGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum)
+        )
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
 
     @property
@@ -283,7 +314,11 @@ class ActorCritic:
 
     def state_dict(self) -> dict:
         """``params`` (actor's layers, then the critic's), ``optimizer`` and ``value_norm`` (3, N)."""
-        return {"params": self.parameters, "optimizer": self.optimizer.state_dict(), "value_norm": self.value_norm.stats}
+        return {
+            "params": self.parameters,
+            "optimizer": self.optimizer.state_dict(),
+            "value_norm": self.value_norm.stats,
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore parameters, optimizer and value normalization; a
@@ -358,7 +393,9 @@ class ActorCritic:
 
     def _clip_per_device(self) -> None:
         grads = [p.grad for p in self.parameters]
-        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) for g in grads]), dim=0)
+        norm = torch.linalg.vector_norm(
+            torch.stack([torch.linalg.vector_norm(g.reshape(g.shape[0], -1), dim=1) for g in grads]), dim=0
+        )
         scale = torch.clamp(self.cfg.max_grad_norm / (norm + 1e-12), max=1.0)
         for g in grads:
             g.mul_(scale.reshape(-1, *([1] * (g.dim() - 1))))
@@ -371,14 +408,15 @@ MAX_POLICY_BYTES = 64 << 20
 def policy_state(actor: StackedMLP, layout: str, device_index: int = 0) -> dict:
     """One device's actor as a policy file's state (:mod:`fleet.statefile`, kind ``policy``):
     the name of the observation ``layout`` it observes (the adapter's, e.g.
-    :data:`fleet.learners.features.LAYOUT`; the core knows no features), ``n_features`` F, ``n_actions`` A and its ``layers``,
-    each ``{"weight": (in, out), "bias": (out,)}`` float32, from F to A."""
+    :data:`fleet.learners.features.LAYOUT`; the core knows no features), ``n_features`` F, ``n_actions`` A
+    and its ``layers``, each ``{"weight": (in, out), "bias": (out,)}`` float32, from F to A."""
     return {
         "layout": layout,
         "n_features": actor.sizes[0],
         "n_actions": actor.sizes[-1],
         "layers": [
-            {"weight": w[device_index].detach(), "bias": b[device_index].detach()} for w, b in zip(actor.weights, actor.biases)
+            {"weight": w[device_index].detach(), "bias": b[device_index].detach()}
+            for w, b in zip(actor.weights, actor.biases)
         ],
     }
 
@@ -391,7 +429,9 @@ def load_actor(path: str, into: list[torch.Tensor], layout: str) -> None:
     try:
         saved = load_state(Path(path), "policy", MAX_POLICY_BYTES)
     except StateFileError as e:
-        raise ConfigError(f"learner.params.init_policy: {e} (fleet.imitation.save_policy writes policy files)") from None
+        raise ConfigError(
+            f"learner.params.init_policy: {e} (fleet.imitation.save_policy writes policy files)"
+        ) from None
     try:
         layers = _policy_layers(saved, into, layout)
     except StateMismatch as e:
@@ -408,17 +448,23 @@ def _policy_layers(saved: dict, into: list[torch.Tensor], layout: str) -> list[t
     if entry(saved, "layout", str) != layout:
         raise StateMismatch("layout", f"a policy observing {saved['layout']!r}; these learners observe {layout!r}")
     if entry(saved, "n_features", int) != n_features:
-        raise StateMismatch("n_features", f"a policy of {saved['n_features']} features; these learners observe {n_features}")
+        raise StateMismatch(
+            "n_features", f"a policy of {saved['n_features']} features; these learners observe {n_features}"
+        )
     if entry(saved, "n_actions", int) != n_actions:
-        raise StateMismatch("n_actions", f"a policy choosing among {saved['n_actions']} HVAC levels; this scenario has {n_actions}")
+        raise StateMismatch(
+            "n_actions", f"a policy choosing among {saved['n_actions']} HVAC levels; this scenario has {n_actions}"
+        )
     layers = entry(saved, "layers", list)
     if len(layers) != len(into) // 2:
-        raise StateMismatch("layers", f"{len(layers)} layers; this actor has {len(into) // 2} (another learner config?)")
+        raise StateMismatch(
+            "layers", f"{len(layers)} layers; this actor has {len(into) // 2} (another learner config?)"
+        )
     out = []
     for i, layer in enumerate(layers):
         with within(f"layers.{i}"):
             expect_keys(layer, ("weight", "bias"))
-            for key, mine in zip(("weight", "bias"), into[2 * i: 2 * i + 2]):
+            for key, mine in zip(("weight", "bias"), into[2 * i : 2 * i + 2]):
                 with within(key):
                     out.append(array(layer[key], dtype=torch.float32, shape=tuple(mine.shape[1:])))
     return out

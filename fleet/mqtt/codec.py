@@ -274,7 +274,9 @@ def _wire_values(array: np.ndarray, index: int, m: int, dtype: DType) -> tuple[n
     array = np.asarray(array)
     if dtype == DType.UINT32:
         if array.dtype.kind not in "iu":
-            raise WireError(f"array {index} has dtype {array.dtype}; UINT32 arrays must hold integers in [0, {_UINT32_MAX}]")
+            raise WireError(
+                f"array {index} has dtype {array.dtype}; UINT32 arrays must hold integers in [0, {_UINT32_MAX}]"
+            )
         flat = _flat(array, index, m)
         _require((flat >= 0) & (flat <= _UINT32_MAX), flat, f"array {index}", f"is outside [0, {_UINT32_MAX}] (UINT32)")
         return flat.astype(_WIRE[dtype]), np.ones(m, dtype=np.float32)
@@ -417,7 +419,10 @@ def _check_header(data: bytes) -> np.void:
         raise WireError(f"byte 2: unsupported version {header['version']} (this build reads version {VERSION})")
     stored, computed = int.from_bytes(data[-CRC_BYTES:], "little"), crc32(data[:-CRC_BYTES])
     if stored != computed:
-        raise WireError(f"byte {len(data) - CRC_BYTES}: crc32 is 0x{stored:08x} but the message hashes to 0x{computed:08x} (corrupted)")
+        raise WireError(
+            f"byte {len(data) - CRC_BYTES}: crc32 is 0x{stored:08x} but the message hashes to 0x{computed:08x} "
+            "(corrupted)"
+        )
     _enum(Kind, int(header["kind"]), "byte 3: kind")
     if not np.isfinite(header["timestamp"]):
         raise WireError(f"byte 12: timestamp {header['timestamp']} is not finite")
@@ -460,7 +465,9 @@ def decode(data: bytes, max_bytes: int = DEFAULT_MAX_BYTES) -> Message:
         scale = np.frombuffer(data, dtype="<f4", count=1, offset=scale_at)
         if not _scale_ok(dtype, scale)[0]:
             allowed = f"in (0, {_MAX_SCALE:.4g}]" if dtype == DType.INT8 else "1.0"
-            raise WireError(f"byte {scale_at}: array {i} has scale {scale[0]}; {dtype.name} data needs a scale {allowed}")
+            raise WireError(
+                f"byte {scale_at}: array {i} has scale {scale[0]}; {dtype.name} data needs a scale {allowed}"
+            )
         wire = np.frombuffer(data, dtype=_WIRE[dtype], count=prod(shape), offset=offset)
         bad = np.flatnonzero(~_values_ok(dtype, wire))
         if len(bad):

@@ -107,7 +107,9 @@ class SeqDeduplicator:
         arrays = [np.asarray(a) for a in (receiver, sender, seq)]
         for name, a, high in zip(("receiver", "sender", "seq"), arrays, (2**31 - 1, _UINT32_MAX, _UINT32_MAX)):
             if a.dtype.kind not in "iu" or a.shape != arrays[0].shape or a.ndim != 1:
-                raise ValueError(f"{name} must be an integer array of shape (D,) like receiver, got {a.dtype} {a.shape}")
+                raise ValueError(
+                    f"{name} must be an integer array of shape (D,) like receiver, got {a.dtype} {a.shape}"
+                )
             if a.size and (a.min() < 0 or a.max() > high):
                 raise ValueError(f"{name} must lie in [0, {high}], got values in [{a.min()}, {a.max()}]")
         return tuple(a.astype(np.int64) for a in arrays)

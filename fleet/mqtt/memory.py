@@ -25,8 +25,20 @@ from fleet.errors import ConfigError, TransportError
 from fleet.mqtt.retained import RetainedStore
 from fleet.mqtt.topics import topic_matches, validate_topic_filter
 from fleet.mqtt.transport import (
-    MAX_SESSION_EXPIRY, MQTT_MAX_PACKET_SIZE, NO_MATCHING_SUBSCRIBERS, NOT_AUTHORIZED, PUBLISH_HEADER, SUCCESS, TOPIC_ALLOWANCE,
-    Delivery, Inbox, Received, Will, check_publish, check_qos, payload_limit,
+    MAX_SESSION_EXPIRY,
+    MQTT_MAX_PACKET_SIZE,
+    NO_MATCHING_SUBSCRIBERS,
+    NOT_AUTHORIZED,
+    PUBLISH_HEADER,
+    SUCCESS,
+    TOPIC_ALLOWANCE,
+    Delivery,
+    Inbox,
+    Received,
+    Will,
+    check_publish,
+    check_qos,
+    payload_limit,
 )
 
 Acl = Callable[[str, str, str], bool]
@@ -55,7 +67,9 @@ class MemoryBroker:
     def __init__(self, max_packet_size: int = MQTT_MAX_PACKET_SIZE, acl: Acl | None = None) -> None:
         smallest = PUBLISH_HEADER + TOPIC_ALLOWANCE + 1
         if not smallest <= max_packet_size <= MQTT_MAX_PACKET_SIZE:
-            raise ConfigError(f"max_packet_size must be in [{smallest}, {MQTT_MAX_PACKET_SIZE}] bytes, got {max_packet_size!r}")
+            raise ConfigError(
+                f"max_packet_size must be in [{smallest}, {MQTT_MAX_PACKET_SIZE}] bytes, got {max_packet_size!r}"
+            )
         self.max_packet_size = max_packet_size
         self.acl = acl
         self._lock = threading.RLock()
@@ -173,7 +187,9 @@ class MemoryTransport:
     same ``client_id`` to resume. Acknowledgements are immediate, so nothing waits in flight.
     """
 
-    def __init__(self, broker: MemoryBroker, client_id: str, *, will: Will | None = None, session_expiry: int = 0) -> None:
+    def __init__(
+        self, broker: MemoryBroker, client_id: str, *, will: Will | None = None, session_expiry: int = 0
+    ) -> None:
         if not isinstance(client_id, str) or not client_id:
             raise ConfigError(f"client_id must be a non-empty string, got {client_id!r}")
         if not 0 <= session_expiry <= MAX_SESSION_EXPIRY:
@@ -212,7 +228,9 @@ class MemoryTransport:
         with self._broker._lock:
             self._check_usable()
             self._filters[topic_filter] = qos
-            delivery.settle(self._broker._subscribe(self, topic_filter, qos, retained_if_new=False) if self.connected else None)
+            delivery.settle(
+                self._broker._subscribe(self, topic_filter, qos, retained_if_new=False) if self.connected else None
+            )
         return delivery
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> Delivery:
@@ -221,7 +239,9 @@ class MemoryTransport:
         with self._broker._lock:
             self._check_usable()
             if not self.connected:
-                raise TransportError(f"client {self.client_id!r} is not connected (the broker is stopped); buffer and retry")
+                raise TransportError(
+                    f"client {self.client_id!r} is not connected (the broker is stopped); buffer and retry"
+                )
             code = self._broker._route(self.client_id, topic, bytes(payload), qos, retain)
         delivery.settle(code if qos else SUCCESS)
         return delivery

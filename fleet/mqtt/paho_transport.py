@@ -46,7 +46,15 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from fleet.errors import ConfigError, TransportError
 from fleet.mqtt.topics import validate_topic_filter
 from fleet.mqtt.transport import (
-    MAX_SESSION_EXPIRY, MQTT_MAX_PACKET_SIZE, Delivery, Inbox, Received, Will, check_publish, check_qos, payload_limit,
+    MAX_SESSION_EXPIRY,
+    MQTT_MAX_PACKET_SIZE,
+    Delivery,
+    Inbox,
+    Received,
+    Will,
+    check_publish,
+    check_qos,
+    payload_limit,
 )
 from fleet.mqtt.url import parse_broker_url, redact
 
@@ -71,7 +79,11 @@ class TLSFiles:
     def context(self) -> ssl.SSLContext:
         """A client context that checks the broker's certificate and host name; raises
         :class:`ConfigError` naming the file that is missing, unreadable or not what it should be."""
-        for what, path in (("CA file", self.ca_file), ("certificate file", self.cert_file), ("key file", self.key_file)):
+        for what, path in (
+            ("CA file", self.ca_file),
+            ("certificate file", self.cert_file),
+            ("key file", self.key_file),
+        ):
             if path is not None:
                 try:
                     Path(path).open("rb").close()
@@ -110,9 +122,18 @@ class PahoTransport:
     """
 
     def __init__(
-        self, client_id: str, url: str, *, will: Will | None = None, username: str | None = None,
-        password: str | None = None, tls: TLSFiles | None = None, session_expiry: int = 0, keepalive: int = 30,
-        max_inflight: int = 100, reconnect_delay: tuple[float, float] = (1.0, 60.0),
+        self,
+        client_id: str,
+        url: str,
+        *,
+        will: Will | None = None,
+        username: str | None = None,
+        password: str | None = None,
+        tls: TLSFiles | None = None,
+        session_expiry: int = 0,
+        keepalive: int = 30,
+        max_inflight: int = 100,
+        reconnect_delay: tuple[float, float] = (1.0, 60.0),
     ) -> None:
         if not isinstance(client_id, str) or not client_id:
             raise ConfigError(f"client_id must be a non-empty string, got {client_id!r}")
@@ -157,7 +178,11 @@ class PahoTransport:
         if broker.tls:
             client.tls_set_context((tls or TLSFiles()).context())
         client.on_connect, client.on_disconnect = self._on_connect, self._on_disconnect
-        client.on_message, client.on_publish, client.on_subscribe = self._on_message, self._on_publish, self._on_subscribe
+        client.on_message, client.on_publish, client.on_subscribe = (
+            self._on_message,
+            self._on_publish,
+            self._on_subscribe,
+        )
 
     # ---------------------------------------------------------------- Transport
 
@@ -177,8 +202,13 @@ class PahoTransport:
             properties = Properties(PacketTypes.CONNECT)
             if self._session_expiry:
                 properties.SessionExpiryInterval = self._session_expiry
-            self._client.connect_async(self._broker.host, self._broker.port, self._keepalive,
-                                       clean_start=self._session_expiry == 0, properties=properties)
+            self._client.connect_async(
+                self._broker.host,
+                self._broker.port,
+                self._keepalive,
+                clean_start=self._session_expiry == 0,
+                properties=properties,
+            )
             self._client.loop_start()
         with self._changed:
             self._changed.wait_for(lambda: self._up or self._ended is not None, timeout)
@@ -200,15 +230,21 @@ class PahoTransport:
                 check_publish(topic, payload, qos, self._max_packet)
                 self._check_usable()
                 if not self._up:
-                    raise TransportError(f"client {self.client_id!r} is not connected ({self._last_disconnect}); buffer and retry")
+                    raise TransportError(
+                        f"client {self.client_id!r} is not connected ({self._last_disconnect}); buffer and retry"
+                    )
                 limit = min(self._max_inflight, self._receive_maximum)
                 if qos and self._awaiting_puback >= limit:
-                    raise TransportError(f"client {self.client_id!r} has {limit} QoS 1 messages awaiting their PUBACK, "
-                                         f"the most allowed; buffer and retry when some are acknowledged")
+                    raise TransportError(
+                        f"client {self.client_id!r} has {limit} QoS 1 messages awaiting their PUBACK, "
+                        f"the most allowed; buffer and retry when some are acknowledged"
+                    )
             info = self._client.publish(topic, payload, qos, retain)
             if info.rc != mqtt.MQTT_ERR_SUCCESS and not (qos and info.rc == mqtt.MQTT_ERR_NO_CONN):
                 # (a QoS 1 message that found the connection gone stays queued in paho and goes out on reconnecting)
-                raise TransportError(f"client {self.client_id!r} could not publish on {topic!r}: {mqtt.error_string(info.rc)}")
+                raise TransportError(
+                    f"client {self.client_id!r} could not publish on {topic!r}: {mqtt.error_string(info.rc)}"
+                )
             with self._lock:
                 return self._expect(info.mid, _PUBACK if qos else _WRITE)
 
@@ -267,7 +303,9 @@ class PahoTransport:
         delivery.settle(code)
 
     def _send_subscription(self, topic_filter: str, qos: int, retain_handling: int) -> Delivery:
-        rc, mid = self._client.subscribe(topic_filter, options=SubscribeOptions(qos=qos, retainHandling=retain_handling))
+        rc, mid = self._client.subscribe(
+            topic_filter, options=SubscribeOptions(qos=qos, retainHandling=retain_handling)
+        )
         if rc != mqtt.MQTT_ERR_SUCCESS:
             return _answered(None)  # not connected after all: sent on connecting
         with self._lock:
@@ -279,8 +317,10 @@ class PahoTransport:
         if reason_code.is_failure:
             if reason_code.value in FATAL_CONNACK:
                 with self._changed:
-                    self._ended = (f"was refused: CONNACK reason code {reason_code.value} ({reason_code}); "
-                                   "check its user name, password and ACL")
+                    self._ended = (
+                        f"was refused: CONNACK reason code {reason_code.value} ({reason_code}); "
+                        "check its user name, password and ACL"
+                    )
                     self._changed.notify_all()
                 client.disconnect()  # ends paho's reconnect loop
             return

@@ -65,7 +65,9 @@ class TopicIndex:
 
     def __init__(self, device_sites: Sequence[str], device_names: Sequence[str]):
         if len(device_sites) != len(device_names):
-            raise ConfigError(f"{len(device_sites)} device sites but {len(device_names)} device names; give one of each per device")
+            raise ConfigError(
+                f"{len(device_sites)} device sites but {len(device_names)} device names; give one of each per device"
+            )
         for site, name in zip(device_sites, device_names):
             validate_level(site, "site")
             validate_level(name, "device name")
@@ -77,7 +79,9 @@ class TopicIndex:
         for i, key in enumerate(zip(self._site.tolist(), self._name.tolist())):
             first = self._device_of.setdefault(key, i)
             if first != i:
-                raise ConfigError(f"devices {first} and {i} both publish as fleet/{device_sites[i]}/{device_names[i]}/...")
+                raise ConfigError(
+                    f"devices {first} and {i} both publish as fleet/{device_sites[i]}/{device_names[i]}/..."
+                )
         self.n_devices = len(device_names)
         self._subscriptions: dict[tuple[int, str], _Levels | None] = {}
         self._tables: _Tables | None = None
@@ -142,7 +146,9 @@ class TopicIndex:
             pinned_ranks.extend(rank[subscriber] for _ in kinds)
         # one entry per (device, kind, subscriber), sorted by key then subscriber rank
         n_subscribers = max(len(subscribers), 1)
-        entries = np.unique(np.array(pinned_keys, dtype=np.int64) * n_subscribers + np.array(pinned_ranks, dtype=np.int64))
+        entries = np.unique(
+            np.array(pinned_keys, dtype=np.int64) * n_subscribers + np.array(pinned_ranks, dtype=np.int64)
+        )
         counts = np.bincount(entries // n_subscribers, minlength=self.n_devices * len(KINDS))
         indptr = np.concatenate([[0], np.cumsum(counts)])
         pattern_list = [(levels, np.unique(np.array(ranks, dtype=np.int64))) for levels, ranks in patterns.items()]
@@ -169,7 +175,11 @@ class TopicIndex:
         # patterns: compare level ids over all messages, then pair matches with subscribers
         for levels, ranks in patterns:
             hit = np.ones(len(sender), dtype=bool)
-            for wanted, actual in ((levels.site, self._site[sender]), (levels.device, self._name[sender]), (levels.kind, kind)):
+            for wanted, actual in (
+                (levels.site, self._site[sender]),
+                (levels.device, self._name[sender]),
+                (levels.kind, kind),
+            ):
                 if wanted != ANY:
                     hit &= actual == wanted
             keys.append((np.flatnonzero(hit)[:, None] * n_subscribers + ranks[None, :]).ravel())
@@ -184,7 +194,12 @@ class TopicIndex:
         if sender.ndim != 1 or kind.shape != sender.shape:
             raise ValueError(f"sender and kind must both have shape (M,), got {sender.shape} and {kind.shape}")
         if sender.size and (sender.min() < 0 or sender.max() >= self.n_devices):
-            raise ValueError(f"sender must hold device indices in [0, {self.n_devices}), got values in [{sender.min()}, {sender.max()}]")
+            raise ValueError(
+                f"sender must hold device indices in [0, {self.n_devices}), got values in [{sender.min()}, "
+                f"{sender.max()}]"
+            )
         if kind.size and (kind.min() < 0 or kind.max() >= len(KINDS)):
-            raise ValueError(f"kind must hold indices into KINDS in [0, {len(KINDS)}), got values in [{kind.min()}, {kind.max()}]")
+            raise ValueError(
+                f"kind must hold indices into KINDS in [0, {len(KINDS)}), got values in [{kind.min()}, {kind.max()}]"
+            )
         return sender.astype(np.int64), kind.astype(np.int64)

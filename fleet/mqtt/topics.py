@@ -70,9 +70,13 @@ def validate_topic_filter(filter: str) -> None:
     levels = filter.split("/")
     for i, level in enumerate(levels):
         if "#" in level and (level != "#" or i != len(levels) - 1):
-            raise ConfigError(f"topic filter {filter!r}: '#' must be a whole level and the last one (level {i} is {level!r})")
+            raise ConfigError(
+                f"topic filter {filter!r}: '#' must be a whole level and the last one (level {i} is {level!r})"
+            )
         if "+" in level and level != "+":
-            raise ConfigError(f"topic filter {filter!r}: '+' must be a whole level (level {i} is {level!r}); write e.g. 'a/+/b'")
+            raise ConfigError(
+                f"topic filter {filter!r}: '+' must be a whole level (level {i} is {level!r}); write e.g. 'a/+/b'"
+            )
 
 
 def topic_matches(filter: str, topic: str) -> bool:

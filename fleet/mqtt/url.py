@@ -55,8 +55,11 @@ def parse_broker_url(url: str) -> BrokerURL:
         raise ConfigError(f"broker URL {shown!r} cannot be parsed ({exc}); write {FORM}") from None
     if parts.scheme not in DEFAULT_PORTS or not url.lower().startswith(parts.scheme + "://"):
         raise ConfigError(f"broker URL {shown!r}: scheme {parts.scheme!r} is not mqtt or mqtts; write {FORM}")
-    extra = [f"{name} {value!r}" for name, value in (("path", parts.path), ("query", parts.query), ("fragment", parts.fragment))
-             if value and value != "/"]
+    extra = [
+        f"{name} {value!r}"
+        for name, value in (("path", parts.path), ("query", parts.query), ("fragment", parts.fragment))
+        if value and value != "/"
+    ]
     if extra:
         raise ConfigError(f"broker URL {shown!r} has a {', '.join(extra)}; write {FORM}")
     userinfo, at, hostport = parts.netloc.rpartition("@")

@@ -85,7 +85,7 @@ class LinkDirection:
         profile_of: ArrayLike,
         direction: Literal["up", "down"],
         rng: np.random.Generator,
-    ) -> "LinkDirection":
+    ) -> LinkDirection:
         """One direction for N endpoints; endpoint ``i`` uses ``profiles[profile_of[i]]``.
 
         Shapes: ``profile_of`` (N,) int.

@@ -65,7 +65,7 @@ class LossProcess:
     @classmethod
     def from_configs(
         cls, configs: Sequence[LossConfig], profile_of: ArrayLike, rng: np.random.Generator
-    ) -> "LossProcess":
+    ) -> LossProcess:
         """Chains for N endpoints; endpoint ``i`` follows ``configs[profile_of[i]]``.
 
         Shapes: ``profile_of`` (N,) int.

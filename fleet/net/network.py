@@ -34,7 +34,17 @@ from fleet.net.link import LinkDirection
 from fleet.net.profiles import LinkProfile
 from fleet.net.queues import single_server_departures
 from fleet.scenario import BrokerConfig, Qos1Config
-from fleet.statefile import StateMismatch, array, attrs_state, entry, expect_keys, indices, load_attrs, load_child, within
+from fleet.statefile import (
+    StateMismatch,
+    array,
+    attrs_state,
+    entry,
+    expect_keys,
+    indices,
+    load_attrs,
+    load_child,
+    within,
+)
 
 
 @dataclass
@@ -84,15 +94,21 @@ class _Pending:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
-    def from_state(cls, state: dict, n_endpoints: int) -> "_Pending":
+    def from_state(cls, state: dict, n_endpoints: int) -> _Pending:
         """The deliveries a state holds, checked: lengths agree, indices point where they may."""
         expect_keys(state, [f.name for f in fields(cls)])
         with within("rows"):
             rows = array(state["rows"], dtype=np.dtype(np.uint8), shape=(None, None))
         d, m = len(entry(state, "arrive")), len(rows)
         got = {"rows": rows}
-        for name, length, ints in (("arrive", d, False), ("receiver", d, True), ("msg", d, True),
-                                   ("sender", m, True), ("seq", m, True), ("published_at", m, False)):
+        for name, length, ints in (
+            ("arrive", d, False),
+            ("receiver", d, True),
+            ("msg", d, True),
+            ("sender", m, True),
+            ("seq", m, True),
+            ("published_at", m, False),
+        ):
             with within(name):
                 got[name] = array(state[name], dtype=None if ints else np.dtype(np.float64), shape=(length,))
                 if ints and got[name].dtype.kind not in "iu":
@@ -250,7 +266,9 @@ class SimNetwork:
         _add(self.stats.messages_sent, out.sender[keep])
         _add(self.stats.payload_bytes_sent, out.sender[keep], size)
         ready = np.full(len(keep), t)
-        event_msg, event_arrive = self._hop(self.uplink, self.downlink, ready, out.sender[keep], size, out.qos, count_tx=True)
+        event_msg, event_arrive = self._hop(
+            self.uplink, self.downlink, ready, out.sender[keep], size, out.qos, count_tx=True
+        )
         event_msg = keep[event_msg]
         lost = np.ones(len(out.sender), bool)
         lost[event_msg] = False
@@ -263,7 +281,9 @@ class SimNetwork:
         if len(out.sender):
             self._through_broker(out, np.arange(len(out.sender)), np.asarray(t, float), np.asarray(t, float))
 
-    def _through_broker(self, out: Outgoing, event_msg: np.ndarray, arrive: np.ndarray, published_at: np.ndarray) -> None:
+    def _through_broker(
+        self, out: Outgoing, event_msg: np.ndarray, arrive: np.ndarray, published_at: np.ndarray
+    ) -> None:
         """Broker queue, retained store, routing and downlinks for the K events that reached the broker."""
         if out.retain:
             kept = np.unique(event_msg)
@@ -274,7 +294,9 @@ class SimNetwork:
         depart, self.broker_free_at = single_server_departures(
             arrive, (1.0 + fanout) / self.broker.capacity_msgs_per_s, self.broker_free_at
         )
-        self._downlink(out.kind, depart[event], receiver, event_msg[event], out.rows, out.sender, out.seq, published_at, out.qos)
+        self._downlink(
+            out.kind, depart[event], receiver, event_msg[event], out.rows, out.sender, out.seq, published_at, out.qos
+        )
 
     def _downlink(self, kind, ready, receiver, msg, rows, sender, seq, published_at, qos) -> None:
         got, arrive = self._hop(self.downlink, self.uplink, ready, receiver, rows.shape[1], qos, count_tx=False)
@@ -329,8 +351,15 @@ class SimNetwork:
             m = len(copies)
             rows = np.frombuffer(b"".join(payloads), np.uint8).reshape(m, size)
             self._downlink(
-                KINDS.index(kind.name.lower()), np.full(m, t), np.array(receiver), np.arange(m), rows,
-                np.array(sender), np.array(seq), np.full(m, t), 1,
+                KINDS.index(kind.name.lower()),
+                np.full(m, t),
+                np.array(receiver),
+                np.arange(m),
+                rows,
+                np.array(sender),
+                np.array(seq),
+                np.full(m, t),
+                1,
             )
 
     # --- consuming -----------------------------------------------------------------------
@@ -346,7 +375,11 @@ class SimNetwork:
             if now.any():
                 ready.setdefault(p.rows.shape[1], []).append((p, now))
             if not now.all():
-                later.append(_Pending(p.arrive[~now], p.receiver[~now], p.msg[~now], p.rows, p.sender, p.seq, p.published_at, p.qos))
+                later.append(
+                    _Pending(
+                        p.arrive[~now], p.receiver[~now], p.msg[~now], p.rows, p.sender, p.seq, p.published_at, p.qos
+                    )
+                )
         self._pending[kind] = later
         return [self._merge(kind, batches) for _, batches in sorted(ready.items())]
 

@@ -12,7 +12,7 @@ device <-> broker, not a radio's peak rate.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -71,7 +71,7 @@ class GilbertElliottLoss(StrictModel):
         return 1 / self.p_bad_to_good
 
 
-LossConfig = Annotated[Union[IndependentLoss, GilbertElliottLoss], Field(discriminator="model")]
+LossConfig = Annotated[IndependentLoss | GilbertElliottLoss, Field(discriminator="model")]
 """A loss model: ``{model: independent, p: ...}`` or ``{model: gilbert-elliott, ...}``."""
 
 

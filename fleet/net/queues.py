@@ -20,7 +20,6 @@ from collections.abc import Iterator
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike
 
-
 BIG_QUEUE = 32
 """Queues with more messages than this in one batch are computed in closed form."""
 

@@ -97,7 +97,9 @@ class Bridge:
     def __init__(self, world, external: np.ndarray, n_params: int, qos: int, transport: Transport) -> None:
         self.world, self.external, self.qos, self.transport = world, external, qos, transport
         n, topo = world.n, world.topology
-        self.topic_of = [device_topic(world.site_names[world.site_of[j]], world.device_names[j], "params") for j in range(n)]
+        self.topic_of = [
+            device_topic(world.site_names[world.site_of[j]], world.device_names[j], "params") for j in range(n)
+        ]
         simulated_edge = ~external[topo.receiver]
         self.listeners = [topo.receiver[simulated_edge & (topo.sender == j)] for j in range(n)]
         """(k,) simulated devices that hear device j."""
@@ -119,7 +121,10 @@ class Bridge:
             for topic in self.inbound.topics:
                 self.transport.subscribe(topic, qos=1)
             if not self.transport.connect(timeout):
-                raise TransportError(f"the broker did not accept the bridge's connection within {timeout:g} s; is it running and reachable?")
+                raise TransportError(
+                    f"the broker did not accept the bridge's connection within {timeout:g} s; is it running and "
+                    "reachable?"
+                )
         except BaseException:
             self.close(wait=0)
             raise
@@ -147,7 +152,9 @@ class Bridge:
                 continue
             j = accepted.sender.index
             receivers = self.listeners[j][reachable[self.listeners[j]]]
-            self.deliveries["deliveries_from_external" if self.external[j] else "deliveries_from_simulated"] += len(receivers)
+            self.deliveries["deliveries_from_external" if self.external[j] else "deliveries_from_simulated"] += len(
+                receivers
+            )
             stamp = realtime.clock_at(env, accepted.arrived_at, self.speedup)
             arrays = accepted.message.arrays
             groups.setdefault(tuple(a.shape for a in arrays), []).append((receivers, j, arrays, stamp))
@@ -166,10 +173,23 @@ class Bridge:
     def summary(self) -> dict:
         names = [self.world.device_names[i] for i in np.flatnonzero(self.external)]
         c = self.counters
-        return {"external": names, "speedup": self.speedup, "epoch": self.epoch, "broker": self.broker, **self.deliveries,
-                "sent": c.sent, "sent_bytes": c.sent_bytes, "received": c.received, "received_bytes": c.received_bytes,
-                "dropped": c.dropped, "refused": c.refused, "oversize": c.oversize, "malformed": c.malformed,
-                "unexpected": c.unexpected, "duplicates": c.duplicates}
+        return {
+            "external": names,
+            "speedup": self.speedup,
+            "epoch": self.epoch,
+            "broker": self.broker,
+            **self.deliveries,
+            "sent": c.sent,
+            "sent_bytes": c.sent_bytes,
+            "received": c.received,
+            "received_bytes": c.received_bytes,
+            "dropped": c.dropped,
+            "refused": c.refused,
+            "oversize": c.oversize,
+            "malformed": c.malformed,
+            "unexpected": c.unexpected,
+            "duplicates": c.duplicates,
+        }
 
     def close(self, wait: float = 2.0) -> None:
         """Send what can still be sent (waiting up to ``wait`` s for acknowledgements), then disconnect."""
@@ -198,13 +218,17 @@ def attach(sim, options: RealtimeOptions) -> Bridge:
     that cannot run so, :class:`TransportError` when the broker cannot be reached."""
     s, learner = sim.scenario, sim.fleet.controller
     if learner.communicates and learner.exchange != "neighbours":
-        raise ConfigError(f"learner {s.learner.name} exchanges through the cloud, which a real-time mixed run does not bridge; "
-                          "use a learner that talks to its neighbours (e.g. diffusion-v1) or run without --realtime")
+        raise ConfigError(
+            f"learner {s.learner.name} exchanges through the cloud, which a real-time mixed run does not bridge; "
+            "use a learner that talks to its neighbours (e.g. diffusion-v1) or run without --realtime"
+        )
     p = learner.flat_params().shape[1] if hasattr(learner, "flat_params") else 1
     comm = getattr(getattr(learner, "cfg", None), "comm", None)
     if comm is not None and comm.k(p) < p:
-        raise ConfigError("learner.params.comm.topk < 1 (sparse increments) is not bridged in a real-time run; "
-                          "set learner.params.comm.topk: 1 (dense parameters)")
+        raise ConfigError(
+            "learner.params.comm.topk < 1 (sparse increments) is not bridged in a real-time run; "
+            "set learner.params.comm.topk: 1 (dense parameters)"
+        )
     w = sim.world
     external = np.isin(w.device_names, s.fleet.external)
     bridge = Bridge(w, external, p, learner.qos if learner.communicates else 0, options.transport(BRIDGE_CLIENT_ID))

@@ -25,8 +25,8 @@ bulk; consumers drain what has arrived by their clock.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Callable
 
 import numpy as np
 import simpy
@@ -68,6 +68,7 @@ class PhasedTimeout(simpy.Timeout):
         self.env, self.callbacks, self._value, self._delay, self._ok = env, [], None, delay, True
         env.schedule(self, simpy.core.NORMAL + phase, delay)
 
+
 COLLECTOR_SITE, COLLECTOR_NAME = "cloud", "collector"
 
 
@@ -83,7 +84,15 @@ class Kpis:
     overload_kwh: float = 0.0
     last_load_kw: float | None = field(default=None, repr=False)
 
-    def add(self, power: np.ndarray, site_load: np.ndarray, feeder_kw: np.ndarray, price: np.ndarray, violation: np.ndarray, dt_h: float) -> None:
+    def add(
+        self,
+        power: np.ndarray,
+        site_load: np.ndarray,
+        feeder_kw: np.ndarray,
+        price: np.ndarray,
+        violation: np.ndarray,
+        dt_h: float,
+    ) -> None:
         load = float(site_load.sum())
         self.energy_kwh += load * dt_h
         self.cost += float(np.dot(power, price)) * dt_h
@@ -124,13 +133,23 @@ def param_disagreement(params: torch.Tensor, group_of: np.ndarray) -> float:
         x = params.index_select(0, torch.as_tensor(np.flatnonzero(group_of == g), device=params.device))
         mean = x.mean(0)
         x -= mean
-        out.append(float(torch.linalg.vector_norm(x, dim=1).square().mean().sqrt() / torch.linalg.vector_norm(mean).clamp(min=1e-12)))
+        out.append(
+            float(
+                torch.linalg.vector_norm(x, dim=1).square().mean().sqrt()
+                / torch.linalg.vector_norm(mean).clamp(min=1e-12)
+            )
+        )
     return float(np.mean(out))
 
 
 def tick_reward(
-    power: np.ndarray, price: np.ndarray, violation: np.ndarray, site_load: np.ndarray, feeder_kw: np.ndarray,
-    weights: tuple[float, float], dt_h: float,
+    power: np.ndarray,
+    price: np.ndarray,
+    violation: np.ndarray,
+    site_load: np.ndarray,
+    feeder_kw: np.ndarray,
+    weights: tuple[float, float],
+    dt_h: float,
 ) -> np.ndarray:
     """Reward (N,) of one control tick: minus the energy cost, the discomfort penalty and the
     device's share of its feeder's overload, over ``dt_h`` hours.
@@ -185,7 +204,9 @@ class ControlledFleet:
         self.site_load = np.bincount(w.site_of, self.power, minlength=len(w.site_names))
         dt_h = dt_s / 3600.0
         self.kpis.add(self.power, self.site_load, w.feeder_kw, obs.price, violation, dt_h)
-        reward = tick_reward(self.power, obs.price, violation, self.site_load[w.site_of], w.feeder_kw[w.site_of], reward_weights, dt_h)
+        reward = tick_reward(
+            self.power, obs.price, violation, self.site_load[w.site_of], w.feeder_kw[w.site_of], reward_weights, dt_h
+        )
         self.controller.observe(reward)
 
 
@@ -200,7 +221,9 @@ class Simulation:
         self.world = w = build_world(s, self.streams)
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
         if controller is None:
-            ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("learner"), device, w.topology, s.control_period)
+            ctx = LearnerContext(
+                w.n, n_levels, mode, self.streams.numpy("learner"), device, w.topology, s.control_period
+            )
             controller = make_learner(s.learner.name, s.learner.params, ctx)
         self.fleet = ControlledFleet(w, mode, controller)
         self.baseline = None
@@ -209,10 +232,14 @@ class Simulation:
             self.baseline = ControlledFleet(w, mode, RuleBasedLearner(RuleBasedConfig(), baseline_ctx))
         self.sensor_rng = self.streams.numpy("sensors")
         self._build_network()
-        self.churn = Churn(w.n, s.network.churn.failures_per_day / 86400.0, s.network.churn.mean_downtime, self.streams.numpy("churn"))
+        self.churn = Churn(
+            w.n, s.network.churn.failures_per_day / 86400.0, s.network.churn.mean_downtime, self.streams.numpy("churn")
+        )
         self.cuts = LinkCuts([(c.start, c.end, self._cut_devices(c)) for c in s.network.link_cuts])
         self.group_of = w.site_of if s.topology.scope == "site" else np.zeros(w.n, np.int64)
-        self.consensus = ConsensusExchange(s.workloads.consensus, w.topology, self.group_of, self.streams.numpy("consensus"))
+        self.consensus = ConsensusExchange(
+            s.workloads.consensus, w.topology, self.group_of, self.streams.numpy("consensus")
+        )
         self.consensus_rounds = 0
         self.status_seq = np.zeros(w.n, np.int64)
         self.learner_seq = np.zeros((w.n + 1, len(KINDS)), np.int64)
@@ -236,7 +263,11 @@ class Simulation:
         self.next_checkpoint = s.outputs.checkpoint_every or 0.0
         self.on_checkpoint = None
         self.ticks = 0
-        self.sample = np.linspace(0, w.n - 1, s.outputs.sample_devices).round().astype(int) if s.outputs.sample_devices else np.zeros(0, int)
+        self.sample = (
+            np.linspace(0, w.n - 1, s.outputs.sample_devices).round().astype(int)
+            if s.outputs.sample_devices
+            else np.zeros(0, int)
+        )
 
     # --- construction --------------------------------------------------------------------
 
@@ -249,8 +280,14 @@ class Simulation:
         index = TopicIndex(sites, names)
         profiles = [s.network.profiles[p] for p in w.profile_names]
         self.network = SimNetwork(
-            index, profiles, profile_of, endpoint_topics(sites, names), s.network.broker, s.network.qos1,
-            self.streams.numpy("uplink"), self.streams.numpy("downlink"),
+            index,
+            profiles,
+            profile_of,
+            endpoint_topics(sites, names),
+            s.network.broker,
+            s.network.qos1,
+            self.streams.numpy("uplink"),
+            self.streams.numpy("downlink"),
         )
         self.collector = w.n
         self.network.subscribe(self.collector, ["fleet/+/+/telemetry", "fleet/+/+/status"])
@@ -262,7 +299,7 @@ class Simulation:
         kinds = ["consensus"] * s.workloads.consensus.enabled + ["params"] * (exchange == "neighbours")
         topo = w.topology
         for i in range(w.n) if kinds else ():
-            nbrs = topo.sender[np.searchsorted(topo.receiver, i): np.searchsorted(topo.receiver, i, "right")]
+            nbrs = topo.sender[np.searchsorted(topo.receiver, i) : np.searchsorted(topo.receiver, i, "right")]
             self.network.subscribe(i, [device_topic(sites[j], names[j], kind) for kind in kinds for j in nbrs])
 
     def _cut_devices(self, cut) -> np.ndarray:
@@ -354,7 +391,9 @@ class Simulation:
                     self.learner_invalid += int((~ok).sum())
                     m = got.msg[ok]
                     if len(m):
-                        learner.inbox(kind, Deliveries(got.receiver[ok], got.sender[ok], dec.timestamp[m], m, list(dec.arrays)))
+                        learner.inbox(
+                            kind, Deliveries(got.receiver[ok], got.sender[ok], dec.timestamp[m], m, list(dec.arrays))
+                        )
         self.learner_metrics = learner.update(t)
         if learner.communicates:
             for kind, pub in learner.outbox(self._reachable() & ~self.external):
@@ -380,7 +419,9 @@ class Simulation:
         occupied = self.world.occupancy.occupied(t)
         lo, hi = self.world.occupancy.band_when(occupied)
         vec = np.stack([b.temp, self.fleet.power, lo, hi, occupied], axis=1)[dev]
-        rows = encode_batch(Kind.TELEMETRY, dev, self.telemetry_seq[dev], t, [vec.astype(np.float32)], DTYPES[cfg.dtype])
+        rows = encode_batch(
+            Kind.TELEMETRY, dev, self.telemetry_seq[dev], t, [vec.astype(np.float32)], DTYPES[cfg.dtype]
+        )
         self.network.publish(t, Outgoing(TELEMETRY, dev, self.telemetry_seq[dev], rows, cfg.qos))
 
     def _consensus(self, t: float) -> None:
@@ -431,14 +472,18 @@ class Simulation:
             row["learner/param_disagreement"] = param_disagreement(learner.flat_params(), self.group_of)
         if hasattr(learner, "guard"):
             row.update(learner.guard.metrics())
-        row.update({
-            "net/bytes_sent": float(st.bytes_sent[dev].sum()),
-            "net/bytes_received": float(st.bytes_received[dev].sum()),
-            "net/messages_sent": float(st.messages_sent.sum()),
-            "net/messages_delivered": float(st.messages_delivered.sum()),
-            "net/messages_dropped": float(st.messages_dropped.sum()),
-            "consensus/disagreement": self.consensus.disagreement() if self.scenario.workloads.consensus.enabled else float("nan"),
-        })
+        row.update(
+            {
+                "net/bytes_sent": float(st.bytes_sent[dev].sum()),
+                "net/bytes_received": float(st.bytes_received[dev].sum()),
+                "net/messages_sent": float(st.messages_sent.sum()),
+                "net/messages_delivered": float(st.messages_delivered.sum()),
+                "net/messages_dropped": float(st.messages_dropped.sum()),
+                "consensus/disagreement": self.consensus.disagreement()
+                if self.scenario.workloads.consensus.enabled
+                else float("nan"),
+            }
+        )
         lo, hi = w.occupancy.band(t)
         for i in self.sample:
             name = w.device_names[i]
@@ -466,7 +511,7 @@ class Simulation:
     def start(
         self,
         on_row: Callable[[dict], None] = lambda row: None,
-        on_checkpoint: Callable[["Simulation"], None] | None = None,
+        on_checkpoint: Callable[[Simulation], None] | None = None,
         control: bool = True,
     ) -> None:
         """Start the periodic processes at the current time (a restored simulation keeps its
@@ -487,7 +532,7 @@ class Simulation:
         self,
         on_row: Callable[[dict], None] = lambda row: None,
         progress: Callable[[float], None] | None = None,
-        on_checkpoint: Callable[["Simulation"], None] | None = None,
+        on_checkpoint: Callable[[Simulation], None] | None = None,
     ) -> dict:
         """Simulate to the horizon (or until Ctrl-C) and return the summary.
 
@@ -524,8 +569,21 @@ class Simulation:
     # --- checkpoints -----------------------------------------------------------------------
 
     STATE = (
-        "fleet", "baseline", "sensor_rng", "network", "churn", "consensus", "consensus_rounds", "status_seq", "learner_seq",
-        "learner_invalid", "telemetry_seq", "offline_since", "collector_invalid", "next_checkpoint", "ticks",
+        "fleet",
+        "baseline",
+        "sensor_rng",
+        "network",
+        "churn",
+        "consensus",
+        "consensus_rounds",
+        "status_seq",
+        "learner_seq",
+        "learner_invalid",
+        "telemetry_seq",
+        "offline_since",
+        "collector_invalid",
+        "next_checkpoint",
+        "ticks",
     )
     """What changes as the simulation runs, besides its clock (``time``), the schedule of its
     processes (``next_due``), the learner's last metrics and the wills not yet due
@@ -554,7 +612,9 @@ class Simulation:
         for name, due in self.next_due.items():
             if not time_now <= due < np.inf:
                 raise StateMismatch(f"next_due.{name}", f"{due} s is not a time after the checkpoint's ({time_now} s)")
-        self.learner_metrics = _times(entry(state, "learner_metrics", dict), "learner_metrics", set(self.fleet.controller.metric_keys))
+        self.learner_metrics = _times(
+            entry(state, "learner_metrics", dict), "learner_metrics", set(self.fleet.controller.metric_keys)
+        )
         self.pending_wills = [_will(will, self.world.n) for will in entry(state, "pending_wills", list)]
         self.checkpoint_time = time_now
         self.env = simpy.Environment(initial_time=time_now)

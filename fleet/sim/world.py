@@ -77,7 +77,11 @@ def build_world(scenario: Scenario, streams: Streams) -> World:
     fleet = scenario.fleet
     params = DeviceParams.draw(fleet.building, fleet.hvac, fleet.occupancy, n, streams.numpy("devices"))
     starts = np.cumsum([0] + [s.devices for s in sites])
-    groups = [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])] if scenario.topology.scope == "site" else [np.arange(n)]
+    groups = (
+        [np.arange(a, b) for a, b in zip(starts[:-1], starts[1:])]
+        if scenario.topology.scope == "site"
+        else [np.arange(n)]
+    )
     return World(
         site_names=[s.name for s in sites],
         site_of=site_of,
@@ -86,7 +90,9 @@ def build_world(scenario: Scenario, streams: Streams) -> World:
         profile_names=profile_names,
         profile_of=_network_classes(scenario, profile_names, streams.numpy("network-classes")),
         params=params,
-        weather=make_weather(scenario.weather, scenario.start_day, scenario.horizon, streams.numpy("weather"), Path.cwd()),
+        weather=make_weather(
+            scenario.weather, scenario.start_day, scenario.horizon, streams.numpy("weather"), Path.cwd()
+        ),
         occupancy=Occupancy(fleet.occupancy, params.occupancy_shift_h),
         tariff=make_tariff(scenario.tariff),
         topology=build_topology(scenario.topology, groups, streams.numpy("topology")),

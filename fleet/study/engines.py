@@ -25,10 +25,10 @@ import multiprocessing
 import shutil
 import socket
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import wait
 from pathlib import Path
-from typing import Callable
 
 import yaml
 
@@ -129,13 +129,16 @@ def check_address(address: str) -> None:
         return
     host, sep, port = address.removeprefix("ray://").rpartition(":")
     if not sep or not port.isdigit():
-        raise ConfigError(f"--address {address!r}: write host:port (the head node's GCS port, 6379 by default) "
-                          f"or ray://host:port")
+        raise ConfigError(
+            f"--address {address!r}: write host:port (the head node's GCS port, 6379 by default) or ray://host:port"
+        )
     try:
         socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
     except OSError as e:
-        raise ConfigError(f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
-                          f"`ray start --head` or leave --address out to start a local one; nothing was run") from None
+        raise ConfigError(
+            f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
+            f"`ray start --head` or leave --address out to start a local one; nothing was run"
+        ) from None
 
 
 def _ray_task(runner: Runner, task: Task, collect: bool) -> dict[str, bytes] | None:
@@ -157,22 +160,39 @@ def _write_files(out: Path, files: dict[str, bytes]) -> None:
         (out / name).write_bytes(data)
 
 
-def run_ray(tasks: list[Task], runner: Runner, *, cpus: float, gpus: float, retries: int, address: str | None,
-            num_cpus: int | None, storage: str, on_done: OnDone) -> None:
+def run_ray(
+    tasks: list[Task],
+    runner: Runner,
+    *,
+    cpus: float,
+    gpus: float,
+    retries: int,
+    address: str | None,
+    num_cpus: int | None,
+    storage: str,
+    on_done: OnDone,
+) -> None:
     """Run ``tasks`` as Ray tasks (see the module docstring); a Ray this process already joined is used as it is."""
     import ray
 
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(address=address, num_cpus=None if address else num_cpus, include_dashboard=False,
-                     log_to_driver=False, logging_level=logging.ERROR)
+            ray.init(
+                address=address,
+                num_cpus=None if address else num_cpus,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
+            )
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(f"--address {address}: Ray could not join the cluster ({_one_line(e)}); "
-                              f"nothing was run") from None
+            raise ConfigError(
+                f"--address {address}: Ray could not join the cluster ({_one_line(e)}); nothing was run"
+            ) from None
     try:
-        remote = ray.remote(_ray_task).options(num_cpus=cpus, num_gpus=gpus, max_retries=retries,
-                                               runtime_env={"env_vars": thread_env(max(1, int(cpus)))})
+        remote = ray.remote(_ray_task).options(
+            num_cpus=cpus, num_gpus=gpus, max_retries=retries, runtime_env={"env_vars": thread_env(max(1, int(cpus)))}
+        )
         refs = {remote.remote(runner, task, storage == "driver"): task for task in tasks}
         while refs:
             done, _ = ray.wait(list(refs), num_returns=1)

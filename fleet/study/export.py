@@ -45,8 +45,11 @@ def key(name: str) -> str:
 
 def exported(found: Curves, points: list[str]) -> list[str]:
     """The curves of ``found`` that every one of ``points`` has at every row, as marl-eval needs."""
-    return [name for name, by_point in found.items()
-            if set(by_point) == set(points) and all(np.isfinite(values).all() for _, values in by_point.values())]
+    return [
+        name
+        for name, by_point in found.items()
+        if set(by_point) == set(points) and all(np.isfinite(values).all() for _, values in by_point.values())
+    ]
 
 
 def marl_eval(task: str, seeds: tuple[int, ...], control_period: float, found: Curves, final: PerRun) -> dict:

@@ -56,21 +56,28 @@ class StudyFolder:
             return
         marker = path / MARKER
         if not marker.is_file():
-            raise RunDirError(f"{path}: holds files but no {MARKER}, so it is not a study folder; nothing was changed. "
-                              f"Choose another folder with -o")
+            raise RunDirError(
+                f"{path}: holds files but no {MARKER}, so it is not a study folder; nothing was changed. "
+                f"Choose another folder with -o"
+            )
         try:
             name = json.loads(marker.read_text())["name"]
         except (OSError, ValueError, KeyError, TypeError):
-            raise RunDirError(f"{marker}: not a study marker this version of fleet can read; nothing was changed. "
-                              f"Choose another folder with -o") from None
+            raise RunDirError(
+                f"{marker}: not a study marker this version of fleet can read; nothing was changed. "
+                f"Choose another folder with -o"
+            ) from None
         if name != study.name:
-            raise RunDirError(f"{path}: holds the study {name!r}, not {study.name!r}; nothing was changed. "
-                              f"Choose another folder with -o")
+            raise RunDirError(
+                f"{path}: holds the study {name!r}, not {study.name!r}; nothing was changed. "
+                f"Choose another folder with -o"
+            )
         changed = [run.name for run in study.runs if self._other_scenario(run)]
         if changed:
             raise RunDirError(
                 f"{path}: the runs {', '.join(changed)} were made from other scenarios than {study.path} makes now, "
-                f"so this folder holds another version of the study; nothing was changed. Choose another folder with -o, "
+                "so this folder holds another version of the study; nothing was changed. Choose another folder with "
+                "-o, "
                 f"or restore the study file"
             )
 
@@ -90,6 +97,10 @@ class StudyFolder:
             self.runs.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise RunDirError(f"{self.path}: cannot create the study folder: {e.strerror}") from None
-        marker = {"name": study.name, "study_file": str(study.path.resolve()), "fleet_version": __version__,
-                  "study": study.spec.model_dump(mode="json")}
+        marker = {
+            "name": study.name,
+            "study_file": str(study.path.resolve()),
+            "fleet_version": __version__,
+            "study": study.spec.model_dump(mode="json"),
+        }
         (self.path / MARKER).write_text(json.dumps(marker, indent=2) + "\n")

@@ -44,7 +44,7 @@ class Engine:
     storage: str = "shared"
     """``shared``: tasks write into the study folder; ``driver``: they return their files (Ray)."""
 
-    def resolved(self) -> "Engine":
+    def resolved(self) -> Engine:
         """This engine with ``auto`` decided; ConfigError for options that do not fit together."""
         has_ray = importlib.util.find_spec("ray") is not None
         kind = ("ray" if has_ray else "local") if self.kind == "auto" else self.kind
@@ -55,7 +55,9 @@ class Engine:
             given = ", ".join(o for o, on in options.items() if on)
             install = "" if has_ray else ", after pip install fleet-sim[ray]"
             raise ConfigError(f"{given} apply only to Ray (--engine ray{install})")
-        return Engine(kind, self.address, self.num_cpus, self.cpus_per_run, self.gpus_per_run, self.retries, self.storage)
+        return Engine(
+            kind, self.address, self.num_cpus, self.cpus_per_run, self.gpus_per_run, self.retries, self.storage
+        )
 
 
 @dataclass
@@ -72,8 +74,9 @@ class Outcome:
     """The files written under results/ (none while a run is missing)."""
 
 
-def run_study(study: Study, out: str | Path, engine: Engine = Engine(), *, runner: Runner = run_task,
-              progress: bool = True) -> Outcome:
+def run_study(
+    study: Study, out: str | Path, engine: Engine = Engine(), *, runner: Runner = run_task, progress: bool = True
+) -> Outcome:
     """Run the runs of ``study`` that ``out`` lacks, then write its results (see the module docstring).
 
     ``runner`` makes one run (:func:`fleet.study.engines.run_task`; tests swap in one that
@@ -91,10 +94,25 @@ def run_study(study: Study, out: str | Path, engine: Engine = Engine(), *, runne
     outcome.kept = [run.name for run in study.runs if folder.finished(run)]
     todo = [run for run in study.runs if run.name not in outcome.kept]
     argv = tuple(sys.argv)
-    tasks = [Task(run.name, dump_scenario(run.scenario), str(folder.run_path(run)), engine.cpus_per_run,
-                  "cuda" if engine.gpus_per_run > 0 else "cpu", argv) for run in todo]
-    bar = tqdm(total=len(study.runs), initial=len(outcome.kept), unit="run", desc=study.name, disable=not progress or None,
-               file=sys.stderr)
+    tasks = [
+        Task(
+            run.name,
+            dump_scenario(run.scenario),
+            str(folder.run_path(run)),
+            engine.cpus_per_run,
+            "cuda" if engine.gpus_per_run > 0 else "cpu",
+            argv,
+        )
+        for run in todo
+    ]
+    bar = tqdm(
+        total=len(study.runs),
+        initial=len(outcome.kept),
+        unit="run",
+        desc=study.name,
+        disable=not progress or None,
+        file=sys.stderr,
+    )
 
     def on_done(task: Task, error: str | None) -> None:
         if error is None and not folder.finished(by_name[task.name]):
@@ -108,8 +126,17 @@ def run_study(study: Study, out: str | Path, engine: Engine = Engine(), *, runne
 
     try:
         if engine.kind == "ray":
-            run_ray(tasks, runner, cpus=engine.cpus_per_run, gpus=engine.gpus_per_run, retries=engine.retries,
-                    address=engine.address, num_cpus=engine.num_cpus, storage=engine.storage, on_done=on_done)
+            run_ray(
+                tasks,
+                runner,
+                cpus=engine.cpus_per_run,
+                gpus=engine.gpus_per_run,
+                retries=engine.retries,
+                address=engine.address,
+                num_cpus=engine.num_cpus,
+                storage=engine.storage,
+                on_done=on_done,
+            )
         elif tasks:
             workers = max(1, (engine.num_cpus or usable_cores()) // engine.cpus_per_run)
             run_local(tasks, runner, workers, engine.cpus_per_run, on_done)
@@ -136,8 +163,14 @@ def write_results(study: Study, folder: StudyFolder) -> list[Path]:
     if any(found.values()):
         written.append(plot_curves(found, [p.name for p in study.points], report, folder.results / "curves.png"))
     if report.comm_vs_reward or len(runs) > 1:
-        written += write_report([r.path for r in runs], folder.results / "report", overwrite=True, per_run=False,
-                                with_comm_vs_reward=report.comm_vs_reward, tail=report.tail)
+        written += write_report(
+            [r.path for r in runs],
+            folder.results / "report",
+            overwrite=True,
+            per_run=False,
+            with_comm_vs_reward=report.comm_vs_reward,
+            tail=report.tail,
+        )
     if report.marl_eval:
         final = final_values(study, runs, exported(found, [p.name for p in study.points]))
         first = runs[0].scenario

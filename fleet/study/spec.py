@@ -95,8 +95,10 @@ class ReportConfig(StrictModel):
             if kind in ("tail", "per_device_day") and kpi not in CUMULATIVE_KPIS:
                 raise ValueError(f"{name!r}: {kind}.<kpi> takes a cumulative KPI: {', '.join(CUMULATIVE_KPIS)}")
             if name not in DERIVED_FIGURES and not kpi:
-                raise ValueError(f"{name!r} is neither {' nor '.join(DERIVED_FIGURES)} "
-                                 f"nor a dotted path into summary.json such as kpis.cost")
+                raise ValueError(
+                    f"{name!r} is neither {' nor '.join(DERIVED_FIGURES)} "
+                    f"nor a dotted path into summary.json such as kpis.cost"
+                )
         if len(set(names)) < len(names):
             raise ValueError("a figure is listed twice")
         return names
@@ -200,8 +202,11 @@ class Study:
             return {}
         dim = next(d for d in range(len(self.points[0].labels)) if any(p.labels[d] == reference for p in self.points))
         by_labels = {p.labels: p.name for p in self.points}
-        return {p.name: by_labels[(*p.labels[:dim], reference, *p.labels[dim + 1:])]
-                for p in self.points if p.labels[dim] != reference}
+        return {
+            p.name: by_labels[(*p.labels[:dim], reference, *p.labels[dim + 1 :])]
+            for p in self.points
+            if p.labels[dim] != reference
+        }
 
 
 # --- points ----------------------------------------------------------------------------------
@@ -211,8 +216,10 @@ def _value_label(path: str, value: Any) -> str:
     """``diffusion-v1`` for a string value, ``lr0.3`` or ``frozentrue`` for another scalar."""
     label = value if isinstance(value, str) else path.rsplit(".", 1)[-1].rsplit("]", 1)[-1] + json.dumps(value)
     if isinstance(value, (dict, list)) or not _LABEL.match(label):
-        raise ConfigError(f"axes.{path}: the value {value!r} makes no usable label (letters, digits, '.', '_', '-'); "
-                          f"give the axis a name and label its values: {{name: {{label: {{{path}: value}}}}}}")
+        raise ConfigError(
+            f"axes.{path}: the value {value!r} makes no usable label (letters, digits, '.', '_', '-'); "
+            f"give the axis a name and label its values: {{name: {{label: {{{path}: value}}}}}}"
+        )
     return label
 
 
@@ -234,8 +241,9 @@ def expand(spec: StudyFile) -> list[Point]:
         for _, overrides, source in combo:
             for path in overrides:
                 if path in setters:
-                    raise ConfigError(f"point {name}: {path} is set by both {setters[path]} and {source}; "
-                                      f"set each field in one place")
+                    raise ConfigError(
+                        f"point {name}: {path} is set by both {setters[path]} and {source}; set each field in one place"
+                    )
                 setters[path] = source
         if name in points:
             raise ConfigError(f"two points are named {name}; rename a variant or an axis label")
@@ -280,11 +288,15 @@ def load_study(path: str | Path) -> Study:
         except ConfigError as e:
             failures.append(f"  - {str(e).replace(chr(10), chr(10) + '    ')}")
     if failures:
-        raise ConfigError(f"{path}: {len(failures)} of {len(points)} points are not valid scenarios; nothing was run:\n"
-                          + "\n".join(failures))
+        raise ConfigError(
+            f"{path}: {len(failures)} of {len(points)} points are not valid scenarios; nothing was run:\n"
+            + "\n".join(failures)
+        )
     _check_distinct(scenarios, path)
     _check_report(spec, points, path)
-    runs = [Run(p.name, seed, scenarios[p.name].model_copy(update={"seed": seed})) for p in points for seed in spec.seeds]
+    runs = [
+        Run(p.name, seed, scenarios[p.name].model_copy(update={"seed": seed})) for p in points for seed in spec.seeds
+    ]
     return Study(path, spec, tuple(points), tuple(runs))
 
 
@@ -293,8 +305,10 @@ def _check_distinct(scenarios: dict[str, Scenario], path: Path) -> None:
     for name, scenario in scenarios.items():
         key = json.dumps(scenario.model_dump(mode="json"), sort_keys=True)
         if key in seen:
-            raise ConfigError(f"{path}: points {seen[key]} and {name} make the same scenario; drop one, "
-                              f"or set a field that tells them apart")
+            raise ConfigError(
+                f"{path}: points {seen[key]} and {name} make the same scenario; drop one, "
+                f"or set a field that tells them apart"
+            )
         seen[key] = name
 
 
@@ -304,10 +318,13 @@ def _check_report(spec: StudyFile, points: list[Point], path: Path) -> None:
     if reference is not None and len(dims) != 1:
         labels = sorted({label for p in points for label in p.labels if label})
         why = "is not a variant nor an axis label" if not dims else "is a label of several axes"
-        raise ConfigError(f"{path}: report.reference: {reference!r} {why} of the study; "
-                          f"its labels are {', '.join(labels)}")
+        raise ConfigError(
+            f"{path}: report.reference: {reference!r} {why} of the study; its labels are {', '.join(labels)}"
+        )
     lowered = [n.lower() for n in names]
     clash = sorted({n for n in lowered if lowered.count(n) > 1})
     if spec.report.marl_eval and clash:
-        raise ConfigError(f"{path}: points {', '.join(clash)} differ only in case, which marl-eval ignores; "
-                          f"rename one or set report.marl_eval: false")
+        raise ConfigError(
+            f"{path}: points {', '.join(clash)} differ only in case, which marl-eval ignores; "
+            f"rename one or set report.marl_eval: false"
+        )

@@ -49,8 +49,9 @@ def t_interval(values: list[float] | np.ndarray) -> Interval:
     return Interval(e.mean, e.mean - e.ci95_half_width, e.mean + e.ci95_half_width, len(values))
 
 
-def bootstrap_bounds(x: np.ndarray, resamples: int, seed: int,
-                     confidence: float = CONFIDENCE) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap_bounds(
+    x: np.ndarray, resamples: int, seed: int, confidence: float = CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
     """Percentile bootstrap bounds of the mean of each row of ``x`` (T, n): (low (T,), high (T,)).
 
     Every row is resampled with the same draws: a resample is a vector of counts (how often
@@ -61,14 +62,15 @@ def bootstrap_bounds(x: np.ndarray, resamples: int, seed: int,
     alpha = 1.0 - confidence
     low, high = np.empty(len(x)), np.empty(len(x))
     for start in range(0, len(x), CHUNK):
-        means = x[start:start + CHUNK] @ counts.T / n  # (rows, B)
+        means = x[start : start + CHUNK] @ counts.T / n  # (rows, B)
         rows = slice(start, start + CHUNK)
         low[rows], high[rows] = np.quantile(means, [alpha / 2, 1 - alpha / 2], axis=1, method="inverted_cdf")
     return low, high
 
 
-def bootstrap_interval(values: list[float] | np.ndarray, resamples: int, seed: int,
-                       confidence: float = CONFIDENCE) -> Interval:
+def bootstrap_interval(
+    values: list[float] | np.ndarray, resamples: int, seed: int, confidence: float = CONFIDENCE
+) -> Interval:
     """Mean and the percentile bootstrap interval of ``values`` (n,)."""
     x = np.asarray(values, dtype=float)
     if len(x) < 2:

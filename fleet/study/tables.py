@@ -25,7 +25,6 @@ The ``reward`` curve is the same reward over each metrics interval
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,8 +36,15 @@ from fleet.results import load_run
 from fleet.study.folder import StudyFolder
 from fleet.study.spec import ReportConfig, Run, Study
 from fleet.study.stats import bootstrap_bounds, bootstrap_interval, t_interval
-from fleet.tradeoff import (CONFIDENCE, bytes_sent_per_device_per_day, final_reward, kpi_rates, reward_curve,
-                            t_critical, tail_start)
+from fleet.tradeoff import (
+    CONFIDENCE,
+    bytes_sent_per_device_per_day,
+    final_reward,
+    kpi_rates,
+    reward_curve,
+    t_critical,
+    tail_start,
+)
 
 Curves = dict[str, dict[str, tuple[np.ndarray, np.ndarray]]]
 """curve -> point -> (time_s (T,), values (T, n seeds)) at metrics rows 1..T."""
@@ -47,7 +53,7 @@ PerRun = dict[str, dict[int, dict[str, float]]]
 
 FIGURES = {
     "reward": "-(cost + discomfort_per_degh * discomfort_degh + overload_per_kwh * feeder_overload_kwh) "
-              "per device per day over the last report.tail of the run",
+    "per device per day over the last report.tail of the run",
     "bytes_sent": "bytes sent by the device radios (on the air, all workloads) per device per day, whole run",
     "tail": "the KPI's increase per device per day over the last report.tail of the run",
     "per_device_day": "the KPI per device per day, whole run",
@@ -108,8 +114,12 @@ def curve(key: str, r: LoadedRun) -> np.ndarray | None:
 def _stats(values: list[float], report: ReportConfig) -> dict:
     t = t_interval(values)
     b = bootstrap_interval(values, report.bootstrap.resamples, report.bootstrap.seed)
-    return {"mean": t.mean, "n": t.n, "t": None if t.low is None else [t.low, t.high],
-            "bootstrap": None if b.low is None else [b.low, b.high]}
+    return {
+        "mean": t.mean,
+        "n": t.n,
+        "t": None if t.low is None else [t.low, t.high],
+        "bootstrap": None if b.low is None else [b.low, b.high],
+    }
 
 
 def figures(study: Study, runs: list[LoadedRun]) -> PerRun:
@@ -125,8 +135,9 @@ def table(study: Study, values: PerRun) -> dict:
     """The study's table (see the module docstring) of the runs' :func:`figures`, as written into table.json."""
     report = study.spec.report
     seeds = study.spec.seeds
-    per_point = {point: {name: [by_seed[k][name] for k in seeds] for name in report.metrics}
-                 for point, by_seed in values.items()}
+    per_point = {
+        point: {name: [by_seed[k][name] for k in seeds] for name in report.metrics} for point, by_seed in values.items()
+    }
     out = {
         "study": study.name,
         "study_file": str(study.path),
@@ -135,17 +146,30 @@ def table(study: Study, values: PerRun) -> dict:
         "interval": report.interval,
         "bootstrap": {"method": "percentile", **report.bootstrap.model_dump()},
         "tail": report.tail,
-        "figures": {name: FIGURES.get(name, FIGURES.get(name.partition(".")[0], "the number at this path of summary.json"))
-                    for name in report.metrics},
-        "points": {point: {name: {**_stats(v, report), "per_seed": dict(zip(map(str, seeds), v))}
-                           for name, v in by_name.items()} for point, by_name in per_point.items()},
+        "figures": {
+            name: FIGURES.get(name, FIGURES.get(name.partition(".")[0], "the number at this path of summary.json"))
+            for name in report.metrics
+        },
+        "points": {
+            point: {
+                name: {**_stats(v, report), "per_seed": dict(zip(map(str, seeds), v))} for name, v in by_name.items()
+            }
+            for point, by_name in per_point.items()
+        },
         "reference": report.reference,
     }
     pairs = study.counterparts()
     if pairs:
-        out["paired"] = {point: {"minus": other, **{name: _stats([a - b for a, b in zip(v, per_point[other][name])], report)
-                                                    for name, v in per_point[point].items()}}
-                         for point, other in pairs.items()}
+        out["paired"] = {
+            point: {
+                "minus": other,
+                **{
+                    name: _stats([a - b for a, b in zip(v, per_point[other][name])], report)
+                    for name, v in per_point[point].items()
+                },
+            }
+            for point, other in pairs.items()
+        }
     return out
 
 
@@ -169,15 +193,25 @@ def markdown(doc: dict) -> str:
     """table.json as Markdown: the points, then their differences from the reference."""
     interval, names = doc["interval"], list(doc["figures"])
     what = "95% t interval" if interval == "t" else "95% percentile bootstrap interval"
-    lines = [f"{doc['study']}: mean over seeds {', '.join(map(str, doc['seeds']))} and its {what}", "",
-             "| point | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
-    lines += [f"| {point} | " + " | ".join(_cell(f[n], interval) for n in names) + " |"
-              for point, f in doc["points"].items()]
+    lines = [
+        f"{doc['study']}: mean over seeds {', '.join(map(str, doc['seeds']))} and its {what}",
+        "",
+        "| point | " + " | ".join(names) + " |",
+        "|---|" + "---:|" * len(names),
+    ]
+    lines += [
+        f"| {point} | " + " | ".join(_cell(f[n], interval) for n in names) + " |" for point, f in doc["points"].items()
+    ]
     if doc.get("paired"):
-        lines += ["", "| point minus its reference, same seed | " + " | ".join(names) + " |",
-                  "|---|" + "---:|" * len(names)]
-        lines += [f"| {point} - {f['minus']} | " + " | ".join(_cell(f[n], interval, signed=True) for n in names) + " |"
-                  for point, f in doc["paired"].items()]
+        lines += [
+            "",
+            "| point minus its reference, same seed | " + " | ".join(names) + " |",
+            "|---|" + "---:|" * len(names),
+        ]
+        lines += [
+            f"| {point} - {f['minus']} | " + " | ".join(_cell(f[n], interval, signed=True) for n in names) + " |"
+            for point, f in doc["paired"].items()
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -216,7 +250,7 @@ def curves(study: Study, runs: list[LoadedRun]) -> Curves:
                 continue
             values = np.stack([c[:length] for c in found], axis=1)
             if np.isfinite(values).all(axis=1).any():
-                out[key][point.name] = (members[0].metrics["time_s"][1:length + 1], values)
+                out[key][point.name] = (members[0].metrics["time_s"][1 : length + 1], values)
     return out
 
 
@@ -225,8 +259,10 @@ def final_values(study: Study, runs: list[LoadedRun], names: list[str]) -> PerRu
     the last ``report.tail``), for a metrics.csv column its last row."""
     out: dict[str, dict[int, dict[str, float]]] = {p.name: {} for p in study.points}
     for r in runs:
-        out[r.run.point][r.run.seed] = {name: figure("reward", r, study.spec.report.tail) if name == "reward"
-                                        else float(curve(name, r)[-1]) for name in names}
+        out[r.run.point][r.run.seed] = {
+            name: figure("reward", r, study.spec.report.tail) if name == "reward" else float(curve(name, r)[-1])
+            for name in names
+        }
     return out
 
 

@@ -43,7 +43,8 @@ def start_kit_broker(kit: Path, folder: Path) -> Broker:
     """mosquitto with the kit's mosquitto.conf, its listeners bound to loopback and its persistence in ``folder``."""
     conf = (kit / "broker" / "mosquitto.conf").read_text()
     conf = re.sub(r"^listener (\d+)$", r"listener \1 127.0.0.1", conf, flags=re.M)
-    conf = re.sub(r"^persistence_location .*$", f"persistence_location {folder}/", conf, flags=re.M)  # keep the kit as provisioned
+    # keep the kit as provisioned
+    conf = re.sub(r"^persistence_location .*$", f"persistence_location {folder}/", conf, flags=re.M)
     if os.geteuid() == 0:  # mosquitto would drop to the 'mosquitto' user, which cannot read the 0600 keys
         conf += "user root\n"
     config = folder / "mosquitto.conf"

@@ -63,13 +63,16 @@ def test_password_login_works_and_wrong_or_missing_credentials_get_connack_135(p
 
 
 def test_tls_listener_refuses_no_certificate_and_a_certificate_of_another_ca(peers, tmp_path):
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     rogue = issue(make_ca("rogue", now), "d00000", now, 1)
     (tmp_path / "rogue.crt").write_bytes(rogue.cert_pem)
     (tmp_path / "rogue.key").write_bytes(rogue.key_pem)
-    for peer in (peers("d00000", cert=None, key=None), peers("d00000", cert=tmp_path / "rogue.crt", key=tmp_path / "rogue.key")):
+    for peer in (
+        peers("d00000", cert=None, key=None),
+        peers("d00000", cert=tmp_path / "rogue.crt", key=tmp_path / "rogue.key"),
+    ):
         if peer.connack is None:  # TLS 1.3: the server's alert comes after the client's handshake
-            peer.wait(lambda: peer.disconnected is not None, "disconnection")
+            peer.wait(lambda p=peer: p.disconnected is not None, "disconnection")
         assert peer.connack is None and peer.disconnected is not None
 
 
@@ -77,7 +80,11 @@ def test_tls_listener_refuses_no_certificate_and_a_certificate_of_another_ca(pee
 def test_listeners_speak_tls_13_only(kit, manifest, broker, listener):
     port = manifest["broker"][f"{listener}_port"]
     assert handshake(kit, port) == "TLSv1.3"
-    for ciphers in (None, "ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES128-SHA"):  # any 1.2 suite, AEAD or CBC/SHA-1
+    for ciphers in (
+        None,
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES128-SHA",
+    ):  # any 1.2 suite, AEAD or CBC/SHA-1
         with pytest.raises(ssl.SSLError, match="PROTOCOL_VERSION"):
             handshake(kit, port, ssl.TLSVersion.TLSv1_2, ciphers)
 

@@ -42,8 +42,19 @@ def test_every_device_gets_a_folder_the_agent_can_use(kit, manifest):
     assert {i["role"] for i in manifest["identities"]} == {"device", "collector", "bridge"}
     for ident in devices:
         folder = kit / ident["folder"]
-        assert sorted(p.name for p in folder.iterdir()) == ["agent.env", "ca.crt", "client.crt", "client.key", "password", "scenario.yaml"]
-        env = dict(line.split("=", 1) for line in (folder / "agent.env").read_text().splitlines() if line and not line.startswith("#"))
+        assert sorted(p.name for p in folder.iterdir()) == [
+            "agent.env",
+            "ca.crt",
+            "client.crt",
+            "client.key",
+            "password",
+            "scenario.yaml",
+        ]
+        env = dict(
+            line.split("=", 1)
+            for line in (folder / "agent.env").read_text().splitlines()
+            if line and not line.startswith("#")
+        )
         assert env["FLEET_DEVICE"] == ident["name"] and env["FLEET_SITE"] == ident["site"]
         assert env["FLEET_SCENARIO_NAME"] == "thermostats-tiny"
         assert env["FLEET_BROKER_URL"] == f"mqtts://localhost:{manifest['broker']['tls_port']}"
@@ -89,7 +100,9 @@ def test_password_file_holds_a_mosquitto_hash_of_each_password(kit, manifest):
         assert not verify_password(password + "x", lines[ident["name"]])
 
 
-@pytest.mark.skipif(shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd (apt-get install mosquitto)")
+@pytest.mark.skipif(
+    shutil.which("mosquitto_passwd") is None, reason="needs mosquitto_passwd (apt-get install mosquitto)"
+)
 def test_hashes_have_the_format_mosquitto_passwd_writes(tmp_path):
     pwfile = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pwfile), "alice", "s3cret"], check=True)
@@ -150,7 +163,19 @@ def fleet(*args):
 
 def test_cli_provisions_for_the_given_hosts_and_broker_root(tiny_scenario_file, tmp_path):
     out = tmp_path / "kit"
-    result = fleet("deploy", "provision", tiny_scenario_file, "-o", out, "--host", "broker.example.org", "--host", "10.0.0.2", "--broker-root", "/etc/mosquitto/fleet")
+    result = fleet(
+        "deploy",
+        "provision",
+        tiny_scenario_file,
+        "-o",
+        out,
+        "--host",
+        "broker.example.org",
+        "--host",
+        "10.0.0.2",
+        "--broker-root",
+        "/etc/mosquitto/fleet",
+    )
     assert result.exit_code == 0, result.output
     assert "provisioned 6 devices" in result.stdout
     manifest = json.loads((out / "manifest.json").read_text())

@@ -66,8 +66,14 @@ def params(n=3, levels=(0.0, 1.0, 2.0), cop=3.0, gain=0.2):
     """A homogeneous fleet with the module's R and C."""
     full = lambda v: np.full(n, v, dtype=float)  # noqa: E731
     return DeviceParams(
-        resistance=full(R), capacitance=full(C), internal_gain=full(gain), initial_temp=full(20.0),
-        outdoor_offset=full(0.0), cop=full(cop), levels_kw=np.tile(levels, (n, 1)), occupancy_shift_h=full(0.0),
+        resistance=full(R),
+        capacitance=full(C),
+        internal_gain=full(gain),
+        initial_temp=full(20.0),
+        outdoor_offset=full(0.0),
+        cop=full(cop),
+        levels_kw=np.tile(levels, (n, 1)),
+        occupancy_shift_h=full(0.0),
     )
 
 
@@ -106,8 +112,12 @@ def test_step_returns_each_devices_own_level_power():
 
 @pytest.mark.parametrize(
     "levels, match",
-    [(np.array([0, 3]), r"\[0, 3\)"), (np.array([-1, 0]), r"\[0, 3\)"), (np.array([0, 1, 2]), r"shape \(2,\)"),
-     (np.array([0.0, 1.0]), "integers")],
+    [
+        (np.array([0, 3]), r"\[0, 3\)"),
+        (np.array([-1, 0]), r"\[0, 3\)"),
+        (np.array([0, 1, 2]), r"shape \(2,\)"),
+        (np.array([0.0, 1.0]), "integers"),
+    ],
 )
 def test_step_rejects_bad_levels(levels, match):
     with pytest.raises(ValueError, match=match):
@@ -131,8 +141,13 @@ def test_draw_shapes_and_supports():
     p = draw(0)
     assert p.n == 500 and p.levels_kw.shape == (500, 4)
     for name, (lo, hi) in {
-        "resistance": (3, 6), "capacitance": (4, 10), "internal_gain": (0.1, 0.5), "initial_temp": (19, 21),
-        "outdoor_offset": (-2, 2), "cop": (2.5, 3.5), "occupancy_shift_h": (-2, 2),
+        "resistance": (3, 6),
+        "capacitance": (4, 10),
+        "internal_gain": (0.1, 0.5),
+        "initial_temp": (19, 21),
+        "outdoor_offset": (-2, 2),
+        "cop": (2.5, 3.5),
+        "occupancy_shift_h": (-2, 2),
     }.items():
         values = getattr(p, name)
         assert values.shape == (500,) and lo <= values.min() and values.max() <= hi, name

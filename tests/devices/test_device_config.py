@@ -48,8 +48,13 @@ def test_a_bare_number_is_a_constant():
 
 @pytest.mark.parametrize(
     "levels, words",
-    [((1.0, 2.0), "first level must be 0"), ((0.0, 2.0, 2.0), "strictly increasing"),
-     ((0.0, 3.0, 1.0), "strictly increasing"), ((0.0,), "at least 2"), ((0.0, float("inf")), "finite")],
+    [
+        ((1.0, 2.0), "first level must be 0"),
+        ((0.0, 2.0, 2.0), "strictly increasing"),
+        ((0.0, 3.0, 1.0), "strictly increasing"),
+        ((0.0,), "at least 2"),
+        ((0.0, float("inf")), "finite"),
+    ],
 )
 def test_bad_power_levels_are_rejected(levels, words):
     msg = problem(HvacConfig, power_levels_kw=levels)
@@ -71,8 +76,11 @@ def test_band_low_must_be_below_high(field, band):
 
 @pytest.mark.parametrize(
     "hours, words",
-    [(((0, 8), (7, 9)), "overlap on hours [7.0, 8.0)"), (((9, 9),), "start before it ends"),
-     (((18, 25),), "less than or equal to 24")],
+    [
+        (((0, 8), (7, 9)), "overlap on hours [7.0, 8.0)"),
+        (((9, 9),), "start before it ends"),
+        (((18, 25),), "less than or equal to 24"),
+    ],
 )
 def test_bad_occupied_hours_are_rejected(hours, words):
     assert words in problem(OccupancyConfig, occupied_hours=hours)
@@ -89,12 +97,14 @@ def test_tou_periods_in_any_order_that_tile_the_day_are_accepted():
 
 @pytest.mark.parametrize(
     "periods, words",
-    [(tou((0, 7, 0.1), (8, 24, 0.3)), "hours [7.0, 8.0) are not covered"),
-     (tou((1, 24, 0.1)), "hours [0.0, 1.0) are not covered"),
-     (tou((0, 20, 0.1)), "hours [20.0, 24) are not covered"),
-     (tou((0, 10, 0.1), (9, 24, 0.3)), "hours [9.0, 10.0) are covered by more than one period"),
-     (tou((22, 6, 0.1)), "split a period across midnight"),
-     ([], "at least one period")],
+    [
+        (tou((0, 7, 0.1), (8, 24, 0.3)), "hours [7.0, 8.0) are not covered"),
+        (tou((1, 24, 0.1)), "hours [0.0, 1.0) are not covered"),
+        (tou((0, 20, 0.1)), "hours [20.0, 24) are not covered"),
+        (tou((0, 10, 0.1), (9, 24, 0.3)), "hours [9.0, 10.0) are covered by more than one period"),
+        (tou((22, 6, 0.1)), "split a period across midnight"),
+        ([], "at least one period"),
+    ],
 )
 def test_tou_gaps_and_overlaps_are_rejected_naming_the_hours(periods, words):
     msg = problem(TouTariffConfig, periods=periods)
@@ -111,8 +121,12 @@ def test_tagged_unions_pick_the_model():
 
 @pytest.mark.parametrize(
     "model, values",
-    [(SensorConfig, {"temp_noise_std_c": -0.1}), (RuleBasedConfig, {"deadband_c": 0.0}),
-     (SyntheticWeatherConfig, {"noise_corr_time": 0}), (SyntheticWeatherConfig, {"noise_std_c": float("nan")})],
+    [
+        (SensorConfig, {"temp_noise_std_c": -0.1}),
+        (RuleBasedConfig, {"deadband_c": 0.0}),
+        (SyntheticWeatherConfig, {"noise_corr_time": 0}),
+        (SyntheticWeatherConfig, {"noise_std_c": float("nan")}),
+    ],
 )
 def test_out_of_range_scalars_are_rejected(model, values):
     assert next(iter(values)) in problem(model, **values)

@@ -25,8 +25,11 @@ T_OUT = -5.0  # constant weather -6 degC plus the device's offset of 1 degC
 def one_device(**building) -> DeviceParams:
     """One house with the constants above (or distributions given), levels 0, 1, 2, 3 kW."""
     fixed = dict(
-        resistance_c_per_kw=Constant(value=R), capacitance_kwh_per_c=Constant(value=C),
-        internal_gain_kw=Constant(value=GAIN), initial_temp_c=Constant(value=T0), outdoor_offset_c=Constant(value=1.0),
+        resistance_c_per_kw=Constant(value=R),
+        capacitance_kwh_per_c=Constant(value=C),
+        internal_gain_kw=Constant(value=GAIN),
+        initial_temp_c=Constant(value=T0),
+        outdoor_offset_c=Constant(value=1.0),
     )
     hvac = HvacConfig(cop=Constant(value=COP), size_factor=Constant(value=1.0))
     return DeviceParams.draw(BuildingConfig(**(fixed | building)), hvac, OccupancyConfig(), 1, np.random.default_rng(0))
@@ -137,7 +140,10 @@ def w1_slave(milli_c, crc="YES"):
     return f"72 01 4b 46 7f ff 0e 10 57 : crc=57 {crc}\n72 01 4b 46 7f ff 0e 10 57 t={milli_c}\n"
 
 
-def add_sensor(root: Path, sensor=SENSOR, w1=w1_slave(21375), temperature=None) -> Path:
+W1_21375 = w1_slave(21375)
+
+
+def add_sensor(root: Path, sensor=SENSOR, w1=W1_21375, temperature=None) -> Path:
     folder = root / "sys/bus/w1/devices" / sensor
     folder.mkdir(parents=True)
     (folder / "w1_slave").write_text(w1)

@@ -9,8 +9,16 @@ from devices.config import EpwWeatherConfig
 from devices.weather import MAX_EPW_BYTES, EpwWeather, read_epw, write_epw
 from fleet.errors import ConfigError
 
-HEADER = ("LOCATION", "DESIGN CONDITIONS", "TYPICAL/EXTREME PERIODS", "GROUND TEMPERATURES",
-          "HOLIDAYS/DAYLIGHT SAVINGS", "COMMENTS 1", "COMMENTS 2", "DATA PERIODS")
+HEADER = (
+    "LOCATION",
+    "DESIGN CONDITIONS",
+    "TYPICAL/EXTREME PERIODS",
+    "GROUND TEMPERATURES",
+    "HOLIDAYS/DAYLIGHT SAVINGS",
+    "COMMENTS 1",
+    "COMMENTS 2",
+    "DATA PERIODS",
+)
 
 
 @pytest.fixture

@@ -17,11 +17,13 @@ def occupancy():
 
 @pytest.mark.parametrize(
     "hour, expected",
-    [(6.5, [True, True, False]),  # local hours 6.5, 5.5, 7.5
-     (7.5, [False, True, False]),  # 7.5, 6.5, 8.5
-     (16.5, [False, False, True]),  # 16.5, 15.5, 17.5
-     (23.5, [True, True, True]),  # 23.5, 22.5, 0.5 of the next day
-     (17.5, [True, False, True])],  # 17.5, 16.5, 18.5
+    [
+        (6.5, [True, True, False]),  # local hours 6.5, 5.5, 7.5
+        (7.5, [False, True, False]),  # 7.5, 6.5, 8.5
+        (16.5, [False, False, True]),  # 16.5, 15.5, 17.5
+        (23.5, [True, True, True]),  # 23.5, 22.5, 0.5 of the next day
+        (17.5, [True, False, True]),
+    ],  # 17.5, 16.5, 18.5
 )
 def test_shifted_schedule(occupancy, hour, expected):
     for day in (0, 2):

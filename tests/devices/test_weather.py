@@ -44,8 +44,15 @@ def test_start_day_moves_the_calendar():
 
 def test_noise_has_the_ou_std_and_autocorrelation():
     tau_h = 6.0
-    w = weather(horizon_days=20 * 365, seed=1, mean_c=0.0, seasonal_amplitude_c=0.0, diurnal_amplitude_c=0.0,
-                noise_std_c=1.5, noise_corr_time=tau_h * 3600)
+    w = weather(
+        horizon_days=20 * 365,
+        seed=1,
+        mean_c=0.0,
+        seasonal_amplitude_c=0.0,
+        diurnal_amplitude_c=0.0,
+        noise_std_c=1.5,
+        noise_corr_time=tau_h * 3600,
+    )
     x = w.hourly_c
     assert x.std() == pytest.approx(1.5, rel=0.03)
     for lag in (1, 6):

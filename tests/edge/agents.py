@@ -40,7 +40,9 @@ def memory_agent(view: DeviceView, broker: MemoryBroker, state_dir: Path, **chan
 
 def paho_agent(view: DeviceView, url: str, state_dir: Path, **changes) -> EdgeAgent:
     """An agent over a real broker that retries quickly (tests restart brokers)."""
-    return EdgeAgent(view, functools.partial(PahoTransport, url=url, reconnect_delay=(0.1, 0.5)), state_dir, options(**changes))
+    return EdgeAgent(
+        view, functools.partial(PahoTransport, url=url, reconnect_delay=(0.1, 0.5)), state_dir, options(**changes)
+    )
 
 
 class AgentThread(threading.Thread):

@@ -22,26 +22,25 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from devices.drivers import Reading
 from fleet.cli import main
 from fleet.deploy import provision
-from fleet.errors import TransportError
-from fleet.edge.agent import BOARD_ROBUST, device_learner, simulated_driver
-from fleet.edge.agent import EdgeAgent
+from fleet.edge.agent import BOARD_ROBUST, EdgeAgent, device_learner, simulated_driver
 from fleet.edge.counters import Counters
 from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
 from fleet.edge.launch import AgentArgs, build_agent, read_env_file
 from fleet.edge.outbox import Outbox, Stamp
+from fleet.errors import TransportError
 from fleet.mqtt.codec import DEFAULT_MAX_BYTES, Kind, decode, encode
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
 from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
-from devices.drivers import Reading
 from fleet.sim.engine import Simulation
 from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, options, paho_agent, started, view_of
 from tests.hostile import assert_refused, fleet_cli, hostile_pickle
-from tests.waiting import wait_for
 from tests.mosquitto import Broker, free_port, start_broker
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PARAMS_0 = "fleet/north/d00000/params"
@@ -105,7 +104,9 @@ def test_only_neighbours_messages_of_the_right_layout_pass_and_each_once():
     view = view_of(diffusion_raw())
     counters = Counters()
     p = 40
-    check = InboundFilter(view.subscriptions("neighbours"), {"params": params_layout(p), "cmd": cmd_layout}, counters).check
+    check = InboundFilter(
+        view.subscriptions("neighbours"), {"params": params_layout(p), "cmd": cmd_layout}, counters
+    ).check
     values = [np.ones(p, np.float32)]
 
     def received(topic, sender, seq=1, qos=0, arrays=values):
@@ -122,7 +123,6 @@ def test_only_neighbours_messages_of_the_right_layout_pass_and_each_once():
     sparse = [np.array([0, p], np.int64), np.ones(2, np.float32)]  # index p is out of range
     assert check(received("fleet/north/d00001/params", 1, seq=8, arrays=sparse)) is None
     assert counters.malformed == 1 and counters.received == 2
-
 
 
 @pytest.mark.parametrize("learner", ["independent-v1", "diffusion-v1", "centralized-v1"])
@@ -153,6 +153,7 @@ def test_the_agent_tells_systemd_it_is_ready_alive_and_stopping(tmp_path, monkey
     assert received.count("WATCHDOG=1") == 3600 // 720 + 1
     assert any(line.startswith("STATUS=d00000 t=1.00h ticks=61 ") for line in received)
 
+
 def test_an_upgraded_agent_moves_its_sequence_numbers_into_the_outbox_and_goes_on_from_them(tmp_path):
     state = tmp_path / "state"
     state.mkdir()
@@ -171,7 +172,11 @@ def test_an_upgraded_agent_moves_its_sequence_numbers_into_the_outbox_and_goes_o
     assert not (state / "sequence.json").exists()
     with closing(Outbox(state / "outbox.sqlite", 1000, 2**20)) as outbox:
         stamps = outbox.stamps()
-    assert (stamps["telemetry"], stamps["params"], stamps["status"]) == (Stamp(43, 600.0), Stamp(13, 420.0), Stamp(4, 0))
+    assert (stamps["telemetry"], stamps["params"], stamps["status"]) == (
+        Stamp(43, 600.0),
+        Stamp(13, 420.0),
+        Stamp(4, 0),
+    )
 
 
 def test_a_message_whose_handling_fails_is_counted_and_dropped_and_the_agent_goes_on(tmp_path):
@@ -237,8 +242,11 @@ def test_boards_combine_robustly_unless_the_scenario_says_otherwise():
 @pytest.mark.mqtt
 def test_neighbours_exchange_params_through_mosquitto(mosquitto, tmp_path):
     raw = diffusion_raw()
-    agents = [paho_agent(view_of(raw, f"d0000{i}"), mosquitto.url, tmp_path / str(i), duration=3 * 3600.0) for i in range(3)]
-    assert all(torch.equal(agent.learner.flat_params(), agents[0].learner.flat_params()) for agent in agents)  # common init
+    agents = [
+        paho_agent(view_of(raw, f"d0000{i}"), mosquitto.url, tmp_path / str(i), duration=3 * 3600.0) for i in range(3)
+    ]
+    # common init
+    assert all(torch.equal(agent.learner.flat_params(), agents[0].learner.flat_params()) for agent in agents)
     for thread in [started(agent) for agent in agents]:
         thread.finish()
     for agent in agents:
@@ -285,7 +293,9 @@ def test_garbage_from_the_network_is_dropped_and_counted_and_the_model_learns_as
     try:
         # handshake: a harmless command (feeder load 0, as without one) shows the agent listens
         for seq in range(1, 50):
-            injector.publish("fleet/north/d00000/cmd", encode(Kind.CMD, 9, seq, 0.0, [np.zeros(1, np.float32)]), qos=1).wait_for_publish(2)
+            injector.publish(
+                "fleet/north/d00000/cmd", encode(Kind.CMD, 9, seq, 0.0, [np.zeros(1, np.float32)]), qos=1
+            ).wait_for_publish(2)
             time.sleep(0.05)
             if agent.counters.received:
                 break
@@ -309,12 +319,33 @@ def test_garbage_from_the_network_is_dropped_and_counted_and_the_model_learns_as
 def _agent_process(scenario: Path, device: str, url: str, state: Path, duration: str) -> tuple[subprocess.Popen, Path]:
     """``fleet agent`` for ``device`` at 720x (an hour in 5 wall seconds); its status lines go to
     ``<device>-<duration>.out``, its log to ``.err``. Returns the process and the .out file."""
-    argv = [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", device, "--broker", url,
-            "--speedup", "720", "--duration", duration, "--checkpoint-every", "30min", "--status-every", "1h",
-            "--state-dir", str(state / device)]
+    argv = [
+        sys.executable,
+        "-m",
+        "fleet.cli",
+        "agent",
+        "--scenario",
+        str(scenario),
+        "--device",
+        device,
+        "--broker",
+        url,
+        "--speedup",
+        "720",
+        "--duration",
+        duration,
+        "--checkpoint-every",
+        "30min",
+        "--status-every",
+        "1h",
+        "--state-dir",
+        str(state / device),
+    ]
     out = state / f"{device}-{duration}.out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    return subprocess.Popen(argv, cwd=ROOT, stdout=out.open("wb"), stderr=out.with_suffix(".err").open("wb"), env=env), out
+    return subprocess.Popen(
+        argv, cwd=ROOT, stdout=out.open("wb"), stderr=out.with_suffix(".err").open("wb"), env=env
+    ), out
 
 
 def _last_status(out: Path) -> dict[str, str]:
@@ -393,7 +424,9 @@ def _queued_params(outbox: Path) -> list[float]:
     """Timestamps of the parameters waiting in the agent's outbox."""
     db = sqlite3.connect(f"file:{outbox}?mode=ro", uri=True)
     try:
-        return [decode(payload).timestamp for (payload,) in db.execute("SELECT payload FROM messages WHERE kind = 'params'")]
+        return [
+            decode(payload).timestamp for (payload,) in db.execute("SELECT payload FROM messages WHERE kind = 'params'")
+        ]
     finally:
         db.close()
 
@@ -413,14 +446,20 @@ def test_after_a_broker_restart_the_agent_reconnects_and_its_queued_params_arriv
         broker.stop()
         spy.drain()
         # made after ``down``: a message that was on its way when the broker stopped waits there too
-        wait_for(lambda: any(t > down for t in _queued_params(tmp_path / "state" / "outbox.sqlite")),
-                 what="params made and queued while the broker is away")
+        wait_for(
+            lambda: any(t > down for t in _queued_params(tmp_path / "state" / "outbox.sqlite")),
+            what="params made and queued while the broker is away",
+        )
         broker.start()
         wait_for(lambda: agent.counters.connects == 2, what="the agent to reconnect")
         up = agent.env.now
         stamps: list[float] = []
-        wait_for(lambda: stamps.extend(decode(m.payload).timestamp for m in spy.drain()) or any(down <= t <= up for t in stamps),
-                 what="params made while the broker was away")
+        wait_for(
+            lambda: (
+                stamps.extend(decode(m.payload).timestamp for m in spy.drain()) or any(down <= t <= up for t in stamps)
+            ),
+            what="params made while the broker was away",
+        )
     finally:
         agent.stop()
         spy.close()
@@ -432,7 +471,14 @@ def test_after_a_broker_restart_the_agent_reconnects_and_its_queued_params_arriv
 @pytest.mark.mqtt
 def test_an_agent_started_without_its_broker_runs_and_connects_when_it_comes(tmp_path):
     port = free_port()
-    agent = paho_agent(view_of(diffusion_raw()), f"mqtt://127.0.0.1:{port}", tmp_path / "state", speedup=3600.0, duration=None, connect_wait=0.1)
+    agent = paho_agent(
+        view_of(diffusion_raw()),
+        f"mqtt://127.0.0.1:{port}",
+        tmp_path / "state",
+        speedup=3600.0,
+        duration=None,
+        connect_wait=0.1,
+    )
     thread = started(agent)
     broker = None
     try:
@@ -445,7 +491,7 @@ def test_an_agent_started_without_its_broker_runs_and_connects_when_it_comes(tmp
             spy.subscribe("fleet/north/d00000/status")
             spy.connect(5)
             got: list[Received] = []
-            wait_for(lambda: got.extend(spy.drain()) or got, what="the status")
+            wait_for(lambda got=got, spy=spy: got.extend(spy.drain()) or got, what="the status")
             spy.close()
             status = decode(got[0].payload)
             assert status.arrays[0].tolist() == [1.0] and status.seq == 1  # online, first session
@@ -483,7 +529,9 @@ def test_provisioned_boards_talk_over_mutual_tls_within_their_acl(tmp_path):
     kit = tmp_path / "kit"
     tls_port, password_port = free_port(), free_port()
     provision(parse_scenario(diffusion_raw(), "test", Path.cwd()), kit, tls_port=tls_port, password_port=password_port)
-    conf = re.sub(r"^listener (\d+)$", r"listener \1 127.0.0.1", (kit / "broker" / "mosquitto.conf").read_text(), flags=re.M)
+    conf = re.sub(
+        r"^listener (\d+)$", r"listener \1 127.0.0.1", (kit / "broker" / "mosquitto.conf").read_text(), flags=re.M
+    )
     config = tmp_path / "mosquitto.conf"
     config.write_text(conf + ("user root\n" if os.geteuid() == 0 else ""))
     broker = Broker(config, tls_port, [tls_port, password_port]).start()
@@ -491,15 +539,31 @@ def test_provisioned_boards_talk_over_mutual_tls_within_their_acl(tmp_path):
         agents = []
         for name in ("d00000", "d00001"):
             board = kit / "devices" / name  # installed as /etc/fleet on a board: give the local paths
-            args = AgentArgs(env_file=board / "agent.env", scenario=str(board / "scenario.yaml"), ca=board / "ca.crt",
-                             cert=board / "client.crt", key=board / "client.key", state_dir=tmp_path / name, speedup=7200.0, duration="3h")
+            args = AgentArgs(
+                env_file=board / "agent.env",
+                scenario=str(board / "scenario.yaml"),
+                ca=board / "ca.crt",
+                cert=board / "client.crt",
+                key=board / "client.key",
+                state_dir=tmp_path / name,
+                speedup=7200.0,
+                duration="3h",
+            )
             agents.append(build_agent(args))
         for thread in [started(agent) for agent in agents]:
             thread.finish()
         board = kit / "devices" / "d00002"
         env = read_env_file(board / "agent.env")  # the password listener, with a wrong password
-        wrong = AgentArgs(env_file=board / "agent.env", scenario=str(board / "scenario.yaml"), broker=env["FLEET_PASSWORD_BROKER_URL"],
-                          ca=board / "ca.crt", password="wrong", state_dir=tmp_path / "d00002", speedup=7200.0, duration="1h")
+        wrong = AgentArgs(
+            env_file=board / "agent.env",
+            scenario=str(board / "scenario.yaml"),
+            broker=env["FLEET_PASSWORD_BROKER_URL"],
+            ca=board / "ca.crt",
+            password="wrong",
+            state_dir=tmp_path / "d00002",
+            speedup=7200.0,
+            duration="1h",
+        )
         with pytest.raises(TransportError, match="135"):  # CONNACK: not authorized
             build_agent(wrong).run()
     finally:
@@ -530,11 +594,32 @@ def _write_checkpoint(state: Path, saved: dict) -> None:
 def test_an_agent_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path, write_scenario):
     scenario = write_scenario(diffusion_raw())
     state = tmp_path / "state"
-    argv = [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", "d00000",
-            "--broker", f"mqtt://127.0.0.1:{free_port()}", "--speedup", "3600", "--checkpoint-every", "30min", "--state-dir", str(state), "-q"]
+    argv = [
+        sys.executable,
+        "-m",
+        "fleet.cli",
+        "agent",
+        "--scenario",
+        str(scenario),
+        "--device",
+        "d00000",
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+        "--speedup",
+        "3600",
+        "--checkpoint-every",
+        "30min",
+        "--state-dir",
+        str(state),
+        "-q",
+    ]
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: (_checkpoint(state) or {}).get("time", 0) >= 3600 or proc.poll() is not None, timeout=60, what="a checkpoint after an hour")
+        wait_for(
+            lambda: (_checkpoint(state) or {}).get("time", 0) >= 3600 or proc.poll() is not None,
+            timeout=60,
+            what="a checkpoint after an hour",
+        )
         assert proc.poll() is None, proc.stderr.read().decode()
     finally:
         proc.kill()
@@ -559,8 +644,23 @@ def agent_cli(write_scenario, tmp_path):
     scenario = write_scenario(diffusion_raw())
 
     def run(*args: str):
-        argv = ["agent", "--scenario", str(scenario), "--device", "d00000", "--broker", f"mqtt://127.0.0.1:{free_port()}",
-                "--state-dir", str(tmp_path / "state"), "--speedup", "7200", "--duration", "10min", "-q", *args]
+        argv = [
+            "agent",
+            "--scenario",
+            str(scenario),
+            "--device",
+            "d00000",
+            "--broker",
+            f"mqtt://127.0.0.1:{free_port()}",
+            "--state-dir",
+            str(tmp_path / "state"),
+            "--speedup",
+            "7200",
+            "--duration",
+            "10min",
+            "-q",
+            *args,
+        ]
         return CliRunner().invoke(main, argv)
 
     return run
@@ -569,13 +669,22 @@ def agent_cli(write_scenario, tmp_path):
 def _mismatched_cert(tmp_path: Path) -> list[str]:
     from fleet.deploy.pki import issue, make_ca
 
-    now = dt.datetime.now(dt.timezone.utc)
+    now = dt.datetime.now(dt.UTC)
     ca = make_ca("test", now)
     mine, other = issue(ca, "d00000", now, 1), issue(ca, "d00001", now, 1)
     (tmp_path / "ca.crt").write_bytes(ca.cert_pem)
     (tmp_path / "client.crt").write_bytes(mine.cert_pem)
     (tmp_path / "other.key").write_bytes(other.key_pem)
-    return ["--broker", "mqtts://127.0.0.1:8883", "--ca", str(tmp_path / "ca.crt"), "--cert", str(tmp_path / "client.crt"), "--key", str(tmp_path / "other.key")]
+    return [
+        "--broker",
+        "mqtts://127.0.0.1:8883",
+        "--ca",
+        str(tmp_path / "ca.crt"),
+        "--cert",
+        str(tmp_path / "client.crt"),
+        "--key",
+        str(tmp_path / "other.key"),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -590,7 +699,16 @@ def _mismatched_cert(tmp_path: Path) -> list[str]:
         (["--duration", "soon"], "--duration: cannot read 'soon'"),
         ("mismatched", "are not a PEM certificate with its own private key"),
     ],
-    ids=["url-scheme", "url-port", "unknown-device", "missing-cert", "tls-files-without-tls", "sysfs-without-gpio", "bad-duration", "key-of-another-cert"],
+    ids=[
+        "url-scheme",
+        "url-port",
+        "unknown-device",
+        "missing-cert",
+        "tls-files-without-tls",
+        "sysfs-without-gpio",
+        "bad-duration",
+        "key-of-another-cert",
+    ],
 )
 def test_bad_options_exit_2_with_a_message_and_no_traceback(agent_cli, tmp_path, args, message):
     result = agent_cli(*(_mismatched_cert(tmp_path) if args == "mismatched" else args))
@@ -623,16 +741,29 @@ def test_a_checkpoint_that_does_not_fit_exits_2_and_changes_nothing(agent_cli, t
     assert {p.name: p.read_bytes() for p in state.iterdir()} == before
 
 
-
 @pytest.mark.parametrize("name", ["checkpoint.pt", "checkpoint.safetensors"])
-def test_an_agent_checkpoint_crafted_to_run_a_command_runs_nothing_and_the_agent_exits_2(tmp_path, write_scenario, name):
+def test_an_agent_checkpoint_crafted_to_run_a_command_runs_nothing_and_the_agent_exits_2(
+    tmp_path, write_scenario, name
+):
     scenario = write_scenario(diffusion_raw())
     state = tmp_path / "state"
     state.mkdir()
     (state / name).write_bytes(hostile_pickle(tmp_path / "ran"))
     before = {p.name: p.read_bytes() for p in state.iterdir()}
-    done = fleet_cli("agent", "--scenario", scenario, "--device", "d00000", "--broker", f"mqtt://127.0.0.1:{free_port()}",
-                     "--state-dir", state, "--duration", "10min", "-q")
+    done = fleet_cli(
+        "agent",
+        "--scenario",
+        scenario,
+        "--device",
+        "d00000",
+        "--broker",
+        f"mqtt://127.0.0.1:{free_port()}",
+        "--state-dir",
+        state,
+        "--duration",
+        "10min",
+        "-q",
+    )
     assert_refused(done, str(state / name))
     assert not (tmp_path / "ran").exists()
     assert {p.name: p.read_bytes() for p in state.iterdir()} == before

@@ -35,8 +35,23 @@ TELEMETRY_PERIOD = 300.0
 
 
 def agent_argv(scenario: Path, state: Path, broker: str, *args: str) -> list[str]:
-    return [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", "d00000",
-            "--broker", broker, "--state-dir", str(state), "--speedup", "3600", *args]
+    return [
+        sys.executable,
+        "-m",
+        "fleet.cli",
+        "agent",
+        "--scenario",
+        str(scenario),
+        "--device",
+        "d00000",
+        "--broker",
+        broker,
+        "--state-dir",
+        str(state),
+        "--speedup",
+        "3600",
+        *args,
+    ]
 
 
 # --- write errors ---------------------------------------------------------------------------------
@@ -55,8 +70,14 @@ def test_checkpoints_that_fail_for_a_while_are_counted_and_reported(tmp_path, mo
     monkeypatch.setattr(os, "fsync", refuse_twice)
     lines: list[str] = []
     state = tmp_path / "state"
-    agent = EdgeAgent(view_of(diffusion_raw()), functools.partial(MemoryTransport, MemoryBroker()), state,
-                      options(checkpoint_every=1800.0, status_every=0.125), on_status=lines.append)  # a line every 15 min
+    # a line every 15 min
+    agent = EdgeAgent(
+        view_of(diffusion_raw()),
+        functools.partial(MemoryTransport, MemoryBroker()),
+        state,
+        options(checkpoint_every=1800.0, status_every=0.125),
+        on_status=lines.append,
+    )
     with caplog.at_level(logging.WARNING, "fleet.edge"):
         counters = agent.run()
 
@@ -83,8 +104,13 @@ def test_with_its_outbox_in_memory_an_agent_sends_only_its_status_as_session_0(t
     spy = MemoryTransport(broker, "spy")
     spy.subscribe("fleet/#")
     spy.connect(1)
-    agent = EdgeAgent(view_of(diffusion_raw()), functools.partial(MemoryTransport, broker), tmp_path / "state",
-                      options(duration=3600.0), on_status=lines.append)
+    agent = EdgeAgent(
+        view_of(diffusion_raw()),
+        functools.partial(MemoryTransport, broker),
+        tmp_path / "state",
+        options(duration=3600.0),
+        on_status=lines.append,
+    )
 
     counters = agent.run()
 
@@ -116,8 +142,14 @@ def test_on_a_full_disk_the_agent_keeps_running_on_its_last_good_checkpoint(tmp_
     (state / "checkpoint.safetensors.tmp").write_bytes(good[:1000])  # what a crash in the middle of a checkpoint leaves
     (state / "sequence.json.tmp").write_bytes(b"")
 
-    full = subprocess.run([*argv, "--duration", "2h"], cwd=ROOT, capture_output=True, timeout=120,
-                          preexec_fn=_no_file_can_grow, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    full = subprocess.run(
+        [*argv, "--duration", "2h"],
+        cwd=ROOT,
+        capture_output=True,
+        timeout=120,
+        preexec_fn=_no_file_can_grow,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
 
     stderr = full.stderr.decode()
     assert full.returncode == 0, stderr
@@ -140,8 +172,9 @@ def test_on_a_full_disk_the_agent_keeps_running_on_its_last_good_checkpoint(tmp_
 def assert_each_reading_once(readings: list, end: float) -> None:
     """What a collector that drops QoS 1 duplicates by sequence number keeps of ``readings`` (decoded
     messages) is every reading from 0 to ``end`` once, and no number was used for two readings."""
-    fresh = SeqDeduplicator().accept(np.zeros(len(readings), np.int64), np.array([r.sender for r in readings]),
-                                     np.array([r.seq for r in readings]))
+    fresh = SeqDeduplicator().accept(
+        np.zeros(len(readings), np.int64), np.array([r.sender for r in readings]), np.array([r.seq for r in readings])
+    )
     stamps = sorted(r.timestamp for r, new in zip(readings, fresh) if new)
     numbers = {(r.seq, r.timestamp) for r in readings}
     assert len(numbers) == len({seq for seq, _ in numbers}), "a sequence number was used for two readings"
@@ -216,8 +249,11 @@ def test_after_a_kill_the_collector_gets_each_reading_once(mosquitto, tmp_path, 
 
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: (_checkpoint(state) or {}).get("time", 0) >= 7200 or proc.poll() is not None,
-                 timeout=60, what="a checkpoint at 2 h")
+        wait_for(
+            lambda: (_checkpoint(state) or {}).get("time", 0) >= 7200 or proc.poll() is not None,
+            timeout=60,
+            what="a checkpoint at 2 h",
+        )
         assert proc.poll() is None, proc.stderr.read().decode()
         saved = _checkpoint(state)["time"]
         wait_for(lambda: any(r.timestamp > saved for r in collect()), what="a reading made after the checkpoint")

@@ -161,8 +161,12 @@ def test_stamps_are_saved_with_their_messages_and_stay_when_the_messages_leave(p
         box.restamp({"status": Stamp(4, 1000.0), "telemetry": Stamp(2)})  # a new session, a new timeline
     with closing(Outbox(path, max_messages=2, max_bytes=10_000)) as box:
         assert len(box) == 0
-        assert box.stamps() == {**{kind: Stamp() for kind in KINDS}, "telemetry": Stamp(2), "params": Stamp(2, 960.0),
-                                "status": Stamp(4, 1000.0)}
+        assert box.stamps() == {
+            **{kind: Stamp() for kind in KINDS},
+            "telemetry": Stamp(2),
+            "params": Stamp(2, 960.0),
+            "status": Stamp(4, 1000.0),
+        }
 
 
 def test_a_crash_inside_a_stamped_put_keeps_neither_the_message_nor_its_stamp(path):

@@ -27,8 +27,13 @@ def test_each_helper_sends_its_assignment(systemd):
     assert watchdog.stopping()
     assert watchdog.notify("RELOADING=1\nMONOTONIC_USEC=42")
     received = [systemd() for _ in range(5)]
-    assert received == ["READY=1", "STATUS=3 devices, broker away", "WATCHDOG=1", "STOPPING=1",
-                        "RELOADING=1\nMONOTONIC_USEC=42"]
+    assert received == [
+        "READY=1",
+        "STATUS=3 devices, broker away",
+        "WATCHDOG=1",
+        "STOPPING=1",
+        "RELOADING=1\nMONOTONIC_USEC=42",
+    ]
 
 
 def test_abstract_socket_name(monkeypatch):

@@ -50,7 +50,9 @@ def test_an_episode_is_the_fleet_run_of_the_same_scenario():
     assert env.sim.fleet.kpis.as_dict() == reference.fleet.kpis.as_dict()
     np.testing.assert_array_equal(env.sim.fleet.buildings.temp, reference.fleet.buildings.temp)
     for counter in ("messages_sent", "bytes_sent", "messages_dropped"):
-        np.testing.assert_array_equal(getattr(env.sim.network.stats, counter), getattr(reference.network.stats, counter))
+        np.testing.assert_array_equal(
+            getattr(env.sim.network.stats, counter), getattr(reference.network.stats, counter)
+        )
     assert env.sim.consensus_rounds == reference.consensus_rounds > 0
     assert env.sim.network.stats.messages_dropped.sum() > 0
 
@@ -59,10 +61,18 @@ def test_rewards_are_the_scenarios_weighted_cost_and_discomfort_per_device():
     """One house on a feeder it cannot overload: reward = -(power x price + weight x degrees
     outside the band at the end of the tick) x hours, with the band and price sensed for the tick."""
     weight = 7.0
-    env = BatchedFleetEnv(resolve("thermostats-small-v1", {
-        "fleet__sites": [{"name": "a", "devices": 3, "feeder_kw": 100, "network": {"wifi": 1.0}}],
-        "topology__degree": 2, "horizon": "3h", "reward__discomfort_per_degh": weight, "outputs__sample_devices": 3,
-    }))
+    env = BatchedFleetEnv(
+        resolve(
+            "thermostats-small-v1",
+            {
+                "fleet__sites": [{"name": "a", "devices": 3, "feeder_kw": 100, "network": {"wifi": 1.0}}],
+                "topology__degree": 2,
+                "horizon": "3h",
+                "reward__discomfort_per_degh": weight,
+                "outputs__sample_devices": 3,
+            },
+        )
+    )
     env.reset(4)
     gen = torch.Generator().manual_seed(0)
     for _ in range(180):
@@ -131,8 +141,15 @@ def test_feature_bounds_are_the_features_of_the_extreme_conditions():
     assert low.shape == high.shape == (N_FEATURES,) == (len(COLUMNS),)
     obs = _observation(2, 0, np.random.default_rng(0))
     cold, hot = TEMP_RANGE_C
-    edge = obs.__class__(**{**obs.__dict__, "temp_c": np.array([cold, hot]), "outdoor_c": np.array([cold, hot]),
-                            "band_lo": np.array([cold, hot]), "band_hi": np.array([cold, hot])})
+    edge = obs.__class__(
+        **{
+            **obs.__dict__,
+            "temp_c": np.array([cold, hot]),
+            "outdoor_c": np.array([cold, hot]),
+            "band_lo": np.array([cold, hot]),
+            "band_hi": np.array([cold, hot]),
+        }
+    )
     x = features(edge, "cpu").numpy()
     for col in ("indoor", "outdoor", "band_lo", "band_hi"):
         i = COLUMNS.index(col)

@@ -13,8 +13,12 @@ from fleet.env import ThermostatEnv, parallel_env
 from fleet.errors import ConfigError
 
 SMALL = {
-    "fleet__sites__0__devices": 3, "fleet__sites__1__devices": 3, "topology__degree": 2, "horizon": "2h",
-    "network__churn__failures_per_day": 48, "outputs__sample_devices": 2,
+    "fleet__sites__0__devices": 3,
+    "fleet__sites__1__devices": 3,
+    "topology__degree": 2,
+    "horizon": "2h",
+    "network__churn__failures_per_day": 48,
+    "outputs__sample_devices": 2,
 }
 """thermostats-small-v1 as 6 devices for 2 hours, with enough churn that devices go offline."""
 NAMING = "We recommend agents to be named"

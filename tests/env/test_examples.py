@@ -32,8 +32,22 @@ def test_simple_spread_study_writes_every_curve_and_the_plot(tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))  # as when run as a script: it imports bench_engine beside it
     study = script("benchmarks/train_simple_spread.py")
     out, png = tmp_path / "simple-spread.json", tmp_path / "spread.png"
-    study.main(["--steps", "100", "--seeds", "2", "--points", "2", "--random-episodes", "2",
-                "--out", str(tmp_path), "--png", str(png)])
+    study.main(
+        [
+            "--steps",
+            "100",
+            "--seeds",
+            "2",
+            "--points",
+            "2",
+            "--random-episodes",
+            "2",
+            "--out",
+            str(tmp_path),
+            "--png",
+            str(png),
+        ]
+    )
     result = json.loads(out.read_text())
     assert set(result["curves"]) == {"independent-v1", "diffusion-v1"}
     for by_seed in result["curves"].values():

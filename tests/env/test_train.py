@@ -1,8 +1,6 @@
 """The project's learners on PettingZoo ParallelEnvs: a bandit whose best return is known, the
 fleet's own environment, and what train() refuses."""
 
-import functools
-
 import numpy as np
 import pytest
 import torch
@@ -34,14 +32,16 @@ class Bandit(ParallelEnv):
     def __init__(self, box=True) -> None:
         self.possible_agents = ["a_0", "a_1"]
         self.box = box
+        self.observation_spaces = {
+            a: spaces.Box(0.0, 1.0, (2,), np.float32) if box else spaces.Discrete(2) for a in self.possible_agents
+        }
+        self.action_spaces = {a: spaces.Discrete(2) for a in self.possible_agents}
 
-    @functools.cache
     def observation_space(self, agent):
-        return spaces.Box(0.0, 1.0, (2,), np.float32) if self.box else spaces.Discrete(2)
+        return self.observation_spaces[agent]
 
-    @functools.cache
     def action_space(self, agent):
-        return spaces.Discrete(2)
+        return self.action_spaces[agent]
 
     def _observe(self):
         self.cue = self.rng.integers(0, 2, len(self.possible_agents))
@@ -85,10 +85,18 @@ def test_random_policy_earns_half_the_bandits_best_return():
 
 
 def test_the_learners_train_on_the_fleets_own_environment():
-    env = parallel_env("thermostats-small-v1", fleet__sites__0__devices=3, fleet__sites__1__devices=3, topology__degree=2,
-                       horizon="30min", outputs__sample_devices=2)
+    env = parallel_env(
+        "thermostats-small-v1",
+        fleet__sites__0__devices=3,
+        fleet__sites__1__devices=3,
+        topology__degree=2,
+        horizon="30min",
+        outputs__sample_devices=2,
+    )
     result = train(env, "independent-v1", steps=90, seed=0, points=3)
-    assert [row["episodes"] for row in result.curve] == [1, 1, 1] and all(row["mean_return"] < 0 for row in result.curve)
+    assert [row["episodes"] for row in result.curve] == [1, 1, 1] and all(
+        row["mean_return"] < 0 for row in result.curve
+    )
 
 
 def test_train_refuses_what_it_cannot_run_naming_it():

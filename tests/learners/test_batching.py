@@ -25,16 +25,18 @@ def rollout(n, seed):
 
 
 def slice_rollout(r, i):
-    return Rollout(r.obs[:, i: i + 1], r.actions[:, i: i + 1], r.rewards[:, i: i + 1])
+    return Rollout(r.obs[:, i : i + 1], r.actions[:, i : i + 1], r.rewards[:, i : i + 1])
 
 
-@pytest.mark.parametrize("cfg", [ActorCriticConfig(), ActorCriticConfig(gae_lambda=1.0, max_grad_norm=1e-3, entropy_coef=0.1)])
+@pytest.mark.parametrize(
+    "cfg", [ActorCriticConfig(), ActorCriticConfig(gae_lambda=1.0, max_grad_norm=1e-3, entropy_coef=0.1)]
+)
 def test_stacked_updates_equal_separate_single_device_updates(cfg):
     batched = ActorCritic(cfg, N, N_FEATURES, L, torch.Generator().manual_seed(0), "cpu")
     singles = []
     for i in range(N):
         single = ActorCritic(cfg, 1, N_FEATURES, L, torch.Generator().manual_seed(99), "cpu")
-        single.load_flat(batched.flat()[i: i + 1])
+        single.load_flat(batched.flat()[i : i + 1])
         singles.append(single)
     for step in range(3):
         r = rollout(N, seed=step)
@@ -65,11 +67,15 @@ def test_removing_one_devices_inbox_changes_only_that_devices_update():
     a, topo = diffusion()
     b, _ = diffusion()
     torch.testing.assert_close(a.core.flat(), b.core.flat())
-    neighbours = torch.randn(len(topo.receiver), a.core.flat().shape[1], generator=torch.Generator().manual_seed(5)).numpy()
+    neighbours = torch.randn(
+        len(topo.receiver), a.core.flat().shape[1], generator=torch.Generator().manual_seed(5)
+    ).numpy()
     stamps = np.zeros(len(topo.receiver))
     a.inbox("params", Deliveries.one_message_each(topo.receiver, topo.sender, [neighbours], stamps))
     keep = topo.receiver != 2
-    b.inbox("params", Deliveries.one_message_each(topo.receiver[keep], topo.sender[keep], [neighbours[keep]], stamps[keep]))
+    b.inbox(
+        "params", Deliveries.one_message_each(topo.receiver[keep], topo.sender[keep], [neighbours[keep]], stamps[keep])
+    )
     r = rollout(N, seed=3)
     feed(a, r)
     feed(b, r)
@@ -131,7 +137,9 @@ def test_dense_float16_messages_are_kept_in_float16_and_combine_as_in_float32():
     p = half.core.flat().shape[1]
     values = torch.randn(len(topo.receiver), p, generator=torch.Generator().manual_seed(6)).half().float().numpy()
     for learner in (half, full):
-        learner.inbox("params", Deliveries.one_message_each(topo.receiver, topo.sender, [values], np.zeros(len(topo.receiver))))
+        learner.inbox(
+            "params", Deliveries.one_message_each(topo.receiver, topo.sender, [values], np.zeros(len(topo.receiver)))
+        )
     own = torch.randn(N, p)
     assert torch.equal(half.combine(own, 1.0), full.combine(own, 1.0))
 
@@ -146,7 +154,9 @@ def test_an_edge_given_twice_in_one_inbox_keeps_its_last_message():
     p = learner.core.flat().shape[1]
     first, last = np.ones((1, p), np.float32), np.full((1, p), 2.0, np.float32)
     receiver, sender = topo.receiver[:1].repeat(2), topo.sender[:1].repeat(2)
-    learner.inbox("params", Deliveries.one_message_each(receiver, sender, [np.concatenate([first, last])], np.array([5.0, 5.0])))
+    learner.inbox(
+        "params", Deliveries.one_message_each(receiver, sender, [np.concatenate([first, last])], np.array([5.0, 5.0]))
+    )
     assert torch.equal(learner.edge_params[0], torch.full((p,), 2.0)) and learner.edge_time[0] == 5.0
     assert learner.edge_params[1:].abs().sum() == 0
 
@@ -158,10 +168,14 @@ def test_a_message_delivered_to_several_receivers_is_stored_on_each_edge():
     edges = np.flatnonzero(topo.sender == sender)
     p = learner.core.flat().shape[1]
     messages = np.stack([np.full(p, 7.0, np.float32), np.full(p, 3.0, np.float32)])  # another sender's, then sender's
-    got = Deliveries(topo.receiver[edges], topo.sender[edges], np.full(len(edges), 5.0), np.ones(len(edges), np.int64), [messages])
+    got = Deliveries(
+        topo.receiver[edges], topo.sender[edges], np.full(len(edges), 5.0), np.ones(len(edges), np.int64), [messages]
+    )
     learner.inbox("params", got)
     assert len(edges) > 1 and torch.equal(learner.edge_params[edges], torch.full((len(edges), p), 3.0))
-    assert (learner.edge_time[edges] == 5.0).all() and learner.edge_params[np.setdiff1d(np.arange(len(topo.receiver)), edges)].abs().sum() == 0
+    assert (learner.edge_time[edges] == 5.0).all() and learner.edge_params[
+        np.setdiff1d(np.arange(len(topo.receiver)), edges)
+    ].abs().sum() == 0
 
 
 def test_deliveries_check_their_shapes():

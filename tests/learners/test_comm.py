@@ -34,12 +34,28 @@ def deliver(receiver: ParamReceiver, pub: Publication | None) -> None:
 
 def test_config_defaults_are_dense_float32_every_update():
     cfg = CommConfig()
-    assert (cfg.period, cfg.dtype, cfg.topk, cfg.error_feedback, cfg.event_threshold, cfg.full_every) == (1, "float32", 1.0, True, 0.0, 0)
+    assert (cfg.period, cfg.dtype, cfg.topk, cfg.error_feedback, cfg.event_threshold, cfg.full_every) == (
+        1,
+        "float32",
+        1.0,
+        True,
+        0.0,
+        0,
+    )
     assert cfg.wire_dtype == DType.FLOAT32 and CommConfig(dtype="int8").wire_dtype == DType.INT8
 
 
 @pytest.mark.parametrize(
-    "values", [{"period": 0}, {"topk": 0}, {"topk": 1.5}, {"dtype": "int4"}, {"event_threshold": -0.1}, {"full_every": -1}, {"bogus": 1}]
+    "values",
+    [
+        {"period": 0},
+        {"topk": 0},
+        {"topk": 1.5},
+        {"dtype": "int4"},
+        {"event_threshold": -0.1},
+        {"full_every": -1},
+        {"bogus": 1},
+    ],
 )
 def test_config_refuses(values):
     with pytest.raises(ValidationError):
@@ -183,7 +199,9 @@ def test_event_threshold_publishes_only_after_enough_relative_change():
 
 def test_period_publishes_on_every_kth_update():
     publisher = ParamPublisher(CommConfig(period=3), 2, 4)
-    rounds = [r for r in range(10) if publisher.outgoing(r, np.full((2, 4), r, np.float32), np.ones(2, bool)) is not None]
+    rounds = [
+        r for r in range(10) if publisher.outgoing(r, np.full((2, 4), r, np.float32), np.ones(2, bool)) is not None
+    ]
     assert rounds == [0, 3, 6, 9] and publisher.publishes.tolist() == [4, 4]
 
 
@@ -223,7 +241,9 @@ def test_receiver_needs_a_dense_message_first_and_ignores_bad_indices():
     assert ok.tolist() == [False]
     _, ok = receiver.apply(np.array([0, 2, 0]), [np.arange(12, dtype=np.float32).reshape(3, 4)], dense=True)
     assert ok.all() and receiver.params[0].tolist() == [8, 9, 10, 11]  # the later of two dense messages wins
-    values, ok = receiver.apply(np.array([0, 0, 2]), [np.array([[1, 2], [1, 7], [0, 1]]), np.ones((3, 2), np.float32)], dense=False)
+    values, ok = receiver.apply(
+        np.array([0, 0, 2]), [np.array([[1, 2], [1, 7], [0, 1]]), np.ones((3, 2), np.float32)], dense=False
+    )
     assert ok.tolist() == [True, False, True] and values.tolist() == [[8, 10, 11, 11], [8, 10, 11, 11], [5, 6, 6, 7]]
     assert receiver.params[0].tolist() == [8, 10, 11, 11] and receiver.params[2].tolist() == [5, 6, 6, 7]
     assert not receiver.synced[1]
@@ -267,12 +287,12 @@ def test_state_round_trips_through_a_checkpoint():
         ParamPublisher(cfg, 4, 9).load_state_dict(publisher.state_dict())
 
 
-
 def test_a_dense_policy_keeps_no_reconstruction_so_a_top_k_checkpoint_does_not_fit_it():
     dense, topk = ParamPublisher(CommConfig(dtype="float16"), 3, 6), ParamPublisher(CommConfig(topk=0.5), 3, 6)
     assert dense.reconstructed is None and topk.reconstructed is not None
     with pytest.raises(ConfigError, match="reconstructed: present in the state, absent here"):
         dense.load_state_dict(topk.state_dict())
+
 
 # --- cost -----------------------------------------------------------------------------------
 
@@ -292,11 +312,15 @@ def test_topk_int8_costs_an_eighth_of_dense_float32_plus_headers():
     assert encoded_size(first.dtypes, [a.shape[1:] for a in first.arrays]) == 21 + 10 + p + 4  # dense int8
 
 
-@pytest.mark.parametrize("cfg, p, largest", [
-    (CommConfig(), 10, 21 + 10 + 4 * 10 + 4),  # dense float32: 75
-    (CommConfig(dtype="float16", topk=0.1), 100, 21 + 10 + 2 * 100 + 4),  # the first (dense) message: 235, not k = 10 sparse (85)
-    (CommConfig(topk=0.9), 10, 21 + 20 + 9 * (4 + 4) + 4),  # 9 indices and values (117) outweigh 10 values (75)
-])
+@pytest.mark.parametrize(
+    "cfg, p, largest",
+    [
+        (CommConfig(), 10, 21 + 10 + 4 * 10 + 4),  # dense float32: 75
+        # the first (dense) message: 235, not k = 10 sparse (85)
+        (CommConfig(dtype="float16", topk=0.1), 100, 21 + 10 + 2 * 100 + 4),
+        (CommConfig(topk=0.9), 10, 21 + 20 + 9 * (4 + 4) + 4),  # 9 indices and values (117) outweigh 10 values (75)
+    ],
+)
 def test_the_largest_message_is_what_the_publisher_sends_at_most(cfg, p, largest):
     assert cfg.largest_message_bytes(p) == largest
     publisher, rng = ParamPublisher(cfg, 2, p), np.random.default_rng(0)

@@ -83,9 +83,24 @@ def test_learn_until_and_frozen_together_are_a_clear_error():
 
 def test_a_run_stops_training_and_learner_traffic_at_learn_until(tiny_scenario_file, tmp_path):
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["run", str(tiny_scenario_file), "-o", str(out), "-q", "--set", "learner.name=diffusion-v1",
-                                       "--set", "learner.params.n_steps=8", "--set", "learner.params.learn_until=1h",
-                                       "--set", "learner.params.evaluate=greedy"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(tiny_scenario_file),
+            "-o",
+            str(out),
+            "-q",
+            "--set",
+            "learner.name=diffusion-v1",
+            "--set",
+            "learner.params.n_steps=8",
+            "--set",
+            "learner.params.learn_until=1h",
+            "--set",
+            "learner.params.evaluate=greedy",
+        ],
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     trained = [r for r in rows if 0 < float(r["time_s"]) <= 3600]
@@ -100,7 +115,22 @@ def test_a_run_stops_training_and_learner_traffic_at_learn_until(tiny_scenario_f
 
 
 def test_a_bad_evaluate_or_learn_until_names_the_field(tiny_scenario_file, tmp_path):
-    for setting, field in (("learner.params.evaluate=best", "evaluate"), ("learner.params.learn_until=-1h", "learn_until")):
-        result = CliRunner().invoke(main, ["run", str(tiny_scenario_file), "-o", str(tmp_path / field), "-q",
-                                           "--set", "learner.name=independent-v1", "--set", setting])
+    for setting, field in (
+        ("learner.params.evaluate=best", "evaluate"),
+        ("learner.params.learn_until=-1h", "learn_until"),
+    ):
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                str(tiny_scenario_file),
+                "-o",
+                str(tmp_path / field),
+                "-q",
+                "--set",
+                "learner.name=independent-v1",
+                "--set",
+                setting,
+            ],
+        )
         assert result.exit_code == 2 and field in result.output and "Traceback" not in result.output

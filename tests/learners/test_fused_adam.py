@@ -12,7 +12,9 @@ from fleet.learners.stacked import FusedAdam
 
 def pair(seed: int = 0) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
     g = torch.Generator().manual_seed(seed)
-    mine = [torch.randn(shape, generator=g).requires_grad_() for shape in [(40, 22, 32), (40, 32), (40, 32, 4), (40, 4)]]
+    mine = [
+        torch.randn(shape, generator=g).requires_grad_() for shape in [(40, 22, 32), (40, 32), (40, 32, 4), (40, 4)]
+    ]
     return mine, [p.detach().clone().requires_grad_() for p in mine]
 
 

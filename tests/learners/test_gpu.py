@@ -9,7 +9,6 @@ import torch
 from click.testing import CliRunner
 
 from fleet.cli import main
-
 from fleet.learners.features import N_FEATURES
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 
@@ -22,7 +21,11 @@ def test_stacked_update_on_cuda_matches_cpu():
     gpu = ActorCritic(ActorCriticConfig(), n, N_FEATURES, levels, torch.Generator(device="cuda").manual_seed(0), "cuda")
     gpu.load_flat(cpu.flat().cuda())
     g = torch.Generator().manual_seed(1)
-    r = Rollout(torch.randn(t + 1, n, N_FEATURES, generator=g), torch.randint(0, levels, (t, n), generator=g), -torch.rand(t, n, generator=g))
+    r = Rollout(
+        torch.randn(t + 1, n, N_FEATURES, generator=g),
+        torch.randint(0, levels, (t, n), generator=g),
+        -torch.rand(t, n, generator=g),
+    )
     cpu.update(r)
     gpu.update(Rollout(r.obs.cuda(), r.actions.cuda(), r.rewards.cuda()))
     torch.testing.assert_close(gpu.flat().cpu(), cpu.flat(), atol=1e-4, rtol=1e-4)
@@ -32,7 +35,10 @@ def test_stacked_update_on_cuda_matches_cpu():
 def test_a_learning_fleet_runs_on_cuda(learner, tiny_scenario_file, tmp_path, device="cuda"):
     """The whole path on the GPU: features, acting, updates, messages through the codec, combine."""
     out = tmp_path / "run"
-    result = CliRunner().invoke(main, ["run", str(tiny_scenario_file), "-o", str(out), "-q", "--device", device, "--set", f"learner.name={learner}"])
+    result = CliRunner().invoke(
+        main,
+        ["run", str(tiny_scenario_file), "-o", str(out), "-q", "--device", device, "--set", f"learner.name={learner}"],
+    )
     assert result.exit_code == 0, result.output
     rows = list(csv.DictReader((out / "metrics.csv").open()))
     losses = [float(r["losses/policy"]) for r in rows if r["losses/policy"] != "nan"]

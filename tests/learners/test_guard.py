@@ -31,12 +31,18 @@ def test_received_parameters_are_rejected_per_delivery_when_unsound_or_much_larg
     r = learner.cfg.guard.max_norm_ratio
     ones = np.full(own.shape[1], 1 / own.shape[1] ** 0.5, np.float32)  # norm 1, each value small
     size = float(own[0].norm())
-    messages = np.stack([
-        0.9 * r * size * ones,  # to device 0 (edge 0): within r x its norm, taken; to device 1 (edge 2): 9 r, rejected
-        alternating(own.shape[1], HUGE),  # to device 0: finite, but beyond max_param and its norm overflows
-        np.where(np.arange(own.shape[1]) == 0, 2.0, own[1].numpy()).astype(np.float32),  # device 1: one value > max_param
-        0.5 * own[1].numpy(),  # to device 1: smaller than its own, taken
-    ])
+    messages = np.stack(
+        [
+            0.9
+            * r
+            * size
+            * ones,  # to device 0 (edge 0): within r x its norm, taken; to device 1 (edge 2): 9 r, rejected
+            alternating(own.shape[1], HUGE),  # to device 0: finite, but beyond max_param and its norm overflows
+            # device 1: one value > max_param
+            np.where(np.arange(own.shape[1]) == 0, 2.0, own[1].numpy()).astype(np.float32),
+            0.5 * own[1].numpy(),  # to device 1: smaller than its own, taken
+        ]
+    )
     assert topo.receiver[:4].tolist() == [0, 0, 1, 1]
     got = Deliveries(topo.receiver[:4], topo.sender[:4], np.full(4, 5.0), np.array([0, 1, 2, 3]), [messages])
     learner.inbox("params", got)
@@ -101,7 +107,9 @@ def test_a_device_rejects_a_cloud_policy_that_fails_the_check_and_the_cloud_neve
     policy = np.stack([1.1 * own[0].numpy(), alternating(p, HUGE)])
     learner.inbox("params", Deliveries(np.array([0, 1]), np.array([N, N]), np.zeros(2), np.array([0, 1]), [policy]))
     assert learner.guard.rejected == 1
-    assert torch.equal(learner.core.flat()[0], torch.as_tensor(policy[0])) and torch.equal(learner.core.flat()[1:], own[1:])
+    assert torch.equal(learner.core.flat()[0], torch.as_tensor(policy[0])) and torch.equal(
+        learner.core.flat()[1:], own[1:]
+    )
     # a hostile device uploads rewards of -3e38: the cloud's update overflows, and is undone
     cloud_before = learner.cloud.flat().clone()
     r = rollout(N, seed=3)
@@ -113,8 +121,9 @@ def test_a_device_rejects_a_cloud_policy_that_fails_the_check_and_the_cloud_neve
     assert all(np.isfinite(pub.arrays[0]).all() for kind, pub in learner.outbox(np.ones(N, bool)) if kind == "params")
 
 
-@pytest.mark.parametrize("field, value", [("max_param", 0.0), ("max_param", float("inf")), ("max_norm_ratio", -1.0),
-                                          ("max_ratio", 2.0)])
+@pytest.mark.parametrize(
+    "field, value", [("max_param", 0.0), ("max_param", float("inf")), ("max_norm_ratio", -1.0), ("max_ratio", 2.0)]
+)
 def test_guard_thresholds_are_checked(field, value):
     with pytest.raises(ValidationError, match=field):
         GuardConfig(**{field: value})

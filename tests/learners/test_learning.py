@@ -25,16 +25,27 @@ TAU_H, GAIN, COST, PENALTY = 10.0, 0.247, 0.07, 0.25
 def observation(temp: np.ndarray, tick: int) -> Observation:
     lo = np.full(N, 20.0)
     return Observation(
-        temp_c=temp.copy(), outdoor_c=np.zeros(N), band_lo=lo, band_hi=lo + 3, occupied=np.ones(N, bool),
-        price=np.full(N, 0.28), feeder_load=np.zeros(N), hour=(tick * 0.25) % 24, online=np.ones(N, bool),
-        band_lo_ahead=np.full((N, H), 20.0), band_hi_ahead=np.full((N, H), 23.0), price_ahead=np.full((N, H), 0.28),
+        temp_c=temp.copy(),
+        outdoor_c=np.zeros(N),
+        band_lo=lo,
+        band_hi=lo + 3,
+        occupied=np.ones(N, bool),
+        price=np.full(N, 0.28),
+        feeder_load=np.zeros(N),
+        hour=(tick * 0.25) % 24,
+        online=np.ones(N, bool),
+        band_lo_ahead=np.full((N, H), 20.0),
+        band_hi_ahead=np.full((N, H), 23.0),
+        price_ahead=np.full((N, H), 0.28),
     )
 
 
 def train(params: dict, ticks: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Mean reward per tick (ticks,) and the final temperatures (N,)."""
     torch.manual_seed(seed)
-    learner = make_learner("independent-v1", params, LearnerContext(N, 4, "heat", np.random.default_rng(seed), "cpu", None, 900.0))
+    learner = make_learner(
+        "independent-v1", params, LearnerContext(N, 4, "heat", np.random.default_rng(seed), "cpu", None, 900.0)
+    )
     rng = np.random.default_rng(seed + 1)
     temp, rewards = np.full(N, 21.0), []
     for tick in range(ticks):

@@ -25,7 +25,11 @@ def one_step_each_and_pooled(optimizer: str) -> tuple[torch.Tensor, torch.Tensor
     fleet = ActorCritic(cfg, N, N_FEATURES, L, g, "cpu")
     fleet.load_flat(shared.flat().expand(N, -1))
     before = actor_flat(shared)[0]
-    r = Rollout(torch.randn(T + 1, N, N_FEATURES, generator=g), torch.randint(0, L, (T, N), generator=g), -torch.rand(T, N, generator=g))
+    r = Rollout(
+        torch.randn(T + 1, N, N_FEATURES, generator=g),
+        torch.randint(0, L, (T, N), generator=g),
+        -torch.rand(T, N, generator=g),
+    )
     fleet.update(r)
     shared.update(r)
     return before, actor_flat(fleet).mean(0), actor_flat(shared)[0]

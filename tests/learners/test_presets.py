@@ -29,8 +29,14 @@ def study_config(variant: str):
     links carry them; a learner's default is float32)."""
     sets = study_variants()[variant]
     name = sets["learner.name"]
-    params = apply_overrides({}, [f"{k.removeprefix('learner.params.')}={v}" for k, v in sets.items()
-                                  if k.startswith("learner.params.") and "dtype" not in k])
+    params = apply_overrides(
+        {},
+        [
+            f"{k.removeprefix('learner.params.')}={v}"
+            for k, v in sets.items()
+            if k.startswith("learner.params.") and "dtype" not in k
+        ],
+    )
     if params.get("init_policy") == POLICIES["clone-v1"]:
         params["init_policy"] = "clone-v1"
     return name, REGISTRY[name].config_cls.model_validate(params)
@@ -42,16 +48,22 @@ def test_each_learners_defaults_are_its_study_settings_from_a_random_start(varia
     assert REGISTRY[name].config_cls() == config
 
 
-@pytest.mark.parametrize("variant, preset", [
-    ("diffusion-imitation-lr0.03", "clone-finetune"),
-    ("centralized-imitation-lr3e-4", "clone-finetune"),
-    ("independent-imitation-adam", "clone-finetune"),
-    ("imitation-frozen", "clone-frozen"),
-    ("rule-based-preheat", "preheat"),
-])
+@pytest.mark.parametrize(
+    "variant, preset",
+    [
+        ("diffusion-imitation-lr0.03", "clone-finetune"),
+        ("centralized-imitation-lr3e-4", "clone-finetune"),
+        ("independent-imitation-adam", "clone-finetune"),
+        ("imitation-frozen", "clone-frozen"),
+        ("rule-based-preheat", "preheat"),
+    ],
+)
 def test_presets_are_the_study_variants_that_beat_the_thermostat(variant, preset):
     name, config = study_config(variant)
-    scenario = load_scenario("thermostats-small-v1", [f"learner.name={name}", f"learner.preset={preset}", "fleet.sites[0].network={wifi: 1.0}"])
+    scenario = load_scenario(
+        "thermostats-small-v1",
+        [f"learner.name={name}", f"learner.preset={preset}", "fleet.sites[0].network={wifi: 1.0}"],
+    )
     assert scenario.learner.params == config.model_dump(mode="json")
 
 
@@ -66,11 +78,19 @@ def test_a_shipped_policy_name_starts_every_device_from_its_file():
 
 
 def test_the_resolved_scenario_holds_every_learner_parameter_and_reloads_to_itself(tmp_path):
-    sc = load_scenario("thermostats-small-v1", ["learner.name=diffusion-v1", "learner.preset=clone-finetune",
-                                                "learner.params.comm.dtype=float16", "learner.params.hidden=32"])
+    sc = load_scenario(
+        "thermostats-small-v1",
+        [
+            "learner.name=diffusion-v1",
+            "learner.preset=clone-finetune",
+            "learner.params.comm.dtype=float16",
+            "learner.params.hidden=32",
+        ],
+    )
     params = sc.learner.params
     assert set(params) == set(REGISTRY["diffusion-v1"].config_cls.model_fields)  # every field, defaults included
-    assert (params["init_policy"], params["lr"], params["optimizer"]) == ("clone-v1", 0.03, "sgd")  # preset over defaults
+    # preset over defaults
+    assert (params["init_policy"], params["lr"], params["optimizer"]) == ("clone-v1", 0.03, "sgd")
     assert params["comm"] == {**REGISTRY["diffusion-v1"].config_cls().comm.model_dump(mode="json"), "dtype": "float16"}
     path = tmp_path / "scenario.yaml"
     path.write_text(dump_scenario(sc))
@@ -78,10 +98,21 @@ def test_the_resolved_scenario_holds_every_learner_parameter_and_reloads_to_itse
 
 
 def test_params_override_single_preset_keys_and_an_unknown_preset_lists_the_known():
-    sc = load_scenario("thermostats-small-v1", ["learner.name=centralized-v1", "learner.preset=clone-finetune",
-                                                "learner.params.lr=0.001", "learner.params.params_dtype=float16"])
+    sc = load_scenario(
+        "thermostats-small-v1",
+        [
+            "learner.name=centralized-v1",
+            "learner.preset=clone-finetune",
+            "learner.params.lr=0.001",
+            "learner.params.params_dtype=float16",
+        ],
+    )
     assert (sc.learner.params["lr"], sc.learner.params["init_policy"]) == (0.001, "clone-v1")
-    with pytest.raises(ConfigError, match="learner: preset 'fast' is not a preset of centralized-v1; known presets of centralized-v1: clone-finetune"):
+    with pytest.raises(
+        ConfigError,
+        match="learner: preset 'fast' is not a preset of centralized-v1; "
+        "known presets of centralized-v1: clone-finetune",
+    ):
         load_scenario("thermostats-small-v1", ["learner.name=centralized-v1", "learner.preset=fast"])
 
 

@@ -13,7 +13,7 @@ from fleet.learners.registry import Registry
 
 BUILT_IN = ["centralized-v1", "diffusion-v1", "independent-v1", "rule-based-v1"]
 
-PLUGIN = '''
+PLUGIN = """
 from devices.config import RuleBasedConfig
 from fleet.learners import RegistryEntry
 from fleet.learners.rule_based import RuleBasedLearner
@@ -25,7 +25,7 @@ class ToyLearner(RuleBasedLearner):
 
 ENTRY = RegistryEntry(ToyLearner, RuleBasedConfig, "a rule-based thermostat under another name")
 NOT_AN_ENTRY = "toy"
-'''
+"""
 
 
 def install(site: Path, dist: str, entry_points: dict[str, str], module: str | None = None) -> None:
@@ -61,16 +61,20 @@ def test_a_third_party_learner_is_listed_described_and_usable_and_a_broken_one_i
     assert [line.split()[0] for line in listing.stdout.splitlines()] == sorted([*BUILT_IN, "toy-v1"])
     errors = listing.stderr.splitlines()
     assert len(errors) == 2 and "Traceback" not in listing.stderr
-    assert errors[0].startswith("error: learner 'broken-v1': cannot load its entry point "
-                                "toyplugin_missing:ENTRY of package toyplugin 0.1")
+    assert errors[0].startswith(
+        "error: learner 'broken-v1': cannot load its entry point toyplugin_missing:ENTRY of package toyplugin 0.1"
+    )
     assert "ModuleNotFoundError" in errors[0]
-    assert errors[1] == ("error: learner 'wrong-v1': its entry point toyplugin:NOT_AN_ENTRY of package toyplugin 0.1 "
-                         "is a str, not a fleet.learners.RegistryEntry")
+    assert errors[1] == (
+        "error: learner 'wrong-v1': its entry point toyplugin:NOT_AN_ENTRY of package toyplugin 0.1 "
+        "is a str, not a fleet.learners.RegistryEntry"
+    )
 
     described = fleet_cli(tmp_path, "learners", "toy-v1")
     assert described.returncode == 0, described.stderr
-    assert described.stdout.startswith("toy-v1: a rule-based thermostat under another name\n"
-                                       "class toyplugin:ToyLearner\n")
+    assert described.stdout.startswith(
+        "toy-v1: a rule-based thermostat under another name\nclass toyplugin:ToyLearner\n"
+    )
     assert "  deadband_c: float > 0 = 0.5\n      hysteresis width" in described.stdout
 
     # a scenario names it, its parameters are validated against its config, and it runs

@@ -54,4 +54,6 @@ def test_the_core_takes_rewards_as_given_whatever_the_shaping_weights():
         core.update(r)
         return core.flat()
 
-    assert torch.equal(updated(ActorCriticConfig(shaping_per_degc=0.6, shaping_kwh_per_degc=3.0)), updated(ActorCriticConfig()))
+    assert torch.equal(
+        updated(ActorCriticConfig(shaping_per_degc=0.6, shaping_kwh_per_degc=3.0)), updated(ActorCriticConfig())
+    )

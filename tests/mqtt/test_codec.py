@@ -58,21 +58,31 @@ def test_float32_message_bytes():
     assert data == expected
     assert len(data) == 67 == encoded_size(DType.FLOAT32, [(8,)]) == HEADER_BYTES + 10 + 32 + 4
     message = decode(data)
-    assert (message.kind, message.sender, message.seq, message.timestamp, message.dtypes) == (Kind.PARAMS, 7, 3, 1.5, (DType.FLOAT32,))
+    assert (message.kind, message.sender, message.seq, message.timestamp, message.dtypes) == (
+        Kind.PARAMS,
+        7,
+        3,
+        1.5,
+        (DType.FLOAT32,),
+    )
     assert message.arrays[0].dtype == np.float32 and np.array_equal(message.arrays[0], x)
 
 
 def test_int8_message_bytes():
     # max|x| = 254 gives scale 2; -63.5 and 0.5 round half to even (to -64 and 0)
     x = np.array([[254.0, -127.0], [1.0, 0.0]])
-    expected = signed(header(1, 0, 9, 0.0, 1) + struct.pack("<BBIIf", 2, 2, 2, 2, 2.0) + bytes([0x7F, 0xC0, 0x00, 0x00]))
+    expected = signed(
+        header(1, 0, 9, 0.0, 1) + struct.pack("<BBIIf", 2, 2, 2, 2, 2.0) + bytes([0x7F, 0xC0, 0x00, 0x00])
+    )
     data = encode(Kind.TELEMETRY, 0, 9, 0.0, [x], DType.INT8)
     assert data == expected
     assert decode(data).arrays[0].tolist() == [[254.0, -128.0], [0.0, 0.0]]
 
 
 def test_float16_and_scalar_and_empty_arrays():
-    data = encode(Kind.CMD, 2**32 - 1, 0, -3.25, [np.float32(1.0), np.array([65504.0, -0.5]), np.zeros((0, 3))], DType.FLOAT16)
+    data = encode(
+        Kind.CMD, 2**32 - 1, 0, -3.25, [np.float32(1.0), np.array([65504.0, -0.5]), np.zeros((0, 3))], DType.FLOAT16
+    )
     descriptors = descriptor(1, ()) + descriptor(1, (2,)) + descriptor(1, (0, 3))
     assert data == signed(header(6, 2**32 - 1, 0, -3.25, 3) + descriptors + struct.pack("<3e", 1.0, 65504.0, -0.5))
     arrays = decode(data).arrays
@@ -166,13 +176,23 @@ def test_zlib_fallback_writes_the_same_bytes():
         ({"dtype": [DType.FLOAT32, 7]}, "dtype of array 1 7 is not one of"),
         ({"dtype": [DType.FLOAT32] * 2}, "2 dtypes for 1 arrays"),
         ({"dtype": DType.UINT32}, "dtype float64; UINT32 arrays must hold integers"),
-        ({"arrays": [np.array([5, -1])], "dtype": DType.UINT32}, r"value -1 at flat index 1 is outside \[0, 4294967295\]"),
+        (
+            {"arrays": [np.array([5, -1])], "dtype": DType.UINT32},
+            r"value -1 at flat index 1 is outside \[0, 4294967295\]",
+        ),
         ({"arrays": [np.array([2**32])], "dtype": DType.UINT32}, "value 4294967296 at flat index 0 is outside"),
         ({"timestamp": float("nan")}, "timestamp"),
     ],
 )
 def test_encode_refuses(change, match):
-    args = {"kind": Kind.PARAMS, "sender": 1, "seq": 1, "timestamp": 0.0, "arrays": [np.zeros(2)], "dtype": DType.FLOAT32} | change
+    args = {
+        "kind": Kind.PARAMS,
+        "sender": 1,
+        "seq": 1,
+        "timestamp": 0.0,
+        "arrays": [np.zeros(2)],
+        "dtype": DType.FLOAT32,
+    } | change
     with pytest.raises(WireError, match=match):
         encode(**args)
 
@@ -227,7 +247,10 @@ def patched(data: bytes, at: int, new: bytes) -> bytes:
         (patched(GOOD_INT8, 27, struct.pack("<f", np.inf)), "byte 27"),
         (patched(GOOD_INT8, 27, struct.pack("<f", F32_MAX / 100)), "byte 27"),
         (patched(GOOD_INT8, 33, b"\x80"), "byte 33: array 0 holds -128"),
-        (patched(GOOD_UINT32, 27, struct.pack("<f", 2.0)), "byte 27: array 0 has scale 2.0; UINT32 data needs a scale 1.0"),
+        (
+            patched(GOOD_UINT32, 27, struct.pack("<f", 2.0)),
+            "byte 27: array 0 has scale 2.0; UINT32 data needs a scale 1.0",
+        ),
     ],
 )
 def test_decode_names_the_byte(data, match):
@@ -253,7 +276,9 @@ def array_of(dtype: DType):
     if dtype == DType.UINT32:
         return hnp.arrays(st.sampled_from([np.uint32, np.int64]), shapes, elements=st.integers(0, 2**32 - 1))
     limit = 65504.0 if dtype == DType.FLOAT16 else F32_MAX
-    elements = st.floats(-limit, limit, width=32) | st.sampled_from([0.0, -0.0, float(np.finfo(np.float32).smallest_subnormal), limit])
+    elements = st.floats(-limit, limit, width=32) | st.sampled_from(
+        [0.0, -0.0, float(np.finfo(np.float32).smallest_subnormal), limit]
+    )
     return hnp.arrays(np.float32, shapes, elements=elements)
 
 
@@ -293,7 +318,9 @@ def test_round_trip(message):
     kind, sender, seq, timestamp, arrays, dtype = message
     dtypes = per_array(dtype, len(arrays))
     data = encode(kind, sender, seq, timestamp, arrays, dtype)
-    assert len(data) == encoded_size(dtype, [a.shape for a in arrays]) == encoded_size(dtypes, [a.shape for a in arrays])
+    assert (
+        len(data) == encoded_size(dtype, [a.shape for a in arrays]) == encoded_size(dtypes, [a.shape for a in arrays])
+    )
     decoded = decode(data)
     assert (decoded.kind, decoded.sender, decoded.seq, decoded.timestamp) == (kind, sender, seq, timestamp)
     assert decoded.dtypes == tuple(dtypes)
@@ -385,11 +412,18 @@ def test_float16_rounds_as_numpy_does():
     half = np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
     half = np.unique(half[np.isfinite(half)].astype(np.float32))
     ties = (half[:-1] + half[1:]) / 2  # exact in float32
-    x = np.concatenate([half, ties, np.nextafter(ties, -np.inf), np.nextafter(ties, np.inf), [-0.0, 65519.99, -65519.99]])
-    rows = encode_batch(Kind.PARAMS, [0, 1], [0, 0], 0.0, [np.stack([x, -x]).astype(np.float32)], DType.FLOAT16, max_bytes=2**21)
+    x = np.concatenate(
+        [half, ties, np.nextafter(ties, -np.inf), np.nextafter(ties, np.inf), [-0.0, 65519.99, -65519.99]]
+    )
+    rows = encode_batch(
+        Kind.PARAMS, [0, 1], [0, 0], 0.0, [np.stack([x, -x]).astype(np.float32)], DType.FLOAT16, max_bytes=2**21
+    )
     got = decode(rows[0].tobytes(), max_bytes=2**21).arrays[0]
     assert got.tobytes() == x.astype(np.float16).astype(np.float32).tobytes()
-    assert decode_batch(rows, max_bytes=2**21).arrays[0].tobytes() == np.stack([x, -x]).astype(np.float16).astype(np.float32).tobytes()
+    assert (
+        decode_batch(rows, max_bytes=2**21).arrays[0].tobytes()
+        == np.stack([x, -x]).astype(np.float16).astype(np.float32).tobytes()
+    )
 
 
 def test_read_header_gives_kind_sender_and_seq():
@@ -441,7 +475,9 @@ def test_decode_batch_agrees_with_decode_on_damaged_rows(seed):
     same_size = {DType.FLOAT32: DType.UINT32, DType.UINT32: DType.FLOAT32}
     if dtypes[0] in same_size:
         other = (same_size[dtypes[0]], dtypes[1])
-        rows[m - 2] = np.frombuffer(encode(Kind.EXPERIENCE, 1, 1, 0.0, [np.zeros((2, 2), int), zeros[1]], other), dtype=np.uint8)
+        rows[m - 2] = np.frombuffer(
+            encode(Kind.EXPERIENCE, 1, 1, 0.0, [np.zeros((2, 2), int), zeros[1]], other), dtype=np.uint8
+        )
         assert decode_or_wire_error(rows[m - 2].tobytes()) is not None and not decode_batch(rows).valid[m - 2]
 
     batch = decode_batch(rows)

@@ -9,7 +9,9 @@ from fleet.mqtt.dedup import WINDOW, SeqDeduplicator
 
 
 def accept(dedup, triples):
-    receiver, sender, seq = (np.array(column, dtype=np.int64) for column in zip(*triples)) if triples else [np.zeros(0, int)] * 3
+    receiver, sender, seq = (
+        (np.array(column, dtype=np.int64) for column in zip(*triples)) if triples else [np.zeros(0, int)] * 3
+    )
     return dedup.accept(receiver, sender, seq).tolist()
 
 
@@ -26,7 +28,11 @@ def test_window_edge():
     top = 1000
     assert accept(dedup, [(0, 0, top)]) == [True]
     # top - 63 is the oldest seq still in the window; top - 64 is too old and counts as seen
-    assert accept(dedup, [(0, 0, top - WINDOW + 1), (0, 0, top - WINDOW), (0, 0, top - WINDOW + 1)]) == [True, False, False]
+    assert accept(dedup, [(0, 0, top - WINDOW + 1), (0, 0, top - WINDOW), (0, 0, top - WINDOW + 1)]) == [
+        True,
+        False,
+        False,
+    ]
     # a jump of exactly WINDOW forgets everything below the new top
     assert accept(dedup, [(0, 0, top + WINDOW), (0, 0, top + 1), (0, 0, top)]) == [True, True, False]
 
@@ -39,7 +45,14 @@ def test_large_seqs_and_ids():
 
 @pytest.mark.parametrize(
     "receiver, sender, seq",
-    [([-1], [0], [0]), ([0], [2**32], [0]), ([0], [0], [-5]), ([0.5], [0], [0]), ([0, 1], [0], [0]), ([[0]], [[0]], [[0]])],
+    [
+        ([-1], [0], [0]),
+        ([0], [2**32], [0]),
+        ([0], [0], [-5]),
+        ([0.5], [0], [0]),
+        ([0, 1], [0], [0]),
+        ([[0]], [[0]], [[0]]),
+    ],
 )
 def test_bad_input_is_refused(receiver, sender, seq):
     with pytest.raises(ValueError):

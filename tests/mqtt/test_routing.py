@@ -84,7 +84,9 @@ def random_filter(rng, sites, names):
         return "/".join(plus[: rng.integers(0, 5)] + ["#"])
     if style == 4:
         return "/".join(levels + ["+"] * rng.integers(0, 2) + ["#"] * rng.integers(0, 2))
-    return rng.choice(["fleet", "fleet/s9/+/status", "fleet/+/+", "$SYS/#", "fleet/+/+/weather", "+/+/+/+/+", "other/+/a/cmd"])
+    return rng.choice(
+        ["fleet", "fleet/s9/+/status", "fleet/+/+", "$SYS/#", "fleet/+/+/weather", "+/+/+/+/+", "other/+/a/cmd"]
+    )
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -94,7 +96,9 @@ def test_route_agrees_with_topic_matches(seed):
     all_topics = rng.permutation([(s, d) for s in sites for d in names])[: rng.integers(1, 12)]
     n = len(all_topics)
     index = TopicIndex([s for s, _ in all_topics], [d for _, d in all_topics])
-    subscriptions = [(int(rng.integers(0, n + 3)), random_filter(rng, sites, names)) for _ in range(rng.integers(0, 15))]
+    subscriptions = [
+        (int(rng.integers(0, n + 3)), random_filter(rng, sites, names)) for _ in range(rng.integers(0, 15))
+    ]
     for subscriber, filter in subscriptions:
         index.subscribe(subscriber, filter)
     for subscriber, filter in subscriptions[: rng.integers(0, 3)]:
@@ -106,7 +110,10 @@ def test_route_agrees_with_topic_matches(seed):
     topics = [device_topic(*all_topics[s], KINDS[k]) for s, k in zip(sender, kind)]
     subscribers = sorted({s for s, _ in subscriptions})
     expected = [
-        (j, s) for j, topic in enumerate(topics) for s in subscribers if any(topic_matches(f, topic) for t, f in subscriptions if t == s)
+        (j, s)
+        for j, topic in enumerate(topics)
+        for s in subscribers
+        if any(topic_matches(f, topic) for t, f in subscriptions if t == s)
     ]
     assert pairs(index, sender, kind) == expected
 

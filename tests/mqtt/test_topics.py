@@ -20,14 +20,23 @@ def test_device_topic_builds_the_namespace():
 
 @pytest.mark.parametrize(
     "site, device, kind",
-    [("", "d", "status"), ("s/1", "d", "status"), ("s", "d+", "status"), ("s", "#", "status"), ("s", "d\0", "status"), ("s", "d", "weather")],
+    [
+        ("", "d", "status"),
+        ("s/1", "d", "status"),
+        ("s", "d+", "status"),
+        ("s", "#", "status"),
+        ("s", "d\0", "status"),
+        ("s", "d", "weather"),
+    ],
 )
 def test_device_topic_rejects_bad_levels_and_kinds(site, device, kind):
     with pytest.raises(ConfigError):
         device_topic(site, device, kind)
 
 
-@pytest.mark.parametrize("topic", ["a", "/", "a//b", "$SYS/broker/load", "sport/tennis/player1", "température/1", "a" * 65535])
+@pytest.mark.parametrize(
+    "topic", ["a", "/", "a//b", "$SYS/broker/load", "sport/tennis/player1", "température/1", "a" * 65535]
+)
 def test_valid_topic_names(topic):
     validate_topic_name(topic)
 
@@ -99,9 +108,11 @@ def test_topic_matches_agrees_with_paho_on_every_small_pair():
 
 levels = st.sampled_from(LEVELS)
 topic_names = st.lists(levels, min_size=1, max_size=5).map("/".join).filter(bool)
-topic_filters = st.tuples(st.lists(st.sampled_from(LEVELS + ["+"]), min_size=0, max_size=5), st.booleans()).map(
-    lambda t: "/".join(t[0] + ["#"] * (t[1] or not t[0]))
-).filter(bool)
+topic_filters = (
+    st.tuples(st.lists(st.sampled_from(LEVELS + ["+"]), min_size=0, max_size=5), st.booleans())
+    .map(lambda t: "/".join(t[0] + ["#"] * (t[1] or not t[0])))
+    .filter(bool)
+)
 
 
 @settings(max_examples=400, deadline=None)

@@ -19,7 +19,15 @@ from fleet.deploy.pki import issue, make_ca
 from fleet.errors import ConfigError, TransportError
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport, TLSFiles
-from fleet.mqtt.transport import MQTT_MAX_PACKET_SIZE, NO_MATCHING_SUBSCRIBERS, NOT_AUTHORIZED, SUCCESS, Received, Will, accepted
+from fleet.mqtt.transport import (
+    MQTT_MAX_PACKET_SIZE,
+    NO_MATCHING_SUBSCRIBERS,
+    NOT_AUTHORIZED,
+    SUCCESS,
+    Received,
+    Will,
+    accepted,
+)
 from fleet.mqtt.url import BrokerURL, parse_broker_url
 from fleet.testing import check_transport_contract
 from tests.mosquitto import Broker, free_port, start_broker
@@ -96,43 +104,53 @@ def world(request, tmp_path):
 
 def test_memory_transport_keeps_the_contract():
     broker = MemoryBroker()
-    check_transport_contract(lambda cid, will=None: MemoryTransport(broker, cid, will=will), lambda t: broker.drop(t.client_id))
+    check_transport_contract(
+        lambda cid, will=None: MemoryTransport(broker, cid, will=will), lambda t: broker.drop(t.client_id)
+    )
 
 
 @pytest.mark.mqtt
 def test_paho_transport_keeps_the_contract(mosquitto):
-    check_transport_contract(lambda cid, will=None: PahoTransport(cid, mosquitto.url, will=will, **FAST), PahoTransport.abort)
+    check_transport_contract(
+        lambda cid, will=None: PahoTransport(cid, mosquitto.url, will=will, **FAST), PahoTransport.abort
+    )
 
 
 # ---------------------------------------------------------------- configuration
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("mqtt://broker.local", BrokerURL("broker.local", 1883, False)),
-    ("mqtts://broker.local", BrokerURL("broker.local", 8883, True)),
-    ("MQTT://10.0.0.2:1884/", BrokerURL("10.0.0.2", 1884, False)),
-    ("mqtts://dev-7:s%40cret@broker.local:8884", BrokerURL("broker.local", 8884, True, "dev-7", "s@cret")),
-    ("mqtt://dev-7@[::1]", BrokerURL("::1", 1883, False, "dev-7")),
-])
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("mqtt://broker.local", BrokerURL("broker.local", 1883, False)),
+        ("mqtts://broker.local", BrokerURL("broker.local", 8883, True)),
+        ("MQTT://10.0.0.2:1884/", BrokerURL("10.0.0.2", 1884, False)),
+        ("mqtts://dev-7:s%40cret@broker.local:8884", BrokerURL("broker.local", 8884, True, "dev-7", "s@cret")),
+        ("mqtt://dev-7@[::1]", BrokerURL("::1", 1883, False, "dev-7")),
+    ],
+)
 def test_broker_url_parses(url, expected):
     assert parse_broker_url(url) == expected
 
 
-@pytest.mark.parametrize(("url", "fault"), [
-    ("http://broker.local", "scheme 'http'"),
-    ("broker.local:1883", "scheme 'broker.local'"),
-    ("mqtt:broker.local", "scheme 'mqtt'"),
-    ("mqtt://broker.local:88a3", "port '88a3'"),
-    ("mqtt://broker.local:0", "port '0'"),
-    ("mqtt://broker.local:65536", "port '65536'"),
-    ("mqtt://broker.local:", "port ''"),
-    ("mqtt://", "host ''"),
-    ("mqtt://[::1", "cannot be parsed"),
-    ("mqtt://broker.local/fleet", "path '/fleet'"),
-    ("mqtt://broker.local?x=1", "query 'x=1'"),
-    ("mqtt://:hunter2@broker.local", "user name"),
-    ("", "non-empty"),
-])
+@pytest.mark.parametrize(
+    ("url", "fault"),
+    [
+        ("http://broker.local", "scheme 'http'"),
+        ("broker.local:1883", "scheme 'broker.local'"),
+        ("mqtt:broker.local", "scheme 'mqtt'"),
+        ("mqtt://broker.local:88a3", "port '88a3'"),
+        ("mqtt://broker.local:0", "port '0'"),
+        ("mqtt://broker.local:65536", "port '65536'"),
+        ("mqtt://broker.local:", "port ''"),
+        ("mqtt://", "host ''"),
+        ("mqtt://[::1", "cannot be parsed"),
+        ("mqtt://broker.local/fleet", "path '/fleet'"),
+        ("mqtt://broker.local?x=1", "query 'x=1'"),
+        ("mqtt://:hunter2@broker.local", "user name"),
+        ("", "non-empty"),
+    ],
+)
 def test_broker_url_errors_name_the_part(url, fault):
     with pytest.raises(ConfigError, match=fault.replace("?", r"\?").replace("[", r"\[")):
         parse_broker_url(url)
@@ -144,14 +162,17 @@ def test_broker_url_errors_hide_the_password():
     assert "hunter2" not in str(error.value) and "dev-7:***@" in str(error.value)
 
 
-@pytest.mark.parametrize(("options", "fault"), [
-    ({"keepalive": 70000}, "keepalive"),
-    ({"max_inflight": 0}, "max_inflight"),
-    ({"session_expiry": -1}, "session_expiry"),
-    ({"reconnect_delay": (5.0, 1.0)}, "reconnect_delay"),
-    ({"username": "other"}, "both in the broker URL"),
-    ({"tls": TLSFiles()}, "not mqtts"),
-])
+@pytest.mark.parametrize(
+    ("options", "fault"),
+    [
+        ({"keepalive": 70000}, "keepalive"),
+        ({"max_inflight": 0}, "max_inflight"),
+        ({"session_expiry": -1}, "session_expiry"),
+        ({"reconnect_delay": (5.0, 1.0)}, "reconnect_delay"),
+        ({"username": "other"}, "both in the broker URL"),
+        ({"tls": TLSFiles()}, "not mqtts"),
+    ],
+)
 def test_paho_options_are_checked(options, fault):
     with pytest.raises(ConfigError, match=fault):
         PahoTransport("d1", "mqtt://dev:pw@127.0.0.1", **options)
@@ -160,10 +181,15 @@ def test_paho_options_are_checked(options, fault):
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory) -> dict[str, Path]:
     """PEM files: a CA, a server certificate for 127.0.0.1 and its key, and an unrelated key."""
-    folder, now = tmp_path_factory.mktemp("pki"), dt.datetime.now(dt.timezone.utc)
+    folder, now = tmp_path_factory.mktemp("pki"), dt.datetime.now(dt.UTC)
     ca = make_ca("test", now)
     server, stranger = issue(ca, "broker", now, 30, hosts=("127.0.0.1",)), issue(ca, "stranger", now, 30)
-    files = {"ca": ca.cert_pem, "server.crt": server.cert_pem, "server.key": server.key_pem, "stranger.key": stranger.key_pem}
+    files = {
+        "ca": ca.cert_pem,
+        "server.crt": server.cert_pem,
+        "server.key": server.key_pem,
+        "stranger.key": stranger.key_pem,
+    }
     for name, pem in files.items():
         (folder / name).write_bytes(pem)
     return {name: folder / name for name in files}
@@ -174,7 +200,9 @@ def test_tls_files_are_checked(pki, tmp_path):
         TLSFiles(ca_file=tmp_path / "missing.pem").context()
     with pytest.raises(ConfigError, match="TLS CA file .* holds no PEM certificate"):
         TLSFiles(ca_file=pki["stranger.key"]).context()
-    with pytest.raises(ConfigError, match="server.crt' and key '.*stranger.key' are not a PEM certificate with its own private key"):
+    with pytest.raises(
+        ConfigError, match="server.crt' and key '.*stranger.key' are not a PEM certificate with its own private key"
+    ):
         TLSFiles(cert_file=pki["server.crt"], key_file=pki["stranger.key"]).context()
     assert TLSFiles(ca_file=pki["ca"], cert_file=pki["server.crt"], key_file=pki["server.key"]).context().check_hostname
 
@@ -182,7 +210,9 @@ def test_tls_files_are_checked(pki, tmp_path):
 @pytest.mark.mqtt
 def test_tls_round_trip(pki, tmp_path):
     port = free_port()
-    listener = f"listener {port} 127.0.0.1\nallow_anonymous true\ncertfile {pki['server.crt']}\nkeyfile {pki['server.key']}\n"
+    listener = (
+        f"listener {port} 127.0.0.1\nallow_anonymous true\ncertfile {pki['server.crt']}\nkeyfile {pki['server.key']}\n"
+    )
     broker = start_broker(tmp_path, listener, ports=[port])
     try:
         device = PahoTransport("tls-device", f"mqtts://127.0.0.1:{port}", tls=TLSFiles(ca_file=pki["ca"]), **FAST)
@@ -229,7 +259,9 @@ def test_persistent_session_gets_qos1_sent_while_away_across_a_restart(world):
     w.stop()  # mosquitto saves the session to its persistence file and loads it back
     w.start()
     back = w.connected("away", session_expiry=60)  # a new process: it never subscribes itself
-    assert [(m.topic, m.payload, m.qos) for m in receive(back, 3)] == [("fleet/s/d1/params", bytes([i]), 1) for i in range(3)]
+    assert [(m.topic, m.payload, m.qos) for m in receive(back, 3)] == [
+        ("fleet/s/d1/params", bytes([i]), 1) for i in range(3)
+    ]
     wait_for(lambda: pub.connected, "publisher back")
     assert pub.publish("fleet/s/d1/params", b"live").wait(5) == SUCCESS
     assert [m.payload for m in receive(back, 1)] == [b"live"]
@@ -280,7 +312,9 @@ def test_memory_takeover_ends_the_older_connection():
     first = MemoryTransport(broker, "twin", will=Will("fleet/s/twin/status", b"first is gone", retain=False))
     assert watcher.connect(0) and watcher.subscribe("fleet/s/twin/status").wait(0) == 1
     assert first.connect(0) and second.connect(0) and not first.connected
-    assert [m.payload for m in watcher.drain()] == [b"first is gone"], "a takeover publishes the older connection's will"
+    assert [m.payload for m in watcher.drain()] == [b"first is gone"], (
+        "a takeover publishes the older connection's will"
+    )
     with pytest.raises(TransportError, match="lost its session to another connection with the same client id"):
         first.publish("fleet/s/twin/status", b"x")
 
@@ -291,7 +325,9 @@ def test_memory_takeover_ends_the_older_connection():
 def _acl_story(device, other) -> None:
     """``device`` may write under fleet/s/device-1/ and read params; ``other`` reads everything."""
     assert other.subscribe("fleet/#").wait(5) == 1
-    assert device.subscribe("fleet/s/device-2/#").wait(5) == 1, "mosquitto grants every subscription; the ACL filters delivery"
+    assert device.subscribe("fleet/s/device-2/#").wait(5) == 1, (
+        "mosquitto grants every subscription; the ACL filters delivery"
+    )
     assert device.publish("fleet/s/device-1/telemetry", b"mine").wait(5) == SUCCESS
     assert device.publish("fleet/s/device-2/cmd", b"not mine").wait(5) == NOT_AUTHORIZED
     assert device.publish("fleet/s/device-2/cmd", b"qos 0 dropped silently", qos=0).wait(5) == SUCCESS
@@ -305,7 +341,11 @@ def _acl_story(device, other) -> None:
 
 def test_memory_acl_refuses_with_135():
     def acl(client_id: str, topic: str, access: str) -> bool:
-        return client_id == "other" or topic.startswith(f"fleet/s/{client_id}/") or (access == "read" and topic.endswith("/params"))
+        return (
+            client_id == "other"
+            or topic.startswith(f"fleet/s/{client_id}/")
+            or (access == "read" and topic.endswith("/params"))
+        )
 
     broker = MemoryBroker(acl=acl)
     device, other = MemoryTransport(broker, "device-1"), MemoryTransport(broker, "other")
@@ -319,8 +359,13 @@ def secured(tmp_path_factory):
     folder = tmp_path_factory.mktemp("secured")
     passwords, acl = folder / "passwords", folder / "acl"
     for i, (user, password) in enumerate((("device-1", "secret"), ("other", "pass"))):
-        subprocess.run(["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwords), user, password], check=True)
-    acl.write_text("user device-1\ntopic write fleet/s/device-1/#\ntopic read fleet/+/+/params\n\nuser other\ntopic readwrite fleet/#\n")
+        subprocess.run(
+            ["mosquitto_passwd", "-b", *(["-c"] if i == 0 else []), str(passwords), user, password], check=True
+        )
+    acl.write_text(
+        "user device-1\ntopic write fleet/s/device-1/#\ntopic read fleet/+/+/params\n\nuser other\ntopic readwrite "
+        "fleet/#\n"
+    )
     broker = start_broker(folder, f"allow_anonymous false\npassword_file {passwords}\nacl_file {acl}\n")
     yield broker
     broker.stop()
@@ -343,10 +388,15 @@ def test_mosquitto_acl_refuses_with_135(secured):
 @pytest.mark.parametrize("login", ["device-1:wrong@", "nobody:secret@", ""])
 def test_refused_credentials_raise_and_stop_retrying(secured, login):
     client = PahoTransport("device-1", f"mqtt://{login}127.0.0.1:{secured.port}", **FAST)
-    with pytest.raises(TransportError, match=r"client 'device-1' of 127.0.0.1:\d+ was refused: CONNACK reason code 135 \(Not authorized\)"):
+    with pytest.raises(
+        TransportError,
+        match=r"client 'device-1' of 127.0.0.1:\d+ was refused: CONNACK reason code 135 \(Not authorized\)",
+    ):
         client.connect(timeout=5)
     network_threads = lambda: [t for t in threading.enumerate() if t.name == "paho-mqtt-client-device-1"]  # noqa: E731
-    wait_for(lambda: not network_threads(), "after a refusal that retrying cannot fix, paho's thread stops reconnecting")
+    wait_for(
+        lambda: not network_threads(), "after a refusal that retrying cannot fix, paho's thread stops reconnecting"
+    )
     with pytest.raises(TransportError, match="135"):
         client.publish("fleet/s/device-1/telemetry", b"x")
     client.close()
@@ -425,5 +475,7 @@ def test_unacknowledged_qos1_is_not_reported_delivered_when_the_broker_dies(mosq
     assert delivery.wait(0.2) is None, "a message the broker never acknowledged must not be reported delivered"
     mosquitto.start()
     wait_for(lambda: client.connected, "the client reconnects")
-    assert delivery.wait(5) == NO_MATCHING_SUBSCRIBERS, "paho sends the message again after reconnecting; its PUBACK settles it"
+    assert delivery.wait(5) == NO_MATCHING_SUBSCRIBERS, (
+        "paho sends the message again after reconnecting; its PUBACK settles it"
+    )
     client.close()

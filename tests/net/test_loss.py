@@ -122,7 +122,10 @@ def test_parameters_of_the_wrong_shape_are_rejected():
         LossProcess(np.zeros(3), np.ones(3), np.zeros(3), np.ones(2), np.random.default_rng(0))
 
 
-@pytest.mark.parametrize("config", [IndependentLoss(p=0.3), GilbertElliottLoss(p_good_to_bad=0.2, p_bad_to_good=0.3, loss_good=0.05, loss_bad=0.8)])
+@pytest.mark.parametrize(
+    "config",
+    [IndependentLoss(p=0.3), GilbertElliottLoss(p_good_to_bad=0.2, p_bad_to_good=0.3, loss_good=0.05, loss_bad=0.8)],
+)
 def test_the_single_packet_path_steps_the_chains_as_the_batch_path(config):
     """A single packet (the path of a status, a will, an acknowledgement) takes a short cut;
     it loses what the general path loses with the same draws, and leaves the same chain states."""

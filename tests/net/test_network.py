@@ -17,17 +17,27 @@ CONSENSUS = KINDS.index("consensus")
 
 
 def link(**kw):
-    base = dict(latency_s=0.01, jitter_s=0.0, up_bps=80_000.0, down_bps=160_000.0, max_payload_bytes=10_000, overhead_bytes=20)
+    base = dict(
+        latency_s=0.01, jitter_s=0.0, up_bps=80_000.0, down_bps=160_000.0, max_payload_bytes=10_000, overhead_bytes=20
+    )
     return LinkProfile(**{**base, **kw})
 
 
-def network(n=4, profile=None, capacity=1000.0, qos1=Qos1Config(), seed=0):
+QOS1 = Qos1Config()
+
+
+def network(n=4, profile=None, capacity=1000.0, qos1=QOS1, seed=0):
     """n devices (one site) plus a collector; everybody subscribes to device 0's consensus topic."""
     sites, names = ["s"] * n, [f"d{i}" for i in range(n)]
     net = SimNetwork(
-        TopicIndex(sites, names), [profile or link()], np.zeros(n + 1, int),
+        TopicIndex(sites, names),
+        [profile or link()],
+        np.zeros(n + 1, int),
         endpoint_topics(sites + ["cloud"], names + ["collector"]),
-        BrokerConfig(capacity_msgs_per_s=capacity), qos1, np.random.default_rng(seed), np.random.default_rng(seed + 1),
+        BrokerConfig(capacity_msgs_per_s=capacity),
+        qos1,
+        np.random.default_rng(seed),
+        np.random.default_rng(seed + 1),
     )
     for i in range(1, n + 1):
         net.subscribe(i, [device_topic("s", "d0", "consensus")])
@@ -89,9 +99,14 @@ def test_a_saturated_broker_spaces_departures_by_its_service_time():
     n = 500
     sites, names = ["s"] * n, [f"d{i}" for i in range(n)]
     net = SimNetwork(
-        TopicIndex(sites, names), [link(up_bps=1e9, down_bps=1e9)], np.zeros(n + 1, int),
-        endpoint_topics(sites + ["cloud"], names + ["collector"]), BrokerConfig(capacity_msgs_per_s=1000.0),
-        Qos1Config(), np.random.default_rng(0), np.random.default_rng(1),
+        TopicIndex(sites, names),
+        [link(up_bps=1e9, down_bps=1e9)],
+        np.zeros(n + 1, int),
+        endpoint_topics(sites + ["cloud"], names + ["collector"]),
+        BrokerConfig(capacity_msgs_per_s=1000.0),
+        Qos1Config(),
+        np.random.default_rng(0),
+        np.random.default_rng(1),
     )
     net.subscribe(n, ["fleet/+/+/consensus"])
     net.publish(0.0, outgoing(np.arange(n)))
@@ -110,14 +125,19 @@ def test_qos0_delivers_the_fraction_that_survives_both_hops(p):
     delivered = len(drain(net, rounds + 10.0).receiver)
     trials = rounds * 4
     expected = (1 - p) ** 2
-    assert delivered / trials == pytest.approx(expected, abs=4 * np.sqrt(expected * (1 - expected) / trials) + 4 * p / np.sqrt(rounds))
-    assert net.stats.messages_dropped.sum() == pytest.approx(trials - delivered, abs=rounds)  # lost publishes count once
+    assert delivered / trials == pytest.approx(
+        expected, abs=4 * np.sqrt(expected * (1 - expected) / trials) + 4 * p / np.sqrt(rounds)
+    )
+    # lost publishes count once
+    assert net.stats.messages_dropped.sum() == pytest.approx(trials - delivered, abs=rounds)
 
 
 def test_qos1_retries_deliver_everything_and_duplicates_are_removed():
     """Loss 30% on every hop, 8 retries: a message is lost with probability ~0.3^9; lost PUBACKs
     cause duplicates, which receivers drop by (sender, seq)."""
-    net = network(n=3, profile=link(loss=IndependentLoss(p=0.3)), capacity=1e7, qos1=Qos1Config(timeout=5.0, max_retries=8))
+    net = network(
+        n=3, profile=link(loss=IndependentLoss(p=0.3)), capacity=1e7, qos1=Qos1Config(timeout=5.0, max_retries=8)
+    )
     rounds = 300
     for r in range(rounds):
         net.publish(100.0 * r, outgoing([0], seq=[r + 1], qos=1, t=100.0 * r))

@@ -21,14 +21,18 @@ from tests.sim.conftest import shrink
 from tests.test_statefile import header, json_values, mutated_files, with_header
 
 SETTINGS = {
-    "fleet.sites": "[{name: a, devices: 8, feeder_kw: 20, network: {wifi: 1.0}}, {name: b, devices: 8, feeder_kw: 20, network: {lte-m: 1.0}}]",
+    "fleet.sites": "[{name: a, devices: 8, feeder_kw: 20, network: {wifi: 1.0}}, "
+    "{name: b, devices: 8, feeder_kw: 20, network: {lte-m: 1.0}}]",
     "topology.degree": 2,
     "learner.name": "diffusion-v1",
     "horizon": "3h",
     "outputs.checkpoint_every": "1h",
     "network.churn.failures_per_day": 8,
 }
-LTE_M_FIT = {"diffusion-v1": {"learner.params.comm.dtype": "float16"}, "centralized-v1": {"learner.params.params_dtype": "float16"}}
+LTE_M_FIT = {
+    "diffusion-v1": {"learner.params.comm.dtype": "float16"},
+    "centralized-v1": {"learner.params.params_dtype": "float16"},
+}
 """The parameter messages in float16, which fit the LTE-M link of site b (float32 does not)."""
 
 
@@ -40,11 +44,14 @@ def interrupt_at(seconds):
     return progress
 
 
-@pytest.mark.parametrize("learner, extra", [
-    ("diffusion-v1", {}),
-    ("centralized-v1", {}),
-    ("diffusion-v1", {"fleet.hostile.devices": ["d00000"]}),  # the guard's counts go on after the resume
-])
+@pytest.mark.parametrize(
+    "learner, extra",
+    [
+        ("diffusion-v1", {}),
+        ("centralized-v1", {}),
+        ("diffusion-v1", {"fleet.hostile.devices": ["d00000"]}),  # the guard's counts go on after the resume
+    ],
+)
 def test_interrupted_then_resumed_equals_uninterrupted(scenario_factory, tmp_path, learner, extra):
     sc = scenario_factory(**{**SETTINGS, "learner.name": learner, **LTE_M_FIT[learner], **extra})
     _, full = execute(sc, tmp_path / "full")
@@ -80,18 +87,25 @@ def test_resume_without_or_with_a_corrupt_checkpoint_is_a_clear_error(scenario_f
     with pytest.raises(RunDirError, match="no checkpoint"):
         resume(run_dir.path)
     (run_dir.path / "checkpoint.safetensors").write_bytes(b"not a checkpoint")
-    with pytest.raises(RunDirError, match="checkpoint.safetensors: not a fleet-state file .* not a readable checkpoint"):
+    with pytest.raises(
+        RunDirError, match="checkpoint.safetensors: not a fleet-state file .* not a readable checkpoint"
+    ):
         resume(run_dir.path)
 
 
 def test_loading_learner_state_of_the_wrong_shape_names_the_shapes():
-    from fleet.scenario import TopologyConfig
-    from fleet.sim.topology import build_topology
     import numpy as np
 
+    from fleet.scenario import TopologyConfig
+    from fleet.sim.topology import build_topology
+
     topo = build_topology(TopologyConfig(kind="ring", degree=2), [np.arange(6)], np.random.default_rng(0))
-    small = make_learner("diffusion-v1", {"hidden": 8}, LearnerContext(6, 4, "heat", np.random.default_rng(0), "cpu", topo))
-    big = make_learner("diffusion-v1", {"hidden": 16}, LearnerContext(6, 4, "heat", np.random.default_rng(0), "cpu", topo))
+    small = make_learner(
+        "diffusion-v1", {"hidden": 8}, LearnerContext(6, 4, "heat", np.random.default_rng(0), "cpu", topo)
+    )
+    big = make_learner(
+        "diffusion-v1", {"hidden": 16}, LearnerContext(6, 4, "heat", np.random.default_rng(0), "cpu", topo)
+    )
     with pytest.raises(ConfigError, match=r"core.params.0: shape \(6, 22, 8\), expected \(6, 22, 16\)"):
         big.load_state_dict(small.state_dict())
     assert isinstance(small.state_dict()["core"]["params"][0], torch.Tensor)
@@ -132,16 +146,32 @@ def rewrite(path, change):
         save(f.write, "simulation", state)
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda s: s["network"]["uplink"].update(free_at=np.zeros(3)), r"simulation.network.uplink.free_at: shape \(3,\), expected \(17,\)"),
-    (lambda s: s["fleet"]["controller"]["core"]["params"][2].mul_(0).resize_(5), r"simulation.fleet.controller.core.params.2: shape \(5,\)"),
-    (lambda s: s.pop("churn"), "simulation.churn: missing"),
-    (lambda s: s.update(ticks="90"), "simulation.ticks: expected int, got str"),
-    (lambda s: s["network"]["pending"]["params"][0].update(msg=np.full_like(s["network"]["pending"]["params"][0]["msg"], 99)),
-     r"simulation.network.pending.params.0.msg: indices must lie in \[0, "),
-    (lambda s: s.update(time=1e9), r"simulation.time: 1000000000.0 s is not within the run's horizon"),
-    (lambda s: s["next_due"].update(control=-1.0), r"simulation.next_due.control: -1.0 s is not a time after the checkpoint's \(3600.0 s\)"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (
+            lambda s: s["network"]["uplink"].update(free_at=np.zeros(3)),
+            r"simulation.network.uplink.free_at: shape \(3,\), expected \(17,\)",
+        ),
+        (
+            lambda s: s["fleet"]["controller"]["core"]["params"][2].mul_(0).resize_(5),
+            r"simulation.fleet.controller.core.params.2: shape \(5,\)",
+        ),
+        (lambda s: s.pop("churn"), "simulation.churn: missing"),
+        (lambda s: s.update(ticks="90"), "simulation.ticks: expected int, got str"),
+        (
+            lambda s: s["network"]["pending"]["params"][0].update(
+                msg=np.full_like(s["network"]["pending"]["params"][0]["msg"], 99)
+            ),
+            r"simulation.network.pending.params.0.msg: indices must lie in \[0, ",
+        ),
+        (lambda s: s.update(time=1e9), r"simulation.time: 1000000000.0 s is not within the run's horizon"),
+        (
+            lambda s: s["next_due"].update(control=-1.0),
+            r"simulation.next_due.control: -1.0 s is not a time after the checkpoint's \(3600.0 s\)",
+        ),
+    ],
+)
 def test_a_checkpoint_that_does_not_fit_names_the_entry_and_changes_nothing(run_copy, change, message):
     rewrite(run_copy / "checkpoint.safetensors", change)
     before = digest(run_copy)
@@ -177,7 +207,11 @@ def test_a_mutated_checkpoint_is_refused_with_the_projects_errors_only(cut_run, 
         pass
 
 
-STATE_DATA = json_values(st.text(max_size=6).filter(lambda k: not k.startswith("@"))) | st.builds(np.zeros, st.integers(0, 3)) | st.just(np.zeros((2, 2), np.int32))
+STATE_DATA = (
+    json_values(st.text(max_size=6).filter(lambda k: not k.startswith("@")))
+    | st.builds(np.zeros, st.integers(0, 3))
+    | st.just(np.zeros((2, 2), np.int32))
+)
 """What a state may hold in place of an entry: JSON data, arrays of other shapes or dtypes."""
 
 

@@ -18,10 +18,16 @@ from tests.sim.conftest import shrink
 
 def disagreement(learner: str) -> np.ndarray:
     sc = shrink(
-        horizon="12h", control_period="5min", **{
-            "learner.name": learner, "learner.params": "{common_init: false, n_steps: 6}",
-            "fleet.sites[0].devices": 8, "fleet.sites[1].devices": 8, "outputs.metrics_period": "30min",
-            "network.churn.failures_per_day": 0.0, "fleet.sites[0].network": "{wifi: 1.0}",
+        horizon="12h",
+        control_period="5min",
+        **{
+            "learner.name": learner,
+            "learner.params": "{common_init: false, n_steps: 6}",
+            "fleet.sites[0].devices": 8,
+            "fleet.sites[1].devices": 8,
+            "outputs.metrics_period": "30min",
+            "network.churn.failures_per_day": 0.0,
+            "fleet.sites[0].network": "{wifi: 1.0}",
         },
     )
     rows = []

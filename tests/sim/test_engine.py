@@ -68,7 +68,7 @@ def test_wills_and_births_reach_the_collector(scenario_factory):
     sim.run()
     # replay the same churn stream at the same ticks
     churn = Churn(30, 12 / 86400.0, 1800.0, Streams(sc.seed).numpy("churn"))
-    births, down_at, up_tick = 0, {}, {}
+    births = 0
     events = []
     for tick in np.arange(0.0, horizon, dt):
         dev, when, up = churn.advance(tick)
@@ -78,7 +78,7 @@ def test_wills_and_births_reach_the_collector(scenario_factory):
     for i, (d, when, up, _) in enumerate(events):
         if up:
             continue
-        nxt = next((e for e in events[i + 1:] if e[0] == d), None)
+        nxt = next((e for e in events[i + 1 :] if e[0] == d), None)
         back_tick = nxt[3] if nxt else math.inf
         fire_tick = math.ceil((when + 1.5 * keepalive) / dt) * dt
         wills += fire_tick < min(back_tick, horizon)
@@ -89,7 +89,8 @@ def test_wills_and_births_reach_the_collector(scenario_factory):
 def test_a_link_cut_silences_the_cut_site(scenario_factory):
     sc = scenario_factory(
         **{
-            "fleet.sites": "[{name: a, devices: 5, feeder_kw: 20, network: {ethernet: 1.0}}, {name: b, devices: 5, feeder_kw: 20, network: {ethernet: 1.0}}]",
+            "fleet.sites": "[{name: a, devices: 5, feeder_kw: 20, network: {ethernet: 1.0}}, "
+            "{name: b, devices: 5, feeder_kw: 20, network: {ethernet: 1.0}}]",
             "horizon": "3h",
             "network.churn.failures_per_day": 0,
             "network.link_cuts": "[{start: 1h, end: 2h, sites: [b]}]",

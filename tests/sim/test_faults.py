@@ -41,7 +41,9 @@ def run(raw: dict) -> tuple[Simulation, list[dict], list[np.ndarray]]:
     return sim, rows, brought
 
 
-def test_a_hostile_device_publishing_huge_parameters_for_an_hour_leaves_every_honest_device_running_and_honest(tiny_raw):
+def test_a_hostile_device_publishing_huge_parameters_for_an_hour_leaves_every_honest_device_running_and_honest(
+    tiny_raw,
+):
     honest, honest_rows, _ = run(one_hour(tiny_scenario(), []))
     attacked, rows, poison = run(one_hour(tiny_raw, ["d00000"]))
 
@@ -64,11 +66,14 @@ def test_the_rejected_count_reaches_metrics_csv(tiny_raw, tmp_path):
     assert (metrics["learner/rollbacks"] == 0).all()
 
 
-@pytest.mark.parametrize("hostile, external, message", [
-    (["d00099"], [], "fleet.hostile.devices: unknown device(s) d00099"),
-    (["d00001", "d00001"], [], "fleet.hostile.devices: d00001 listed twice"),
-    (["d00001"], ["d00001"], "fleet.hostile.devices: d00001 also in fleet.external"),
-])
+@pytest.mark.parametrize(
+    "hostile, external, message",
+    [
+        (["d00099"], [], "fleet.hostile.devices: unknown device(s) d00099"),
+        (["d00001", "d00001"], [], "fleet.hostile.devices: d00001 listed twice"),
+        (["d00001"], ["d00001"], "fleet.hostile.devices: d00001 also in fleet.external"),
+    ],
+)
 def test_hostile_devices_must_be_simulated_devices_of_the_fleet(tiny_raw, hostile, external, message):
     raw = one_hour(tiny_raw, hostile)
     raw["fleet"]["external"] = external

@@ -34,10 +34,30 @@ def mixed_raw() -> dict:
     return raw
 
 
-def start_agent(scenario: Path, device: str, url: str, epoch: float, folder: Path) -> tuple[subprocess.Popen, Path, Path]:
+def start_agent(
+    scenario: Path, device: str, url: str, epoch: float, folder: Path
+) -> tuple[subprocess.Popen, Path, Path]:
     out, err = folder / f"{device}.out", folder / f"{device}.err"
-    argv = [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", device, "--broker", url,
-            "--speedup", str(SPEEDUP), "--epoch", repr(epoch), "--state-dir", str(folder / device), "--status-every", "1h"]
+    argv = [
+        sys.executable,
+        "-m",
+        "fleet.cli",
+        "agent",
+        "--scenario",
+        str(scenario),
+        "--device",
+        device,
+        "--broker",
+        url,
+        "--speedup",
+        str(SPEEDUP),
+        "--epoch",
+        repr(epoch),
+        "--state-dir",
+        str(folder / device),
+        "--status-every",
+        "1h",
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # four torch processes share the test machine's cores
     return subprocess.Popen(argv, cwd=ROOT, stdout=out.open("wb"), stderr=err.open("wb"), env=env), out, err
 
@@ -50,14 +70,36 @@ def received_by(out: Path) -> int:
 @pytest.mark.mqtt
 def test_parameters_flow_between_simulated_devices_and_real_agents(mosquitto, write_scenario, tmp_path):
     scenario = write_scenario(mixed_raw(), "mixed.yaml")
-    epoch = time.time() + 25  # scenario time 0 for everyone (agents need seconds to start; a late one joins where the clock is)
+    # scenario time 0 for everyone (agents need seconds to start; a late one joins where the clock is)
+    epoch = time.time() + 25
     agents = [start_agent(scenario, d, mosquitto.url, epoch, tmp_path) for d in EXTERNAL]
     try:
         for proc, _, err in agents:
-            wait_for(lambda: "listening on" in err.read_text() or proc.poll() is not None, "the agents to connect", timeout=90, interval=0.1)
+            wait_for(
+                lambda err=err, proc=proc: "listening on" in err.read_text() or proc.poll() is not None,
+                "the agents to connect",
+                timeout=90,
+                interval=0.1,
+            )
             assert proc.poll() is None, err.read_text()
-        result = CliRunner().invoke(main, ["run", str(scenario), "-o", str(tmp_path / "run"), "--device", "cpu", "--realtime",
-                                           "--speedup", str(SPEEDUP), "--epoch", repr(epoch), "--broker", mosquitto.url])
+        result = CliRunner().invoke(
+            main,
+            [
+                "run",
+                str(scenario),
+                "-o",
+                str(tmp_path / "run"),
+                "--device",
+                "cpu",
+                "--realtime",
+                "--speedup",
+                str(SPEEDUP),
+                "--epoch",
+                repr(epoch),
+                "--broker",
+                mosquitto.url,
+            ],
+        )
         assert result.exit_code == 0, result.output
     finally:
         for proc, _, _ in agents:
@@ -90,7 +132,11 @@ def test_parameters_flow_between_simulated_devices_and_real_agents(mosquitto, wr
         (["--realtime", "--broker", "mqtt://127.0.0.1:99999"], EXTERNAL, "not a number in 1..65535"),
         ([], EXTERNAL, "they join only a real-time run"),
         (["--broker", "mqtt://127.0.0.1"], [], "apply only with --realtime"),
-        (["--realtime", "--broker", "mqtt://127.0.0.1"], ["d00000", "d00099"], "fleet.external: unknown device(s) d00099"),
+        (
+            ["--realtime", "--broker", "mqtt://127.0.0.1"],
+            ["d00000", "d00099"],
+            "fleet.external: unknown device(s) d00099",
+        ),
     ],
 )
 def test_bad_mixed_fleet_input_exits_2_and_writes_nothing(args, external, message, write_scenario, tmp_path):
@@ -106,8 +152,20 @@ def test_a_broker_that_is_not_there_exits_2_and_writes_nothing(write_scenario, t
     from tests.mosquitto import free_port
 
     scenario = write_scenario(mixed_raw(), "mixed.yaml")
-    result = CliRunner().invoke(main, ["run", str(scenario), "-o", str(tmp_path / "run"), "--device", "cpu", "--realtime",
-                                       "--broker", f"mqtt://127.0.0.1:{free_port()}"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(scenario),
+            "-o",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+            "--realtime",
+            "--broker",
+            f"mqtt://127.0.0.1:{free_port()}",
+        ],
+    )
     assert result.exit_code == 2 and "did not accept the bridge's connection" in result.output, result.output
     assert not (tmp_path / "run").exists()
 
@@ -116,7 +174,20 @@ def test_a_centralized_learner_is_refused_in_real_time(write_scenario, tmp_path)
     raw = mixed_raw()
     raw["learner"] = {"name": "centralized-v1"}
     scenario = write_scenario(raw, "mixed.yaml")
-    result = CliRunner().invoke(main, ["run", str(scenario), "-o", str(tmp_path / "run"), "--device", "cpu", "--realtime", "--broker", "mqtt://127.0.0.1:1"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "run",
+            str(scenario),
+            "-o",
+            str(tmp_path / "run"),
+            "--device",
+            "cpu",
+            "--realtime",
+            "--broker",
+            "mqtt://127.0.0.1:1",
+        ],
+    )
     assert result.exit_code == 2 and "exchanges through the cloud" in result.output, result.output
     assert not (tmp_path / "run").exists()
 

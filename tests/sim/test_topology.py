@@ -21,9 +21,13 @@ def test_ring_metropolis_slem_matches_the_circulant_spectrum(n):
     assert slem(w) == pytest.approx(expected, abs=1e-12)
 
 
-@pytest.mark.parametrize("kind,degree", [("small-world", 4), ("random-regular", 3), ("erdos-renyi", 3), ("grid", 4), ("complete", 4)])
+@pytest.mark.parametrize(
+    "kind,degree", [("small-world", 4), ("random-regular", 3), ("erdos-renyi", 3), ("grid", 4), ("complete", 4)]
+)
 def test_metropolis_weights_are_symmetric_and_doubly_stochastic(kind, degree):
-    topo = build_topology(TopologyConfig(kind=kind, degree=degree), [np.arange(20), np.arange(20, 44)], np.random.default_rng(1))
+    topo = build_topology(
+        TopologyConfig(kind=kind, degree=degree), [np.arange(20), np.arange(20, 44)], np.random.default_rng(1)
+    )
     w = weight_matrix(topo, consensus_weights(topo, "metropolis"))
     np.testing.assert_allclose(w, w.T, atol=1e-15)
     np.testing.assert_allclose(w.sum(axis=0), 1, atol=1e-12)

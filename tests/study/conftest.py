@@ -19,10 +19,16 @@ def tiny_study() -> dict:
         "version": 1,
         "name": "tiny-study",
         "scenario": "tiny.yaml",
-        "variants": {"rule-based": {"learner.name": "rule-based-v1"}, "independent": {"learner.name": "independent-v1"}},
+        "variants": {
+            "rule-based": {"learner.name": "rule-based-v1"},
+            "independent": {"learner.name": "independent-v1"},
+        },
         "seeds": [0, 1],
-        "report": {"reference": "rule-based", "metrics": ["reward", "bytes_sent", "tail.cost", "kpis.peak_kw"],
-                   "curves": ["reward", "charts/mean_reward"]},
+        "report": {
+            "reference": "rule-based",
+            "metrics": ["reward", "bytes_sent", "tail.cost", "kpis.peak_kw"],
+            "curves": ["reward", "charts/mean_reward"],
+        },
     }
 
 
@@ -72,6 +78,7 @@ def killed_once_mid_run(task: Task) -> None:
 
 def same_run(a: Path, b: Path) -> bool:
     """Two run directories with the same metrics.csv bytes and summary.json but for ``perf``."""
+
     def summary(p: Path) -> dict:
         s = json.loads((p / "summary.json").read_text())
         s.pop("perf")

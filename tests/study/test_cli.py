@@ -17,10 +17,16 @@ def snapshot(folder):
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-@pytest.mark.parametrize("changes, words", [
-    ({"axes": {"learner.nmae": ["x"]}}, ["learner.nmae: unknown key", "nothing was run"]),
-    ({"axes": {"reward.discomfort_per_degh": [1, -1]}}, ["2 of 4 points", "rule-based_discomfort_per_degh-1", "independent_discomfort_per_degh-1"]),
-])
+@pytest.mark.parametrize(
+    "changes, words",
+    [
+        ({"axes": {"learner.nmae": ["x"]}}, ["learner.nmae: unknown key", "nothing was run"]),
+        (
+            {"axes": {"reward.discomfort_per_degh": [1, -1]}},
+            ["2 of 4 points", "rule-based_discomfort_per_degh-1", "independent_discomfort_per_degh-1"],
+        ),
+    ],
+)
 def test_invalid_points_exit_2_before_anything_runs(write_study, tmp_path, changes, words):
     result = study(write_study(changes), "-o", tmp_path / "out")
     assert result.exit_code == 2 and "Traceback" not in result.output
@@ -42,12 +48,24 @@ def test_options_of_ray_alone_are_refused_with_local_processes(write_study, tmp_
     assert result.exit_code == 2 and "--address apply only to Ray" in result.output and not (tmp_path / "out").exists()
 
 
-@pytest.mark.parametrize("content, words", [
-    ({"study.json": json.dumps({"name": "another-study"}), "runs/x/metrics.csv": "time_s\n0\n"}, ["holds the study 'another-study'"]),
-    ({"notes.txt": "mine"}, ["no study.json, so it is not a study folder"]),
-    ({"study.json": json.dumps({"name": "tiny-study"}), "runs/independent-seed0/run.json": "{}",
-      "runs/independent-seed0/scenario.yaml": "name: older\n"}, ["runs independent-seed0 were made from other scenarios", "another version"]),
-])
+@pytest.mark.parametrize(
+    "content, words",
+    [
+        (
+            {"study.json": json.dumps({"name": "another-study"}), "runs/x/metrics.csv": "time_s\n0\n"},
+            ["holds the study 'another-study'"],
+        ),
+        ({"notes.txt": "mine"}, ["no study.json, so it is not a study folder"]),
+        (
+            {
+                "study.json": json.dumps({"name": "tiny-study"}),
+                "runs/independent-seed0/run.json": "{}",
+                "runs/independent-seed0/scenario.yaml": "name: older\n",
+            },
+            ["runs independent-seed0 were made from other scenarios", "another version"],
+        ),
+    ],
+)
 def test_a_folder_holding_something_else_exits_2_and_is_left_as_it_was(write_study, tmp_path, content, words):
     out = tmp_path / "out"
     for name, text in content.items():

@@ -26,8 +26,13 @@ from fleet.study.tables import curves, figures, load_runs
 
 def check_marl_eval_layout(doc: dict) -> None:
     """Assert what marl-eval's loader needs of a raw-data file (see the module docstring)."""
+
     def numbers(values) -> bool:
-        return isinstance(values, list) and values and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        return (
+            isinstance(values, list)
+            and values
+            and all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+        )
 
     for environment, tasks in doc.items():
         assert environment == environment.lower()
@@ -38,7 +43,7 @@ def check_marl_eval_layout(doc: dict) -> None:
             for algorithm, runs in algorithms.items():
                 assert algorithm == algorithm.lower() and "," not in algorithm and task == task.lower()
                 runs_per_algorithm.add(len(runs))
-                for run, steps in runs.items():
+                for steps in runs.values():
                     assert list(steps)[-1] == "absolute_metrics"
                     logged = [s for s in steps if s != "absolute_metrics"]
                     assert logged == [f"step_{i}" for i in range(len(logged))]
@@ -69,12 +74,32 @@ def test_the_marl_eval_export_has_marl_eval_layout_with_the_runs_numbers(local_s
 
 
 def test_the_layout_check_catches_what_marl_eval_rejects():
-    good = {"fleet": {"t": {"a": {"seed_0": {"step_0": {"step_count": 1, "reward": [1.0]}, "absolute_metrics": {"reward": [1.0]}}}}}}
+    good = {
+        "fleet": {
+            "t": {
+                "a": {"seed_0": {"step_0": {"step_count": 1, "reward": [1.0]}, "absolute_metrics": {"reward": [1.0]}}}
+            }
+        }
+    }
     check_marl_eval_layout(good)
-    for broken in ({"fleet": {"t": {"A,b": good["fleet"]["t"]["a"]}}},
-                   {"fleet": {"t": {"a": {"seed_0": {"step_0": {"step_count": 1, "reward": 1.0}, "absolute_metrics": {"reward": [1.0]}}}}}},
-                   {"fleet": {"t": {"a": {"seed_0": {"step_0": {"step_count": 1, "reward": [1.0]}}}}}},
-                   {"fleet": {"t": {"a": {"seed_0": {"step_0": {"step_count": 1, "reward": [1.0]}, "absolute_metrics": {"cost": [1.0]}}}}}}):
+    for broken in (
+        {"fleet": {"t": {"A,b": good["fleet"]["t"]["a"]}}},
+        {
+            "fleet": {
+                "t": {
+                    "a": {"seed_0": {"step_0": {"step_count": 1, "reward": 1.0}, "absolute_metrics": {"reward": [1.0]}}}
+                }
+            }
+        },
+        {"fleet": {"t": {"a": {"seed_0": {"step_0": {"step_count": 1, "reward": [1.0]}}}}}},
+        {
+            "fleet": {
+                "t": {
+                    "a": {"seed_0": {"step_0": {"step_count": 1, "reward": [1.0]}, "absolute_metrics": {"cost": [1.0]}}}
+                }
+            }
+        },
+    ):
         with pytest.raises(AssertionError):
             check_marl_eval_layout(broken)
 
@@ -91,4 +116,6 @@ def test_the_tensorboard_export_holds_each_runs_curves_and_figures(local_study, 
     time_s, by_seed = found["reward"]["independent"]
     assert [e.step for e in reward] == [int(t) for t in time_s]
     assert np.allclose([e.value for e in reward], by_seed[:, 1], rtol=1e-6)
-    assert events.Scalars("figures/kpis.peak_kw")[0].value == pytest.approx(values["independent"][1]["kpis.peak_kw"], rel=1e-6)
+    assert events.Scalars("figures/kpis.peak_kw")[0].value == pytest.approx(
+        values["independent"][1]["kpis.peak_kw"], rel=1e-6
+    )

@@ -4,8 +4,12 @@ from fleet.study import Engine, load_study, run_study
 from tests.study.conftest import killed_once_mid_run, same_run
 
 
-def test_a_killed_local_process_fails_alone_and_the_study_started_again_makes_its_run(write_study, tmp_path, local_study):
-    study = load_study(write_study({"variants": {"independent": {"learner.name": "independent-v1"}}, "seeds": [0, 1], "report": {}}))
+def test_a_killed_local_process_fails_alone_and_the_study_started_again_makes_its_run(
+    write_study, tmp_path, local_study
+):
+    study = load_study(
+        write_study({"variants": {"independent": {"learner.name": "independent-v1"}}, "seeds": [0, 1], "report": {}})
+    )
     out = tmp_path / "out"
     first = run_study(study, out, Engine("local", num_cpus=2), runner=killed_once_mid_run, progress=False)
     assert list(first.failed) == ["independent-seed1"] and "exit status -9" in first.failed["independent-seed1"]

@@ -15,13 +15,16 @@ ray = pytest.importorskip("ray")
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray of two CPUs for this module's studies (run_study uses a Ray it finds started)."""
-    ray.cloudpickle.register_pickle_by_value(sys.modules[conftest.__name__])  # the test runner travels to the workers by value
+    # the test runner travels to the workers by value
+    ray.cloudpickle.register_pickle_by_value(sys.modules[conftest.__name__])
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 
 
-def test_a_killed_run_fails_alone_and_the_study_started_again_makes_it_as_fleet_run_does(local_ray, write_study, tmp_path, fleet_run):
+def test_a_killed_run_fails_alone_and_the_study_started_again_makes_it_as_fleet_run_does(
+    local_ray, write_study, tmp_path, fleet_run
+):
     study = load_study(write_study())
     out = tmp_path / "out"
 
@@ -29,7 +32,8 @@ def test_a_killed_run_fails_alone_and_the_study_started_again_makes_it_as_fleet_
     assert list(first.failed) == ["independent-seed1"] and "died" in first.failed["independent-seed1"]
     assert sorted(first.ran) == ["independent-seed0", "rule-based-seed0", "rule-based-seed1"]
     killed = out / "runs" / "independent-seed1"
-    assert len((killed / "metrics.csv").read_text().splitlines()) > 2 and not (killed / "summary.json").exists()  # killed mid-run
+    # killed mid-run
+    assert len((killed / "metrics.csv").read_text().splitlines()) > 2 and not (killed / "summary.json").exists()
     assert first.results == [] and not (out / "results").exists()  # no table while a run is missing
     kept = {name: (out / "runs" / name / "summary.json").read_bytes() for name in first.ran}
 
@@ -53,7 +57,9 @@ def test_ray_runs_again_at_once_a_task_whose_worker_died(local_ray, write_study,
 
 
 def test_storage_driver_returns_the_files_of_each_run_to_the_driver(local_ray, write_study, tmp_path, local_study):
-    study = load_study(write_study({"seeds": [0], "variants": {"independent": {"learner.name": "independent-v1"}}, "report": {}}))
+    study = load_study(
+        write_study({"seeds": [0], "variants": {"independent": {"learner.name": "independent-v1"}}, "report": {}})
+    )
     run_study(study, tmp_path / "out", Engine("ray", storage="driver"), progress=False)
     made = tmp_path / "out" / "runs" / "independent-seed0"
     assert {p.name for p in made.iterdir()} >= {"scenario.yaml", "run.json", "metrics.csv", "summary.json"}

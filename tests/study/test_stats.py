@@ -38,7 +38,11 @@ def test_curve_rows_are_bootstrapped_alike_and_in_chunks():
 def test_the_t_interval_of_one_two_three():
     """mean 2, s = 1, t(0.975, 2) = 4.302653: 2 ± 4.302653 / sqrt(3)."""
     i = t_interval([1.0, 2.0, 3.0])
-    assert i.mean == 2.0 and i.high - 2.0 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6) and i.low == pytest.approx(4.0 - i.high)
+    assert (
+        i.mean == 2.0
+        and i.high - 2.0 == pytest.approx(4.302653 / math.sqrt(3), rel=1e-6)
+        and i.low == pytest.approx(4.0 - i.high)
+    )
 
 
 def test_one_seed_has_no_interval():

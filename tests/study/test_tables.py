@@ -24,25 +24,49 @@ def test_the_reward_curve_adds_up_to_the_reward_of_the_whole_run(tiny_run):
 
 
 def test_the_table_holds_each_point_over_seeds_and_its_difference_from_its_reference_seed_by_seed(write_study):
-    study = load_study(write_study({"axes": {"topology.kind": ["ring", "complete"]}, "report": {"reference": "rule-based", "metrics": ["reward"]}}))
-    values = {p.name: {seed: {"reward": float(10 * i + seed ** 2)} for seed in (0, 1)} for i, p in enumerate(study.points)}
+    study = load_study(
+        write_study(
+            {
+                "axes": {"topology.kind": ["ring", "complete"]},
+                "report": {"reference": "rule-based", "metrics": ["reward"]},
+            }
+        )
+    )
+    values = {
+        p.name: {seed: {"reward": float(10 * i + seed**2)} for seed in (0, 1)} for i, p in enumerate(study.points)
+    }
     doc = table(study, values)
-    assert doc["points"]["independent_ring"]["reward"]["mean"] == 20.5 and doc["points"]["independent_ring"]["reward"]["per_seed"] == {"0": 20.0, "1": 21.0}
+    assert doc["points"]["independent_ring"]["reward"]["mean"] == 20.5 and doc["points"]["independent_ring"]["reward"][
+        "per_seed"
+    ] == {"0": 20.0, "1": 21.0}
     half = estimate([20.0, 21.0]).ci95_half_width
     assert doc["points"]["independent_ring"]["reward"]["t"] == pytest.approx([20.5 - half, 20.5 + half])
     assert doc["points"]["independent_ring"]["reward"]["bootstrap"] == [20.0, 21.0]
     # independent_ring (values 20, 21) minus rule-based_ring (0, 1): 20 at both seeds, no spread
     assert set(doc["paired"]) == {"independent_ring", "independent_complete"}
     assert doc["paired"]["independent_ring"]["minus"] == "rule-based_ring"
-    assert doc["paired"]["independent_complete"]["reward"] == {"mean": 20.0, "n": 2, "t": [20.0, 20.0], "bootstrap": [20.0, 20.0]}
+    assert doc["paired"]["independent_complete"]["reward"] == {
+        "mean": 20.0,
+        "n": 2,
+        "t": [20.0, 20.0],
+        "bootstrap": [20.0, 20.0],
+    }
     text = markdown(json.loads(json.dumps(doc)))
-    assert "| independent_ring | 20.50 ± 6.35 |" in text and "| independent_complete - rule-based_complete | +20.00 ± 0.00 |" in text
+    assert (
+        "| independent_ring | 20.50 ± 6.35 |" in text
+        and "| independent_complete - rule-based_complete | +20.00 ± 0.00 |" in text
+    )
 
 
 def test_a_finished_study_writes_its_tables_curves_and_fleet_reports_plots(local_study):
     results = local_study / "results"
     assert {p.name for p in results.iterdir()} >= {"table.json", "table.md", "curves.png", "marl_eval.json", "report"}
-    assert {p.name for p in (results / "report").iterdir()} == {"comm_vs_reward.png", "comm_vs_reward.csv", "comm_vs_reward.json", "compare.png"}
+    assert {p.name for p in (results / "report").iterdir()} == {
+        "comm_vs_reward.png",
+        "comm_vs_reward.csv",
+        "comm_vs_reward.json",
+        "compare.png",
+    }
     doc = json.loads((results / "table.json").read_text())
     run = local_study / "runs" / "independent-seed1"
     scenario, metrics, summary = load_run(run)
@@ -51,5 +75,7 @@ def test_a_finished_study_writes_its_tables_curves_and_fleet_reports_plots(local
     assert got["kpis.peak_kw"]["per_seed"]["1"] == summary["kpis"]["peak_kw"]
     # tail.cost: the cost from the row at 1 h (its ticks: 0..60 min) to the end (ticks to 119 min), per device-day
     start = list(metrics["time_s"]).index(3600.0)
-    assert got["tail.cost"]["per_seed"]["1"] == pytest.approx((metrics["kpi/cost"][-1] - metrics["kpi/cost"][start]) / 6 / (59 * 60 / 86400))
+    assert got["tail.cost"]["per_seed"]["1"] == pytest.approx(
+        (metrics["kpi/cost"][-1] - metrics["kpi/cost"][start]) / 6 / (59 * 60 / 86400)
+    )
     assert yaml.safe_load((run / "scenario.yaml").read_text())["seed"] == 1
