@@ -165,21 +165,6 @@ def create_new(path: Path) -> BinaryIO:
     return os.fdopen(fd, "wb")
 
 
-def save_file(path: Path, kind: str, state: Mapping, sync: bool = True) -> None:
-    """Write ``state`` to ``path`` atomically (through ``path.tmp``, fsync'ed with ``sync``)."""
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with create_new(tmp) as f:
-            save(f.write, kind, state)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 # --- reading -----------------------------------------------------------------------------------
 
 
