@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import sys
 import threading
 from pathlib import Path
 
@@ -15,6 +16,15 @@ from tests.conftest import tiny_scenario
 
 N_STEPS = 8
 """Control ticks between learner updates in these tests (an update every 8 simulated minutes)."""
+
+
+def agent_argv(
+    scenario: Path, state: Path, broker: str, *args: str, device: str = "d00000", speedup: str = "3600"
+) -> list[str]:
+    """The command line of a ``fleet agent`` process running ``device`` of ``scenario`` with its
+    state in ``state``, ``speedup`` times the wall clock; ``args``: more options."""
+    return [sys.executable, "-m", "fleet.cli", "agent", "--scenario", str(scenario), "--device", device,
+            "--broker", broker, "--state-dir", str(state), "--speedup", speedup, *args]  # fmt: skip
 
 
 def diffusion_raw(**params) -> dict:

@@ -10,7 +10,6 @@ import re
 import socket
 import sqlite3
 import subprocess
-import sys
 import time
 import zlib
 from contextlib import closing
@@ -37,7 +36,7 @@ from fleet.mqtt.paho_transport import PahoTransport
 from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
 from fleet.sim.engine import Simulation
-from tests.edge.agents import N_STEPS, diffusion_raw, memory_agent, options, paho_agent, started, view_of
+from tests.edge.agents import N_STEPS, agent_argv, diffusion_raw, memory_agent, options, paho_agent, started, view_of
 from tests.hostile import assert_refused, fleet_cli, hostile_pickle
 from tests.mosquitto import Broker, free_port, start_broker
 from tests.waiting import wait_for
@@ -319,28 +318,19 @@ def test_garbage_from_the_network_is_dropped_and_counted_and_the_model_learns_as
 def _agent_process(scenario: Path, device: str, url: str, state: Path, duration: str) -> tuple[subprocess.Popen, Path]:
     """``fleet agent`` for ``device`` at 720x (an hour in 5 wall seconds); its status lines go to
     ``<device>-<duration>.out``, its log to ``.err``. Returns the process and the .out file."""
-    argv = [
-        sys.executable,
-        "-m",
-        "fleet.cli",
-        "agent",
-        "--scenario",
-        str(scenario),
-        "--device",
-        device,
-        "--broker",
+    argv = agent_argv(
+        scenario,
+        state / device,
         url,
-        "--speedup",
-        "720",
         "--duration",
         duration,
         "--checkpoint-every",
         "30min",
         "--status-every",
         "1h",
-        "--state-dir",
-        str(state / device),
-    ]
+        device=device,
+        speedup="720",
+    )
     out = state / f"{device}-{duration}.out"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.Popen(
@@ -594,25 +584,7 @@ def _write_checkpoint(state: Path, saved: dict) -> None:
 def test_an_agent_killed_with_sigkill_resumes_from_its_checkpoint(tmp_path, write_scenario):
     scenario = write_scenario(diffusion_raw())
     state = tmp_path / "state"
-    argv = [
-        sys.executable,
-        "-m",
-        "fleet.cli",
-        "agent",
-        "--scenario",
-        str(scenario),
-        "--device",
-        "d00000",
-        "--broker",
-        f"mqtt://127.0.0.1:{free_port()}",
-        "--speedup",
-        "3600",
-        "--checkpoint-every",
-        "30min",
-        "--state-dir",
-        str(state),
-        "-q",
-    ]
+    argv = agent_argv(scenario, state, f"mqtt://127.0.0.1:{free_port()}", "--checkpoint-every", "30min", "-q")
     proc = subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
         wait_for(

@@ -12,7 +12,6 @@ import os
 import resource
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -25,33 +24,13 @@ from fleet.mqtt.codec import Kind, decode
 from fleet.mqtt.dedup import SeqDeduplicator
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
-from tests.edge.agents import diffusion_raw, memory_agent, options, view_of
+from tests.edge.agents import agent_argv, diffusion_raw, memory_agent, options, view_of
 from tests.edge.test_agent import ROOT, _checkpoint
 from tests.mosquitto import free_port
 from tests.waiting import wait_for
 
 TELEMETRY_PERIOD = 300.0
 """The tiny scenario's telemetry period (5 min)."""
-
-
-def agent_argv(scenario: Path, state: Path, broker: str, *args: str) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "fleet.cli",
-        "agent",
-        "--scenario",
-        str(scenario),
-        "--device",
-        "d00000",
-        "--broker",
-        broker,
-        "--state-dir",
-        str(state),
-        "--speedup",
-        "3600",
-        *args,
-    ]
 
 
 # --- write errors ---------------------------------------------------------------------------------
