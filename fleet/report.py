@@ -43,7 +43,7 @@ def _save(fig, f: Path | BinaryIO) -> Path | BinaryIO:
     return f
 
 
-def currency(scenario: dict) -> str:
+def currency_of(scenario: dict) -> str:
     """The currency of a run's costs (``tariff.currency``), or "" where the scenario names none."""
     return str(scenario.get("tariff", {}).get("currency", ""))
 
@@ -297,7 +297,7 @@ def write_report(
     plan: list[tuple[Path, Callable[[BinaryIO], object]]] = []
     for path, scenario, metrics, _summary in loaded if per_run else []:
         prefix = "" if len(loaded) == 1 else f"{path.name}-"
-        title, unit = path.name, currency(scenario)
+        title, unit = path.name, currency_of(scenario)
         if sample_devices(metrics):
             plan.append((out / f"{prefix}temperatures.png", lambda f, m=metrics, t=title: plot_temperatures(m, t, f)))
         plan += [
@@ -314,7 +314,7 @@ def write_report(
         plan.append((out / "compare.png", lambda f: plot_comparison([(p.name, s) for p, _, _, s in loaded], f)))
     if points is not None:
         plan += [
-            (out / "comm_vs_reward.png", lambda f: plot_comm_vs_reward(points, tail, f, currency(loaded[0][1]))),
+            (out / "comm_vs_reward.png", lambda f: plot_comm_vs_reward(points, tail, f, currency_of(loaded[0][1]))),
             (out / "comm_vs_reward.csv", lambda f: f.write(points_csv(points).encode())),
             (out / "comm_vs_reward.json", lambda f: f.write(points_json(points, tail).encode())),
         ]
