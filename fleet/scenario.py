@@ -396,6 +396,10 @@ class OutputsConfig(StrictModel):
 # --- the scenario ----------------------------------------------------------------------------
 
 
+MAX_HORIZON_S = 100 * 365 * 86400.0
+"""The longest ``horizon`` a scenario may ask for: 100 years."""
+
+
 class Scenario(StrictModel):
     """A complete, validated experiment description."""
 
@@ -407,8 +411,9 @@ class Scenario(StrictModel):
     """Root seed: every random generator of the run is derived from it."""
     start_day: Annotated[int, Field(ge=1, le=365)] = 15
     """Day of the year at which the simulation starts (00:00)."""
-    horizon: PositiveDuration
-    """Simulated time."""
+    horizon: Annotated[PositiveDuration, Field(le=MAX_HORIZON_S)]
+    """Simulated time, at most 100 years (a value beyond that is a typo, and one near float's
+    range would overflow the tick count)."""
     control_period: PositiveDuration = 60.0
     """Interval between control ticks (sense, act, physics step)."""
     fleet: FleetConfig

@@ -572,3 +572,8 @@ def test_fuzz_a_mutated_scenario_file(tmp_path, text, mutation):
     peak, raised = peak_bytes(load_scenario, path)
     assert raised is None or isinstance(raised, ConfigError), repr(raised)
     assert peak < 32 * 2**20
+
+
+def test_horizon_beyond_a_century_is_refused(tiny_scenario_file):
+    with pytest.raises(ConfigError, match="horizon"):
+        load_scenario(tiny_scenario_file, overrides=["horizon=1e308"])

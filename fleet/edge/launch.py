@@ -22,6 +22,7 @@ from fleet.config import parse_duration
 from fleet.edge.agent import AgentOptions, DriverFactory, EdgeAgent, TransportFactory, simulated_driver
 from fleet.edge.view import DeviceView, device_view
 from fleet.errors import ConfigError
+from fleet.files import read_regular_file
 from fleet.mqtt.url import parse_broker_url
 
 ENV_OPTIONS = {
@@ -64,10 +65,7 @@ class AgentArgs:
 
 def read_env_file(path: Path) -> dict[str, str]:
     """``KEY=VALUE`` lines of ``path`` (blank lines and ``#`` comments skipped, quotes removed)."""
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise ConfigError(f"--env-file {path}: cannot read it: {e.strerror}") from None
+    text = _read_small(path, "--env-file")
     env = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()
@@ -114,10 +112,21 @@ def _password(args: AgentArgs) -> str | None:
         raise ConfigError("give the password once: --password or --password-file, not both")
     if args.password_file is None:
         return args.password
+    return _read_small(args.password_file, "--password-file").rstrip("\r\n")
+
+
+MAX_SMALL_FILE_BYTES = 64 * 2**10
+"""Largest --env-file or --password-file read: each is a few lines."""
+
+
+def _read_small(path: Path, option: str) -> str:
+    """The text of a small regular file given as ``option``: a FIFO, a device or a large file
+    is refused naming the option, so that a wrong path cannot hang or exhaust the board."""
+    data = read_regular_file(Path(path), MAX_SMALL_FILE_BYTES, option)
     try:
-        return args.password_file.read_text().rstrip("\r\n")
-    except OSError as e:
-        raise ConfigError(f"--password-file {args.password_file}: cannot read it: {e.strerror}") from None
+        return data.decode()
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{option} {path}: not UTF-8 text (byte {e.start})") from None
 
 
 def transport_factory(args: AgentArgs) -> TransportFactory:
