@@ -97,7 +97,7 @@ from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
 from fleet.errors import ConfigError, TransportError, WireError
 from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observation, make_learner
-from fleet.learners.base import preview
+from fleet.learners.base import persistence, preview
 from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import Received, Transport, Will
@@ -528,9 +528,10 @@ class EdgeAgent:
             self._reward(temp, t)
         lo, hi = v.occupancy.band(t)
         price = v.world.tariff.price(t)
+        outdoor_c = v.weather.outdoor_c(t) + v.params.outdoor_offset
         obs = Observation(
             temp_c=np.array([temp]),
-            outdoor_c=v.weather.outdoor_c(t) + v.params.outdoor_offset,
+            outdoor_c=outdoor_c,
             band_lo=lo,
             band_hi=hi,
             occupied=v.occupancy.occupied(t),
@@ -539,6 +540,7 @@ class EdgeAgent:
             hour=(t / 3600.0) % 24.0,
             online=np.array([self.transport.connected]),
             **preview(v.occupancy, v.world.tariff, t, 1),
+            **persistence(outdoor_c),
         )
         level = int(self.learner.act(obs)[0])
         try:
