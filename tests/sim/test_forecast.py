@@ -69,3 +69,12 @@ def test_a_bad_forecast_exits_2_naming_the_field(key, value, words):
     assert "Traceback" not in result.output
     for word in words:
         assert word in result.stderr, result.stderr
+
+
+def test_an_epw_weather_keeps_its_forecast_when_its_path_is_resolved():
+    from fleet.scenario import load_scenario
+
+    scenario = load_scenario("thermostats-cold-v1", [f"weather.forecast={FORECAST}", "horizon=6h"])
+    assert scenario.weather.forecast.bias_c == 0.3 and scenario.weather.path.startswith("/")
+    obs = observe(scenario, 3600.0)
+    assert obs.outdoor_ahead.shape == (100, 24) and not np.allclose(obs.outdoor_ahead, obs.outdoor_c[:, None])
