@@ -108,7 +108,8 @@ class ForecastConfig(StrictModel):
     errors that "often don't depend strongly on the forecast range" (Forecast User Guide, section
     9.2.2), error standard deviations of about 1.5 degC at day 1 and 2.5-3 degC at day 5 in European
     winter (Haiden et al., Evaluation of ECMWF forecasts, ECMWF Technical Memoranda 880 and later):
-    ``std`` here gives 1.5 degC at 24 h and 2.7 degC at 120 h.
+    ``std`` here gives 1.5 degC at 24 h and 2.7 degC at 120 h. The two correlations are plausible
+    choices, not fitted to verification data.
     """
 
     lead_h: tuple[LeadHours, ...] = FORECAST_LEAD_H

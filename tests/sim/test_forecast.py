@@ -78,3 +78,11 @@ def test_an_epw_weather_keeps_its_forecast_when_its_path_is_resolved():
     assert scenario.weather.forecast.bias_c == 0.3 and scenario.weather.path.startswith("/")
     obs = observe(scenario, 3600.0)
     assert obs.outdoor_ahead.shape == (100, 24) and not np.allclose(obs.outdoor_ahead, obs.outdoor_c[:, None])
+
+
+def test_the_forecast_is_drawn_from_the_seed_alone_so_a_resumed_run_sees_the_same(scenario_factory):
+    a, b, other = (
+        Simulation(scenario_factory(seed=seed, **{"weather.forecast": FORECAST})).world.forecast for seed in (0, 0, 1)
+    )
+    np.testing.assert_array_equal(a.values, b.values)
+    assert not np.array_equal(a.values, other.values)
