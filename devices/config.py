@@ -86,8 +86,98 @@ class SensorConfig(StrictModel):
 
 # --- weather -------------------------------------------------------------------------------
 
+FORECAST_LEAD_H = tuple(float(h) for h in range(1, 25))
+"""Default lead times of a forecast, hours: hourly (the resolution at which forecast services
+publish 2-m temperature) up to 24 h, so that a day-ahead planner sees one whole comfort
+schedule and tariff cycle, including the night's cold and the evening's price peak."""
+MAX_LEAD_H = 240.0
+"""Longest lead time a forecast may name, hours: the 10 days of a deterministic global forecast
+(ECMWF's high-resolution run), the range its published error statistics cover."""
+LeadHours = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 
-class SyntheticWeatherConfig(StrictModel):
+
+class ForecastConfig(StrictModel):
+    """A forecast service's outdoor temperature: the truth plus an error that grows with lead time.
+
+    Issued every ``issue_period`` (at 00:00 on ``start_day`` and every period after), as hourly
+    values; the error of the issue made at ``t_k`` for valid time ``v`` is ``bias_c + std(v - t_k)
+    z``, where ``std(tau)^2`` grows linearly with the lead ``tau`` from ``error_std_0h_c^2`` to
+    ``error_std_24h_c^2`` at 24 h, and ``z`` is a standard normal field, AR(1) across valid hours
+    and across issues (:mod:`devices.forecast` derives it). Defaults from ECMWF verification of
+    2-m temperature at stations: mean errors "generally < 0.5 degC" over land, warm on winter nights,
+    errors that "often don't depend strongly on the forecast range" (Forecast User Guide, section
+    9.2.2), error standard deviations of about 1.5 degC at day 1 and 2.5-3 degC at day 5 in European
+    winter (Haiden et al., Evaluation of ECMWF forecasts, ECMWF Technical Memoranda 880 and later):
+    ``std`` here gives 1.5 degC at 24 h and 2.7 degC at 120 h. The two correlations are plausible
+    choices, not fitted to verification data.
+    """
+
+    lead_h: tuple[LeadHours, ...] = FORECAST_LEAD_H
+    """lead times at which every device sees the forecast, hours from now, increasing, at most MAX_LEAD_H"""
+    issue_period: PositiveDuration = 6 * 3600.0
+    """time between two issues of the forecast, whole hours from 1h to 24h (global models: 6h)"""
+    bias_c: Annotated[float, Field(ge=-5, le=5, allow_inf_nan=False)] = 0.3
+    """mean error (forecast minus truth) at every lead, degC"""
+    error_std_0h_c: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 1.0
+    """standard deviation of the error at lead 0 (what a model misses of a station), degC"""
+    error_std_24h_c: Annotated[float, Field(ge=0, le=10, allow_inf_nan=False)] = 1.5
+    """standard deviation of the error at a lead of 24 h, at least ``error_std_0h_c``, degC"""
+    lead_corr_time: PositiveDuration = 12 * 3600.0
+    """correlation time of one issue's error across valid times (errors of a weather situation), seconds"""
+    issue_corr: Annotated[float, Field(ge=0, lt=1, allow_inf_nan=False)] = 0.8
+    """correlation of the errors of two consecutive issues at the same valid time, [0, 1)"""
+
+    @field_validator("lead_h")
+    @classmethod
+    def _increasing(cls, lead_h: tuple[float, ...]) -> tuple[float, ...]:
+        if not lead_h:
+            raise ValueError("give at least one lead time, e.g. [1, 2, 3]")
+        if len(lead_h) > MAX_LEAD_H:
+            raise ValueError(f"give at most {MAX_LEAD_H:g} lead times, got {len(lead_h)}")
+        if lead_h[-1] > MAX_LEAD_H:
+            raise ValueError(
+                f"{lead_h[-1]:g} h is beyond the {MAX_LEAD_H:g} h (10 days) of weather data a forecast service "
+                "publishes, and that the error model is calibrated for"
+            )
+        for i in range(1, len(lead_h)):
+            if lead_h[i] <= lead_h[i - 1]:
+                raise ValueError(f"lead times must increase, but lead_h[{i}] ({lead_h[i]:g}) <= lead_h[{i - 1}]")
+        return lead_h
+
+    @field_validator("issue_period")
+    @classmethod
+    def _whole_hours(cls, period: float) -> float:
+        if not (period % 3600.0 == 0 and 3600.0 <= period <= 86400.0):
+            raise ValueError(f"must be a whole number of hours from 1h to 24h, got {period:g} s")
+        return period
+
+    @model_validator(mode="after")
+    def _growing(self) -> ForecastConfig:
+        if self.error_std_24h_c < self.error_std_0h_c:
+            raise ValueError(
+                f"error_std_24h_c ({self.error_std_24h_c:g}) is below error_std_0h_c ({self.error_std_0h_c:g}): "
+                "a forecast's error grows with lead time"
+            )
+        return self
+
+    @property
+    def reach_s(self) -> float:
+        """How far past its issue time an issue is used: to the next issue plus the longest lead, seconds."""
+        return self.issue_period + 3600.0 * self.lead_h[-1]
+
+
+class _WeatherConfig(StrictModel):
+    forecast: ForecastConfig | None = None
+    """the forecast every device observes (``Observation.outdoor_ahead``); none: the current
+    outdoor temperature at every lead time of FORECAST_LEAD_H (persistence)"""
+
+    @property
+    def lead_h(self) -> tuple[float, ...]:
+        """The lead times of what the devices observe ahead, hours."""
+        return FORECAST_LEAD_H if self.forecast is None else self.forecast.lead_h
+
+
+class SyntheticWeatherConfig(_WeatherConfig):
     """Outdoor temperature = seasonal cosine + asymmetric diurnal cycle + Ornstein-Uhlenbeck noise."""
 
     source: Literal["synthetic"] = "synthetic"
@@ -107,7 +197,7 @@ class SyntheticWeatherConfig(StrictModel):
     """correlation time of the (Ornstein-Uhlenbeck) weather noise, seconds or e.g. '6h'"""
 
 
-class EpwWeatherConfig(StrictModel):
+class EpwWeatherConfig(_WeatherConfig):
     """Hourly dry-bulb temperature of an EnergyPlus weather (EPW) file, repeated every year."""
 
     source: Literal["epw"] = "epw"

@@ -120,7 +120,8 @@ _EPW_HEADER = (
 )
 _EPW_MIN_FIELDS = 7
 _EPW_MISSING = (99.9, 9999.0)  # 99.9 is the EPW spec's dry-bulb marker; 9999 is found in the wild
-_EPW_RANGE_C = (-90.0, 70.0)
+PLAUSIBLE_RANGE_C = (-90.0, 70.0)
+"""Outdoor temperatures a weather file or a forecast may hold, degC (the records are -89.2 and 56.7)."""
 _LEAP_HOURS = HOURS_PER_YEAR + 24
 MAX_EPW_BYTES = 16 * 2**20
 """Largest weather file read: an EPW year is 1.5-2 MB (8784 rows of about 200 characters)."""
@@ -168,7 +169,7 @@ def _epw_dry_bulb(path: Path, line_no: int, fields: list[str]) -> float:
         raise ConfigError(
             f"{where}: {value:g} marks missing data; fill the gap (e.g. interpolate) before using the file"
         )
-    lo, hi = _EPW_RANGE_C
+    lo, hi = PLAUSIBLE_RANGE_C
     if not lo <= value <= hi:
         raise ConfigError(f"{where}: {value:g} degC is outside the plausible range [{lo}, {hi}] degC")
     return value
@@ -249,7 +250,7 @@ def write_epw(path: str | Path, temps_c: np.ndarray, location: str = "Synthetic"
     temps = np.asarray(temps_c, dtype=float)
     if temps.shape != (HOURS_PER_YEAR,):
         raise ValueError(f"temps_c must have shape ({HOURS_PER_YEAR},) (one value per hour), got {temps.shape}")
-    lo, hi = _EPW_RANGE_C
+    lo, hi = PLAUSIBLE_RANGE_C
     bad = np.flatnonzero(~((temps >= lo) & (temps <= hi)))
     if bad.size:
         raise ValueError(f"temps_c[{bad[0]}] = {temps[bad[0]]} is outside [{lo}, {hi}] degC")

@@ -445,6 +445,21 @@ def report(
     type=click.Path(path_type=Path),
     help="agent.env from `fleet deploy provision` (options given here win).",
 )
+@click.option(
+    "--forecast-file",
+    type=click.Path(path_type=Path),
+    help="CSV of weather forecasts (valid_s,outdoor_c), read again when it changes [default: persistence].",
+)
+@click.option(
+    "--forecast-topic", metavar="TOPIC", help="MQTT topic of a retained forecast in the same CSV [default: none]."
+)
+@click.option(
+    "--forecast-max-age",
+    default="12h",
+    show_default=True,
+    metavar="DURATION",
+    help="Agent-clock age after which a forecast is stale and the device observes persistence.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No status lines; warnings and errors only.")
 def agent_cmd(quiet: bool, **options) -> None:
     """Run one device of a scenario on this board: learn, act, talk to its neighbours over MQTT.

@@ -745,7 +745,7 @@ def parse_scenario(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario
     if isinstance(scenario.weather, EpwWeatherConfig):
         epw = Path(scenario.weather.path)
         if not epw.is_absolute():
-            resolved = EpwWeatherConfig(source="epw", path=str((base_dir / epw).resolve()))
+            resolved = scenario.weather.model_copy(update={"path": str((base_dir / epw).resolve())})
             scenario = scenario.model_copy(update={"weather": resolved})
     return scenario
 

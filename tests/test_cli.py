@@ -270,7 +270,7 @@ def test_scenarios_lists_the_shipped_ones_with_descriptions():
     result = fleet("scenarios")
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
-    assert len(lines) == len(list_scenarios()) == 5
+    assert len(lines) == len(list_scenarios()) == 6
     for line, (name, description, _) in zip(lines, list_scenarios()):
         assert line.startswith(name) and line.endswith(description) and description
 
@@ -283,6 +283,7 @@ def test_scenarios_as_json():
         "city-10k-v1",
         "feeder-peak-v1",
         "nbiot-lossy-v1",
+        "thermostats-cold-v1",
         "thermostats-small-v1",
         "thermostats-small-v2",
     ]

@@ -40,11 +40,12 @@ def config_error(path, overrides=(), **kwargs) -> str:
 # --- the shipped scenarios ---------------------------------------------------------------
 
 
-def test_five_scenarios_are_shipped():
+def test_six_scenarios_are_shipped():
     assert [name for name, _, _ in SHIPPED] == [
         "city-10k-v1",
         "feeder-peak-v1",
         "nbiot-lossy-v1",
+        "thermostats-cold-v1",
         "thermostats-small-v1",
         "thermostats-small-v2",
     ]

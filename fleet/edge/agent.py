@@ -25,6 +25,10 @@ Differences from a simulated device, because a board knows less:
   ``[feeder load as a fraction of capacity]`` (from the collector, which reads all telemetry)
   sets it; until one arrives it is 0 in the observation, and the reward's feeder overload
   counts the device's own load only;
+- the weather ahead (``Observation.outdoor_ahead``): a board has no weather model to forecast
+  from; it reads the forecasts a service publishes, from a file or a retained MQTT message
+  (:mod:`fleet.edge.forecast`, ``fleet agent --forecast-file/--forecast-topic``), and observes
+  persistence without one, or when the last is stale (counted);
 - a parameter message is stamped with its arrival time on the agent's clock: boards share no
   clock with their senders, so staleness is measured from arrival;
 - a diffusion learner with Metropolis weights needs its neighbours' degrees, which the N = 1
@@ -90,6 +94,7 @@ from devices.drivers import Driver, DriverError, SimulatedThermostatDriver
 from devices.occupancy import comfort_violation_c
 from fleet.edge import watchdog
 from fleet.edge.counters import Counters
+from fleet.edge.forecast import BoardForecast, ForecastSource, MqttForecast
 from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
 from fleet.edge.outbox import MEMORY, Outbox, OutboxError, Stamp
 from fleet.edge.state import CHECKPOINT, StateDir
@@ -146,9 +151,11 @@ class AgentOptions:
     epoch: float | None = None
     """UNIX time at which the shared clock of a mixed fleet reads scenario time 0
     (:mod:`fleet.sim.realtime`); None: the agent's own clock, from 0 at its first start."""
+    forecast_max_age: float = 12 * 3600.0
+    """Agent-clock time after which a forecast table is stale (two issues of a 6-hourly service)."""
 
     def __post_init__(self) -> None:
-        for name in ("speedup", "checkpoint_every", "status_every", "connect_wait"):
+        for name in ("speedup", "checkpoint_every", "status_every", "connect_wait", "forecast_max_age"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0) and not (name == "connect_wait" and value == 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
@@ -244,7 +251,10 @@ class EdgeAgent:
         options: AgentOptions = AgentOptions(),
         driver_factory: DriverFactory = simulated_driver,
         on_status: Callable[[str], None] | None = None,
+        forecast_source: ForecastSource | None = None,
     ) -> None:
+        """``forecast_source``: where the device's weather forecasts come from (none: it observes
+        persistence, :mod:`fleet.edge.forecast`)."""
         self.view, self.options, self.on_status = view, options, on_status
         self._failing: set[str] = set()
         """What could not be written at its last try: checkpoint, sequence, outbox."""
@@ -256,6 +266,9 @@ class EdgeAgent:
         self.feeder_load = 0.0
         self.next_due: dict[str, float] = {}
         t0 = self._restore(saved) if saved else 0.0
+        self.forecast = BoardForecast(
+            forecast_source, view.scenario.weather.lead_h, options.forecast_max_age, self.counters
+        )
         if saved:
             where = self.state.path / CHECKPOINT
             log.info("%s: resuming from %s at t=%.2fh after %d ticks", view.name, where, t0 / 3600, self.counters.ticks)
@@ -453,7 +466,9 @@ class EdgeAgent:
 
     def _start(self) -> None:
         self.uplink = Uplink(self.transport, self.outbox, self.counters, self.options.max_inflight)
-        topics = self.inbound.topics
+        topics = list(self.inbound.topics)
+        if isinstance(self.forecast.source, MqttForecast):
+            topics.append(self.forecast.source.topic)
         for topic in topics:
             self.transport.subscribe(topic, qos=1)
         up = self.transport.connect(self.options.connect_wait)
@@ -528,9 +543,10 @@ class EdgeAgent:
             self._reward(temp, t)
         lo, hi = v.occupancy.band(t)
         price = v.world.tariff.price(t)
+        outdoor_c = v.weather.outdoor_c(t) + v.params.outdoor_offset
         obs = Observation(
             temp_c=np.array([temp]),
-            outdoor_c=v.weather.outdoor_c(t) + v.params.outdoor_offset,
+            outdoor_c=outdoor_c,
             band_lo=lo,
             band_hi=hi,
             occupied=v.occupancy.occupied(t),
@@ -539,6 +555,7 @@ class EdgeAgent:
             hour=(t / 3600.0) % 24.0,
             online=np.array([self.transport.connected]),
             **preview(v.occupancy, v.world.tariff, t, 1),
+            **self.forecast.fields(t, outdoor_c),
         )
         level = int(self.learner.act(obs)[0])
         try:
@@ -646,7 +663,11 @@ class EdgeAgent:
                 )
 
     def _handle(self, received: Received) -> None:
-        """Hand a message that passes the checks to the learner, or apply a command."""
+        """Hand a message that passes the checks to the learner, apply a command, or take a forecast."""
+        source = self.forecast.source
+        if isinstance(source, MqttForecast) and received.topic == source.topic:
+            source.offer(received.payload)
+            return
         accepted = self.inbound.check(received)
         if accepted is None:
             return

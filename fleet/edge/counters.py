@@ -55,6 +55,13 @@ class Counters:
     to those from before the update (never published or checkpointed)."""
     connects: int = 0
     """Times the connection to the broker came up."""
+    forecast_updates: int = 0
+    """Forecast tables taken from the forecast source (:mod:`fleet.edge.forecast`)."""
+    forecast_errors: int = 0
+    """Forecast tables that could not be read or decoded (the last good one was kept)."""
+    forecast_fallbacks: int = 0
+    """Ticks at which the learner observed persistence because the forecast source had no fresh
+    table reaching every lead time."""
     write_errors: int = 0
     """Writes to the state folder that failed (a full disk, an I/O error, a read-only file system):
     checkpoints, sequence numbers, outbox. The agent kept running on what was saved before."""

@@ -20,9 +20,11 @@ from pathlib import Path
 
 from fleet.config import parse_duration
 from fleet.edge.agent import AgentOptions, DriverFactory, EdgeAgent, TransportFactory, simulated_driver
+from fleet.edge.forecast import FileForecast, ForecastSource, MqttForecast
 from fleet.edge.view import DeviceView, device_view
-from fleet.errors import ConfigError
+from fleet.errors import ConfigError, WireError
 from fleet.files import read_regular_file
+from fleet.mqtt.topics import validate_topic_name
 from fleet.mqtt.url import parse_broker_url
 
 ENV_OPTIONS = {
@@ -61,6 +63,9 @@ class AgentArgs:
     checkpoint_every: str = "1h"
     status_every: str = "60s"
     env_file: Path | None = None
+    forecast_file: Path | None = None
+    forecast_topic: str | None = None
+    forecast_max_age: str = "12h"
 
 
 def read_env_file(path: Path) -> dict[str, str]:
@@ -165,6 +170,21 @@ def driver_factory(args: AgentArgs) -> DriverFactory:
     return lambda view, clock: SysfsDriver(args.gpio, active_low=args.active_low, sensor_id=args.sensor_id)
 
 
+def forecast_source(args: AgentArgs) -> ForecastSource | None:
+    """The forecast file or topic the options name (not both), or None."""
+    if args.forecast_file is not None and args.forecast_topic is not None:
+        raise ConfigError("give one forecast source: --forecast-file or --forecast-topic, not both")
+    if args.forecast_file is not None:
+        return FileForecast(args.forecast_file)
+    if args.forecast_topic is None:
+        return None
+    try:
+        validate_topic_name(args.forecast_topic)
+    except WireError as e:
+        raise ConfigError(f"--forecast-topic: {e}") from None
+    return MqttForecast(args.forecast_topic)
+
+
 def _check_env_identity(view: DeviceView, env: dict[str, str]) -> None:
     for key, mine in (("FLEET_SITE", view.site), ("FLEET_SCENARIO_NAME", view.scenario.name)):
         if env.get(key) and env[key] != mine:
@@ -187,12 +207,14 @@ def build_agent(args: AgentArgs, on_status=None) -> EdgeAgent:
         duration=None if args.duration is None else _duration("--duration", args.duration),
         checkpoint_every=_duration("--checkpoint-every", args.checkpoint_every),
         status_every=_duration("--status-every", args.status_every),
+        forecast_max_age=_duration("--forecast-max-age", args.forecast_max_age),
     )
     make_transport = transport_factory(args)
     make_driver = driver_factory(args)
+    forecasts = forecast_source(args)
     if args.scenario is None or args.device is None:
         raise ConfigError("--scenario and --device are required (or FLEET_SCENARIO and FLEET_DEVICE in --env-file)")
     view = device_view(load_scenario(args.scenario), args.device)
     _check_env_identity(view, env)
     state_dir = args.state_dir or Path("agent-state") / view.name
-    return EdgeAgent(view, make_transport, state_dir, options, make_driver, on_status)
+    return EdgeAgent(view, make_transport, state_dir, options, make_driver, on_status, forecasts)

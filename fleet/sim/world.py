@@ -8,10 +8,11 @@ from pathlib import Path
 import numpy as np
 
 from devices.building import DeviceParams
+from devices.forecast import Forecast, ServiceForecast
 from devices.occupancy import Occupancy
 from devices.tariff import Tariff, make_tariff
 from devices.weather import Weather, make_weather
-from fleet.learners.base import preview
+from fleet.learners.base import persistence, preview
 from fleet.scenario import Scenario
 from fleet.sim.rng import Streams
 from fleet.sim.topology import Topology, build_topology
@@ -32,6 +33,8 @@ class World:
     """(N,) index into profile_names: each device's network class."""
     params: DeviceParams
     weather: Weather
+    forecast: Forecast | None
+    """The weather service's forecast, or None: devices see persistence."""
     occupancy: Occupancy
     tariff: Tariff
     topology: Topology
@@ -43,18 +46,27 @@ class World:
     def conditions(self, t: float) -> dict:
         """What every device senses at ``t`` apart from its own temperature, feeder load and link:
         the :class:`~fleet.learners.base.Observation` fields ``outdoor_c``, ``band_lo``,
-        ``band_hi``, ``occupied``, ``price`` (N,), ``hour`` and the schedule preview."""
+        ``band_hi``, ``occupied``, ``price`` (N,), ``hour``, the schedule preview and the forecast."""
         occupied = self.occupancy.occupied(t)
         lo, hi = self.occupancy.band_when(occupied)
+        outdoor_c = self.weather.outdoor_c(t) + self.params.outdoor_offset
         return dict(
-            outdoor_c=self.weather.outdoor_c(t) + self.params.outdoor_offset,
+            outdoor_c=outdoor_c,
             band_lo=lo,
             band_hi=hi,
             occupied=occupied,
             price=np.full(self.n, self.tariff.price(t)),
             hour=(t / 3600.0) % 24.0,
             **preview(self.occupancy, self.tariff, t, self.n),
+            **self._ahead(t, outdoor_c),
         )
+
+    def _ahead(self, t: float, outdoor_c: np.ndarray) -> dict:
+        """The forecast fields of the Observation: ``outdoor_ahead`` (N, L), ``forecast_lead_h``."""
+        if self.forecast is None:
+            return persistence(outdoor_c)
+        ahead = self.forecast.ahead(t)[None, :] + self.params.outdoor_offset[:, None]
+        return {"outdoor_ahead": ahead, "forecast_lead_h": self.forecast.lead_h}
 
 
 def _network_classes(scenario: Scenario, names: list[str], rng: np.random.Generator) -> np.ndarray:
@@ -82,6 +94,11 @@ def build_world(scenario: Scenario, streams: Streams) -> World:
         if scenario.topology.scope == "site"
         else [np.arange(n)]
     )
+    forecast_cfg = scenario.weather.forecast
+    reach = 0.0 if forecast_cfg is None else forecast_cfg.reach_s
+    weather = make_weather(
+        scenario.weather, scenario.start_day, scenario.horizon + reach, streams.numpy("weather"), Path.cwd()
+    )
     return World(
         site_names=[s.name for s in sites],
         site_of=site_of,
@@ -90,9 +107,10 @@ def build_world(scenario: Scenario, streams: Streams) -> World:
         profile_names=profile_names,
         profile_of=_network_classes(scenario, profile_names, streams.numpy("network-classes")),
         params=params,
-        weather=make_weather(
-            scenario.weather, scenario.start_day, scenario.horizon, streams.numpy("weather"), Path.cwd()
-        ),
+        weather=weather,
+        forecast=None
+        if forecast_cfg is None
+        else ServiceForecast(forecast_cfg, weather, scenario.horizon, streams.numpy("forecast")),
         occupancy=Occupancy(fleet.occupancy, params.occupancy_shift_h),
         tariff=make_tariff(scenario.tariff),
         topology=build_topology(scenario.topology, groups, streams.numpy("topology")),

@@ -154,3 +154,18 @@ def test_feature_bounds_are_the_features_of_the_extreme_conditions():
     for col in ("indoor", "outdoor", "band_lo", "band_hi"):
         i = COLUMNS.index(col)
         assert (x[0, i], x[1, i]) == (low[i], high[i])
+
+
+def test_an_episode_sees_the_scenarios_forecast_to_its_last_step():
+    env = BatchedFleetEnv(
+        resolve("thermostats-small-v1", {"horizon": "3h", "weather__forecast": {"issue_period": "1h"}})
+    )
+    env.reset(0)
+    world, done = env.sim.world, False
+    while not done:
+        t, obs = env.sim.env.now, env.observation
+        np.testing.assert_allclose(
+            obs.outdoor_ahead, world.forecast.ahead(t)[None, :] + world.params.outdoor_offset[:, None], atol=1e-12
+        )
+        done = env.step(np.zeros(env.n_devices, np.int64))[3].all()
+    assert env.sim.env.now == 3 * 3600.0 and env.observation.outdoor_ahead.shape == (100, 24)
