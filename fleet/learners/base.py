@@ -123,7 +123,7 @@ class LearnerContext:
 
     n_devices: int
     n_levels: int
-    """HVAC power levels per device; actions are level indices in [0, n_levels)."""
+    """Actions per device, indices in [0, n_levels): a thermostat's HVAC power levels."""
     mode: str
     """HVAC mode: "heat" or "cool"."""
     rng: np.random.Generator

@@ -179,7 +179,8 @@ class ActorCriticConfig(StrictModel):
 
 
 class DiffusionConfig(ActorCriticConfig):
-    """Diff-DAC: adapt locally, then combine with the neighbours' received parameters."""
+    """Diff-DAC: adapt locally, then combine the adapted parameters with the neighbours' adapted
+    parameters of the same round, as received (:mod:`fleet.learners.actor_critic`)."""
 
     smaller_messages: ClassVar[tuple[str, ...]] = ("comm.dtype=float16", "comm.dtype=int8")
     """Top-k is not among them: it does not make the largest message smaller (every device's first message is dense)."""

@@ -129,11 +129,10 @@ class _BufferState:
     """Whether torch also keeps a step count per parameter (RMSprop)."""
 
     def state_dict(self) -> dict:
-        keys = {**self.BUFFERS, **({"steps": "step"} if self.COUNTED else {})}
-        return {name: [self.state.get(p, {}).get(key) for p in self._params] for name, key in keys.items()}
+        return {name: [self.state.get(p, {}).get(key) for p in self._params] for name, key in self._keys.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        keys = {**self.BUFFERS, **({"steps": "step"} if self.COUNTED else {})}
+        keys = self._keys
         expect_keys(state, tuple(keys))
         saved = {name: entry(state, name, list) for name in keys}
         for name, buffers in saved.items():
@@ -151,6 +150,11 @@ class _BufferState:
     def buffers(self) -> list[torch.Tensor]:
         """The buffers of every parameter that has them, each of its parameter's shape."""
         return [s[key] for s in self.state.values() for key in self.BUFFERS.values() if key in s]
+
+    @property
+    def _keys(self) -> dict[str, str]:
+        """Saved name -> torch's key of everything it keeps per parameter."""
+        return {**self.BUFFERS, **({"steps": "step"} if self.COUNTED else {})}
 
     @property
     def _params(self) -> list[torch.Tensor]:

@@ -13,7 +13,7 @@ from fleet.learners.base import Deliveries
 from fleet.learners.features import N_FEATURES
 from fleet.learners.shipped import presets
 from fleet.learners.stacked import Rollout
-from fleet.testing import _context
+from fleet.testing import _context, check_learner_contract
 
 N, T, L = 5, 6, 4
 
@@ -79,3 +79,8 @@ def test_the_reference_settings_are_a_preset():
     )
     assert learner.gamma == pytest.approx(0.99, abs=1e-4)  # at the 15-minute tick of the study scenarios
     assert type(learner.core.optimizer).__name__ == "RMSprop"
+
+
+def test_the_diff_dac_preset_keeps_the_learner_contract_and_resumes_identically():
+    """RMSprop's state (each parameter's mean square and step count) survives a save and load."""
+    check_learner_contract("diffusion-v1", params=presets()["diffusion-v1"]["diff-dac"])
