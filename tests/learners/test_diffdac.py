@@ -10,27 +10,11 @@ import torch
 
 from fleet.learners import make_learner
 from fleet.learners.base import Deliveries
-from fleet.learners.features import N_FEATURES
 from fleet.learners.shipped import presets
-from fleet.learners.stacked import Rollout
 from fleet.testing import _context, check_learner_contract
+from tests.learners.test_batching import T, feed, rollout
 
-N, T, L = 5, 6, 4
-
-
-def rollout(seed: int) -> Rollout:
-    g = torch.Generator().manual_seed(seed)
-    return Rollout(
-        torch.randn(T + 1, N, N_FEATURES, generator=g),
-        torch.randint(0, L, (T, N), generator=g),
-        -torch.rand(T, N, generator=g),
-    )
-
-
-def feed(learner, r: Rollout) -> None:
-    """Put a rollout into the learner's buffers as if it had acted and observed."""
-    learner._obs, learner._actions = list(r.obs), list(r.actions)
-    learner._rewards = list(r.rewards) + [r.rewards[-1]]  # the newest step waits for its successor
+N = 5
 
 
 def published(learner) -> np.ndarray:
@@ -46,7 +30,7 @@ def test_a_round_combines_the_neighbours_adapted_parameters_then_adds_the_local_
     alone = make_learner("independent-v1", params, _context(N, 0))  # the same draw: Δ without any combine
     topo = diffusion.topology
     # round 1: every device adapts and publishes ψ(1)
-    feed(diffusion, rollout(1)), feed(alone, rollout(1))
+    feed(diffusion, rollout(N, 1)), feed(alone, rollout(N, 1))
     diffusion.update(60.0), alone.update(60.0)
     psi_1 = diffusion.core.flat().clone()
     # nothing received yet: ψ(1) = ψ(0) + Δ(1), to float rounding
@@ -56,7 +40,7 @@ def test_a_round_combines_the_neighbours_adapted_parameters_then_adds_the_local_
     # ψ(1) reaches every neighbour; round 2
     sent = psi_1.numpy()[topo.sender]
     diffusion.inbox("params", Deliveries.one_message_each(topo.receiver, topo.sender, [sent], np.full(len(sent), 60.0)))
-    feed(diffusion, rollout(2)), feed(alone, rollout(2))
+    feed(diffusion, rollout(N, 2)), feed(alone, rollout(N, 2))
     diffusion.update(120.0), alone.update(120.0)
     step = alone.core.flat() - psi_1  # Δ(2): the local step from ψ(1) on round 2's rollout
     for i in range(N):

@@ -9,17 +9,9 @@ from fleet.learners import make_learner
 from fleet.learners.features import N_FEATURES, features
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout
 from fleet.testing import _context, _observation
+from tests.learners.test_batching import L, T, rollout
 
-N, T, L = 4, 6, 4
-
-
-def rollout(seed: int) -> Rollout:
-    g = torch.Generator().manual_seed(seed)
-    return Rollout(
-        torch.randn(T + 1, N, N_FEATURES, generator=g),
-        torch.randint(0, L, (T, N), generator=g),
-        -torch.rand(T, N, generator=g),
-    )
+N = 4
 
 
 def updated(r: Rollout, epochs: int) -> torch.Tensor:
@@ -37,7 +29,7 @@ def own_logp(r: Rollout) -> torch.Tensor:
 
 
 def test_the_ratio_is_taken_against_the_rollouts_log_probabilities():
-    r = rollout(0)
+    r = rollout(N, seed=0)
     for epochs in (1, 3):
         # the policy being updated acted: the same update as without them
         same = Rollout(r.obs, r.actions, r.rewards, logp=own_logp(r))
