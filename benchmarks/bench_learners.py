@@ -64,7 +64,7 @@ from bench_engine import (
 from torch import nn
 
 from fleet.learners.features import N_FEATURES
-from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout, ValueNorm
+from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout, RunningMoments, standardized
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
@@ -96,7 +96,8 @@ class LoopDevice:
     actor: nn.Sequential
     critic: nn.Sequential
     optimizer: torch.optim.Adam
-    value_norm: ValueNorm
+    value_norm: RunningMoments
+    advantage_norm: RunningMoments
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -106,6 +107,10 @@ class LoopDevice:
         """(P,) in the stacked layout: per layer the weight as (in, out), then the bias."""
         linears = [m for net in (self.actor, self.critic) for m in net if isinstance(m, nn.Linear)]
         return torch.cat([t.detach().reshape(-1) for lin in linears for t in (lin.weight.T, lin.bias)])
+
+
+GAMMA = 0.95
+"""Discount per step of the measured updates (the learning study's, per 15-minute tick)."""
 
 
 def loop_devices(batched: ActorCritic, k: int) -> list[LoopDevice]:
@@ -126,7 +131,8 @@ def loop_devices(batched: ActorCritic, k: int) -> list[LoopDevice]:
                 nets[0],
                 nets[1],
                 torch.optim.Adam(params, lr=batched.cfg.lr),
-                ValueNorm(1, batched.cfg.value_norm_decay, "cpu"),
+                RunningMoments(1, batched.cfg.value_norm_decay, "cpu"),
+                RunningMoments(1, batched.cfg.value_norm_decay, "cpu"),
             )
         )
     return devices
@@ -147,11 +153,11 @@ def loop_update(devices: list[LoopDevice], r: Rollout, cfg: ActorCriticConfig) -
             adv = torch.zeros_like(rewards)
             running = torch.zeros(())
             for t in reversed(range(steps)):
-                running = rewards[t] + cfg.gamma * v[t + 1] - v[t] + cfg.gamma * cfg.gae_lambda * running
+                running = rewards[t] + GAMMA * v[t + 1] - v[t] + GAMMA * cfg.gae_lambda * running
                 adv[t] = running
             returns = adv + v[:-1]
-            if cfg.normalize_advantages and steps > 1:
-                adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+            if cfg.normalize_advantages:
+                adv = standardized(adv.unsqueeze(0), d.advantage_norm).squeeze(0)
             d.value_norm.update(returns.unsqueeze(0), shared=False)
             target = d.value_norm.normalize(returns.unsqueeze(0)).squeeze(0)
         dist = torch.distributions.Categorical(logits=d.actor(obs[:-1]))
@@ -191,7 +197,7 @@ def same_update(cfg: ActorCriticConfig, n: int, k: int, r: Rollout, dtype: torch
         batched = ActorCritic(cfg, n, N_FEATURES, N_ACTIONS, torch.Generator().manual_seed(0), "cpu")
         loop = loop_devices(batched, k)
         before = batched.flat()[:k]
-        batched.update(r)
+        batched.update(r, GAMMA)
         loop_update(loop, first(r, k), cfg)
         got, expected = torch.stack([d.flat() for d in loop]), batched.flat()[:k]
     finally:
@@ -278,11 +284,11 @@ def time_update(cfg: ActorCriticConfig, n: int, loop_max: int, repeats: int) -> 
     r = random_rollout(n, cfg.n_steps, seed=1)
     batched = ActorCritic(cfg, n, N_FEATURES, N_ACTIONS, torch.Generator().manual_seed(0), "cpu")
     loop, r_loop = loop_devices(batched, k), first(r, k)
-    block = calls_for(lambda: batched.update(r))
+    block = calls_for(lambda: batched.update(r, GAMMA))
     loop_update(loop, r_loop, cfg)
     runs = {"batched_s": [], "loop_s": [], "matmul_2048_s": []}
     for _ in range(repeats):
-        runs["batched_s"].append(seconds(lambda: batched.update(r), block))
+        runs["batched_s"].append(seconds(lambda: batched.update(r, GAMMA), block))
         runs["loop_s"].append(seconds(lambda: loop_update(loop, r_loop, cfg)) * n / k)
         runs["matmul_2048_s"].append(matmul_seconds())
     med = {key: statistics.median(v) for key, v in runs.items()}
@@ -313,11 +319,11 @@ NEIGHBOURS = {
     "python": "while True: pass",
     "torch": (
         "import torch\n"
-        "from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout, ValueNorm\n"
+        "from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout\n"
         "ac = ActorCritic(ActorCriticConfig(), 1000, 10, 4, torch.Generator().manual_seed(0), 'cpu')\n"
         "r = Rollout(torch.randn(17, 1000, 10), torch.randint(0, 4, (16, 1000)), -torch.rand(16, 1000) * 0.05)\n"
         "while True:\n"
-        "    ac.update(r)\n"
+        "    ac.update(r, 0.95)\n"
     ),
 }
 """Stand-ins for another engineer's job: a pure-Python loop (one busy thread), or a learner
@@ -350,8 +356,8 @@ def contention(cfg: ActorCriticConfig, n: int, repeats: int) -> list[dict]:
             try:
                 for threads in (1, 2):
                     torch.set_num_threads(threads)
-                    batched.update(r)
-                    times.setdefault((kind, threads), []).append(seconds(lambda: batched.update(r), 5))
+                    batched.update(r, GAMMA)
+                    times.setdefault((kind, threads), []).append(seconds(lambda: batched.update(r, GAMMA), 5))
             finally:
                 stop(other)
     return [
@@ -364,9 +370,9 @@ def op_profile(cfg: ActorCriticConfig, n: int, top: int = 10) -> list[dict]:
     """The torch operators of one batched update of N devices, by own CPU time."""
     batched = ActorCritic(cfg, n, N_FEATURES, N_ACTIONS, torch.Generator().manual_seed(0), "cpu")
     r = random_rollout(n, cfg.n_steps, seed=1)
-    batched.update(r)
+    batched.update(r, GAMMA)
     with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
-        batched.update(r)
+        batched.update(r, GAMMA)
     events = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
     total = sum(e.self_cpu_time_total for e in events)
     return [
@@ -847,11 +853,11 @@ def time_update_on(device: str, cfg: ActorCriticConfig, n: int, repeats: int) ->
     r = random_rollout(n, cfg.n_steps, seed=1)
     r = Rollout(r.obs.to(device), r.actions.to(device), r.rewards.to(device))
     size = 8192 if device == "cuda" else 2048
-    seconds(lambda: batched.update(r), 3, device)  # warm-up: kernels, allocator
-    block = calls_for(lambda: batched.update(r), device=device)
+    seconds(lambda: batched.update(r, GAMMA), 3, device)  # warm-up: kernels, allocator
+    block = calls_for(lambda: batched.update(r, GAMMA), device=device)
     runs = {"batched_s": [], "matmul_s": []}
     for _ in range(repeats):
-        runs["batched_s"].append(seconds(lambda: batched.update(r), block, device))
+        runs["batched_s"].append(seconds(lambda: batched.update(r, GAMMA), block, device))
         runs["matmul_s"].append(matmul_seconds(size, device))
     med = {key: statistics.median(v) for key, v in runs.items()}
     samples = n * cfg.n_steps

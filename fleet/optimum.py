@@ -9,6 +9,13 @@ pass picks each action at the exact temperature reached, so the trajectory is on
 simulator would produce. Feeders, sensor noise and the network play no part: this is a bound
 for a single house's energy cost against its discomfort, given the reward's weight per
 degree-hour (sweeping the weight traces the frontier).
+
+With a ``discount`` per tick below 1 it is the optimum of the discounted objective instead, the
+sum over ticks k of discount**k times the tick's cost: what a learner that sees the houses
+perfectly but discounts as it does would do (a learner's discount per tick is
+:meth:`fleet.learners.configs.ActorCriticConfig.discount` of its control period). Its totals are
+still the plain sums over the counted ticks, so the gap to the undiscounted optimum is what the
+discount costs.
 """
 
 from __future__ import annotations
@@ -58,11 +65,15 @@ def optimal_control(
     start_c: np.ndarray,
     mode: str = "heat",
     on_level: Callable[[np.ndarray], None] | None = None,
+    discount: float = 1.0,
 ) -> Outcome:
     """Minimize cost + ``discomfort_per_degh`` x discomfort of every house over ``window``,
-    from indoor temperatures ``start_c`` (N,); returns the optimal trajectory's totals.
+    from indoor temperatures ``start_c`` (N,), each tick's weighed by ``discount`` per tick
+    (in (0, 1]; 1: not discounted); returns the optimal trajectory's (undiscounted) totals.
     ``on_level`` gets the levels (N,) chosen at each tick. Holds the value function of every
     tick: K x N x 700 float32 (160 MB for 100 houses over 6 days of 15-minute ticks)."""
+    if not 0.0 < discount <= 1.0:
+        raise ValueError(f"discount must be in (0, 1], got {discount}")
     p, dt_h = world.params, window.dt_s / 3600.0
     power, heat = _level_heat(world, mode)
     grid = np.arange(*GRID_C)
@@ -70,18 +81,17 @@ def optimal_control(
     steps = [world.conditions(float(t)) for t in window.times_s]
     value = np.zeros((len(steps) + 1, n, g), dtype=np.float32)  # cost-to-go after tick k
     for k in range(len(steps) - 1, -1, -1):
+        ahead = discount * value[k + 1]  # the cost-to-go seen from tick k
         value[k] = np.min(
-            [
-                _q(steps[k], grid[None, :], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)
-                for a in range(levels)
-            ],
+            [_q(steps[k], grid[None, :], a, ahead, p, power, heat, dt_h, discomfort_per_degh) for a in range(levels)],
             axis=0,
         )
     houses, cost, discomfort = ThermostatFleet(p, mode), np.zeros(n), np.zeros(n)
     houses.temp = np.asarray(start_c, float).copy()
     for k, step in enumerate(steps):
+        ahead = discount * value[k + 1]
         q = [
-            _q(step, houses.temp[:, None], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)[:, 0]
+            _q(step, houses.temp[:, None], a, ahead, p, power, heat, dt_h, discomfort_per_degh)[:, 0]
             for a in range(levels)
         ]
         level = np.argmin(q, axis=0)

@@ -509,6 +509,19 @@ def _check_topology(s: Scenario) -> None:
         raise ValueError("topology.degree times the group size must be even for kind 'random-regular'")
 
 
+def check_learner_period(s: Scenario, learner: StrictModel, source: str) -> None:
+    """ConfigError if the learner's config (``learner``: resolved) refuses the scenario's control
+    period: a config whose horizons are durations says so by a method ``discount(period_s)`` that
+    raises ConfigError naming the field (:meth:`fleet.learners.configs.ActorCriticConfig.discount`)."""
+    discount = getattr(learner, "discount", None)
+    if discount is None:
+        return
+    try:
+        discount(s.control_period)
+    except ConfigError as e:
+        raise ConfigError(f"{source}: invalid configuration:\n  - {e}") from None
+
+
 def check_message_sizes(s: Scenario, learner: StrictModel, source: str) -> None:
     """ConfigError if the broker or a link that carries them cannot carry some workload's or
     the learner's (``learner``: its resolved config) largest message, naming the settings that
@@ -741,6 +754,7 @@ def parse_scenario(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario
     learner = validate_learner_params(scenario, source)
     resolved = scenario.learner.model_copy(update={"params": learner.model_dump(mode="json")})
     scenario = scenario.model_copy(update={"learner": resolved})
+    check_learner_period(scenario, learner, source)
     check_message_sizes(scenario, learner, source)
     if isinstance(scenario.weather, EpwWeatherConfig):
         epw = Path(scenario.weather.path)

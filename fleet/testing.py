@@ -115,15 +115,17 @@ def _exchange(learner, n: int, t: float, sizes: dict[str, int]) -> None:
         learner.inbox(kind, Deliveries(receiver, pub.sender[idx], dec.timestamp[idx], idx, list(dec.arrays)))
 
 
-def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0) -> None:
-    """Raise AssertionError, saying what to fix, if learner ``name`` breaks the protocol."""
+def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0, params: dict | None = None) -> None:
+    """Raise AssertionError, saying what to fix, if learner ``name`` (with ``params``, its
+    defaults if None) breaks the protocol."""
     assert name in REGISTRY, f"{name!r} is not registered in fleet.learners.REGISTRY"
-    learner = make_learner(name, {}, _context(n, seed))
+    params = params or {}
+    learner = make_learner(name, params, _context(n, seed))
     for attr in ("name", "communicates", "exchange", "update_every", "metric_keys"):
         assert hasattr(learner, attr), f"learner {name!r} lacks the class attribute {attr!r}"
     sizes: dict[str, int] = {}
     _run(learner, n, ticks, seed, sizes=sizes)
-    config = REGISTRY[name].config_cls()
+    config = REGISTRY[name].config_cls.model_validate(params)
     declared = config.message_sizes(N_LEVELS) if hasattr(config, "message_sizes") else {}
     assert sizes == declared, (
         f"its config's message_sizes() must give the encoded bytes of the largest message of each kind "
@@ -135,7 +137,7 @@ def check_learner_contract(name: str, n: int = 6, ticks: int = 48, seed: int = 0
         path = Path(scratch) / "learner.safetensors"
         with path.open("wb") as f:
             statefile.save(f.write, "learner", learner.state_dict())
-        restored = make_learner(name, {}, _context(n, seed + 1))
+        restored = make_learner(name, params, _context(n, seed + 1))
         restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
     a = _run(learner, n, ticks, seed + 2)
     b = _run(restored, n, ticks, seed + 2)

@@ -240,6 +240,14 @@ def test_bad_override_through_run(tiny_scenario_file, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+def test_a_discount_horizon_shorter_than_the_control_period_is_a_usage_error(tiny_scenario_file, tmp_path):
+    """The tiny scenario's control period is a minute."""
+    args = ("--set", "learner.name=independent-v1", "--set", "learner.params.discount_horizon=30s")
+    result = fleet("run", tiny_scenario_file, "-o", tmp_path / "out", *args)
+    assert_usage_error(result, "learner.params.discount_horizon", "30 s", "control period (60 s)")
+    assert not (tmp_path / "out").exists()
+
+
 def test_validate_reports_each_file(tiny_scenario_file, tiny_raw, write_scenario):
     tiny_raw["fleet"]["sites"][0]["colour"] = "blue"
     bad = write_scenario(tiny_raw, "bad.yaml")
@@ -297,7 +305,7 @@ def test_learners_lists_the_registry():
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(REGISTRY)
     assert {"rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"} <= set(REGISTRY)
-    assert "[presets: clone-finetune]" in next(
+    assert "[presets: clone-finetune, diff-dac]" in next(
         line for line in result.stdout.splitlines() if line.startswith("diffusion-v1")
     )
 

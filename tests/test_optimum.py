@@ -95,3 +95,62 @@ def test_the_optimums_trajectory_is_the_simulators(world):
         discomfort += comfort_violation_c(fleet.temp, lo, hi) * DT / 3600
     np.testing.assert_allclose(got.cost, cost, rtol=1e-12)
     np.testing.assert_allclose(got.discomfort_degh, discomfort, rtol=1e-9, atol=1e-12)
+
+
+# --- at a discount ---------------------------------------------------------------------------
+
+
+def discounted(world, window: Window, start: np.ndarray, levels_at, weight: float, gamma: float) -> np.ndarray:
+    """Sum over ticks k of gamma**k (cost + weight x discomfort) of the levels ``levels_at(k)`` (N,)."""
+    total = np.zeros(world.params.n)
+    for k in range(len(window.times_s)):
+        one = Window(window.times_s[: k + 1], np.arange(k + 1) == k, window.dt_s)  # tick k alone counted
+        cost, discomfort = replay(world, one, start, lambda j, *_: levels_at(j))
+        total += gamma**k * (cost + weight * discomfort)
+    return total
+
+
+def test_at_a_discount_the_optimum_is_the_best_sequence_of_the_discounted_objective(world):
+    """4 ticks from 16:00 by brute force: at 0.5 per tick, the last tick weighs an eighth of the first."""
+    times = 86400 + 16 * 3600 + DT * np.arange(4)
+    window = Window(times, np.ones(4, bool), DT)
+    start, weight, gamma = np.full(world.params.n, 17.0), 1.0, 0.5
+    best = np.full(world.params.n, np.inf)
+    for seq in itertools.product(range(4), repeat=4):
+        value = discounted(world, window, start, lambda k, seq=seq: np.full(world.params.n, seq[k]), weight, gamma)
+        best = np.minimum(best, value)
+    levels = []
+    optimal_control(world, window, weight, start, on_level=levels.append, discount=gamma)
+    got = discounted(world, window, start, lambda k: levels[k], weight, gamma)
+    np.testing.assert_allclose(got, best, rtol=1e-3, atol=1e-3)
+
+
+def test_a_near_zero_discount_is_myopic_and_a_horizon_far_away_is_no_discount(world):
+    """At a discount of 1e-9 only the tick at hand counts: each level is the cheapest for that
+    tick alone. At a horizon of 10**12 s the discount per tick is 1 - 9e-10: today's optimum."""
+    times = np.arange(86400, 86400 + 12 * 3600, DT)
+    window = Window(times, np.ones(len(times), bool), DT)
+    start, weight = np.full(world.params.n, 18.0), 1.0
+    levels = []
+    optimal_control(world, window, weight, start, on_level=levels.append, discount=1e-9)
+    for k, chosen in enumerate(levels):
+        here = [
+            replay(
+                world,
+                Window(times[: k + 1], np.arange(k + 1) == k, DT),
+                start,
+                lambda j, *_, a=a, k=k: np.full(world.params.n, a) if j == k else levels[j],
+            )
+            for a in range(4)
+        ]
+        tick_costs = np.array([cost + weight * discomfort for cost, discomfort in here])  # (4, N)
+        np.testing.assert_array_equal(chosen, tick_costs.argmin(0))
+    far = np.exp(-DT / 1e12)
+    today, at_far = (
+        optimal_control(world, window, weight, start),
+        optimal_control(world, window, weight, start, discount=far),
+    )
+    np.testing.assert_allclose(at_far.cost, today.cost, rtol=1e-9)
+    np.testing.assert_allclose(at_far.discomfort_degh, today.discomfort_degh, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="discount must be in"):
+        optimal_control(world, window, weight, start, discount=0.0)

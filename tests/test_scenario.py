@@ -320,8 +320,9 @@ def test_the_broker_limit_and_the_collector_link_count_too(tiny_scenario_file):
     )
     assert "float16" not in msg  # 7,533 bytes do not fit either
     # the centralized learner's experience goes up to the collector: T = 8 transitions of 22 features in float16
-    # (observations (9, 22), actions (8,), rewards (8,)): 21 + 3 descriptors (14 + 10 + 10) + 2 * (198 + 8 + 8) + 4
-    experience = 21 + 34 + 2 * (9 * 22 + 8 + 8) + 4
+    # (observations (9, 22), actions (8,), rewards (8,), log-probabilities (8,)): 21 + 4 descriptors
+    # (14 + 10 + 10 + 10) + 2 * (198 + 8 + 8 + 8) + 4
+    experience = 21 + 44 + 2 * (9 * 22 + 8 + 8 + 8) + 4
     msg = config_error(tiny_scenario_file, ["learner.name=centralized-v1", "network.collector_link=lora"])
     assert (
         f"(centralized-v1, experience messages): messages of {experience} bytes exceed the collector's 'lora' link"

@@ -59,10 +59,14 @@ def train(
     steps: int = 10_000,
     seed: int = 0,
     points: int = 20,
+    step_s: float = 1.0,
 ) -> Training:
     """Train ``learner`` (with ``params``, fields of ActorCriticConfig) on ``env`` for ``steps``
-    environment steps from ``env.reset(seed=seed)``, with ``points`` rows of learning curve."""
+    environment steps from ``env.reset(seed=seed)``, with ``points`` rows of learning curve.
+    ``step_s``: seconds of one environment step, in which ``params``' ``discount_horizon`` is
+    read (the discount per step is ``exp(-step_s / discount_horizon)``)."""
     cfg = _config(learner, params)
+    gamma = cfg.discount(step_s)
     agents, obs_dim, n_actions = _spaces(env)
     gen = torch.Generator().manual_seed(seed)
     core = ActorCritic(cfg, len(agents), obs_dim, n_actions, gen, "cpu")
@@ -80,7 +84,7 @@ def train(
         if len(rewards) == cfg.n_steps or ended:
             terminal = torch.zeros(len(rewards), len(agents), dtype=torch.bool)
             terminal[-1] = torch.tensor([bool(terminated[g]) for g in agents]) if ended else False
-            core.update(Rollout(torch.stack(obs), torch.stack(actions), torch.stack(rewards), terminal))
+            core.update(Rollout(torch.stack(obs), torch.stack(actions), torch.stack(rewards), terminal), gamma)
             if learner == "diffusion-v1":
                 core.load_flat(core.flat().mean(0, keepdim=True).expand(len(agents), -1).contiguous())
             obs, actions, rewards = [x], [], []

@@ -1,9 +1,29 @@
 """Actor-critic learners on stacked per-device networks: independent and diffusion (Diff-DAC).
 
 Both adapt with a local n-step actor-critic step on every device's own experience. Diffusion
-then combines each device's parameters with the parameters its neighbours actually got
-through the network (newest per neighbour, within a staleness bound), and publishes its own
-through a communication policy (period, quantization, top-k, event trigger).
+(Diff-DAC, adapt-then-combine) also combines each device's *adapted* parameters with its
+neighbours' *adapted* parameters of the same round, as far as the network delivered them, and
+publishes its own through a communication policy (period, quantization, top-k, event trigger).
+
+Diff-DAC's round k, with ψ_i(k) device i's adapted parameters and θ_i(k) its combined ones, is
+ψ_i(k) = θ_i(k-1) + Δ_i(k) (adapt: a local step), then θ_i(k) = Σ_j c_ij ψ_j(k) (combine). On a
+real network the neighbours' ψ_j(k) arrive some time after round k's update, so a device
+combines round k at its next update, k+1, in this order:
+
+1. adapt: the local step Δ_i(k+1) on the rollout it collected since update k, its gradient taken
+   at the parameters it acted with, ψ_i(k) (on-policy);
+2. combine round k: θ_i(k) = Σ_j c_ij ψ_j(k) over its own ψ_i(k) and the newest parameters
+   received from each neighbour, which are ψ_j(k) when the network delivered them within the
+   update period (neighbours published longer ago than ``staleness`` are left out, and the
+   weights renormalized over the rest; a robust combine replaces the weighted mean);
+3. ψ_i(k+1) = θ_i(k) + Δ_i(k+1): it acts with ψ_i(k+1) until the next update and publishes it,
+   its adapted parameters of round k+1.
+
+So the combined parameters follow Diff-DAC's recursion θ(k+1) = C (θ(k) + Δ(k+1)) exactly, but
+for the point where each gradient is taken: at the adapted parameters the device acted with, one
+combine earlier than θ. Before this order a device combined its adapted parameters with what
+its neighbours had published, which were already combined: each round mixed in parameters one
+combine older than its own.
 
 Every device guards its model (:mod:`fleet.learners.guard`): received parameters that are not
 finite, too large or much larger than its own are rejected on arrival, and a device whose
@@ -30,7 +50,6 @@ from fleet.learners.combine import (
 )
 from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.configs import DiffusionConfig
-from fleet.learners.features import LAYOUT, N_FEATURES, features, shape_rewards
 from fleet.learners.guard import ParamGuard
 from fleet.learners.shipped import policy_path
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
@@ -57,11 +76,14 @@ class IndependentLearner:
             )
         self.cfg = config
         self.ctx = ctx
+        self.adapter = ctx.adapter
+        self.gamma = config.discount(ctx.control_period_s)
+        """The discount per control tick, from ``discount_horizon``."""
         self.device = ctx.device
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
-        self.core = ActorCritic(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gen, ctx.device)
+        self.core = ActorCritic(config, ctx.n_devices, self.adapter.n_features, ctx.n_levels, self.gen, ctx.device)
         if config.init_policy:
-            load_actor(policy_path(config.init_policy), self.core.actor.parameters, LAYOUT)
+            load_actor(policy_path(config.init_policy), self.core.actor.parameters, self.adapter.layout)
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []
@@ -76,13 +98,17 @@ class IndependentLearner:
         return self.cfg.n_steps
 
     def act(self, obs: Observation) -> np.ndarray:
-        x = features(obs, self.device)
+        x = self.adapter.features(obs, self.device)
         if not self.learning:
             return self.core.act(x, self.gen, greedy=self.cfg.evaluate == "greedy").cpu().numpy()
-        action = self.core.act(x, self.gen)
+        action = self._sample(x)
         self._obs.append(x)
         self._actions.append(action)
         return action.cpu().numpy()
+
+    def _sample(self, x: torch.Tensor) -> torch.Tensor:
+        """Every device's action (N,) drawn from its policy for features ``x`` (N, F), while learning."""
+        return self.core.act(x, self.gen)
 
     def observe(self, reward: np.ndarray) -> None:
         if self.learning:
@@ -117,7 +143,7 @@ class IndependentLearner:
                 torch.stack(self._actions[:steps]),
                 torch.stack(self._rewards[:steps]),
             )
-            metrics = self.core.update(shape_rewards(rollout, self.cfg))
+            metrics = self.core.update(self.adapter.shape_rewards(rollout, self.cfg, self.gamma), self.gamma)
             del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
             self.updates += 1
         self._end_learning_at(t)
@@ -155,7 +181,7 @@ class IndependentLearner:
         last may still wait for its reward)."""
         n = self.ctx.n_devices
         expect_keys(saved, ("obs", "actions", "rewards"))  # a mapping of these three
-        obs = array_list(saved, "obs", dtype=torch.float32, shape=(n, N_FEATURES))
+        obs = array_list(saved, "obs", dtype=torch.float32, shape=(n, self.adapter.n_features))
         actions = array_list(saved, "actions", dtype=torch.int64, shape=(n,))
         rewards = array_list(saved, "rewards", dtype=torch.float32, shape=(n,))
         if len(actions) != len(obs) or not len(obs) - 1 <= len(rewards) <= len(obs):
@@ -257,12 +283,14 @@ class DiffusionLearner(IndependentLearner):
         self.edge_time[edge[newer]] = stamp[newer]
 
     def update(self, t: float) -> dict[str, float]:
-        """Adapt, then combine; devices whose parameters then fail the check go back."""
-        good = self.core.flat()
+        """Adapt, combine the previous round, add the step (module docstring: ψ(k+1) = θ(k) + Δ(k+1));
+        devices whose parameters then fail the check go back."""
+        adapted = self.core.flat()  # ψ(k), (N, P): what every device acted with and published
         metrics = self.update_local(t)
         if metrics:
-            new = self.combine(self.core.flat(), t)
-            self._roll_back(self.core, new, good)
+            new = self.core.flat() - adapted  # Δ(k+1)
+            new += self.combine(adapted, t)  # θ(k) + Δ(k+1)
+            self._roll_back(self.core, new, adapted)
             self.core.load_flat(new)
         return metrics
 

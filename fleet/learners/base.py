@@ -12,7 +12,7 @@ its own observations and on its own inbox.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
@@ -23,6 +23,7 @@ from fleet.config import StrictModel
 if TYPE_CHECKING:
     from devices.occupancy import Occupancy
     from devices.tariff import Tariff
+    from fleet.learners.adapters import Adapter
     from fleet.sim.topology import Topology
 
 
@@ -122,13 +123,20 @@ class Deliveries:
         return [a[self.msg[index]] for a in self.arrays]
 
 
+def _thermostat() -> Adapter:
+    """The thermostat adapter, imported when a context is built (it needs torch; this module does not)."""
+    from fleet.learners.features import THERMOSTAT
+
+    return THERMOSTAT
+
+
 @dataclass(frozen=True)
 class LearnerContext:
     """What a learner is built from: never the whole experiment."""
 
     n_devices: int
     n_levels: int
-    """HVAC power levels per device; actions are level indices in [0, n_levels)."""
+    """Actions per device, indices in [0, n_levels): a thermostat's HVAC power levels."""
     mode: str
     """HVAC mode: "heat" or "cool"."""
     rng: np.random.Generator
@@ -137,7 +145,12 @@ class LearnerContext:
     topology: Topology | None = None
     """Who may hear whom (for learners that exchange parameters with neighbours)."""
     control_period_s: float = 60.0
-    """Seconds between control ticks (to turn tick counts into durations)."""
+    """Seconds between control ticks (to turn tick counts into durations, and durations such as a
+    learner's ``discount_horizon`` into rates per tick)."""
+    adapter: Adapter = field(default_factory=_thermostat)
+    """What the devices observe, as the learner cores see it (:mod:`fleet.learners.adapters`): the
+    thermostat features by default; :class:`~fleet.learners.adapters.PlainAdapter` for plain
+    (N, obs_dim) observations."""
 
 
 class Learner(Protocol):

@@ -2,10 +2,18 @@
 single shared policy and broadcasts it back (the parameter-server pattern).
 
 Devices act with their copy of the last policy they received; every update period each
-device publishes its rollout (observations, actions, rewards) on its ``experience`` topic;
-the cloud trains on every rollout that reached it and, every ``broadcast_every`` updates,
-publishes its parameters on ``fleet/cloud/collector/params`` to all devices. Both directions
-go through the simulated network and count in the communication cost.
+device publishes its rollout (observations, actions, rewards, and the log-probability of each
+action under the policy that took it) on its ``experience`` topic; the cloud trains on every
+rollout that reached it and, every ``broadcast_every`` updates, publishes its parameters on
+``fleet/cloud/collector/params`` to all devices. Both directions go through the simulated
+network and count in the communication cost.
+
+The data the cloud trains on is at least one update stale: the devices collected it with the
+policy the cloud broadcast before (as quantized for the wire, or older where a broadcast was
+lost). PPO's probability ratio is taken against the log-probabilities the devices recorded when
+they acted, so it measures how far the cloud's policy has moved from the one that acted; the
+cloud's own current parameters in their place would make the ratio 1 at the first epoch and
+hide that distance from the clip.
 
 The guard (:mod:`fleet.learners.guard`) checks both ends: a device rejects a policy that is
 not finite, too large, or much larger than the one it has; the cloud goes back to its parameters
@@ -24,10 +32,9 @@ from fleet.learners.actor_critic import IndependentLearner
 from fleet.learners.base import Deliveries, LearnerContext
 from fleet.learners.comm import Publication
 from fleet.learners.configs import CentralizedConfig
-from fleet.learners.features import N_FEATURES, shape_rewards
 from fleet.learners.stacked import ActorCritic, Rollout
 from fleet.mqtt.codec import DType
-from fleet.statefile import StateMismatch, array, entry, within
+from fleet.statefile import StateMismatch, array, array_list, entry, within
 
 
 class CentralizedLearner(IndependentLearner):
@@ -39,14 +46,16 @@ class CentralizedLearner(IndependentLearner):
 
     def __init__(self, config: CentralizedConfig, ctx: LearnerContext) -> None:
         super().__init__(config, ctx)
-        self.cloud = ActorCritic(config, 1, N_FEATURES, ctx.n_levels, self.gen, ctx.device, shared=True)
+        self.cloud = ActorCritic(config, 1, self.adapter.n_features, ctx.n_levels, self.gen, ctx.device, shared=True)
         if config.init_policy:  # the devices' actors hold it already (IndependentLearner): read it once
             with torch.no_grad():
                 for cloud, devices in zip(self.cloud.actor.parameters, self.core.actor.parameters):
                     cloud.copy_(devices[:1])
         self.core.load_flat(self.cloud.flat().expand(ctx.n_devices, -1))
         self.inbound: dict[int, list[list[torch.Tensor]]] = {}
-        self.upload: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
+        self.upload: tuple[torch.Tensor, ...] | None = None
+        self._logp: list[torch.Tensor] = []
+        """(N,) per tick: the log-probability of each device's action under the policy that took it."""
         self.cloud_updates = 0
         self.broadcast_due = False
 
@@ -68,11 +77,16 @@ class CentralizedLearner(IndependentLearner):
             flat[got.receiver[order]] = torch.as_tensor(policy[got.msg[order]]).to(flat)
             self.core.load_flat(flat)
         elif kind == "experience":
-            obs, actions, rewards = (torch.as_tensor(a, device=self.device) for a in got.arrays_of())
+            obs, actions, rewards, logp = (torch.as_tensor(a, device=self.device) for a in got.arrays_of())
             steps = actions.shape[1]
             self.inbound.setdefault(steps, []).append(
-                [obs.float().transpose(0, 1), actions.round().long().T, rewards.float().T]
+                [obs.float().transpose(0, 1), actions.round().long().T, rewards.float().T, logp.float().T]
             )
+
+    def _sample(self, x: torch.Tensor) -> torch.Tensor:
+        action, logp = self.core.sample(x, self.gen)
+        self._logp.append(logp)
+        return action
 
     def update(self, t: float) -> dict[str, float]:
         """Package the devices' complete transitions for upload; train the cloud on what arrived.
@@ -87,13 +101,15 @@ class CentralizedLearner(IndependentLearner):
                 torch.stack(self._obs[: steps + 1]),
                 torch.stack(self._actions[:steps]),
                 torch.stack(self._rewards[:steps]),
+                torch.stack(self._logp[:steps]),
             )
-            del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
+            del self._obs[:steps], self._actions[:steps], self._rewards[:steps], self._logp[:steps]
         metrics: dict[str, float] = {}
         good = self.cloud.flat()
         for batches in self.inbound.values():
-            obs, actions, rewards = (torch.cat(parts, dim=1) for parts in zip(*batches))
-            metrics = self.cloud.update(shape_rewards(Rollout(obs, actions, rewards), self.cfg))
+            obs, actions, rewards, logp = (torch.cat(parts, dim=1) for parts in zip(*batches))
+            rollout = self.adapter.shape_rewards(Rollout(obs, actions, rewards, logp=logp), self.cfg, self.gamma)
+            metrics = self.cloud.update(rollout, self.gamma)
             self.cloud_updates += 1
             self.broadcast_due |= self.cloud_updates % self.cfg.broadcast_every == 0
         self.inbound = {}
@@ -107,22 +123,18 @@ class CentralizedLearner(IndependentLearner):
     def _end_learning_at(self, t: float) -> None:
         super()._end_learning_at(t)
         if not self.learning:
-            self.upload, self.broadcast_due = None, False
+            self.upload, self.broadcast_due, self._logp = None, False, []
 
     def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
         out = []
         if self.upload is not None:
             sender = np.flatnonzero(active)
-            obs, actions, rewards = (x.transpose(0, 1)[torch.as_tensor(sender)].cpu().numpy() for x in self.upload)
-            dtype = DType[self.cfg.experience_dtype.upper()]  # actions (small integers) are exact in float16
-            out.append(
-                (
-                    "experience",
-                    Publication(
-                        sender, [obs, actions.astype(np.float32), rewards], [dtype, DType.FLOAT16, dtype], True
-                    ),
-                )
+            obs, actions, rewards, logp = (
+                x.transpose(0, 1)[torch.as_tensor(sender)].cpu().numpy() for x in self.upload
             )
+            dtype = DType[self.cfg.experience_dtype.upper()]  # actions (small integers) are exact in float16
+            arrays = [obs, actions.astype(np.float32), rewards, logp]
+            out.append(("experience", Publication(sender, arrays, [dtype, DType.FLOAT16, dtype, dtype], True)))
             self.upload = None
         if self.broadcast_due:
             params = self.cloud.flat().cpu().numpy()
@@ -132,16 +144,22 @@ class CentralizedLearner(IndependentLearner):
         return out
 
     STATE: ClassVar[tuple[str, ...]] = IndependentLearner.STATE + ("cloud", "cloud_updates", "broadcast_due")
-    """With ``inbound`` (rollouts the cloud received, by their number of steps) and ``upload``."""
+    """With ``inbound`` (rollouts the cloud received, by their number of steps), ``upload`` and
+    ``logp`` (the log-probabilities of the actions not uploaded yet)."""
 
     def state_dict(self) -> dict:
-        """``inbound``: steps T -> [[obs (T+1, D, F), actions (T, D), rewards (T, D)], ...];
-        ``upload``: None or [obs (T+1, N, F), actions (T, N), rewards (T, N)]."""
-        return {**super().state_dict(), "inbound": {str(k): v for k, v in self.inbound.items()}, "upload": self.upload}
+        """``inbound``: steps T -> [[obs (T+1, D, F), actions (T, D), rewards (T, D), logp (T, D)], ...];
+        ``upload``: None or [obs (T+1, N, F), actions (T, N), rewards (T, N), logp (T, N)]; ``logp``: (N,) per
+        action not uploaded yet."""
+        inbound = {str(k): v for k, v in self.inbound.items()}
+        return {**super().state_dict(), "inbound": inbound, "upload": self.upload, "logp": self._logp}
 
     def load_state_dict(self, state: dict) -> None:
-        extra = ("inbound", "upload")
+        extra = ("inbound", "upload", "logp")
         super().load_state_dict({k: v for k, v in state.items() if k not in extra})
+        logp = array_list(state, "logp", dtype=torch.float32, shape=(self.ctx.n_devices,))
+        if len(logp) != len(self._actions):
+            raise StateMismatch("logp", f"{len(logp)} log-probabilities for {len(self._actions)} actions")
         inbound = {}
         for steps, parts in entry(state, "inbound", dict).items():
             with within(f"inbound.{steps}"):
@@ -151,20 +169,23 @@ class CentralizedLearner(IndependentLearner):
         upload = entry(state, "upload")
         self.upload = None if upload is None else self._rollout(upload, None, self.ctx.n_devices, "upload")
         self.inbound = inbound
+        self._logp = [x.to(self.device) for x in logp]
 
     def _rollout(
         self, saved: object, steps: int | None, devices: int | None, key: str | int
     ) -> tuple[torch.Tensor, ...]:
-        """Saved ``[obs (T+1, D, F) float32, actions (T, D) int64, rewards (T, D) float32]`` at
-        ``key``, on this learner's device (``steps`` T and ``devices`` D: None for any)."""
+        """Saved ``[obs (T+1, D, F) float32, actions (T, D) int64, rewards (T, D) float32, logp (T, D)
+        float32]`` at ``key``, on this learner's device (``steps`` T and ``devices`` D: None for any)."""
         with within(str(key)):
-            if not isinstance(saved, list) or len(saved) != 3:
-                raise StateMismatch("", "expected [obs, actions, rewards]")
+            if not isinstance(saved, list) or len(saved) != 4:
+                raise StateMismatch("", "expected [obs, actions, rewards, logp]")
             with within("1"):
                 actions = array(saved[1], dtype=torch.int64, shape=(steps, devices))
             t, d = actions.shape
             with within("0"):
-                obs = array(saved[0], dtype=torch.float32, shape=(t + 1, d, N_FEATURES))
-            with within("2"):
-                rewards = array(saved[2], dtype=torch.float32, shape=(t, d))
-        return tuple(x.to(self.device) for x in (obs, actions, rewards))
+                obs = array(saved[0], dtype=torch.float32, shape=(t + 1, d, self.adapter.n_features))
+            per_step = []
+            for i in (2, 3):
+                with within(str(i)):
+                    per_step.append(array(saved[i], dtype=torch.float32, shape=(t, d)))
+        return tuple(x.to(self.device) for x in (obs, actions, *per_step))

@@ -8,17 +8,19 @@ themselves (:mod:`fleet.learners.stacked`, :mod:`fleet.learners.actor_critic`,
 
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
 from fleet.config import FiniteFloat, PositiveDuration, StrictModel
+from fleet.errors import ConfigError
 from fleet.learners.base import N_FEATURES
 from fleet.learners.comm import CommConfig
 from fleet.mqtt.codec import DType, encoded_size
 
 LearningRate = Annotated[float, Field(gt=0, le=1)]
-Optimizer = Literal["adam", "sgd"]
+Optimizer = Literal["adam", "rmsprop", "sgd"]
 Epochs = Annotated[int, Field(ge=1, le=100)]
 Coefficient = Annotated[float, Field(ge=0)]
 
@@ -48,8 +50,16 @@ class ActorCriticConfig(StrictModel):
     """Hyperparameters of the n-step advantage actor-critic (as in Diff-DAC).
 
     The defaults are the learning study's settings from a random start (docs/studies/learning.md:
-    40 days at a 15-minute control period; ``gamma`` and ``n_steps`` count control ticks, so
-    they were chosen for that period). Each learner's own config sets its optimizer and step.
+    40 days at a 15-minute control period). Each learner's own config sets its optimizer and step.
+
+    What the learner optimizes is set in time, how it estimates it in control ticks. The discount
+    changes the objective (which policy is best), so it is a duration, ``discount_horizon``, and
+    the discount per tick is derived from it and the control period (:meth:`discount`): a scenario
+    can change its tick and keep its objective. ``n_steps`` and ``gae_lambda`` stay counts of
+    ticks: they set the estimator (samples per gradient step, the bias and variance of the
+    advantages), which any value leaves unbiased in the limit, and a step size is tuned for a
+    number of samples, not for a span of time. (The update period, ``n_steps`` ticks, is also
+    how often a communicating learner sends: it is reported in time where it matters.)
 
     A learner config also says how large the messages of its learner are, so that a scenario
     whose links cannot carry them is refused before anything runs (:func:`fleet.scenario.check_message_sizes`),
@@ -71,8 +81,11 @@ class ActorCriticConfig(StrictModel):
     """Width of the two hidden layers of the actor and of the critic."""
     n_steps: Annotated[int, Field(ge=1, le=10_000)] = 8
     """Control ticks per update (rollout length)."""
-    gamma: Annotated[float, Field(gt=0, lt=1)] = 0.95
-    """Discount factor per control tick."""
+    discount_horizon: PositiveDuration = "4.87h"
+    """How far ahead the learner looks: the time over which the discount falls to 1/e. A reward
+    ``t`` seconds ahead counts ``exp(-t / discount_horizon)``, so the discount per control tick is
+    ``exp(-control_period / discount_horizon)`` (:meth:`discount`); the default, 0.95 per
+    15-minute tick, is the learning study's. It must be at least the control period."""
     gae_lambda: Annotated[float, Field(ge=0, le=1)] = 0.95
     """GAE lambda; 1.0 gives plain n-step returns with bootstrapping."""
     lr: LearningRate = 3e-3
@@ -84,7 +97,10 @@ class ActorCriticConfig(StrictModel):
     max_grad_norm: Annotated[float, Field(gt=0)] = 1.0
     """Per-device clipping of the gradient norm."""
     normalize_advantages: bool = True
-    """Standardize each device's advantages over its own rollout."""
+    """Standardize the advantages: a shared network (``centralized``'s cloud) over its whole batch, every
+    device and step of an update, as PPO; a device's own network by the running mean and variance of its
+    own advantages over its recent updates (decay ``value_norm_decay`` per update), which keeps devices
+    uncoupled (:mod:`fleet.learners.stacked`)."""
     epochs: Epochs = 1
     """Gradient steps per rollout. With 1 this is A2C; with more, the later steps use PPO's
     clipped surrogate so that the policy cannot move far from the one that collected the data."""
@@ -93,7 +109,8 @@ class ActorCriticConfig(StrictModel):
     shaping_per_degc: Annotated[float, Field(ge=0)] = 0.6
     """Thermostat learners only (:func:`fleet.learners.features.shape_rewards`; the core takes
     rewards as given). Potential-based reward shaping (Ng, Harada and Russell 1999): the learner adds
-    ``gamma * phi(next) - phi(now)`` with ``phi = shaping_per_degc * indoor temperature`` to each
+    ``gamma * phi(next) - phi(now)`` (gamma: the discount per tick) with ``phi = shaping_per_degc * indoor
+    temperature`` to each
     reward, crediting heat when it is stored rather than hours later when it prevents
     discomfort. Any potential leaves the optimal policy unchanged; it changes what is learnable
     from few samples. In money per degree C; 0 turns it off."""
@@ -116,7 +133,9 @@ class ActorCriticConfig(StrictModel):
     each device's step by that device's own gradient scale: on one house's 8-16 noisy samples
     the steps are mostly noise of full size, and averaging them cancels the policy's learning
     signal (measured: the diffusion policy stayed uniform for 20 days). Adam suits one network
-    trained on many devices' data (``centralized``)."""
+    trained on many devices' data (``centralized``). ``rmsprop`` is Diff-DAC's reference optimizer
+    (alpha 0.99, eps 1e-5, as its code; preset ``diff-dac``); like Adam it scales each device's
+    steps by that device's own gradients."""
     momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
     """Heavy-ball momentum with ``optimizer: sgd``."""
     init_policy: str | None = None
@@ -141,14 +160,27 @@ class ActorCriticConfig(StrictModel):
     its actions from its softmax, as while learning, or ``greedy``: take its most probable
     action, with no exploration left."""
     value_norm_decay: Annotated[float, Field(gt=0, lt=1)] = 0.99
-    """Decay per update of the running mean and variance of each device's returns; the critic
-    predicts returns in these normalized units, so it can follow values of any scale."""
+    """Decay per update of the running mean and variance of each device's returns (the critic
+    predicts returns in these normalized units, so it can follow values of any scale) and of its
+    advantages (``normalize_advantages``)."""
     guard: GuardConfig = GuardConfig()
     """Checks on received parameters and on each device's own after every update (:mod:`fleet.learners.guard`)."""
 
+    def discount(self, period_s: float) -> float:
+        """The discount per step of ``period_s`` seconds (a control tick): ``exp(-period_s /
+        discount_horizon)``; ConfigError naming ``learner.params.discount_horizon`` if the horizon
+        is shorter than a step (a discount below 1/e per step sees hardly past the next one)."""
+        if self.discount_horizon < period_s:
+            raise ConfigError(
+                f"learner.params.discount_horizon ({self.discount_horizon:g} s) is shorter than the control period "
+                f"({period_s:g} s); set a horizon of at least one control period, e.g. '24h'"
+            )
+        return math.exp(-period_s / self.discount_horizon)
+
 
 class DiffusionConfig(ActorCriticConfig):
-    """Diff-DAC: adapt locally, then combine with the neighbours' received parameters."""
+    """Diff-DAC: adapt locally, then combine the adapted parameters with the neighbours' adapted
+    parameters of the same round, as received (:mod:`fleet.learners.actor_critic`)."""
 
     smaller_messages: ClassVar[tuple[str, ...]] = ("comm.dtype=float16", "comm.dtype=int8")
     """Top-k is not among them: it does not make the largest message smaller (every device's first message is dense)."""
@@ -194,11 +226,13 @@ class CentralizedConfig(ActorCriticConfig):
 
     def message_sizes(self, n_levels: int) -> dict[str, int]:
         """``experience``: a device's rollout of ``n_steps`` transitions (observations (T+1, F),
-        actions (T,), rewards (T,)); ``params``: the cloud's P parameters."""
+        actions (T,), rewards (T,), the log-probabilities of the actions under the policy that took
+        them (T,)); ``params``: the cloud's P parameters."""
         t, experience = self.n_steps, DType[self.experience_dtype.upper()]
         p = param_count(self.hidden, N_FEATURES, n_levels)
+        dtypes, shapes = [experience, DType.FLOAT16, experience, experience], [(t + 1, N_FEATURES), (t,), (t,), (t,)]
         return {
-            "experience": encoded_size([experience, DType.FLOAT16, experience], [(t + 1, N_FEATURES), (t,), (t,)]),
+            "experience": encoded_size(dtypes, shapes),
             "params": encoded_size(DType[self.params_dtype.upper()], [(p,)]),
         }
 
@@ -210,7 +244,7 @@ class CentralizedConfig(ActorCriticConfig):
     broadcast_every: Annotated[int, Field(ge=1)] = 1
     """Cloud updates between two broadcasts of the policy."""
     experience_dtype: Literal["float32", "float16"] = "float16"
-    """Encoding of uploaded observations and rewards."""
+    """Encoding of uploaded observations, rewards and log-probabilities."""
     params_dtype: Literal["float32", "float16", "int8"] = "float32"
     """Encoding of the broadcast policy."""
     qos: Literal[0, 1] = 1

@@ -2,12 +2,14 @@
 reward shaping that reads the indoor temperature and the price back from the features.
 
 The cores (:mod:`fleet.learners.stacked`) take plain (N, F) tensors and rewards as given; this
-module is all they would need to know about thermostats, and they do not import it.
+module is all they would need to know about thermostats, and neither they nor the learners
+import it: a learner takes :data:`THERMOSTAT` (an :class:`~fleet.learners.adapters.Adapter`)
+from its context, where it is the default.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -114,12 +116,31 @@ def price_now(x: torch.Tensor) -> torch.Tensor:
     return x[..., 8] * PRICE_SCALE
 
 
-def shape_rewards(r: Rollout, cfg: ActorCriticConfig) -> Rollout:
+def shape_rewards(r: Rollout, cfg: ActorCriticConfig, gamma: float) -> Rollout:
     """``r`` (obs (T+1, N, N_FEATURES)) with potential-based shaping added to its rewards (T, N):
-    ``gamma * phi(next) - phi(now)``, ``phi = (shaping_per_degc + shaping_kwh_per_degc * price now)
-    * indoor temperature``, both read from the features (see ``ActorCriticConfig``); ``r`` itself
-    when both weights are 0."""
+    ``gamma * phi(next) - phi(now)`` (``gamma``: the discount per tick), ``phi = (shaping_per_degc
+    + shaping_kwh_per_degc * price now) * indoor temperature``, both read from the features (see
+    ``ActorCriticConfig``); ``r`` itself when both weights are 0."""
     if not (cfg.shaping_per_degc or cfg.shaping_kwh_per_degc):
         return r
     phi = (cfg.shaping_per_degc + cfg.shaping_kwh_per_degc * price_now(r.obs)) * indoor_c(r.obs)  # (T+1, N)
-    return replace(r, rewards=r.rewards + cfg.gamma * phi[1:] - phi[:-1])
+    return replace(r, rewards=r.rewards + gamma * phi[1:] - phi[:-1])
+
+
+@dataclass(frozen=True)
+class ThermostatAdapter:
+    """The thermostat task as an :class:`~fleet.learners.adapters.Adapter`: :func:`features` of
+    an :class:`~fleet.learners.base.Observation`, :func:`shape_rewards`, layout :data:`LAYOUT`."""
+
+    layout: str = LAYOUT
+    n_features: int = N_FEATURES
+
+    def features(self, obs: Observation, device: str) -> torch.Tensor:
+        return features(obs, device)
+
+    def shape_rewards(self, r: Rollout, cfg: ActorCriticConfig, gamma: float) -> Rollout:
+        return shape_rewards(r, cfg, gamma)
+
+
+THERMOSTAT = ThermostatAdapter()
+"""The default adapter of every learner (:attr:`fleet.learners.base.LearnerContext.adapter`)."""

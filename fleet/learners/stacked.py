@@ -4,14 +4,31 @@ Device i owns its own actor and critic; their parameters are slices ``[i]`` of s
 tensors, e.g. a layer's weight is ``(N, in, out)``. Forward passes are batched matrix
 products (``torch.baddbmm``) and the loss is the *sum* over devices of each device's own
 loss, so the gradient with respect to device i's slice is exactly the gradient of device i's
-loss: batching adds no coupling. Adam is element-wise and gradient clipping is per device,
-so one optimizer step over the stacked tensors equals N separate steps.
+loss: batching adds no coupling. Adam, RMSprop and SGD are element-wise and gradient clipping
+is per device, so one optimizer step over the stacked tensors equals N separate steps.
+
+Advantages are standardized (``normalize_advantages``) without coupling devices either. A
+shared network (the centralized learner's cloud model) standardizes over its whole batch, every
+device and step of one update, as PPO does: it is one model, so that batch is its own data. A
+device's own network standardizes by the running mean and variance of its own advantages over
+its recent updates (:class:`RunningMoments`, decaying by ``value_norm_decay`` per update, about a
+hundred updates), not over its current rollout of a few samples: per rollout, a window in which
+nothing is at stake (advantages of pure noise) would be amplified to the size of one that
+decides the day's cost. Standardizing a device's advantages over all devices of the batch would
+make device i's step depend on device j's data, which the batched learner must not (it must
+equal N separate learners; ``tests/learners/test_batching.py``), and which a device could not do
+without the others' experience anyway.
+
+The discount per step ``gamma`` is an argument of :meth:`ActorCritic.update`: the learners derive
+it from their ``discount_horizon`` and the control period
+(:meth:`fleet.learners.configs.ActorCriticConfig.discount`); the core knows no time.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import torch
 
@@ -100,28 +117,67 @@ class FusedAdam:
                 t.copy_(saved)
 
 
-class MomentumSGD(torch.optim.SGD):
-    """torch's SGD whose state is one momentum buffer per parameter (``None`` before the first
-    step): ``state_dict()`` is ``{"momentum": [...]}``, the parameters' order is the config's."""
+class _BufferState:
+    """The state of a torch optimizer whose state per parameter is buffers of its shape (none
+    before the first step): ``state_dict()`` is ``{name: [buffer or None per parameter]}`` for
+    each of :attr:`BUFFERS`, and, with :attr:`COUNTED`, ``{"steps": [() tensor or None, ...]}``;
+    the parameters' order is the config's."""
+
+    BUFFERS: ClassVar[dict[str, str]]
+    """Saved name -> torch's key of each buffer."""
+    COUNTED: ClassVar[bool] = False
+    """Whether torch also keeps a step count per parameter (RMSprop)."""
 
     def state_dict(self) -> dict:
-        return {"momentum": [self.state.get(p, {}).get("momentum_buffer") for p in self._params]}
+        return {name: [self.state.get(p, {}).get(key) for p in self._params] for name, key in self._keys.items()}
 
     def load_state_dict(self, state: dict) -> None:
-        expect_keys(state, ("momentum",))
-        saved = entry(state, "momentum", list)
-        if len(saved) != len(self._params):
-            raise StateMismatch("momentum", f"{len(saved)} buffers, expected {len(self._params)}")
-        for i, (p, buffer) in enumerate(zip(self._params, saved)):
-            if buffer is None:
-                self.state.pop(p, None)
-                continue
-            with within(f"momentum.{i}"):
-                self.state[p]["momentum_buffer"] = array(buffer, p).to(p.device, copy=True)
+        keys = self._keys
+        expect_keys(state, tuple(keys))
+        saved = {name: entry(state, name, list) for name in keys}
+        for name, buffers in saved.items():
+            if len(buffers) != len(self._params):
+                raise StateMismatch(name, f"{len(buffers)} buffers, expected {len(self._params)}")
+        for i, p in enumerate(self._params):
+            self.state.pop(p, None)
+            for name, key in keys.items():
+                if saved[name][i] is not None:
+                    with within(f"{name}.{i}"):
+                        like = torch.zeros(()) if key == "step" else p
+                        self.state[p][key] = array(saved[name][i], like).to(like.device, copy=True)
+
+    @property
+    def buffers(self) -> list[torch.Tensor]:
+        """The buffers of every parameter that has them, each of its parameter's shape."""
+        return [s[key] for s in self.state.values() for key in self.BUFFERS.values() if key in s]
+
+    @property
+    def _keys(self) -> dict[str, str]:
+        """Saved name -> torch's key of everything it keeps per parameter."""
+        return {**self.BUFFERS, **({"steps": "step"} if self.COUNTED else {})}
 
     @property
     def _params(self) -> list[torch.Tensor]:
         return [p for group in self.param_groups for p in group["params"]]
+
+
+class MomentumSGD(_BufferState, torch.optim.SGD):
+    """torch's SGD; its state is one momentum buffer per parameter (``{"momentum": [...]}``)."""
+
+    BUFFERS: ClassVar[dict[str, str]] = {"momentum": "momentum_buffer"}
+
+
+RMSPROP_ALPHA = 0.99
+"""Decay of RMSprop's running mean of squared gradients (Diff-DAC's reference code and torch's default)."""
+RMSPROP_EPS = 1e-5
+"""RMSprop's epsilon, added to the root mean square (Diff-DAC's reference code)."""
+
+
+class RMSprop(_BufferState, torch.optim.RMSprop):
+    """torch's RMSprop (Diff-DAC's optimizer); its state is each parameter's mean square and step count."""
+
+    BUFFERS: ClassVar[dict[str, str]] = {"square_avg": "square_avg"}
+    COUNTED: ClassVar[bool] = True
 
 
 class StackedMLP:
@@ -181,12 +237,15 @@ class Rollout:
     """T transitions of N devices: obs (T+1, N, F) including the bootstrap observation,
     actions (T, N) int64, rewards (T, N); ``terminal`` (T, N) bool or None (never): the
     episode ended at step t by termination, so nothing after it is bootstrapped (an episode cut
-    by a time limit is not terminal: its last observation is bootstrapped as any other)."""
+    by a time limit is not terminal: its last observation is bootstrapped as any other);
+    ``logp`` (T, N) or None: the log-probability of each action under the policy that took it,
+    where that may not be the one being updated (None: it is)."""
 
     obs: torch.Tensor
     actions: torch.Tensor
     rewards: torch.Tensor
     terminal: torch.Tensor | None = None
+    logp: torch.Tensor | None = None
 
 
 METRIC_KEYS = ("losses/policy", "losses/value", "losses/entropy", "charts/mean_reward")
@@ -210,12 +269,13 @@ def gae(
     return adv
 
 
-class ValueNorm:
-    """Running mean and variance of each device's returns (as MAPPO's ValueNorm), (N,) each.
+class RunningMoments:
+    """Running mean and variance of each device's samples, (N,) each (as MAPPO's ValueNorm).
 
-    The critic learns returns in normalized units; without this a critic with a fixed learning
-    rate cannot follow returns in the hundreds, its bootstrap values stay near zero and the
-    advantages are dominated by the critic's error.
+    For returns: the critic learns returns in normalized units; without this a critic with a
+    fixed learning rate cannot follow returns in the hundreds, its bootstrap values stay near
+    zero and the advantages are dominated by the critic's error. For advantages: a device's
+    advantages are standardized by their moments over its recent updates (module docstring).
     """
 
     def __init__(self, n: int, decay: float, device: str) -> None:
@@ -223,7 +283,7 @@ class ValueNorm:
         self.stats = torch.zeros(3, n, device=device)  # mean, mean of squares, debiasing weight
 
     def update(self, x: torch.Tensor, shared: bool) -> None:
-        """Fold in returns x (N, T); ``shared``: one model, all rows are its samples."""
+        """Fold in samples x (N, T); ``shared``: one model, all rows are its samples."""
         x = x.double()
         dims = (0, 1) if shared else (1,)
         batch = torch.stack([x.mean(dims), (x * x).mean(dims)]).float().reshape(2, -1)  # (2, N) or (2, 1)
@@ -242,6 +302,25 @@ class ValueNorm:
     def denormalize(self, x: torch.Tensor) -> torch.Tensor:
         mean, std = self._moments()
         return x * std + mean
+
+
+def standardized(adv: torch.Tensor, moments: RunningMoments | None) -> torch.Tensor:
+    """Advantages (N, T) standardized: with ``moments``, each device's by the running mean and
+    variance of its own advantages, these folded in first; without, over the whole batch (one
+    shared model's)."""
+    if moments is None:
+        return (adv - adv.mean()) / (adv.std() + 1e-8) if adv.numel() > 1 else adv
+    moments.update(adv, shared=False)
+    return moments.normalize(adv)
+
+
+def _optimizer(cfg: ActorCriticConfig, params: list[torch.Tensor]) -> FusedAdam | MomentumSGD | RMSprop:
+    """The per-device optimizer that ``cfg.optimizer`` names, over ``params``."""
+    if cfg.optimizer == "adam":
+        return FusedAdam(params, lr=cfg.lr)
+    if cfg.optimizer == "rmsprop":
+        return RMSprop(params, lr=cfg.lr, alpha=RMSPROP_ALPHA, eps=RMSPROP_EPS)
+    return MomentumSGD(params, lr=cfg.lr, momentum=cfg.momentum)
 
 
 class ActorCritic:
@@ -269,12 +348,10 @@ class ActorCritic:
         actor, critic = layer_sizes(cfg.hidden, n_features, n_actions)
         self.actor = StackedMLP(n, actor, gen, device, last_scale=0.01, common=cfg.common_init)
         self.critic = StackedMLP(n, critic, gen, device, common=cfg.common_init)
-        self.optimizer = (
-            FusedAdam(self.parameters, lr=cfg.lr)
-            if cfg.optimizer == "adam"
-            else MomentumSGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum)
-        )
-        self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
+        self.optimizer = _optimizer(cfg, self.parameters)
+        self.value_norm = RunningMoments(n, cfg.value_norm_decay, device)
+        self.advantage_norm = RunningMoments(n, cfg.value_norm_decay, device)
+        """Each device's running advantage moments (unused by a shared network: it standardizes over its batch)."""
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -303,33 +380,37 @@ class ActorCritic:
         if isinstance(self.optimizer, FusedAdam):
             buffers = self.optimizer.exp_avg + self.optimizer.exp_avg_sq
         else:
-            states = self.optimizer.state.values()
-            buffers = [s["momentum_buffer"] for s in states if s.get("momentum_buffer") is not None]
+            buffers = self.optimizer.buffers
         for buffer in buffers:
             buffer[rows] = 0
-        self.value_norm.stats[:, rows & ~torch.isfinite(self.value_norm.stats).all(0)] = 0
+        for norm in (self.value_norm, self.advantage_norm):
+            norm.stats[:, rows & ~torch.isfinite(norm.stats).all(0)] = 0
 
     def _versions(self, flat: torch.Tensor) -> tuple[int, ...]:
         return (flat._version, *(p._version for p in self.parameters))
 
     def state_dict(self) -> dict:
-        """``params`` (actor's layers, then the critic's), ``optimizer`` and ``value_norm`` (3, N)."""
+        """``params`` (actor's layers, then the critic's), ``optimizer``, ``value_norm`` and
+        ``advantage_norm`` (3, N)."""
         return {
             "params": self.parameters,
             "optimizer": self.optimizer.state_dict(),
             "value_norm": self.value_norm.stats,
+            "advantage_norm": self.advantage_norm.stats,
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore parameters, optimizer and value normalization; a
+        """Restore parameters, optimizer and the running moments; a
         :class:`~fleet.statefile.StateMismatch` naming the first tensor that does not fit."""
-        expect_keys(state, ("params", "optimizer", "value_norm"))
+        expect_keys(state, ("params", "optimizer", "value_norm", "advantage_norm"))
         with torch.no_grad():
             for p, saved in zip(self.parameters, array_list(state, "params", like=self.parameters)):
                 p.copy_(saved)
         load_child(state, "optimizer", self.optimizer)
-        with within("value_norm"):
-            self.value_norm.stats.copy_(array(state["value_norm"], self.value_norm.stats))
+        for key in ("value_norm", "advantage_norm"):
+            with within(key):
+                stats = getattr(self, key).stats
+                stats.copy_(array(state[key], stats))
 
     def log_policy(self, obs: torch.Tensor) -> torch.Tensor:
         """obs (N, B, F) -> log-probabilities of the actions (N, B, L) per (device, sample).
@@ -345,13 +426,20 @@ class ActorCritic:
         ``greedy``: each device's most probable action instead (no draw)."""
         if greedy:
             return self.actor(obs.unsqueeze(1)).squeeze(1).argmax(-1)
-        cdf = self.log_policy(obs.unsqueeze(1)).squeeze(1).exp().cumsum(-1)  # (N, L)
-        u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device)
-        return (u >= cdf[:, :-1]).sum(-1)
+        return self.sample(obs, gen)[0]
 
-    def update(self, r: Rollout) -> dict[str, float]:
+    @torch.no_grad()
+    def sample(self, obs: torch.Tensor, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """obs (N, F) -> sampled actions (N,) int64 (as :meth:`act`) and their log-probabilities (N,)."""
+        log_pi = self.log_policy(obs.unsqueeze(1)).squeeze(1)  # (N, L)
+        cdf = log_pi.exp().cumsum(-1)
+        u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device)
+        action = (u >= cdf[:, :-1]).sum(-1)
+        return action, log_pi.gather(-1, action.unsqueeze(-1)).squeeze(-1)
+
+    def update(self, r: Rollout, gamma: float) -> dict[str, float]:
         """``epochs`` actor-critic steps with GAE on one rollout for every device (or, shared,
-        on every rollout of ``r``); returns fleet-mean metrics."""
+        on every rollout of ``r``), discounting by ``gamma`` per step; returns fleet-mean metrics."""
         cfg = self.cfg
         obs = r.obs.transpose(0, 1)  # (N, T+1, F)
         rewards = r.rewards.transpose(0, 1)  # (N, T)
@@ -359,13 +447,13 @@ class ActorCritic:
         values = self.critic(obs).squeeze(-1)  # (N, T+1); the first epoch's value loss reuses it
         with torch.no_grad():
             v = self.value_norm.denormalize(values.detach())
-            adv = gae(rewards, v, cfg.gamma, cfg.gae_lambda, None if r.terminal is None else r.terminal.transpose(0, 1))
+            adv = gae(rewards, v, gamma, cfg.gae_lambda, None if r.terminal is None else r.terminal.transpose(0, 1))
             returns = adv + v[:, :-1]
-            if cfg.normalize_advantages and adv.shape[1] > 1:  # per device: only its own data
-                adv = (adv - adv.mean(1, keepdim=True)) / (adv.std(1, keepdim=True) + 1e-8)
+            if cfg.normalize_advantages:
+                adv = standardized(adv, None if self.shared else self.advantage_norm)
             self.value_norm.update(returns, self.shared)
             target = self.value_norm.normalize(returns)
-        old_logp = None  # the collecting policy's log-probabilities: the first epoch's
+        old_logp = None if r.logp is None else r.logp.transpose(0, 1)  # else the first epoch's: the data's own
         for _ in range(cfg.epochs):
             log_pi = self.log_policy(obs[:, :-1])  # (N, T, L)
             logp = log_pi.gather(-1, actions.unsqueeze(-1)).squeeze(-1)

@@ -12,6 +12,8 @@ from fleet.env.train import random_returns, train
 from fleet.errors import ConfigError
 
 LENGTH = 5
+HORIZON = 19.5
+"""Discount horizon in seconds of one-second steps: a discount of exp(-1 / 19.5) = 0.95 per step."""
 
 
 @pytest.fixture(autouse=True)
@@ -66,7 +68,7 @@ class Bandit(ParallelEnv):
 
 @pytest.mark.parametrize("learner", ["independent-v1", "diffusion-v1"])
 def test_both_learners_learn_the_bandits_best_response(learner):
-    result = train(Bandit(), learner, {"n_steps": 5}, steps=3000, seed=0, points=6)
+    result = train(Bandit(), learner, {"n_steps": 5, "discount_horizon": HORIZON}, steps=3000, seed=0, points=6)
     assert [row["step"] for row in result.curve] == [500, 1000, 1500, 2000, 2500, 3000]
     assert all(row["episodes"] == 100 for row in result.curve)
     assert result.curve[-1]["mean_return"] > 0.9 * LENGTH  # the best is LENGTH; random earns LENGTH / 2
@@ -75,7 +77,7 @@ def test_both_learners_learn_the_bandits_best_response(learner):
 
 
 def test_diffusion_leaves_every_agent_with_the_same_parameters():
-    flat = train(Bandit(), "diffusion-v1", {"n_steps": 5}, steps=50, seed=0).core.flat()
+    flat = train(Bandit(), "diffusion-v1", {"n_steps": 5, "discount_horizon": HORIZON}, steps=50, seed=0).core.flat()
     torch.testing.assert_close(flat, flat[:1].expand_as(flat), rtol=0, atol=0)
 
 

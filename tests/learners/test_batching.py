@@ -40,9 +40,9 @@ def test_stacked_updates_equal_separate_single_device_updates(cfg):
         singles.append(single)
     for step in range(3):
         r = rollout(N, seed=step)
-        batched.update(r)
+        batched.update(r, 0.95)
         for i, single in enumerate(singles):
-            single.update(slice_rollout(r, i))
+            single.update(slice_rollout(r, i), 0.95)
     expected = torch.cat([s.flat() for s in singles])
     # float32 sums in another order; Adam turns a gradient differing in its last bits into a step
     # differing by up to ~1e-5 (the steps themselves are lr = 3e-3)
@@ -189,7 +189,7 @@ def test_flat_is_handed_out_again_until_the_parameters_change():
     ac = ActorCritic(ActorCriticConfig(), N, N_FEATURES, L, torch.Generator().manual_seed(0), "cpu")
     first = ac.flat()
     assert ac.flat() is first
-    ac.update(rollout(N, seed=1))
+    ac.update(rollout(N, seed=1), 0.95)
     updated = ac.flat()
     assert updated is not first and not torch.equal(updated, first)
     mixed = updated * 0.5

@@ -62,7 +62,7 @@ def test_a_learner_update_does_not_import_torch_dynamo():
         "from fleet.learners.stacked import ActorCritic, ActorCriticConfig, Rollout\n"
         "core = ActorCritic(ActorCriticConfig(shaping_per_degc=0), 3, 5, 4, torch.Generator().manual_seed(0), 'cpu')\n"
         "before = core.flat().clone()\n"
-        "core.update(Rollout(torch.randn(4, 3, 5), torch.randint(0, 4, (3, 3)), torch.randn(3, 3)))\n"
+        "core.update(Rollout(torch.randn(4, 3, 5), torch.randint(0, 4, (3, 3)), torch.randn(3, 3)), 0.95)\n"
         "assert not torch.equal(core.flat(), before)\n"
         "print('torch._dynamo' in sys.modules)\n"
     )

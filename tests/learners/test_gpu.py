@@ -26,8 +26,8 @@ def test_stacked_update_on_cuda_matches_cpu():
         torch.randint(0, levels, (t, n), generator=g),
         -torch.rand(t, n, generator=g),
     )
-    cpu.update(r)
-    gpu.update(Rollout(r.obs.cuda(), r.actions.cuda(), r.rewards.cuda()))
+    cpu.update(r, 0.95)
+    gpu.update(Rollout(r.obs.cuda(), r.actions.cuda(), r.rewards.cuda()), 0.95)
     torch.testing.assert_close(gpu.flat().cpu(), cpu.flat(), atol=1e-4, rtol=1e-4)
 
 

@@ -114,7 +114,8 @@ def test_a_device_rejects_a_cloud_policy_that_fails_the_check_and_the_cloud_neve
     cloud_before = learner.cloud.flat().clone()
     r = rollout(N, seed=3)
     r.rewards[:, 0] = -HUGE
-    experience = [r.obs.transpose(0, 1).numpy(), r.actions.T.float().numpy(), r.rewards.T.numpy()]
+    logp = np.full(r.rewards.T.shape, np.log(1 / 4), np.float32)
+    experience = [r.obs.transpose(0, 1).numpy(), r.actions.T.float().numpy(), r.rewards.T.numpy(), logp]
     learner.inbox("experience", Deliveries.one_message_each(np.full(N, N), np.arange(N), experience, np.zeros(N)))
     learner.update(60.0)
     assert learner.guard.rollbacks == 1 and torch.equal(learner.cloud.flat(), cloud_before)

@@ -61,7 +61,7 @@ def train(params: dict, ticks: int, seed: int = 0) -> tuple[np.ndarray, np.ndarr
 
 
 def test_learns_to_keep_the_house_warm():
-    rewards, temp = train({"gamma": 0.95, "n_steps": 16, "shaping_per_degc": 0.0}, 4000)
+    rewards, temp = train({"discount_horizon": "4.87h", "n_steps": 16, "shaping_per_degc": 0.0}, 4000)
     first, last = rewards[:500].mean(), rewards[-500:].mean()
     assert last > first + 0.3, f"no improvement: first 500 ticks {first:.3f}, last 500 {last:.3f}"
     assert last > -0.35, f"last 500 ticks average {last:.3f}; holding 20 degC gives about -0.14"

@@ -34,9 +34,9 @@ def test_shaping_adds_gamma_phi_next_minus_phi_with_phi_priced_per_degree(per_de
     by_hand = r.rewards + torch.as_tensor(gamma * phi[1:] - phi[:-1], dtype=torch.float32)
 
     def updated(shaping: dict, rewards: torch.Tensor) -> torch.Tensor:
-        cfg = ActorCriticConfig(gamma=gamma, **shaping)
+        cfg = ActorCriticConfig(**shaping)
         core = ActorCritic(cfg, N, N_FEATURES, L, torch.Generator().manual_seed(0), "cpu")
-        core.update(shape_rewards(Rollout(r.obs, r.actions, rewards), cfg))
+        core.update(shape_rewards(Rollout(r.obs, r.actions, rewards), cfg, gamma), gamma)
         return core.flat()
 
     shaped = updated({"shaping_per_degc": per_degc, "shaping_kwh_per_degc": kwh_per_degc}, r.rewards)
@@ -51,7 +51,7 @@ def test_the_core_takes_rewards_as_given_whatever_the_shaping_weights():
 
     def updated(cfg: ActorCriticConfig) -> torch.Tensor:
         core = ActorCritic(cfg, N, N_FEATURES, L, torch.Generator().manual_seed(0), "cpu")
-        core.update(r)
+        core.update(r, 0.95)
         return core.flat()
 
     assert torch.equal(
