@@ -53,6 +53,24 @@ class Observation:
     """(N, H) upper comfort bound at each of PREVIEW_H hours from now."""
     price_ahead: np.ndarray
     """(N, H) electricity price at each of PREVIEW_H hours from now (the tariff), per kWh."""
+    lookahead: Lookahead | None = None
+    """The device's schedule and tariff over the hours its learner asked for (``Learner.lookahead_h``);
+    None for a learner that asks for none."""
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """What a device knows of its own comfort schedule and tariff over a planning horizon: the
+    band and the price at each of K times ahead, as :data:`PREVIEW_H` gives them for a few."""
+
+    hours: np.ndarray
+    """(K,) hours from now."""
+    band_lo: np.ndarray
+    """(N, K) lower comfort bound at each of ``hours`` from now."""
+    band_hi: np.ndarray
+    """(N, K) upper comfort bound at each of ``hours`` from now."""
+    price: np.ndarray
+    """(N, K) electricity price at each of ``hours`` from now, per kWh."""
 
 
 PREVIEW_H = (1.0, 2.0, 3.0, 4.0)
@@ -66,9 +84,16 @@ network observes, known without torch so that a config can size the network's me
 
 def preview(occupancy: Occupancy, tariff: Tariff, t_s: float, n: int) -> dict[str, np.ndarray]:
     """The ``*_ahead`` fields of an :class:`Observation` of ``n`` devices at ``t_s``, each (n, H)."""
-    times = t_s + 3600.0 * np.asarray(PREVIEW_H)  # (H,)
+    ahead = lookahead(occupancy, tariff, t_s, n, PREVIEW_H)
+    return {"band_lo_ahead": ahead.band_lo, "band_hi_ahead": ahead.band_hi, "price_ahead": ahead.price}
+
+
+def lookahead(occupancy: Occupancy, tariff: Tariff, t_s: float, n: int, hours) -> Lookahead:
+    """The schedule and tariff of ``n`` devices at ``hours`` (K,) after ``t_s``."""
+    hours = np.asarray(hours, dtype=float)
+    times = t_s + 3600.0 * hours  # (K,)
     lo, hi = occupancy.band(times)
-    return {"band_lo_ahead": lo, "band_hi_ahead": hi, "price_ahead": np.tile([tariff.price(t) for t in times], (n, 1))}
+    return Lookahead(hours, lo, hi, np.tile([tariff.price(t) for t in times], (n, 1)))
 
 
 @dataclass(frozen=True)
@@ -125,10 +150,19 @@ class LearnerContext:
     """Who may hear whom (for learners that exchange parameters with neighbours)."""
     control_period_s: float = 60.0
     """Seconds between control ticks (to turn tick counts into durations)."""
+    levels_kw: np.ndarray | None = None
+    """(N, L) electrical power of each HVAC level, kW: the rating of each device's own heat pump,
+    which a board knows (None where the caller does not give it)."""
 
 
 class Learner(Protocol):
-    """A fleet controller; class attributes say what it does."""
+    """A fleet controller; class attributes say what it does.
+
+    A learner that plans may have a ``lookahead_h`` attribute: the hours ahead (K,) at which it
+    needs its devices' own schedule and tariff. The engine and the edge agent then give every
+    observation a :class:`Lookahead` at those hours (:func:`lookahead`, as the preview is made);
+    learners without it get none.
+    """
 
     name: ClassVar[str]
     communicates: ClassVar[bool]
