@@ -86,6 +86,11 @@ class SensorConfig(StrictModel):
 
 # --- weather -------------------------------------------------------------------------------
 
+FORECAST_LEAD_H = tuple(float(h) for h in range(1, 25))
+"""Default lead times of a forecast, hours: hourly (the resolution at which forecast services
+publish 2-m temperature) up to 24 h, so that a day-ahead planner sees one whole comfort
+schedule and tariff cycle, including the night's cold and the evening's price peak."""
+
 
 class SyntheticWeatherConfig(StrictModel):
     """Outdoor temperature = seasonal cosine + asymmetric diurnal cycle + Ornstein-Uhlenbeck noise."""

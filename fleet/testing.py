@@ -26,7 +26,7 @@ import torch
 from fleet import statefile
 from fleet.errors import TransportError
 from fleet.learners import REGISTRY, Deliveries, LearnerContext, Observation, make_learner
-from fleet.learners.base import PREVIEW_H, Lookahead
+from fleet.learners.base import PREVIEW_H, Lookahead, persistence
 from fleet.mqtt.codec import Kind, decode_batch, encode_batch
 from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import SUCCESS, Received, Transport, Will, accepted
@@ -47,9 +47,10 @@ def _context(n: int, seed: int) -> LearnerContext:
 def _observation(n: int, tick: int, rng: np.random.Generator, hours: tuple[float, ...] = ()) -> Observation:
     lo, h, k = np.full(n, 20.0), len(PREVIEW_H), len(hours)
     ahead = Lookahead(np.asarray(hours), np.full((n, k), 20.0), np.full((n, k), 23.0), np.full((n, k), 0.25))
+    outdoor_c = rng.normal(3.0, 4.0, n)
     return Observation(
         temp_c=rng.normal(20.5, 1.5, n),
-        outdoor_c=rng.normal(3.0, 4.0, n),
+        outdoor_c=outdoor_c,
         band_lo=lo,
         band_hi=lo + 3,
         occupied=rng.random(n) < 0.5,
@@ -60,6 +61,7 @@ def _observation(n: int, tick: int, rng: np.random.Generator, hours: tuple[float
         band_lo_ahead=np.full((n, h), 20.0),
         band_hi_ahead=np.full((n, h), 23.0),
         price_ahead=np.full((n, h), 0.25),
+        **persistence(outdoor_c),
         lookahead=ahead if k else None,
     )
 

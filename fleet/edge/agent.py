@@ -97,7 +97,7 @@ from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
 from fleet.errors import ConfigError, TransportError, WireError
 from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observation, make_learner
-from fleet.learners.base import lookahead, preview
+from fleet.learners.base import lookahead, persistence, preview
 from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import Received, Transport, Will
@@ -530,9 +530,10 @@ class EdgeAgent:
         lo, hi = v.occupancy.band(t)
         price = v.world.tariff.price(t)
         hours = getattr(self.learner, "lookahead_h", ())
+        outdoor_c = v.weather.outdoor_c(t) + v.params.outdoor_offset
         obs = Observation(
             temp_c=np.array([temp]),
-            outdoor_c=v.weather.outdoor_c(t) + v.params.outdoor_offset,
+            outdoor_c=outdoor_c,
             band_lo=lo,
             band_hi=hi,
             occupied=v.occupancy.occupied(t),
@@ -542,6 +543,7 @@ class EdgeAgent:
             online=np.array([self.transport.connected]),
             **preview(v.occupancy, v.world.tariff, t, 1),
             lookahead=lookahead(v.occupancy, v.world.tariff, t, 1, hours) if hours else None,
+            **persistence(outdoor_c),
         )
         level = int(self.learner.act(obs)[0])
         try:

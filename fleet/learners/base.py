@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
 
+from devices.config import FORECAST_LEAD_H
 from fleet.config import StrictModel
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ class Observation:
     """(N, H) upper comfort bound at each of PREVIEW_H hours from now."""
     price_ahead: np.ndarray
     """(N, H) electricity price at each of PREVIEW_H hours from now (the tariff), per kWh."""
+    outdoor_ahead: np.ndarray
+    """(N, L) forecast outdoor temperature at the device at each of ``forecast_lead_h`` hours from
+    now: the scenario's ``weather.forecast``, or on a board its forecast source; the current
+    outdoor temperature repeated (persistence) where there is none (:func:`persistence`)."""
+    forecast_lead_h: tuple[float, ...]
+    """The L lead times of ``outdoor_ahead``, hours from now, increasing."""
     lookahead: Lookahead | None = None
     """The device's schedule and tariff over the hours its learner asked for (``Learner.lookahead_h``);
     None for a learner that asks for none."""
@@ -94,6 +101,12 @@ def lookahead(occupancy: Occupancy, tariff: Tariff, t_s: float, n: int, hours) -
     times = t_s + 3600.0 * hours  # (K,)
     lo, hi = occupancy.band(times)
     return Lookahead(hours, lo, hi, np.tile([tariff.price(t) for t in times], (n, 1)))
+
+
+def persistence(outdoor_c: np.ndarray, lead_h: tuple[float, ...] = FORECAST_LEAD_H) -> dict:
+    """The forecast fields of an :class:`Observation` that repeat ``outdoor_c`` (N,) at every lead
+    time: ``outdoor_ahead`` (N, L) and ``forecast_lead_h``, the forecast when there is none."""
+    return {"outdoor_ahead": np.repeat(outdoor_c[:, None], len(lead_h), axis=1), "forecast_lead_h": lead_h}
 
 
 @dataclass(frozen=True)
@@ -153,6 +166,9 @@ class LearnerContext:
     levels_kw: np.ndarray | None = None
     """(N, L) electrical power of each HVAC level, kW: the rating of each device's own heat pump,
     which a board knows (None where the caller does not give it)."""
+    forecast_lead_h: tuple[float, ...] | None = None
+    """The lead times of the weather forecast its observations will carry (``Observation.forecast_lead_h``),
+    hours; None where the caller does not know them in advance."""
 
 
 class Learner(Protocol):

@@ -230,6 +230,7 @@ class Simulation:
                 w.topology,
                 s.control_period,
                 levels_kw=w.params.levels_kw,
+                forecast_lead_h=w.conditions(0.0)["forecast_lead_h"],
             )
             controller = make_learner(s.learner.name, s.learner.params, ctx)
         self.fleet = ControlledFleet(w, mode, controller)

@@ -11,7 +11,7 @@ from devices.building import DeviceParams
 from devices.occupancy import Occupancy
 from devices.tariff import Tariff, make_tariff
 from devices.weather import Weather, make_weather
-from fleet.learners.base import preview
+from fleet.learners.base import persistence, preview
 from fleet.scenario import Scenario
 from fleet.sim.rng import Streams
 from fleet.sim.topology import Topology, build_topology
@@ -43,17 +43,19 @@ class World:
     def conditions(self, t: float) -> dict:
         """What every device senses at ``t`` apart from its own temperature, feeder load and link:
         the :class:`~fleet.learners.base.Observation` fields ``outdoor_c``, ``band_lo``,
-        ``band_hi``, ``occupied``, ``price`` (N,), ``hour`` and the schedule preview."""
+        ``band_hi``, ``occupied``, ``price`` (N,), ``hour``, the schedule preview and the forecast."""
         occupied = self.occupancy.occupied(t)
         lo, hi = self.occupancy.band_when(occupied)
+        outdoor_c = self.weather.outdoor_c(t) + self.params.outdoor_offset
         return dict(
-            outdoor_c=self.weather.outdoor_c(t) + self.params.outdoor_offset,
+            outdoor_c=outdoor_c,
             band_lo=lo,
             band_hi=hi,
             occupied=occupied,
             price=np.full(self.n, self.tariff.price(t)),
             hour=(t / 3600.0) % 24.0,
             **preview(self.occupancy, self.tariff, t, self.n),
+            **persistence(outdoor_c),
         )
 
 

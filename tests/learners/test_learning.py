@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from fleet.learners import LearnerContext, Observation, make_learner
-from fleet.learners.base import PREVIEW_H
+from fleet.learners.base import PREVIEW_H, persistence
 
 N = 16
 H = len(PREVIEW_H)
@@ -37,6 +37,7 @@ def observation(temp: np.ndarray, tick: int) -> Observation:
         band_lo_ahead=np.full((N, H), 20.0),
         band_hi_ahead=np.full((N, H), 23.0),
         price_ahead=np.full((N, H), 0.28),
+        **persistence(np.zeros(N)),
     )
 
 

@@ -56,7 +56,7 @@ class PlannerLearner:
 
     def __init__(self, config: PlannerConfig, ctx: LearnerContext) -> None:
         dt = ctx.control_period_s
-        _check_periods(config, dt)
+        _check_periods(config, dt, ctx.forecast_lead_h)
         if ctx.levels_kw is None or np.shape(ctx.levels_kw) != (ctx.n_devices, ctx.n_levels):
             raise ValueError(
                 f"the planner needs each device's power per level, LearnerContext.levels_kw of shape "
@@ -160,8 +160,14 @@ class PlannerLearner:
         }
 
 
-def _check_periods(config: PlannerConfig, dt: float) -> None:
-    """ConfigError naming the field unless the periods fit a control period of ``dt`` seconds."""
+def _check_periods(config: PlannerConfig, dt: float, lead_h: tuple[float, ...] | None) -> None:
+    """ConfigError naming the field unless the periods fit a control period of ``dt`` seconds and
+    a forecast of lead times ``lead_h`` (hours; None: not known in advance, nothing to check)."""
+    if lead_h and config.horizon > 3600.0 * lead_h[-1] + 1e-6:
+        raise ConfigError(
+            f"learner.params.horizon: {config.horizon / 3600:g} h is beyond the weather forecast's last lead time "
+            f"({lead_h[-1]:g} h); shorten the horizon or forecast further ahead"
+        )
     if config.replan_period < dt:
         raise ConfigError(
             f"learner.params.replan_period: {config.replan_period:g} s is shorter than the control period ({dt:g} s); "

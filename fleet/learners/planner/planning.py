@@ -5,7 +5,7 @@ control ticks (:func:`fleet.optimum.cost_to_go`, the perfect-information optimum
 programme), made from what each device knows when it plans: its identified model
 (:mod:`.identification`), its comfort schedule and tariff over the horizon
 (:class:`~fleet.learners.base.Lookahead`) and the outdoor temperature ahead (the weather
-forecast where the observation carries one, else persistence: the temperature now). The band it
+forecast the observation carries, :func:`outdoor_ahead`). The band it
 plans for is narrowed by ``margin_c`` on both sides. At each tick until the next plan a device
 takes the level whose cost now plus cost-to-go from where the model says it leads is least, at
 the temperature it measures and in the conditions it observes (:func:`choose`).
@@ -28,10 +28,22 @@ def house_model(
     return HouseModel(np.ones_like(time_constant_h), time_constant_h, levels_kw, heat)
 
 
+def outdoor_ahead(obs: Observation, hours: np.ndarray) -> np.ndarray:
+    """(N, K) the outdoor temperature at ``hours`` (K,) ahead: the observation's forecast
+    (``outdoor_ahead`` at ``forecast_lead_h``, and ``outdoor_c`` now) interpolated linearly in
+    time, held at its last lead beyond it."""
+    leads = np.r_[0.0, obs.forecast_lead_h]  # (L + 1,)
+    known = np.concatenate([obs.outdoor_c[:, None], obs.outdoor_ahead], axis=1)  # (N, L + 1)
+    weights = np.stack(
+        [np.interp(hours, leads, np.eye(len(leads))[j]) for j in range(len(leads))], axis=1
+    )  # (K, L + 1)
+    return known @ weights.T
+
+
 def stages(obs: Observation, margin_c: float) -> list[Stage]:
     """The K ticks ahead of ``obs`` (at its ``lookahead.hours``), each (N,) per field."""
     ahead = obs.lookahead
-    outdoor = np.repeat(obs.outdoor_c[:, None], len(ahead.hours), axis=1)  # persistence
+    outdoor = outdoor_ahead(obs, ahead.hours)
     return [
         Stage(outdoor[:, k], ahead.price[:, k], ahead.band_lo[:, k] + margin_c, ahead.band_hi[:, k] - margin_c)
         for k in range(len(ahead.hours))
