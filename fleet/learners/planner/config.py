@@ -33,6 +33,9 @@ class IdentificationConfig(StrictModel):
     noise_c: Positive = 0.15
     """Expected error of a one-tick prediction, degC (sensor noise of two readings and model
     error): how much one sample weighs against the prior."""
+    sensor_noise_c: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 0.1
+    """Standard deviation of the indoor temperature sensor's noise, degC (its datasheet's): the
+    least squares are compensated for the bias it causes."""
     prior_time_constant: PositiveDuration = 30 * 3600.0
     """Prior mean of the house's time constant R*C."""
     prior_gain_c_per_kw: Positive = 12.0

@@ -26,8 +26,14 @@ neighbours' statistics (:mod:`fleet.learners.planner.learner`, zero alone). This
 (the same estimate as the covariance-form recursion with the same prior), and it is robust to
 what a thermostat's data lacks: the covariance ``(A0 + W + S)^-1`` never exceeds the prior's, so
 it cannot wind up when forgetting meets data that excites nothing new, and every solve is of a
-positive definite matrix. Sensor noise in ``T`` biases ``a`` towards 0 by about
-``noise**2 / var(T - T_out)`` (a few 1e-4 on winter data: a few percent of ``1 - a``).
+positive definite matrix.
+
+**Sensor noise.** The regressor ``T - T_out`` carries the sensor's noise, which biases plain least
+squares: ``a`` comes out smaller by about ``sensor_noise**2 / var(T - T_out | P)``, which is tens
+of percent of ``1 - a`` on a thermostat's data, and more data does not shrink it. Each sample
+therefore adds ``x x^T - sensor_noise**2 e0 e0^T`` (bias-compensated least squares: the noise of
+the reading at the start of a tick is independent of that at its end, so only the regressor's
+own variance needs taking out).
 
 **When it plans.** An estimate is used once the device has at least ``min_data`` of samples
 (its own count plus what the neighbours' weigh) and is physical: time constant, gain and
@@ -42,6 +48,9 @@ import numpy as np
 from fleet.learners.planner.config import IdentificationConfig
 from fleet.statefile import attrs_state, load_attrs
 
+PRIOR_SPREAD = 10.0
+"""Prior standard deviations of ``1 - a`` and of ``b``, in multiples of their prior means (and of
+``c``, of 2 degC of internal warming): a prior that holds only what the data leaves unexcited."""
 UPPER = np.triu_indices(3)
 """The 6 distinct entries of a symmetric (3, 3) information matrix, row by row."""
 
@@ -54,7 +63,7 @@ class RcIdentifier:
         self.forget = float(np.exp(-dt_s / cfg.memory))
         a0 = np.exp(-dt_s / cfg.prior_time_constant)
         self.theta0 = np.array([a0, (1 - a0) * cfg.prior_gain_c_per_kw, (1 - a0) * cfg.prior_internal_c])
-        std0 = np.array([1 - a0, self.theta0[1], (1 - a0) * 2.0])  # 100 % of 1 - a and of b; 2 degC of internal warming
+        std0 = PRIOR_SPREAD * np.array([1 - a0, self.theta0[1], (1 - a0) * 2.0])
         self.prior = np.diag((cfg.noise_c / std0) ** 2)
         """A0 (3, 3): the prior's information, in samples of noise ``noise_c``."""
         self.info = np.zeros((n, 3, 3))
@@ -85,6 +94,7 @@ class RcIdentifier:
         self.info *= self.forget
         self.vector *= self.forget
         self.info[ok] += x[ok, :, None] * x[ok, None, :]
+        self.info[ok, 0, 0] -= self.cfg.sensor_noise_c**2
         self.vector[ok] += x[ok] * y[ok, None]
 
     def open(self, temp_c: np.ndarray, outdoor_c: np.ndarray, power_kw: np.ndarray) -> None:
