@@ -70,13 +70,13 @@ class PlannerConfig(StrictModel):
 
     horizon: PositiveDuration = 86400.0
     """How far ahead each plan looks; at most the weather forecast's last lead time."""
-    replan_period: PositiveDuration = 3600.0
+    replan_period: PositiveDuration = 7200.0
     """Time between two plans (and identification estimates); at least the control period."""
     discomfort_per_degh: Annotated[float, Field(ge=0)] = 1.0
     """Weight of a degree-hour outside the comfort band against the energy cost in the plan."""
     margin_c: Annotated[float, Field(ge=0, le=3)] = 0.3
     """The plan keeps the temperature this far inside the band (against sensor noise and model error)."""
-    grid_c: tuple[FiniteFloat, FiniteFloat, Positive] = (10.0, 30.0, 0.1)
+    grid_c: tuple[FiniteFloat, FiniteFloat, Positive] = (12.0, 28.0, 0.2)
     """Temperature grid of the value function: low, high, step, degC."""
     identification: IdentificationConfig = IdentificationConfig()
     """The identification of each house."""
