@@ -232,3 +232,20 @@ def test_statistics_no_device_could_have_are_rejected_and_counted():
     kept = np.zeros(len(learner.edge_time), bool)
     kept[learner.topology.edge_index(np.array([0]), np.array([1]))] = True  # the good one, on the edge 1 -> 0
     np.testing.assert_array_equal(np.isfinite(learner.edge_time), kept)
+
+
+def test_the_engine_gives_a_planner_its_schedule_and_tariff_over_its_horizon():
+    from fleet.sim.engine import Simulation
+    from tests.sim.conftest import shrink
+
+    sim = Simulation(shrink(**{"learner.name": "planner-v1", "control_period": "15min"}))
+    t = 86400 + 14.5 * 3600
+    obs = sim.fleet.sense(*sim.sense(t))
+    hours = np.asarray(sim.fleet.controller.lookahead_h)
+    np.testing.assert_allclose(hours, 0.25 * np.arange(1, 97))  # the 96 ticks of a day after this one
+    np.testing.assert_array_equal(obs.lookahead.hours, hours)
+    for k in (0, 10, 95):
+        lo, hi = sim.world.occupancy.band(t + 3600 * hours[k])
+        np.testing.assert_array_equal(obs.lookahead.band_lo[:, k], lo)
+        np.testing.assert_array_equal(obs.lookahead.band_hi[:, k], hi)
+        np.testing.assert_array_equal(obs.lookahead.price[:, k], sim.world.tariff.price(t + 3600 * hours[k]))
