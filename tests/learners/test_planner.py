@@ -249,3 +249,22 @@ def test_the_engine_gives_a_planner_its_schedule_and_tariff_over_its_horizon():
         np.testing.assert_array_equal(obs.lookahead.band_lo[:, k], lo)
         np.testing.assert_array_equal(obs.lookahead.band_hi[:, k], hi)
         np.testing.assert_array_equal(obs.lookahead.price[:, k], sim.world.tariff.price(t + 3600 * hours[k]))
+
+
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("learner.params.replan_period=30s", "learner.params.replan_period: 30 s is shorter than the control period"),
+        ("learner.params.horizon=25h", "learner.params.horizon: 25 h is beyond the weather forecast's last lead"),
+    ],
+)
+def test_the_cli_refuses_periods_that_do_not_fit_with_exit_2_and_writes_nothing(tmp_path, setting, message):
+    from click.testing import CliRunner
+
+    from fleet.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "thermostats-small-v1", "-o", str(out), "--set", "learner.name=planner-v1", "--set", setting]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
