@@ -26,7 +26,7 @@ import torch
 from fleet import statefile
 from fleet.errors import TransportError
 from fleet.learners import REGISTRY, Deliveries, LearnerContext, Observation, make_learner
-from fleet.learners.base import PREVIEW_H, persistence
+from fleet.learners.base import PREVIEW_H, Lookahead, persistence
 from fleet.mqtt.codec import Kind, decode_batch, encode_batch
 from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import SUCCESS, Received, Transport, Will, accepted
@@ -34,15 +34,19 @@ from fleet.scenario import TopologyConfig
 from fleet.sim.topology import build_topology
 
 N_LEVELS = 4
+TICK_S = 900.0
+"""The contract's control period: 15 minutes, so that a learner that plans hourly plans in its episode."""
 
 
 def _context(n: int, seed: int) -> LearnerContext:
     topo = build_topology(TopologyConfig(kind="ring", degree=2), [np.arange(n)], np.random.default_rng(seed))
-    return LearnerContext(n, N_LEVELS, "heat", np.random.default_rng(seed), "cpu", topo)
+    levels_kw = np.tile(np.arange(N_LEVELS, dtype=float), (n, 1))
+    return LearnerContext(n, N_LEVELS, "heat", np.random.default_rng(seed), "cpu", topo, TICK_S, levels_kw)
 
 
-def _observation(n: int, tick: int, rng: np.random.Generator) -> Observation:
-    lo, h = np.full(n, 20.0), len(PREVIEW_H)
+def _observation(n: int, tick: int, rng: np.random.Generator, hours: tuple[float, ...] = ()) -> Observation:
+    lo, h, k = np.full(n, 20.0), len(PREVIEW_H), len(hours)
+    ahead = Lookahead(np.asarray(hours), np.full((n, k), 20.0), np.full((n, k), 23.0), np.full((n, k), 0.25))
     outdoor_c = rng.normal(3.0, 4.0, n)
     return Observation(
         temp_c=rng.normal(20.5, 1.5, n),
@@ -52,12 +56,13 @@ def _observation(n: int, tick: int, rng: np.random.Generator) -> Observation:
         occupied=rng.random(n) < 0.5,
         price=np.full(n, 0.25),
         feeder_load=rng.random(n),
-        hour=(tick / 60.0) % 24,
+        hour=(tick * TICK_S / 3600.0) % 24,
         online=np.ones(n, bool),
         band_lo_ahead=np.full((n, h), 20.0),
         band_hi_ahead=np.full((n, h), 23.0),
         price_ahead=np.full((n, h), 0.25),
         **persistence(outdoor_c),
+        lookahead=ahead if k else None,
     )
 
 
@@ -77,12 +82,12 @@ def _deliveries(learner, kind: str, sender: np.ndarray, n: int) -> tuple[np.ndar
 def _run(
     learner, n: int, ticks: int, seed: int, start: int = 0, sizes: dict[str, int] | None = None
 ) -> list[np.ndarray]:
-    """Drive ``learner`` for ``ticks`` one-minute control ticks after tick ``start``; returns its
+    """Drive ``learner`` for ``ticks`` control ticks of TICK_S after tick ``start``; returns its
     actions per tick. ``sizes``: records the largest encoded message of each kind in it."""
     rng = np.random.default_rng(seed)
     actions = []
     for tick in range(start + 1, start + ticks + 1):
-        obs = _observation(n, tick, rng)
+        obs = _observation(n, tick, rng, getattr(learner, "lookahead_h", ()))
         a = learner.act(obs)
         assert isinstance(a, np.ndarray) and a.shape == (n,), (
             f"act() must return a numpy array of shape ({n},), got {type(a).__name__} {getattr(a, 'shape', '')}"
@@ -92,12 +97,12 @@ def _run(
         actions.append(a)
         learner.observe(-rng.random(n) * 0.05)
         if learner.update_every and tick % learner.update_every == 0:
-            metrics = learner.update(tick * 60.0)
+            metrics = learner.update(tick * TICK_S)
             unknown = set(metrics) - set(learner.metric_keys)
             assert not unknown, f"update() returned metrics {sorted(unknown)} not declared in metric_keys"
             assert all(np.isfinite(v) for v in metrics.values()), f"update() returned non-finite metrics {metrics}"
             if learner.communicates:
-                _exchange(learner, n, tick * 60.0, {} if sizes is None else sizes)
+                _exchange(learner, n, tick * TICK_S, {} if sizes is None else sizes)
     return actions
 
 

@@ -102,7 +102,7 @@ from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
 from fleet.errors import ConfigError, TransportError, WireError
 from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observation, make_learner
-from fleet.learners.base import preview
+from fleet.learners.base import lookahead, preview
 from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import Received, Transport, Will
@@ -211,6 +211,7 @@ def device_learner(view: DeviceView) -> Learner:
         "cpu",
         view.local_topology,
         control_period_s=s.control_period,
+        levels_kw=view.params.levels_kw,
     )
     learner = make_learner(s.learner.name, params, ctx)
     gen = getattr(learner, "gen", None)
@@ -543,6 +544,7 @@ class EdgeAgent:
             self._reward(temp, t)
         lo, hi = v.occupancy.band(t)
         price = v.world.tariff.price(t)
+        hours = getattr(self.learner, "lookahead_h", ())
         outdoor_c = v.weather.outdoor_c(t) + v.params.outdoor_offset
         obs = Observation(
             temp_c=np.array([temp]),
@@ -555,6 +557,7 @@ class EdgeAgent:
             hour=(t / 3600.0) % 24.0,
             online=np.array([self.transport.connected]),
             **preview(v.occupancy, v.world.tariff, t, 1),
+            lookahead=lookahead(v.occupancy, v.world.tariff, t, 1, hours) if hours else None,
             **self.forecast.fields(t, outdoor_c),
         )
         level = int(self.learner.act(obs)[0])

@@ -61,6 +61,24 @@ class Observation:
     outdoor temperature repeated (persistence) where there is none (:func:`persistence`)."""
     forecast_lead_h: tuple[float, ...]
     """The L lead times of ``outdoor_ahead``, hours from now, increasing."""
+    lookahead: Lookahead | None = None
+    """The device's schedule and tariff over the hours its learner asked for (``Learner.lookahead_h``);
+    None for a learner that asks for none."""
+
+
+@dataclass(frozen=True)
+class Lookahead:
+    """What a device knows of its own comfort schedule and tariff over a planning horizon: the
+    band and the price at each of K times ahead, as :data:`PREVIEW_H` gives them for a few."""
+
+    hours: np.ndarray
+    """(K,) hours from now."""
+    band_lo: np.ndarray
+    """(N, K) lower comfort bound at each of ``hours`` from now."""
+    band_hi: np.ndarray
+    """(N, K) upper comfort bound at each of ``hours`` from now."""
+    price: np.ndarray
+    """(N, K) electricity price at each of ``hours`` from now, per kWh."""
 
 
 PREVIEW_H = (1.0, 2.0, 3.0, 4.0)
@@ -74,9 +92,16 @@ network observes, known without torch so that a config can size the network's me
 
 def preview(occupancy: Occupancy, tariff: Tariff, t_s: float, n: int) -> dict[str, np.ndarray]:
     """The ``*_ahead`` fields of an :class:`Observation` of ``n`` devices at ``t_s``, each (n, H)."""
-    times = t_s + 3600.0 * np.asarray(PREVIEW_H)  # (H,)
+    ahead = lookahead(occupancy, tariff, t_s, n, PREVIEW_H)
+    return {"band_lo_ahead": ahead.band_lo, "band_hi_ahead": ahead.band_hi, "price_ahead": ahead.price}
+
+
+def lookahead(occupancy: Occupancy, tariff: Tariff, t_s: float, n: int, hours) -> Lookahead:
+    """The schedule and tariff of ``n`` devices at ``hours`` (K,) after ``t_s``."""
+    hours = np.asarray(hours, dtype=float)
+    times = t_s + 3600.0 * hours  # (K,)
     lo, hi = occupancy.band(times)
-    return {"band_lo_ahead": lo, "band_hi_ahead": hi, "price_ahead": np.tile([tariff.price(t) for t in times], (n, 1))}
+    return Lookahead(hours, lo, hi, np.tile([tariff.price(t) for t in times], (n, 1)))
 
 
 def persistence(outdoor_c: np.ndarray, lead_h: tuple[float, ...] = FORECAST_LEAD_H) -> dict:
@@ -151,10 +176,22 @@ class LearnerContext:
     """What the devices observe, as the learner cores see it (:mod:`fleet.learners.adapters`): the
     thermostat features by default; :class:`~fleet.learners.adapters.PlainAdapter` for plain
     (N, obs_dim) observations."""
+    levels_kw: np.ndarray | None = None
+    """(N, L) electrical power of each HVAC level, kW: the rating of each device's own heat pump,
+    which a board knows (None where the caller does not give it)."""
+    forecast_lead_h: tuple[float, ...] | None = None
+    """The lead times of the weather forecast its observations will carry (``Observation.forecast_lead_h``),
+    hours; None where the caller does not know them in advance."""
 
 
 class Learner(Protocol):
-    """A fleet controller; class attributes say what it does."""
+    """A fleet controller; class attributes say what it does.
+
+    A learner that plans may have a ``lookahead_h`` attribute: the hours ahead (K,) at which it
+    needs its devices' own schedule and tariff. The engine and the edge agent then give every
+    observation a :class:`Lookahead` at those hours (:func:`lookahead`, as the preview is made);
+    learners without it get none.
+    """
 
     name: ClassVar[str]
     communicates: ClassVar[bool]

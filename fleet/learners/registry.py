@@ -26,6 +26,7 @@ from devices.config import RuleBasedConfig
 from fleet.errors import ConfigError
 from fleet.learners.base import RegistryEntry
 from fleet.learners.configs import ActorCriticConfig, CentralizedConfig, DiffusionConfig
+from fleet.learners.planner.config import DiffusionPlannerConfig, PlannerConfig
 
 GROUP = "fleet.learners"
 """The entry point group that learners register in."""
@@ -45,6 +46,17 @@ DIFFUSION = RegistryEntry(
     "fleet.learners.actor_critic:DiffusionLearner",
     DiffusionConfig,
     "diffusion actor-critic (Diff-DAC): adapt, then combine with neighbours' received parameters",
+)
+
+PLANNER = RegistryEntry(
+    "fleet.learners.planner.learner:DiffusionPlanner",
+    DiffusionPlannerConfig,
+    "identifies its house by RLS (neighbours' statistics as a prior), plans by dynamic programming",
+)
+PLANNER_ALONE = RegistryEntry(
+    "fleet.learners.planner.learner:PlannerLearner",
+    PlannerConfig,
+    "identifies its house by RLS alone, plans by dynamic programming; no messages",
 )
 
 

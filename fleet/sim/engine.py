@@ -37,7 +37,7 @@ from devices.config import RuleBasedConfig
 from devices.occupancy import comfort_violation_c
 from devices.sensors import sense_temperature
 from fleet.learners import Deliveries, LearnerContext, Observation, make_learner
-from fleet.learners.base import Learner
+from fleet.learners.base import Learner, lookahead
 from fleet.learners.rule_based import RuleBasedLearner
 from fleet.mqtt.codec import DType, Kind, decode_batch, encode_batch
 from fleet.mqtt.routing import TopicIndex
@@ -222,7 +222,15 @@ class Simulation:
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
         if controller is None:
             ctx = LearnerContext(
-                w.n, n_levels, mode, self.streams.numpy("learner"), device, w.topology, s.control_period
+                w.n,
+                n_levels,
+                mode,
+                self.streams.numpy("learner"),
+                device,
+                w.topology,
+                s.control_period,
+                levels_kw=w.params.levels_kw,
+                forecast_lead_h=w.conditions(0.0)["forecast_lead_h"],
             )
             controller = make_learner(s.learner.name, s.learner.params, ctx)
         self.fleet = ControlledFleet(w, mode, controller)
@@ -326,6 +334,8 @@ class Simulation:
         s, w = self.scenario, self.world
         self._network_events(t)
         inputs = dict(w.conditions(t), online=self.network.online[: w.n].copy())
+        if hours := getattr(self.fleet.controller, "lookahead_h", ()):
+            inputs["lookahead"] = lookahead(w.occupancy, w.tariff, t, w.n, hours)
         return inputs, sense_temperature(np.zeros(w.n), s.fleet.sensors.temp_noise_std_c, self.sensor_rng)
 
     def act(self, inputs: dict, noise: np.ndarray) -> None:

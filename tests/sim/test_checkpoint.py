@@ -32,6 +32,7 @@ SETTINGS = {
 LTE_M_FIT = {
     "diffusion-v1": {"learner.params.comm.dtype": "float16"},
     "centralized-v1": {"learner.params.params_dtype": "float16"},
+    "planner-v1": {},
 }
 """The parameter messages in float16, which fit the LTE-M link of site b (float32 does not)."""
 
@@ -50,6 +51,15 @@ def interrupt_at(seconds):
         ("diffusion-v1", {}),
         ("centralized-v1", {}),
         ("diffusion-v1", {"fleet.hostile.devices": ["d00000"]}),  # the guard's counts go on after the resume
+        # plans from the first half hour on, re-planned every half hour: the resume falls inside a plan
+        (
+            "planner-v1",
+            {
+                "learner.params.identification.min_data": "30min",
+                "learner.params.replan_period": "40min",
+                "learner.params.horizon": "4h",
+            },
+        ),
     ],
 )
 def test_interrupted_then_resumed_equals_uninterrupted(scenario_factory, tmp_path, learner, extra):
