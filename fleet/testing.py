@@ -41,7 +41,7 @@ TICK_S = 900.0
 def _context(n: int, seed: int) -> LearnerContext:
     topo = build_topology(TopologyConfig(kind="ring", degree=2), [np.arange(n)], np.random.default_rng(seed))
     levels_kw = np.tile(np.arange(N_LEVELS, dtype=float), (n, 1))
-    return LearnerContext(n, N_LEVELS, "heat", np.random.default_rng(seed), "cpu", topo, TICK_S, levels_kw)
+    return LearnerContext(n, N_LEVELS, "heat", np.random.default_rng(seed), "cpu", topo, TICK_S, levels_kw=levels_kw)
 
 
 def _observation(n: int, tick: int, rng: np.random.Generator, hours: tuple[float, ...] = ()) -> Observation:
