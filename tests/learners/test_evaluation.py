@@ -11,11 +11,11 @@ from fleet.cli import main
 from fleet.errors import ConfigError
 from fleet.learners import Deliveries, make_learner
 from fleet.learners.features import features
-from fleet.testing import _context, _observation, _run
+from fleet.testing import TICK_S, _context, _observation, _run
 
 LEARNERS = ["independent-v1", "diffusion-v1", "centralized-v1"]
-UPDATE_S = 16 * 60.0
-"""Seconds between updates in ``_run``: n_steps of 16 one-minute ticks."""
+UPDATE_S = 16 * TICK_S
+"""Seconds between updates in ``_run``: n_steps of 16 ticks."""
 
 
 @pytest.mark.parametrize("name", LEARNERS)
