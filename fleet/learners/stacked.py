@@ -4,8 +4,8 @@ Device i owns its own actor and critic; their parameters are slices ``[i]`` of s
 tensors, e.g. a layer's weight is ``(N, in, out)``. Forward passes are batched matrix
 products (``torch.baddbmm``) and the loss is the *sum* over devices of each device's own
 loss, so the gradient with respect to device i's slice is exactly the gradient of device i's
-loss: batching adds no coupling. Adam is element-wise and gradient clipping is per device,
-so one optimizer step over the stacked tensors equals N separate steps.
+loss: batching adds no coupling. Adam and RMSprop are element-wise and gradient clipping is per
+device, so one optimizer step over the stacked tensors equals N separate steps.
 """
 
 from __future__ import annotations
@@ -98,6 +98,37 @@ class FusedAdam:
         for key in ("exp_avg", "exp_avg_sq"):
             for t, saved in zip(getattr(self, key), array_list(state, key, like=getattr(self, key))):
                 t.copy_(saved)
+
+
+class RMSprop:
+    """RMSprop over a fixed list of tensors: ``torch.optim.RMSprop(params, lr, alpha, eps)``
+    (not centred, no momentum), element-wise, so over stacked tensors it is N separate ones.
+    Diff-DAC's optimizer, with its defaults (IanRDavies/Diff-DAC, ``diffdac/arguments.py``)."""
+
+    def __init__(self, params: list[torch.Tensor], lr: float, alpha: float = 0.99, eps: float = 1e-5) -> None:
+        self.params = params
+        self.lr, self.alpha, self.eps = lr, alpha, eps
+        self.square_avg = [torch.zeros_like(p) for p in params]
+
+    def zero_grad(self) -> None:
+        for p in self.params:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """``v <- alpha v + (1 - alpha) g^2``, ``p <- p - lr g / (sqrt(v) + eps)`` on every tensor."""
+        for p, v in zip(self.params, self.square_avg):
+            v.mul_(self.alpha).addcmul_(p.grad, p.grad, value=1 - self.alpha)
+            p.addcdiv_(p.grad, v.sqrt().add_(self.eps), value=-self.lr)
+
+    def state_dict(self) -> dict:
+        """``square_avg``: one tensor per parameter."""
+        return {"square_avg": self.square_avg}
+
+    def load_state_dict(self, state: dict) -> None:
+        expect_keys(state, ("square_avg",))
+        for t, saved in zip(self.square_avg, array_list(state, "square_avg", like=self.square_avg)):
+            t.copy_(saved)
 
 
 class MomentumSGD(torch.optim.SGD):
@@ -272,6 +303,8 @@ class ActorCritic:
         self.optimizer = (
             FusedAdam(self.parameters, lr=cfg.lr)
             if cfg.optimizer == "adam"
+            else RMSprop(self.parameters, lr=cfg.lr)
+            if cfg.optimizer == "rmsprop"  # a config's value where it allows it (fleet.env.train.EnvLearnerConfig)
             else MomentumSGD(self.parameters, lr=cfg.lr, momentum=cfg.momentum)
         )
         self.value_norm = ValueNorm(n, cfg.value_norm_decay, device)
@@ -297,11 +330,13 @@ class ActorCritic:
 
     @torch.no_grad()
     def restart(self, rows: torch.Tensor) -> None:
-        """Restart the optimizer state (Adam's moments, SGD's momentum) of the devices ``rows`` (N,)
-        bool, and their value norm where it is no longer finite: after their parameters were
+        """Restart the optimizer state (Adam's moments, RMSprop's mean square, SGD's momentum) of the
+        devices ``rows`` (N,) bool, and their value norm where it is no longer finite: after their parameters were
         rolled back, that state may still hold what made their update fail."""
         if isinstance(self.optimizer, FusedAdam):
             buffers = self.optimizer.exp_avg + self.optimizer.exp_avg_sq
+        elif isinstance(self.optimizer, RMSprop):
+            buffers = self.optimizer.square_avg
         else:
             states = self.optimizer.state.values()
             buffers = [s["momentum_buffer"] for s in states if s.get("momentum_buffer") is not None]
