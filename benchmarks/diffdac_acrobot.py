@@ -1,6 +1,6 @@
 """Diff-DAC's multitask Acrobot: diffusion against independent and centralized learners.
 
-    nice -n 10 .venv/bin/python benchmarks/diffdac_acrobot.py     # 5 seeds x 40,000 steps per agent, ~1 h on 2 busy cores
+    nice -n 10 .venv/bin/python benchmarks/diffdac_acrobot.py   # 5 seeds x 40,000 steps per agent: ~1 h on 2 busy cores
 
 The task of Valcarcel Macua, Davies, Tukiainen and Munoz de Cote (2021), as their reference code
 IanRDavies/Diff-DAC runs it: 25 agents, each on its own acrobot whose link mass, length and
@@ -133,10 +133,9 @@ def plot(result: dict, path: Path) -> None:
     ax.set_xlabel("environment steps per agent")
     ax.set_ylabel("mean episode return (all agents)")
     ax.set_title(f"Multitask Acrobot, {result['settings']['agents']} agents, Diff-DAC defaults")
-    ax.legend()
-    fig.tight_layout()
+    ax.legend(loc="lower right")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
@@ -144,8 +143,8 @@ def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--steps", type=int, default=Settings.steps, help="steps per agent per run [default: %(default)s]")
     p.add_argument("--seeds", type=int, default=len(Settings.seeds), help="seeds 0..n-1 [default: %(default)s]")
+    p.add_argument("--steps", type=int, default=Settings.steps, help="steps per agent per run [default: %(default)s]")
     p.add_argument("--agents", type=int, default=Settings.agents, help="agents on the ring [default: %(default)s]")
     p.add_argument("--points", type=int, default=Settings.points, help="rows of each curve [default: %(default)s]")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder of diffdac-acrobot.json [default: %(default)s]")

@@ -31,6 +31,8 @@ from gymnasium import spaces
 from numpy import cos, pi, sin
 from pettingzoo import ParallelEnv
 
+from fleet.errors import ConfigError
+
 DT = 0.2
 """Integration time step [s]."""
 LINK_COM_POS = 0.5
@@ -126,16 +128,30 @@ def _wrap(x: np.ndarray) -> np.ndarray:
     return x
 
 
+def _checked(links: Links) -> Links:
+    """``links`` as float64 arrays, or ConfigError naming the first field that is not (N,) of positive values."""
+    n = np.shape(links.mass)
+    for field in ("mass", "length", "inertia"):
+        value = np.asarray(getattr(links, field), dtype=np.float64)
+        if value.ndim != 1 or value.shape != n or len(value) == 0 or not (np.isfinite(value) & (value > 0)).all():
+            raise ConfigError(
+                f"links.{field}: needs one finite positive value per agent, as many as links.mass has; got {value!r}"
+            )
+    return Links(*(np.asarray(getattr(links, f), dtype=np.float64) for f in ("mass", "length", "inertia")))
+
+
 class AcrobotParallelEnv(ParallelEnv):
     """``n_agents`` acrobots as PettingZoo agents ``acrobot_0``, ...; links drawn from ``task_seed``
-    (:meth:`Links.extreme`) unless ``links`` are given."""
+    (:meth:`Links.extreme`), or ``links`` (then one agent per link, ``n_agents`` unused)."""
 
     metadata = {"name": "multitask_acrobot_v0", "render_modes": []}
 
     def __init__(
         self, n_agents: int = 25, task_seed: int = 0, links: Links | None = None, max_cycles: int | None = None
     ) -> None:
-        self.links = links or Links.extreme(n_agents, np.random.default_rng(task_seed))
+        if links is None and n_agents < 1:
+            raise ConfigError(f"n_agents: {n_agents}; the Acrobot needs at least one agent")
+        self.links = _checked(links) if links is not None else Links.extreme(n_agents, np.random.default_rng(task_seed))
         self.possible_agents = [f"acrobot_{i}" for i in range(len(self.links.mass))]
         self.agents: list[str] = []
         high = np.array([1.0, 1.0, 1.0, 1.0, *MAX_VEL], dtype=np.float32)

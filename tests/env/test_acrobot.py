@@ -6,6 +6,7 @@ from gymnasium.envs.classic_control.acrobot import AcrobotEnv
 from pettingzoo.test import parallel_api_test, parallel_seed_test
 
 from fleet.env.acrobot import EPISODE_END, TIME_LIMIT, AcrobotParallelEnv, Links
+from fleet.errors import ConfigError
 from tests.env.test_conformance import checked
 
 
@@ -91,3 +92,12 @@ def test_the_pettingzoo_episode_ends_for_all_agents_after_max_cycles():
         assert env.agents == env.possible_agents
         _, _, terminated, truncated, _ = env.step(dict.fromkeys(env.possible_agents, 1))
     assert env.agents == [] and all(truncated.values()) and not any(terminated.values())
+
+
+def test_refuses_links_it_cannot_swing_naming_the_field():
+    with pytest.raises(ConfigError, match="links.length: needs one finite positive value per agent"):
+        AcrobotParallelEnv(links=Links(np.ones(2), np.array([1.0, -1.0]), np.ones(2)))
+    with pytest.raises(ConfigError, match="links.inertia: .* as many as links.mass"):
+        AcrobotParallelEnv(links=Links(np.ones(2), np.ones(2), np.ones(3)))
+    with pytest.raises(ConfigError, match="n_agents: 0"):
+        AcrobotParallelEnv(0)
