@@ -150,6 +150,8 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--out", type=Path, default=RESULTS, help="folder of diffdac-acrobot.json [default: %(default)s]")
     p.add_argument("--png", type=Path, default=REPO / "docs/img/diffdac-acrobot.png", help="where the plot goes")
     args = p.parse_args(argv)
+    if min(args.seeds, args.steps, args.points) < 1 or args.agents < 3:
+        p.error("--seeds, --steps and --points need at least 1, --agents at least 3 (a ring)")
     torch.set_num_threads(1)  # tensors of 25 agents: more threads only wait on each other
     s = Settings(seeds=tuple(range(args.seeds)), steps=args.steps, agents=args.agents, points=args.points)
     result = study(s)

@@ -130,3 +130,6 @@ def test_diffdac_acrobot_weighs_each_curve_row_by_its_episodes(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--help"])
     assert done.value.code == 0 and "--seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["--agents", "2"])
+    assert done.value.code == 2 and "--agents at least 3 (a ring)" in capsys.readouterr().err
