@@ -98,3 +98,38 @@ def test_the_gpu_benchmark_measures_the_batched_update_where_it_is_told(tmp_path
         with pytest.raises(SystemExit) as stopped:
             main(["--out-dir", str(tmp_path / "none"), "gpu"])
         assert stopped.value.code == 2 and not (tmp_path / "none").exists()
+
+
+def test_diffdac_acrobot_records_every_learners_curves_and_figures(tmp_path):
+    import json
+
+    from diffdac_acrobot import LEARNERS, main
+
+    png = tmp_path / "acrobot.png"
+    main(
+        ["--seeds", "2", "--steps", "520", "--agents", "3", "--points", "2", "--out", str(tmp_path), "--png", str(png)]
+    )
+    got = json.loads((tmp_path / "diffdac-acrobot.json").read_text())
+    assert list(got["curves"]) == list(LEARNERS) and got["params"]["optimizer"] == "rmsprop"
+    for by_seed in got["curves"].values():
+        assert list(by_seed) == ["0", "1"]
+        for curve in by_seed.values():  # every agent's first episode ends by the 500-step limit
+            assert [row["step"] for row in curve] == [260, 520] and curve[-1]["episodes"] >= 3
+    for figure in got["figures"].values():
+        assert all(-500 <= v <= 0 for values in figure["per_seed"].values() for v in values)  # -1 per step
+        for ci in [*figure["mean_ci95"].values(), *figure["diffusion-v1_minus"].values()]:
+            assert ci["low"] <= ci["mean"] <= ci["high"] and ci["n"] == 2
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_diffdac_acrobot_weighs_each_curve_row_by_its_episodes(capsys):
+    from diffdac_acrobot import _episode_mean, main
+
+    rows = [{"episodes": 2, "mean_return": -10.0}, {"episodes": 0, "mean_return": float("nan")}]
+    assert _episode_mean([*rows, {"episodes": 1, "mean_return": -40.0}]) == -20.0  # (2 * -10 - 40) / 3
+    with pytest.raises(SystemExit) as done:
+        main(["--help"])
+    assert done.value.code == 0 and "--seeds" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as done:
+        main(["--agents", "2"])
+    assert done.value.code == 2 and "--agents at least 3 (a ring)" in capsys.readouterr().err

@@ -52,8 +52,8 @@ def test_simple_spread_study_writes_every_curve_and_the_plot(tmp_path, monkeypat
     assert set(result["curves"]) == {"independent-v1", "diffusion-v1"}
     for by_seed in result["curves"].values():
         assert list(by_seed) == ["0", "1"]
-        for curve in by_seed.values():  # episodes of 25 steps: two end in each 50 steps
-            assert [(row["step"], row["episodes"]) for row in curve] == [(50, 2), (100, 2)]
+        for curve in by_seed.values():  # episodes of 25 steps: two of each of the 3 agents end in each 50 steps
+            assert [(row["step"], row["episodes"]) for row in curve] == [(50, 6), (100, 6)]
     assert len(result["random_mean_return"]) == 2 and all(r < 0 for r in result["random_mean_return"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
