@@ -81,6 +81,12 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
         )
     if realtime:
         raise ConfigError(f"--actors {actors}: a real-time (mixed) run is not split; leave out --actors or --realtime")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"--actors {actors}: a split run needs Ray, which is not installed (pip install fleet-sim[ray])"
+        ) from None
 
 
 def site_groups(devices_per_site: list[int], k: int) -> list[range]:
@@ -178,6 +184,10 @@ class ShardedController:
 
         parts = [states[self.which] for states in ray.get([s.controller_states.remote() for s in self.split.shards])]
         return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Never: a split run's checkpoint is a single run's, and ``fleet resume`` continues it in one process."""
+        raise ConfigError("a split run is not restored from a checkpoint: fleet resume continues it in one process")
 
 
 class SplitSimulation(Simulation):
