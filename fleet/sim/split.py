@@ -40,6 +40,7 @@ real-time (mixed) run.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, fields, replace
 
@@ -204,7 +205,11 @@ class SplitSimulation(Simulation):
         if self._ray_started:
             address = os.environ.get("RAY_ADDRESS")
             ray.init(
-                address=address, num_cpus=None if address else actors, include_dashboard=False, log_to_driver=False
+                address=address,
+                num_cpus=None if address else actors,
+                include_dashboard=False,
+                log_to_driver=False,
+                logging_level=logging.ERROR,
             )
         remote = ray.remote(Shard).options(num_cpus=1, runtime_env={"env_vars": thread_env(1)})
         groups = site_groups([site.devices for site in scenario.fleet.sites], actors)
@@ -212,6 +217,7 @@ class SplitSimulation(Simulation):
         self.rows = [devices for _, devices in parts]
         """The slice of the fleet's devices of each shard."""
         self.shards = [remote.remote(scenario, world, device) for world, _ in parts]
+        ray.get([shard.__ray_ready__.remote() for shard in self.shards])  # started: the run's time is the run's
         self.fleet.controller = ShardedController(self, 0)
         if self.baseline is not None:
             self.baseline.controller = ShardedController(self, 1)
