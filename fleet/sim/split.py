@@ -4,16 +4,16 @@ Who does what:
 
 - a **shard** (one Ray actor, :class:`Shard`) holds a contiguous group of whole sites: their
   buildings and their controller, and the rule-based baseline's. At every control tick it
-  senses, acts, steps the physics and computes the rewards of its devices: the per-device
-  work, which grows with the fleet;
+  computes its devices' conditions (weather, schedules, tariff and their previews: functions of
+  the time and of each device's parameters), senses, acts, steps the physics and computes the
+  rewards: the per-device work, which grows with the fleet;
 - the **coordinator** (:class:`SplitSimulation`, in the calling process) is an ordinary
   :class:`~fleet.sim.engine.Simulation` of the whole fleet that keeps everything fleet-wide:
-  the conditions (weather, tariff, schedules), the sensor noise, churn and link cuts, the
-  network model with its one broker, the collector, the consensus workload, the KPIs and the
-  metrics. At each control tick it sends every shard its devices' rows of what they sense,
-  waits for all of them (lockstep), and gathers their power (N,), temperatures (N,) and comfort
-  violation (N,) into its own fleet, which its other SimPy processes (telemetry, metrics)
-  read as in a single run.
+  the sensor noise, churn and link cuts, the network model with its one broker, the collector,
+  the consensus workload, the KPIs and the metrics. At each control tick it sends every shard
+  whether each of its devices is online and its sensor noise, (N_shard,) each, waits for all
+  of them (lockstep), and gathers their power, temperatures and comfort violation, (N,) each,
+  into its own fleet, which its other SimPy processes (telemetry, metrics) read as in a single run.
 
 Messages never cross a shard: the network model stays in the coordinator, because its single
 broker is one FIFO queue that orders the messages of every site, and its generators draw per
@@ -49,6 +49,7 @@ import numpy as np
 from devices.building import DeviceParams
 from devices.config import RuleBasedConfig
 from devices.occupancy import Occupancy, comfort_violation_c
+from devices.sensors import sense_temperature
 from fleet.errors import ConfigError
 from fleet.learners import LearnerContext, make_learner
 from fleet.learners.rule_based import RuleBasedLearner
@@ -141,6 +142,7 @@ class Shard:
 
     def __init__(self, scenario: Scenario, world: World, device: str) -> None:
         s = self.scenario = scenario
+        self.world = world
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
         streams = Streams(s.seed)
         ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("learner"), device, None, s.control_period)
@@ -149,9 +151,11 @@ class Shard:
             baseline_ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("baseline"), "cpu")
             self.fleets.append(ControlledFleet(world, mode, RuleBasedLearner(RuleBasedConfig(), baseline_ctx)))
 
-    def tick(self, inputs: dict, noise: np.ndarray) -> list[TickResult]:
-        """One control tick of the shard's fleet and baseline on their rows of the conditions and noise."""
+    def tick(self, t: float, online: np.ndarray, noise: np.ndarray) -> list[TickResult]:
+        """The control tick at ``t`` of the shard's fleet and baseline, given whether each of its
+        devices is online and its sensor noise, (N_shard,) each; the conditions it computes itself."""
         s = self.scenario
+        inputs = dict(self.world.conditions(t), online=online)
         weights = (s.reward.discomfort_per_degh, s.reward.overload_per_kwh)
         out = []
         for fleet in self.fleets:
@@ -222,28 +226,34 @@ class SplitSimulation(Simulation):
         if self.baseline is not None:
             self.baseline.controller = ShardedController(self, 1)
 
+    def sense(self, t: float) -> tuple[dict, np.ndarray]:
+        """What only the coordinator knows at ``t``: churn and link cuts up to ``t``, then
+        ``({"time": t, "online": (N,) bool}, sensor noise (N,))``, drawn as a single run draws them.
+        The conditions (weather, schedules, tariff, previews) are functions of ``t`` and of each
+        device's parameters: every shard computes its own devices', in parallel and without sending them."""
+        self._network_events(t)
+        online = self.network.online[: self.world.n].copy()
+        noise = sense_temperature(np.zeros(self.world.n), self.scenario.fleet.sensors.temp_noise_std_c, self.sensor_rng)
+        return {"time": t, "online": online}, noise
+
     def act(self, inputs: dict, noise: np.ndarray) -> None:
-        """The control tick on every shard at once, each on its devices' rows; then the
-        coordinator's fleets take the gathered power and temperatures and add up the KPIs."""
+        """The control tick on every shard at once, each on its devices' rows of ``inputs``
+        (:meth:`sense`) and ``noise``; then the coordinator's fleets take the gathered power and
+        temperatures and add up the KPIs."""
         import ray
 
-        calls = [
-            shard.tick.remote({k: v[rows] if isinstance(v, np.ndarray) else v for k, v in inputs.items()}, noise[rows])
-            for shard, rows in zip(self.shards, self.rows)
-        ]
-        results = ray.get(calls)
+        t, online = inputs["time"], inputs["online"]
+        results = ray.get(
+            [shard.tick.remote(t, online[rows], noise[rows]) for shard, rows in zip(self.shards, self.rows)]
+        )
+        price = np.full(self.world.n, self.world.tariff.price(t))  # as World.conditions has it
         dt_h = self.scenario.control_period / 3600.0
         fleets = [self.fleet] + ([self.baseline] if self.baseline is not None else [])
         for fleet, parts in zip(fleets, zip(*results)):
             gathered = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(TickResult)}
-            fleet.power, fleet.site_load, fleet.buildings.temp = (
-                gathered["power"],
-                gathered["site_load"],
-                gathered["temp"],
-            )
-            fleet.kpis.add(
-                fleet.power, fleet.site_load, self.world.feeder_kw, inputs["price"], gathered["violation"], dt_h
-            )
+            fleet.power, fleet.site_load = gathered["power"], gathered["site_load"]
+            fleet.buildings.temp = gathered["temp"]
+            fleet.kpis.add(fleet.power, fleet.site_load, self.world.feeder_kw, price, gathered["violation"], dt_h)
         self.ticks += 1
 
     def close(self) -> None:
