@@ -1,6 +1,7 @@
 """A run split by site across Ray actors: the same files as the single run, and what it refuses."""
 
 import json
+import sys
 
 import pytest
 from click.testing import CliRunner
@@ -67,4 +68,15 @@ def test_what_a_split_cannot_run_exactly_is_refused_and_nothing_is_written(
     result = CliRunner().invoke(main, ["run", str(write_scenario({**tiny_raw, **changes})), "-o", str(out), *args])
     assert result.exit_code == 2, result.output
     assert named in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_a_split_without_ray_installed_is_refused_naming_what_to_install(
+    tiny_raw, write_scenario, tmp_path, monkeypatch
+):
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError, as where it is not installed
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(write_scenario(tiny_raw)), "-o", str(out), "--actors", "2"])
+    assert result.exit_code == 2, result.output
+    assert "--actors 2: a split run needs Ray" in result.output and "pip install fleet-sim[ray]" in result.output
     assert not out.exists()
