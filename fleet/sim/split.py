@@ -40,7 +40,6 @@ real-time (mixed) run.
 
 from __future__ import annotations
 
-import logging
 import os
 from dataclasses import dataclass, fields, replace
 
@@ -50,6 +49,7 @@ from devices.building import DeviceParams
 from devices.config import RuleBasedConfig
 from devices.occupancy import Occupancy, comfort_violation_c
 from devices.sensors import sense_temperature
+from fleet.cluster import check_address, join_ray
 from fleet.errors import ConfigError
 from fleet.learners import LearnerContext, make_learner
 from fleet.learners.rule_based import RuleBasedLearner
@@ -204,17 +204,11 @@ class SplitSimulation(Simulation):
         import ray
 
         check_split(scenario, actors)
+        address = os.environ.get("RAY_ADDRESS")
+        if address and not ray.is_initialized():
+            check_address(address, "RAY_ADDRESS")
         super().__init__(scenario, device)
-        self._ray_started = not ray.is_initialized()
-        if self._ray_started:
-            address = os.environ.get("RAY_ADDRESS")
-            ray.init(
-                address=address,
-                num_cpus=None if address else actors,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-            )
+        self._ray_started = join_ray(address, actors, "RAY_ADDRESS")
         remote = ray.remote(Shard).options(num_cpus=1, runtime_env={"env_vars": thread_env(1)})
         groups = site_groups([site.devices for site in scenario.fleet.sites], actors)
         parts = [shard_world(self.world, sites) for sites in groups]

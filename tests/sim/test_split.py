@@ -1,6 +1,7 @@
 """A run split by site across Ray actors: the same files as the single run, and what it refuses."""
 
 import json
+import socket
 import sys
 
 import pytest
@@ -79,4 +80,17 @@ def test_a_split_without_ray_installed_is_refused_naming_what_to_install(
     result = CliRunner().invoke(main, ["run", str(write_scenario(tiny_raw)), "-o", str(out), "--actors", "2"])
     assert result.exit_code == 2, result.output
     assert "--actors 2: a split run needs Ray" in result.output and "pip install fleet-sim[ray]" in result.output
+    assert not out.exists()
+
+
+def test_an_unreachable_cluster_in_ray_address_exits_2_naming_it(tiny_raw, write_scenario, tmp_path, monkeypatch):
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a loopback port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("RAY_ADDRESS", f"127.0.0.1:{port}")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["run", str(write_scenario(tiny_raw)), "-o", str(out), "--actors", "2"])
+    assert result.exit_code == 2, result.output
+    assert f"RAY_ADDRESS 127.0.0.1:{port}: no Ray cluster answers there" in result.output
     assert not out.exists()
