@@ -6,7 +6,10 @@
 Each measurement is one ``fleet run ... --actors K`` in a fresh process (its own local Ray of
 K CPUs for K > 1); the rate is the run's own ``perf.device_steps_per_s`` (devices x control
 ticks / the seconds of ``Simulation.run``: starting Ray and the actors is not in it). Actor
-counts alternate within each repeat, so a noisy neighbour slows them alike. Two workloads:
+counts alternate within each repeat, so a noisy neighbour slows them alike. Every process
+computes on one thread (the actors always do; ``--threads`` sets the coordinator's): on a busy
+machine a second OpenMP/BLAS thread spinning for a core slowed the one-process city run by a
+quarter, which would flatter the split. Two workloads:
 
 - ``city``: city-10k-v1 as shipped (telemetry and consensus messages, rule-based fleet and its
   baseline); the messages stay in the coordinator, only the control tick is split;
@@ -38,14 +41,15 @@ WORKLOADS = {
 }
 
 
-def run_once(overrides: list[str], actors: int, out: Path) -> dict:
+def run_once(overrides: list[str], actors: int, threads: int, out: Path) -> dict:
     """``fleet run`` of city-10k-v1 with ``overrides`` on ``actors`` actors into ``out``: its perf figures."""
     sets = [arg for o in overrides for arg in ("--set", o)]
-    subprocess.run([*FLEET, "run", SCENARIO, *sets, "--actors", str(actors), "-o", str(out), "-q"], check=True)
+    options = ["--actors", str(actors), "--threads", str(threads), "-o", str(out), "-q"]
+    subprocess.run([*FLEET, "run", SCENARIO, *sets, *options], check=True)
     return json.loads((out / "summary.json").read_text())["perf"]
 
 
-def measure(devices: int, hours: float, repeat: int, actor_counts: list[int]) -> dict:
+def measure(devices: int, hours: float, repeat: int, actor_counts: list[int], threads: int) -> dict:
     """Per workload and actor count: the device-steps/s of every repeat, and the run seconds."""
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-split-") as tmp:
@@ -55,7 +59,7 @@ def measure(devices: int, hours: float, repeat: int, actor_counts: list[int]) ->
             for r in range(repeat):
                 for k in actor_counts:
                     out = Path(tmp) / f"{workload}-{k}-{r}"
-                    perf = run_once(overrides, k, out)
+                    perf = run_once(overrides, k, threads, out)
                     reference = Path(tmp) / f"{workload}-{actor_counts[0]}-{r}"
                     if (out / "metrics.csv").read_bytes() != (reference / "metrics.csv").read_bytes():
                         raise SystemExit(f"{out}: metrics.csv differs from the {actor_counts[0]}-actor run's")
@@ -71,6 +75,7 @@ def main() -> None:
     p.add_argument("--hours", type=float, default=3.0, help="simulated hours [3]")
     p.add_argument("--repeat", type=int, default=2, help="runs per actor count [2]")
     p.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4], help="actor counts, the first the reference")
+    p.add_argument("--threads", type=int, default=1, help="threads of the coordinator (fleet run --threads) [1]")
     p.add_argument("--tag", default="", help="suffix of the results file name")
     args = p.parse_args()
     record = {
@@ -79,7 +84,8 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "load_before": os.getloadavg(), "python": platform.python_version()},
         "devices": args.devices,
         "hours": args.hours,
-        "workloads": measure(args.devices, args.hours, args.repeat, args.actors),
+        "threads": args.threads,
+        "workloads": measure(args.devices, args.hours, args.repeat, args.actors, args.threads),
     }
     out = HERE / "results" / f"split{'-' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")

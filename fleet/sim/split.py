@@ -215,7 +215,11 @@ class SplitSimulation(Simulation):
         self.rows = [devices for _, devices in parts]
         """The slice of the fleet's devices of each shard."""
         self.shards = [remote.remote(scenario, world, device) for world, _ in parts]
-        ray.get([shard.__ray_ready__.remote() for shard in self.shards])  # started: the run's time is the run's
+        try:
+            ray.get([shard.__ray_ready__.remote() for shard in self.shards])  # started: the run's time is the run's
+        except BaseException:
+            self.close()
+            raise
         self.fleet.controller = ShardedController(self, 0)
         if self.baseline is not None:
             self.baseline.controller = ShardedController(self, 1)
