@@ -140,6 +140,7 @@ def run(
     overwrite: bool = False,
     progress: bool | Callable[[float], None] = False,
     realtime: RealtimeOptions | None = None,
+    actors: int = 1,
 ) -> Result:
     """Simulate ``scenario`` (a :class:`Scenario`, or a name or file for :func:`load_scenario`)
     into a new run directory and return its :class:`Result`.
@@ -154,8 +155,11 @@ def run(
     ``progress``: ``True`` shows it on stderr (a bar on a terminal, else a line every 5 %); a
     callable is called with the simulated time in seconds after each metrics period.
     ``realtime``: run on the wall clock as a mixed fleet, the learner's messages through a real
-    broker (see ``fleet run --realtime``). Ctrl-C stops the run cleanly: the Result's
-    ``status`` is then ``"interrupted"`` and :func:`resume` continues it.
+    broker (see ``fleet run --realtime``). ``actors``: above 1, split the fleet by site across
+    that many Ray actors, with the same results (:mod:`fleet.sim.split`: rule-based controllers
+    only; a local Ray is started unless this process joined one or ``RAY_ADDRESS`` names one).
+    Ctrl-C stops the run cleanly: the Result's ``status`` is then ``"interrupted"`` and
+    :func:`resume` continues it.
     """
     from fleet.results import Result, execute
     from fleet.scenario import Scenario
@@ -165,7 +169,7 @@ def run(
     out = Path(tempfile.mkdtemp(prefix="fleet-")) / f"{sc.name}-seed{sc.seed}" if out is None else Path(out)
     with _progress(progress, sc.horizon, sc.name) as report:
         run_dir, _ = execute(
-            sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=report, realtime=realtime
+            sc, out, overwrite=overwrite, device=dev, argv=sys.argv, progress=report, realtime=realtime, actors=actors
         )
     return Result.read(run_dir.path)
 

@@ -89,6 +89,14 @@ def main() -> None:
 )
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")
 @click.option(
+    "--actors",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Split the fleet by site across this many Ray actors, in lockstep at the control tick, with the "
+    "results of a single run (rule-based controllers; a local Ray, or the cluster at RAY_ADDRESS).",
+)
+@click.option(
     "--realtime",
     is_flag=True,
     help="Run on the wall clock as a mixed fleet: learner messages go through --broker, "
@@ -133,6 +141,7 @@ def run(
     threads: int | None,
     tensorboard: bool,
     quiet: bool,
+    actors: int,
     realtime: bool,
     speedup: float,
     epoch: float | None,
@@ -161,7 +170,8 @@ def run(
             f"external devices join with: fleet agent --epoch {options.epoch:.3f} --speedup {speedup:g} ...",
             err=True,
         )
-    _finish(fleet.run(sc, out, device=device, overwrite=overwrite, progress=not quiet, realtime=options), quiet)
+    result = fleet.run(sc, out, device=device, overwrite=overwrite, progress=not quiet, realtime=options, actors=actors)
+    _finish(result, quiet)
 
 
 def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broker: dict):

@@ -429,16 +429,20 @@ def execute(
     argv: list[str] | None = None,
     progress: Callable[[float], None] | None = None,
     realtime: RealtimeOptions | None = None,
+    actors: int = 1,
 ) -> tuple[RunDir, dict]:
     """Run ``scenario`` into a new run directory; returns it with the summary. With
     ``realtime``, on the wall clock with the learner's messages through a real broker (a mixed
-    fleet, :mod:`fleet.sim.bridge`): no checkpoints are written then."""
+    fleet, :mod:`fleet.sim.bridge`): no checkpoints are written then. With ``actors`` above 1,
+    split by site across that many Ray actors (:mod:`fleet.sim.split`), with the same results."""
     from fleet.sim.bridge import attach, check_realtime
     from fleet.sim.engine import Simulation
+    from fleet.sim.split import SplitSimulation, check_split
 
     RunDir.check(out_dir, overwrite)
     check_realtime(scenario, realtime is not None)
-    sim = Simulation(scenario, device=device)
+    check_split(scenario, actors, realtime is not None)
+    sim = Simulation(scenario, device=device) if actors == 1 else SplitSimulation(scenario, actors, device)
     bridge = None if realtime is None else attach(sim, realtime)
     try:
         run_dir = RunDir.create(out_dir, overwrite=overwrite)
@@ -447,6 +451,8 @@ def execute(
     finally:
         if bridge is not None:
             bridge.close()
+        if isinstance(sim, SplitSimulation):
+            sim.close()
 
 
 def _run_into(

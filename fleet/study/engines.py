@@ -20,10 +20,8 @@ Both call ``on_done(task, error)`` as each run ends, ``error`` None or one line.
 
 from __future__ import annotations
 
-import logging
 import multiprocessing
 import shutil
-import socket
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -32,7 +30,8 @@ from pathlib import Path
 
 import yaml
 
-from fleet.errors import ConfigError, FleetError
+from fleet.cluster import join_ray
+from fleet.errors import FleetError
 from fleet.threads import set_threads, thread_env
 
 
@@ -122,25 +121,6 @@ def run_local(tasks: list[Task], runner: Runner, workers: int, threads: int, on_
 # --- Ray -------------------------------------------------------------------------------------
 
 
-def check_address(address: str) -> None:
-    """ConfigError unless a TCP connection to the cluster at ``address`` (``host:port`` or
-    ``ray://host:port``; ``auto`` is left to Ray) opens within 5 seconds."""
-    if address == "auto":
-        return
-    host, sep, port = address.removeprefix("ray://").rpartition(":")
-    if not sep or not port.isdigit():
-        raise ConfigError(
-            f"--address {address!r}: write host:port (the head node's GCS port, 6379 by default) or ray://host:port"
-        )
-    try:
-        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
-    except OSError as e:
-        raise ConfigError(
-            f"--address {address}: no Ray cluster answers there ({e.strerror or e}); start one with "
-            f"`ray start --head` or leave --address out to start a local one; nothing was run"
-        ) from None
-
-
 def _ray_task(runner: Runner, task: Task, collect: bool) -> dict[str, bytes] | None:
     """Run ``task`` in a Ray worker; with ``collect``, in a temporary folder whose files it returns."""
     if not collect:
@@ -175,20 +155,7 @@ def run_ray(
     """Run ``tasks`` as Ray tasks (see the module docstring); a Ray this process already joined is used as it is."""
     import ray
 
-    started = not ray.is_initialized()
-    if started:
-        try:
-            ray.init(
-                address=address,
-                num_cpus=None if address else num_cpus,
-                include_dashboard=False,
-                log_to_driver=False,
-                logging_level=logging.ERROR,
-            )
-        except (ConnectionError, RuntimeError, ValueError) as e:
-            raise ConfigError(
-                f"--address {address}: Ray could not join the cluster ({_one_line(e)}); nothing was run"
-            ) from None
+    started = join_ray(address, num_cpus)
     try:
         remote = ray.remote(_ray_task).options(
             num_cpus=cpus, num_gpus=gpus, max_retries=retries, runtime_env={"env_vars": thread_env(max(1, int(cpus)))}

@@ -15,9 +15,10 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fleet.cluster import check_address
 from fleet.errors import ConfigError
 from fleet.scenario import dump_scenario
-from fleet.study.engines import Runner, Task, check_address, run_local, run_ray, run_task
+from fleet.study.engines import Runner, Task, run_local, run_ray, run_task
 from fleet.study.export import exported, marl_eval, write_tensorboard
 from fleet.study.folder import StudyFolder
 from fleet.study.spec import Study

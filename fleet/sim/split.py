@@ -1,0 +1,264 @@
+"""One run split by site across Ray actors that advance in lockstep at the control tick.
+
+Who does what:
+
+- a **shard** (one Ray actor, :class:`Shard`) holds a contiguous group of whole sites: their
+  buildings and their controller, and the rule-based baseline's. At every control tick it
+  computes its devices' conditions (weather, schedules, tariff and their previews: functions of
+  the time and of each device's parameters), senses, acts, steps the physics and computes the
+  rewards: the per-device work, which grows with the fleet;
+- the **coordinator** (:class:`SplitSimulation`, in the calling process) is an ordinary
+  :class:`~fleet.sim.engine.Simulation` of the whole fleet that keeps everything fleet-wide:
+  the sensor noise, churn and link cuts, the network model with its one broker, the collector,
+  the consensus workload, the KPIs and the metrics. At each control tick it sends every shard
+  whether each of its devices is online and its sensor noise, (N_shard,) each, waits for all
+  of them (lockstep), and gathers their power, temperatures and comfort violation, (N,) each,
+  into its own fleet, which its other SimPy processes (telemetry, metrics) read as in a single run.
+
+Messages never cross a shard: the network model stays in the coordinator, because its single
+broker is one FIFO queue that orders the messages of every site, and its generators draw per
+batch in device order. Telemetry, status, will and consensus messages therefore take exactly
+the single run's path and latency.
+
+**Why the split equals the single run, bit for bit.** Every random number is drawn in the
+coordinator, from the same named streams (:mod:`fleet.sim.rng`) in the same order as in a
+single run: the sensor noise (N,) for the whole fleet, then sliced; churn and the network per
+fleet-wide batch. A shard draws nothing: the controllers it may run are deterministic. The
+per-device arithmetic (physics, thermostat, rewards) is elementwise, and a site's feeder load
+sums its own devices in the same order on a shard; fleet totals (KPIs, metrics) are summed by
+the coordinator over the gathered (N,) vectors, as a single run sums them, so even the rounding
+is the same. A checkpoint of a split run is a single run's checkpoint (``fleet resume``
+continues it in one process, with the same result).
+
+**What is refused** (:func:`check_split`, a ConfigError naming the field): a controller other
+than ``rule-based-v1``. A learning controller (``independent-v1`` and those that exchange
+parameters or experience) draws its exploration for the whole fleet from one generator at each
+tick and reports fleet means of its losses; a shard could reproduce neither for its devices
+alone, so the run would differ from the single one. Also refused: more actors than sites, and a
+real-time (mixed) run.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields, replace
+
+import numpy as np
+
+from devices.building import DeviceParams
+from devices.config import RuleBasedConfig
+from devices.occupancy import Occupancy, comfort_violation_c
+from devices.sensors import sense_temperature
+from fleet.cluster import check_address, join_ray
+from fleet.errors import ConfigError
+from fleet.learners import LearnerContext, make_learner
+from fleet.learners.rule_based import RuleBasedLearner
+from fleet.scenario import Scenario
+from fleet.sim.engine import ControlledFleet, Simulation
+from fleet.sim.rng import Streams
+from fleet.sim.world import World
+from fleet.threads import thread_env
+
+SPLIT_LEARNERS = (RuleBasedLearner.name,)
+"""Controllers whose split run equals the single run (see the module docstring)."""
+
+
+def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None:
+    """ConfigError unless ``scenario`` can run split across ``actors`` Ray actors with the single run's results."""
+    if actors < 1:
+        raise ConfigError(f"--actors {actors}: must be at least 1 (1 runs in this process, without Ray)")
+    if actors == 1:
+        return
+    sites = len(scenario.fleet.sites)
+    if actors > sites:
+        raise ConfigError(
+            f"--actors {actors}: scenario {scenario.name!r} has {sites} site(s) in fleet.sites, and a split puts whole "
+            f"sites on each actor; use at most {sites}"
+        )
+    if scenario.learner.name not in SPLIT_LEARNERS:
+        raise ConfigError(
+            f"learner.name: {scenario.learner.name!r} cannot run split across actors (--actors {actors}) with the "
+            f"results of a single run: a learner draws its exploration for the whole fleet from one generator and "
+            f"reports fleet means; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
+        )
+    if realtime:
+        raise ConfigError(f"--actors {actors}: a real-time (mixed) run is not split; leave out --actors or --realtime")
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        raise ConfigError(
+            f"--actors {actors}: a split run needs Ray, which is not installed (pip install fleet-sim[ray])"
+        ) from None
+
+
+def site_groups(devices_per_site: list[int], k: int) -> list[range]:
+    """``k`` contiguous groups of sites (indices into ``devices_per_site``), each ending at the
+    site boundary nearest to an equal share of the devices, none empty. Needs ``k <= len(devices_per_site)``."""
+    total = np.cumsum(devices_per_site)
+    cuts = [0]
+    for j in range(1, k):
+        nearest = int(np.argmin(np.abs(total - j * total[-1] / k))) + 1
+        cuts.append(min(max(nearest, cuts[-1] + 1), len(devices_per_site) - (k - j)))
+    cuts.append(len(devices_per_site))
+    return [range(a, b) for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def shard_world(world: World, sites: range) -> tuple[World, slice]:
+    """The world of the devices of ``sites`` (contiguous, as devices are numbered site by site),
+    with the slice of the fleet's devices it holds. It has no topology: its controllers talk to no one."""
+    rows = np.flatnonzero((world.site_of >= sites.start) & (world.site_of < sites.stop))
+    devices = slice(int(rows[0]), int(rows[-1]) + 1)
+    params = DeviceParams(**{f.name: getattr(world.params, f.name)[devices] for f in fields(DeviceParams)})
+    part = replace(
+        world,
+        site_names=world.site_names[sites.start : sites.stop],
+        site_of=world.site_of[devices] - sites.start,
+        device_names=world.device_names[devices],
+        feeder_kw=world.feeder_kw[sites.start : sites.stop],
+        profile_of=world.profile_of[devices],
+        params=params,
+        occupancy=Occupancy(world.occupancy.cfg, params.occupancy_shift_h),
+        topology=None,
+    )
+    return part, devices
+
+
+@dataclass
+class TickResult:
+    """What a shard's fleet (or baseline) did in one control tick; every array (N_shard,) but ``site_load``."""
+
+    power: np.ndarray
+    """Electrical power drawn over the tick, kW."""
+    temp: np.ndarray
+    """Indoor temperature at the end of the tick, degC."""
+    violation: np.ndarray
+    """Degrees outside the comfort band at the end of the tick."""
+    site_load: np.ndarray
+    """(S_shard,) load of each of the shard's sites, kW."""
+
+
+class Shard:
+    """The buildings and controllers of a group of whole sites; a Ray actor of :class:`SplitSimulation`."""
+
+    def __init__(self, scenario: Scenario, world: World, device: str) -> None:
+        s = self.scenario = scenario
+        self.world = world
+        mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
+        streams = Streams(s.seed)
+        ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("learner"), device, None, s.control_period)
+        self.fleets = [ControlledFleet(world, mode, make_learner(s.learner.name, s.learner.params, ctx))]
+        if s.outputs.baseline:
+            baseline_ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("baseline"), "cpu")
+            self.fleets.append(ControlledFleet(world, mode, RuleBasedLearner(RuleBasedConfig(), baseline_ctx)))
+
+    def tick(self, t: float, online: np.ndarray, noise: np.ndarray) -> list[TickResult]:
+        """The control tick at ``t`` of the shard's fleet and baseline, given whether each of its
+        devices is online and its sensor noise, (N_shard,) each; the conditions it computes itself."""
+        s = self.scenario
+        inputs = dict(self.world.conditions(t), online=online)
+        weights = (s.reward.discomfort_per_degh, s.reward.overload_per_kwh)
+        out = []
+        for fleet in self.fleets:
+            fleet.tick(inputs, noise, s.control_period, weights)
+            temp = fleet.buildings.temp
+            violation = comfort_violation_c(temp, inputs["band_lo"], inputs["band_hi"])  # as the tick computed it
+            out.append(TickResult(fleet.power, temp, violation, fleet.site_load))
+        return out
+
+    def controller_states(self) -> list[dict]:
+        """The state of the shard's controller and baseline controller."""
+        return [fleet.controller.state_dict() for fleet in self.fleets]
+
+
+class ShardedController:
+    """A controller whose devices live on the shards, as the coordinator's fleet sees it: the
+    rule-based thermostat's flags, and its state gathered from the shards (device order)."""
+
+    name = RuleBasedLearner.name
+    communicates = RuleBasedLearner.communicates
+    exchange = RuleBasedLearner.exchange
+    update_every = RuleBasedLearner.update_every
+    metric_keys = RuleBasedLearner.metric_keys
+
+    def __init__(self, split: SplitSimulation, which: int) -> None:
+        """``which``: 0 for the fleet's controller, 1 for the baseline's."""
+        self.split, self.which = split, which
+
+    def state_dict(self) -> dict:
+        import ray
+
+        parts = [states[self.which] for states in ray.get([s.controller_states.remote() for s in self.split.shards])]
+        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Never: a split run's checkpoint is a single run's, and ``fleet resume`` continues it in one process."""
+        raise ConfigError("a split run is not restored from a checkpoint: fleet resume continues it in one process")
+
+
+class SplitSimulation(Simulation):
+    """A run of ``scenario`` whose devices are split by site across ``actors`` Ray actors
+    (see the module docstring); it joins the Ray this process joined, else starts a local one
+    (or joins the cluster at ``RAY_ADDRESS``). :meth:`close` ends the actors."""
+
+    def __init__(self, scenario: Scenario, actors: int, device: str = "cpu") -> None:
+        import ray
+
+        check_split(scenario, actors)
+        address = os.environ.get("RAY_ADDRESS")
+        if address and not ray.is_initialized():
+            check_address(address, "RAY_ADDRESS")
+        super().__init__(scenario, device)
+        self._ray_started = join_ray(address, actors, "RAY_ADDRESS")
+        remote = ray.remote(Shard).options(num_cpus=1, runtime_env={"env_vars": thread_env(1)})
+        groups = site_groups([site.devices for site in scenario.fleet.sites], actors)
+        parts = [shard_world(self.world, sites) for sites in groups]
+        self.rows = [devices for _, devices in parts]
+        """The slice of the fleet's devices of each shard."""
+        self.shards = [remote.remote(scenario, world, device) for world, _ in parts]
+        try:
+            ray.get([shard.__ray_ready__.remote() for shard in self.shards])  # started: the run's time is the run's
+        except BaseException:
+            self.close()
+            raise
+        self.fleet.controller = ShardedController(self, 0)
+        if self.baseline is not None:
+            self.baseline.controller = ShardedController(self, 1)
+
+    def sense(self, t: float) -> tuple[dict, np.ndarray]:
+        """What only the coordinator knows at ``t``: churn and link cuts up to ``t``, then
+        ``({"time": t, "online": (N,) bool}, sensor noise (N,))``, drawn as a single run draws them.
+        The conditions (weather, schedules, tariff, previews) are functions of ``t`` and of each
+        device's parameters: every shard computes its own devices', in parallel and without sending them."""
+        self._network_events(t)
+        online = self.network.online[: self.world.n].copy()
+        noise = sense_temperature(np.zeros(self.world.n), self.scenario.fleet.sensors.temp_noise_std_c, self.sensor_rng)
+        return {"time": t, "online": online}, noise
+
+    def act(self, inputs: dict, noise: np.ndarray) -> None:
+        """The control tick on every shard at once, each on its devices' rows of ``inputs``
+        (:meth:`sense`) and ``noise``; then the coordinator's fleets take the gathered power and
+        temperatures and add up the KPIs."""
+        import ray
+
+        t, online = inputs["time"], inputs["online"]
+        results = ray.get(
+            [shard.tick.remote(t, online[rows], noise[rows]) for shard, rows in zip(self.shards, self.rows)]
+        )
+        price = np.full(self.world.n, self.world.tariff.price(t))  # as World.conditions has it
+        dt_h = self.scenario.control_period / 3600.0
+        fleets = [self.fleet] + ([self.baseline] if self.baseline is not None else [])
+        for fleet, parts in zip(fleets, zip(*results)):
+            gathered = {f.name: np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(TickResult)}
+            fleet.power, fleet.site_load = gathered["power"], gathered["site_load"]
+            fleet.buildings.temp = gathered["temp"]
+            fleet.kpis.add(fleet.power, fleet.site_load, self.world.feeder_kw, price, gathered["violation"], dt_h)
+        self.ticks += 1
+
+    def close(self) -> None:
+        """End the shards (and the local Ray this simulation started)."""
+        import ray
+
+        for shard in self.shards:
+            ray.kill(shard)
+        if self._ray_started:
+            ray.shutdown()
