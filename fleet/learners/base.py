@@ -125,6 +125,12 @@ class LearnerContext:
     """Who may hear whom (for learners that exchange parameters with neighbours)."""
     control_period_s: float = 60.0
     """Seconds between control ticks (to turn tick counts into durations)."""
+    levels_kw: np.ndarray | None = None
+    """(N, L) electrical power of each HVAC level of each device, kW, for learners that model
+    the feeder's load (a device knows its own heat pump); None: unknown."""
+    reward_weights: tuple[float, float] = (0.0, 0.0)
+    """The scenario's reward weights (per degree-hour of discomfort, per kWh of feeder overload),
+    for learners that model their reward (:func:`fleet.sim.engine.tick_reward`)."""
 
 
 class Learner(Protocol):

@@ -34,9 +34,9 @@ class Linear:
 
     gain = 0.5
 
-    def imagine(self, obs, own, others):
-        nxt = obs.clone()
-        nxt[..., 0] = obs[..., 0] + self.gain * (own + others)
+    def imagine(self, lived, own, others):
+        nxt = lived.obs.clone()
+        nxt[..., 0] = lived.obs[..., 0] + self.gain * (own + others)
         return nxt, -(nxt[..., 0] ** 2)
 
 

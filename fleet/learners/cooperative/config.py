@@ -86,3 +86,10 @@ class CooperativeConfig(StrictModel):
         """TER's macro-batch at exploration ``epsilon``: ``batch`` at 1 (the mini-batch is the
         macro-batch, uniform), ``macro_batch`` at 0."""
         return self.batch + round((self.macro_batch - self.batch) * (1.0 - epsilon))
+
+
+class CooperativeLearnerConfig(CooperativeConfig):
+    """``cooperative-v1`` on a fleet: the core's hyperparameters and how often it learns."""
+
+    update_every: Annotated[int, Field(ge=1, le=10_000)] = 1
+    """Control ticks between updates (one mini-batch each)."""

@@ -31,9 +31,10 @@ SCENARIOS = ("alone", "idle", "copy_mean", "all_copy")
 class AdditiveDynamics(Protocol):
     """The known response of the jointly controlled system to the sum of the devices' controls."""
 
-    def imagine(self, obs: torch.Tensor, own: torch.Tensor, others: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """From observations (N, B, F), the device's control (N, B) and the sum of the others'
-        (N, B): the next observations (N, B, F) and the device's rewards (N, B)."""
+    def imagine(self, lived: Batch, own: torch.Tensor, others: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The next observations (N, B, F) and the device's rewards (N, B) had the device's
+        control been ``own`` (N, B) and the others' summed ``others`` (N, B) in the ``lived``
+        transitions (N, B) (a model may use what they lived, or only their observations)."""
 
 
 def coordination(own: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
@@ -89,5 +90,5 @@ def imagine(
     own = controls.gather(1, batch.action)
     scenario = draw_scenarios(coordination(own, batch.others), epsilon, gen)
     action, others = imagined_controls(scenario, batch.action, batch.others, controls, n_others)
-    next_obs, reward = dynamics.imagine(batch.obs, controls.gather(1, action), others)
+    next_obs, reward = dynamics.imagine(batch, controls.gather(1, action), others)
     return Batch(batch.obs, action, reward, next_obs, others)
