@@ -9,6 +9,7 @@ move x by up to 4 per tick; from |x| = 1 one of them should push), so the agents
 
     python benchmarks/cooperative_linear.py          # 5 variants x 5 seeds -> results/cooperative_linear.json
     python benchmarks/cooperative_linear.py --quick  # one seed each, a few seconds per run
+    python benchmarks/cooperative_linear.py --episodes 900 --variants "independent DQN" "TER+IER+IQL"
 
 Variants: independent DQN (TER, IER and IQL off), the full method, and the full method
 without each of the three. Measured per run after training, with greedy policies over 100
@@ -109,12 +110,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one seed per variant")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--episodes", type=int, default=300, help="training episodes per run")
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="NAME")
     args = parser.parse_args()
     seeds = range(1 if args.quick else args.seeds)
     torch.set_num_threads(1)
     results = {}
-    for name, variant in VARIANTS.items():
-        runs = [run(variant, seed) for seed in seeds]
+    for name in args.variants:
+        runs = [run(VARIANTS[name], seed, args.episodes) for seed in seeds]
         results[name] = {"runs": runs}
         for key in runs[0]:
             iv = t_interval([r[key] for r in runs])
@@ -124,7 +127,8 @@ def main() -> None:
         )
         print(f"{name:18s} {line}", flush=True)
     if not args.quick:
-        RESULTS.write_text(json.dumps({"config": BASE, "variants": results}, indent=1) + "\n")
+        path = RESULTS if args.episodes == 300 else RESULTS.with_stem(f"{RESULTS.stem}-{args.episodes}")
+        path.write_text(json.dumps({"config": BASE, "episodes": args.episodes, "variants": results}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -142,8 +142,9 @@ class Learner(Protocol):
     ``inbox(kind, Deliveries)`` with what each receiver actually got, ``outbox(active) ->
     [(kind, Publication)]`` with what the active devices publish)."""
     exchange: ClassVar[str]
-    """Who talks to whom: "none", "neighbours" (params among topology neighbours) or "cloud"
-    (experience up to the cloud endpoint, params from it to every device)."""
+    """Who talks to whom: "none", "neighbours" (params among topology neighbours), "cloud"
+    (experience up to the cloud endpoint, params from it to every device) or "meter" (nothing
+    published; its feeder's meter readings in, :mod:`fleet.sim.meter`, with ``reads_meter``)."""
     update_every: int
     """Control ticks between updates (0: never updates)."""
     metric_keys: ClassVar[tuple[str, ...]]

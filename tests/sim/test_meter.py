@@ -11,6 +11,7 @@ from fleet.net.network import Delivered
 from fleet.results import execute, resume
 from fleet.sim.engine import Simulation
 from fleet.sim.meter import SiteMeters
+from tests.sim.test_checkpoint import interrupt_at
 
 TWO_FEEDERS = {
     "fleet.sites": "[{name: a, devices: 3, feeder_kw: 5, network: {ethernet: 1.0}}, "
@@ -67,14 +68,6 @@ def test_malformed_foreign_and_impossible_readings_are_dropped_and_counted():
         "meter/dropped_foreign": 2.0,
         "meter/dropped_bad_value": 1.0,
     }
-
-
-def interrupt_at(seconds):
-    def progress(t):
-        if t >= seconds:
-            raise KeyboardInterrupt
-
-    return progress
 
 
 @pytest.mark.slow
