@@ -27,6 +27,7 @@ import torch
 
 from fleet.learners.cooperative.config import CooperativeConfig
 from fleet.learners.cooperative.core import CooperativeQ
+from fleet.learners.cooperative.imagine import ALL_COPY, COPY_MEAN, IDLE
 from fleet.learners.cooperative.replay import Batch
 from fleet.study.stats import t_interval
 
@@ -59,6 +60,7 @@ class LinearSystem:
         self.n, self.gain, self.effort, self.scale = n, gain, effort, scale
         self.controls = torch.tensor([[-1.0, 0.0, 1.0]]).repeat(n, 1)
         self.n_others = torch.full((n,), n - 1)
+        self.coordination = (IDLE, COPY_MEAN, ALL_COPY)
 
     def observe(self, x: float, others: torch.Tensor) -> torch.Tensor:
         """(n, 2) observations at ``x`` after the others' summed controls ``others`` (n,)."""

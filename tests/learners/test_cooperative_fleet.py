@@ -7,6 +7,7 @@ import torch
 from fleet.learners import Deliveries, LearnerContext, make_learner
 from fleet.learners.base import N_FEATURES
 from fleet.learners.cooperative.config import CooperativeLearnerConfig
+from fleet.learners.cooperative.imagine import imagine
 from fleet.learners.cooperative.learner import FEEDER_COLUMN, FeederDynamics
 from fleet.learners.cooperative.replay import Batch, ReplayMemory
 from fleet.learners.features import PRICE_SCALE
@@ -77,3 +78,21 @@ def test_ten_thousand_devices_replay_memories_fit_in_4_gb():
     small = ReplayMemory(3, cfg.capacity, N_FEATURES, "cpu")
     assert small.nbytes == 3 * cfg.capacity * per_transition
     assert 10_000 * cfg.capacity * per_transition < 4e9
+
+
+def test_the_feeder_model_imagines_only_twins_that_keep_the_devices_level():
+    """Its comfort is unknown at another level: with everyone acting (psi = 1) and no
+    exploration, every twin is the others copying the device, at the device's own level."""
+    controls = torch.tensor([LEVELS_KW])
+    feeder = FeederDynamics(controls, torch.tensor([10.0]), 5.0, 1 / 60)
+    action = torch.randint(1, 4, (1, 500), generator=torch.Generator().manual_seed(0))
+    lived = Batch(
+        torch.zeros(1, 500, N_FEATURES),
+        action,
+        torch.zeros(1, 500),
+        torch.zeros(1, 500, N_FEATURES),
+        torch.full((1, 500), 6.0),
+    )
+    twin = imagine(lived, feeder, controls, torch.tensor([[3.0]]), 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(twin.action, action)
+    assert torch.equal(twin.others, 3 * controls.gather(1, action))  # three others at the device's power

@@ -11,9 +11,11 @@ control; these are learned from and never stored. The scenarios:
 - ``ALL_COPY``:  every other device copying the device's control.
 
 A sampled transition gets one imagined twin: ``ALONE`` with probability epsilon, otherwise one
-of the three coordination scenarios at random, provided the coordination coefficient
+of the coordination scenarios at random, provided the coordination coefficient
 ``psi = sgn(u_i * U_others)`` is not 0 (both the device and the others act, so there is a
-joint control to coordinate), else ``ALONE`` too.
+joint control to coordinate), else ``ALONE`` too. A model that knows only the shared system
+(not how the device's own state answers its own control) imagines only the scenarios that keep
+the device's control (``ALL_COPY``): its :attr:`AdditiveDynamics.coordination` says which.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ SCENARIOS = ("alone", "idle", "copy_mean", "all_copy")
 
 class AdditiveDynamics(Protocol):
     """The known response of the jointly controlled system to the sum of the devices' controls."""
+
+    coordination: tuple[int, ...]
+    """The coordination scenarios it can imagine (some of IDLE, COPY_MEAN, ALL_COPY)."""
 
     def imagine(self, lived: Batch, own: torch.Tensor, others: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The next observations (N, B, F) and the device's rewards (N, B) had the device's
@@ -53,10 +58,14 @@ def impact(own: torch.Tensor, others: torch.Tensor, n_others: torch.Tensor) -> t
     return share * (n_others + 1)
 
 
-def draw_scenarios(psi: torch.Tensor, epsilon: float, gen: torch.Generator) -> torch.Tensor:
-    """(N, B) scenario of each imagined twin, from the coordination coefficients ``psi`` (N, B)."""
+def draw_scenarios(
+    psi: torch.Tensor, epsilon: float, gen: torch.Generator, coordination: tuple[int, ...] = (IDLE, COPY_MEAN, ALL_COPY)
+) -> torch.Tensor:
+    """(N, B) scenario of each imagined twin, from the coordination coefficients ``psi`` (N, B):
+    ``ALONE`` or one of ``coordination``."""
     u = torch.rand(psi.shape, generator=gen, device=psi.device)
-    pick = torch.randint(IDLE, ALL_COPY + 1, psi.shape, generator=gen, device=psi.device)
+    kinds = torch.tensor(coordination, device=psi.device)
+    pick = kinds[torch.randint(len(coordination), psi.shape, generator=gen, device=psi.device)]
     return torch.where((u < epsilon) | (psi == 0), ALONE, pick)
 
 
@@ -88,7 +97,7 @@ def imagine(
 ) -> Batch:
     """One imagined twin (N, B) of each transition of ``batch``."""
     own = controls.gather(1, batch.action)
-    scenario = draw_scenarios(coordination(own, batch.others), epsilon, gen)
+    scenario = draw_scenarios(coordination(own, batch.others), epsilon, gen, dynamics.coordination)
     action, others = imagined_controls(scenario, batch.action, batch.others, controls, n_others)
     next_obs, reward = dynamics.imagine(batch, controls.gather(1, action), others)
     return Batch(batch.obs, action, reward, next_obs, others)

@@ -15,9 +15,11 @@ x_{k+1}, others_k) and then acts. IER uses the feeder's additive load model
 (:class:`FeederDynamics`). Its choices beyond the core's (:mod:`.core`):
 
 - an imagined transition changes only what the feeder model knows: the load feature of the
-  next observation, the device's share of the overload penalty, and its energy cost if its own
-  level changed; its temperature and discomfort are those it lived (a device does not know its
-  house's thermal model; one tick at another level changes its temperature little);
+  next observation and the device's share of the overload penalty (and its energy cost, were
+  its own level to change); its temperature and discomfort are those it lived. So it imagines
+  ``ALONE`` and ``ALL_COPY`` only, which keep the device's own level (a first version that also
+  imagined ``IDLE`` and ``COPY_MEAN`` with the comfort as lived learned to let the houses go
+  cold: on feeder-peak-v1 its discomfort was 28 times the rule-based thermostat's);
 - the number of devices sharing the feeder comes with the meter reading.
 """
 
@@ -31,6 +33,7 @@ import torch
 from fleet.learners.base import Deliveries, LearnerContext, Observation
 from fleet.learners.cooperative.config import CooperativeLearnerConfig
 from fleet.learners.cooperative.core import METRIC_KEYS, CooperativeQ
+from fleet.learners.cooperative.imagine import ALL_COPY
 from fleet.learners.cooperative.replay import Batch
 from fleet.learners.features import N_FEATURES, features, price_now
 from fleet.statefile import attrs_state, expect_keys, load_attrs
@@ -40,7 +43,12 @@ FEEDER_COLUMN = 9
 
 
 class FeederDynamics:
-    """The feeder's additive load model, for IER: ``load = own + others`` kW."""
+    """The feeder's additive load model, for IER: ``load = own + others`` kW. It imagines only
+    the others copying the device: a scenario that changes the device's own level would need its
+    house's thermal model to say what that does to its comfort (kept as lived, the device's
+    comfort would look free, and every imagined idle tick would teach it to idle)."""
+
+    coordination = (ALL_COPY,)
 
     def __init__(self, controls: torch.Tensor, capacity: torch.Tensor, overload_weight: float, dt_h: float) -> None:
         """``controls`` (N, L) kW per level; ``capacity`` (N,) each device's feeder capacity as
