@@ -212,6 +212,7 @@ def device_learner(view: DeviceView) -> Learner:
         view.local_topology,
         control_period_s=s.control_period,
         levels_kw=view.params.levels_kw,
+        reward_weights=(s.reward.discomfort_per_degh, s.reward.overload_per_kwh),
     )
     learner = make_learner(s.learner.name, params, ctx)
     gen = getattr(learner, "gen", None)

@@ -182,6 +182,9 @@ class LearnerContext:
     forecast_lead_h: tuple[float, ...] | None = None
     """The lead times of the weather forecast its observations will carry (``Observation.forecast_lead_h``),
     hours; None where the caller does not know them in advance."""
+    reward_weights: tuple[float, float] = (0.0, 0.0)
+    """The scenario's reward weights (per degree-hour of discomfort, per kWh of feeder overload),
+    for learners that model their reward (:func:`fleet.sim.engine.tick_reward`)."""
 
 
 class Learner(Protocol):
@@ -199,8 +202,9 @@ class Learner(Protocol):
     ``inbox(kind, Deliveries)`` with what each receiver actually got, ``outbox(active) ->
     [(kind, Publication)]`` with what the active devices publish)."""
     exchange: ClassVar[str]
-    """Who talks to whom: "none", "neighbours" (params among topology neighbours) or "cloud"
-    (experience up to the cloud endpoint, params from it to every device)."""
+    """Who talks to whom: "none", "neighbours" (params among topology neighbours), "cloud"
+    (experience up to the cloud endpoint, params from it to every device) or "meter" (nothing
+    published; its feeder's meter readings in, :mod:`fleet.sim.meter`, with ``reads_meter``)."""
     update_every: int
     """Control ticks between updates (0: never updates)."""
     metric_keys: ClassVar[tuple[str, ...]]

@@ -26,6 +26,7 @@ from devices.config import RuleBasedConfig
 from fleet.errors import ConfigError
 from fleet.learners.base import RegistryEntry
 from fleet.learners.configs import ActorCriticConfig, CentralizedConfig, DiffusionConfig
+from fleet.learners.cooperative.config import CooperativeLearnerConfig
 from fleet.learners.planner.config import DiffusionPlannerConfig, PlannerConfig
 
 GROUP = "fleet.learners"
@@ -46,6 +47,11 @@ DIFFUSION = RegistryEntry(
     "fleet.learners.actor_critic:DiffusionLearner",
     DiffusionConfig,
     "diffusion actor-critic (Diff-DAC): adapt, then combine with neighbours' received parameters",
+)
+COOPERATIVE = RegistryEntry(
+    "fleet.learners.cooperative.learner:CooperativeLearner",
+    CooperativeLearnerConfig,
+    "deep Q-learners sharing a feeder: temporal and imagined experience replay, impact Q-learning (Koepf et al.)",
 )
 
 PLANNER = RegistryEntry(

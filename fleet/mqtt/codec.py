@@ -59,6 +59,7 @@ class Kind(IntEnum):
     PARAMS = 4
     EXPERIENCE = 5
     CMD = 6
+    METER = 7
 
 
 class DType(IntEnum):

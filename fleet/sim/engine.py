@@ -2,8 +2,10 @@
 
 Processes (each one SimPy process for the whole fleet, never one per device):
 
-- ``control``   every ``control_period``: churn and link cuts, sensing (with noise), the
-  learner acts, one vectorized physics step, rewards, KPIs; the rule-based baseline runs on
+- ``control``   every ``control_period``: churn and link cuts, sensing (with noise), the feeder
+  meters' readings that arrived go to a learner that reads them, the learner acts, one
+  vectorized physics step, rewards, KPIs, and the meters publish the feeder loads
+  (:mod:`fleet.sim.meter`, only for such a learner); the rule-based baseline runs on
   identical buildings with the same sensor noise (common random numbers), so KPI ratios
   compare controllers, not luck;
 - ``learning``  every ``update_every`` control ticks of the learner: parameter messages that
@@ -47,7 +49,9 @@ from fleet.net.network import Outgoing, SimNetwork, endpoint_topics
 from fleet.scenario import DTYPES, Scenario
 from fleet.sim.consensus import ConsensusExchange
 from fleet.sim.faults import poison
+from fleet.sim.meter import METER, SiteMeters
 from fleet.sim.rng import Streams
+from fleet.sim.topology import Topology
 from fleet.sim.world import World, build_world
 from fleet.statefile import StateMismatch, array, attrs_state, entry, expect_keys, indices, load_attrs, within
 
@@ -210,6 +214,25 @@ class ControlledFleet:
         self.controller.observe(reward)
 
 
+def learner_context(
+    s: Scenario, w: World, rng: np.random.Generator, device: str, topology: Topology | None
+) -> LearnerContext:
+    """The context the scenario's learner is built from for the devices of ``w``: what each device
+    knows of itself (its heat pump's levels, the forecast's lead times, the reward's weights)."""
+    return LearnerContext(
+        w.n,
+        len(s.fleet.hvac.power_levels_kw),
+        s.fleet.hvac.mode,
+        rng,
+        device,
+        topology,
+        s.control_period,
+        levels_kw=w.params.levels_kw,
+        forecast_lead_h=w.conditions(0.0)["forecast_lead_h"],
+        reward_weights=(s.reward.discomfort_per_degh, s.reward.overload_per_kwh),
+    )
+
+
 class Simulation:
     """One run of a scenario. ``run()`` drives it; ``on_row`` receives each metrics row."""
 
@@ -221,17 +244,7 @@ class Simulation:
         self.world = w = build_world(s, self.streams)
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
         if controller is None:
-            ctx = LearnerContext(
-                w.n,
-                n_levels,
-                mode,
-                self.streams.numpy("learner"),
-                device,
-                w.topology,
-                s.control_period,
-                levels_kw=w.params.levels_kw,
-                forecast_lead_h=w.conditions(0.0)["forecast_lead_h"],
-            )
+            ctx = learner_context(s, w, self.streams.numpy("learner"), device, w.topology)
             controller = make_learner(s.learner.name, s.learner.params, ctx)
         self.fleet = ControlledFleet(w, mode, controller)
         self.baseline = None
@@ -239,6 +252,12 @@ class Simulation:
             baseline_ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("baseline"), "cpu")
             self.baseline = ControlledFleet(w, mode, RuleBasedLearner(RuleBasedConfig(), baseline_ctx))
         self.sensor_rng = self.streams.numpy("sensors")
+        self.meters = (
+            SiteMeters(w.n + 1, w.site_names, w.site_of, w.feeder_kw)
+            if getattr(controller, "reads_meter", False)
+            else None
+        )
+        """The feeders' meters, for a learner that reads them (``reads_meter``); None otherwise."""
         self._build_network()
         self.churn = Churn(
             w.n, s.network.churn.failures_per_day / 86400.0, s.network.churn.mean_downtime, self.streams.numpy("churn")
@@ -282,9 +301,12 @@ class Simulation:
     def _build_network(self) -> None:
         s, w = self.scenario, self.world
         collector = w.profile_names.index(s.network.collector_link)
-        profile_of = np.r_[w.profile_of, collector]
         sites = [w.site_names[i] for i in w.site_of] + [COLLECTOR_SITE]
         names = w.device_names + [COLLECTOR_NAME]
+        if self.meters is not None:  # endpoints N + 1 .. N + S, on the collector's link
+            meter_sites, meter_names = self.meters.endpoints()
+            sites, names = sites + meter_sites, names + meter_names
+        profile_of = np.r_[w.profile_of, np.full(len(names) - w.n, collector)]
         index = TopicIndex(sites, names)
         profiles = [s.network.profiles[p] for p in w.profile_names]
         self.network = SimNetwork(
@@ -299,6 +321,8 @@ class Simulation:
         )
         self.collector = w.n
         self.network.subscribe(self.collector, ["fleet/+/+/telemetry", "fleet/+/+/status"])
+        for i, topic in enumerate(self.meters.topics() if self.meters is not None else []):
+            self.network.subscribe(i, [topic])
         exchange = self.fleet.controller.exchange
         if exchange == "cloud":
             self.network.subscribe(self.collector, ["fleet/+/+/experience"])
@@ -333,6 +357,8 @@ class Simulation:
         every device senses apart from its own state: (the Observation's inputs, sensor noise (N,))."""
         s, w = self.scenario, self.world
         self._network_events(t)
+        if self.meters is not None:
+            self._read_meters(t)
         inputs = dict(w.conditions(t), online=self.network.online[: w.n].copy())
         if hours := getattr(self.fleet.controller, "lookahead_h", ()):
             inputs["lookahead"] = lookahead(w.occupancy, w.tariff, t, w.n, hours)
@@ -345,7 +371,16 @@ class Simulation:
         self.fleet.tick(inputs, noise, s.control_period, weights)
         if self.baseline is not None:
             self.baseline.tick(inputs, noise, s.control_period, weights)
+        if self.meters is not None:
+            self.network.publish(self.env.now, self.meters.outgoing(self.env.now, self.fleet.site_load))
         self.ticks += 1
+
+    def _read_meters(self, t: float) -> None:
+        """Hand the meter readings that arrived by ``t`` to the learner, checked (:mod:`fleet.sim.meter`)."""
+        for got in self.network.drain(METER, t):
+            readings = self.meters.received(got)
+            if readings is not None:
+                self.fleet.controller.inbox("meter", readings)
 
     def _network_events(self, t: float) -> None:
         """Apply churn (births, wills, retained re-delivery) and link cuts up to ``t``."""
@@ -482,6 +517,8 @@ class Simulation:
             row["learner/param_disagreement"] = param_disagreement(learner.flat_params(), self.group_of)
         if hasattr(learner, "guard"):
             row.update(learner.guard.metrics())
+        if self.meters is not None:
+            row.update(self.meters.metrics())
         row.update(
             {
                 "net/bytes_sent": float(st.bytes_sent[dev].sum()),
@@ -592,6 +629,7 @@ class Simulation:
         "telemetry_seq",
         "offline_since",
         "collector_invalid",
+        "meters",
         "next_checkpoint",
         "ticks",
     )

@@ -54,7 +54,7 @@ from fleet.errors import ConfigError
 from fleet.learners import LearnerContext, make_learner
 from fleet.learners.rule_based import RuleBasedLearner
 from fleet.scenario import Scenario
-from fleet.sim.engine import ControlledFleet, Simulation
+from fleet.sim.engine import ControlledFleet, Simulation, learner_context
 from fleet.sim.rng import Streams
 from fleet.sim.world import World
 from fleet.threads import thread_env
@@ -145,7 +145,7 @@ class Shard:
         self.world = world
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
         streams = Streams(s.seed)
-        ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("learner"), device, None, s.control_period)
+        ctx = learner_context(s, world, streams.numpy("learner"), device, None)
         self.fleets = [ControlledFleet(world, mode, make_learner(s.learner.name, s.learner.params, ctx))]
         if s.outputs.baseline:
             baseline_ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("baseline"), "cpu")

@@ -1,0 +1,176 @@
+"""``cooperative-v1``: the devices of a feeder learn to share it, each from what it can see.
+
+The jointly controlled system is the feeder: its load is the sum of its devices' heat-pump
+powers. A device's control is its power (kW, from its own level table ``levels_kw``); its
+reward is the engine's (:func:`fleet.sim.engine.tick_reward`: its own cost and discomfort plus
+its share of the feeder's overload penalty). It deduces the other devices' summed power of the
+previous tick from the feeder's meter reading, which its site publishes every control period
+over the simulated network (:mod:`fleet.sim.meter`): ``others = load - own power``. A lost
+reading leaves the newest one in use (stale); before the first, the others count as 0. The
+reading also replaces the feature ``feeder_load`` of the observation (load / capacity as the
+meter said), so a device sees its feeder only through the network.
+
+A transition is complete one tick later: at tick k+1 the device stores (x_k, a_k, r_k,
+x_{k+1}, others_k) and then acts. IER uses the feeder's additive load model
+(:class:`FeederDynamics`). Its choices beyond the core's (:mod:`.core`):
+
+- an imagined transition changes only what the feeder model knows: the load feature of the
+  next observation and the device's share of the overload penalty (and its energy cost, were
+  its own level to change); its temperature and discomfort are those it lived. So it imagines
+  ``ALONE`` and ``ALL_COPY`` only, which keep the device's own level (a first version that also
+  imagined ``IDLE`` and ``COPY_MEAN`` with the comfort as lived learned to let the houses go
+  cold: on feeder-peak-v1 its discomfort was 28 times the rule-based thermostat's);
+- the number of devices sharing the feeder comes with the meter reading.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import torch
+
+from fleet.learners.base import Deliveries, LearnerContext, Observation
+from fleet.learners.cooperative.config import CooperativeLearnerConfig
+from fleet.learners.cooperative.core import METRIC_KEYS, CooperativeQ
+from fleet.learners.cooperative.imagine import ALL_COPY
+from fleet.learners.cooperative.replay import Batch
+from fleet.learners.features import N_FEATURES, features, price_now
+from fleet.statefile import attrs_state, expect_keys, load_attrs
+
+FEEDER_COLUMN = 9
+"""Column of ``feeder_load`` in :func:`fleet.learners.features.features`."""
+
+
+class FeederDynamics:
+    """The feeder's additive load model, for IER: ``load = own + others`` kW. It imagines only
+    the others copying the device: a scenario that changes the device's own level would need its
+    house's thermal model to say what that does to its comfort (kept as lived, the device's
+    comfort would look free, and every imagined idle tick would teach it to idle)."""
+
+    coordination = (ALL_COPY,)
+
+    def __init__(self, controls: torch.Tensor, capacity: torch.Tensor, overload_weight: float, dt_h: float) -> None:
+        """``controls`` (N, L) kW per level; ``capacity`` (N,) each device's feeder capacity as
+        last read (infinite before: no penalty), held by reference; penalty per kWh of overload."""
+        self.controls, self.capacity, self.weight, self.dt_h = controls, capacity, overload_weight, dt_h
+
+    def penalty(self, load: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
+        """The device's share of its feeder's overload penalty, (N, B), for loads and own powers (N, B)."""
+        over = (load - self.capacity.unsqueeze(1)).clamp(min=0)
+        return self.weight * over * own / load.clamp(min=1e-9) * self.dt_h
+
+    def imagine(self, lived: Batch, own: torch.Tensor, others: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lived_own = self.controls.gather(1, lived.action)
+        load = own + others
+        reward = (
+            lived.reward
+            + self.penalty(lived_own + lived.others, lived_own)
+            - self.penalty(load, own)
+            - (own - lived_own) * price_now(lived.obs) * self.dt_h
+        )
+        next_obs = lived.next_obs.clone()
+        next_obs[..., FEEDER_COLUMN] = torch.nan_to_num(load / self.capacity.unsqueeze(1), posinf=0.0)
+        return next_obs, reward
+
+
+class CooperativeLearner:
+    """TER + IER + IQL deep Q-learners on a fleet's feeders."""
+
+    name: ClassVar[str] = "cooperative-v1"
+    communicates: ClassVar[bool] = True
+    exchange: ClassVar[str] = "meter"
+    """It publishes nothing; it reads its feeder's meter (the engine routes the readings)."""
+    reads_meter: ClassVar[bool] = True
+    metric_keys: ClassVar[tuple[str, ...]] = METRIC_KEYS
+    qos: ClassVar[int] = 0
+
+    def __init__(self, config: CooperativeLearnerConfig, ctx: LearnerContext) -> None:
+        self.cfg, self.ctx, self.device = config, ctx, ctx.device
+        n = ctx.n_devices
+        levels = np.tile(np.arange(ctx.n_levels, dtype=float), (n, 1)) if ctx.levels_kw is None else ctx.levels_kw
+        self.controls = torch.tensor(levels, dtype=torch.float32, device=self.device)
+        self.reading = torch.tensor([[0.0, float("inf"), 1.0]], device=self.device).repeat(n, 1)
+        """(N, 3) each device's newest meter reading: load kW, capacity kW, devices on the feeder."""
+        self.reading_time = np.full(n, -np.inf)
+        gen = torch.Generator(device=self.device).manual_seed(int(ctx.rng.integers(2**62)))
+        dynamics = FeederDynamics(self.controls, self.reading[:, 1], ctx.reward_weights[1], ctx.control_period_s / 3600)
+        n_others = torch.ones(n, device=self.device)  # until the meter says
+        self.core = CooperativeQ(config, self.controls, n_others, N_FEATURES, ctx.control_period_s, gen, dynamics)
+        self.last = torch.zeros(n, N_FEATURES, device=self.device)
+        """(N, F) the observation of the last action (the next transition starts there)."""
+        self.last_action = torch.zeros(n, dtype=torch.long, device=self.device)
+        self.last_reward = torch.zeros(n, device=self.device)
+        self.pending = False
+        """Whether a transition waits for its next observation."""
+
+    @property
+    def update_every(self) -> int:
+        return self.cfg.update_every
+
+    def inbox(self, kind: str, got: Deliveries) -> None:
+        """Meter readings [values (M, 4): site, load kW, capacity kW, devices] as the site
+        published them (checked on receipt, :mod:`fleet.sim.meter`): each device keeps its newest."""
+        if kind != "meter":
+            return
+        newer = got.published_at >= self.reading_time[got.receiver]
+        receiver, stamp = got.receiver[newer], got.published_at[newer]
+        values = torch.as_tensor(got.arrays_of(np.flatnonzero(newer))[0][:, 1:], device=self.device)
+        order = np.argsort(stamp, kind="stable")  # the newest written last
+        rows = torch.as_tensor(receiver[order], device=self.device)
+        self.reading[rows] = values[torch.as_tensor(order, device=self.device)]
+        self.reading_time[receiver[order]] = stamp[order]
+        self.core.n_others.copy_((self.reading[:, 2:3] - 1).clamp(min=1))
+
+    def outbox(self, active: np.ndarray) -> list:
+        return []
+
+    def act(self, obs: Observation) -> np.ndarray:
+        x = features(obs, self.device)
+        x[:, FEEDER_COLUMN] = torch.nan_to_num(self.reading[:, 0] / self.reading[:, 1], posinf=0.0)
+        if self.pending:
+            own = self.controls.gather(1, self.last_action.unsqueeze(1)).squeeze(1)
+            others = (self.reading[:, 0] - own).clamp(min=0)
+            lived = (self.last, self.last_action, self.last_reward, x, others)
+            self.core.store(Batch(*(t.unsqueeze(1) for t in lived)))
+        action = self.core.act(x)
+        self.last, self.last_action, self.pending = x, action, False
+        return action.cpu().numpy()
+
+    def observe(self, reward: np.ndarray) -> None:
+        self.last_reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
+        self.pending = True
+
+    def update(self, t: float) -> dict[str, float]:
+        return self.core.update()
+
+    def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
+        """One device's Q-network as plain tensors (weights (in, out), biases (out,)), for a board."""
+        q = self.core.q
+        return {
+            f"{kind}{k}": t[device_index].detach().cpu().clone()
+            for k, (w, b) in enumerate(zip(q.weights, q.biases))
+            for kind, t in (("w", w), ("b", b))
+        }
+
+    @property
+    def replay_bytes(self) -> int:
+        """Bytes of every device's replay memory (preallocated)."""
+        return self.core.memory.nbytes
+
+    STATE: ClassVar[tuple[str, ...]] = (
+        "core",
+        "reading",
+        "reading_time",
+        "last",
+        "last_action",
+        "last_reward",
+        "pending",
+    )
+
+    def state_dict(self) -> dict:
+        return attrs_state(self, self.STATE)
+
+    def load_state_dict(self, state: dict) -> None:
+        expect_keys(state, self.STATE)
+        load_attrs(self, state, self.STATE)

@@ -1,0 +1,284 @@
+"""The cooperative-control core: batching, replay memory, TER's sampling law, IER, IQL, config."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from fleet import statefile
+from fleet.config import format_validation_error
+from fleet.errors import ConfigError
+from fleet.learners.cooperative.config import CooperativeConfig
+from fleet.learners.cooperative.core import CooperativeQ, iql_rates
+from fleet.learners.cooperative.imagine import (
+    ALL_COPY,
+    ALONE,
+    COPY_MEAN,
+    IDLE,
+    draw_scenarios,
+    imagine,
+    imagined_controls,
+    impact,
+)
+from fleet.learners.cooperative.replay import Batch, ReplayMemory
+
+F, A = 3, 3
+
+
+class Linear:
+    """x' = x + gain * (own + others) in column 0 of the observation; reward -(x')^2."""
+
+    gain = 0.5
+    coordination = (IDLE, COPY_MEAN, ALL_COPY)
+
+    def imagine(self, lived, own, others):
+        nxt = lived.obs.clone()
+        nxt[..., 0] = lived.obs[..., 0] + self.gain * (own + others)
+        return nxt, -(nxt[..., 0] ** 2)
+
+
+def make_core(n: int, seed: int = 0, **params) -> CooperativeQ:
+    cfg = CooperativeConfig(**{"hidden": 8, "batch": 4, "macro_batch": 8, "capacity": 16, **params})
+    controls = torch.tensor([[-1.0, 0.0, 1.0]]).repeat(n, 1) * torch.arange(1, n + 1).unsqueeze(1)
+    gen = torch.Generator().manual_seed(seed)
+    return CooperativeQ(cfg, controls, torch.full((n,), 3), F, 60.0, gen, Linear())
+
+
+def random_batch(n: int, b: int, seed: int) -> Batch:
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        torch.randn(n, b, F, generator=g),
+        torch.randint(A, (n, b), generator=g),
+        torch.randn(n, b, generator=g),
+        torch.randn(n, b, F, generator=g),
+        torch.randn(n, b, generator=g),
+    )
+
+
+def rows(batch: Batch, i: int) -> Batch:
+    return Batch(*(getattr(batch, f)[i : i + 1] for f in ReplayMemory.FIELDS))
+
+
+# --- batching --------------------------------------------------------------------------------
+
+
+def test_batched_q_networks_equal_separate_per_device_ones():
+    """Three devices stacked learn exactly what three single-device learners learn on the same data."""
+    fleet = make_core(3)
+    singles = [make_core(1) for _ in range(3)]
+    for i, single in enumerate(singles):
+        single.controls = fleet.controls[i : i + 1]
+        with torch.no_grad():
+            for p, q in zip(
+                single.q.parameters + single.target.parameters, fleet.q.parameters + fleet.target.parameters
+            ):
+                p.copy_(q[i : i + 1])
+    for step in range(3):
+        batch = random_batch(3, 6, step)
+        fleet.learn(batch)
+        for i, single in enumerate(singles):
+            single.learn(rows(batch, i))
+    obs = torch.randn(3, 5, F)
+    for i, single in enumerate(singles):
+        for p, q in zip(single.q.parameters, fleet.q.parameters):
+            torch.testing.assert_close(p[0], q[i], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(single.q(obs[i : i + 1])[0], fleet.q(obs)[i], rtol=1e-5, atol=1e-6)
+
+
+# --- replay memory ---------------------------------------------------------------------------
+
+
+def test_replay_memory_is_bounded_and_keeps_the_newest():
+    mem = ReplayMemory(2, 5, F, "cpu")
+    nbytes = mem.nbytes
+    for k in range(12):
+        mem.push(
+            Batch(
+                torch.full((2, 1, F), k),
+                torch.zeros(2, 1, dtype=torch.long),
+                torch.full((2, 1), float(k)),
+                torch.zeros(2, 1, F),
+                torch.zeros(2, 1),
+            )
+        )
+    assert mem.size == 5 and mem.nbytes == nbytes
+    assert sorted(mem.reward[0].tolist()) == [7.0, 8.0, 9.0, 10.0, 11.0]
+    slots = torch.arange(5).repeat(2, 1)
+    assert (mem.ages(slots) == 11 - mem.reward.long()).all()  # written k: 11 - k writes since
+
+
+def expected_picks(q: int, m: int, b: int, t: int) -> tuple[float, float]:
+    """Mean and variance of the times the slot with q newer slots (of m) is in the mini-batch:
+    x newer draws and y draws of the slot among b uniform draws (multinomial); it is picked
+    max(0, min(y, t - x)) times."""
+    mean = sq = 0.0
+    p_newer, p_self = q / m, 1 / m
+    for x in range(b + 1):
+        for y in range(b + 1 - x):
+            prob = (
+                math.factorial(b)
+                / (math.factorial(x) * math.factorial(y) * math.factorial(b - x - y))
+                * p_newer**x
+                * p_self**y
+                * (1 - p_newer - p_self) ** (b - x - y)
+            )
+            picks = max(0, min(y, t - x))
+            mean += prob * picks
+            sq += prob * picks**2
+    return mean, sq - mean**2
+
+
+@pytest.mark.parametrize("b", [3, 5, 12])
+def test_ter_samples_the_newest_of_a_uniform_macro_batch_by_its_law(b):
+    """Per age, the mean number of picks over 20,000 devices lies within 4.5 standard errors of theory."""
+    m, t, n = 8, 3, 20_000
+    mem = ReplayMemory(n, m, 1, "cpu")
+    mem.count = 11  # wrapped around: ages are not slot numbers
+    slots = mem.temporal(t, b, torch.Generator().manual_seed(b))
+    ages = mem.ages(slots)
+    counts = torch.stack([(ages == q).sum(1) for q in range(m)], 1).double()  # (n, m) picks per device and age
+    theory = [expected_picks(q, m, b, t) for q in range(m)]
+    assert sum(mean for mean, _ in theory) == pytest.approx(t)
+    if b == t:
+        assert all(mean == pytest.approx(t / m) for mean, _ in theory)  # uniform
+    for q, (mean, var) in enumerate(theory):
+        assert abs(counts[:, q].mean() - mean) < 4.5 * math.sqrt(var / n), f"age {q}"
+
+
+def test_macro_batch_grows_from_the_batch_to_its_largest_as_exploration_ends():
+    cfg = CooperativeConfig(batch=32, macro_batch=128)
+    assert (cfg.macro_size(1.0), cfg.macro_size(0.5), cfg.macro_size(0.0)) == (32, 80, 128)
+
+
+# --- IER ---------------------------------------------------------------------------------------
+
+
+def test_imagined_controls_of_each_scenario():
+    """Controls -1, 0, 1; three others whose controls sum to 2 (mean 2/3: nearest control 1)."""
+    controls = torch.tensor([[-1.0, 0.0, 1.0]])
+    action = torch.full((1, 4), 0)  # the device pushed -1
+    others = torch.full((1, 4), 2.0)
+    scenario = torch.tensor([[ALONE, IDLE, COPY_MEAN, ALL_COPY]])
+    new_action, new_others = imagined_controls(scenario, action, others, controls, torch.tensor([[3.0]]))
+    assert new_action.tolist() == [[0, 1, 2, 0]]
+    assert new_others.tolist() == [[0.0, 2.0, 2.0, -3.0]]
+
+
+def test_imagined_transitions_follow_the_known_dynamics():
+    controls = torch.tensor([[-1.0, 0.0, 1.0]])
+    batch = Batch(
+        torch.tensor([[[1.0, 0, 0]]]),
+        torch.tensor([[2]]),
+        torch.zeros(1, 1),
+        torch.zeros(1, 1, F),
+        torch.tensor([[3.0]]),
+    )
+    twin = imagine(batch, Linear(), controls, torch.tensor([[3.0]]), 1.0, torch.Generator())  # epsilon 1: alone
+    assert twin.action.tolist() == [[2]] and twin.others.tolist() == [[0.0]]
+    assert twin.next_obs[0, 0, 0] == pytest.approx(1.5) and twin.reward.item() == pytest.approx(-2.25)
+
+
+@pytest.mark.parametrize("epsilon", [0.2, 0.7])
+@pytest.mark.parametrize("kinds", [(IDLE, COPY_MEAN, ALL_COPY), (ALL_COPY,)])
+def test_scenarios_are_alone_with_probability_epsilon_and_coordinated_otherwise(epsilon, kinds):
+    n = 60_000
+    psi = torch.ones(1, n)
+    psi[0, : n // 2] = 0  # no joint control to coordinate: always alone
+    s = draw_scenarios(psi, epsilon, torch.Generator().manual_seed(1), kinds)
+    assert (s[0, : n // 2] == ALONE).all()
+    coordinated = s[0, n // 2 :]
+    half = n // 2
+    for kind, p in (
+        (ALONE, epsilon),
+        *((k, (1 - epsilon) / len(kinds) * (k in kinds)) for k in (IDLE, COPY_MEAN, ALL_COPY)),
+    ):
+        share = float((coordinated == kind).double().mean())
+        assert abs(share - p) <= 4.5 * math.sqrt(p * (1 - p) / half), kind
+
+
+# --- IQL ---------------------------------------------------------------------------------------
+
+
+def test_impact_is_a_multiple_of_the_fair_share():
+    own, others, n_others = torch.tensor([1.0, 1.0, 0.0, 0.0]), torch.tensor([3.0, 0.0, 2.0, 0.0]), torch.tensor(3.0)
+    assert impact(own, others, n_others).tolist() == [1.0, 4.0, 0.0, 1.0]  # share 1/4, 1, 0, fair (nobody acts)
+
+
+def test_iql_rates_by_outcome_impact_and_coordination():
+    cfg = CooperativeConfig(alpha=0.5, sigma=0.1, beta=0.01, lambda_low=0.5, lambda_high=1.5)
+    cases = [  # (delta, impact, psi) -> rate
+        ((1.0, 2.0, 0.0), 0.5),  # good, credited
+        ((1.0, 1.0, 0.0), 0.1),  # good, shared
+        ((1.0, 1.0, 1.0), 0.5),  # good, shared, coordinated
+        ((1.0, 0.2, 1.0), 0.01),  # good, not credited
+        ((-1.0, 2.0, -1.0), 0.1),  # bad, responsible
+        ((-1.0, 2.0, 1.0), 0.5),  # bad, responsible, coordinated
+        ((-1.0, 0.2, 0.0), 0.01),  # bad, not responsible
+    ]
+    delta, lam, psi = (torch.tensor(c) for c in zip(*(args for args, _ in cases)))
+    assert iql_rates(delta, lam, psi, cfg).tolist() == pytest.approx([rate for _, rate in cases])
+
+
+# --- config and state --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "params, field",
+    [
+        ({"beta": 0.2, "sigma": 0.1}, "beta, sigma, alpha"),
+        ({"sigma": 0.6}, "beta, sigma, alpha"),
+        ({"lambda_low": 2.0, "lambda_high": 1.0}, "lambda_low"),
+        ({"capacity": 16, "batch": 32, "macro_batch": 32}, "capacity"),
+        ({"macro_batch": 16}, "macro_batch"),
+        ({"bogus": 1}, "bogus"),
+    ],
+)
+def test_config_errors_name_the_field(params, field):
+    with pytest.raises(ValidationError) as err:
+        CooperativeConfig(**params)
+    error = format_validation_error(err.value, "learner.params")
+    assert isinstance(error, ConfigError) and field in str(error)
+
+
+def test_discount_and_exploration_are_set_in_time():
+    cfg = CooperativeConfig(discount_horizon="1h", explore_for="2h", epsilon_min=0.1)
+    assert cfg.gamma(900.0) == pytest.approx(math.exp(-0.25))
+    assert cfg.gamma(60.0) ** 15 == pytest.approx(cfg.gamma(900.0))  # the same horizon at any period
+    assert (cfg.epsilon(0.0), cfg.epsilon(3600.0), cfg.epsilon(1e6)) == pytest.approx((1.0, 0.55, 0.1))
+
+
+def drive(core: CooperativeQ, ticks: int, seed: int) -> list[list[int]]:
+    g = torch.Generator().manual_seed(seed)
+    obs, actions = torch.randn(core.controls.shape[0], F, generator=g), []
+    for _ in range(ticks):
+        a = core.act(obs)
+        nxt = torch.randn(obs.shape, generator=g)
+        core.store(
+            Batch(
+                obs.unsqueeze(1),
+                a.unsqueeze(1),
+                torch.randn(len(a), 1, generator=g),
+                nxt.unsqueeze(1),
+                torch.randn(len(a), 1, generator=g),
+            )
+        )
+        core.update()
+        obs, actions = nxt, actions + [a.tolist()]
+    return actions
+
+
+def test_state_round_trip_continues_bit_identically(tmp_path: Path):
+    core = make_core(3, seed=1)
+    drive(core, 20, seed=2)
+    path = tmp_path / "core.safetensors"
+    with path.open("wb") as f:
+        statefile.save(f.write, "learner", core.state_dict())
+    restored = make_core(3, seed=9)
+    restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
+    assert drive(core, 20, seed=3) == drive(restored, 20, seed=3)
+    for p, q in zip(core.q.parameters, restored.q.parameters):
+        assert torch.equal(p, q)

@@ -1,0 +1,98 @@
+"""cooperative-v1 on a fleet: the feeder model of IER, the others deduced from the meter, memory."""
+
+import numpy as np
+import pytest
+import torch
+
+from fleet.learners import Deliveries, LearnerContext, make_learner
+from fleet.learners.base import N_FEATURES
+from fleet.learners.cooperative.config import CooperativeLearnerConfig
+from fleet.learners.cooperative.imagine import imagine
+from fleet.learners.cooperative.learner import FEEDER_COLUMN, FeederDynamics
+from fleet.learners.cooperative.replay import Batch, ReplayMemory
+from fleet.learners.features import PRICE_SCALE
+from fleet.testing import _observation
+
+LEVELS_KW = [0.0, 1.0, 2.0, 3.0]
+
+
+def test_feeder_model_reprices_the_overload_share_and_the_energy():
+    """Lived: own 2 kW, others 10 kW on a 10 kW feeder (2 kW over, the device's share 2/12), price 0.3;
+    penalty 5 per kWh of overload, one-minute ticks. Imagined alone: 2 kW, no overload.
+    Imagined idle: 0 kW with the others' 10 kW, no overload and 2 kW less energy."""
+    dt_h, weight, price = 1 / 60, 5.0, 0.3
+    feeder = FeederDynamics(torch.tensor([LEVELS_KW]), torch.tensor([10.0]), weight, dt_h)
+    obs = torch.zeros(1, 2, N_FEATURES)
+    obs[..., 8] = price / PRICE_SCALE
+    lived = Batch(
+        obs,
+        torch.tensor([[2, 2]]),
+        torch.tensor([[-1.0, -1.0]]),
+        torch.zeros(1, 2, N_FEATURES),
+        torch.tensor([[10.0, 10.0]]),
+    )
+    next_obs, reward = feeder.imagine(lived, torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 10.0]]))
+    lived_penalty = weight * 2 * (2 / 12) * dt_h
+    assert reward[0, 0] == pytest.approx(-1.0 + lived_penalty)
+    assert reward[0, 1] == pytest.approx(-1.0 + lived_penalty + 2 * price * dt_h)
+    assert next_obs[0, :, FEEDER_COLUMN].tolist() == pytest.approx([0.2, 1.0])
+
+
+def context(n: int) -> LearnerContext:
+    levels = np.tile(LEVELS_KW, (n, 1))
+    return LearnerContext(n, 4, "heat", np.random.default_rng(0), levels_kw=levels, reward_weights=(1.0, 5.0))
+
+
+def test_the_others_are_the_meters_load_less_the_devices_own_power():
+    """Two devices of one 6 kW feeder read 4.5 kW after their tick: each stores others = 4.5 - own."""
+    learner = make_learner("cooperative-v1", {}, context(2))
+    rng = np.random.default_rng(0)
+    action = learner.act(_observation(2, 1, rng))
+    learner.observe(np.array([-0.1, -0.2]))
+    reading = np.array([[0, 4.5, 6.0, 2]], np.float32)
+    learner.inbox(
+        "meter", Deliveries(np.array([0, 1]), np.array([9, 9]), np.array([60.0, 60.0]), np.array([0, 0]), [reading])
+    )
+    learner.act(_observation(2, 2, rng))
+    memory = learner.core.memory
+    assert memory.size == 1
+    assert memory.others[:, 0].tolist() == pytest.approx([4.5 - LEVELS_KW[a] for a in action])
+    assert memory.reward[:, 0].tolist() == pytest.approx([-0.1, -0.2])
+    assert memory.next_obs[:, 0, FEEDER_COLUMN].tolist() == pytest.approx([0.75, 0.75])  # 4.5 of 6 kW
+    assert learner.core.n_others.flatten().tolist() == [1.0, 1.0]
+
+
+def test_an_older_reading_does_not_replace_a_newer_one():
+    learner = make_learner("cooperative-v1", {}, context(1))
+    readings = np.array([[0, 4.0, 6.0, 3], [0, 2.0, 6.0, 3]], np.float32)
+    learner.inbox(
+        "meter", Deliveries(np.array([0, 0]), np.array([9, 9]), np.array([120.0, 60.0]), np.array([0, 1]), [readings])
+    )
+    assert learner.reading[0].tolist() == [4.0, 6.0, 3.0]
+
+
+def test_ten_thousand_devices_replay_memories_fit_in_4_gb():
+    """Per device and transition: two float32 observations, a uint8 action, float32 reward and others."""
+    cfg = CooperativeLearnerConfig()
+    per_transition = 2 * 4 * N_FEATURES + 1 + 4 + 4
+    small = ReplayMemory(3, cfg.capacity, N_FEATURES, "cpu")
+    assert small.nbytes == 3 * cfg.capacity * per_transition
+    assert 10_000 * cfg.capacity * per_transition < 4e9
+
+
+def test_the_feeder_model_imagines_only_twins_that_keep_the_devices_level():
+    """Its comfort is unknown at another level: with everyone acting (psi = 1) and no
+    exploration, every twin is the others copying the device, at the device's own level."""
+    controls = torch.tensor([LEVELS_KW])
+    feeder = FeederDynamics(controls, torch.tensor([10.0]), 5.0, 1 / 60)
+    action = torch.randint(1, 4, (1, 500), generator=torch.Generator().manual_seed(0))
+    lived = Batch(
+        torch.zeros(1, 500, N_FEATURES),
+        action,
+        torch.zeros(1, 500),
+        torch.zeros(1, 500, N_FEATURES),
+        torch.full((1, 500), 6.0),
+    )
+    twin = imagine(lived, feeder, controls, torch.tensor([[3.0]]), 0.0, torch.Generator().manual_seed(1))
+    assert torch.equal(twin.action, action)
+    assert torch.equal(twin.others, 3 * controls.gather(1, action))  # three others at the device's power
