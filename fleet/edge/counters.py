@@ -76,10 +76,17 @@ class Counters:
 
     @classmethod
     def from_dict(cls, saved: dict) -> Counters:
-        """Counters from a checkpoint; :class:`ConfigError` if they are not this version's."""
+        """Counters from a checkpoint. One written by an earlier version lacks the counters added
+        since: they start at 0, so that a board keeps its learner and history across an upgrade.
+        A counter this version does not know (a later version's, or a forged one) or a value that
+        is not a number is :class:`ConfigError`."""
         names = {f.name for f in fields(cls)}
-        if not isinstance(saved, dict) or set(saved) != names:
+        unknown = sorted(set(saved) - names) if isinstance(saved, dict) else None
+        if unknown is None or unknown:
             raise ConfigError(
-                f"the checkpoint's counters are not those of this version of fleet (expected {sorted(names)})"
+                f"the checkpoint's counters are not those of this version of fleet: unknown {unknown or saved!r}"
             )
+        for name, value in saved.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"the checkpoint's counter {name!r} is not a number: {value!r}")
         return cls(**saved)
