@@ -1,0 +1,82 @@
+"""The cloned Vickrey society: utilities worked by hand, batching that couples nothing, the bandit's
+equilibrium, and the auction-v1 learner's config."""
+
+import pytest
+import torch
+
+from fleet.learners.auction.config import SocietyConfig
+from fleet.learners.auction.society import Auction, Society, utilities
+
+
+def society(n, cfg=None, f=5, p=3, gamma=0.9, seed=0):
+    return Society(cfg or SocietyConfig(), n, f, p, gamma, torch.Generator().manual_seed(seed))
+
+
+# --- the mechanisms ---------------------------------------------------------------------------
+
+# bids at t: primitive 1 wins with 0.5, the second-highest is 0.3; at t+1: 0.6 and 0.2; r = 0.1, γ = 0.9
+WORKED = {
+    "ccv": 0.1 + 0.9 * 0.2 - 0.3,
+    "vickrey": 0.1 + 0.9 * 0.6 - 0.3,
+    "bucket-brigade": 0.1 + 0.9 * 0.6 - 0.5,
+    "env": 0.1,
+}
+
+
+@pytest.mark.parametrize("mechanism", sorted(WORKED))
+def test_only_the_winner_is_paid_as_its_mechanism_says(mechanism):
+    bids = torch.tensor([[[[0.3], [0.5]]], [[[0.6], [0.2]]]])  # (T + 1, N, P, R) = (2, 1, 2, 1)
+    u = utilities(bids, torch.tensor([[0.1]]), torch.tensor([[False]]), 0.9, mechanism)
+    assert u.shape == (1, 1, 2, 1)
+    assert u[0, 0, 0, 0] == 0 and u[0, 0, 1, 0].item() == pytest.approx(WORKED[mechanism], abs=1e-6)
+
+
+def test_after_the_end_of_an_episode_nothing_is_looked_ahead_to():
+    bids = torch.tensor([[[[0.3], [0.5]]], [[[0.6], [0.2]]]])
+    u = utilities(bids, torch.tensor([[0.1]]), torch.tensor([[True]]), 0.9, "ccv")
+    assert u[0, 0, 1, 0].item() == pytest.approx(0.1 - 0.3)
+
+
+def test_clones_compete_and_a_lone_bidder_pays_nothing():
+    a = Auction.of(torch.tensor([[[0.2, 0.7], [0.4, 0.6]], [[0.9, -1.0], [-1.0, -1.0]]]))  # (N, P, R) = (2, 2, 2)
+    assert a.winner.tolist() == [1, 0] and a.primitive.tolist() == [0, 0]
+    assert a.second.tolist() == pytest.approx([0.6, 0.0])  # a silenced bidder (-1) sets no price
+
+
+# --- batching ---------------------------------------------------------------------------------
+
+
+def feed(soc, obs, bids, rewards, done):
+    for t in range(len(rewards)):
+        soc.record(obs[t], Auction.of(bids[t]))
+        soc.reward(rewards[t], done[t])
+    soc.record(obs[-1], Auction.of(bids[-1]))
+    return soc.update()
+
+
+def test_the_batched_society_equals_separate_ones():
+    """Three devices in one society end with the parameters of three societies of one device fed the same."""
+    n, t, p, r = 3, 12, 3, 2
+    cfg = SocietyConfig(redundancy=r, batch_size=8, epochs=2, policy_lr=1e-2, dropout=True)
+    g = torch.Generator().manual_seed(7)
+    obs = torch.randn(t + 1, n, 5, generator=g)
+    bids = torch.rand(t + 1, n, p, r, generator=g).where(torch.rand(t + 1, n, p, r, generator=g) < 0.8, -1.0)
+    rewards, done = torch.rand(t, n, generator=g), torch.rand(t, n, generator=g) < 0.2
+    batched = society(n, cfg, p=p)
+    feed(batched, obs, bids, rewards, done)
+    for i in range(n):
+        alone = society(1, cfg, p=p)
+        feed(alone, obs[:, i : i + 1], bids[:, i : i + 1], rewards[:, i : i + 1], done[:, i : i + 1])
+        for mine, theirs in zip(
+            batched.policy.parameters + batched.value.parameters, alone.policy.parameters + alone.value.parameters
+        ):
+            torch.testing.assert_close(mine[i : i + 1], theirs, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(batched.policy.w0[0], society(1, cfg, p=p).policy.w0[0])  # it did learn
+
+
+def test_primitives_start_at_beta_one_one():
+    alpha, beta = society(2).beta(torch.randn(2, 4, 5))
+    assert torch.allclose(alpha, torch.ones(())) and torch.allclose(beta, torch.ones(()))
+
+
+# --- the equilibrium --------------------------------------------------------------------------
