@@ -24,6 +24,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from devices.config import RuleBasedConfig
 from fleet.errors import ConfigError
+from fleet.learners.auction.config import AuctionConfig
 from fleet.learners.base import RegistryEntry
 from fleet.learners.configs import ActorCriticConfig, CentralizedConfig, DiffusionConfig
 
@@ -45,6 +46,11 @@ DIFFUSION = RegistryEntry(
     "fleet.learners.actor_critic:DiffusionLearner",
     DiffusionConfig,
     "diffusion actor-critic (Diff-DAC): adapt, then combine with neighbours' received parameters",
+)
+AUCTION = RegistryEntry(
+    "fleet.learners.auction.learner:AuctionLearner",
+    AuctionConfig,
+    "cloned Vickrey society: each device's heat-pump levels bid for control (Chang et al. 2020)",
 )
 
 

@@ -1,10 +1,15 @@
 """The cloned Vickrey society: utilities worked by hand, batching that couples nothing, the bandit's
 equilibrium, and the auction-v1 learner's config."""
 
+import math
+
+import numpy as np
 import pytest
 import torch
 
-from fleet.learners.auction.config import SocietyConfig
+from fleet.errors import ConfigError
+from fleet.learners import LearnerContext, make_learner
+from fleet.learners.auction.config import SocietyConfig, gamma_per_tick
 from fleet.learners.auction.society import Auction, Society, utilities
 
 
@@ -80,3 +85,15 @@ def test_primitives_start_at_beta_one_one():
 
 
 # --- the equilibrium --------------------------------------------------------------------------
+
+
+# --- auction-v1 -------------------------------------------------------------------------------
+
+
+def test_the_discount_per_tick_falls_to_1_over_e_over_the_horizon():
+    ctx = LearnerContext(2, 4, "heat", np.random.default_rng(0), control_period_s=900.0)
+    learner = make_learner("auction-v1", {"discount_horizon": "6h"}, ctx)
+    assert learner.gamma == pytest.approx(math.exp(-900 / 21600)) and learner.gamma**24 == pytest.approx(math.exp(-1))
+    assert gamma_per_tick(60.0, 60.0) == pytest.approx(math.exp(-1))
+    with pytest.raises(ConfigError, match="learner.params.discount_horizon"):
+        gamma_per_tick(59.0, 60.0)

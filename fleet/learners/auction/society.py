@@ -34,8 +34,12 @@ from fleet.statefile import StateMismatch, array_list, expect_keys, load_child, 
 METRIC_KEYS = ("losses/bid_policy", "losses/bid_value", "losses/bid_entropy", "charts/winning_bid")
 BID_EPS = 1e-6
 """Bids are kept in [BID_EPS, 1 - BID_EPS], where a Beta density is finite."""
-NU_INIT = math.log(math.e**2 - 1)
-"""softplus(NU_INIT) = 2: with mean 1/2 the concentration of Beta(1, 1)."""
+LOG_NU_INIT = math.log(2.0)
+"""exp(LOG_NU_INIT) = 2: with mean 1/2 the concentration of Beta(1, 1)."""
+LOG_RATIO_MAX = 20.0
+"""Bound of a log probability ratio: a bid far in the tail of a concentrated Beta would make it infinite."""
+LOG_NU_MAX = math.log(1e4)
+"""The largest concentration, a bid's standard deviation of about 0.005 at mean 1/2."""
 
 
 @dataclass(frozen=True)
@@ -127,7 +131,7 @@ class Society:
         self.cfg, self.gamma, self.gen, self.n = cfg, gamma, gen, n
         device = str(gen.device)
         sizes = (n_features, cfg.hidden)
-        self.policy = PrimitiveNets(n, n_primitives, (*sizes, 2), [0.0, NU_INIT], gen, device)
+        self.policy = PrimitiveNets(n, n_primitives, (*sizes, 2), [0.0, LOG_NU_INIT], gen, device)
         self.value = PrimitiveNets(n, n_primitives, (*sizes, 1), [0.0], gen, device)
         self.policy_opt = FusedAdam(self.policy.parameters, lr=cfg.policy_lr)
         self.value_opt = FusedAdam(self.value.parameters, lr=cfg.value_lr)
@@ -141,7 +145,7 @@ class Society:
     def beta(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Observations (N, B, F) -> the Beta parameters (alpha, beta), each (N, P, B)."""
         out = self.policy(obs)
-        mean, nu = torch.sigmoid(out[..., 0]), torch.nn.functional.softplus(out[..., 1])
+        mean, nu = torch.sigmoid(out[..., 0]), out[..., 1].clamp(max=LOG_NU_MAX).exp()
         return mean * nu, (1 - mean) * nu
 
     @torch.no_grad()
@@ -251,7 +255,7 @@ class Society:
         """One clipped PPO step of every bidding network; (policy loss, entropy), means over primitives."""
         alpha, beta = self.beta(x)
         dist = torch.distributions.Beta(alpha.unsqueeze(3), beta.unsqueeze(3), validate_args=False)
-        ratio = (dist.log_prob(b) - old).exp()
+        ratio = (dist.log_prob(b) - old).clamp(-LOG_RATIO_MAX, LOG_RATIO_MAX).exp()
         clipped = ratio.clamp(1 - self.cfg.clip, 1 + self.cfg.clip)
         surrogate = -masked_mean(torch.min(ratio * adv, clipped * adv), live)  # (N, P)
         entropy = dist.entropy().mean((2, 3))
