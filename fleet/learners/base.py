@@ -125,6 +125,8 @@ class LearnerContext:
     """Who may hear whom (for learners that exchange parameters with neighbours)."""
     control_period_s: float = 60.0
     """Seconds between control ticks (to turn tick counts into durations)."""
+    power_levels_kw: tuple[float, ...] = ()
+    """HVAC power of each level, kW (for learners that trade power: the auction's feeder market)."""
 
 
 class Learner(Protocol):

@@ -59,6 +59,10 @@ class Kind(IntEnum):
     PARAMS = 4
     EXPERIENCE = 5
     CMD = 6
+    BID = 7
+    """A device's bid in its site's feeder market: [valuation in [0, 1], kW wanted] (:mod:`fleet.sim.market`)."""
+    CLEARING = 8
+    """The auctioneer's clearing of a market round: prices per site, winners, kW granted (:mod:`fleet.sim.market`)."""
 
 
 class DType(IntEnum):

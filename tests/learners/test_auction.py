@@ -8,9 +8,28 @@ import pytest
 import torch
 
 from fleet.errors import ConfigError
-from fleet.learners import LearnerContext, make_learner
+from fleet.learners import Deliveries, LearnerContext, Observation, make_learner
 from fleet.learners.auction.config import SocietyConfig, gamma_per_tick
 from fleet.learners.auction.society import Auction, Society, utilities
+from fleet.learners.base import PREVIEW_H
+
+
+def observation(n):
+    h = len(PREVIEW_H)
+    return Observation(
+        temp_c=np.full(n, 19.0),
+        outdoor_c=np.full(n, -5.0),
+        band_lo=np.full(n, 20.0),
+        band_hi=np.full(n, 23.0),
+        occupied=np.ones(n, bool),
+        price=np.full(n, 0.3),
+        feeder_load=np.full(n, 0.5),
+        hour=8.0,
+        online=np.ones(n, bool),
+        band_lo_ahead=np.full((n, h), 20.0),
+        band_hi_ahead=np.full((n, h), 23.0),
+        price_ahead=np.full((n, h), 0.3),
+    )
 
 
 def society(n, cfg=None, f=5, p=3, gamma=0.9, seed=0):
@@ -97,3 +116,31 @@ def test_the_discount_per_tick_falls_to_1_over_e_over_the_horizon():
     assert gamma_per_tick(60.0, 60.0) == pytest.approx(math.exp(-1))
     with pytest.raises(ConfigError, match="learner.params.discount_horizon"):
         gamma_per_tick(59.0, 60.0)
+
+
+def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone_once_it_expires():
+    levels = (0.0, 1.5, 3.0, 4.5)
+    ctx = LearnerContext(3, 4, "heat", np.random.default_rng(0), control_period_s=60.0, power_levels_kw=levels)
+    learner = make_learner("auction-v1", {"market": {"period": "5min", "window": "10s"}}, ctx)
+    obs = observation(3)
+    chosen = lambda: Auction.of(learner.society._bids[-1]).primitive.numpy()  # noqa: E731 (what the society chose)
+    assert (learner.act(obs) == chosen()).all()  # no clearing yet: every device on its own
+    sender, bids = learner.market_bids(0.0, np.array([True, True, False]))
+    assert sender.tolist() == [0, 1] and bids[:, 1].tolist() == [levels[i] for i in learner.applied[:2]]
+    # the round at 0 s is cleared at 10 s: device 0 won 1.5 kW at 0.5 per kWh, device 1 nothing; device 2 never bid
+    one = np.ones((3, 1), np.float32)
+    clearing = Deliveries.one_message_each(
+        np.arange(3), np.full(3, 3), [0 * one, 1.5 * one, 0.5 * one], np.full(3, 10.0)
+    )
+    learner.market_inbox(60.0, [clearing])
+    for _ in range(5):
+        level = learner.act(obs)
+        want = chosen()
+        assert level[0] == min(want[0], 1) and level[1] == 0 and level[2] == want[2]
+    learner.observe(np.zeros(3))
+    paid = 0.5 * 1.0 * levels[level[0]] / 60  # price x price_per_kwh x kWh of one minute
+    expected = (1 - learner.gamma) * (1 - paid / learner.reward_range)
+    assert learner.society._rewards[-1][0].item() == pytest.approx(expected)
+    assert learner.society._rewards[-1][1].item() == pytest.approx(1 - learner.gamma)  # drew nothing, paid nothing
+    learner.market_inbox(0.0 + 300 + 10, [])  # the next round's clearing is due: none came
+    assert (learner.act(obs) == chosen()).all()

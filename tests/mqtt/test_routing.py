@@ -60,7 +60,7 @@ def test_bad_input_is_refused(index):
     with pytest.raises(ValueError, match=r"\[0, 3\)"):
         index.route(np.array([3]), np.array([0]))
     with pytest.raises(ValueError, match="KINDS"):
-        index.route(np.array([0]), np.array([6]))
+        index.route(np.array([0]), np.array([len(KINDS)]))
     with pytest.raises(ValueError, match="subscriber"):
         index.subscribe(-1, "#")
     with pytest.raises(ConfigError, match="devices 0 and 1"):

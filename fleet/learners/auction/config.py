@@ -72,6 +72,36 @@ def gamma_per_tick(horizon_s: float, period_s: float, field: str = "learner.para
     return math.exp(-period_s / horizon_s)
 
 
+class MarketConfig(StrictModel):
+    """The feeder market between the devices of a site (:mod:`fleet.sim.market`)."""
+
+    period: PositiveDuration | None = None
+    """Time between two market rounds; None: no market, every device controls alone. At least the control
+    period."""
+    window: PositiveDuration = 10.0
+    """Seconds after the start of a round at which the auctioneer clears it: a bid that has not arrived by
+    then is no bid. Shorter than ``period``."""
+    price_per_kwh: FiniteFloat = Field(1.0, gt=0)
+    """Money per kWh that a bid of 1 offers: a device bids its winning primitive's valuation (in [0, 1]) times
+    this for each kWh it wants."""
+    qos: Literal[0, 1] = 0
+    """MQTT QoS of bids and clearings."""
+
+    def checked(self, control_period_s: float) -> MarketConfig:
+        """Itself, or a ConfigError naming ``learner.params.market.period`` or ``.window``."""
+        if self.period is not None and self.period < control_period_s:
+            raise ConfigError(
+                f"learner.params.market.period: a market round ({self.period:g} s) cannot be shorter than the "
+                f"control period ({control_period_s:g} s)"
+            )
+        if self.period is not None and self.window >= self.period:
+            raise ConfigError(
+                f"learner.params.market.window: the auctioneer must clear a round ({self.window:g} s after its "
+                f"start) before the next begins ({self.period:g} s)"
+            )
+        return self
+
+
 class AuctionConfig(SocietyConfig):
     """``auction-v1``: on every device a society with one primitive per heat-pump level."""
 
@@ -86,3 +116,5 @@ class AuctionConfig(SocietyConfig):
     """The scenario's worst reward rate (cost + discomfort + overload, money per hour) that bids can express:
     bids lie in [0, 1], so each tick's reward ``r`` (≤ 0) enters the society as
     ``(1 - γ) * clip(1 + r / (reward_range_per_h * control_period / 1h), 0, 1)`` and values in [0, 1]."""
+    market: MarketConfig = MarketConfig()
+    """The feeder market; off (``period`` None) unless set."""

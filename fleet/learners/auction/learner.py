@@ -6,7 +6,14 @@ and the winner's level is applied. The device's reward (cost, discomfort and ove
 learner; at most 0) becomes a bid-scaled reward in ``[0, 1 - γ]`` (:attr:`AuctionConfig.reward_range_per_h`),
 so that a primitive's value, the discounted sum of those rewards, is a bid in [0, 1]. Every
 ``n_steps`` ticks all primitives of all devices learn by PPO on their utilities
-(:class:`~fleet.learners.auction.society.Society`). Devices learn alone: no messages.
+(:class:`~fleet.learners.auction.society.Society`). Devices learn alone.
+
+With a market (``market.period`` set) the devices of a site also trade their feeder's capacity
+(:mod:`fleet.sim.market`): each round a device bids its winning primitive's bid for the power of its
+level; once the round is cleared it draws at most what it was granted (its highest level within it)
+and pays the site's price on what it draws, which enters its reward, until its grant expires (one
+period and the clearing window after its round). A device that did not bid, or heard no clearing of
+its round, controls alone.
 """
 
 from __future__ import annotations
@@ -16,9 +23,10 @@ from typing import ClassVar
 import numpy as np
 import torch
 
+from fleet.errors import ConfigError
 from fleet.learners.auction.config import AuctionConfig, gamma_per_tick
 from fleet.learners.auction.society import METRIC_KEYS, Society
-from fleet.learners.base import LearnerContext, Observation
+from fleet.learners.base import Deliveries, LearnerContext, Observation
 from fleet.learners.features import N_FEATURES, features
 from fleet.statefile import attrs_state, expect_keys, load_attrs, load_child
 
@@ -38,6 +46,26 @@ class AuctionLearner:
         """The worst reward of one tick that bids can express."""
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))
         self.society = Society(config, ctx.n_devices, N_FEATURES, ctx.n_levels, self.gamma, self.gen)
+        self.market = config.market.checked(ctx.control_period_s).period is not None
+        """Whether the devices trade in a feeder market."""
+        if self.market and len(ctx.power_levels_kw) != ctx.n_levels:
+            raise ConfigError("learner.params.market: the market needs the kW of every HVAC level of the devices")
+        self.levels_kw = np.asarray(ctx.power_levels_kw or [0.0] * ctx.n_levels, dtype=float)
+        n = ctx.n_devices
+        self.grant_kw = np.full(n, np.inf)
+        """(N,) kW each device may draw while its grant holds."""
+        self.grant_price = np.zeros(n)
+        """(N,) valuation per kWh it pays on what it draws (times ``market.price_per_kwh``: money)."""
+        self.grant_until = np.full(n, -np.inf)
+        """(N,) when its grant expires."""
+        self.bid_round = np.full(n, -np.inf)
+        """(N,) the round each device last bid in."""
+        self.now = 0.0
+        """Time of the last market delivery (every control tick with a market)."""
+        self.bid = np.zeros(n)
+        """(N,) the winning bid of each device's last auction."""
+        self.applied = np.zeros(n, np.int64)
+        """(N,) the level each device last ran at."""
 
     @property
     def update_every(self) -> int:
@@ -45,23 +73,72 @@ class AuctionLearner:
         return self.cfg.n_steps
 
     def act(self, obs: Observation) -> np.ndarray:
+        """Every device's auction; under a grant, its level is the highest within the kW granted."""
         x = features(obs, self.device)
         auction = self.society.auction(x)
         self.society.record(x, auction)
-        return auction.primitive.cpu().numpy()
+        self.bid = auction.first.cpu().numpy().astype(float)
+        level = auction.primitive.cpu().numpy()
+        if self.market:
+            cap = (self.levels_kw[None, :] <= self.grant_kw[:, None] + 1e-9).sum(1) - 1  # levels in ascending kW
+            level = np.where(self._granted(), np.minimum(level, np.maximum(cap, 0)), level)
+        self.applied = level
+        return level
+
+    def _granted(self) -> np.ndarray:
+        return self.now < self.grant_until
 
     def observe(self, reward: np.ndarray) -> None:
-        """Scale the reward (N,) of the last action into the bids' range (module docstring)."""
+        """Scale the reward (N,) of the last action, less the market's price on the energy drawn under a grant,
+        into the bids' range (module docstring)."""
+        if self.market:
+            kwh = self.levels_kw[self.applied] * self.ctx.control_period_s / 3600.0
+            reward = reward - np.where(self._granted(), self.grant_price * self.cfg.market.price_per_kwh * kwh, 0.0)
         r = torch.as_tensor(reward, dtype=torch.float32, device=self.device)
         self.society.reward((1 - self.gamma) * (1 + r / self.reward_range).clamp(0.0, 1.0))
 
     def update(self, t: float) -> dict[str, float]:
         return self.society.update()
 
-    STATE: ClassVar[tuple[str, ...]] = ("gen",)
+    # --- the feeder market ---------------------------------------------------------------------
+
+    def market_bids(self, t: float, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The bids of the ``active`` (N,) devices for the round at ``t``: (senders (M,), bids (M, 2) float32
+        ``[winning bid, kW of its level]``)."""
+        sender = np.flatnonzero(active)
+        self.bid_round[sender] = t
+        return sender, np.stack([self.bid[sender], self.levels_kw[self.applied[sender]]], 1).astype(np.float32)
+
+    def market_inbox(self, t: float, got: list[Deliveries]) -> None:
+        """The clearings that reached the devices by ``t`` (arrays: winners, kW, price, each (M, K)): a device
+        that bid in the cleared round takes its grant (nothing if it did not win) until the next is due."""
+        self.now = t
+        cfg = self.cfg.market
+        for d in got:
+            winners, kw, price = d.arrays_of()
+            round_t = d.published_at - cfg.window
+            for j, i in enumerate(d.receiver):
+                if not np.isclose(self.bid_round[i], round_t[j], rtol=0, atol=1e-6):
+                    continue
+                hit = np.flatnonzero(winners[j] == i)[:1]
+                self.grant_kw[i] = kw[j][hit].sum()
+                self.grant_price[i] = price[j][hit].sum()
+                self.grant_until[i] = round_t[j] + cfg.period + cfg.window
+
+    STATE: ClassVar[tuple[str, ...]] = (
+        "gen",
+        "grant_kw",
+        "grant_price",
+        "grant_until",
+        "bid_round",
+        "now",
+        "bid",
+        "applied",
+    )
 
     def state_dict(self) -> dict:
-        """``society`` (networks, optimizers, experience) and the generator ``gen`` of its bids."""
+        """``society`` (networks, optimizers, experience), the generator ``gen`` of its bids and the market's
+        state of every device."""
         return {**attrs_state(self, self.STATE), "society": self.society.state_dict()}
 
     def load_state_dict(self, state: dict) -> None:
