@@ -11,6 +11,7 @@ from fleet.errors import ConfigError
 from fleet.learners import Deliveries, LearnerContext, Observation, make_learner
 from fleet.learners.auction.config import SocietyConfig, gamma_per_tick
 from fleet.learners.auction.society import Auction, Society, utilities
+from fleet.learners.auction.tasks import BANDIT, Bandit, equilibrium_bids, train
 from fleet.learners.base import PREVIEW_H
 
 
@@ -144,3 +145,26 @@ def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone
     assert learner.society._rewards[-1][1].item() == pytest.approx(1 - learner.gamma)  # drew nothing, paid nothing
     learner.market_inbox(0.0 + 300 + 10, [])  # the next round's clearing is due: none came
     assert (learner.act(obs) == chosen()).all()
+
+
+@pytest.fixture
+def one_thread():
+    """Torch on one thread: on tensors this small, more threads only wait on each other (4x the CPU time)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_the_bandits_bids_converge_to_the_arms_values(one_thread):
+    """Eight devices each learn the 4-arm bandit alone; their mean bids come within 0.06 of 0.2, 0.4, 0.6, 0.8.
+
+    The issue's target is 0.03 for the mean of 5 seeds after a long run; in 12,000 episodes (seconds) the bids
+    have reached the equilibrium but still wander about it by up to 0.03 (measured over checkpoints 10,000 to
+    20,000 episodes), hence 0.03 more. A society that does not price its bids (e.g. paid the plain reward,
+    ``env``) bids towards 1 and fails; one whose weaker arms never win (no dropout) leaves them far below."""
+    n, bandit = 8, Bandit(8)
+    soc = Society(BANDIT, n, bandit.obs_dim, bandit.arms, 0.99, torch.Generator().manual_seed(0))
+    train(soc, bandit, 12_000, update_every=256)
+    bids = equilibrium_bids(soc, bandit).mean(0)  # (S, P) = (1, 4)
+    assert (bids - bandit.q_values()).abs().max() < 0.06, bids
