@@ -127,7 +127,7 @@ def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone
     chosen = lambda: Auction.of(learner.society._bids[-1]).primitive.numpy()  # noqa: E731 (what the society chose)
     assert (learner.act(obs) == chosen()).all()  # no clearing yet: every device on its own
     sender, bids = learner.market_bids(0.0, np.array([True, True, False]))
-    assert sender.tolist() == [0, 1] and bids[:, 1].tolist() == [levels[i] for i in learner.applied[:2]]
+    assert sender.tolist() == [0, 1] and bids[:, 1].tolist() == [levels[i] for i in chosen()[:2]]
     # the round at 0 s is cleared at 10 s: device 0 won 1.5 kW at 0.5 per kWh, device 1 nothing; device 2 never bid
     one = np.ones((3, 1), np.float32)
     clearing = Deliveries.one_message_each(
@@ -138,6 +138,8 @@ def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone
         level = learner.act(obs)
         want = chosen()
         assert level[0] == min(want[0], 1) and level[1] == 0 and level[2] == want[2]
+        bids = learner.market_bids(60.0, np.ones(3, bool))[1]
+        assert bids[:, 1].tolist() == [levels[i] for i in want]  # a device asks for what it wants, capped or not
     learner.observe(np.zeros(3))
     paid = 0.5 * 1.0 * levels[level[0]] / 60  # price x price_per_kwh x kWh of one minute
     expected = (1 - learner.gamma) * (1 - paid / learner.reward_range)

@@ -64,8 +64,10 @@ class AuctionLearner:
         """Time of the last market delivery (every control tick with a market)."""
         self.bid = np.zeros(n)
         """(N,) the winning bid of each device's last auction."""
+        self.wanted = np.zeros(n, np.int64)
+        """(N,) the level each device's last auction chose."""
         self.applied = np.zeros(n, np.int64)
-        """(N,) the level each device last ran at."""
+        """(N,) the level each device last ran at (``wanted``, or less under a grant)."""
 
     @property
     def update_every(self) -> int:
@@ -78,7 +80,7 @@ class AuctionLearner:
         auction = self.society.auction(x)
         self.society.record(x, auction)
         self.bid = auction.first.cpu().numpy().astype(float)
-        level = auction.primitive.cpu().numpy()
+        level = self.wanted = auction.primitive.cpu().numpy()
         if self.market:
             cap = (self.levels_kw[None, :] <= self.grant_kw[:, None] + 1e-9).sum(1) - 1  # levels in ascending kW
             level = np.where(self._granted(), np.minimum(level, np.maximum(cap, 0)), level)
@@ -107,7 +109,7 @@ class AuctionLearner:
         ``[winning bid, kW of its level]``)."""
         sender = np.flatnonzero(active)
         self.bid_round[sender] = t
-        return sender, np.stack([self.bid[sender], self.levels_kw[self.applied[sender]]], 1).astype(np.float32)
+        return sender, np.stack([self.bid[sender], self.levels_kw[self.wanted[sender]]], 1).astype(np.float32)
 
     def market_inbox(self, t: float, got: list[Deliveries]) -> None:
         """The clearings that reached the devices by ``t`` (arrays: winners, kW, price, each (M, K)): a device
@@ -133,6 +135,7 @@ class AuctionLearner:
         "bid_round",
         "now",
         "bid",
+        "wanted",
         "applied",
     )
 

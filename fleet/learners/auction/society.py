@@ -2,8 +2,11 @@
 
 On every device a society of P primitives controls one environment: at each step every
 primitive's R clones bid in [0, 1], each bid drawn from the primitive's Beta distribution
-(mean and concentration from its network, Beta(1, 1) at the start); the highest bid wins, and
-the winner's primitive (its index) is the device's action. The winner is paid by the mechanism
+(mean and concentration from its network, Beta(1, 1) at the start: the mean a sigmoid, the
+concentration an exponential where the reference takes a softplus, since Adam moves an output by
+about its step size per update: a softplus needs thousands of updates to sharpen a bid, an
+exponential a few hundred); the highest bid wins, and the winner's primitive (its index) is the
+device's action. The winner is paid by the mechanism
 (:data:`~fleet.learners.auction.config.Mechanism`; credit-conserving Vickrey by default), every
 loser gets 0, and each primitive learns its bidding policy by PPO on its own utilities, with the
 memoryless advantage ``U - V(s)`` of the reference (no bootstrap: the next bid already values
