@@ -5,7 +5,7 @@ rule-based thermostat on the same houses) and prints the feeder overload, the pe
 (minus cost, discomfort and overload at the scenario's weights) and the market's bytes per device-day, each
 as the mean over seeds with a 95 % Student t interval. Recorded in docs/studies/auction.md::
 
-    nice -n 10 python benchmarks/auction_feeder.py --seeds 5 --out benchmarks/results/auction-feeder.json
+    nice -n 10 python benchmarks/auction_feeder.py --seeds 3 --horizon 1d --out benchmarks/results/auction-feeder.json
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ VARIANTS = {
 """Name -> ``--set`` overrides."""
 
 
-def run(overrides: list[str], seed: int, folder: Path) -> dict:
+def run(overrides: list[str], seed: int, horizon: str, folder: Path) -> dict:
     """The summary.json of one run."""
-    sets = [x for o in [f"seed={seed}", *overrides] for x in ("--set", o)]
+    sets = [x for o in [f"seed={seed}", f"horizon={horizon}", *overrides] for x in ("--set", o)]
     subprocess.run(
         [sys.executable, "-m", "fleet.cli", "run", SCENARIO, "-o", str(folder), "--device", "cpu", *sets],
         check=True,
@@ -58,6 +58,7 @@ def figures(kpis: dict, weights: dict) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--horizon", default="3d", help="simulated time of each run (the scenario's: 3d)")
     parser.add_argument("--out", help="write the figures per variant and seed as JSON here")
     args = parser.parse_args()
     weights = {"discomfort_per_degh": 1.0, "overload_per_kwh": 5.0}  # feeder-peak-v1's reward
@@ -66,7 +67,9 @@ def main() -> None:
         for name, overrides in VARIANTS.items():
             per_seed[name] = []
             for seed in range(args.seeds):
-                summary = run(overrides, seed, Path(scratch) / f"{len(per_seed[name])}-{name.replace(' ', '')}")
+                summary = run(
+                    overrides, seed, args.horizon, Path(scratch) / f"{len(per_seed[name])}-{name.replace(' ', '')}"
+                )
                 row = figures(summary["kpis"], weights)
                 row["bytes_per_device_day"] = summary["comm_per_device_day"]["bytes_sent"]
                 per_seed[name].append(row)
@@ -84,7 +87,8 @@ def main() -> None:
             cells.append(f"{e.mean:,.0f}" + (f" ± {e.ci95_half_width:,.0f}" if e.ci95_half_width is not None else ""))
         print(f"| {name} | " + " | ".join(cells) + " |")
     if args.out:
-        Path(args.out).write_text(json.dumps({"scenario": SCENARIO, "seeds": args.seeds, "runs": per_seed}, indent=1))
+        record = {"scenario": SCENARIO, "horizon": args.horizon, "seeds": args.seeds, "runs": per_seed}
+        Path(args.out).write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -19,6 +19,14 @@ SETTINGS = {
     "horizon": "3h",
     "outputs.checkpoint_every": "1h",
 }
+TIGHT = {
+    **SETTINGS,
+    "fleet.sites": "[{name: a, devices: 6, feeder_kw: 6, network: {wifi: 1.0}}]",
+    "horizon": "2h",
+    "network.churn.failures_per_day": 0,
+}
+"""6 devices of up to 4.5 kW on a 6 kW feeder."""
+MARKET = {"learner.params.market.period": "5min"}
 
 
 def interrupt_at(seconds):
@@ -84,14 +92,8 @@ def test_the_auctioneer_drops_and_counts_bad_bids_and_clears_the_rest():
 
 def test_the_market_keeps_the_feeder_within_its_capacity_and_its_messages_are_counted(tmp_path):
     """6 devices of 4.5 kW on a 6 kW feeder; after the first clearing (10 s in) no tick draws more."""
-    tight = {
-        **SETTINGS,
-        "fleet.sites": "[{name: a, devices: 6, feeder_kw: 6, network: {wifi: 1.0}}]",
-        "horizon": "2h",
-        "network.churn.failures_per_day": 0,
-    }
-    _, alone = execute(shrink(**tight), tmp_path / "alone")
-    run_dir, traded = execute(shrink(**tight, **{"learner.params.market.period": "5min"}), tmp_path / "market")
+    _, alone = execute(shrink(**TIGHT), tmp_path / "alone")
+    run_dir, traded = execute(shrink(**TIGHT, **MARKET), tmp_path / "market")
     metrics = read_metrics(run_dir.path / "metrics.csv")
     assert metrics["market/rounds"][-1] == 24  # one every 5 min of 2 h
     assert metrics["feeder/a_kw"][1:].max() <= 6.0 + 1e-9
@@ -99,3 +101,13 @@ def test_the_market_keeps_the_feeder_within_its_capacity_and_its_messages_are_co
     assert traded["kpis"]["feeder_overload_kwh"] <= first_tick + 1e-9 < alone["kpis"]["feeder_overload_kwh"]
     # every round: 6 bids up, one clearing down (one message from the auctioneer, delivered to each device)
     assert traded["comm"]["messages_sent"] - alone["comm"]["messages_sent"] == 24 * (6 + 1)
+
+
+def test_devices_that_cannot_reach_the_auctioneer_control_alone(tmp_path):
+    """Every link of the site cut for the whole run: no bid leaves, no clearing arrives, and the fleet runs
+    exactly as it does without a market."""
+    cut = {**TIGHT, "network.link_cuts": "[{start: 0, end: 3h, sites: [a]}]"}
+    _, alone = execute(shrink(**cut), tmp_path / "alone")
+    run_dir, traded = execute(shrink(**cut, **MARKET), tmp_path / "market")
+    metrics = read_metrics(run_dir.path / "metrics.csv")
+    assert metrics["market/rounds"][-1] == 24 and traded["kpis"] == alone["kpis"]
