@@ -111,10 +111,9 @@ def utilities(
 ) -> torch.Tensor:
     """Every bidder's utility (T, N, P, R) at T steps from the bids of T + 1 auctions (T + 1, N, P, R),
     the rewards (T, N) and ``done`` (T, N) bool: step t ended its episode, so it looks ahead to no bid."""
-    auctions = [Auction.of(b) for b in bids]
-    first = torch.stack([a.first for a in auctions])  # (T + 1, N)
-    second = torch.stack([a.second for a in auctions])
-    winner = torch.stack([a.winner for a in auctions[:-1]])  # (T, N)
+    steps = Auction.of(bids.flatten(0, 1))  # the (T + 1) N auctions at once
+    first, second = steps.first.view(bids.shape[:2]), steps.second.view(bids.shape[:2])  # (T + 1, N)
+    winner = steps.winner.view(bids.shape[:2])[:-1]  # (T, N)
     ahead = {"ccv": second, "vickrey": first, "bucket-brigade": first, "env": None}[mechanism]
     paid = {"ccv": second, "vickrey": second, "bucket-brigade": first, "env": None}[mechanism]
     won = reward.clone()
