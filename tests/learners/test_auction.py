@@ -170,3 +170,10 @@ def test_the_bandits_bids_converge_to_the_arms_values(one_thread):
     train(soc, bandit, 12_000, update_every=256)
     bids = equilibrium_bids(soc, bandit).mean(0)  # (S, P) = (1, 4)
     assert (bids - bandit.q_values()).abs().max() < 0.06, bids
+
+
+def test_a_learner_told_nothing_of_its_power_levels_refuses_the_market():
+    """A board's agent gives its learner no power levels: the market is refused by name, not silently off."""
+    ctx = LearnerContext(1, 4, "heat", np.random.default_rng(0), control_period_s=60.0)
+    with pytest.raises(ConfigError, match="learner.params.market.period"):
+        make_learner("auction-v1", {"market": {"period": "15min"}}, ctx)

@@ -49,7 +49,10 @@ class AuctionLearner:
         self.market = config.market.checked(ctx.control_period_s).period is not None
         """Whether the devices trade in a feeder market."""
         if self.market and len(ctx.power_levels_kw) != ctx.n_levels:
-            raise ConfigError("learner.params.market: the market needs the kW of every HVAC level of the devices")
+            raise ConfigError(
+                "learner.params.market.period: the feeder market needs the kW of every HVAC level, which only a "
+                "simulated fleet gives its learner: a board's agent does not bid (yet); leave the market unset there"
+            )
         self.levels_kw = np.asarray(ctx.power_levels_kw or [0.0] * ctx.n_levels, dtype=float)
         n = ctx.n_devices
         self.grant_kw = np.full(n, np.inf)
