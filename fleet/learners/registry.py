@@ -24,6 +24,7 @@ from importlib.metadata import EntryPoint, entry_points
 
 from devices.config import RuleBasedConfig
 from fleet.errors import ConfigError
+from fleet.learners.auction.config import AuctionConfig
 from fleet.learners.base import RegistryEntry
 from fleet.learners.configs import ActorCriticConfig, CentralizedConfig, DiffusionConfig
 from fleet.learners.cooperative.config import CooperativeLearnerConfig
@@ -53,7 +54,6 @@ COOPERATIVE = RegistryEntry(
     CooperativeLearnerConfig,
     "deep Q-learners sharing a feeder: temporal and imagined experience replay, impact Q-learning (Koepf et al.)",
 )
-
 PLANNER = RegistryEntry(
     "fleet.learners.planner.learner:DiffusionPlanner",
     DiffusionPlannerConfig,
@@ -63,6 +63,11 @@ PLANNER_ALONE = RegistryEntry(
     "fleet.learners.planner.learner:PlannerLearner",
     PlannerConfig,
     "identifies its house by RLS alone, plans by dynamic programming; no messages",
+)
+AUCTION = RegistryEntry(
+    "fleet.learners.auction.learner:AuctionLearner",
+    AuctionConfig,
+    "cloned Vickrey society: each device's heat-pump levels bid for control (Chang et al. 2020)",
 )
 
 

@@ -60,6 +60,10 @@ class Kind(IntEnum):
     EXPERIENCE = 5
     CMD = 6
     METER = 7
+    BID = 8
+    """A device's bid in its site's feeder market: [valuation in [0, 1], kW wanted] (:mod:`fleet.sim.market`)."""
+    CLEARING = 9
+    """The auctioneer's clearing of a market round: prices per site, winners, kW granted (:mod:`fleet.sim.market`)."""
 
 
 class DType(IntEnum):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from fleet.errors import ConfigError, WireError
 
-KINDS: tuple[str, ...] = ("telemetry", "status", "consensus", "params", "experience", "cmd", "meter")
+KINDS: tuple[str, ...] = ("telemetry", "status", "consensus", "params", "experience", "cmd", "meter", "bid", "clearing")
 """The last level of a device topic; ``KINDS[i]`` is wire kind ``codec.Kind(i + 1)``."""
 
 MAX_TOPIC_BYTES = 65535

@@ -13,7 +13,10 @@ Processes (each one SimPy process for the whole fleet, never one per device):
   devices of ``fleet.hostile`` publish poison instead: :mod:`fleet.sim.faults`);
 - ``telemetry`` every telemetry period: online devices publish their state to the collector;
 - ``consensus`` every consensus period: the neighbour-averaging exchange;
-- ``metrics``   every ``metrics_period``: one row of metrics.
+- ``metrics``   every ``metrics_period``: one row of metrics;
+- ``market`` and ``clearing``, with an auction learner's feeder market, every market period: the
+  devices bid, and a clearing window later the auctioneer clears (:mod:`fleet.sim.market`); the
+  control tick hands the devices the clearings that reached them.
 
 A mixed fleet (:mod:`fleet.sim.bridge`) runs the same processes on the wall clock, with the
 learner's messages going through a real broker instead of the simulated network.
@@ -27,7 +30,7 @@ bulk; consumers drain what has arrived by their clock.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
@@ -49,6 +52,7 @@ from fleet.net.network import Outgoing, SimNetwork, endpoint_topics
 from fleet.scenario import DTYPES, Scenario
 from fleet.sim.consensus import ConsensusExchange
 from fleet.sim.faults import poison
+from fleet.sim.market import SimMarket
 from fleet.sim.meter import METER, SiteMeters
 from fleet.sim.rng import Streams
 from fleet.sim.topology import Topology
@@ -57,7 +61,7 @@ from fleet.statefile import StateMismatch, array, attrs_state, entry, expect_key
 
 TELEMETRY, STATUS, CONSENSUS = (KINDS.index(k) for k in ("telemetry", "status", "consensus"))
 LEARNER_KINDS = ("params", "experience")
-PHASE_CONTROL, PHASE_LEARN, PHASE_TELEMETRY, PHASE_CONSENSUS, PHASE_METRICS = range(5)
+PHASE_CONTROL, PHASE_LEARN, PHASE_TELEMETRY, PHASE_CONSENSUS, PHASE_METRICS, PHASE_MARKET = range(6)
 
 
 class PhasedTimeout(simpy.Timeout):
@@ -323,6 +327,19 @@ class Simulation:
         self.network.subscribe(self.collector, ["fleet/+/+/telemetry", "fleet/+/+/status"])
         for i, topic in enumerate(self.meters.topics() if self.meters is not None else []):
             self.network.subscribe(i, [topic])
+        self.market = (
+            SimMarket(
+                self.network,
+                self.fleet.controller,
+                w,
+                self.collector,
+                device_topic(COLLECTOR_SITE, COLLECTOR_NAME, "clearing"),
+                self._arrived,
+            )
+            if getattr(self.fleet.controller, "market", False)
+            else None
+        )
+        """The feeder market of an auction learner that trades (:mod:`fleet.sim.market`), or None."""
         exchange = self.fleet.controller.exchange
         if exchange == "cloud":
             self.network.subscribe(self.collector, ["fleet/+/+/experience"])
@@ -350,6 +367,8 @@ class Simulation:
             yield PhasedTimeout(self.env, period, phase)
 
     def _control(self, t: float) -> None:
+        if self.market is not None:
+            self.market.deliver(t)
         self.act(*self.sense(t))
 
     def sense(self, t: float) -> tuple[dict, np.ndarray]:
@@ -430,21 +449,25 @@ class Simulation:
                 learner.inbox(kind, got)
         elif learner.communicates:
             for kind in LEARNER_KINDS:
-                for got in self.network.drain(KINDS.index(kind), t):
-                    dec = decode_batch(got.rows)
-                    ok = dec.valid[got.msg]
-                    self.learner_invalid += int((~ok).sum())
-                    m = got.msg[ok]
-                    if len(m):
-                        learner.inbox(
-                            kind, Deliveries(got.receiver[ok], got.sender[ok], dec.timestamp[m], m, list(dec.arrays))
-                        )
+                for got in self._arrived(KINDS.index(kind), t):
+                    learner.inbox(kind, got)
         self.learner_metrics = learner.update(t)
         if learner.communicates:
             for kind, pub in learner.outbox(self._reachable() & ~self.external):
                 if kind == "params" and self.hostile.any():
                     pub = poison(pub, self.hostile, self.scenario.fleet.hostile.value)
                 (self._publish_learner if self.bridge is None else self.bridge.publish)(t, kind, pub)
+
+    def _arrived(self, kind: int, t: float) -> Iterator[Deliveries]:
+        """The learner's or the market's messages of ``kind`` (index into KINDS) delivered by ``t``, a
+        Deliveries per published batch; those that fail the codec's checks are counted and left out."""
+        for got in self.network.drain(kind, t):
+            dec = decode_batch(got.rows)
+            ok = dec.valid[got.msg]
+            self.learner_invalid += int((~ok).sum())
+            m = got.msg[ok]
+            if len(m):
+                yield Deliveries(got.receiver[ok], got.sender[ok], dec.timestamp[m], m, list(dec.arrays))
 
     def _publish_learner(self, t: float, kind: str, pub) -> None:
         """Encode and publish a learner's publication (senders may include the cloud endpoint)."""
@@ -519,6 +542,8 @@ class Simulation:
             row.update(learner.guard.metrics())
         if self.meters is not None:
             row.update(self.meters.metrics())
+        if self.market is not None:
+            row.update(self.market.metrics())
         row.update(
             {
                 "net/bytes_sent": float(st.bytes_sent[dev].sum()),
@@ -553,7 +578,16 @@ class Simulation:
         if s.workloads.consensus.enabled:
             procs["consensus"] = (s.workloads.consensus.period, PHASE_CONSENSUS, self._consensus)
         procs["metrics"] = (s.outputs.metrics_period, PHASE_METRICS, self._metrics)
+        if self.market is not None:
+            period = self.market.cfg.period
+            procs["market"] = (period, PHASE_MARKET, lambda t: self.market.bid(t, self._reachable() & ~self.external))
+            procs["clearing"] = (period, PHASE_MARKET, self.market.clear)
         return procs
+
+    def _first(self, name: str, period: float) -> float:
+        """When a process first runs after the start: learning after its first period, the market's clearing a
+        window after its first round, everything else at once."""
+        return {"learning": period, "clearing": self.market.cfg.window if self.market else 0.0}.get(name, 0.0)
 
     def start(
         self,
@@ -572,7 +606,7 @@ class Simulation:
         for name, (period, phase, step) in self._schedule().items():
             if name == "control" and not control:
                 continue
-            first = self.next_due[name] - now if name in self.next_due else (period if name == "learning" else 0.0)
+            first = self.next_due[name] - now if name in self.next_due else self._first(name, period)
             self.env.process(self._periodic(name, period, phase, step, first))
 
     def run(
@@ -632,6 +666,7 @@ class Simulation:
         "meters",
         "next_checkpoint",
         "ticks",
+        "market",
     )
     """What changes as the simulation runs, besides its clock (``time``), the schedule of its
     processes (``next_due``), the learner's last metrics and the wills not yet due

@@ -1,0 +1,120 @@
+"""The typed configs of the bidding society (:mod:`fleet.learners.auction.society`) and of the
+``auction-v1`` learner, apart from their torch code (reading a scenario imports no torch).
+
+The defaults are the reference's (mbchang/decentralized-rl, ``starter_code/infrastructure/configs.py``):
+PPO with policy and value learning rates 4e-5 and 5e-3, entropy weight 0.1, one epoch of
+minibatches of 256, clip 0.2, an L2 penalty of 1e-3 on the value network, one hidden layer of
+16 units, redundancy 2 and the credit-conserving Vickrey mechanism.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from fleet.config import FiniteFloat, PositiveDuration, StrictModel
+from fleet.errors import ConfigError
+
+Mechanism = Literal["ccv", "vickrey", "bucket-brigade", "env"]
+"""How the winner of an auction is paid (``U`` its utility, ``b1``/``b2`` the highest and
+second-highest bids, ``γ`` the discount per step; losers get 0):
+
+- ``ccv``, credit-conserving Vickrey: ``U_t = r_t + γ b2_{t+1} - b2_t``: the winner at t pays the
+  second-highest bid at t to the winner at t-1, so no credit is made or lost between steps;
+- ``vickrey``: ``U_t = r_t + γ b1_{t+1} - b2_t``;
+- ``bucket-brigade``: ``U_t = r_t + γ b1_{t+1} - b1_t`` (the winner pays its own bid);
+- ``env``: ``U_t = r_t`` (the environment's reward, no payments).
+
+The lookahead bid is 0 after the last step of an episode."""
+
+
+class SocietyConfig(StrictModel):
+    """Hyperparameters of a society of bidding primitives and of their PPO."""
+
+    hidden: Annotated[int, Field(ge=1, le=1024)] = 16
+    """Width of the one hidden layer (ReLU) of every primitive's bidding network and value network."""
+    redundancy: Annotated[int, Field(ge=1, le=64)] = 2
+    """Clones per primitive: copies that bid independently from the same policy, so that a primitive always
+    has a competitor at its own valuation (the cloned Vickrey society); 1: no clones."""
+    mechanism: Mechanism = "ccv"
+    """Auction mechanism (see :data:`Mechanism`): ``ccv`` (default), ``vickrey``, ``bucket-brigade``, ``env``."""
+    policy_lr: Annotated[float, Field(gt=0, le=1)] = 4e-5
+    """Adam learning rate of the bidding networks."""
+    value_lr: Annotated[float, Field(gt=0, le=1)] = 5e-3
+    """Adam learning rate of the value networks."""
+    entropy_coef: Annotated[float, Field(ge=0)] = 0.1
+    """Weight of the Beta distribution's entropy in the bidding loss."""
+    clip: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    """PPO clip range of the probability ratio."""
+    epochs: Annotated[int, Field(ge=1, le=100)] = 1
+    """Passes over the experience per update."""
+    batch_size: Annotated[int, Field(ge=1)] = 256
+    """Samples (steps x clones) of each primitive per minibatch."""
+    value_l2: Annotated[float, Field(ge=0)] = 1e-3
+    """Weight of the squared parameters of the value network in its loss."""
+    max_grad_norm: Annotated[float, Field(gt=0)] = 40.0
+    """Clipping of each primitive's bidding gradient norm."""
+    dropout: bool = False
+    """Agent dropout: at every step each device silences a random subset of its bidders (at least two stay),
+    so that every primitive also bids without the stronger ones and learns its own value, not only to lose."""
+
+
+def gamma_per_tick(horizon_s: float, period_s: float, field: str = "learner.params.discount_horizon") -> float:
+    """The discount per step of ``period_s`` seconds for a horizon of ``horizon_s`` seconds: the time over
+    which the discount falls to 1/e, ``γ = exp(-period / horizon)``; a ConfigError naming ``field`` when the
+    horizon is shorter than one step."""
+    if horizon_s < period_s:
+        raise ConfigError(
+            f"{field}: the discount horizon ({horizon_s:g} s) must be at least one control period ({period_s:g} s)"
+        )
+    return math.exp(-period_s / horizon_s)
+
+
+class MarketConfig(StrictModel):
+    """The feeder market between the devices of a site (:mod:`fleet.sim.market`)."""
+
+    period: PositiveDuration | None = None
+    """Time between two market rounds; None: no market, every device controls alone. At least the control
+    period."""
+    window: PositiveDuration = 10.0
+    """Seconds after the start of a round at which the auctioneer clears it: a bid that has not arrived by
+    then is no bid. Shorter than ``period``."""
+    price_per_kwh: FiniteFloat = Field(1.0, gt=0)
+    """Money per kWh that a bid of 1 offers: a device bids its winning primitive's valuation (in [0, 1]) times
+    this for each kWh it wants."""
+    qos: Literal[0, 1] = 0
+    """MQTT QoS of bids and clearings."""
+
+    def checked(self, control_period_s: float) -> MarketConfig:
+        """Itself, or a ConfigError naming ``learner.params.market.period`` or ``.window``."""
+        if self.period is not None and self.period < control_period_s:
+            raise ConfigError(
+                f"learner.params.market.period: a market round ({self.period:g} s) cannot be shorter than the "
+                f"control period ({control_period_s:g} s)"
+            )
+        if self.period is not None and self.window >= self.period:
+            raise ConfigError(
+                f"learner.params.market.window: the auctioneer must clear a round ({self.window:g} s after its "
+                f"start) before the next begins ({self.period:g} s)"
+            )
+        return self
+
+
+class AuctionConfig(SocietyConfig):
+    """``auction-v1``: on every device a society with one primitive per heat-pump level."""
+
+    discount_horizon: PositiveDuration = 6 * 3600.0
+    """Time over which the discount falls to 1/e: ``γ = exp(-control_period / discount_horizon)`` per tick."""
+    n_steps: Annotated[int, Field(ge=1, le=100_000)] = 240
+    """Control ticks between updates; each primitive learns from ``n_steps * redundancy`` samples."""
+    policy_lr: Annotated[float, Field(gt=0, le=1)] = 1e-3
+    """Adam learning rate of the bidding networks; faster than the reference's 4e-5, which needs millions of
+    samples, more than a simulated month of one house gives."""
+    reward_range_per_h: FiniteFloat = Field(6.0, gt=0)
+    """The scenario's worst reward rate (cost + discomfort + overload, money per hour) that bids can express:
+    bids lie in [0, 1], so each tick's reward ``r`` (≤ 0) enters the society as
+    ``(1 - γ) * clip(1 + r / (reward_range_per_h * control_period / 1h), 0, 1)`` and values in [0, 1]."""
+    market: MarketConfig = MarketConfig()
+    """The feeder market; off (``period`` None) unless set."""
