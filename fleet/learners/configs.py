@@ -46,6 +46,20 @@ class GuardConfig(StrictModel):
     """Received parameters θ_j are rejected when ||θ_j|| > max_norm_ratio * ||θ_i|| (θ_i: the receiver's own)."""
 
 
+def discount_per_step(horizon_s: float, period_s: float) -> float:
+    """The discount per step of ``period_s`` seconds (a control tick) of every learner whose horizon
+    is ``horizon_s`` (its ``discount_horizon``): ``exp(-period_s / horizon_s)``, so that what lies
+    ``t`` seconds ahead counts ``exp(-t / horizon_s)`` whatever the control period. ConfigError
+    naming ``learner.params.discount_horizon`` if the horizon is shorter than a step (a discount
+    below 1/e per step sees hardly past the next one)."""
+    if horizon_s < period_s:
+        raise ConfigError(
+            f"learner.params.discount_horizon ({horizon_s:g} s) is shorter than the control period "
+            f"({period_s:g} s); set a horizon of at least one control period, e.g. '24h'"
+        )
+    return math.exp(-period_s / horizon_s)
+
+
 class ActorCriticConfig(StrictModel):
     """Hyperparameters of the n-step advantage actor-critic (as in Diff-DAC).
 
@@ -167,15 +181,8 @@ class ActorCriticConfig(StrictModel):
     """Checks on received parameters and on each device's own after every update (:mod:`fleet.learners.guard`)."""
 
     def discount(self, period_s: float) -> float:
-        """The discount per step of ``period_s`` seconds (a control tick): ``exp(-period_s /
-        discount_horizon)``; ConfigError naming ``learner.params.discount_horizon`` if the horizon
-        is shorter than a step (a discount below 1/e per step sees hardly past the next one)."""
-        if self.discount_horizon < period_s:
-            raise ConfigError(
-                f"learner.params.discount_horizon ({self.discount_horizon:g} s) is shorter than the control period "
-                f"({period_s:g} s); set a horizon of at least one control period, e.g. '24h'"
-            )
-        return math.exp(-period_s / self.discount_horizon)
+        """The discount per step of ``period_s`` seconds: :func:`discount_per_step`."""
+        return discount_per_step(self.discount_horizon, period_s)
 
 
 class DiffusionConfig(ActorCriticConfig):

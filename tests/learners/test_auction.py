@@ -9,7 +9,7 @@ import torch
 
 from fleet.errors import ConfigError
 from fleet.learners import Deliveries, LearnerContext, Observation, make_learner
-from fleet.learners.auction.config import SocietyConfig, gamma_per_tick
+from fleet.learners.auction.config import SocietyConfig
 from fleet.learners.auction.society import Auction, Society, utilities
 from fleet.learners.auction.tasks import BANDIT, Bandit, equilibrium_bids, train
 from fleet.learners.base import PREVIEW_H, persistence
@@ -115,9 +115,8 @@ def test_the_discount_per_tick_falls_to_1_over_e_over_the_horizon():
     ctx = LearnerContext(2, 4, "heat", np.random.default_rng(0), control_period_s=900.0)
     learner = make_learner("auction-v1", {"discount_horizon": "6h"}, ctx)
     assert learner.gamma == pytest.approx(math.exp(-900 / 21600)) and learner.gamma**24 == pytest.approx(math.exp(-1))
-    assert gamma_per_tick(60.0, 60.0) == pytest.approx(math.exp(-1))
     with pytest.raises(ConfigError, match="learner.params.discount_horizon"):
-        gamma_per_tick(59.0, 60.0)
+        make_learner("auction-v1", {"discount_horizon": "59s"}, LearnerContext(2, 4, "heat", np.random.default_rng(0)))
 
 
 def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone_once_it_expires():

@@ -248,6 +248,8 @@ def test_discount_and_exploration_are_set_in_time():
     cfg = CooperativeConfig(discount_horizon="1h", explore_for="2h", epsilon_min=0.1)
     assert cfg.gamma(900.0) == pytest.approx(math.exp(-0.25))
     assert cfg.gamma(60.0) ** 15 == pytest.approx(cfg.gamma(900.0))  # the same horizon at any period
+    with pytest.raises(ConfigError, match="learner.params.discount_horizon"):
+        cfg.gamma(cfg.discount_horizon + 1.0)  # a horizon shorter than the control period
     assert (cfg.epsilon(0.0), cfg.epsilon(3600.0), cfg.epsilon(1e6)) == pytest.approx((1.0, 0.55, 0.1))
 
 

@@ -9,7 +9,6 @@ minibatches of 256, clip 0.2, an L2 penalty of 1e-3 on the value network, one hi
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -59,17 +58,6 @@ class SocietyConfig(StrictModel):
     dropout: bool = False
     """Agent dropout: at every step each device silences a random subset of its bidders (at least two stay),
     so that every primitive also bids without the stronger ones and learns its own value, not only to lose."""
-
-
-def gamma_per_tick(horizon_s: float, period_s: float, field: str = "learner.params.discount_horizon") -> float:
-    """The discount per step of ``period_s`` seconds for a horizon of ``horizon_s`` seconds: the time over
-    which the discount falls to 1/e, ``γ = exp(-period / horizon)``; a ConfigError naming ``field`` when the
-    horizon is shorter than one step."""
-    if horizon_s < period_s:
-        raise ConfigError(
-            f"{field}: the discount horizon ({horizon_s:g} s) must be at least one control period ({period_s:g} s)"
-        )
-    return math.exp(-period_s / horizon_s)
 
 
 class MarketConfig(StrictModel):

@@ -24,9 +24,10 @@ import numpy as np
 import torch
 
 from fleet.errors import ConfigError
-from fleet.learners.auction.config import AuctionConfig, gamma_per_tick
+from fleet.learners.auction.config import AuctionConfig
 from fleet.learners.auction.society import METRIC_KEYS, Society
 from fleet.learners.base import Deliveries, LearnerContext, Observation
+from fleet.learners.configs import discount_per_step
 from fleet.learners.features import N_FEATURES, features
 from fleet.statefile import attrs_state, expect_keys, load_attrs, load_child
 
@@ -41,7 +42,7 @@ class AuctionLearner:
 
     def __init__(self, config: AuctionConfig, ctx: LearnerContext) -> None:
         self.cfg, self.ctx, self.device = config, ctx, ctx.device
-        self.gamma = gamma_per_tick(config.discount_horizon, ctx.control_period_s)
+        self.gamma = discount_per_step(config.discount_horizon, ctx.control_period_s)
         self.reward_range = config.reward_range_per_h * ctx.control_period_s / 3600.0
         """The worst reward of one tick that bids can express."""
         self.gen = torch.Generator(device=ctx.device).manual_seed(int(ctx.rng.integers(2**62)))

@@ -7,12 +7,12 @@ turned into per-tick values with the control period (:meth:`CooperativeConfig.ga
 
 from __future__ import annotations
 
-import math
 from typing import Annotated
 
 from pydantic import Field, model_validator
 
 from fleet.config import PositiveDuration, StrictModel
+from fleet.learners.configs import discount_per_step
 
 Rate = Annotated[float, Field(gt=0, lt=1)]
 Share = Annotated[float, Field(ge=0)]
@@ -75,8 +75,8 @@ class CooperativeConfig(StrictModel):
         return self
 
     def gamma(self, period_s: float) -> float:
-        """Discount per control tick of ``period_s`` seconds."""
-        return math.exp(-period_s / self.discount_horizon)
+        """Discount per control tick of ``period_s`` seconds (:func:`~fleet.learners.configs.discount_per_step`)."""
+        return discount_per_step(self.discount_horizon, period_s)
 
     def epsilon(self, t_s: float) -> float:
         """Exploration at ``t_s`` seconds after the start."""
