@@ -87,7 +87,7 @@ def test_the_default_scenario_compares_a_learner_with_the_thermostat(tmp_path):
     assert summary["run"]["learner"] == "diffusion-v1" and summary["kpis"] != summary["baseline"]
     assert summary["kpis_vs_baseline"]["energy_kwh"] != 1.0  # not the thermostat against itself
     # its scenario.yaml (preset, shipped policy name and defaults resolved) reproduces it
-    assert yaml.safe_load((tmp_path / "run" / "scenario.yaml").read_text())["learner"]["params"]["lr"] == 0.03
+    assert yaml.safe_load((tmp_path / "run" / "scenario.yaml").read_text())["learner"]["params"]["lr"] == 0.006
     result = fleet("run", tmp_path / "run" / "scenario.yaml", "-o", tmp_path / "again", "--device", "cpu", "-q")
     assert result.exit_code == 0, result.output
     assert (tmp_path / "again" / "metrics.csv").read_bytes() == (tmp_path / "run" / "metrics.csv").read_bytes()

@@ -198,9 +198,11 @@ class DiffusionConfig(ActorCriticConfig):
 
     optimizer: Optimizer = "sgd"
     """Per-device SGD, whose steps average under the combine (see ``ActorCriticConfig.optimizer``)."""
-    lr: LearningRate = 0.3
-    """The study's step from a random start; from a trained policy (``init_policy``) 0.03 keeps
-    it (preset ``clone-finetune``)."""
+    lr: LearningRate = 0.06
+    """The study's step from a random start; from a trained policy (``init_policy``) 0.006 keeps
+    it (preset ``clone-finetune``). The study ran 0.3 and 0.03 when a device's own step entered
+    its combine weighted by its self-weight, 1/5 on its degree-4 graph; in Diff-DAC's order
+    (:mod:`fleet.learners.actor_critic`) the full step does, so a fifth is the same step."""
 
     weights: Literal["uniform", "metropolis"] = "uniform"
     """Combination weights over the closed neighbourhood (renormalized over fresh neighbours)."""

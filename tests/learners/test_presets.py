@@ -90,7 +90,7 @@ def test_the_resolved_scenario_holds_every_learner_parameter_and_reloads_to_itse
     params = sc.learner.params
     assert set(params) == set(REGISTRY["diffusion-v1"].config_cls.model_fields)  # every field, defaults included
     # preset over defaults
-    assert (params["init_policy"], params["lr"], params["optimizer"]) == ("clone-v1", 0.03, "sgd")
+    assert (params["init_policy"], params["lr"], params["optimizer"]) == ("clone-v1", 0.006, "sgd")
     assert params["comm"] == {**REGISTRY["diffusion-v1"].config_cls().comm.model_dump(mode="json"), "dtype": "float16"}
     path = tmp_path / "scenario.yaml"
     path.write_text(dump_scenario(sc))
