@@ -53,15 +53,31 @@ def days_to_final(days: dict[str, np.ndarray], within: float = 0.05) -> int:
     return int(np.flatnonzero(off)[-1] + 1) if off.any() else 0
 
 
+def interval(values) -> str:
+    """Mean ± the half width of its 95 % t interval."""
+    i = t_interval(values)
+    return f"{i.mean:+.2f}" + ("" if i.low is None else f" ± {(i.high - i.low) / 2:.2f}")
+
+
+def tails(runs: list[Path]) -> dict[str, np.ndarray]:
+    """Per key of :func:`daily`, the mean over the last TAIL_DAYS days of each run (seeds,)."""
+    per_seed = [daily(r) for r in runs]
+    return {k: np.array([d[k][-TAIL_DAYS:].mean() for d in per_seed]) for k in per_seed[0]}
+
+
+def paired(runs: list[Path], reference: list[Path]) -> dict[str, str]:
+    """The last days' cost and discomfort of ``runs`` minus those of ``reference``, seed by seed."""
+    mine, theirs = tails(runs), tails(reference)
+    return {
+        f"tail {k.split('/')[1]} - reference": interval(mine[k] - theirs[k])
+        for k in ("kpi/cost", "kpi/discomfort_degh")
+    }
+
+
 def summary(runs: list[Path]) -> dict[str, str]:
     """The figures of one variant's runs (one per seed)."""
     per_seed = [daily(r) for r in runs]
-
-    def interval(values) -> str:
-        i = t_interval(values)
-        return f"{i.mean:+.2f}" + ("" if i.low is None else f" ± {(i.high - i.low) / 2:.2f}")
-
-    tail = {k: [d[k][-TAIL_DAYS:].mean() for d in per_seed] for k in per_seed[0]}
+    tail = tails(runs)
     return {
         "tail cost": interval(tail["kpi/cost"]),
         "tail cost - thermostat": interval(np.subtract(tail["kpi/cost"], tail["baseline/cost"])),
@@ -77,13 +93,20 @@ def summary(runs: list[Path]) -> dict[str, str]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("study", type=Path, help="a study folder (fleet study -o)")
+    parser.add_argument("--reference", default="rule-based-preheat", help="variant to pair the others with")
     args = parser.parse_args()
     variants: dict[str, list[Path]] = {}
     for run in sorted((args.study / "runs").iterdir()):
         if (run / "summary.json").exists():
             variants.setdefault(run.name.rsplit("-seed", 1)[0], []).append(run)
+    reference = variants.get(args.reference, [])
     for name, runs in variants.items():
-        print(f"{name} ({len(runs)} seeds): {json.dumps(summary(runs))}")
+        figures = summary(runs)
+        seeds = {r.name.rsplit("-seed", 1)[1] for r in runs}
+        against = [r for r in reference if r.name.rsplit("-seed", 1)[1] in seeds]
+        if name != args.reference and len(against) == len(runs):
+            figures.update(paired(runs, against))
+        print(f"{name} ({len(runs)} seeds): {json.dumps(figures, ensure_ascii=False)}")
 
 
 if __name__ == "__main__":
