@@ -17,10 +17,10 @@ x_{k+1}, others_k) and then acts. IER uses the feeder's additive load model
 - an imagined transition changes only what the feeder model knows: the load feature of the
   next observation and the device's share of the overload penalty (and its energy cost, were
   its own level to change); its temperature and discomfort are those it lived. So it imagines
-  ``ALONE`` and ``ALL_COPY`` only, which keep the device's own level (a first version that also
-  imagined ``IDLE`` and ``COPY_MEAN`` with the comfort as lived made idling look free: on
-  feeder-peak-v1, seed 0, its discomfort was 28 times the rule-based thermostat's, the plain
-  DQN's 19 times);
+  ``ALONE`` and ``ALL_COPY`` only, which keep the device's own level (imagining ``IDLE`` or
+  ``COPY_MEAN`` with the comfort as lived would make idling look free of discomfort; on
+  feeder-peak-v1, seed 0, the first version that did so and this one let the houses go about
+  equally cold: docs/studies/cooperative.md);
 - the number of devices sharing the feeder comes with the meter reading.
 """
 
