@@ -17,9 +17,10 @@ x_{k+1}, others_k) and then acts. IER uses the feeder's additive load model
 - an imagined transition changes only what the feeder model knows: the load feature of the
   next observation and the device's share of the overload penalty (and its energy cost, were
   its own level to change); its temperature and discomfort are those it lived. So it imagines
-  ``ALONE`` and ``ALL_COPY`` only, which keep the device's own level (a first version that also
-  imagined ``IDLE`` and ``COPY_MEAN`` with the comfort as lived learned to let the houses go
-  cold: on feeder-peak-v1 its discomfort was 28 times the rule-based thermostat's);
+  ``ALONE`` and ``ALL_COPY`` only, which keep the device's own level (imagining ``IDLE`` or
+  ``COPY_MEAN`` with the comfort as lived would make idling look free of discomfort; on
+  feeder-peak-v1, seed 0, the first version that did so and this one let the houses go about
+  equally cold: docs/studies/cooperative.md);
 - the number of devices sharing the feeder comes with the meter reading.
 """
 
@@ -45,8 +46,8 @@ FEEDER_COLUMN = 9
 class FeederDynamics:
     """The feeder's additive load model, for IER: ``load = own + others`` kW. It imagines only
     the others copying the device: a scenario that changes the device's own level would need its
-    house's thermal model to say what that does to its comfort (kept as lived, the device's
-    comfort would look free, and every imagined idle tick would teach it to idle)."""
+    house's thermal model to say what that does to its comfort (kept as lived, idling would look
+    free of discomfort)."""
 
     coordination = (ALL_COPY,)
 
