@@ -437,7 +437,9 @@ def _check_header(data: bytes) -> np.void:
 
 
 def _read_layout(data: bytes, n_arrays: int) -> tuple[list[DType], list[tuple[int, ...]]]:
-    """The arrays' dtypes and shapes from the descriptors after the header, checking they fit the message."""
+    """The arrays' dtypes and shapes from the descriptors after the header, checking they fit the
+    message. An empty array's other extents count too: ``(0, 2**32 - 1, 2**32 - 1)`` holds no value
+    but is no array numpy can make, so no extent may reach past the message's own length."""
     dtypes, shapes, offset, end = [], [], HEADER_BYTES, len(data) - CRC_BYTES
     for i in range(n_arrays):
         if offset >= end:
@@ -448,7 +450,10 @@ def _read_layout(data: bytes, n_arrays: int) -> tuple[list[DType], list[tuple[in
             raise WireError(f"byte {offset + 1}: array {i} has ndim {ndim}; at most {MAX_NDIM}")
         if offset + _descriptor_bytes(ndim) > end:
             raise WireError(f"byte {offset}: the message ends inside the descriptor of array {i} (truncated)")
-        shapes.append(struct.unpack_from(f"<{ndim}I", data, offset + 2))
+        shape = struct.unpack_from(f"<{ndim}I", data, offset + 2)
+        if prod(max(d, 1) for d in shape) > len(data):
+            raise WireError(f"byte {offset + 2}: array {i} has shape {shape}, larger than the message can hold")
+        shapes.append(shape)
         offset += _descriptor_bytes(ndim)
     return dtypes, shapes
 
