@@ -64,27 +64,12 @@ def optimal_control(
     ``on_level`` gets the levels (N,) chosen at each tick. Holds the value function of every
     tick: K x N x 700 float32 (160 MB for 100 houses over 6 days of 15-minute ticks)."""
     p, dt_h = world.params, window.dt_s / 3600.0
-    power, heat = _level_heat(world, mode)
-    grid = np.arange(*GRID_C)
-    n, g, levels = p.n, len(grid), power.shape[1]
     steps = [world.conditions(float(t)) for t in window.times_s]
-    value = np.zeros((len(steps) + 1, n, g), dtype=np.float32)  # cost-to-go after tick k
-    for k in range(len(steps) - 1, -1, -1):
-        value[k] = np.min(
-            [
-                _q(steps[k], grid[None, :], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)
-                for a in range(levels)
-            ],
-            axis=0,
-        )
-    houses, cost, discomfort = ThermostatFleet(p, mode), np.zeros(n), np.zeros(n)
+    value = cost_to_go(world, window, discomfort_per_degh, mode, steps)
+    houses, cost, discomfort = ThermostatFleet(p, mode), np.zeros(p.n), np.zeros(p.n)
     houses.temp = np.asarray(start_c, float).copy()
     for k, step in enumerate(steps):
-        q = [
-            _q(step, houses.temp[:, None], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)[:, 0]
-            for a in range(levels)
-        ]
-        level = np.argmin(q, axis=0)
+        level = best_levels(world, step, houses.temp, value[k + 1], discomfort_per_degh, window.dt_s, mode)
         if on_level is not None:
             on_level(level)
         drawn = houses.step(level, step["outdoor_c"], window.dt_s)
@@ -92,6 +77,48 @@ def optimal_control(
             cost += drawn * step["price"] * dt_h
             discomfort += comfort_violation_c(houses.temp, step["band_lo"], step["band_hi"]) * dt_h
     return Outcome(cost, discomfort)
+
+
+def cost_to_go(
+    world: World, window: Window, discomfort_per_degh: float, mode: str = "heat", steps: list[dict] | None = None
+) -> np.ndarray:
+    """The optimal cost-to-go (K+1, N, G) float32 after each of the K ticks of ``window`` (0 after the
+    last), of every house from each temperature of the grid (:data:`GRID_C`, G points). ``steps``:
+    the ticks' :meth:`World.conditions`, if already at hand."""
+    p, dt_h = world.params, window.dt_s / 3600.0
+    power, heat = _level_heat(world, mode)
+    grid = np.arange(*GRID_C)
+    steps = steps if steps is not None else [world.conditions(float(t)) for t in window.times_s]
+    value = np.zeros((len(steps) + 1, p.n, len(grid)), dtype=np.float32)
+    for k in range(len(steps) - 1, -1, -1):
+        value[k] = np.min(
+            [
+                _q(steps[k], grid[None, :], a, value[k + 1], p, power, heat, dt_h, discomfort_per_degh)
+                for a in range(power.shape[1])
+            ],
+            axis=0,
+        )
+    return value
+
+
+def best_levels(
+    world: World,
+    step: dict,
+    temp_c: np.ndarray,
+    next_value: np.ndarray,
+    discomfort_per_degh: float,
+    dt_s: float,
+    mode: str = "heat",
+) -> np.ndarray:
+    """The optimal level (N,) of every house at indoor temperatures ``temp_c`` (N,) under the
+    conditions ``step``, given the cost-to-go ``next_value`` (N, G) after the tick (a row of
+    :func:`cost_to_go`)."""
+    power, heat = _level_heat(world, mode)
+    q = [
+        _q(step, temp_c[:, None], a, next_value, world.params, power, heat, dt_s / 3600.0, discomfort_per_degh)[:, 0]
+        for a in range(power.shape[1])
+    ]
+    return np.argmin(q, axis=0)
 
 
 def _q(
