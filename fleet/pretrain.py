@@ -31,6 +31,7 @@ which ``learner.params.init_policy`` loads and ``fleet agent`` deploys through t
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
@@ -93,8 +94,9 @@ class TrainConfig(StrictModel):
     """Each round starts on a day drawn uniformly within this many days of the scenario's
     ``start_day`` (around the year); 182 draws from the whole year."""
     widen: Annotated[float, Field(ge=0, le=100)] = 1.0
-    """Spread of the per-device distributions (:data:`WIDENED`) as a multiple of the scenario's, around
-    their centres: 2 doubles the range of a uniform and the deviation and clip bounds of a normal."""
+    """Spread of the per-device distributions (:data:`WIDENED`) as a multiple of the scenario's: 2
+    squares the ratio high/low of a uniform over positive values (R from 3-6 degC/kW to 2.1-8.5),
+    doubles the range of another uniform and the deviation and clip bounds of a normal."""
     teacher_weight: Annotated[float, Field(ge=0)] | None = None
     """Price per degree-hour outside the band that the teacher minimizes with the energy cost;
     None: the scenario's ``reward.discomfort_per_degh``."""
@@ -174,8 +176,9 @@ def draw_world(scenario: Scenario, cfg: TrainConfig, round_: int) -> tuple[Scena
 
 
 def round_scenario(scenario: Scenario, cfg: TrainConfig, round_: int) -> Scenario:
-    """``scenario`` as round ``round_`` trains on it: ``cfg.houses`` houses over ``cfg.days`` days,
-    its distributions widened, a seed and start day of its own. ConfigError if widened too far."""
+    """``scenario`` as round ``round_`` trains on it: ``cfg.houses`` houses over ``cfg.days`` days
+    (and one more day of weather, which a teacher sees ahead), its distributions widened, a seed
+    and start day of its own. ConfigError if widened too far."""
     rng = Streams(cfg.seed).numpy(f"train/round-{round_}")
     raw = scenario.model_dump(mode="json")
     n = scenario.n_devices
@@ -185,6 +188,7 @@ def round_scenario(scenario: Scenario, cfg: TrainConfig, round_: int) -> Scenari
     for section, name in WIDENED:
         raw["fleet"][section][name] = _widened(raw["fleet"][section][name], cfg.widen)
     raw["fleet"]["external"] = []
+    raw["topology"] = {"kind": "grid"}  # no messages in training; a grid fits any number of houses
     raw.update(
         seed=int(rng.integers(2**62)),
         start_day=int((scenario.start_day - 1 + rng.integers(-cfg.season_days, cfg.season_days + 1)) % 365) + 1,
@@ -199,18 +203,19 @@ def round_scenario(scenario: Scenario, cfg: TrainConfig, round_: int) -> Scenari
 
 
 def _widened(dist: dict, factor: float) -> dict:
-    """A distribution (as in a scenario file) with its spread around its centre times ``factor``."""
+    """A distribution (as in a scenario file) with its spread times ``factor``: a uniform over positive
+    values by ratio around its geometric centre (so it stays positive), any other uniform and a
+    normal's deviation and clip bounds around its centre."""
+    if dist["dist"] == "uniform" and dist["low"] > 0:
+        centre, ratio = math.sqrt(dist["low"] * dist["high"]), math.sqrt(dist["high"] / dist["low"]) ** factor
+        return {**dist, "low": centre / ratio, "high": centre * ratio}
     if dist["dist"] == "uniform":
         mid, half = (dist["low"] + dist["high"]) / 2, (dist["high"] - dist["low"]) / 2
         return {**dist, "low": mid - factor * half, "high": mid + factor * half}
     if dist["dist"] == "normal":
         m = dist["mean"]
-        return {
-            **dist,
-            "std": factor * dist["std"],
-            "low": m + factor * (dist["low"] - m),
-            "high": m + factor * (dist["high"] - m),
-        }
+        low, high = m + factor * (dist["low"] - m), m + factor * (dist["high"] - m)
+        return {**dist, "std": factor * dist["std"], "low": low, "high": high}
     return dist
 
 
@@ -247,14 +252,14 @@ class _Policy:
 
 
 def _simulate(
-    sc: Scenario, world: World, policy: _Policy, on_tick: Callable[[int, float, ControlledFleet], None], seed: int
+    sc: Scenario, world: World, days: int, policy: _Policy, on_tick: Callable[[int, float, ControlledFleet], None]
 ) -> ControlledFleet:
-    """Every house of ``world`` under ``policy`` over the round's ticks; ``on_tick(k, t, fleet)``
-    before each tick (the teacher's labels), the reward of each tick to ``policy``."""
+    """Every house of ``world`` under ``policy`` for ``days`` days; ``on_tick(k, t, fleet)`` before
+    each tick (the teacher's labels), the reward of each tick to ``policy``."""
     fleet = ControlledFleet(world, sc.fleet.hvac.mode, policy)
-    noise, online = Streams(seed).numpy("train/sensors"), np.ones(world.n, bool)
+    noise, online = Streams(sc.seed).numpy("train/sensors"), np.ones(world.n, bool)
     weights = (sc.reward.discomfort_per_degh, sc.reward.overload_per_kwh)
-    for k, t in enumerate(np.arange(0.0, sc.horizon, sc.control_period)):
+    for k, t in enumerate(np.arange(0.0, days * 86400.0, sc.control_period)):
         on_tick(k, t, fleet)
         inputs = dict(world.conditions(float(t)), online=online)
         fleet.tick(inputs, noise.normal(0.0, sc.fleet.sensors.temp_noise_std_c, world.n), sc.control_period, weights)
@@ -303,13 +308,13 @@ class Trainer:
 
         def label(k: int, t: float, fleet: ControlledFleet) -> None:
             if k % plan_ticks == 0:
-                times = t + sc.control_period * np.arange(plan_ticks + per_day)
+                times = t + sc.control_period * np.arange(min(plan_ticks, cfg.days * per_day - k) + per_day)
                 self.teacher.plan(world, Window(times, np.ones(len(times), bool), sc.control_period))
                 _report(progress, r, cfg.days, t)
             policy.label = self.teacher.levels(k % plan_ticks, world.conditions(float(t)), fleet.buildings.temp)
             policy.follow = follow_rng.random(world.n) < 0.5**r
 
-        fleet = _simulate(sc, world, policy, label, sc.seed)
+        fleet = _simulate(sc, world, cfg.days, policy, label)
         x, y = torch.cat(policy.obs).cpu(), torch.as_tensor(np.concatenate(policy.labels))
         self.data = {"x": torch.cat([self.data["x"], x]), "y": torch.cat([self.data["y"], y])}
         gen = Streams(cfg.seed).torch(f"train/fit-{r}")
@@ -319,21 +324,27 @@ class Trainer:
         return fleet, {"agreement": float(agree.float().mean()), "labelled": len(self.data["y"])}
 
     def _ppo(self, sc, world, policy, progress):
-        cfg, metrics = self.cfg, {}
-        learner_cfg = self.core.cfg
+        n_steps, metrics = self.cfg.n_steps, {}
 
         def learn(k: int, t: float, fleet: ControlledFleet) -> None:
             nonlocal metrics
-            if k and k % cfg.n_steps == 0:
-                rollout = Rollout(
-                    torch.stack(policy.obs), torch.stack(policy.actions[:-1]), torch.stack(policy.rewards[:-1])
-                )
-                metrics = self.core.update(shape_rewards(rollout, learner_cfg))
-                del policy.obs[:-1], policy.actions[:-1], policy.rewards[:-1]
-                _report(progress, self.round, cfg.days, t)
+            if k and k % n_steps == 0:
+                metrics = self._update(policy)
+                _report(progress, self.round, self.cfg.days, t)
 
-        fleet = _simulate(sc, world, policy, learn, sc.seed)
-        return fleet, metrics
+        fleet = _simulate(sc, world, self.cfg.days, policy, learn)
+        return fleet, self._update(policy) if len(policy.rewards) > 1 else metrics
+
+    def _update(self, policy: _Policy) -> dict[str, float]:
+        """A PPO update on the ticks ``policy`` recorded since the last; the newest waits for its successor."""
+        obs, actions, rewards = (
+            torch.stack(policy.obs),
+            torch.stack(policy.actions[:-1]),
+            torch.stack(policy.rewards[:-1]),
+        )
+        metrics = self.core.update(shape_rewards(Rollout(obs, actions, rewards), self.core.cfg))
+        del policy.obs[:-1], policy.actions[:-1], policy.rewards[:-1]
+        return metrics
 
     def state_dict(self) -> dict:
         return {"round": self.round, "core": self.core.state_dict(), "data": self.data}
@@ -383,6 +394,7 @@ def train(
         record["rounds"].append({**trainer.step(progress), "wall_s": time.monotonic() - started})
         _atomic_write(out / CHECKPOINT, lambda write: save_state(write, "pretrain", {"trainer": trainer.state_dict()}))
         (out / RECORD).write_text(json.dumps(record, indent=1))
+        _report(progress, trainer.round, cfg.days, 0.0)
     save_policy(out / POLICY, trainer.core.actor)
     return record
 
