@@ -10,9 +10,21 @@ import torch
 
 from devices.building import ThermostatFleet
 from fleet.errors import ConfigError, RunDirError
+from fleet.learners.features import N_FEATURES
+from fleet.learners.stacked import StackedMLP
 from fleet.mqtt.memory import MemoryBroker
 from fleet.optimum import Window, optimal_control
-from fleet.pretrain import CHECKPOINT, POLICY, RECORD, OptimumTeacher, TrainConfig, Trainer, draw_world, train
+from fleet.pretrain import (
+    CHECKPOINT,
+    POLICY,
+    RECORD,
+    OptimumTeacher,
+    TrainConfig,
+    Trainer,
+    _OneNetwork,
+    draw_world,
+    train,
+)
 from fleet.scenario import parse_scenario
 from fleet.sim.rng import Streams
 from fleet.sim.world import build_world
@@ -184,3 +196,16 @@ def test_without_a_teacher_every_round_is_ppo_and_changes_the_actor(scenario, tm
     saved = _saved_actor(tmp_path / "out" / POLICY)
     assert all(torch.isfinite(t).all() for t in saved)
     assert not all(torch.equal(a.detach()[0], b) for a, b in zip(start, saved))
+
+
+def test_the_shared_network_gives_what_the_stacked_one_gives_on_every_row():
+    net = StackedMLP(1, [N_FEATURES, 8, 8, 4], torch.Generator().manual_seed(0), "cpu")
+    x = torch.randn(5, 7, N_FEATURES)
+    torch.testing.assert_close(_OneNetwork(net)(x), net(x), rtol=1e-5, atol=1e-6)
+    assert _OneNetwork(net).parameters == net.parameters  # the very tensors: an optimizer of one steps the other
+
+
+def test_a_ppo_update_on_some_houses_learns_from_their_ticks_only(scenario, tmp_path):
+    cfg = TrainConfig(teacher="none", houses=6, days=1, rounds=1, ppo_houses=2, n_steps=48)
+    record = train(scenario, tmp_path / "out", cfg)
+    assert np.isfinite(record["rounds"][0]["losses/value"])
