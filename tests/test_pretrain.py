@@ -209,3 +209,13 @@ def test_a_ppo_update_on_some_houses_learns_from_their_ticks_only(scenario, tmp_
     cfg = TrainConfig(teacher="none", houses=6, days=1, rounds=1, ppo_houses=2, n_steps=48)
     record = train(scenario, tmp_path / "out", cfg)
     assert np.isfinite(record["rounds"][0]["losses/value"])
+
+
+def test_the_commands_defaults_are_the_configs():
+    from fleet.cli import train_cmd
+
+    fields = TrainConfig.model_fields
+    given = {
+        p.name: p.default for p in train_cmd.params if p.name in fields and isinstance(p.default, int | float | str)
+    }
+    assert len(given) == 8 and given == {name: fields[name].default for name in given}  # teacher_weight: None
