@@ -208,10 +208,10 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
     show_default=True,
     help="Teacher of the DAgger rounds (optimum: the perfect-information optimum), or none: PPO only.",
 )
-@click.option("--rounds", type=int, default=8, show_default=True, help="Rounds with the teacher (without one: of PPO).")
+@click.option("--rounds", type=int, default=3, show_default=True, help="Rounds with the teacher (without one: of PPO).")
 @click.option("--rl-rounds", type=int, default=0, show_default=True, help="Rounds of PPO after the teacher's.")
 @click.option("--houses", type=int, default=100, show_default=True, help="Houses simulated at once in each round.")
-@click.option("--days", type=int, default=30, show_default=True, help="Simulated days per round.")
+@click.option("--days", type=int, default=20, show_default=True, help="Simulated days per round.")
 @click.option(
     "--widen",
     type=float,

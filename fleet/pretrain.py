@@ -82,13 +82,13 @@ class TrainConfig(StrictModel):
 
     teacher: str = "optimum"
     """The teacher of the DAgger rounds, a name in :data:`TEACHERS`, or ``none``: reinforcement only."""
-    rounds: Annotated[int, Field(ge=0, le=10_000)] = 8
+    rounds: Annotated[int, Field(ge=0, le=10_000)] = 3
     """Rounds with the teacher (DAgger); without one, rounds of PPO."""
     rl_rounds: Annotated[int, Field(ge=0, le=10_000)] = 0
     """Rounds of PPO after the teacher's."""
     houses: Annotated[int, Field(ge=1, le=1_000_000)] = 100
     """Houses simulated at once in each round (split over the scenario's sites as it splits its devices)."""
-    days: Annotated[int, Field(ge=1, le=3650)] = 30
+    days: Annotated[int, Field(ge=1, le=3650)] = 20
     """Simulated days per round."""
     season_days: Annotated[int, Field(ge=0, le=182)] = 60
     """Each round starts on a day drawn uniformly within this many days of the scenario's
