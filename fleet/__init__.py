@@ -56,6 +56,7 @@ __all__ = [
     "load_scenario",
     "resume",
     "run",
+    "train",
     "write_report",
 ]
 
@@ -186,6 +187,40 @@ def resume(run_dir: str | Path, *, progress: bool | Callable[[float], None] = Fa
     with _progress(progress, load_scenario(path / "scenario.yaml").horizon if shown else 0.0, path.name) as report:
         done, _ = continue_run(path, progress=report)
     return Result.read(done.path)
+
+
+def train(
+    scenario: Scenario | str | Path,
+    out: str | Path,
+    config: Mapping[str, Any] | None = None,
+    *,
+    device: str = "auto",
+    overwrite: bool = False,
+    resume: bool = False,
+    progress: bool | Callable[[float], None] = False,
+) -> dict[str, Any]:
+    """Pretrain one policy for ``scenario`` on simulated years of randomized houses into the folder
+    ``out`` (:mod:`fleet.pretrain`) and return its record (``out/train.json``: the config and
+    each round's figures). ``out/policy.safetensors`` is then a policy file that
+    ``learner.params.init_policy`` loads.
+
+    ``config``: the fields of :class:`fleet.pretrain.TrainConfig`, e.g. ``{"teacher": "optimum",
+    "rounds": 8, "houses": 100, "days": 30, "widen": 1.5}`` (unknown or invalid ones raise
+    :class:`ConfigError`). ``out`` must not exist unless ``overwrite`` (an earlier training folder)
+    or ``resume`` (continue its checkpoint, same scenario and config). ``device`` and ``progress``
+    as for :func:`run`; progress counts the simulated time trained.
+    """
+    from fleet.pretrain import TrainConfig
+    from fleet.pretrain import train as pretrain
+    from fleet.scenario import Scenario
+
+    sc = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+    cfg = TrainConfig.parse(dict(config or {}))
+    total = (cfg.rounds + cfg.rl_rounds) * cfg.days * 86400.0
+    with _progress(progress, total, f"training on {sc.name}") as report:
+        return pretrain(
+            sc, Path(out), cfg, _resolve_device(device), overwrite=overwrite, resume=resume, progress=report
+        )
 
 
 def load_result(run_dir: str | Path) -> Result:

@@ -208,6 +208,97 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
     )
 
 
+@main.command(name="train")
+@click.argument("scenario")
+@click.option("-o", "--out", type=click.Path(path_type=Path), required=True, help="Folder of the training.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a scenario field (repeatable).")
+@click.option(
+    "--teacher",
+    default="optimum",
+    show_default=True,
+    help="Teacher of the DAgger rounds (optimum: the perfect-information optimum), or none: PPO only.",
+)
+@click.option("--rounds", type=int, default=3, show_default=True, help="Rounds with the teacher (without one: of PPO).")
+@click.option("--rl-rounds", type=int, default=0, show_default=True, help="Rounds of PPO after the teacher's.")
+@click.option("--houses", type=int, default=100, show_default=True, help="Houses simulated at once in each round.")
+@click.option("--days", type=int, default=20, show_default=True, help="Simulated days per round.")
+@click.option(
+    "--widen",
+    type=float,
+    default=1.0,
+    show_default=True,
+    help="Spread of the scenario's per-device distributions (houses, heat pumps, schedules), times its own.",
+)
+@click.option(
+    "--season-days",
+    type=int,
+    default=60,
+    show_default=True,
+    help="Rounds start within this many days of the scenario's start_day (182: any day of the year).",
+)
+@click.option(
+    "--teacher-weight",
+    type=float,
+    help="Price per degree-hour outside the band that the teacher minimizes [default: the scenario's reward].",
+)
+@click.option(
+    "--option",
+    "options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Any other field of fleet.pretrain.TrainConfig, e.g. --option fit_epochs=20 (repeatable).",
+)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of training's draws.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--threads", type=click.IntRange(min=1), help="CPU threads of torch [default: as fleet run].")
+@click.option("--overwrite", is_flag=True, help="Replace an earlier training in the folder.")
+@click.option("--resume", is_flag=True, help="Continue the folder's training from its checkpoint (same options).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress and no summary.")
+def train_cmd(
+    scenario: str,
+    out: Path,
+    overrides: tuple[str, ...],
+    options: tuple[str, ...],
+    device: str,
+    threads: int | None,
+    overwrite: bool,
+    resume: bool,
+    quiet: bool,
+    **config,
+) -> None:
+    """Pretrain one policy for SCENARIO on simulated years of randomized houses.
+
+    Each round draws --houses houses from the scenario's distributions (widened by --widen) with
+    weather of their own, simulates them for --days days, and learns: by DAgger from the teacher,
+    then (--rl-rounds) by PPO. OUT gets train.json, checkpoint.safetensors after every round
+    (--resume continues from it) and at the end policy.safetensors, which learners load:
+
+    \b
+      fleet train thermostats-small-v1 --set control_period=15min -o pretrained
+      fleet run thermostats-small-v1 --set control_period=15min --set learner.name=independent-v1 \\
+        --set learner.params.init_policy=pretrained/policy.safetensors --set learner.params.frozen=true
+    """
+    from fleet.scenario import parse_yaml
+    from fleet.threads import set_threads, threads_for_fleet
+
+    for item in options:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--option {item!r}: give KEY=VALUE, e.g. --option fit_epochs=20")
+        config[key.strip()] = parse_yaml(value)
+    config = {key: value for key, value in config.items() if value is not None}
+    sc = fleet.load_scenario(scenario, overrides)
+    set_threads(threads or threads_for_fleet(config["houses"]))
+    record = fleet.train(sc, out, config, device=device, overwrite=overwrite, resume=resume, progress=not quiet)
+    if not quiet:
+        last = record["rounds"][-1]
+        click.echo(
+            f"round {last['round']}: cost {last['cost']:.2f} and discomfort {last['discomfort_degh']:.2f} "
+            "degC*h per house-day"
+        )
+        click.echo(f"policy in {Path(out) / 'policy.safetensors'}")
+
+
 @main.command(name="resume")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing unless the run fails or is interrupted.")

@@ -73,19 +73,27 @@ def clone(
     quiet: bool = False,
 ) -> StackedMLP:
     """An actor for one device fitted to predict levels ``y`` (S,) from features ``x``
-    (S, N_FEATURES), by Adam on the cross-entropy, in minibatches of 1,024."""
+    (S, N_FEATURES) (:func:`fit`)."""
     gen = torch.Generator().manual_seed(seed)
     actor = ActorCritic(cfg, 1, N_FEATURES, n_levels, gen, "cpu", shared=True).actor
+    fit(actor, x, y, gen, epochs, quiet)
+    return actor
+
+
+def fit(
+    actor: StackedMLP, x: torch.Tensor, y: torch.Tensor, gen: torch.Generator, epochs: int, quiet: bool = True
+) -> None:
+    """Fit the actor of one device (N = 1) in place to predict levels ``y`` (S,) from features ``x``
+    (S, F), by Adam on the cross-entropy in minibatches of 1,024 drawn by ``gen`` (a CPU generator)."""
     optimizer = torch.optim.Adam(actor.parameters, lr=3e-3)
-    for _ in tqdm(range(epochs), desc="cloning the optimum", unit="epoch", disable=quiet):
-        order = torch.randperm(len(x), generator=gen)
+    for _ in tqdm(range(epochs), desc="cloning the teacher", unit="epoch", disable=quiet):
+        order = torch.randperm(len(x), generator=gen).to(x.device)
         for i in range(0, len(x), 1024):
             batch = order[i : i + 1024]
             loss = torch.nn.functional.cross_entropy(actor(x[batch].unsqueeze(0)).squeeze(0), y[batch])
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-    return actor
 
 
 @torch.no_grad()

@@ -92,7 +92,7 @@ class Stage:
     band_hi: np.ndarray
 
 
-def _house(world: World, mode: str) -> HouseModel:
+def house_model(world: World, mode: str) -> HouseModel:
     """The world's true houses, as :class:`devices.building.ThermostatFleet` steps them (cooling removes heat)."""
     p = world.params
     sign = 1.0 if mode == "heat" else -1.0
@@ -101,7 +101,8 @@ def _house(world: World, mode: str) -> HouseModel:
     )
 
 
-def _stage(world: World, t: float) -> Stage:
+def stage_at(world: World, t: float) -> Stage:
+    """What a tick at ``t`` brings every house of ``world``."""
     c = world.conditions(t)
     return Stage(c["outdoor_c"], c["price"], c["band_lo"], c["band_hi"])
 
@@ -163,8 +164,8 @@ def optimal_control(
     if not 0.0 < discount <= 1.0:
         raise ValueError(f"discount must be in (0, 1], got {discount}")
     p, dt_h = world.params, window.dt_s / 3600.0
-    house = _house(world, mode)
-    stages = [_stage(world, float(t)) for t in window.times_s]
+    house = house_model(world, mode)
+    stages = [stage_at(world, float(t)) for t in window.times_s]
     value = cost_to_go(house, stages, discomfort_per_degh, dt_h, discount=discount)
     houses, cost, discomfort = ThermostatFleet(p, mode), np.zeros(p.n), np.zeros(p.n)
     houses.temp = np.asarray(start_c, float).copy()
