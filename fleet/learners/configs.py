@@ -157,8 +157,9 @@ class ActorCriticConfig(StrictModel):
     seed's draw; the critic still starts from the draw. A path relative to the working
     directory, or the name of a policy shipped with fleet: ``clone-v1``, the actor that imitates
     the perfect-information optimum (``python benchmarks/study_learning.py imitate`` writes it,
-    :mod:`fleet.imitation`; :mod:`fleet.learners.shipped`). A board given the same file starts
-    where the simulated devices do."""
+    :mod:`fleet.imitation`), or ``pretrained-v1``, the actor ``fleet train`` learnt on randomized
+    houses (:mod:`fleet.pretrain`; both in :mod:`fleet.learners.shipped`). A board given the same
+    file starts where the simulated devices do."""
     frozen: bool = False
     """Never update: every device acts with the policy it starts from (``init_policy``, or the
     seed's draw) for the whole run and records no experience, to evaluate that policy on a

@@ -19,10 +19,15 @@ import yaml
 
 PRESETS_FILE = Path(__file__).with_name("presets.yaml")
 REPO = Path(__file__).resolve().parents[2]
-POLICIES = {"clone-v1": "benchmarks/results/imitation-policy.safetensors"}
+POLICIES = {
+    "clone-v1": "benchmarks/results/imitation-policy.safetensors",
+    "pretrained-v1": "benchmarks/results/pretrained-policy.safetensors",
+}
 """Shipped policy files by name: where each lies in the source tree. ``clone-v1`` is the actor
 that imitates the perfect-information optimum (``python benchmarks/study_learning.py
-imitate``; 22 features, 32 x 32 hidden, 4 HVAC levels)."""
+imitate``; 22 features, 32 x 32 hidden, 4 HVAC levels); ``pretrained-v1`` the actor that
+``fleet train`` learnt by DAgger from the optimum on randomized houses (docs/studies/pretraining.md;
+same layout)."""
 
 
 @cache

@@ -67,10 +67,11 @@ def test_presets_are_the_study_variants_that_beat_the_thermostat(variant, preset
     assert scenario.learner.params == config.model_dump(mode="json")
 
 
-def test_a_shipped_policy_name_starts_every_device_from_its_file():
-    assert Path(policy_path("clone-v1")) == REPO / POLICIES["clone-v1"] and policy_path("my.pt") == "my.pt"
-    saved = load(Path(policy_path("clone-v1")), "policy", 1 << 26)["layers"]
-    learner = make_learner("independent-v1", {"init_policy": "clone-v1"}, _context(3, 0))
+@pytest.mark.parametrize("name", sorted(POLICIES))
+def test_a_shipped_policy_name_starts_every_device_from_its_file(name):
+    assert Path(policy_path(name)) == REPO / POLICIES[name] and policy_path("my.pt") == "my.pt"
+    saved = load(Path(policy_path(name)), "policy", 1 << 26)["layers"]
+    learner = make_learner("independent-v1", {"init_policy": name}, _context(3, 0))
     theirs = [t for layer in saved for t in (layer["weight"], layer["bias"])]
     assert len(theirs) == len(learner.core.actor.parameters)
     for mine, t in zip(learner.core.actor.parameters, theirs):
