@@ -40,7 +40,7 @@ def test_loading_a_scenario_and_listing_learners_import_no_torch():
     )
     assert proc.returncode == 0, proc.stderr
     params, torch_imported = proc.stdout.splitlines()
-    assert params == "(1, 'float16') [True, True, True, True]"
+    assert params == "(1, 'float16') [True, True, True, True, True, True]"
     assert torch_imported == "False"
 
 

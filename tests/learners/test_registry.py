@@ -11,7 +11,7 @@ from fleet.errors import ConfigError
 from fleet.learners import REGISTRY
 from fleet.learners.registry import Registry
 
-BUILT_IN = ["centralized-v1", "diffusion-v1", "independent-v1", "rule-based-v1"]
+BUILT_IN = ["centralized-v1", "diffusion-v1", "independent-v1", "planner-alone-v1", "planner-v1", "rule-based-v1"]
 
 PLUGIN = """
 from devices.config import RuleBasedConfig
