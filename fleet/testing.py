@@ -56,7 +56,7 @@ def _observation(n: int, tick: int, rng: np.random.Generator, hours: tuple[float
         occupied=rng.random(n) < 0.5,
         price=np.full(n, 0.25),
         feeder_load=rng.random(n),
-        hour=(tick * TICK_S / 3600.0) % 24,
+        hour=(tick / 60.0) % 24,  # synthetic: the hour moves a minute per tick, whatever TICK_S
         online=np.ones(n, bool),
         band_lo_ahead=np.full((n, h), 20.0),
         band_hi_ahead=np.full((n, h), 23.0),
