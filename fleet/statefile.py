@@ -398,6 +398,6 @@ def load_rng(rng: np.random.Generator, saved: Any) -> np.random.Generator:
         raise StateMismatch("", f"expected the state of a {kind} random generator")
     try:
         rng.bit_generator.state = saved
-    except (TypeError, ValueError, KeyError, OverflowError) as e:
+    except (TypeError, ValueError, KeyError, IndexError, OverflowError) as e:
         raise StateMismatch("", f"not a valid {kind} state ({e})") from None
     return rng

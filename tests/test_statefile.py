@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fleet.statefile import StateFileError, StateMismatch, create_new, load, load_attrs, save
+from fleet.statefile import StateFileError, StateMismatch, create_new, load, load_attrs, load_rng, save
 from tests.hostile import RunsACommand, hostile_pickle
 
 LIMIT = 1 << 30
@@ -302,3 +302,11 @@ def test_a_mutated_file_loads_or_raises_a_state_file_error_in_bounded_memory(sam
         peak = tracemalloc.get_traced_memory()[1]
         tracemalloc.stop()
     assert peak < 16 * len(raw) + (1 << 20)  # the arrays, the header and its JSON: a few times the file
+
+
+def test_a_generator_state_holding_an_array_is_a_mismatch():
+    """Found by the checkpoint fuzz test: numpy raised IndexError for an empty array as the state."""
+    rng = np.random.default_rng(0)
+    saved = dict(rng.bit_generator.state, state=np.zeros(0))
+    with pytest.raises(StateMismatch, match="not a valid PCG64 state"):
+        load_rng(rng, saved)
