@@ -44,6 +44,7 @@ import os
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
+import torch
 
 from devices.building import DeviceParams
 from devices.config import RuleBasedConfig
@@ -52,14 +53,16 @@ from devices.sensors import sense_temperature
 from fleet.cluster import check_address, join_ray
 from fleet.errors import ConfigError
 from fleet.learners import LearnerContext, make_learner
+from fleet.learners.actor_critic import IndependentLearner
 from fleet.learners.rule_based import RuleBasedLearner
+from fleet.learners.stacked import fleet_means
 from fleet.scenario import Scenario
 from fleet.sim.engine import ControlledFleet, Simulation
 from fleet.sim.rng import Streams
 from fleet.sim.world import World
 from fleet.threads import thread_env
 
-SPLIT_LEARNERS = (RuleBasedLearner.name,)
+SPLIT_LEARNERS = (RuleBasedLearner.name, IndependentLearner.name)
 """Controllers whose split run equals the single run (see the module docstring)."""
 
 
@@ -78,8 +81,13 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
     if scenario.learner.name not in SPLIT_LEARNERS:
         raise ConfigError(
             f"learner.name: {scenario.learner.name!r} cannot run split across actors (--actors {actors}) with the "
-            f"results of a single run: a learner draws its exploration for the whole fleet from one generator and "
-            f"reports fleet means; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
+            f"results of a single run: its devices exchange messages (or plan) through state an actor does not "
+            f"hold; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
+        )
+    if scenario.learner.params.get("common_init") is False:
+        raise ConfigError(
+            f"learner.params.common_init: false draws every device's initial parameters from one fleet-wide draw, "
+            f"which an actor holding some devices cannot reproduce; a split run (--actors {actors}) needs it true"
         )
     if realtime:
         raise ConfigError(f"--actors {actors}: a real-time (mixed) run is not split; leave out --actors or --realtime")
@@ -140,13 +148,27 @@ class TickResult:
 class Shard:
     """The buildings and controllers of a group of whole sites; a Ray actor of :class:`SplitSimulation`."""
 
-    def __init__(self, scenario: Scenario, world: World, device: str) -> None:
+    def __init__(self, scenario: Scenario, world: World, device: str, fleet_rows: tuple[int, slice]) -> None:
+        """``fleet_rows``: ``(N, rows)``, the shard's devices are the rows ``rows`` of a fleet of N."""
         s = self.scenario = scenario
         self.world = world
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
         streams = Streams(s.seed)
-        ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("learner"), device, None, s.control_period)
-        self.fleets = [ControlledFleet(world, mode, make_learner(s.learner.name, s.learner.params, ctx))]
+        ctx = LearnerContext(
+            world.n,
+            n_levels,
+            mode,
+            streams.numpy("learner"),
+            device,
+            None,
+            s.control_period,
+            levels_kw=world.params.levels_kw,
+            forecast_lead_h=world.conditions(0.0)["forecast_lead_h"],
+        )
+        self.learner = make_learner(s.learner.name, s.learner.params, ctx)
+        if isinstance(self.learner, IndependentLearner):
+            self.learner.core.fleet_rows = fleet_rows  # it draws the fleet's exploration and keeps its rows
+        self.fleets = [ControlledFleet(world, mode, self.learner)]
         if s.outputs.baseline:
             baseline_ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("baseline"), "cpu")
             self.fleets.append(ControlledFleet(world, mode, RuleBasedLearner(RuleBasedConfig(), baseline_ctx)))
@@ -165,34 +187,101 @@ class Shard:
             out.append(TickResult(fleet.power, temp, violation, fleet.site_load))
         return out
 
+    def update(self, t: float) -> tuple[dict[str, torch.Tensor] | None, dict]:
+        """The learner's update at ``t``: the per-device terms of its metrics, (N_shard, T) each
+        (None if it did not learn), and its guard's counts."""
+        learned = self.learner.update(t)
+        return (self.learner.core.last_terms if learned else None), self.learner.guard.state_dict()
+
+    def flat_params(self) -> torch.Tensor:
+        """The learner's parameters of each device, (N_shard, P)."""
+        return self.learner.flat_params()
+
     def controller_states(self) -> list[dict]:
         """The state of the shard's controller and baseline controller."""
         return [fleet.controller.state_dict() for fleet in self.fleets]
 
 
+def gather_rows(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Tensors (N_j, ...) of the shards, in device order -> (N, ...), laid out in memory as the
+    parts are (by the largest): a mean over it then adds up in the order of the single run's."""
+    big = max(parts, key=len)
+    order = sorted(range(big.dim()), key=lambda d: -big.stride(d))
+    shape = [sum(len(p) for p in parts), *big.shape[1:]]
+    out = torch.empty([shape[d] for d in order], dtype=big.dtype).permute(*np.argsort(order).tolist())
+    return torch.cat(parts, 0, out=out)
+
+
+SAME_ON_EVERY_SHARD = ("gen", "updates", "learning", "step", "steps")
+"""State entries that every shard holds alike: the generator (each draws for the whole fleet),
+counts of updates and steps, whether it learns."""
+SUMMED = ("rejected", "rollbacks")
+"""State entries that are counts over the shard's devices: the fleet's is their sum."""
+
+
+def gather_state(parts: list, key: str = "") -> object:
+    """The state of a controller of the whole fleet from its shards' ``parts`` (device order):
+    per-device arrays joined on their device axis (the last for the running moments (3, N), else
+    the first), :data:`SUMMED` counts added, the rest (:data:`SAME_ON_EVERY_SHARD`, scalars) the first shard's."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: gather_state([p[k] for p in parts], k) for k in first}
+    if isinstance(first, list):
+        return [gather_state(list(column), key) for column in zip(*parts)]
+    if key in SUMMED:
+        return sum(parts)
+    if key in SAME_ON_EVERY_SHARD or getattr(first, "ndim", 0) == 0:
+        return first
+    if key.endswith("_norm"):
+        return torch.cat(parts, 1)
+    return torch.cat(parts) if isinstance(first, torch.Tensor) else np.concatenate(parts)
+
+
 class ShardedController:
     """A controller whose devices live on the shards, as the coordinator's fleet sees it: the
-    rule-based thermostat's flags, and its state gathered from the shards (device order)."""
+    flags of ``local`` (the same controller, built for the whole fleet), and its state gathered
+    from the shards (device order)."""
 
-    name = RuleBasedLearner.name
-    communicates = RuleBasedLearner.communicates
-    exchange = RuleBasedLearner.exchange
-    update_every = RuleBasedLearner.update_every
-    metric_keys = RuleBasedLearner.metric_keys
-
-    def __init__(self, split: SplitSimulation, which: int) -> None:
+    def __init__(self, split: SplitSimulation, which: int, local) -> None:
         """``which``: 0 for the fleet's controller, 1 for the baseline's."""
         self.split, self.which = split, which
+        self.name, self.communicates, self.exchange = local.name, local.communicates, local.exchange
+        self.update_every, self.metric_keys = local.update_every, local.metric_keys
 
     def state_dict(self) -> dict:
         import ray
 
-        parts = [states[self.which] for states in ray.get([s.controller_states.remote() for s in self.split.shards])]
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        states = ray.get([s.controller_states.remote() for s in self.split.shards])
+        return gather_state([state[self.which] for state in states])
 
     def load_state_dict(self, state: dict) -> None:
         """Never: a split run's checkpoint is a single run's, and ``fleet resume`` continues it in one process."""
         raise ConfigError("a split run is not restored from a checkpoint: fleet resume continues it in one process")
+
+
+class ShardedLearner(ShardedController):
+    """A learning controller on the shards: each updates its devices; the coordinator averages
+    their metrics over the fleet, adds up their guards' counts and gathers their parameters."""
+
+    def __init__(self, split: SplitSimulation, local: IndependentLearner) -> None:
+        super().__init__(split, 0, local)
+        self.guard = local.guard
+
+    def update(self, t: float) -> dict[str, float]:
+        import ray
+
+        results = ray.get([s.update.remote(t) for s in self.split.shards])
+        counts = gather_state([guard for _, guard in results])
+        self.guard.load_state_dict(counts)
+        if results[0][0] is None:
+            return {}
+        terms = [shard_terms for shard_terms, _ in results]
+        return fleet_means({key: gather_rows([part[key] for part in terms]) for key in terms[0]})
+
+    def flat_params(self) -> torch.Tensor:
+        import ray
+
+        return gather_rows(ray.get([s.flat_params.remote() for s in self.split.shards]))
 
 
 class SplitSimulation(Simulation):
@@ -214,15 +303,17 @@ class SplitSimulation(Simulation):
         parts = [shard_world(self.world, sites) for sites in groups]
         self.rows = [devices for _, devices in parts]
         """The slice of the fleet's devices of each shard."""
-        self.shards = [remote.remote(scenario, world, device) for world, _ in parts]
+        self.shards = [remote.remote(scenario, world, device, (self.world.n, rows)) for world, rows in parts]
         try:
             ray.get([shard.__ray_ready__.remote() for shard in self.shards])  # started: the run's time is the run's
         except BaseException:
             self.close()
             raise
-        self.fleet.controller = ShardedController(self, 0)
+        local = self.fleet.controller
+        learns = isinstance(local, IndependentLearner)
+        self.fleet.controller = ShardedLearner(self, local) if learns else ShardedController(self, 0, local)
         if self.baseline is not None:
-            self.baseline.controller = ShardedController(self, 1)
+            self.baseline.controller = ShardedController(self, 1, self.baseline.controller)
 
     def sense(self, t: float) -> tuple[dict, np.ndarray]:
         """What only the coordinator knows at ``t``: churn and link cuts up to ``t``, then

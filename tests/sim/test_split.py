@@ -1,5 +1,6 @@
 """A run split by site across Ray actors: the same files as the single run, and what it refuses."""
 
+import csv
 import json
 import socket
 import sys
@@ -31,13 +32,19 @@ def _summary(run_dir) -> dict:
     return summary
 
 
+@pytest.mark.parametrize("learner", ["rule-based-v1", "independent-v1"])
 def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_checkpoint(
-    tiny_raw, write_scenario, tmp_path
+    tiny_raw, write_scenario, tmp_path, learner
 ):
     """Churn (statuses, wills, retained re-sends), telemetry, the consensus workload and the
-    sampled devices all cross the split; the rule-based fleet and its baseline are on the actors."""
+    sampled devices all cross the split; the fleet (rule-based, or learning alone with its
+    exploration, updates and loss means) and its baseline are on the actors. The learner's sites
+    hold 4 and 3 devices: shards of unequal size."""
     pytest.importorskip("ray")
     tiny_raw["network"]["churn"] = {"failures_per_day": 24, "mean_downtime": "10min"}
+    tiny_raw["learner"] = {"name": learner}
+    if learner != "rule-based-v1":
+        tiny_raw["fleet"]["sites"][0]["devices"] = 4
     scenario = write_scenario(tiny_raw)
     runs = {}
     for actors in (1, 2):
@@ -51,6 +58,9 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
     assert _summary(single)["comm"]["messages_sent"] > 0 and "consensus" in _summary(single)
     assert (split / "metrics.csv").read_bytes() == (single / "metrics.csv").read_bytes()
     assert (split / "checkpoint.safetensors").read_bytes() == (single / "checkpoint.safetensors").read_bytes()
+    if learner != "rule-based-v1":  # it learned: its loss means are in the rows
+        rows = list(csv.DictReader((single / "metrics.csv").open()))
+        assert any(row["losses/policy"] not in ("", "nan") for row in rows)
 
 
 @pytest.mark.parametrize(
