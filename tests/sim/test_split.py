@@ -6,10 +6,11 @@ import socket
 import sys
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from fleet.cli import main
-from fleet.sim.split import site_groups
+from fleet.sim.split import gather_rows, site_groups
 
 
 @pytest.mark.parametrize(
@@ -24,6 +25,19 @@ from fleet.sim.split import site_groups
 )
 def test_sites_are_cut_into_contiguous_groups_of_about_equal_devices(devices_per_site, k, groups):
     assert [list(g) for g in site_groups(devices_per_site, k)] == groups
+
+
+def test_gathered_rows_are_laid_out_as_the_shards_rows_so_that_a_mean_adds_up_in_the_same_order():
+    """A learner's rewards (N, T) are a transposed (T, N) tensor: step-major in memory, as a mean
+    over them adds up. Gathered from shards of 3 and 1 devices, the fleet's are step-major too."""
+    fleet = torch.arange(8.0).reshape(2, 4).T  # (N=4, T=2), strides (1, 4)
+    shards = [
+        fleet[:3].contiguous().T.contiguous().T,
+        fleet[3:].contiguous().T.contiguous().T,
+    ]  # strides (1, 3), (1, 1)
+    gathered = gather_rows(shards)
+    assert torch.equal(gathered, fleet)
+    assert gathered.stride() == (1, 4)
 
 
 def _summary(run_dir) -> dict:
@@ -68,7 +82,12 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
     [
         (["--actors", "3"], {}, "--actors 3: scenario 'thermostats-tiny' has 2 site(s) in fleet.sites"),
         (["--actors", "0"], {}, "--actors 0: must be at least 1"),
-        (["--actors", "2"], {"learner": {"name": "independent-v1"}}, "learner.name: 'independent-v1' cannot run split"),
+        (["--actors", "2"], {"learner": {"name": "diffusion-v1"}}, "learner.name: 'diffusion-v1' cannot run split"),
+        (
+            ["--actors", "2"],
+            {"learner": {"name": "independent-v1", "params": {"common_init": False}}},
+            "learner.params.common_init: false",
+        ),
         (["--actors", "2", "--realtime", "--broker", "mqtt://127.0.0.1:1"], {}, "a real-time (mixed) run is not split"),
     ],
 )
