@@ -3,10 +3,10 @@
 Who does what:
 
 - a **shard** (one Ray actor, :class:`Shard`) holds a contiguous group of whole sites: their
-  buildings and their controller, and the rule-based baseline's. At every control tick it
-  computes its devices' conditions (weather, schedules, tariff and their previews: functions of
-  the time and of each device's parameters), senses, acts, steps the physics and computes the
-  rewards: the per-device work, which grows with the fleet;
+  buildings and their controller (learning, if it learns), and the rule-based baseline's. At
+  every control tick it computes its devices' conditions (weather, schedules, tariff and their
+  previews: functions of the time and of each device's parameters), senses, acts, steps the
+  physics and computes the rewards: the per-device work, which grows with the fleet;
 - the **coordinator** (:class:`SplitSimulation`, in the calling process) is an ordinary
   :class:`~fleet.sim.engine.Simulation` of the whole fleet that keeps everything fleet-wide:
   the sensor noise, churn and link cuts, the network model with its one broker, the collector,
@@ -20,22 +20,32 @@ broker is one FIFO queue that orders the messages of every site, and its generat
 batch in device order. Telemetry, status, will and consensus messages therefore take exactly
 the single run's path and latency.
 
-**Why the split equals the single run, bit for bit.** Every random number is drawn in the
-coordinator, from the same named streams (:mod:`fleet.sim.rng`) in the same order as in a
-single run: the sensor noise (N,) for the whole fleet, then sliced; churn and the network per
-fleet-wide batch. A shard draws nothing: the controllers it may run are deterministic. The
-per-device arithmetic (physics, thermostat, rewards) is elementwise, and a site's feeder load
-sums its own devices in the same order on a shard; fleet totals (KPIs, metrics) are summed by
-the coordinator over the gathered (N,) vectors, as a single run sums them, so even the rounding
-is the same. A checkpoint of a split run is a single run's checkpoint (``fleet resume``
-continues it in one process, with the same result).
+**Why the split equals the single run, bit for bit.** Every random number of the
+coordinator's is drawn there, from the same named streams (:mod:`fleet.sim.rng`) in the same
+order as in a single run: the sensor noise (N,) for the whole fleet, then sliced; churn and the
+network per fleet-wide batch. The per-device arithmetic (physics, thermostat, rewards, a
+learner's forward passes and updates) is per device, and a site's feeder load sums its own
+devices in the same order on a shard; fleet totals (KPIs, metrics) are summed by the
+coordinator over the gathered (N,) vectors, as a single run sums them, so even the rounding is
+the same. A checkpoint of a split run is a single run's checkpoint (``fleet resume`` continues
+it in one process, with the same result).
+
+**A learner that learns alone** (``independent-v1``) runs on the shards too. Each shard builds
+it for its devices from the scenario's seed: every device starts from the parameters a single
+device draws (``common_init``), and its torch generator from the same seed as the single run's.
+At each tick the learner draws one uniform number per device of the *whole fleet* and keeps its
+rows (:attr:`~fleet.learners.stacked.ActorCritic.fleet_rows`; N numbers, cheap next to the
+forward pass), so every shard's generator stays where the single run's is and each device gets
+the single run's number. An update's metrics are fleet means of per-device terms: every shard
+returns its terms, (N_shard, T) each, and the coordinator averages them gathered in the single
+run's memory layout (:func:`gather_rows`), so they add up in the same order. Its guard counts
+are summed, its parameters gathered for ``learner/param_disagreement`` and the checkpoint.
 
 **What is refused** (:func:`check_split`, a ConfigError naming the field): a controller other
-than ``rule-based-v1``. A learning controller (``independent-v1`` and those that exchange
-parameters or experience) draws its exploration for the whole fleet from one generator at each
-tick and reports fleet means of its losses; a shard could reproduce neither for its devices
-alone, so the run would differ from the single one. Also refused: more actors than sites, and a
-real-time (mixed) run.
+than ``rule-based-v1`` and ``independent-v1``: one that exchanges parameters or experience with
+others, or plans, holds state an actor does not (its neighbours' parameters, the cloud model);
+and ``independent-v1`` with ``common_init: false``, whose initial parameters are one draw for
+the whole fleet. Also refused: more actors than sites, and a real-time (mixed) run.
 """
 
 from __future__ import annotations
@@ -237,10 +247,20 @@ def gather_state(parts: list, key: str = "") -> object:
     return torch.cat(parts) if isinstance(first, torch.Tensor) else np.concatenate(parts)
 
 
+def _one_device(scenario: Scenario, device: str):
+    """The scenario's controller built for a fleet of one device: what the coordinator needs
+    of it (its flags and, for a learner, a guard to keep the shards' counts) at no cost per device."""
+    s = scenario
+    ctx = LearnerContext(
+        1, len(s.fleet.hvac.power_levels_kw), s.fleet.hvac.mode, Streams(s.seed).numpy("learner"), device
+    )
+    return make_learner(s.learner.name, s.learner.params, ctx)
+
+
 class ShardedController:
     """A controller whose devices live on the shards, as the coordinator's fleet sees it: the
-    flags of ``local`` (the same controller, built for the whole fleet), and its state gathered
-    from the shards (device order)."""
+    flags of ``local`` (the same controller, built for one device), and its state gathered from
+    the shards (device order)."""
 
     def __init__(self, split: SplitSimulation, which: int, local) -> None:
         """``which``: 0 for the fleet's controller, 1 for the baseline's."""
@@ -296,7 +316,9 @@ class SplitSimulation(Simulation):
         address = os.environ.get("RAY_ADDRESS")
         if address and not ray.is_initialized():
             check_address(address, "RAY_ADDRESS")
-        super().__init__(scenario, device)
+        local = _one_device(scenario, device)
+        learns = isinstance(local, IndependentLearner)
+        super().__init__(scenario, device, ShardedLearner(self, local) if learns else ShardedController(self, 0, local))
         self._ray_started = join_ray(address, actors, "RAY_ADDRESS")
         remote = ray.remote(Shard).options(num_cpus=1, runtime_env={"env_vars": thread_env(1)})
         groups = site_groups([site.devices for site in scenario.fleet.sites], actors)
@@ -309,9 +331,6 @@ class SplitSimulation(Simulation):
         except BaseException:
             self.close()
             raise
-        local = self.fleet.controller
-        learns = isinstance(local, IndependentLearner)
-        self.fleet.controller = ShardedLearner(self, local) if learns else ShardedController(self, 0, local)
         if self.baseline is not None:
             self.baseline.controller = ShardedController(self, 1, self.baseline.controller)
 
