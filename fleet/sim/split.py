@@ -63,16 +63,19 @@ from devices.sensors import sense_temperature
 from fleet.cluster import check_address, join_ray
 from fleet.errors import ConfigError
 from fleet.learners import LearnerContext, make_learner
-from fleet.learners.actor_critic import IndependentLearner
+from fleet.learners.actor_critic import DiffusionLearner, IndependentLearner
+from fleet.learners.base import Deliveries
+from fleet.learners.comm import Publication
 from fleet.learners.rule_based import RuleBasedLearner
 from fleet.learners.stacked import fleet_means
 from fleet.scenario import Scenario
 from fleet.sim.engine import ControlledFleet, Simulation
 from fleet.sim.rng import Streams
+from fleet.sim.topology import Topology
 from fleet.sim.world import World
 from fleet.threads import thread_env
 
-SPLIT_LEARNERS = (RuleBasedLearner.name, IndependentLearner.name)
+SPLIT_LEARNERS = (RuleBasedLearner.name, IndependentLearner.name, DiffusionLearner.name)
 """Controllers whose split run equals the single run (see the module docstring)."""
 
 
@@ -94,7 +97,18 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
             f"results of a single run: its devices exchange messages (or plan) through state an actor does not "
             f"hold; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
         )
-    if scenario.learner.params.get("common_init") is False:
+    params = scenario.learner.params
+    if params.get("weights") == "metropolis":
+        raise ConfigError(
+            "learner.params.weights: metropolis weighs each neighbour by its own degree, which an actor holding "
+            f"other devices does not know; a split run (--actors {actors}) needs uniform"
+        )
+    if params.get("comm", {}).get("topk", 1.0) < 1.0:
+        raise ConfigError(
+            "learner.params.comm.topk: with top-k messages a round is dense if any publishing device is due, a "
+            f"decision over the whole fleet; a split run (--actors {actors}) needs dense messages (topk: 1)"
+        )
+    if params.get("common_init") is False:
         raise ConfigError(
             f"learner.params.common_init: false draws every device's initial parameters from one fleet-wide draw, "
             f"which an actor holding some devices cannot reproduce; a split run (--actors {actors}) needs it true"
@@ -123,7 +137,8 @@ def site_groups(devices_per_site: list[int], k: int) -> list[range]:
 
 def shard_world(world: World, sites: range) -> tuple[World, slice]:
     """The world of the devices of ``sites`` (contiguous, as devices are numbered site by site),
-    with the slice of the fleet's devices it holds. It has no topology: its controllers talk to no one."""
+    with the slice of the fleet's devices it holds. Its topology holds the edges into its devices
+    (:func:`shard_topology`)."""
     rows = np.flatnonzero((world.site_of >= sites.start) & (world.site_of < sites.stop))
     devices = slice(int(rows[0]), int(rows[-1]) + 1)
     params = DeviceParams(**{f.name: getattr(world.params, f.name)[devices] for f in fields(DeviceParams)})
@@ -136,9 +151,16 @@ def shard_world(world: World, sites: range) -> tuple[World, slice]:
         profile_of=world.profile_of[devices],
         params=params,
         occupancy=Occupancy(world.occupancy.cfg, params.occupancy_shift_h),
-        topology=None,
+        topology=None if world.topology is None else shard_topology(world.topology, devices),
     )
     return part, devices
+
+
+def shard_topology(topology: Topology, devices: slice) -> Topology:
+    """The edges of ``topology`` into ``devices``: their receivers numbered within the shard, their
+    senders in the fleet (anywhere), keyed as the fleet's (``n`` is the fleet's; its ``degree`` is not the shard's)."""
+    into = (topology.receiver >= devices.start) & (topology.receiver < devices.stop)
+    return Topology(topology.n, topology.receiver[into] - devices.start, topology.sender[into])
 
 
 @dataclass
@@ -170,7 +192,7 @@ class Shard:
             mode,
             streams.numpy("learner"),
             device,
-            None,
+            world.topology,
             s.control_period,
             levels_kw=world.params.levels_kw,
             forecast_lead_h=world.conditions(0.0)["forecast_lead_h"],
@@ -206,6 +228,14 @@ class Shard:
     def flat_params(self) -> torch.Tensor:
         """The learner's parameters of each device, (N_shard, P)."""
         return self.learner.flat_params()
+
+    def inbox(self, kind: str, got: Deliveries) -> None:
+        """Messages that reached the shard's devices (receivers numbered within the shard)."""
+        self.learner.inbox(kind, got)
+
+    def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
+        """What the shard's active devices, (N_shard,) bool, publish (senders numbered within the shard)."""
+        return self.learner.outbox(active)
 
     def controller_states(self) -> list[dict]:
         """The state of the shard's controller and baseline controller."""
@@ -251,9 +281,9 @@ def _one_device(scenario: Scenario, device: str):
     """The scenario's controller built for a fleet of one device: what the coordinator needs
     of it (its flags and, for a learner, a guard to keep the shards' counts) at no cost per device."""
     s = scenario
-    ctx = LearnerContext(
-        1, len(s.fleet.hvac.power_levels_kw), s.fleet.hvac.mode, Streams(s.seed).numpy("learner"), device
-    )
+    alone = Topology(1, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    levels, mode = len(s.fleet.hvac.power_levels_kw), s.fleet.hvac.mode
+    ctx = LearnerContext(1, levels, mode, Streams(s.seed).numpy("learner"), device, alone)
     return make_learner(s.learner.name, s.learner.params, ctx)
 
 
@@ -285,6 +315,7 @@ class ShardedLearner(ShardedController):
 
     def __init__(self, split: SplitSimulation, local: IndependentLearner) -> None:
         super().__init__(split, 0, local)
+        self.local = local
         self.guard = local.guard
 
     def update(self, t: float) -> dict[str, float]:
@@ -302,6 +333,38 @@ class ShardedLearner(ShardedController):
         import ray
 
         return gather_rows(ray.get([s.flat_params.remote() for s in self.split.shards]))
+
+    @property
+    def qos(self) -> int:
+        return self.local.qos
+
+    def inbox(self, kind: str, got: Deliveries) -> None:
+        """Each delivery to the shard of its receiver, in arrival order."""
+        import ray
+
+        calls = []
+        for shard, rows in zip(self.split.shards, self.split.rows):
+            mine = (got.receiver >= rows.start) & (got.receiver < rows.stop)
+            if mine.any():
+                part = Deliveries(
+                    got.receiver[mine] - rows.start, got.sender[mine], got.published_at[mine], got.msg[mine], got.arrays
+                )
+                calls.append(shard.inbox.remote(kind, part))
+        ray.get(calls)
+
+    def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
+        """The shards' publications as one, senders in device order (messages are dense: :func:`check_split`)."""
+        import ray
+
+        rows = self.split.rows
+        parts = ray.get([shard.outbox.remote(active[r]) for shard, r in zip(self.split.shards, rows)])
+        pubs = [(r.start, pub) for r, part in zip(rows, parts) for _, pub in part]
+        if not pubs:
+            return []
+        first = pubs[0][1]
+        sender = np.concatenate([start + pub.sender for start, pub in pubs])
+        arrays = [np.concatenate(column) for column in zip(*(pub.arrays for _, pub in pubs))]
+        return [("params", Publication(sender, arrays, first.dtypes, first.dense))]
 
 
 class SplitSimulation(Simulation):

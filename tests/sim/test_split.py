@@ -46,19 +46,21 @@ def _summary(run_dir) -> dict:
     return summary
 
 
-@pytest.mark.parametrize("learner", ["rule-based-v1", "independent-v1"])
+@pytest.mark.parametrize("learner", ["rule-based-v1", "independent-v1", "diffusion-v1"])
 def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_checkpoint(
     tiny_raw, write_scenario, tmp_path, learner
 ):
     """Churn (statuses, wills, retained re-sends), telemetry, the consensus workload and the
-    sampled devices all cross the split; the fleet (rule-based, or learning alone with its
-    exploration, updates and loss means) and its baseline are on the actors. The learner's sites
+    sampled devices all cross the split; the fleet (rule-based, learning alone with its
+    exploration, updates and loss means, or diffusing parameters to neighbours anywhere in the
+    fleet through the coordinator's network) and its baseline are on the actors. The learner's sites
     hold 4 and 3 devices: shards of unequal size."""
     pytest.importorskip("ray")
     tiny_raw["network"]["churn"] = {"failures_per_day": 24, "mean_downtime": "10min"}
     tiny_raw["learner"] = {"name": learner}
     if learner != "rule-based-v1":
         tiny_raw["fleet"]["sites"][0]["devices"] = 4
+        tiny_raw["topology"]["scope"] = "fleet"  # diffusion's parameter messages cross the shards
     scenario = write_scenario(tiny_raw)
     runs = {}
     for actors in (1, 2):
@@ -82,7 +84,17 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
     [
         (["--actors", "3"], {}, "--actors 3: scenario 'thermostats-tiny' has 2 site(s) in fleet.sites"),
         (["--actors", "0"], {}, "--actors 0: must be at least 1"),
-        (["--actors", "2"], {"learner": {"name": "diffusion-v1"}}, "learner.name: 'diffusion-v1' cannot run split"),
+        (["--actors", "2"], {"learner": {"name": "centralized-v1"}}, "learner.name: 'centralized-v1' cannot run split"),
+        (
+            ["--actors", "2"],
+            {"learner": {"name": "diffusion-v1", "params": {"weights": "metropolis"}}},
+            "learner.params.weights: metropolis",
+        ),
+        (
+            ["--actors", "2"],
+            {"learner": {"name": "diffusion-v1", "params": {"comm": {"topk": 0.1}}}},
+            "learner.params.comm.topk",
+        ),
         (
             ["--actors", "2"],
             {"learner": {"name": "independent-v1", "params": {"common_init": False}}},
