@@ -15,10 +15,10 @@ Who does what:
   of them (lockstep), and gathers their power, temperatures and comfort violation, (N,) each,
   into its own fleet, which its other SimPy processes (telemetry, metrics) read as in a single run.
 
-Messages never cross a shard: the network model stays in the coordinator, because its single
-broker is one FIFO queue that orders the messages of every site, and its generators draw per
-batch in device order. Telemetry, status, will and consensus messages therefore take exactly
-the single run's path and latency.
+Messages go through the coordinator: the network model stays there, because its single broker
+is one FIFO queue that orders the messages of every site, and its generators draw per batch in
+device order. Telemetry, status, will and consensus messages therefore take exactly the single
+run's path and latency, and so do a diffusion learner's parameters (below).
 
 **Why the split equals the single run, bit for bit.** Every random number of the
 coordinator's is drawn there, from the same named streams (:mod:`fleet.sim.rng`) in the same
@@ -41,11 +41,20 @@ returns its terms, (N_shard, T) each, and the coordinator averages them gathered
 run's memory layout (:func:`gather_rows`), so they add up in the same order. Its guard counts
 are summed, its parameters gathered for ``learner/param_disagreement`` and the checkpoint.
 
+**A learner that diffuses** (``diffusion-v1``) also holds, on each shard, the topology's edges
+into the shard's devices (:func:`shard_topology`: receivers numbered within the shard, senders
+anywhere in the fleet) and what arrived on them. After an update every shard gives the
+coordinator what its devices publish; the coordinator joins them in device order, as the single
+learner publishes, and sends them through its network model. What arrives goes, delivery by
+delivery in arrival order, to the shard of its receiver. Two options decide over more than a
+device and are refused: ``weights: metropolis`` (a neighbour's weight depends on its own degree)
+and top-k messages (``comm.topk`` below 1: a round is dense if any publishing device is due).
+
 **What is refused** (:func:`check_split`, a ConfigError naming the field): a controller other
-than ``rule-based-v1`` and ``independent-v1``: one that exchanges parameters or experience with
-others, or plans, holds state an actor does not (its neighbours' parameters, the cloud model);
-and ``independent-v1`` with ``common_init: false``, whose initial parameters are one draw for
-the whole fleet. Also refused: more actors than sites, and a real-time (mixed) run.
+than those of :data:`SPLIT_LEARNERS` (the centralized learner's cloud model, a planner's or an
+auction's state are not split); ``common_init: false``, whose initial parameters are one draw
+for the whole fleet; the two diffusion options above; more actors than sites, and a real-time
+(mixed) run.
 """
 
 from __future__ import annotations
@@ -94,8 +103,8 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
     if scenario.learner.name not in SPLIT_LEARNERS:
         raise ConfigError(
             f"learner.name: {scenario.learner.name!r} cannot run split across actors (--actors {actors}) with the "
-            f"results of a single run: its devices exchange messages (or plan) through state an actor does not "
-            f"hold; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
+            f"results of a single run: it keeps state over more than one device (a cloud model, a plan, a market) "
+            f"that an actor does not hold; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
         )
     params = scenario.learner.params
     if params.get("weights") == "metropolis":
