@@ -261,9 +261,8 @@ def gather_rows(parts: list[torch.Tensor]) -> torch.Tensor:
     return torch.cat(parts, 0, out=out)
 
 
-SAME_ON_EVERY_SHARD = ("gen", "updates", "learning", "step", "steps")
-"""State entries that every shard holds alike: the generator (each draws for the whole fleet),
-counts of updates and steps, whether it learns."""
+SAME_ON_EVERY_SHARD = ("gen",)
+"""State arrays that every shard holds alike: the learner's generator (each draws for the whole fleet)."""
 SUMMED = ("rejected", "rollbacks")
 """State entries that are counts over the shard's devices: the fleet's is their sum."""
 
@@ -271,7 +270,8 @@ SUMMED = ("rejected", "rollbacks")
 def gather_state(parts: list, key: str = "") -> object:
     """The state of a controller of the whole fleet from its shards' ``parts`` (device order):
     per-device arrays joined on their device axis (the last for the running moments (3, N), else
-    the first), :data:`SUMMED` counts added, the rest (:data:`SAME_ON_EVERY_SHARD`, scalars) the first shard's."""
+    the first), :data:`SUMMED` counts added, the rest (:data:`SAME_ON_EVERY_SHARD`, scalars such as
+    the counts of updates and steps, None) the first shard's."""
     first = parts[0]
     if isinstance(first, dict):
         return {k: gather_state([p[k] for p in parts], k) for k in first}
