@@ -2,6 +2,7 @@
 
     python benchmarks/bench_split.py                       # city-10k-v1, 3 h, 1/2/4 actors, twice each
     python benchmarks/bench_split.py --devices 2000 --hours 1 --repeat 1 --tag small
+    python benchmarks/bench_split.py --workloads independent --devices 2000 --hours 1 --actors 1 2 --tag independent
 
 Each measurement is one ``fleet run ... --actors K`` in a fresh process (its own local Ray of
 K CPUs for K > 1); the rate is the run's own ``perf.device_steps_per_s`` (devices x control
@@ -14,7 +15,9 @@ quarter, which would flatter the split. Two workloads:
 - ``city``: city-10k-v1 as shipped (telemetry and consensus messages, rule-based fleet and its
   baseline); the messages stay in the coordinator, only the control tick is split;
 - ``control-only``: the same without telemetry and consensus, so that the split part (sensing,
-  thermostat, physics, rewards) is nearly all the work.
+  thermostat, physics, rewards) is nearly all the work;
+- ``independent``: control-only with ``independent-v1`` learning on every device (forward
+  passes and updates on the shards).
 
 Every split run's metrics.csv is checked equal to the one-actor run's before a figure is kept.
 """
@@ -35,10 +38,8 @@ from bench_engine import SCENARIO, city_overrides
 
 HERE = Path(__file__).resolve().parent
 FLEET = [sys.executable, "-m", "fleet.cli"]
-WORKLOADS = {
-    "city": [],
-    "control-only": ["workloads.telemetry.enabled=false", "workloads.consensus.enabled=false"],
-}
+QUIET = ["workloads.telemetry.enabled=false", "workloads.consensus.enabled=false"]
+WORKLOADS = {"city": [], "control-only": QUIET, "independent": [*QUIET, "learner.name=independent-v1"]}
 
 
 def run_once(overrides: list[str], actors: int, threads: int, out: Path) -> dict:
@@ -49,11 +50,14 @@ def run_once(overrides: list[str], actors: int, threads: int, out: Path) -> dict
     return json.loads((out / "summary.json").read_text())["perf"]
 
 
-def measure(devices: int, hours: float, repeat: int, actor_counts: list[int], threads: int) -> dict:
+def measure(
+    devices: int, hours: float, repeat: int, actor_counts: list[int], threads: int, workloads: list[str]
+) -> dict:
     """Per workload and actor count: the device-steps/s of every repeat, and the run seconds."""
     results = {}
     with tempfile.TemporaryDirectory(prefix="bench-split-") as tmp:
-        for workload, extra in WORKLOADS.items():
+        for workload in workloads:
+            extra = WORKLOADS[workload]
             overrides = city_overrides(devices=devices, hours=hours) + extra
             rates: dict[int, list[float]] = {k: [] for k in actor_counts}
             for r in range(repeat):
@@ -76,6 +80,7 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=2, help="runs per actor count [2]")
     p.add_argument("--actors", type=int, nargs="+", default=[1, 2, 4], help="actor counts, the first the reference")
     p.add_argument("--threads", type=int, default=1, help="threads of the coordinator (fleet run --threads) [1]")
+    p.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=list(WORKLOADS), help="[all]")
     p.add_argument("--tag", default="", help="suffix of the results file name")
     args = p.parse_args()
     record = {
@@ -85,7 +90,7 @@ def main() -> None:
         "devices": args.devices,
         "hours": args.hours,
         "threads": args.threads,
-        "workloads": measure(args.devices, args.hours, args.repeat, args.actors, args.threads),
+        "workloads": measure(args.devices, args.hours, args.repeat, args.actors, args.threads, args.workloads),
     }
     out = HERE / "results" / f"split{'-' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(record, indent=2) + "\n")

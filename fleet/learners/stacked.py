@@ -326,6 +326,13 @@ def _optimizer(cfg: ActorCriticConfig, params: list[torch.Tensor]) -> FusedAdam 
 class ActorCritic:
     """The stacked actor (F -> H -> H -> L logits) and critic (F -> H -> H -> 1) of N devices."""
 
+    fleet_rows: tuple[int, slice] | None = None
+    """``(N_fleet, rows)`` where these N devices are the rows ``rows`` of a fleet of N_fleet whose
+    draws they reproduce (a shard of a split run, :mod:`fleet.sim.split`): each act then draws for
+    the whole fleet and keeps its rows. None: the devices are the fleet."""
+    last_terms: dict[str, torch.Tensor] | None = None
+    """The per-device terms of the last update's metrics, (N, T) each (:func:`fleet_means`)."""
+
     _flat: tuple[torch.Tensor, tuple[int, ...]] | None = None
     """The (N, P) tensor ``flat()`` gives while the version counters (of it, then of each
     parameter) are still these: until something writes to it or to a parameter."""
@@ -433,7 +440,8 @@ class ActorCritic:
         """obs (N, F) -> sampled actions (N,) int64 (as :meth:`act`) and their log-probabilities (N,)."""
         log_pi = self.log_policy(obs.unsqueeze(1)).squeeze(1)  # (N, L)
         cdf = log_pi.exp().cumsum(-1)
-        u = torch.rand(cdf.shape[0], 1, generator=gen, device=cdf.device)
+        n, rows = self.fleet_rows or (cdf.shape[0], slice(None))
+        u = torch.rand(n, 1, generator=gen, device=cdf.device)[rows]
         action = (u >= cdf[:, :-1]).sum(-1)
         return action, log_pi.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
@@ -472,12 +480,13 @@ class ActorCritic:
             self._clip_per_device()
             self.optimizer.step()
             self._flat = None  # fused Adam writes the parameters without bumping their version counters
-        return {
-            "losses/policy": float(-surrogate.detach().mean()),
-            "losses/value": float(value_err.detach().mean()),
-            "losses/entropy": float(entropy.detach().mean()),
-            "charts/mean_reward": float(r.rewards.mean()),
+        self.last_terms = {
+            "losses/policy": -surrogate.detach(),
+            "losses/value": value_err.detach(),
+            "losses/entropy": entropy.detach(),
+            "charts/mean_reward": r.rewards.transpose(0, 1),
         }
+        return fleet_means(self.last_terms)
 
     def _clip_per_device(self) -> None:
         grads = [p.grad for p in self.parameters]
@@ -487,6 +496,11 @@ class ActorCritic:
         scale = torch.clamp(self.cfg.max_grad_norm / (norm + 1e-12), max=1.0)
         for g in grads:
             g.mul_(scale.reshape(-1, *([1] * (g.dim() - 1))))
+
+
+def fleet_means(terms: dict[str, torch.Tensor]) -> dict[str, float]:
+    """An update's metrics: the mean of each of its per-device terms (N, T) over every device and step."""
+    return {key: float(term.mean()) for key, term in terms.items()}
 
 
 MAX_POLICY_BYTES = 64 << 20

@@ -3,10 +3,10 @@
 Who does what:
 
 - a **shard** (one Ray actor, :class:`Shard`) holds a contiguous group of whole sites: their
-  buildings and their controller, and the rule-based baseline's. At every control tick it
-  computes its devices' conditions (weather, schedules, tariff and their previews: functions of
-  the time and of each device's parameters), senses, acts, steps the physics and computes the
-  rewards: the per-device work, which grows with the fleet;
+  buildings and their controller (learning, if it learns), and the rule-based baseline's. At
+  every control tick it computes its devices' conditions (weather, schedules, tariff and their
+  previews: functions of the time and of each device's parameters), senses, acts, steps the
+  physics and computes the rewards: the per-device work, which grows with the fleet;
 - the **coordinator** (:class:`SplitSimulation`, in the calling process) is an ordinary
   :class:`~fleet.sim.engine.Simulation` of the whole fleet that keeps everything fleet-wide:
   the sensor noise, churn and link cuts, the network model with its one broker, the collector,
@@ -15,27 +15,46 @@ Who does what:
   of them (lockstep), and gathers their power, temperatures and comfort violation, (N,) each,
   into its own fleet, which its other SimPy processes (telemetry, metrics) read as in a single run.
 
-Messages never cross a shard: the network model stays in the coordinator, because its single
-broker is one FIFO queue that orders the messages of every site, and its generators draw per
-batch in device order. Telemetry, status, will and consensus messages therefore take exactly
-the single run's path and latency.
+Messages go through the coordinator: the network model stays there, because its single broker
+is one FIFO queue that orders the messages of every site, and its generators draw per batch in
+device order. Telemetry, status, will and consensus messages therefore take exactly the single
+run's path and latency, and so do a diffusion learner's parameters (below).
 
-**Why the split equals the single run, bit for bit.** Every random number is drawn in the
-coordinator, from the same named streams (:mod:`fleet.sim.rng`) in the same order as in a
-single run: the sensor noise (N,) for the whole fleet, then sliced; churn and the network per
-fleet-wide batch. A shard draws nothing: the controllers it may run are deterministic. The
-per-device arithmetic (physics, thermostat, rewards) is elementwise, and a site's feeder load
-sums its own devices in the same order on a shard; fleet totals (KPIs, metrics) are summed by
-the coordinator over the gathered (N,) vectors, as a single run sums them, so even the rounding
-is the same. A checkpoint of a split run is a single run's checkpoint (``fleet resume``
-continues it in one process, with the same result).
+**Why the split equals the single run, bit for bit.** Every random number of the
+coordinator's is drawn there, from the same named streams (:mod:`fleet.sim.rng`) in the same
+order as in a single run: the sensor noise (N,) for the whole fleet, then sliced; churn and the
+network per fleet-wide batch. The per-device arithmetic (physics, thermostat, rewards, a
+learner's forward passes and updates) is per device, and a site's feeder load sums its own
+devices in the same order on a shard; fleet totals (KPIs, metrics) are summed by the
+coordinator over the gathered (N,) vectors, as a single run sums them, so even the rounding is
+the same. A checkpoint of a split run is a single run's checkpoint (``fleet resume`` continues
+it in one process, with the same result).
+
+**A learner that learns alone** (``independent-v1``) runs on the shards too. Each shard builds
+it for its devices from the scenario's seed: every device starts from the parameters a single
+device draws (``common_init``), and its torch generator from the same seed as the single run's.
+At each tick the learner draws one uniform number per device of the *whole fleet* and keeps its
+rows (:attr:`~fleet.learners.stacked.ActorCritic.fleet_rows`; N numbers, cheap next to the
+forward pass), so every shard's generator stays where the single run's is and each device gets
+the single run's number. An update's metrics are fleet means of per-device terms: every shard
+returns its terms, (N_shard, T) each, and the coordinator averages them gathered in the single
+run's memory layout (:func:`gather_rows`), so they add up in the same order. Its guard counts
+are summed, its parameters gathered for ``learner/param_disagreement`` and the checkpoint.
+
+**A learner that diffuses** (``diffusion-v1``) also holds, on each shard, the topology's edges
+into the shard's devices (:func:`shard_topology`: receivers numbered within the shard, senders
+anywhere in the fleet) and what arrived on them. After an update every shard gives the
+coordinator what its devices publish; the coordinator joins them in device order, as the single
+learner publishes, and sends them through its network model. What arrives goes, delivery by
+delivery in arrival order, to the shard of its receiver. Two options decide over more than a
+device and are refused: ``weights: metropolis`` (a neighbour's weight depends on its own degree)
+and top-k messages (``comm.topk`` below 1: a round is dense if any publishing device is due).
 
 **What is refused** (:func:`check_split`, a ConfigError naming the field): a controller other
-than ``rule-based-v1``. A learning controller (``independent-v1`` and those that exchange
-parameters or experience) draws its exploration for the whole fleet from one generator at each
-tick and reports fleet means of its losses; a shard could reproduce neither for its devices
-alone, so the run would differ from the single one. Also refused: more actors than sites, and a
-real-time (mixed) run.
+than those of :data:`SPLIT_LEARNERS` (the centralized learner's cloud model, a planner's or an
+auction's state are not split); ``common_init: false``, whose initial parameters are one draw
+for the whole fleet; the two diffusion options above; more actors than sites, and a real-time
+(mixed) run.
 """
 
 from __future__ import annotations
@@ -44,6 +63,7 @@ import os
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
+import torch
 
 from devices.building import DeviceParams
 from devices.config import RuleBasedConfig
@@ -52,14 +72,19 @@ from devices.sensors import sense_temperature
 from fleet.cluster import check_address, join_ray
 from fleet.errors import ConfigError
 from fleet.learners import LearnerContext, make_learner
+from fleet.learners.actor_critic import DiffusionLearner, IndependentLearner
+from fleet.learners.base import Deliveries
+from fleet.learners.comm import Publication
 from fleet.learners.rule_based import RuleBasedLearner
+from fleet.learners.stacked import fleet_means
 from fleet.scenario import Scenario
 from fleet.sim.engine import ControlledFleet, Simulation, learner_context
 from fleet.sim.rng import Streams
+from fleet.sim.topology import Topology
 from fleet.sim.world import World
 from fleet.threads import thread_env
 
-SPLIT_LEARNERS = (RuleBasedLearner.name,)
+SPLIT_LEARNERS = (RuleBasedLearner.name, IndependentLearner.name, DiffusionLearner.name)
 """Controllers whose split run equals the single run (see the module docstring)."""
 
 
@@ -78,8 +103,24 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
     if scenario.learner.name not in SPLIT_LEARNERS:
         raise ConfigError(
             f"learner.name: {scenario.learner.name!r} cannot run split across actors (--actors {actors}) with the "
-            f"results of a single run: a learner draws its exploration for the whole fleet from one generator and "
-            f"reports fleet means; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
+            f"results of a single run: it keeps state over more than one device (a cloud model, a plan, a market) "
+            f"that an actor does not hold; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
+        )
+    params = scenario.learner.params
+    if params.get("weights") == "metropolis":
+        raise ConfigError(
+            "learner.params.weights: metropolis weighs each neighbour by its own degree, which an actor holding "
+            f"other devices does not know; a split run (--actors {actors}) needs uniform"
+        )
+    if params.get("comm", {}).get("topk", 1.0) < 1.0:
+        raise ConfigError(
+            "learner.params.comm.topk: with top-k messages a round is dense if any publishing device is due, a "
+            f"decision over the whole fleet; a split run (--actors {actors}) needs dense messages (topk: 1)"
+        )
+    if params.get("common_init") is False:
+        raise ConfigError(
+            f"learner.params.common_init: false draws every device's initial parameters from one fleet-wide draw, "
+            f"which an actor holding some devices cannot reproduce; a split run (--actors {actors}) needs it true"
         )
     if realtime:
         raise ConfigError(f"--actors {actors}: a real-time (mixed) run is not split; leave out --actors or --realtime")
@@ -105,7 +146,8 @@ def site_groups(devices_per_site: list[int], k: int) -> list[range]:
 
 def shard_world(world: World, sites: range) -> tuple[World, slice]:
     """The world of the devices of ``sites`` (contiguous, as devices are numbered site by site),
-    with the slice of the fleet's devices it holds. It has no topology: its controllers talk to no one."""
+    with the slice of the fleet's devices it holds. Its topology holds the edges into its devices
+    (:func:`shard_topology`)."""
     rows = np.flatnonzero((world.site_of >= sites.start) & (world.site_of < sites.stop))
     devices = slice(int(rows[0]), int(rows[-1]) + 1)
     params = DeviceParams(**{f.name: getattr(world.params, f.name)[devices] for f in fields(DeviceParams)})
@@ -118,9 +160,16 @@ def shard_world(world: World, sites: range) -> tuple[World, slice]:
         profile_of=world.profile_of[devices],
         params=params,
         occupancy=Occupancy(world.occupancy.cfg, params.occupancy_shift_h),
-        topology=None,
+        topology=None if world.topology is None else shard_topology(world.topology, devices),
     )
     return part, devices
+
+
+def shard_topology(topology: Topology, devices: slice) -> Topology:
+    """The edges of ``topology`` into ``devices``: their receivers numbered within the shard, their
+    senders in the fleet (anywhere), keyed as the fleet's (``n`` is the fleet's; its ``degree`` is not the shard's)."""
+    into = (topology.receiver >= devices.start) & (topology.receiver < devices.stop)
+    return Topology(topology.n, topology.receiver[into] - devices.start, topology.sender[into])
 
 
 @dataclass
@@ -140,13 +189,17 @@ class TickResult:
 class Shard:
     """The buildings and controllers of a group of whole sites; a Ray actor of :class:`SplitSimulation`."""
 
-    def __init__(self, scenario: Scenario, world: World, device: str) -> None:
+    def __init__(self, scenario: Scenario, world: World, device: str, fleet_rows: tuple[int, slice]) -> None:
+        """``fleet_rows``: ``(N, rows)``, the shard's devices are the rows ``rows`` of a fleet of N."""
         s = self.scenario = scenario
         self.world = world
         mode, n_levels = s.fleet.hvac.mode, len(s.fleet.hvac.power_levels_kw)
         streams = Streams(s.seed)
-        ctx = learner_context(s, world, streams.numpy("learner"), device, None)
-        self.fleets = [ControlledFleet(world, mode, make_learner(s.learner.name, s.learner.params, ctx))]
+        ctx = learner_context(s, world, streams.numpy("learner"), device, world.topology)
+        self.learner = make_learner(s.learner.name, s.learner.params, ctx)
+        if isinstance(self.learner, IndependentLearner):
+            self.learner.core.fleet_rows = fleet_rows  # it draws the fleet's exploration and keeps its rows
+        self.fleets = [ControlledFleet(world, mode, self.learner)]
         if s.outputs.baseline:
             baseline_ctx = LearnerContext(world.n, n_levels, mode, streams.numpy("baseline"), "cpu")
             self.fleets.append(ControlledFleet(world, mode, RuleBasedLearner(RuleBasedConfig(), baseline_ctx)))
@@ -165,34 +218,152 @@ class Shard:
             out.append(TickResult(fleet.power, temp, violation, fleet.site_load))
         return out
 
+    def update(self, t: float) -> tuple[dict[str, torch.Tensor] | None, dict]:
+        """The learner's update at ``t``: the per-device terms of its metrics, (N_shard, T) each
+        (None if it did not learn), and its guard's counts."""
+        learned = self.learner.update(t)
+        return (self.learner.core.last_terms if learned else None), self.learner.guard.state_dict()
+
+    def flat_params(self) -> torch.Tensor:
+        """The learner's parameters of each device, (N_shard, P)."""
+        return self.learner.flat_params()
+
+    def inbox(self, kind: str, got: Deliveries) -> None:
+        """Messages that reached the shard's devices (receivers numbered within the shard)."""
+        self.learner.inbox(kind, got)
+
+    def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
+        """What the shard's active devices, (N_shard,) bool, publish (senders numbered within the shard)."""
+        return self.learner.outbox(active)
+
     def controller_states(self) -> list[dict]:
         """The state of the shard's controller and baseline controller."""
         return [fleet.controller.state_dict() for fleet in self.fleets]
 
 
+def gather_rows(parts: list[torch.Tensor]) -> torch.Tensor:
+    """Tensors (N_j, ...) of the shards, in device order -> (N, ...), laid out in memory as the
+    parts are (by the largest): a mean over it then adds up in the order of the single run's."""
+    big = max(parts, key=len)
+    order = sorted(range(big.dim()), key=lambda d: -big.stride(d))
+    shape = [sum(len(p) for p in parts), *big.shape[1:]]
+    out = torch.empty([shape[d] for d in order], dtype=big.dtype).permute(*np.argsort(order).tolist())
+    return torch.cat(parts, 0, out=out)
+
+
+SAME_ON_EVERY_SHARD = ("gen",)
+"""State arrays that every shard holds alike: the learner's generator (each draws for the whole fleet)."""
+SUMMED = ("rejected", "rollbacks")
+"""State entries that are counts over the shard's devices: the fleet's is their sum."""
+
+
+def gather_state(parts: list, key: str = "") -> object:
+    """The state of a controller of the whole fleet from its shards' ``parts`` (device order):
+    per-device arrays joined on their device axis (the last for the running moments (3, N), else
+    the first), :data:`SUMMED` counts added, the rest (:data:`SAME_ON_EVERY_SHARD`, scalars such as
+    the counts of updates and steps, None) the first shard's."""
+    first = parts[0]
+    if isinstance(first, dict):
+        return {k: gather_state([p[k] for p in parts], k) for k in first}
+    if isinstance(first, list):
+        return [gather_state(list(column), key) for column in zip(*parts)]
+    if key in SUMMED:
+        return sum(parts)
+    if key in SAME_ON_EVERY_SHARD or getattr(first, "ndim", 0) == 0:
+        return first
+    if key.endswith("_norm"):
+        return torch.cat(parts, 1)
+    return torch.cat(parts) if isinstance(first, torch.Tensor) else np.concatenate(parts)
+
+
+def _one_device(scenario: Scenario, device: str):
+    """The scenario's controller built for a fleet of one device: what the coordinator needs
+    of it (its flags and, for a learner, a guard to keep the shards' counts) at no cost per device."""
+    s = scenario
+    alone = Topology(1, np.zeros(0, np.int64), np.zeros(0, np.int64))
+    levels, mode = len(s.fleet.hvac.power_levels_kw), s.fleet.hvac.mode
+    ctx = LearnerContext(1, levels, mode, Streams(s.seed).numpy("learner"), device, alone)
+    return make_learner(s.learner.name, s.learner.params, ctx)
+
+
 class ShardedController:
     """A controller whose devices live on the shards, as the coordinator's fleet sees it: the
-    rule-based thermostat's flags, and its state gathered from the shards (device order)."""
+    flags of ``local`` (the same controller, built for one device), and its state gathered from
+    the shards (device order)."""
 
-    name = RuleBasedLearner.name
-    communicates = RuleBasedLearner.communicates
-    exchange = RuleBasedLearner.exchange
-    update_every = RuleBasedLearner.update_every
-    metric_keys = RuleBasedLearner.metric_keys
-
-    def __init__(self, split: SplitSimulation, which: int) -> None:
+    def __init__(self, split: SplitSimulation, which: int, local) -> None:
         """``which``: 0 for the fleet's controller, 1 for the baseline's."""
         self.split, self.which = split, which
+        self.name, self.communicates, self.exchange = local.name, local.communicates, local.exchange
+        self.update_every, self.metric_keys = local.update_every, local.metric_keys
 
     def state_dict(self) -> dict:
         import ray
 
-        parts = [states[self.which] for states in ray.get([s.controller_states.remote() for s in self.split.shards])]
-        return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+        states = ray.get([s.controller_states.remote() for s in self.split.shards])
+        return gather_state([state[self.which] for state in states])
 
     def load_state_dict(self, state: dict) -> None:
         """Never: a split run's checkpoint is a single run's, and ``fleet resume`` continues it in one process."""
         raise ConfigError("a split run is not restored from a checkpoint: fleet resume continues it in one process")
+
+
+class ShardedLearner(ShardedController):
+    """A learning controller on the shards: each updates its devices; the coordinator averages
+    their metrics over the fleet, adds up their guards' counts and gathers their parameters."""
+
+    def __init__(self, split: SplitSimulation, local: IndependentLearner) -> None:
+        super().__init__(split, 0, local)
+        self.local = local
+        self.guard = local.guard
+
+    def update(self, t: float) -> dict[str, float]:
+        import ray
+
+        results = ray.get([s.update.remote(t) for s in self.split.shards])
+        counts = gather_state([guard for _, guard in results])
+        self.guard.load_state_dict(counts)
+        if results[0][0] is None:
+            return {}
+        terms = [shard_terms for shard_terms, _ in results]
+        return fleet_means({key: gather_rows([part[key] for part in terms]) for key in terms[0]})
+
+    def flat_params(self) -> torch.Tensor:
+        import ray
+
+        return gather_rows(ray.get([s.flat_params.remote() for s in self.split.shards]))
+
+    @property
+    def qos(self) -> int:
+        return self.local.qos
+
+    def inbox(self, kind: str, got: Deliveries) -> None:
+        """Each delivery to the shard of its receiver, in arrival order."""
+        import ray
+
+        calls = []
+        for shard, rows in zip(self.split.shards, self.split.rows):
+            mine = (got.receiver >= rows.start) & (got.receiver < rows.stop)
+            if mine.any():
+                part = Deliveries(
+                    got.receiver[mine] - rows.start, got.sender[mine], got.published_at[mine], got.msg[mine], got.arrays
+                )
+                calls.append(shard.inbox.remote(kind, part))
+        ray.get(calls)
+
+    def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
+        """The shards' publications as one, senders in device order (messages are dense: :func:`check_split`)."""
+        import ray
+
+        rows = self.split.rows
+        parts = ray.get([shard.outbox.remote(active[r]) for shard, r in zip(self.split.shards, rows)])
+        pubs = [(r.start, pub) for r, part in zip(rows, parts) for _, pub in part]
+        if not pubs:
+            return []
+        first = pubs[0][1]
+        sender = np.concatenate([start + pub.sender for start, pub in pubs])
+        arrays = [np.concatenate(column) for column in zip(*(pub.arrays for _, pub in pubs))]
+        return [("params", Publication(sender, arrays, first.dtypes, first.dense))]
 
 
 class SplitSimulation(Simulation):
@@ -207,22 +378,23 @@ class SplitSimulation(Simulation):
         address = os.environ.get("RAY_ADDRESS")
         if address and not ray.is_initialized():
             check_address(address, "RAY_ADDRESS")
-        super().__init__(scenario, device)
+        local = _one_device(scenario, device)
+        learns = isinstance(local, IndependentLearner)
+        super().__init__(scenario, device, ShardedLearner(self, local) if learns else ShardedController(self, 0, local))
         self._ray_started = join_ray(address, actors, "RAY_ADDRESS")
         remote = ray.remote(Shard).options(num_cpus=1, runtime_env={"env_vars": thread_env(1)})
         groups = site_groups([site.devices for site in scenario.fleet.sites], actors)
         parts = [shard_world(self.world, sites) for sites in groups]
         self.rows = [devices for _, devices in parts]
         """The slice of the fleet's devices of each shard."""
-        self.shards = [remote.remote(scenario, world, device) for world, _ in parts]
+        self.shards = [remote.remote(scenario, world, device, (self.world.n, rows)) for world, rows in parts]
         try:
             ray.get([shard.__ray_ready__.remote() for shard in self.shards])  # started: the run's time is the run's
         except BaseException:
             self.close()
             raise
-        self.fleet.controller = ShardedController(self, 0)
         if self.baseline is not None:
-            self.baseline.controller = ShardedController(self, 1)
+            self.baseline.controller = ShardedController(self, 1, self.baseline.controller)
 
     def sense(self, t: float) -> tuple[dict, np.ndarray]:
         """What only the coordinator knows at ``t``: churn and link cuts up to ``t``, then

@@ -1,14 +1,16 @@
 """A run split by site across Ray actors: the same files as the single run, and what it refuses."""
 
+import csv
 import json
 import socket
 import sys
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from fleet.cli import main
-from fleet.sim.split import site_groups
+from fleet.sim.split import gather_rows, site_groups
 
 
 @pytest.mark.parametrize(
@@ -25,19 +27,40 @@ def test_sites_are_cut_into_contiguous_groups_of_about_equal_devices(devices_per
     assert [list(g) for g in site_groups(devices_per_site, k)] == groups
 
 
+def test_gathered_rows_are_laid_out_as_the_shards_rows_so_that_a_mean_adds_up_in_the_same_order():
+    """A learner's rewards (N, T) are a transposed (T, N) tensor: step-major in memory, as a mean
+    over them adds up. Gathered from shards of 3 and 1 devices, the fleet's are step-major too."""
+    fleet = torch.arange(8.0).reshape(2, 4).T  # (N=4, T=2), strides (1, 4)
+    shards = [
+        fleet[:3].contiguous().T.contiguous().T,
+        fleet[3:].contiguous().T.contiguous().T,
+    ]  # strides (1, 3), (1, 1)
+    gathered = gather_rows(shards)
+    assert torch.equal(gathered, fleet)
+    assert gathered.stride() == (1, 4)
+
+
 def _summary(run_dir) -> dict:
     summary = json.loads((run_dir / "summary.json").read_text())
     summary.pop("perf")
     return summary
 
 
+@pytest.mark.parametrize("learner", ["rule-based-v1", "independent-v1", "diffusion-v1"])
 def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_checkpoint(
-    tiny_raw, write_scenario, tmp_path
+    tiny_raw, write_scenario, tmp_path, learner
 ):
     """Churn (statuses, wills, retained re-sends), telemetry, the consensus workload and the
-    sampled devices all cross the split; the rule-based fleet and its baseline are on the actors."""
+    sampled devices all cross the split; the fleet (rule-based, learning alone with its
+    exploration, updates and loss means, or diffusing parameters to neighbours anywhere in the
+    fleet through the coordinator's network) and its baseline are on the actors. The learner's sites
+    hold 4 and 3 devices: shards of unequal size."""
     pytest.importorskip("ray")
     tiny_raw["network"]["churn"] = {"failures_per_day": 24, "mean_downtime": "10min"}
+    tiny_raw["learner"] = {"name": learner}
+    if learner != "rule-based-v1":
+        tiny_raw["fleet"]["sites"][0]["devices"] = 4
+        tiny_raw["topology"]["scope"] = "fleet"  # diffusion's parameter messages cross the shards
     scenario = write_scenario(tiny_raw)
     runs = {}
     for actors in (1, 2):
@@ -51,6 +74,9 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
     assert _summary(single)["comm"]["messages_sent"] > 0 and "consensus" in _summary(single)
     assert (split / "metrics.csv").read_bytes() == (single / "metrics.csv").read_bytes()
     assert (split / "checkpoint.safetensors").read_bytes() == (single / "checkpoint.safetensors").read_bytes()
+    if learner != "rule-based-v1":  # it learned: its loss means are in the rows
+        rows = list(csv.DictReader((single / "metrics.csv").open()))
+        assert any(row["losses/policy"] not in ("", "nan") for row in rows)
 
 
 @pytest.mark.parametrize(
@@ -58,7 +84,22 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
     [
         (["--actors", "3"], {}, "--actors 3: scenario 'thermostats-tiny' has 2 site(s) in fleet.sites"),
         (["--actors", "0"], {}, "--actors 0: must be at least 1"),
-        (["--actors", "2"], {"learner": {"name": "independent-v1"}}, "learner.name: 'independent-v1' cannot run split"),
+        (["--actors", "2"], {"learner": {"name": "centralized-v1"}}, "learner.name: 'centralized-v1' cannot run split"),
+        (
+            ["--actors", "2"],
+            {"learner": {"name": "diffusion-v1", "params": {"weights": "metropolis"}}},
+            "learner.params.weights: metropolis",
+        ),
+        (
+            ["--actors", "2"],
+            {"learner": {"name": "diffusion-v1", "params": {"comm": {"topk": 0.1}}}},
+            "learner.params.comm.topk",
+        ),
+        (
+            ["--actors", "2"],
+            {"learner": {"name": "independent-v1", "params": {"common_init": False}}},
+            "learner.params.common_init: false",
+        ),
         (["--actors", "2", "--realtime", "--broker", "mqtt://127.0.0.1:1"], {}, "a real-time (mixed) run is not split"),
     ],
 )
