@@ -8,7 +8,7 @@ A study file is YAML with ``version: 1``::
     set: {horizon: 2d}                  # overrides of every point
     variants:                           # an explicit list: name -> overrides
       rule-based: {learner.name: rule-based-v1}
-      diffusion: {learner.name: diffusion-v1, learner.params.lr: 0.3}
+      diffusion: {learner.name: diffusion-v1, learner.params.lr: 0.06}
     axes:                               # crossed with each other and with the variants
       topology.degree: [2, 4]           # a field and its values (labels: degree2, degree4)
       network:                          # a named axis: label -> overrides
