@@ -4,7 +4,9 @@ Read rights mirror the simulator exactly. The fleet is drawn with the scenario's
 streams (:func:`fleet.sim.world.build_world`), so a device may read precisely the topics that the
 simulated device subscribes to in :class:`fleet.sim.engine.Simulation` (its topology neighbours'
 ``consensus`` when that workload runs, their ``params`` when the learner exchanges with
-neighbours, the cloud's ``params`` when it is centralized), plus its own ``cmd`` topic.
+neighbours, the cloud's ``params`` when it is centralized), plus its own ``cmd`` topic and the
+fleet's weather forecast, :data:`FORECAST_TOPIC` (a retained message the collector publishes and
+``fleet agent --forecast-topic`` reads; the simulator computes its forecasts instead).
 
 A device may write exactly the topics the edge agent (:mod:`fleet.edge.agent`) publishes for the
 scenario (:func:`device_kinds`): its retained ``status`` (birth, death and will), its ``telemetry``
@@ -35,6 +37,8 @@ from fleet.sim.rng import Streams
 from fleet.sim.world import build_world
 
 BRIDGE_NAME = "bridge"
+FORECAST_TOPIC = f"fleet/{COLLECTOR_SITE}/{COLLECTOR_NAME}/forecast"
+"""Where the collector publishes the fleet's weather forecast (retained; :mod:`fleet.edge.forecast`)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,7 @@ def fleet_identities(scenario: Scenario) -> list[Identity]:
             (device_topic(site, name, "cmd"),)
             + tuple(device_topic(sites[j], names[j], k) for k in kinds for j in nbrs)
             + cloud_params
+            + (FORECAST_TOPIC,)
         )
         devices.append(Identity(name, "device", site, tuple(device_topic(site, name, k) for k in own), read))
     collector_read = ("fleet/+/+/telemetry", "fleet/+/+/status") + ("fleet/+/+/experience",) * centralized

@@ -16,7 +16,7 @@ from cryptography.x509.oid import NameOID
 
 from fleet.cli import main
 from fleet.deploy import provision
-from fleet.deploy.acl import fleet_identities
+from fleet.deploy.acl import FORECAST_TOPIC, fleet_identities
 from fleet.deploy.passwords import hash_password, verify_password
 from fleet.mqtt.topics import KINDS, topic_matches
 from fleet.scenario import parse_scenario
@@ -135,6 +135,16 @@ def test_read_rights_are_exactly_the_simulated_subscriptions(tmp_path, learner):
     }
     assert granted == simulated
     assert any(t.endswith("/params") for _, t in granted) == (learner != "rule-based-v1")
+
+
+def test_devices_read_the_forecast_that_only_the_collector_writes(tmp_path):
+    manifest = provision(tiny("rule-based-v1"), tmp_path / "kit")
+    by_role = {}
+    for ident in manifest["identities"]:
+        by_role.setdefault(ident["role"], []).append(ident)
+    can = lambda ident, right: any(topic_matches(f, FORECAST_TOPIC) for f in ident[right])  # noqa: E731
+    assert all(can(d, "read") and not can(d, "write") for d in by_role["device"])
+    assert can(by_role["collector"][0], "write")
 
 
 @pytest.mark.parametrize(
