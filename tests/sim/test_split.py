@@ -46,14 +46,15 @@ def _summary(run_dir) -> dict:
     return summary
 
 
-@pytest.mark.parametrize("learner", ["rule-based-v1", "independent-v1", "diffusion-v1"])
+@pytest.mark.parametrize("learner", ["rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"])
 def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_checkpoint(
     tiny_raw, write_scenario, tmp_path, learner
 ):
     """Churn (statuses, wills, retained re-sends), telemetry, the consensus workload and the
     sampled devices all cross the split; the fleet (rule-based, learning alone with its
-    exploration, updates and loss means, or diffusing parameters to neighbours anywhere in the
-    fleet through the coordinator's network) and its baseline are on the actors. The learner's sites
+    exploration, updates and loss means, diffusing parameters to neighbours anywhere in the
+    fleet through the coordinator's network, or sending experience to the coordinator's cloud and
+    receiving its broadcast) and its baseline are on the actors. The learner's sites
     hold 4 and 3 devices: shards of unequal size."""
     pytest.importorskip("ray")
     tiny_raw["network"]["churn"] = {"failures_per_day": 24, "mean_downtime": "10min"}
@@ -84,7 +85,7 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
     [
         (["--actors", "3"], {}, "--actors 3: scenario 'thermostats-tiny' has 2 site(s) in fleet.sites"),
         (["--actors", "0"], {}, "--actors 0: must be at least 1"),
-        (["--actors", "2"], {"learner": {"name": "centralized-v1"}}, "learner.name: 'centralized-v1' cannot run split"),
+        (["--actors", "2"], {"learner": {"name": "auction-v1"}}, "learner.name: 'auction-v1' cannot run split"),
         (
             ["--actors", "2"],
             {"learner": {"name": "diffusion-v1", "params": {"weights": "metropolis"}}},
