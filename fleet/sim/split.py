@@ -50,11 +50,19 @@ delivery in arrival order, to the shard of its receiver. Two options decide over
 device and are refused: ``weights: metropolis`` (a neighbour's weight depends on its own degree)
 and top-k messages (``comm.topk`` below 1: a round is dense if any publishing device is due).
 
+**A learner with a cloud** (``centralized-v1``) keeps its devices on the shards and its cloud in
+the coordinator (:class:`ShardedCloud`). The devices act with their copy of the broadcast policy,
+drawing the fleet's exploration as ``independent-v1`` does, and after each update publish their
+experience; the coordinator joins the shards' in device order and sends it through its network
+model to the collector, where its cloud (built as the single run's, from the same seed) trains on
+what arrived and broadcasts from endpoint N; each delivery of the policy goes to its receiver's
+shard. The cloud's update draws no random number, so the shards' generators stay in step. The
+checkpoint takes the devices' state from the shards and the cloud's from the coordinator.
+
 **What is refused** (:func:`check_split`, a ConfigError naming the field): a controller other
-than those of :data:`SPLIT_LEARNERS` (the centralized learner's cloud model, a planner's or an
-auction's state are not split); ``common_init: false``, whose initial parameters are one draw
-for the whole fleet; the two diffusion options above; more actors than sites, and a real-time
-(mixed) run.
+than those of :data:`SPLIT_LEARNERS` (a planner's or an auction's state is not split);
+``common_init: false``, whose initial parameters are one draw for the whole fleet; the two
+diffusion options above; more actors than sites, and a real-time (mixed) run.
 """
 
 from __future__ import annotations
@@ -74,7 +82,9 @@ from fleet.errors import ConfigError
 from fleet.learners import LearnerContext, make_learner
 from fleet.learners.actor_critic import DiffusionLearner, IndependentLearner
 from fleet.learners.base import Deliveries
+from fleet.learners.centralized import CentralizedLearner
 from fleet.learners.comm import Publication
+from fleet.learners.guard import ParamGuard
 from fleet.learners.rule_based import RuleBasedLearner
 from fleet.learners.stacked import fleet_means
 from fleet.scenario import Scenario
@@ -84,7 +94,7 @@ from fleet.sim.topology import Topology
 from fleet.sim.world import World
 from fleet.threads import thread_env
 
-SPLIT_LEARNERS = (RuleBasedLearner.name, IndependentLearner.name, DiffusionLearner.name)
+SPLIT_LEARNERS = (RuleBasedLearner.name, IndependentLearner.name, DiffusionLearner.name, CentralizedLearner.name)
 """Controllers whose split run equals the single run (see the module docstring)."""
 
 
@@ -103,7 +113,7 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
     if scenario.learner.name not in SPLIT_LEARNERS:
         raise ConfigError(
             f"learner.name: {scenario.learner.name!r} cannot run split across actors (--actors {actors}) with the "
-            f"results of a single run: it keeps state over more than one device (a cloud model, a plan, a market) "
+            f"results of a single run: it keeps state over more than one device (a plan, a market) "
             f"that an actor does not hold; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
         )
     params = scenario.learner.params
@@ -352,18 +362,67 @@ class ShardedLearner(ShardedController):
         ray.get(calls)
 
     def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
-        """The shards' publications as one, senders in device order (messages are dense: :func:`check_split`)."""
+        """The shards' publications of each kind as one, senders in device order (messages are
+        dense: :func:`check_split`), the kinds in the order published."""
         import ray
 
         rows = self.split.rows
         parts = ray.get([shard.outbox.remote(active[r]) for shard, r in zip(self.split.shards, rows)])
-        pubs = [(r.start, pub) for r, part in zip(rows, parts) for _, pub in part]
-        if not pubs:
-            return []
-        first = pubs[0][1]
-        sender = np.concatenate([start + pub.sender for start, pub in pubs])
-        arrays = [np.concatenate(column) for column in zip(*(pub.arrays for _, pub in pubs))]
-        return [("params", Publication(sender, arrays, first.dtypes, first.dense))]
+        out = []
+        for kind in dict.fromkeys(kind for part in parts for kind, _ in part):
+            pubs = [(r.start, pub) for r, part in zip(rows, parts) for k, pub in part if k == kind]
+            first = pubs[0][1]
+            sender = np.concatenate([start + pub.sender for start, pub in pubs])
+            arrays = [np.concatenate(column) for column in zip(*(pub.arrays for _, pub in pubs))]
+            out.append((kind, Publication(sender, arrays, first.dtypes, first.dense)))
+        return out
+
+
+CLOUD_STATE = ("cloud", "cloud_updates", "broadcast_due", "inbound")
+"""State of a centralized learner that is its cloud's: the coordinator's, not the shards'."""
+
+
+class ShardedCloud(ShardedLearner):
+    """The centralized learner split: its devices on the shards (each acts, drawing the fleet's
+    exploration, and publishes its experience), its cloud here, in ``local`` (the learner built
+    for one device, whose cloud starts from the single run's): it trains on the experience the
+    network delivers to the collector and broadcasts to every device, endpoint N of the fleet."""
+
+    def __init__(self, split: SplitSimulation, local: CentralizedLearner) -> None:
+        super().__init__(split, local)
+        self.guard = ParamGuard(local.cfg.guard)
+        """The devices' counts (from the shards) and the cloud's rollbacks (``local.guard``), added up."""
+
+    def update(self, t: float) -> dict[str, float]:
+        """The shards package their devices' experience; the cloud trains on what reached it."""
+        super().update(t)
+        metrics = self.local.update(t)
+        self.guard.load_state_dict(gather_state([self.guard.state_dict(), self.local.guard.state_dict()]))
+        return metrics
+
+    def inbox(self, kind: str, got: Deliveries) -> None:
+        """Experience to the cloud; the cloud's policy to each receiver's shard."""
+        if kind == "experience":
+            self.local.inbox(kind, got)
+        else:
+            super().inbox(kind, got)
+
+    def outbox(self, active: np.ndarray) -> list[tuple[str, Publication]]:
+        """The devices' experience (from the shards), then the cloud's broadcast, if due, from endpoint N."""
+        cloud = [(kind, replace(pub, sender=np.array([self.split.world.n]))) for kind, pub in self.local.outbox(active)]
+        return super().outbox(active) + cloud
+
+    def state_dict(self) -> dict:
+        """The single run's state: the devices' gathered from the shards, the cloud's and guard's from here."""
+        cloud = self.local.state_dict()
+        return {**super().state_dict(), **{key: cloud[key] for key in CLOUD_STATE}, "guard": self.guard.state_dict()}
+
+
+def _sharded(split: SplitSimulation, local) -> ShardedController:
+    """The coordinator's view of the fleet's controller ``local`` (built for one device)."""
+    if isinstance(local, CentralizedLearner):
+        return ShardedCloud(split, local)
+    return ShardedLearner(split, local) if isinstance(local, IndependentLearner) else ShardedController(split, 0, local)
 
 
 class SplitSimulation(Simulation):
@@ -379,8 +438,7 @@ class SplitSimulation(Simulation):
         if address and not ray.is_initialized():
             check_address(address, "RAY_ADDRESS")
         local = _one_device(scenario, device)
-        learns = isinstance(local, IndependentLearner)
-        super().__init__(scenario, device, ShardedLearner(self, local) if learns else ShardedController(self, 0, local))
+        super().__init__(scenario, device, _sharded(self, local))
         self._ray_started = join_ray(address, actors, "RAY_ADDRESS")
         remote = ray.remote(Shard).options(num_cpus=1, runtime_env={"env_vars": thread_env(1)})
         groups = site_groups([site.devices for site in scenario.fleet.sites], actors)

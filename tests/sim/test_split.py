@@ -46,18 +46,23 @@ def _summary(run_dir) -> dict:
     return summary
 
 
-@pytest.mark.parametrize("learner", ["rule-based-v1", "independent-v1", "diffusion-v1"])
+@pytest.mark.parametrize("learner", ["rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"])
 def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_checkpoint(
     tiny_raw, write_scenario, tmp_path, learner
 ):
     """Churn (statuses, wills, retained re-sends), telemetry, the consensus workload and the
     sampled devices all cross the split; the fleet (rule-based, learning alone with its
-    exploration, updates and loss means, or diffusing parameters to neighbours anywhere in the
-    fleet through the coordinator's network) and its baseline are on the actors. The learner's sites
-    hold 4 and 3 devices: shards of unequal size."""
+    exploration, updates and loss means, diffusing parameters to neighbours anywhere in the
+    fleet through the coordinator's network, or sending experience to the coordinator's cloud and
+    receiving its broadcast) and its baseline are on the actors. The learner's sites
+    hold 4 and 3 devices: shards of unequal size. The cloud's guard is tight enough that devices
+    reject some broadcasts (counted on the shards) and the cloud rolls back some updates (counted
+    in the coordinator)."""
     pytest.importorskip("ray")
     tiny_raw["network"]["churn"] = {"failures_per_day": 24, "mean_downtime": "10min"}
     tiny_raw["learner"] = {"name": learner}
+    if learner == "centralized-v1":
+        tiny_raw["learner"]["params"] = {"guard": {"max_param": 0.2, "max_norm_ratio": 1.0}}
     if learner != "rule-based-v1":
         tiny_raw["fleet"]["sites"][0]["devices"] = 4
         tiny_raw["topology"]["scope"] = "fleet"  # diffusion's parameter messages cross the shards
@@ -77,6 +82,8 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
     if learner != "rule-based-v1":  # it learned: its loss means are in the rows
         rows = list(csv.DictReader((single / "metrics.csv").open()))
         assert any(row["losses/policy"] not in ("", "nan") for row in rows)
+    if learner == "centralized-v1":
+        assert float(rows[-1]["learner/rejected_params"]) > 0 and float(rows[-1]["learner/rollbacks"]) > 0
 
 
 @pytest.mark.parametrize(
@@ -84,7 +91,7 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
     [
         (["--actors", "3"], {}, "--actors 3: scenario 'thermostats-tiny' has 2 site(s) in fleet.sites"),
         (["--actors", "0"], {}, "--actors 0: must be at least 1"),
-        (["--actors", "2"], {"learner": {"name": "centralized-v1"}}, "learner.name: 'centralized-v1' cannot run split"),
+        (["--actors", "2"], {"learner": {"name": "auction-v1"}}, "learner.name: 'auction-v1' cannot run split"),
         (
             ["--actors", "2"],
             {"learner": {"name": "diffusion-v1", "params": {"weights": "metropolis"}}},
