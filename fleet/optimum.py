@@ -163,9 +163,11 @@ def _costs(
     steady = stage.outdoor_c[:, None] + house.resistance[:, None] * house.heat  # (N, L) degC
     after = decay * x[:, None, :] + (1.0 - decay) * ((steady - low) / step)[:, :, None]  # (N, L, M)
     lo, hi = ((stage.band_lo - low) / step)[:, None, None], ((stage.band_hi - low) / step)[:, None, None]
-    energy = (house.power * stage.price[:, None])[:, :, None]
-    now = (energy + (weight * step) * comfort_violation_c(after, lo, hi)) * dt_h
-    return now + interpolate_units(next_value, after, grid)
+    costs = comfort_violation_c(after, lo, hi)
+    costs *= weight * step * dt_h
+    costs += (house.power * stage.price[:, None] * dt_h)[:, :, None]
+    costs += interpolate_units(next_value, after, grid)
+    return costs
 
 
 def optimal_control(
@@ -217,8 +219,11 @@ def interpolate_units(value: np.ndarray, x: np.ndarray, grid: tuple[float, float
     low, high, step = grid
     n, g = value.shape
     x = np.clip(x, 0.0, (high - step - low) / step)
-    i = np.minimum(x.astype(np.int64), g - 2)
+    i = x.astype(np.int64)
+    np.minimum(i, g - 2, out=i)
+    x -= i  # the fraction of the cell
+    i = i + (g - 1) * np.arange(n).reshape((n,) + (1,) * (i.ndim - 1))  # the cell in the flattened rows
     cells = np.empty((n, g - 1), np.complex64)
     cells.real, cells.imag = value[:, :-1], value[:, 1:] - value[:, :-1]
-    got = cells.ravel().take(i + (g - 1) * np.arange(n).reshape((n,) + (1,) * (i.ndim - 1)))
-    return got.real + (x - i) * got.imag
+    got = cells.ravel().take(i)
+    return got.real + x * got.imag
