@@ -3,6 +3,8 @@
     python benchmarks/bench_engine.py city10k   # city-10k-v1, one day: wall, rates, memory, profile
     python benchmarks/bench_engine.py scaling   # 1k, 10k, 100k devices: us per device-step
     python benchmarks/bench_engine.py naive     # the engine vs one SimPy process per device
+    python benchmarks/bench_engine.py programme # the planner's dynamic programme: CPU per device-plan
+    python benchmarks/bench_engine.py city10k --learner planner-v1   # the planner's day, its share vs the physics
     python benchmarks/bench_engine.py all       # the three, about 8 minutes on 2 cores
 
 Every measurement runs in a fresh Python process, so its peak RSS (``ru_maxrss``) is its own
@@ -652,7 +654,32 @@ def bench_naive(args: argparse.Namespace) -> dict:
     }
 
 
-BENCHMARKS = {"city10k": bench_city10k, "scaling": bench_scaling, "naive": bench_naive}
+def bench_programme(args: argparse.Namespace) -> dict:
+    """CPU seconds per device-plan of the dynamic programme (``fleet.optimum.cost_to_go``) at the planner's
+    defaults: 96 quarter-hour ticks, grid 12-28 degC by 0.2, 4 levels, random identified houses; best of repeats."""
+    import numpy as np
+
+    from fleet.optimum import HouseModel, Stage, cost_to_go
+
+    n, dt_h, rng = args.devices, 0.25, np.random.default_rng(0)
+    levels = np.array([0.0, 1.0, 2.0, 3.0]) * rng.uniform(0.8, 1.2, (n, 1))
+    heat = rng.uniform(8, 20, (n, 1)) * levels + rng.uniform(0.3, 2, (n, 1))
+    house = HouseModel(np.ones(n), rng.uniform(12, 60, n), levels, heat)
+    stages = [
+        Stage(rng.normal(2, 1, n), np.full(n, 0.25), np.full(n, 20.3 if k < 88 else 16.3), np.full(n, 22.7))
+        for k in range(96)
+    ]
+    cpu, load = [], os.getloadavg()[0]
+    for _ in range(args.repeats):
+        started = time.process_time()
+        cost_to_go(house, stages, 1.0, dt_h, (12.0, 28.0, 0.2))
+        cpu.append(time.process_time() - started)
+    per_plan = min(cpu) / n
+    print(f"programme: {1e3 * per_plan:.3f} ms CPU per device-plan at {n} devices (best of {args.repeats})")
+    return {"devices": n, "cpu_s": cpu, "ms_per_device_plan": 1e3 * per_plan, "load_before": load}
+
+
+BENCHMARKS = {"city10k": bench_city10k, "scaling": bench_scaling, "naive": bench_naive, "programme": bench_programme}
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -677,7 +704,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tag", help="write <benchmark>-<tag>.json instead of <benchmark>.json (for variants made with --set)"
     )
-    sub = p.add_subparsers(dest="benchmark", required=True, metavar="{city10k,scaling,naive,all}")
+    sub = p.add_subparsers(dest="benchmark", required=True, metavar="{city10k,scaling,naive,programme,all}")
     c = sub.add_parser(
         "city10k", help="city-10k-v1 for one day: wall time, device-steps/s, messages/s, peak RSS, time per phase"
     )
@@ -703,7 +730,10 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("--devices", type=int, default=1000, help="fleet size, a multiple of 500 [default: 1000]")
     n.add_argument("--hours", type=float, default=6.0, help="simulated hours [default: 6]")
     n.add_argument("--repeats", type=int, default=2, help="alternating runs of each [default: 2]")
-    sub.add_parser("all", help="city10k, scaling and naive with their defaults")
+    d = sub.add_parser("programme", help="CPU time per device-plan of the planner's dynamic programme")
+    d.add_argument("--devices", type=int, default=1000, help="devices planned at once [default: 1000]")
+    d.add_argument("--repeats", type=int, default=3, help="plans timed, the best reported [default: 3]")
+    sub.add_parser("all", help="city10k, scaling, naive and programme with their defaults")
     w = sub.add_parser("_worker")  # internal: one measurement in a fresh process
     w.add_argument("spec")
     return p

@@ -72,7 +72,7 @@ def test_the_planners_breakdown_counts_its_plans_and_acts_apart_from_the_physics
 
 
 def test_every_benchmark_has_help(capsys):
-    for name in ("city10k", "scaling", "naive"):
+    for name in ("city10k", "scaling", "naive", "programme"):
         with pytest.raises(SystemExit) as done:
             parser().parse_args([name, "--help"])
         assert done.value.code == 0
