@@ -3,6 +3,8 @@
     python benchmarks/bench_engine.py city10k   # city-10k-v1, one day: wall, rates, memory, profile
     python benchmarks/bench_engine.py scaling   # 1k, 10k, 100k devices: us per device-step
     python benchmarks/bench_engine.py naive     # the engine vs one SimPy process per device
+    python benchmarks/bench_engine.py programme # the planner's dynamic programme: CPU per device-plan
+    python benchmarks/bench_engine.py city10k --learner planner-v1   # the planner's day, its share vs the physics
     python benchmarks/bench_engine.py all       # the three, about 8 minutes on 2 cores
 
 Every measurement runs in a fresh Python process, so its peak RSS (``ru_maxrss``) is its own
@@ -66,9 +68,24 @@ def city_overrides(
     return overrides
 
 
+PLANNER_OVERRIDES = ["control_period=15min", "learner.params.identification.min_data=1h"]
+"""What a planner learner needs of city-10k-v1: 15-minute control, the period it was built and tuned for (its
+day-ahead plan holds a value function per tick: 1-minute ticks would be 1,440 of them, 4.6 GB at 10k); and to
+plan from its first re-plan on, as a fleet with a model does every day (with the default ``min_data`` of a day,
+a fleet that starts cold in the morning would plan only in the day's last hours)."""
+
+
+def learner_overrides(name: str | None) -> list[str]:
+    """``--set`` overrides that run city-10k-v1 with the learner ``name`` (None: the scenario's own)."""
+    if name is None:
+        return []
+    return [f"learner.name={name}", *(PLANNER_OVERRIDES if name.startswith("planner") else [])]
+
+
 def spec_overrides(spec: dict) -> list[str]:
-    """The overrides of a worker spec: size, horizon, baseline, then any ``--set`` given."""
-    return city_overrides(spec.get("devices"), spec.get("hours"), spec.get("baseline")) + spec.get("set", [])
+    """The overrides of a worker spec: size, horizon, baseline, learner, then any ``--set`` given."""
+    size = city_overrides(spec.get("devices"), spec.get("hours"), spec.get("baseline"))
+    return size + learner_overrides(spec.get("learner")) + spec.get("set", [])
 
 
 def describe(spec: dict) -> dict:
@@ -87,7 +104,8 @@ def describe(spec: dict) -> dict:
         "consensus_period_s": sc.workloads.consensus.period,
         "network": sorted({c for s in sc.fleet.sites for c in s.network}),
         "baseline_twin": sc.outputs.baseline,
-        "extra_overrides": spec.get("set", []),
+        "learner": sc.learner.name,
+        "extra_overrides": learner_overrides(spec.get("learner")) + spec.get("set", []),
     }
 
 
@@ -209,7 +227,13 @@ def work_profile(spec: dict) -> dict:
     profiler = cProfile.Profile()
     profiler.runcall(sim.run)
     stats = pstats.Stats(profiler)
-    return {"phases": phase_breakdown(stats), "hotspots": hotspots(stats, 15)}
+    phases = phase_breakdown(stats, learner_methods(type(sim.fleet.controller)))
+    return {"phases": phases, "learner_vs_physics": learner_vs_physics(phases), "hotspots": hotspots(stats, 15)}
+
+
+def learner_methods(learner: type) -> dict[str, tuple[str, str]]:
+    """The (file, function) of a learner class's ``act`` and ``update``, as a profile names them."""
+    return {name: (getattr(learner, name).__module__.replace(".", "/") + ".py", name) for name in ("act", "update")}
 
 
 WORKERS = {"engine": work_engine, "naive": work_naive, "profile": work_profile}
@@ -243,6 +267,10 @@ NETWORK_EVENTS, FIRE_WILLS = ("fleet/sim/engine.py", "_network_events"), ("fleet
 RECEIVE, OUTGOING = ("fleet/sim/consensus.py", "receive"), ("fleet/sim/consensus.py", "outgoing")
 PUBLISH, BROKER = ("fleet/net/network.py", "publish"), ("fleet/net/network.py", "_through_broker")
 DOWNLINK, DRAIN = ("fleet/net/network.py", "_downlink"), ("fleet/net/network.py", "drain")
+SENSE, LEARNING = ("fleet/sim/engine.py", "sense"), ("fleet/sim/engine.py", "_learning")
+ARRIVED, PUBLISH_LEARNER = ("fleet/sim/engine.py", "_arrived"), ("fleet/sim/engine.py", "_publish_learner")
+PHYSICS, LOOKAHEAD = ("devices/building.py", "step"), ("fleet/learners/base.py", "lookahead")
+RULE_BASED = {"act": ("fleet/learners/rule_based.py", "act"), "update": ("fleet/learners/rule_based.py", "update")}
 FROM_BROKER, RESEND = ("fleet/net/network.py", "publish_from_broker"), ("fleet/net/network.py", "resend_retained")
 ENCODE, DECODE = ("fleet/mqtt/codec.py", "encode_batch"), ("fleet/mqtt/codec.py", "decode_batch")
 
@@ -285,15 +313,26 @@ class CallTimes:
         return sum(ct for k in self._keys(func) for c, (_, _, _, ct) in self.stats[k][4].items() if c in callers)
 
 
-def phase_breakdown(stats: pstats.Stats) -> dict:
-    """Seconds and share of ``Simulation.run`` spent in each engine phase (exclusive of each other)."""
+def phase_breakdown(stats: pstats.Stats, learner: dict[str, tuple[str, str]] = RULE_BASED) -> dict:
+    """Seconds and share of ``Simulation.run`` spent in each engine phase (exclusive of each other);
+    ``learner``: the (file, function) of the fleet's learner's ``act`` and ``update`` (:func:`learner_methods`)."""
     t = CallTimes(stats)
     total = t(RUN)
-    encode = t(ENCODE, TELEMETRY) + t(ENCODE, OUTGOING) + t(ENCODE, STATUS)
+    encode = t(ENCODE, TELEMETRY) + t(ENCODE, OUTGOING) + t(ENCODE, STATUS) + t(ENCODE, PUBLISH_LEARNER)
     churn_messages = t(PUBLISH, NETWORK_EVENTS) + t(BROKER, FROM_BROKER) + t(DOWNLINK, RESEND) + t(ENCODE, STATUS)
+    act, physics, ahead = t(learner["act"], TICK), t(PHYSICS, TICK), t(LOOKAHEAD, SENSE)
+    update = t(learner["update"], LEARNING)
+    learning_messages = (
+        t(PUBLISH, PUBLISH_LEARNER) + t(ENCODE, PUBLISH_LEARNER) + t(DRAIN, ARRIVED) + t(DECODE, ARRIVED)
+    )
     phases = {
-        "control: physics, learner, rewards, KPIs": t(TICK),
-        "control: sensing, weather, occupancy, churn": t(CONTROL) - t(TICK) - churn_messages,
+        "control: physics (the houses' RC step)": physics,
+        "control: learner act": act,
+        "control: rewards, KPIs, the baseline twin's controller": t(TICK) - physics - act,
+        "control: learner's lookahead (schedule, tariff)": ahead,
+        "control: sensing, weather, occupancy, churn": t(CONTROL) - t(TICK) - churn_messages - ahead,
+        "learning: learner update": update,
+        "learning: learner inbox, outbox": t(LEARNING) - update - learning_messages,
         "telemetry: assembling the state": t(TELEMETRY) - t(ENCODE, TELEMETRY) - t(PUBLISH, TELEMETRY),
         "consensus: combine, edge bookkeeping": t(CONSENSUS)
         - t(DRAIN, CONSENSUS)
@@ -322,6 +361,29 @@ def phase_breakdown(stats: pstats.Stats) -> dict:
         ],
         "functions_not_found": _absent_from_source(t.missing),
         "functions_not_called": sorted(f"{file}:{name}" for file, name in t.missing),
+    }
+
+
+LEARNER_PHASES = (
+    "control: learner act",
+    "control: learner's lookahead (schedule, tariff)",
+    "learning: learner update",
+    "learning: learner inbox, outbox",
+)
+"""The phases of the learner's own work (its messages' network and codec time is in the network's and codec's)."""
+
+
+def learner_vs_physics(phases: dict) -> dict:
+    """The learner's share of the run (act, update, lookahead) against the physics' share × 5 (issue 13's
+    budget for a planner)."""
+    share = {row["phase"]: row["percent"] for row in phases["table"]}
+    learner = sum(share[k] for k in LEARNER_PHASES)
+    physics = share["control: physics (the houses' RC step)"]
+    return {
+        "learner_percent": learner,
+        "physics_percent": physics,
+        "physics_x5_percent": 5 * physics,
+        "met": learner <= 5 * physics,
     }
 
 
@@ -434,8 +496,9 @@ def median_of(runs: list[dict], key: str) -> float:
 
 
 def bench_city10k(args: argparse.Namespace) -> dict:
-    """city-10k-v1 as shipped (one day, 1-min ticks, telemetry 5 min, consensus 15 min, wifi)."""
-    spec = {"worker": "engine", "set": args.set}
+    """city-10k-v1 as shipped (one day, 1-min ticks, telemetry 5 min, consensus 15 min, wifi), or with another
+    learner and size (``--learner``, ``--devices``)."""
+    spec = {"worker": "engine", "devices": args.devices, "learner": args.learner, "set": args.set}
     runs = []
     for i in range(args.repeats):
         runs.append(in_fresh_process(spec))
@@ -470,6 +533,11 @@ def bench_city10k(args: argparse.Namespace) -> dict:
         say("city10k: profiling one more run under cProfile ...")
         figures["breakdown"] = in_fresh_process({**spec, "worker": "profile"})
         print_breakdown(figures["breakdown"]["phases"], summary["run_s"])
+        share = figures["breakdown"]["learner_vs_physics"]
+        print(
+            f"learner {share['learner_percent']:.1f} % of the run, physics {share['physics_percent']:.2f} % "
+            f"(x 5 = {share['physics_x5_percent']:.1f} %): {'met' if share['met'] else 'not met'}"
+        )
     print(
         f"city10k: {summary['total_s']:.1f} s total ({summary['run_s']:.1f} s simulating), "
         f"{summary['device_steps_per_s']:,.0f} device-steps/s, "
@@ -583,7 +651,32 @@ def bench_naive(args: argparse.Namespace) -> dict:
     }
 
 
-BENCHMARKS = {"city10k": bench_city10k, "scaling": bench_scaling, "naive": bench_naive}
+def bench_programme(args: argparse.Namespace) -> dict:
+    """CPU seconds per device-plan of the dynamic programme (``fleet.optimum.cost_to_go``) at the planner's
+    defaults: 96 quarter-hour ticks, grid 12-28 degC by 0.2, 4 levels, random identified houses; best of repeats."""
+    import numpy as np
+
+    from fleet.optimum import HouseModel, Stage, cost_to_go
+
+    n, dt_h, rng = args.devices, 0.25, np.random.default_rng(0)
+    levels = np.array([0.0, 1.0, 2.0, 3.0]) * rng.uniform(0.8, 1.2, (n, 1))
+    heat = rng.uniform(8, 20, (n, 1)) * levels + rng.uniform(0.3, 2, (n, 1))
+    house = HouseModel(np.ones(n), rng.uniform(12, 60, n), levels, heat)
+    stages = [
+        Stage(rng.normal(2, 1, n), np.full(n, 0.25), np.full(n, 20.3 if k < 88 else 16.3), np.full(n, 22.7))
+        for k in range(96)
+    ]
+    cpu, load = [], os.getloadavg()[0]
+    for _ in range(args.repeats):
+        started = time.process_time()
+        cost_to_go(house, stages, 1.0, dt_h, (12.0, 28.0, 0.2))
+        cpu.append(time.process_time() - started)
+    per_plan = min(cpu) / n
+    print(f"programme: {1e3 * per_plan:.3f} ms CPU per device-plan at {n} devices (best of {args.repeats})")
+    return {"devices": n, "cpu_s": cpu, "ms_per_device_plan": 1e3 * per_plan, "load_before": load}
+
+
+BENCHMARKS = {"city10k": bench_city10k, "scaling": bench_scaling, "naive": bench_naive, "programme": bench_programme}
 
 
 # --- command line -------------------------------------------------------------------------------
@@ -608,12 +701,17 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--tag", help="write <benchmark>-<tag>.json instead of <benchmark>.json (for variants made with --set)"
     )
-    sub = p.add_subparsers(dest="benchmark", required=True, metavar="{city10k,scaling,naive,all}")
+    sub = p.add_subparsers(dest="benchmark", required=True, metavar="{city10k,scaling,naive,programme,all}")
     c = sub.add_parser(
         "city10k", help="city-10k-v1 for one day: wall time, device-steps/s, messages/s, peak RSS, time per phase"
     )
     c.add_argument("--repeats", type=int, default=3, help="measured runs, each in a fresh process [default: 3]")
     c.add_argument("--no-profile", action="store_true", help="skip the cProfile run that breaks the time down by phase")
+    c.add_argument(
+        "--learner",
+        help="run this learner instead of the scenario's (planner-*: with 15-minute control) [default: none]",
+    )
+    c.add_argument("--devices", type=int, help="fleet size, a multiple of 500 [default: the scenario's 10,000]")
     s = sub.add_parser("scaling", help="us per device-step at several fleet sizes (sites of 500 devices)")
     s.add_argument(
         "--sizes",
@@ -629,7 +727,10 @@ def parser() -> argparse.ArgumentParser:
     n.add_argument("--devices", type=int, default=1000, help="fleet size, a multiple of 500 [default: 1000]")
     n.add_argument("--hours", type=float, default=6.0, help="simulated hours [default: 6]")
     n.add_argument("--repeats", type=int, default=2, help="alternating runs of each [default: 2]")
-    sub.add_parser("all", help="city10k, scaling and naive with their defaults")
+    d = sub.add_parser("programme", help="CPU time per device-plan of the planner's dynamic programme")
+    d.add_argument("--devices", type=int, default=1000, help="devices planned at once [default: 1000]")
+    d.add_argument("--repeats", type=int, default=3, help="plans timed, the best reported [default: 3]")
+    sub.add_parser("all", help="city10k, scaling, naive and programme with their defaults")
     w = sub.add_parser("_worker")  # internal: one measurement in a fresh process
     w.add_argument("spec")
     return p

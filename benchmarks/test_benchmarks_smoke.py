@@ -6,7 +6,15 @@ import cProfile
 import pstats
 
 import pytest
-from bench_engine import SCENARIO, city_overrides, parser, phase_breakdown
+from bench_engine import (
+    SCENARIO,
+    city_overrides,
+    learner_methods,
+    learner_overrides,
+    learner_vs_physics,
+    parser,
+    phase_breakdown,
+)
 from naive_engine import NaiveSimulation
 
 from fleet.scenario import load_scenario
@@ -46,8 +54,25 @@ def test_profile_breakdown_accounts_for_the_whole_run(tiny_city):
     assert all(row["seconds"] >= -1e-3 for row in phases["table"])
 
 
+def test_the_planners_breakdown_counts_its_plans_and_acts_apart_from_the_physics():
+    """A planner day (as ``city10k --learner planner-v1`` runs it) on 20 devices for 4 hours: it plans once, at 2 h
+    (``min_data`` 1 h) and follows the plan; the breakdown puts that time in the learner's phases."""
+    overrides = city_overrides(devices=20, hours=4.0, baseline=False, site_size=10) + learner_overrides("planner-v1")
+    sim = Simulation(load_scenario(SCENARIO, overrides))
+    profiler = cProfile.Profile()
+    profiler.runcall(sim.run)
+    phases = phase_breakdown(pstats.Stats(profiler), learner_methods(type(sim.fleet.controller)))
+    seconds = {row["phase"]: row["seconds"] for row in phases["table"]}
+    assert phases["functions_not_found"] == [] and sum(seconds.values()) == pytest.approx(phases["profiled_run_s"])
+    assert sim.fleet.controller.plans == 1 and sim.fleet.controller.planning.any()
+    assert seconds["learning: learner update"] > seconds["control: physics (the houses' RC step)"] > 0
+    assert seconds["control: learner act"] > 0 and seconds["control: learner's lookahead (schedule, tariff)"] > 0
+    share = learner_vs_physics(phases)
+    assert share["physics_x5_percent"] == pytest.approx(5 * share["physics_percent"])
+
+
 def test_every_benchmark_has_help(capsys):
-    for name in ("city10k", "scaling", "naive"):
+    for name in ("city10k", "scaling", "naive", "programme"):
         with pytest.raises(SystemExit) as done:
             parser().parse_args([name, "--help"])
         assert done.value.code == 0

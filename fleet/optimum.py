@@ -25,12 +25,13 @@ and on what it knows of the days ahead.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
-from devices.building import ThermostatFleet, rc_step
+from devices.building import ThermostatFleet
 from devices.occupancy import comfort_violation_c
 from fleet.sim.world import World
 
@@ -68,18 +69,6 @@ class HouseModel:
     power: np.ndarray
     heat: np.ndarray
 
-    def after(self, temp: np.ndarray, outdoor_c: np.ndarray, level: int, dt_h: float) -> np.ndarray:
-        """Indoor temperatures (N, M) after ``dt_h`` hours at ``level`` from ``temp`` (N, M),
-        outdoors ``outdoor_c`` (N,)."""
-        return rc_step(
-            temp,
-            outdoor_c[:, None],
-            self.heat[:, level : level + 1],
-            self.resistance[:, None],
-            self.capacitance[:, None],
-            dt_h,
-        )
-
 
 @dataclass(frozen=True)
 class Stage:
@@ -107,6 +96,10 @@ def stage_at(world: World, t: float) -> Stage:
     return Stage(c["outdoor_c"], c["price"], c["band_lo"], c["band_hi"])
 
 
+BLOCK = 128
+"""Houses whose programme is run together: a stage's (BLOCK, L, G) arrays stay in the processor's cache."""
+
+
 def cost_to_go(
     house: HouseModel,
     stages: list[Stage],
@@ -118,13 +111,23 @@ def cost_to_go(
     """The optimal cost-to-go (K + 1, N, G) float32 of every house on the temperature ``grid``
     (low, high, step) before each of the K ``stages`` (and 0 after the last): energy cost plus
     ``weight`` per degree-hour outside the band, ticks of ``dt_h`` hours, each tick's cost weighed
-    by ``discount`` per tick from the tick it is seen from."""
-    temps = np.arange(*grid)
-    value = np.zeros((len(stages) + 1, house.power.shape[0], len(temps)), dtype=np.float32)
-    for k in range(len(stages) - 1, -1, -1):
-        ahead = discount * value[k + 1]
-        value[k] = level_costs(house, stages[k], temps[None, :], ahead, weight, dt_h, grid).min(axis=0)
+    by ``discount`` per tick from the tick it is seen from. All houses on one axis, in blocks of
+    :data:`BLOCK` (the whole recursion of a block runs while its arrays are in the cache)."""
+    points = np.arange(len(np.arange(*grid)), dtype=float)  # (G,) the grid in grid units
+    value = np.zeros((len(stages) + 1, house.power.shape[0], len(points)), dtype=np.float32)
+    for start in range(0, house.power.shape[0], BLOCK):
+        rows = slice(start, start + BLOCK)
+        block_house, block_stages, block_value = _rows(house, rows), [_rows(s, rows) for s in stages], value[:, rows]
+        for k in range(len(stages) - 1, -1, -1):
+            ahead = discount * block_value[k + 1]
+            costs = _costs(block_house, block_stages[k], points[None, :], ahead, weight, dt_h, grid)
+            block_value[k] = costs.min(axis=1)
     return value
+
+
+def _rows(fields_of, rows: slice):
+    """A :class:`HouseModel` or :class:`Stage` of the houses ``rows`` only."""
+    return type(fields_of)(*(getattr(fields_of, f.name)[rows] for f in dataclasses.fields(fields_of)))
 
 
 def level_costs(
@@ -138,13 +141,33 @@ def level_costs(
 ) -> np.ndarray:
     """(L, N, M): the cost of each level from temperatures ``temp`` (N, M) or (1, M) through
     ``stage``, then the cost-to-go ``next_value`` (N, G) on ``grid`` from where it leads."""
-    out = []
-    for a in range(house.power.shape[1]):
-        after = house.after(temp, stage.outdoor_c, a, dt_h)
-        violation = comfort_violation_c(after, stage.band_lo[:, None], stage.band_hi[:, None])
-        now = (house.power[:, a : a + 1] * stage.price[:, None] + weight * violation) * dt_h
-        out.append(now + interpolate(next_value, after, grid))
-    return np.stack(out)
+    low, _, step = grid
+    return np.moveaxis(_costs(house, stage, (temp - low) / step, next_value, weight, dt_h, grid), 1, 0)
+
+
+def _costs(
+    house: HouseModel,
+    stage: Stage,
+    x: np.ndarray,
+    next_value: np.ndarray,
+    weight: float,
+    dt_h: float,
+    grid: tuple[float, float, float],
+) -> np.ndarray:
+    """(N, L, M): :func:`level_costs` from grid positions ``x`` (N, M) or (1, M) (temperatures
+    ``low + x * step``). The programme in grid units: a tick at a level takes x to
+    ``decay * x + (1 - decay) * x_inf``, :func:`devices.building.rc_step` with the steady state
+    ``x_inf`` (N, L) of each level, so the arrays (N, L, M) cost a few passes each."""
+    low, _, step = grid
+    decay = np.exp(-dt_h / (house.resistance * house.capacitance))[:, None, None]  # (N, 1, 1)
+    steady = stage.outdoor_c[:, None] + house.resistance[:, None] * house.heat  # (N, L) degC
+    after = decay * x[:, None, :] + (1.0 - decay) * ((steady - low) / step)[:, :, None]  # (N, L, M)
+    lo, hi = ((stage.band_lo - low) / step)[:, None, None], ((stage.band_hi - low) / step)[:, None, None]
+    costs = comfort_violation_c(after, lo, hi)
+    costs *= weight * step * dt_h
+    costs += (house.power * stage.price[:, None] * dt_h)[:, :, None]
+    costs += interpolate_units(next_value, after, grid)
+    return costs
 
 
 def optimal_control(
@@ -185,10 +208,22 @@ def optimal_control(
 def interpolate(value: np.ndarray, temp: np.ndarray, grid: tuple[float, float, float] = GRID_C) -> np.ndarray:
     """Row-wise linear interpolation of ``value`` (N, G) on ``grid`` at ``temp`` (N, M),
     clamped to the grid's ends."""
+    low, _, step = grid
+    return interpolate_units(value, (temp - low) / step, grid)
+
+
+def interpolate_units(value: np.ndarray, x: np.ndarray, grid: tuple[float, float, float] = GRID_C) -> np.ndarray:
+    """Row-wise linear interpolation of ``value`` (N, G) at grid positions ``x`` (N, ...) (the
+    temperatures ``low + x * step`` of ``grid``), clamped to the grid's ends. Each cell's value
+    and slope are packed into one complex64, so that a single gather fetches both."""
     low, high, step = grid
-    x = (np.clip(temp, low, high - step) - low) / step
-    i = np.minimum(x.astype(np.int64), value.shape[1] - 2)
-    frac = x - i
-    v0 = np.take_along_axis(value, i, axis=1)
-    v1 = np.take_along_axis(value, i + 1, axis=1)
-    return v0 + frac * (v1 - v0)
+    n, g = value.shape
+    x = np.clip(x, 0.0, (high - step - low) / step)
+    i = x.astype(np.int64)
+    np.minimum(i, g - 2, out=i)
+    x -= i  # the fraction of the cell
+    i = i + (g - 1) * np.arange(n).reshape((n,) + (1,) * (i.ndim - 1))  # the cell in the flattened rows
+    cells = np.empty((n, g - 1), np.complex64)
+    cells.real, cells.imag = value[:, :-1], value[:, 1:] - value[:, :-1]
+    got = cells.ravel().take(i)
+    return got.real + x * got.imag

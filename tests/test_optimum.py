@@ -9,7 +9,7 @@ from devices.building import ThermostatFleet, rc_step
 from devices.config import RuleBasedConfig
 from devices.occupancy import comfort_violation_c
 from devices.thermostat import RuleBasedThermostat
-from fleet.optimum import Window, optimal_control
+from fleet.optimum import BLOCK, HouseModel, Stage, Window, cost_to_go, interpolate_units, optimal_control
 from fleet.scenario import parse_scenario
 from fleet.sim.rng import Streams
 from fleet.sim.world import build_world
@@ -154,3 +154,63 @@ def test_a_near_zero_discount_is_myopic_and_a_horizon_far_away_is_no_discount(wo
     np.testing.assert_allclose(at_far.discomfort_degh, today.discomfort_degh, rtol=1e-9, atol=1e-12)
     with pytest.raises(ValueError, match="discount must be in"):
         optimal_control(world, window, weight, start, discount=0.0)
+
+
+# --- the programme itself: batched over houses, against its definition ------------------------
+
+
+def one_house_programme(house, stages, weight: float, dt_h: float, grid) -> np.ndarray:
+    """(K + 1, G) the cost-to-go of house 0 of ``house`` by the programme's definition, one grid
+    point and one level at a time: the simulator's RC step, the tick's cost, np.interp of the next
+    stage's cost-to-go (clamped at the grid's ends)."""
+    temps = np.arange(*grid)
+    value = np.zeros((len(stages) + 1, len(temps)))
+    for k in range(len(stages) - 1, -1, -1):
+        s = stages[k]
+        for g, temp in enumerate(temps):
+            options = []
+            for level in range(house.power.shape[1]):
+                after = rc_step(
+                    temp, s.outdoor_c[0], house.heat[0, level], house.resistance[0], house.capacitance[0], dt_h
+                )
+                violation = comfort_violation_c(after, s.band_lo[0], s.band_hi[0])
+                now = (house.power[0, level] * s.price[0] + weight * violation) * dt_h
+                options.append(now + np.interp(after, temps, value[k + 1]))
+            value[k, g] = min(options)
+    return value
+
+
+def random_houses(n: int, k: int, rng: np.random.Generator):
+    """``n`` identified houses (R = 1) with 4 levels and ``k`` stages of random conditions."""
+    levels = np.array([0.0, 1.0, 2.0, 3.0]) * rng.uniform(0.8, 1.2, (n, 1))
+    heat = rng.uniform(8, 20, (n, 1)) * levels + rng.uniform(0.3, 2, (n, 1))
+    house = HouseModel(np.ones(n), rng.uniform(5, 60, n), levels, heat)
+    stages = [
+        Stage(rng.uniform(-10, 10, n), rng.uniform(0.1, 0.5, n), rng.uniform(17, 21, n), rng.uniform(21, 24, n))
+        for _ in range(k)
+    ]
+    return house, stages
+
+
+def test_the_batched_programme_is_each_houses_programme_by_its_definition():
+    """Houses in several blocks at once give what each house's programme gives alone, worked one grid
+    point and one level at a time (float32 storage: 1e-5 relative)."""
+    rng = np.random.default_rng(4)
+    grid, n = (12.0, 28.0, 0.5), 2 * BLOCK + 3
+    house, stages = random_houses(n, 5, rng)
+    got = cost_to_go(house, stages, 1.3, 0.25, grid)
+    for i in (0, BLOCK - 1, BLOCK, n - 1):  # first and last of the blocks
+        one = HouseModel(*(getattr(house, f)[i : i + 1] for f in ("resistance", "capacitance", "power", "heat")))
+        alone = [
+            Stage(*(getattr(s, f)[i : i + 1] for f in ("outdoor_c", "price", "band_lo", "band_hi"))) for s in stages
+        ]
+        np.testing.assert_allclose(got[:, i], one_house_programme(one, alone, 1.3, 0.25, grid), rtol=1e-5, atol=1e-5)
+
+
+def test_interpolation_in_grid_units_by_hand():
+    """Rows [0, 10, 20, 40] and [5, 5, 5, 5]: at 0.5 halfway, at 2.25 a quarter of the way from 20 to 40,
+    clamped beyond the ends; any trailing shape."""
+    value = np.array([[0.0, 10.0, 20.0, 40.0], [5.0, 5.0, 5.0, 5.0]], np.float32)
+    x = np.array([[[0.5, 2.25, -1.0]], [[3.0, 7.0, 1.5]]])  # (2, 1, 3)
+    np.testing.assert_allclose(interpolate_units(value, x, (0.0, 4.0, 1.0)), [[[5.0, 25.0, 0.0]], [[5.0, 5.0, 5.0]]])
+    assert interpolate_units(value, np.array([[3.0]]), (0.0, 4.0, 1.0))[0, 0] == 40.0  # the last point itself
