@@ -1,0 +1,111 @@
+"""The site roles' identities (the auctioneer, the feeder meter) and the devices' rights toward them, as
+provisioned and as a real mosquitto enforces them. As in test_broker_security: a denied publish gets
+PUBACK 135; a message the ACL keeps from a reader is shown undelivered by a later deliverable one from the
+same publisher."""
+
+from pathlib import Path
+
+import pytest
+
+from fleet.deploy import provision
+from fleet.deploy.acl import fleet_identities
+from fleet.scenario import parse_scenario
+from tests.conftest import tiny_scenario
+from tests.deploy.conftest import start_kit_broker
+from tests.mosquitto import free_port
+
+NOT_AUTHORIZED = 135
+LEARNERS = {
+    "market": {"name": "auction-v1", "params": {"market": {"period": "5min"}}},
+    "meter": {"name": "cooperative-v1"},
+}
+
+
+def scenario(learner: str):
+    """The tiny scenario (north: d00000..d00002, south: d00003..d00005) with a learner of ``LEARNERS``."""
+    raw = tiny_scenario()
+    raw["learner"] = LEARNERS[learner]
+    return parse_scenario(raw, "tiny", Path.cwd())
+
+
+@pytest.fixture
+def site_kit(tmp_path, connect):
+    """``site_kit(learner)``: a provisioned kit of ``scenario(learner)`` on a running mosquitto; returns
+    ``login(name)``, a :class:`~tests.deploy.conftest.Peer` logged in as that identity over mutual TLS."""
+    brokers = []
+
+    def start(learner: str):
+        kit = tmp_path / learner
+        tls, password = free_port(), free_port()
+        provision(scenario(learner), kit, tls_port=tls, password_port=password)
+        folder = tmp_path / f"{learner}-broker"
+        folder.mkdir()
+        brokers.append(start_kit_broker(kit, folder))
+        return lambda name: connect(kit, name)
+
+    yield start
+    for broker in brokers:
+        broker.stop()
+
+
+def identities(learner: str) -> dict:
+    return {i.name: i for i in fleet_identities(scenario(learner))}
+
+
+def test_each_site_gets_the_roles_its_learner_needs_with_the_narrowest_rights():
+    market, meter = identities("market"), identities("meter")
+    assert market["auctioneer-north"].write == ("fleet/north/auctioneer/clearing", "fleet/north/auctioneer/status")
+    assert market["auctioneer-north"].read == ("fleet/north/+/bid",)
+    assert market["d00000"].write[-1] == "fleet/north/d00000/bid"  # its own bid only
+    assert "fleet/north/auctioneer/clearing" in market["d00000"].read
+    assert not any("meter" in name for name in market)
+    assert meter["meter-south"].write == ("fleet/south/meter/meter", "fleet/south/meter/status")
+    assert meter["meter-south"].read == ("fleet/south/+/telemetry",)
+    assert "fleet/south/meter/meter" in meter["d00003"].read and "fleet/north/meter/meter" not in meter["d00003"].read
+    assert not any("auctioneer" in name for name in meter)
+    plain = {i.name for i in fleet_identities(parse_scenario(tiny_scenario(), "tiny", Path.cwd()))}
+    assert not any(role in name for name in plain for role in ("auctioneer", "meter"))
+
+
+@pytest.mark.mqtt
+def test_devices_bid_only_as_themselves_and_hear_only_their_sites_clearing(site_kit):
+    login = site_kit("market")
+    d0, d3 = login("d00000"), login("d00003")
+    north, south = login("auctioneer-north"), login("auctioneer-south")
+    assert d0.publish("fleet/north/d00001/bid") == NOT_AUTHORIZED  # another device's bid
+    assert d0.publish("fleet/north/auctioneer/clearing") == NOT_AUTHORIZED  # a forged clearing
+    assert north.publish("fleet/south/auctioneer/clearing") == NOT_AUTHORIZED  # another site's market
+    assert north.publish("fleet/north/d00000/bid") == NOT_AUTHORIZED
+    assert north.publish("fleet/north/d00000/cmd") == NOT_AUTHORIZED
+    # the auctioneer reads its site's bids only
+    north.subscribe("fleet/#")
+    assert d3.publish("fleet/south/d00003/bid", b"south") != NOT_AUTHORIZED
+    assert d0.publish("fleet/north/d00000/bid", b"north") != NOT_AUTHORIZED
+    north.wait(lambda: north.received("fleet/north/d00000/bid"), "d00000's bid")
+    assert {t for t, _ in north.messages} == {"fleet/north/d00000/bid"}
+    # a device hears its own site's clearing only
+    d0.subscribe("fleet/#")
+    assert south.publish("fleet/south/auctioneer/clearing", b"south") != NOT_AUTHORIZED
+    assert north.publish("fleet/north/auctioneer/clearing", b"north") != NOT_AUTHORIZED
+    d0.wait(lambda: d0.received("fleet/north/auctioneer/clearing"), "north's clearing")
+    assert {t for t, _ in d0.messages} == {"fleet/north/auctioneer/clearing"}
+
+
+@pytest.mark.mqtt
+def test_the_meter_reads_its_sites_telemetry_and_devices_read_their_sites_meter(site_kit):
+    login = site_kit("meter")
+    d0, d3 = login("d00000"), login("d00003")
+    north, south = login("meter-north"), login("meter-south")
+    assert d0.publish("fleet/north/meter/meter") == NOT_AUTHORIZED  # a forged reading
+    assert north.publish("fleet/south/meter/meter") == NOT_AUTHORIZED
+    assert north.publish("fleet/north/d00000/telemetry") == NOT_AUTHORIZED
+    north.subscribe("fleet/#")
+    assert d3.publish("fleet/south/d00003/telemetry", b"south") != NOT_AUTHORIZED
+    assert d0.publish("fleet/north/d00000/telemetry", b"north") != NOT_AUTHORIZED
+    north.wait(lambda: north.received("fleet/north/d00000/telemetry"), "d00000's telemetry")
+    assert {t for t, _ in north.messages} == {"fleet/north/d00000/telemetry"}
+    d0.subscribe("fleet/#")
+    assert south.publish("fleet/south/meter/meter", b"south") != NOT_AUTHORIZED
+    assert north.publish("fleet/north/meter/meter", b"north") != NOT_AUTHORIZED
+    d0.wait(lambda: d0.received("fleet/north/meter/meter"), "north's reading")
+    assert {t for t, _ in d0.messages} == {"fleet/north/meter/meter"}
