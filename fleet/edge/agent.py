@@ -110,7 +110,7 @@ from fleet.edge.counters import Counters
 from fleet.edge.forecast import BoardForecast, ForecastSource, MqttForecast
 from fleet.edge.inbound import InboundFilter, clearing_layout, cmd_layout, meter_layout, params_layout
 from fleet.edge.outbox import MEMORY, Outbox, OutboxError, Stamp
-from fleet.edge.site import POLL_WALL_S, RunOptions
+from fleet.edge.site import POLL_WALL_S, RunOptions, TransportFactory
 from fleet.edge.state import CHECKPOINT, StateDir
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
@@ -119,7 +119,7 @@ from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observ
 from fleet.learners.base import lookahead, preview
 from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.topics import KINDS
-from fleet.mqtt.transport import Received, Transport, Will
+from fleet.mqtt.transport import Received, Will
 from fleet.scenario import DTYPES
 from fleet.sim import realtime
 from fleet.sim.engine import tick_reward
@@ -129,9 +129,6 @@ from fleet.statefile import load_child
 
 log = logging.getLogger("fleet.edge")
 
-TransportFactory = Callable[..., Transport]
-"""``factory(client_id, *, will, session_expiry) -> Transport``, e.g. a ``functools.partial`` of
-:class:`~fleet.mqtt.paho_transport.PahoTransport` or :class:`~fleet.mqtt.memory.MemoryTransport`."""
 DriverFactory = Callable[[DeviceView, Callable[[], float]], Driver]
 """``factory(view, clock) -> Driver``; ``clock()`` is the agent's time in seconds."""
 
@@ -464,7 +461,7 @@ class EdgeAgent:
         if self.market:
             procs["market"] = (self.learner.cfg.market.period, self._bid)
         if self.watchdog_s:
-            procs["watchdog"] = (self.watchdog_s / 2 * o.speedup, lambda: self._notify(watchdog.ping))
+            procs["watchdog"] = (self.watchdog_s / 2 * o.speedup, lambda: watchdog.tell(watchdog.ping))
         for name, (period, step) in procs.items():
             self.env.process(self._periodic(name, period, step))
         if o.duration is not None:
@@ -494,7 +491,7 @@ class EdgeAgent:
             len(topics),
             "" if up else "; the broker is not reachable yet: running anyway, retrying",
         )
-        self._notify(watchdog.ready)
+        watchdog.tell(watchdog.ready)
         if self.options.epoch is None:
             self.env.sync()
         else:
@@ -544,7 +541,7 @@ class EdgeAgent:
         self._status_line()
         self.transport.close()
         self.outbox.close()
-        self._notify(watchdog.stopping)
+        watchdog.tell(watchdog.stopping)
 
     # --- control -------------------------------------------------------------------------------
 
@@ -775,10 +772,4 @@ class EdgeAgent:
         line = self.status_line()
         if self.on_status is not None:
             self.on_status(line)
-        self._notify(lambda: watchdog.status(line))
-
-    def _notify(self, send: Callable[[], bool]) -> None:
-        try:
-            send()
-        except OSError as e:
-            log.debug("systemd notification failed: %s", e)
+        watchdog.tell(lambda: watchdog.status(line))

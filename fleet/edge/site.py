@@ -17,7 +17,9 @@ of :mod:`fleet.sim.realtime`), the transport with its will, reconnections, the s
 - ``poll`` about every wall second (at most every period): drain the inbox into the role (a message
   whose handling raises is logged, counted ``failed`` and dropped), notice (re)connections (publish the
   birth status), stop when asked (:meth:`SiteRunner.stop`);
-- ``status`` lines every ``status_every`` wall seconds.
+- ``status`` lines every ``status_every`` wall seconds (also shown in ``systemctl status``), and
+  ``watchdog`` pings when systemd asks for them: a role runs under ``deploy/fleet-agent.service``
+  with its ``ExecStart`` changed, as an agent does (:mod:`fleet.edge.watchdog`).
 
 Status: ``fleet/<site>/<role>/status`` is retained, ``[1.0]`` after every connection and ``[0.0]`` as
 the will or at a clean stop, both with the UNIX second the process started as their sequence number
@@ -36,6 +38,7 @@ from typing import Protocol
 import numpy as np
 import simpy.rt
 
+from fleet.edge import watchdog
 from fleet.edge.counters import Counters
 from fleet.errors import ConfigError, TransportError
 from fleet.mqtt.codec import DType, Kind, encode
@@ -49,7 +52,8 @@ from fleet.sim.world import World, build_world
 log = logging.getLogger("fleet.edge")
 
 TransportFactory = Callable[..., Transport]
-"""``factory(client_id, *, will, session_expiry) -> Transport`` (see :mod:`fleet.edge.agent`)."""
+"""``factory(client_id, *, will, session_expiry) -> Transport``, e.g. a ``functools.partial`` of
+:class:`~fleet.mqtt.paho_transport.PahoTransport` or :class:`~fleet.mqtt.memory.MemoryTransport`."""
 
 POLL_WALL_S = 1.0
 """Longest wall time between two drains of the inbox (and checks for a stop request)."""
@@ -194,11 +198,14 @@ class SiteRunner:
         the credentials."""
         o, period = self.options, self.role.period
         self._stop = self.env.event()
-        for name, every, step in (
-            ("step", period, self._step),
-            ("poll", min(period, POLL_WALL_S * o.speedup), self._poll),
-            ("status", o.status_every * o.speedup, self._status_line),
-        ):
+        procs = {
+            "step": (period, self._step),
+            "poll": (min(period, POLL_WALL_S * o.speedup), self._poll),
+            "status": (o.status_every * o.speedup, self._status_line),
+        }
+        if watchdog_s := watchdog.watchdog_interval():
+            procs["watchdog"] = (watchdog_s / 2 * o.speedup, lambda: watchdog.tell(watchdog.ping))
+        for name, (every, step) in procs.items():
             self.env.process(self._periodic(name, every, step))
         if o.duration is not None:
             self.env.process(self._end_after(o.duration))
@@ -221,6 +228,7 @@ class SiteRunner:
             ", ".join(self.role.topics) or "no topic",
             "" if up else "; the broker is not reachable yet: running anyway, retrying",
         )
+        watchdog.tell(watchdog.ready)
         if self.options.epoch is None:
             self.env.sync()
         else:
@@ -249,6 +257,7 @@ class SiteRunner:
                 log.debug("could not publish the offline status: %s", e)
         self._status_line()
         self.transport.close()
+        watchdog.tell(watchdog.stopping)
 
     # --- work ------------------------------------------------------------------------------------
 
@@ -321,5 +330,7 @@ class SiteRunner:
         )
 
     def _status_line(self) -> None:
+        line = self.status_line()
         if self.on_status is not None:
-            self.on_status(self.status_line())
+            self.on_status(line)
+        watchdog.tell(lambda: watchdog.status(line))
