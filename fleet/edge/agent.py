@@ -110,11 +110,11 @@ from fleet.edge.counters import Counters
 from fleet.edge.forecast import BoardForecast, ForecastSource, MqttForecast
 from fleet.edge.inbound import InboundFilter, clearing_layout, cmd_layout, meter_layout, params_layout
 from fleet.edge.outbox import MEMORY, Outbox, OutboxError, Stamp
-from fleet.edge.site import POLL_WALL_S, RunOptions, TransportFactory
+from fleet.edge.site import POLL_WALL_S, Presence, RunOptions, TransportFactory, end_after, start_clock
 from fleet.edge.state import CHECKPOINT, StateDir
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
-from fleet.errors import ConfigError, TransportError, WireError
+from fleet.errors import ConfigError, WireError
 from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observation, make_learner
 from fleet.learners.base import lookahead, preview
 from fleet.mqtt.codec import DType, Kind, encode
@@ -287,8 +287,7 @@ class EdgeAgent:
         self.last_temp: float | None = None
         self.watchdog_s = watchdog.watchdog_interval()
         self._messaging(transport_factory, resumed=saved is not None)
-        self._stop_requested = self._was_up = self._birth_due = False
-        self._refused: TransportError | None = None
+        self._stop_requested = False
         self._shown = (self.counters.ticks, self.counters.reward_sum)
 
     def _messaging(self, transport_factory: TransportFactory, resumed: bool) -> None:
@@ -315,6 +314,9 @@ class EdgeAgent:
             self.outbox.close()
             raise
         self.uplink: Uplink | None = None
+        self.presence = Presence(
+            view.name, self.transport, self.counters, self._announce, "lost the broker; queueing messages"
+        )
         p = self.learner.flat_params().shape[1] if hasattr(self.learner, "flat_params") else 1
         layouts = {
             "params": params_layout(p),
@@ -465,7 +467,7 @@ class EdgeAgent:
         for name, (period, step) in procs.items():
             self.env.process(self._periodic(name, period, step))
         if o.duration is not None:
-            self.env.process(self._end_after(o.duration))
+            self.env.process(end_after(self.env, o.duration, self._stop))
         clean = False
         try:
             self._start()
@@ -473,8 +475,8 @@ class EdgeAgent:
             clean = True
         finally:
             self._shutdown(clean)
-        if self._refused is not None:
-            raise self._refused
+        if self.presence.refused is not None:
+            raise self.presence.refused
         return self.counters
 
     def _start(self) -> None:
@@ -492,10 +494,7 @@ class EdgeAgent:
             "" if up else "; the broker is not reachable yet: running anyway, retrying",
         )
         watchdog.tell(watchdog.ready)
-        if self.options.epoch is None:
-            self.env.sync()
-        else:
-            realtime.pin(self.env, self.options.epoch, self.options.speedup)
+        start_clock(self.env, self.options)
 
     def _periodic(self, name: str, period: float, step: Callable[[], None]):
         """``step()`` every ``period`` from now (checkpoints: from one period on; market rounds: at the
@@ -513,11 +512,6 @@ class EdgeAgent:
             self.next_due[name] = self.env.now + period
             step()
             yield self.env.timeout(period)
-
-    def _end_after(self, duration: float):
-        yield self.env.timeout(duration)
-        if not self._stop.triggered:
-            self._stop.succeed()
 
     def _shutdown(self, clean: bool) -> None:
         """HVAC off, offline status, checkpoint (after a clean stop only), disconnect."""
@@ -673,7 +667,7 @@ class EdgeAgent:
     def _poll(self) -> None:
         self._receive()
         self._connection()
-        if self._refused is None:
+        if self.presence.refused is None:
             self._write("outbox", self.uplink.flush)
         if self._stop_requested and not self._stop.triggered:
             self._stop.succeed()
@@ -726,26 +720,13 @@ class EdgeAgent:
         return realtime.clock_at(self.env, monotonic, self.options.speedup)
 
     def _connection(self) -> None:
-        """Notice (re)connections and announce the device; stop once the broker refused the
-        credentials for good."""
-        up = self.transport.connected
-        if not up:
-            try:
-                self.transport.connect(0)
-            except TransportError as e:  # stop cleanly (with a checkpoint), then raise it from run()
-                log.error("%s", e)
-                self._refused = e
-                self._stop_requested = True
-                return
-        if up != self._was_up:
-            log.info(
-                "%s: %s", self.view.name, "connected to the broker" if up else "lost the broker; queueing messages"
-            )
-            self.counters.connects += up
-            self._birth_due = up
-            self._was_up = up
-        if self._birth_due:
-            self._birth_due = not self.uplink.send_now(self.view.topic("status"), self._status(True), retain=True)
+        """Notice (re)connections and announce the device; stop (cleanly, with a checkpoint, then raise it
+        from run()) once the broker refused the credentials for good."""
+        if not self.presence.check():
+            self._stop_requested = True
+
+    def _announce(self) -> bool:
+        return self.uplink.send_now(self.view.topic("status"), self._status(True), retain=True)
 
     # --- reporting -------------------------------------------------------------------------------
 

@@ -87,6 +87,53 @@ class RunOptions:
         realtime.check_epoch(self.epoch)
 
 
+def start_clock(env: simpy.rt.RealtimeEnvironment, options: RunOptions) -> None:
+    """Start ``env`` on the wall clock now: from its time, or pinned to the shared clock of ``options.epoch``."""
+    if options.epoch is None:
+        env.sync()
+    else:
+        realtime.pin(env, options.epoch, options.speedup)
+
+
+def end_after(env: simpy.rt.RealtimeEnvironment, duration: float, stop: simpy.Event):
+    """A process that triggers ``stop`` after ``duration`` (unless something else did)."""
+    yield env.timeout(duration)
+    if not stop.triggered:
+        stop.succeed()
+
+
+class Presence:
+    """A process's connection as its polls see it: (re)connections logged and counted, the birth status
+    announced after each, and a refusal of the credentials kept (:attr:`refused`)."""
+
+    def __init__(
+        self, name: str, transport: Transport, counters: Counters, announce: Callable[[], bool], lost: str
+    ) -> None:
+        """``announce()`` publishes the birth status, False when it could not go yet; ``lost`` is logged when
+        the connection goes."""
+        self.name, self.transport, self.counters, self.announce, self.lost = name, transport, counters, announce, lost
+        self.refused: TransportError | None = None
+        self._was_up = self._birth_due = False
+
+    def check(self) -> bool:
+        """Notice a (re)connection and announce it; False once the broker refused the credentials for good."""
+        up = self.transport.connected
+        if not up:
+            try:
+                self.transport.connect(0)
+            except TransportError as e:
+                log.error("%s", e)
+                self.refused = e
+                return False
+        if up != self._was_up:
+            log.info("%s: %s", self.name, "connected to the broker" if up else self.lost)
+            self.counters.connects += up
+            self._birth_due = self._was_up = up
+        if self._birth_due:
+            self._birth_due = not self.announce()
+        return True
+
+
 @dataclass(frozen=True)
 class SiteView:
     """One site of a scenario, drawn as the simulator draws the fleet."""
@@ -185,8 +232,8 @@ class SiteRunner:
         )
         self.unsent = 0
         """Publications that could not go when due (the broker away, or refusing them)."""
-        self._stop_requested = self._was_up = self._birth_due = False
-        self._refused: TransportError | None = None
+        self.presence = Presence(self.identity, self.transport, role.counters, self._announce, "lost the broker")
+        self._stop_requested = False
 
     def stop(self) -> None:
         """Ask the runner to stop at its next poll; safe from a signal handler or another thread."""
@@ -208,14 +255,14 @@ class SiteRunner:
         for name, (every, step) in procs.items():
             self.env.process(self._periodic(name, every, step))
         if o.duration is not None:
-            self.env.process(self._end_after(o.duration))
+            self.env.process(end_after(self.env, o.duration, self._stop))
         try:
             self._start()
             self.env.run(until=self._stop)
         finally:
             self._shutdown()
-        if self._refused is not None:
-            raise self._refused
+        if self.presence.refused is not None:
+            raise self.presence.refused
         return self.role.counters
 
     def _start(self) -> None:
@@ -229,10 +276,7 @@ class SiteRunner:
             "" if up else "; the broker is not reachable yet: running anyway, retrying",
         )
         watchdog.tell(watchdog.ready)
-        if self.options.epoch is None:
-            self.env.sync()
-        else:
-            realtime.pin(self.env, self.options.epoch, self.options.speedup)
+        start_clock(self.env, self.options)
 
     def _periodic(self, name: str, period: float, step: Callable[[], None]):
         """``step()`` every ``period``: the role's steps on its grid of ``k * period + offset``, the others now."""
@@ -242,11 +286,6 @@ class SiteRunner:
         while True:
             step()
             yield self.env.timeout(period)
-
-    def _end_after(self, duration: float):
-        yield self.env.timeout(duration)
-        if not self._stop.triggered:
-            self._stop.succeed()
 
     def _shutdown(self) -> None:
         """Offline status (when connected), a last status line, disconnect."""
@@ -277,7 +316,8 @@ class SiteRunner:
 
     def _poll(self) -> None:
         self._receive()
-        self._connection()
+        if not self.presence.check():
+            self._stop_requested = True
         if self._stop_requested and not self._stop.triggered:
             self._stop.succeed()
 
@@ -292,27 +332,13 @@ class SiteRunner:
                     "dropped a message on %s whose handling failed: %s: %s", received.topic, type(e).__name__, e
                 )
 
-    def _connection(self) -> None:
-        """Notice (re)connections and announce the role; stop once the broker refused the credentials."""
-        up = self.transport.connected
-        if not up:
-            try:
-                self.transport.connect(0)
-            except TransportError as e:
-                log.error("%s", e)
-                self._refused = e
-                self._stop_requested = True
-                return
-        if up != self._was_up:
-            log.info("%s: %s", self.identity, "connected to the broker" if up else "lost the broker")
-            self.role.counters.connects += up
-            self._birth_due, self._was_up = up, up
-        if self._birth_due:
-            try:
-                self.transport.publish(self.status_topic, self._status(True), qos=1, retain=True)
-                self._birth_due = False
-            except TransportError as e:
-                log.debug("could not publish the online status yet: %s", e)
+    def _announce(self) -> bool:
+        try:
+            self.transport.publish(self.status_topic, self._status(True), qos=1, retain=True)
+        except TransportError as e:
+            log.debug("could not publish the online status yet: %s", e)
+            return False
+        return True
 
     def _status(self, online: bool) -> bytes:
         flag = np.array([1.0 if online else 0.0], np.float32)

@@ -68,44 +68,30 @@ def test_each_site_gets_the_roles_its_learner_needs_with_the_narrowest_rights():
 
 
 @pytest.mark.mqtt
-def test_devices_bid_only_as_themselves_and_hear_only_their_sites_clearing(site_kit):
-    login = site_kit("market")
+@pytest.mark.parametrize(
+    ("learner", "role", "up", "down"),
+    [("market", "auctioneer", "bid", "clearing"), ("meter", "meter", "telemetry", "meter")],
+)
+def test_a_role_reads_its_sites_devices_and_they_read_only_their_sites_role(site_kit, learner, role, up, down):
+    """The devices send ``up`` (bids, telemetry) to their site's ``role``, which publishes ``down`` (the
+    clearing, the reading) to them."""
+    login = site_kit(learner)
     d0, d3 = login("d00000"), login("d00003")
-    north, south = login("auctioneer-north"), login("auctioneer-south")
-    assert d0.publish("fleet/north/d00001/bid") == NOT_AUTHORIZED  # another device's bid
-    assert d0.publish("fleet/north/auctioneer/clearing") == NOT_AUTHORIZED  # a forged clearing
-    assert north.publish("fleet/south/auctioneer/clearing") == NOT_AUTHORIZED  # another site's market
-    assert north.publish("fleet/north/d00000/bid") == NOT_AUTHORIZED
+    north, south = login(f"{role}-north"), login(f"{role}-south")
+    assert d0.publish(f"fleet/north/d00001/{up}") == NOT_AUTHORIZED  # as another device
+    assert d0.publish(f"fleet/north/{role}/{down}") == NOT_AUTHORIZED  # forged by a device
+    assert north.publish(f"fleet/south/{role}/{down}") == NOT_AUTHORIZED  # into another site
+    assert north.publish(f"fleet/north/d00000/{up}") == NOT_AUTHORIZED  # as a device
     assert north.publish("fleet/north/d00000/cmd") == NOT_AUTHORIZED
-    # the auctioneer reads its site's bids only
+    # the role reads its own site's devices only
     north.subscribe("fleet/#")
-    assert d3.publish("fleet/south/d00003/bid", b"south") != NOT_AUTHORIZED
-    assert d0.publish("fleet/north/d00000/bid", b"north") != NOT_AUTHORIZED
-    north.wait(lambda: north.received("fleet/north/d00000/bid"), "d00000's bid")
-    assert {t for t, _ in north.messages} == {"fleet/north/d00000/bid"}
-    # a device hears its own site's clearing only
+    assert d3.publish(f"fleet/south/d00003/{up}", b"south") != NOT_AUTHORIZED
+    assert d0.publish(f"fleet/north/d00000/{up}", b"north") != NOT_AUTHORIZED
+    north.wait(lambda: north.received(f"fleet/north/d00000/{up}"), f"d00000's {up}")
+    assert {t for t, _ in north.messages} == {f"fleet/north/d00000/{up}"}
+    # a device hears its own site's role only
     d0.subscribe("fleet/#")
-    assert south.publish("fleet/south/auctioneer/clearing", b"south") != NOT_AUTHORIZED
-    assert north.publish("fleet/north/auctioneer/clearing", b"north") != NOT_AUTHORIZED
-    d0.wait(lambda: d0.received("fleet/north/auctioneer/clearing"), "north's clearing")
-    assert {t for t, _ in d0.messages} == {"fleet/north/auctioneer/clearing"}
-
-
-@pytest.mark.mqtt
-def test_the_meter_reads_its_sites_telemetry_and_devices_read_their_sites_meter(site_kit):
-    login = site_kit("meter")
-    d0, d3 = login("d00000"), login("d00003")
-    north, south = login("meter-north"), login("meter-south")
-    assert d0.publish("fleet/north/meter/meter") == NOT_AUTHORIZED  # a forged reading
-    assert north.publish("fleet/south/meter/meter") == NOT_AUTHORIZED
-    assert north.publish("fleet/north/d00000/telemetry") == NOT_AUTHORIZED
-    north.subscribe("fleet/#")
-    assert d3.publish("fleet/south/d00003/telemetry", b"south") != NOT_AUTHORIZED
-    assert d0.publish("fleet/north/d00000/telemetry", b"north") != NOT_AUTHORIZED
-    north.wait(lambda: north.received("fleet/north/d00000/telemetry"), "d00000's telemetry")
-    assert {t for t, _ in north.messages} == {"fleet/north/d00000/telemetry"}
-    d0.subscribe("fleet/#")
-    assert south.publish("fleet/south/meter/meter", b"south") != NOT_AUTHORIZED
-    assert north.publish("fleet/north/meter/meter", b"north") != NOT_AUTHORIZED
-    d0.wait(lambda: d0.received("fleet/north/meter/meter"), "north's reading")
-    assert {t for t, _ in d0.messages} == {"fleet/north/meter/meter"}
+    assert south.publish(f"fleet/south/{role}/{down}", b"south") != NOT_AUTHORIZED
+    assert north.publish(f"fleet/north/{role}/{down}", b"north") != NOT_AUTHORIZED
+    d0.wait(lambda: d0.received(f"fleet/north/{role}/{down}"), f"north's {down}")
+    assert {t for t, _ in d0.messages} == {f"fleet/north/{role}/{down}"}

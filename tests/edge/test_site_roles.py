@@ -8,7 +8,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 from click.testing import CliRunner
 
@@ -22,7 +21,7 @@ from fleet.mqtt.paho_transport import PahoTransport
 from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
 from tests.conftest import tiny_scenario
-from tests.edge.agents import options, started, view_of
+from tests.edge.agents import injector, options, started, view_of
 from tests.waiting import wait_for
 
 SPEEDUP = 300.0
@@ -71,16 +70,8 @@ def _recording(agent: EdgeAgent) -> list[tuple[bool, float, float, float]]:
     return log
 
 
-def _injector(url: str) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="injector", protocol=mqtt.MQTTv5)
-    host, port = url.removeprefix("mqtt://").split(":")
-    client.connect(host, int(port))
-    client.loop_start()
-    return client
-
-
 def _inject(url: str, messages: list[tuple[str, bytes]]) -> None:
-    client = _injector(url)
+    client = injector(url)
     try:
         for topic, payload in messages:
             client.publish(topic, payload, qos=1).wait_for_publish(5)
