@@ -590,6 +590,10 @@ def agent_cmd(quiet: bool, **options) -> None:
     controlling and queues its messages; SIGTERM (or Ctrl-C) saves a checkpoint in
     --state-dir and stops it, and the next start resumes from there.
 
+    With a feeder market (auction-v1 with learner.params.market.period) it bids in its site's
+    market and applies the clearings of `fleet auctioneer`, on the clock shared with it (--epoch,
+    required); with cooperative-v1 it reads its site's `fleet meter`.
+
     \b
     Demo on one machine, an hour of the scenario per wall second:
       fleet agent --scenario thermostats-small-v1 --device d00000 --broker mqtt://localhost --speedup 3600

@@ -87,9 +87,10 @@ class Auctioneer:
         return Publication(clearing_topic(self.site.name), payload, self.cfg.qos)
 
     def status(self) -> str:
-        c = self.counters
-        drops = " ".join(f"{k}={v}" for k, v in self.dropped.items())
+        """The rounds, the last price and the bids dropped, by reason (``foreign``: of no device of the site,
+        by topic or by header)."""
+        c, d = self.counters, self.dropped
         return (
-            f"rounds={self.rounds} price={self.price * self.cfg.price_per_kwh:.4f}/kWh {drops} "
-            f"malformed={c.malformed} foreign={c.unexpected}"
+            f"rounds={self.rounds} price={self.price * self.cfg.price_per_kwh:.4f}/kWh invalid={d['invalid']} "
+            f"foreign={d['foreign'] + c.unexpected} repeated={d['repeated']} late={d['late']} malformed={c.malformed}"
         )

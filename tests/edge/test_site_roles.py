@@ -242,3 +242,4 @@ def test_bad_options_of_the_site_roles_exit_2_naming_what_is_wrong(
     assert "Traceback" not in result.output
     for word in words:
         assert word in result.output
+    assert not (tmp_path / "state").exists()  # nothing written
