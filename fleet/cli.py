@@ -635,10 +635,15 @@ def _site_role_command(role: str, summary: str, details: str):
     """The ``fleet <role>`` command of a site role (:data:`fleet.edge.launch.SITE_ROLES`)."""
 
     @main.command(name=role, help=f"{summary}\n\n{details}")
-    @click.argument("scenario")
-    @click.option("--site", required=True, metavar="NAME", help="Which site of the scenario this process serves.")
+    @click.argument("scenario", required=False)
+    @click.option("--site", metavar="NAME", help="Which site of the scenario this process serves.")
     @_with(_BROKER_OPTIONS)
     @_with(_CLOCK_OPTIONS)
+    @click.option(
+        "--env-file",
+        type=click.Path(path_type=Path),
+        help=f"site.env from `fleet deploy provision` (services/{role}-<site>/; options given here win).",
+    )
     @click.option("-q", "--quiet", is_flag=True, help="No status lines; warnings and errors only.")
     def command(quiet: bool, **options) -> None:
         from fleet.edge.launch import SiteArgs, build_site_role
@@ -657,8 +662,8 @@ learner.params.market.period). Every period on the clock shared with the site's 
 the same --epoch) it takes the bids of fleet/<site>/+/bid, clears them a market window later with
 the simulation's code (the highest bids that fit the feeder win, at the first rejected bid's price),
 and publishes the clearing on fleet/<site>/auctioneer/clearing. Bad, foreign, repeated and late bids
-are dropped and counted. Without a password login it needs --cert/--key of its identity
-auctioneer-<site> (services/auctioneer-<site>/ of `fleet deploy provision`).
+are dropped and counted. As provisioned (identity auctioneer-<site>), on its host:
+`fleet auctioneer --env-file /etc/fleet/site.env --epoch E`.
 
 \b
 Demo on one machine (market.yaml: feeder-peak-v1 with learner auction-v1 and market.period set),
@@ -673,7 +678,8 @@ devices] goes to fleet/<site>/meter/meter at QoS 0, as the simulation's meter se
 learner reads it (cooperative-v1) subscribes there. The load is a stand-in for the feeder's real meter:
 the sum of the power the site's agents report in their telemetry (workloads.telemetry must be
 enabled), each device's latest report while it is under two telemetry periods old. A driver of a real
-meter plugs in as a fleet.edge.meter.LoadSource. Its identity is meter-<site>.
+meter plugs in as a fleet.edge.meter.LoadSource. As provisioned (identity meter-<site>), on its host:
+`fleet meter --env-file /etc/fleet/site.env`.
 
 \b
 Demo on one machine:

@@ -14,7 +14,8 @@ scenario's device: a mismatch means the folder was provisioned for another fleet
 
 The site roles take the same broker, TLS and password options (:class:`BrokerArgs`), the scenario
 and the site, and the clock's options; they log in as ``<role>-<site>`` unless ``--username`` says
-otherwise (the identity ``fleet deploy provision`` writes for them, under ``services/``).
+otherwise (the identity ``fleet deploy provision`` writes for them, under ``services/``), and their
+``--env-file`` is the ``site.env`` written there (``FLEET_SITE`` gives ``--site``).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from fleet.edge.auctioneer import Auctioneer
 from fleet.edge.forecast import FileForecast, ForecastSource, MqttForecast
 from fleet.edge.meter import Meter
 from fleet.edge.site import RunOptions, SiteRunner, role_identity, site_view
-from fleet.edge.view import DeviceView, device_view
+from fleet.edge.view import device_view
 from fleet.errors import ConfigError, WireError
 from fleet.files import read_regular_file
 from fleet.mqtt.topics import validate_topic_name
@@ -37,12 +38,13 @@ from fleet.mqtt.url import parse_broker_url
 
 ENV_OPTIONS = {
     "FLEET_DEVICE": "device",
+    "FLEET_SITE": "site",
     "FLEET_SCENARIO": "scenario",
     "FLEET_BROKER_URL": "broker",
     "FLEET_CHECKPOINT_DIR": "state_dir",
     "FLEET_CA_FILE": "ca",
 }
-"""agent.env keys that give an option's default."""
+"""agent.env (site.env) keys that give an option's default, where the command has that option."""
 CERT_OPTIONS = {"FLEET_CERT_FILE": "cert", "FLEET_KEY_FILE": "key"}
 """agent.env keys used for a mutual-TLS login."""
 
@@ -69,6 +71,7 @@ class ProcessArgs(BrokerArgs):
     epoch: float | None = None
     duration: str | None = None
     status_every: str = "60s"
+    env_file: Path | None = None
 
     def run_options(self) -> dict:
         """The clock's options, checked: keywords of :class:`~fleet.edge.site.RunOptions`."""
@@ -98,7 +101,6 @@ class AgentArgs(ProcessArgs):
     sensor_id: str | None = None
     state_dir: Path | None = None
     checkpoint_every: str = "1h"
-    env_file: Path | None = None
     forecast_file: Path | None = None
     forecast_topic: str | None = None
     forecast_max_age: str = "12h"
@@ -122,10 +124,10 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def apply_env(args: AgentArgs, env: dict[str, str]) -> None:
-    """Fill the options not given from agent.env (see the module docstring)."""
+def apply_env(args: ProcessArgs, env: dict[str, str]) -> None:
+    """Fill the options not given from agent.env or site.env (see the module docstring)."""
     for key, name in ENV_OPTIONS.items():
-        if getattr(args, name) is None and env.get(key):
+        if hasattr(args, name) and getattr(args, name) is None and env.get(key):
             value = env[key]
             setattr(args, name, Path(value) if name in ("ca", "state_dir") else value)
     if args.broker is not None and args.broker == env.get("FLEET_PASSWORD_BROKER_URL"):
@@ -221,12 +223,11 @@ def forecast_source(args: AgentArgs) -> ForecastSource | None:
     return MqttForecast(args.forecast_topic)
 
 
-def _check_env_identity(view: DeviceView, env: dict[str, str]) -> None:
-    for key, mine in (("FLEET_SITE", view.site), ("FLEET_SCENARIO_NAME", view.scenario.name)):
+def _check_env_identity(env: dict[str, str], who: str, scenario: str, site: str) -> None:
+    for key, mine in (("FLEET_SITE", site), ("FLEET_SCENARIO_NAME", scenario)):
         if env.get(key) and env[key] != mine:
             raise ConfigError(
-                f"--env-file says {key}={env[key]}, but device {view.name} of scenario {view.scenario.name} has "
-                f"{mine!r}; "
+                f"--env-file says {key}={env[key]}, but {who} of scenario {scenario} has {mine!r}; "
                 "the folder was provisioned for another fleet"
             )
 
@@ -248,7 +249,7 @@ def build_agent(args: AgentArgs, on_status=None) -> EdgeAgent:
     if args.scenario is None or args.device is None:
         raise ConfigError("--scenario and --device are required (or FLEET_SCENARIO and FLEET_DEVICE in --env-file)")
     view = device_view(load_scenario(args.scenario), args.device)
-    _check_env_identity(view, env)
+    _check_env_identity(env, f"device {view.name}", view.scenario.name, view.site)
     state_dir = args.state_dir or Path("agent-state") / view.name
     return EdgeAgent(view, make_transport, state_dir, options, make_driver, on_status, forecasts)
 
@@ -262,11 +263,14 @@ def build_site_role(role: str, args: SiteArgs, on_status=None) -> SiteRunner:
     anything wrong."""
     from fleet.scenario import load_scenario
 
+    env = read_env_file(args.env_file) if args.env_file else {}
+    apply_env(args, env)
     options = RunOptions(**args.run_options())
     if args.scenario is None or args.site is None:
-        raise ConfigError("a SCENARIO and --site are required")
+        raise ConfigError("a SCENARIO and --site are required (or FLEET_SCENARIO and FLEET_SITE in --env-file)")
     if args.username is None and (args.password is not None or args.password_file is not None):
         args.username = role_identity(role, args.site)
     make_transport = transport_factory(args)
     site = site_view(load_scenario(args.scenario), args.site)
+    _check_env_identity(env, role_identity(role, site.name), site.scenario.name, site.name)
     return SiteRunner(SITE_ROLES[role](site), make_transport, options, on_status)

@@ -3,12 +3,14 @@ provisioned and as a real mosquitto enforces them. As in test_broker_security: a
 PUBACK 135; a message the ACL keeps from a reader is shown undelivered by a later deliverable one from the
 same publisher."""
 
+import time
 from pathlib import Path
 
 import pytest
 
 from fleet.deploy import provision
 from fleet.deploy.acl import fleet_identities
+from fleet.edge.launch import SiteArgs, build_site_role, read_env_file
 from fleet.scenario import parse_scenario
 from tests.conftest import tiny_scenario
 from tests.deploy.conftest import start_kit_broker
@@ -31,7 +33,8 @@ def scenario(learner: str):
 @pytest.fixture
 def site_kit(tmp_path, connect):
     """``site_kit(learner)``: a provisioned kit of ``scenario(learner)`` on a running mosquitto; returns
-    ``login(name)``, a :class:`~tests.deploy.conftest.Peer` logged in as that identity over mutual TLS."""
+    the kit's folder and ``login(name)``, a :class:`~tests.deploy.conftest.Peer` logged in as that
+    identity over mutual TLS."""
     brokers = []
 
     def start(learner: str):
@@ -41,7 +44,7 @@ def site_kit(tmp_path, connect):
         folder = tmp_path / f"{learner}-broker"
         folder.mkdir()
         brokers.append(start_kit_broker(kit, folder))
-        return lambda name: connect(kit, name)
+        return kit, lambda name: connect(kit, name)
 
     yield start
     for broker in brokers:
@@ -75,7 +78,7 @@ def test_each_site_gets_the_roles_its_learner_needs_with_the_narrowest_rights():
 def test_a_role_reads_its_sites_devices_and_they_read_only_their_sites_role(site_kit, learner, role, up, down):
     """The devices send ``up`` (bids, telemetry) to their site's ``role``, which publishes ``down`` (the
     clearing, the reading) to them."""
-    login = site_kit(learner)
+    _, login = site_kit(learner)
     d0, d3 = login("d00000"), login("d00003")
     north, south = login(f"{role}-north"), login(f"{role}-south")
     assert d0.publish(f"fleet/north/d00001/{up}") == NOT_AUTHORIZED  # as another device
@@ -95,3 +98,31 @@ def test_a_role_reads_its_sites_devices_and_they_read_only_their_sites_role(site
     assert north.publish(f"fleet/north/{role}/{down}", b"north") != NOT_AUTHORIZED
     d0.wait(lambda: d0.received(f"fleet/north/{role}/{down}"), f"north's {down}")
     assert {t for t, _ in d0.messages} == {f"fleet/north/{role}/{down}"}
+
+
+@pytest.mark.mqtt
+@pytest.mark.parametrize("listener", ["tls", "password"])
+def test_an_auctioneer_logs_in_from_its_site_env_and_publishes_within_its_rights(site_kit, listener):
+    kit, login = site_kit("market")
+    folder = kit / "services" / "auctioneer-north"
+    watcher = login("bridge")  # reads all of fleet/#
+    watcher.subscribe("fleet/north/auctioneer/#")
+    args = SiteArgs(
+        env_file=folder / "site.env",  # installed as /etc/fleet: give the local paths
+        scenario=str(folder / "scenario.yaml"),
+        ca=folder / "ca.crt",
+        speedup=3600.0,
+        epoch=time.time(),
+        duration="10min",
+    )
+    if listener == "tls":
+        args.cert, args.key = folder / "client.crt", folder / "client.key"
+    else:  # the user name defaults to the identity
+        args.broker = read_env_file(folder / "site.env")["FLEET_PASSWORD_BROKER_URL"]
+        args.password_file = folder / "password"
+    runner = build_site_role("auctioneer", args)
+    counters = runner.run()
+    assert runner.identity == "auctioneer-north" and counters.connects == 1 and runner.unsent == 0
+    assert runner.role.rounds >= 1  # a round cleared (of no bid) and published
+    watcher.wait(lambda: watcher.received("fleet/north/auctioneer/clearing"), "the clearing")
+    assert watcher.received("fleet/north/auctioneer/status")  # online, then offline
