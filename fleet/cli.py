@@ -179,7 +179,7 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
     import functools
     import time
 
-    from fleet.edge.launch import AgentArgs, transport_factory
+    from fleet.edge.launch import BrokerArgs, transport_factory
     from fleet.mqtt.url import parse_broker_url
     from fleet.sim.bridge import RealtimeOptions
     from fleet.sim.realtime import check_epoch
@@ -199,7 +199,7 @@ def _realtime_options(realtime: bool, speedup: float, epoch: float | None, broke
         )
     check_epoch(epoch)
     url = parse_broker_url(broker["broker"])
-    make = transport_factory(AgentArgs(**broker))
+    make = transport_factory(BrokerArgs(**broker))
     return RealtimeOptions(
         functools.partial(make, session_expiry=0),
         speedup,
@@ -475,25 +475,68 @@ def report(
         click.echo(str(path))
 
 
+_BROKER_OPTIONS = (
+    click.option(
+        "--broker",
+        metavar="URL",
+        help="mqtt://[user@]host[:port] or mqtts://... (TLS); a password in the URL is "
+        "seen by other users (ps): prefer --username with --password-file.",
+    ),
+    click.option(
+        "--ca", type=click.Path(path_type=Path), help="CA certificate of the broker (mqtts; default: the system's CAs)."
+    ),
+    click.option("--cert", type=click.Path(path_type=Path), help="This process's certificate, for mutual TLS."),
+    click.option("--key", type=click.Path(path_type=Path), help="This process's private key (if not in --cert)."),
+    click.option("--username", help="User name for a password login."),
+    click.option("--password", help="Password (prefer --password-file: the command line is visible to other users)."),
+    click.option("--password-file", type=click.Path(path_type=Path), help="File holding the password."),
+)
+"""The broker options of every process of a real fleet (:class:`fleet.edge.launch.BrokerArgs`)."""
+_CLOCK_OPTIONS = (
+    click.option(
+        "--speedup",
+        type=click.FloatRange(min=0, min_open=True),
+        default=1.0,
+        show_default=True,
+        help="Clock seconds per wall second (demos and tests; 1 on a real site).",
+    ),
+    click.option(
+        "--epoch",
+        type=float,
+        metavar="UNIX_TIME",
+        help="Join the shared clock of a mixed fleet: scenario time = (now - UNIX_TIME) x speedup, "
+        "as `fleet run --realtime` prints it; required with a feeder market "
+        "[default: an own clock, from 0 at the first start].",
+    ),
+    click.option(
+        "--duration",
+        metavar="DURATION",
+        help="Stop after this long on the clock, e.g. 2h [default: run until stopped].",
+    ),
+    click.option(
+        "--status-every", default="60s", show_default=True, metavar="DURATION", help="Wall time between status lines."
+    ),
+)
+"""The clock options of every process of a real fleet (:class:`fleet.edge.launch.ProcessArgs`)."""
+
+
+def _with(options: tuple):
+    """A decorator adding the click ``options``, in their order."""
+
+    def add(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return add
+
+
 @main.command(name="agent")
 @click.option(
     "--scenario", metavar="NAME|FILE", help="The fleet's scenario (shipped name or YAML file), as provisioned."
 )
 @click.option("--device", metavar="NAME", help="Which device of the scenario this board is, e.g. d00012.")
-@click.option(
-    "--broker",
-    metavar="URL",
-    help="mqtt://[user@]host[:port] or mqtts://... (TLS); a password in the URL is "
-    "seen by other users (ps): prefer --username with --password-file.",
-)
-@click.option(
-    "--ca", type=click.Path(path_type=Path), help="CA certificate of the broker (mqtts; default: the system's CAs)."
-)
-@click.option("--cert", type=click.Path(path_type=Path), help="This device's certificate, for mutual TLS.")
-@click.option("--key", type=click.Path(path_type=Path), help="This device's private key (if not in --cert).")
-@click.option("--username", help="User name for a password login.")
-@click.option("--password", help="Password (prefer --password-file: the command line is visible to other users).")
-@click.option("--password-file", type=click.Path(path_type=Path), help="File holding the password.")
+@_with(_BROKER_OPTIONS)
 @click.option(
     "--driver",
     type=click.Choice(["simulated", "sysfs"]),
@@ -504,26 +547,7 @@ def report(
 @click.option("--gpio", type=click.IntRange(min=0), help="sysfs: GPIO number of the relay.")
 @click.option("--active-low", is_flag=True, help="sysfs: the relay switches on when its input is low.")
 @click.option("--sensor-id", metavar="28-...", help="sysfs: which 1-wire sensor (default: the only one).")
-@click.option(
-    "--speedup",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="Agent-clock seconds per wall second (demos and tests; 1 on a real board).",
-)
-@click.option(
-    "--epoch",
-    type=float,
-    metavar="UNIX_TIME",
-    help="Join the shared clock of a mixed fleet: scenario time = (now - UNIX_TIME) x speedup, "
-    "as `fleet run --realtime` prints it "
-    "[default: the agent's own clock, from 0 at its first start].",
-)
-@click.option(
-    "--duration",
-    metavar="DURATION",
-    help="Stop after this long on the agent's clock, e.g. 2h [default: run until stopped].",
-)
+@_with(_CLOCK_OPTIONS)
 @click.option(
     "--state-dir",
     "--checkpoint-dir",
@@ -537,9 +561,6 @@ def report(
     show_default=True,
     metavar="DURATION",
     help="Agent-clock time between checkpoints.",
-)
-@click.option(
-    "--status-every", default="60s", show_default=True, metavar="DURATION", help="Wall time between status lines."
 )
 @click.option(
     "--env-file",
@@ -569,32 +590,101 @@ def agent_cmd(quiet: bool, **options) -> None:
     controlling and queues its messages; SIGTERM (or Ctrl-C) saves a checkpoint in
     --state-dir and stops it, and the next start resumes from there.
 
+    With a feeder market (auction-v1 with learner.params.market.period) it bids in its site's
+    market and applies the clearings of `fleet auctioneer`, on the clock shared with it (--epoch,
+    required); with cooperative-v1 it reads its site's `fleet meter`.
+
     \b
     Demo on one machine, an hour of the scenario per wall second:
       fleet agent --scenario thermostats-small-v1 --device d00000 --broker mqtt://localhost --speedup 3600
     """
-    import logging
-    import signal
-
     from fleet.edge.launch import AgentArgs, build_agent
+
+    _logging(quiet)
+    _run_until_stopped(build_agent(AgentArgs(**options), on_status=None if quiet else click.echo))
+
+
+def _logging(quiet: bool) -> None:
+    import logging
 
     logging.basicConfig(
         level=logging.WARNING if quiet else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    agent = build_agent(AgentArgs(**options), on_status=None if quiet else click.echo)
+
+
+def _run_until_stopped(process) -> None:
+    """Run an agent or a site role until its duration is over or a signal stops it (cleanly); Ctrl-C exits 130."""
+    import signal
+
     stopped_by: list[int] = []
 
     def stop(signum, frame) -> None:
         stopped_by.append(signum)
-        agent.stop()
+        process.stop()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    agent.run()
+    process.run()
     if signal.SIGINT in stopped_by:
         sys.exit(EXIT_INTERRUPTED)
+
+
+def _site_role_command(role: str, summary: str, details: str):
+    """The ``fleet <role>`` command of a site role (:data:`fleet.edge.launch.SITE_ROLES`)."""
+
+    @main.command(name=role, help=f"{summary}\n\n{details}")
+    @click.argument("scenario", required=False)
+    @click.option("--site", metavar="NAME", help="Which site of the scenario this process serves.")
+    @_with(_BROKER_OPTIONS)
+    @_with(_CLOCK_OPTIONS)
+    @click.option(
+        "--env-file",
+        type=click.Path(path_type=Path),
+        help=f"site.env from `fleet deploy provision` (services/{role}-<site>/; options given here win).",
+    )
+    @click.option("-q", "--quiet", is_flag=True, help="No status lines; warnings and errors only.")
+    def command(quiet: bool, **options) -> None:
+        from fleet.edge.launch import SiteArgs, build_site_role
+
+        _logging(quiet)
+        _run_until_stopped(build_site_role(role, SiteArgs(**options), on_status=None if quiet else click.echo))
+
+    return command
+
+
+_site_role_command(
+    "auctioneer",
+    "Run the feeder market of a site: clear its devices' bids every market period over MQTT.",
+    """SCENARIO is the fleet's (shipped name or YAML file); its learner must trade (auction-v1 with
+learner.params.market.period). Every period on the clock shared with the site's agents (give all
+the same --epoch) it takes the bids of fleet/<site>/+/bid, clears them a market window later with
+the simulation's code (the highest bids that fit the feeder win, at the first rejected bid's price),
+and publishes the clearing on fleet/<site>/auctioneer/clearing. Bad, foreign, repeated and late bids
+are dropped and counted. As provisioned (identity auctioneer-<site>), on its host:
+`fleet auctioneer --env-file /etc/fleet/site.env --epoch E`.
+
+\b
+Demo on one machine (market.yaml: feeder-peak-v1 with learner auction-v1 and market.period set),
+with the site's agents started with the same --epoch and --speedup:
+  fleet auctioneer market.yaml --site feeder-a --broker mqtt://localhost --epoch $EPOCH --speedup 60""",
+)
+_site_role_command(
+    "meter",
+    "Publish a site's feeder meter readings over MQTT, every control period.",
+    """SCENARIO is the fleet's (shipped name or YAML file). The reading [site, load kW, capacity kW,
+devices] goes to fleet/<site>/meter/meter at QoS 0, as the simulation's meter sends it; a device whose
+learner reads it (cooperative-v1) subscribes there. The load is a stand-in for the feeder's real meter:
+the sum of the power the site's agents report in their telemetry (workloads.telemetry must be
+enabled), each device's latest report while it is under two telemetry periods old. A driver of a real
+meter plugs in as a fleet.edge.meter.LoadSource. As provisioned (identity meter-<site>), on its host:
+`fleet meter --env-file /etc/fleet/site.env`.
+
+\b
+Demo on one machine:
+  fleet meter feeder-peak-v1 --site feeder-a --broker mqtt://localhost --speedup 60""",
+)
 
 
 @main.group()

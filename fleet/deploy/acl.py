@@ -11,16 +11,26 @@ fleet's weather forecast, :data:`FORECAST_TOPIC` (a retained message the collect
 A device may write exactly the topics the edge agent (:mod:`fleet.edge.agent`) publishes for the
 scenario (:func:`device_kinds`): its retained ``status`` (birth, death and will), its ``telemetry``
 when that workload runs, its ``params`` when the learner exchanges with neighbours, its
-``experience`` when it is centralized. Not its ``cmd`` topic (the collector's), not ``consensus``
+``experience`` when it is centralized, its ``bid`` when its learner trades in a feeder market. Not
+its ``cmd`` topic (the collector's), not ``consensus``
 (that workload does not run on boards), nothing else under its subtree: so it holds at most one
 retained message per granted topic, and what it publishes elsewhere is refused (PUBACK 135).
 
-Three kinds of identity:
+A device also reads its site auctioneer's ``clearing`` when its learner trades, and its site meter's
+``meter`` when its learner reads it: the topics of its own site only.
+
+Kinds of identity:
 
 - a **device** writes only the topics of :func:`device_kinds` under ``fleet/<site>/<device>/``;
 - the **collector** (the cloud, ``fleet/cloud/collector``) reads every device's telemetry and
   status (and experience, for a centralized learner), writes every device's ``cmd`` and its own
   topics (the centralized learner's ``params`` broadcast);
+- the **auctioneer** of a site (``auctioneer-<site>``, for a learner that trades; :mod:`fleet.edge.auctioneer`)
+  reads the bids of its site's devices (``fleet/<site>/+/bid``) and writes its ``clearing`` and
+  ``status`` under ``fleet/<site>/auctioneer/``;
+- the **meter** of a site (``meter-<site>``, for a learner that reads it; :mod:`fleet.edge.meter`) reads
+  its site's telemetry (``fleet/<site>/+/telemetry``: its stand-in sums the powers reported; a driver of
+  the real meter needs none of it) and writes its ``meter`` and ``status`` under ``fleet/<site>/meter/``;
 - the **bridge** runs the simulated part of a mixed fleet and publishes on behalf of simulated
   devices, so it reads and writes all of ``fleet/#``. Guard its credentials like the CA key.
 """
@@ -29,10 +39,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from fleet.edge.site import role_identity
 from fleet.learners import REGISTRY
-from fleet.mqtt.topics import device_topic
+from fleet.mqtt.topics import device_topic, site_filter
 from fleet.scenario import Scenario
 from fleet.sim.engine import COLLECTOR_NAME, COLLECTOR_SITE
+from fleet.sim.market import AUCTIONEER_NAME, clearing_topic, trades
+from fleet.sim.meter import METER_NAME, meter_topic, reads_meter
 from fleet.sim.rng import Streams
 from fleet.sim.world import build_world
 
@@ -47,7 +60,7 @@ class Identity:
 
     name: str
     role: str
-    """"device", "collector" or "bridge"."""
+    """"device", "collector", "auctioneer", "meter" or "bridge"."""
     site: str | None
     write: tuple[str, ...]
     """Topic filters it may publish to."""
@@ -73,11 +86,34 @@ def device_kinds(scenario: Scenario) -> tuple[str, ...]:
         + ("telemetry",) * scenario.workloads.telemetry.enabled
         + ("params",) * (exchange == "neighbours")
         + ("experience",) * (exchange == "cloud")
+        + ("bid",) * trades(scenario)
     )
 
 
+def site_topics(scenario: Scenario, site: str) -> tuple[str, ...]:
+    """What a device reads from its site's roles: the auctioneer's clearings, the meter's readings."""
+    return (clearing_topic(site),) * trades(scenario) + (meter_topic(site),) * reads_meter(scenario)
+
+
+def site_roles(scenario: Scenario, sites: list[str]) -> list[Identity]:
+    """The auctioneer (when the learner trades) and the meter (when it reads one) of every site."""
+    roles = []
+    for site in sites:
+        if trades(scenario):
+            own = (clearing_topic(site), device_topic(site, AUCTIONEER_NAME, "status"))
+            roles.append(
+                Identity(role_identity(AUCTIONEER_NAME, site), "auctioneer", site, own, (site_filter(site, "bid"),))
+            )
+        if reads_meter(scenario):
+            own = (meter_topic(site), device_topic(site, METER_NAME, "status"))
+            read = (site_filter(site, "telemetry"),)
+            roles.append(Identity(role_identity(METER_NAME, site), "meter", site, own, read))
+    return roles
+
+
 def fleet_identities(scenario: Scenario) -> list[Identity]:
-    """The devices of ``scenario`` (in fleet order), then the collector and the bridge."""
+    """The devices of ``scenario`` (in fleet order), its site roles (site by site), then the collector and the
+    bridge."""
     world = build_world(scenario, Streams(scenario.seed))
     sites = [world.site_names[s] for s in world.site_of]
     names = world.device_names
@@ -91,6 +127,7 @@ def fleet_identities(scenario: Scenario) -> list[Identity]:
             (device_topic(site, name, "cmd"),)
             + tuple(device_topic(sites[j], names[j], k) for k in kinds for j in nbrs)
             + cloud_params
+            + site_topics(scenario, site)
             + (FORECAST_TOPIC,)
         )
         devices.append(Identity(name, "device", site, tuple(device_topic(site, name, k) for k in own), read))
@@ -103,7 +140,7 @@ def fleet_identities(scenario: Scenario) -> list[Identity]:
         collector_read,
     )
     bridge = Identity(BRIDGE_NAME, "bridge", None, ("fleet/#",), ("fleet/#",))
-    return devices + [collector, bridge]
+    return devices + site_roles(scenario, world.site_names) + [collector, bridge]
 
 
 def acl_file(identities: list[Identity], scenario_name: str) -> str:

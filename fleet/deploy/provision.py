@@ -9,6 +9,8 @@ Layout of the output folder (``*``: private, mode 0600; the folder itself is 070
     devices/<name>/          ca.crt, client.crt, client.key*, password*, agent.env, scenario.yaml
     services/collector/      the cloud collector's ca.crt, client.crt, client.key*, password*
     services/bridge/         the same for the simulator bridge of a mixed fleet
+    services/<role>-<site>/  a site's auctioneer or meter, when the learner needs it: the same files,
+                             site.env (its ``fleet auctioneer|meter --env-file``) and scenario.yaml
 
 The folder is assembled next to its destination and renamed into place at the end, so a failure
 leaves nothing behind, and an existing non-empty folder is never touched.
@@ -36,6 +38,8 @@ BOARD_DIR = PurePosixPath("/etc/fleet")
 CHECKPOINT_DIR = PurePosixPath("/var/lib/fleet")
 """Where the agent keeps its checkpoints on the board (systemd's StateDirectory=fleet)."""
 MANIFEST_FORMAT = 1
+ENV_FILES = {"device": "agent.env", "auctioneer": "site.env", "meter": "site.env"}
+"""The environment file of each role that runs a fleet process (the collector and the bridge have none)."""
 
 
 class _Folder:
@@ -93,12 +97,23 @@ def _check_options(
 
 
 def agent_env(ident: Identity, scenario: Scenario, broker_url: str, password_url: str) -> str:
-    """The EnvironmentFile of the edge agent on a board (read by deploy/fleet-agent.service)."""
-    return f"""\
+    """The EnvironmentFile of the edge agent on a board (read by deploy/fleet-agent.service), or of a site
+    role (``fleet auctioneer|meter --env-file``) on its host."""
+    if ident.role != "device":
+        head = f"""\
+# {ident.role.capitalize()} {ident.name} (site {ident.site}) of scenario {scenario.name}, written by \
+`fleet deploy provision`.
+# Install this folder as {BOARD_DIR}/ on its host and run `fleet {ident.role} --env-file {BOARD_DIR}/site.env`.
+"""
+    else:
+        head = f"""\
 # Edge agent of device {ident.name} (site {ident.site}) of scenario {scenario.name}, \
 written by `fleet deploy provision`.
 # Install this folder as {BOARD_DIR}/ on the board; deploy/fleet-agent.service reads this file.
 FLEET_DEVICE={ident.name}
+"""
+    checkpoints = f"FLEET_CHECKPOINT_DIR={CHECKPOINT_DIR}\n" if ident.role == "device" else ""
+    return f"""{head}\
 FLEET_SITE={ident.site}
 FLEET_SCENARIO={BOARD_DIR / "scenario.yaml"}
 FLEET_SCENARIO_NAME={scenario.name}
@@ -108,8 +123,7 @@ FLEET_CA_FILE={BOARD_DIR / "ca.crt"}
 FLEET_CERT_FILE={BOARD_DIR / "client.crt"}
 FLEET_KEY_FILE={BOARD_DIR / "client.key"}
 FLEET_PASSWORD_FILE={BOARD_DIR / "password"}
-FLEET_CHECKPOINT_DIR={CHECKPOINT_DIR}
-"""
+{checkpoints}"""
 
 
 def _url(host: str, port: int) -> str:
@@ -210,8 +224,8 @@ def _write_all(
         folder.write(f"{base}/client.crt", client.cert_pem)
         folder.write(f"{base}/client.key", client.key_pem, secret=True)
         folder.write(f"{base}/password", passwords[ident.name] + "\n", secret=True)
-        if ident.role == "device":
-            folder.write(f"{base}/agent.env", agent_env(ident, scenario, broker_url, password_url))
+        if ident.role in ENV_FILES:
+            folder.write(f"{base}/{ENV_FILES[ident.role]}", agent_env(ident, scenario, broker_url, password_url))
             folder.write(f"{base}/scenario.yaml", scenario_yaml)
         entries.append(
             {

@@ -13,6 +13,9 @@
   messages the agent could not send yet, and of the sequence number of the last one queued per
   kind (saved with it in one transaction), kept across restarts;
 - :mod:`fleet.edge.watchdog`: systemd readiness, status and watchdog notifications.
+- :mod:`fleet.edge.site`: the runner of a site role, a process of a site that is not a device;
+  the roles: :mod:`fleet.edge.auctioneer` (``fleet auctioneer``, the feeder market) and
+  :mod:`fleet.edge.meter` (``fleet meter``, the feeder's meter readings).
 
 The hardware side (sensor and relay) is :mod:`devices.drivers`.
 """

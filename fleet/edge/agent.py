@@ -37,6 +37,19 @@ Differences from a simulated device, because a board knows less:
   scenario starts from the same parameters (``common_init``); each board explores with its own
   stream (``edge/<device>/actions``);
 - the ``consensus`` workload does not run on boards;
+- the feeder market (``auction-v1`` with ``learner.params.market.period``, issue 16): a market round
+  begins at every multiple of the period on the clock the agent shares with its site's auctioneer
+  (``fleet auctioneer``, :mod:`fleet.edge.auctioneer`; ``--epoch`` is required). The agent then
+  publishes its bid ``[valuation, kW]`` for the level of its last auction on
+  ``fleet/<site>/<device>/bid``, only while connected (a bid that waited for the broker would arrive
+  late, which is no bid), and hands the clearings it hears on ``fleet/<site>/auctioneer/clearing``
+  to the learner at its next tick, stamped with the auctioneer's time (which names the round). A lost
+  or late clearing, or no auctioneer at all, leaves the device on its own control, as in simulation
+  (:mod:`fleet.sim.market`); its grant (kW, price, expiry) is learner state, kept by checkpoints;
+- the feeder meter (a learner that reads it, ``cooperative-v1``, issue 17): the agent subscribes to
+  ``fleet/<site>/meter/meter`` (``fleet meter``, :mod:`fleet.edge.meter`); a reading is stamped with
+  its arrival, like parameters, and one of another site or of impossible values is ``malformed``. A
+  lost reading leaves the learner with its newest (stale), which its checkpoints keep;
 - a board combines robustly unless its scenario says otherwise (``learner.params.robust``
   defaults to :data:`BOARD_ROBUST`): it faces a real network, where a neighbour can be
   compromised, while a simulated fleet is honest unless a study makes a device hostile.
@@ -95,28 +108,27 @@ from devices.occupancy import comfort_violation_c
 from fleet.edge import watchdog
 from fleet.edge.counters import Counters
 from fleet.edge.forecast import BoardForecast, ForecastSource, MqttForecast
-from fleet.edge.inbound import InboundFilter, cmd_layout, params_layout
+from fleet.edge.inbound import InboundFilter, clearing_layout, cmd_layout, meter_layout, params_layout
 from fleet.edge.outbox import MEMORY, Outbox, OutboxError, Stamp
+from fleet.edge.site import POLL_WALL_S, Presence, RunOptions, TransportFactory, end_after, start_clock
 from fleet.edge.state import CHECKPOINT, StateDir
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import DeviceView
-from fleet.errors import ConfigError, TransportError, WireError
+from fleet.errors import ConfigError, WireError
 from fleet.learners import REGISTRY, Deliveries, Learner, LearnerContext, Observation, make_learner
 from fleet.learners.base import lookahead, preview
 from fleet.mqtt.codec import DType, Kind, encode
 from fleet.mqtt.topics import KINDS
-from fleet.mqtt.transport import Received, Transport, Will
+from fleet.mqtt.transport import Received, Will
 from fleet.scenario import DTYPES
 from fleet.sim import realtime
 from fleet.sim.engine import tick_reward
+from fleet.sim.market import trades
 from fleet.sim.rng import Streams
 from fleet.statefile import load_child
 
 log = logging.getLogger("fleet.edge")
 
-TransportFactory = Callable[..., Transport]
-"""``factory(client_id, *, will, session_expiry) -> Transport``, e.g. a ``functools.partial`` of
-:class:`~fleet.mqtt.paho_transport.PahoTransport` or :class:`~fleet.mqtt.memory.MemoryTransport`."""
 DriverFactory = Callable[[DeviceView, Callable[[], float]], Driver]
 """``factory(view, clock) -> Driver``; ``clock()`` is the agent's time in seconds."""
 
@@ -125,45 +137,28 @@ BOARD_ROBUST = "clip"
 from the device's own parameters is clipped to ``clip_norm`` (the uniform combine when honest
 neighbours are closer than that), so one neighbour moves a device by at most its weight times it."""
 
-POLL_WALL_S = 1.0
-"""Longest wall time between two drains of the inbox (and checks for a stop request)."""
 OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES = 1000, 8 * 2**20
 
 
 @dataclass(frozen=True)
-class AgentOptions:
-    """How an agent runs (durations in seconds)."""
+class AgentOptions(RunOptions):
+    """How an agent runs (durations in seconds): the clock's options and its own."""
 
-    speedup: float = 1.0
-    """Agent-clock seconds per wall-clock second."""
-    duration: float | None = None
-    """Stop after this long on the agent's clock, from start or resume (None: until stopped)."""
     checkpoint_every: float = 3600.0
     """Agent-clock time between checkpoints (one is also written at every clean stop)."""
-    status_every: float = 60.0
-    """Wall time between status lines."""
     max_inflight: int = 20
     """QoS 1 messages that may await their acknowledgement (mosquitto's Receive Maximum is 20)."""
-    session_expiry: int = 86400
-    """How long the broker keeps the session (subscriptions, queued QoS 1 messages) while away."""
-    connect_wait: float = 2.0
-    """Wall time to wait for the broker at start; after it the agent runs anyway and connects later."""
-    epoch: float | None = None
-    """UNIX time at which the shared clock of a mixed fleet reads scenario time 0
-    (:mod:`fleet.sim.realtime`); None: the agent's own clock, from 0 at its first start."""
     forecast_max_age: float = 12 * 3600.0
     """Agent-clock time after which a forecast table is stale (two issues of a 6-hourly service)."""
 
     def __post_init__(self) -> None:
-        for name in ("speedup", "checkpoint_every", "status_every", "connect_wait", "forecast_max_age"):
+        super().__post_init__()
+        for name in ("checkpoint_every", "forecast_max_age"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value > 0) and not (name == "connect_wait" and value == 0):
+            if not (math.isfinite(value) and value > 0):
                 raise ConfigError(f"{name.replace('_', '-')} must be a positive number, got {value!r}")
-        if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
-            raise ConfigError(f"duration must be positive, got {self.duration!r}")
         if self.max_inflight < 1:
             raise ConfigError(f"max_inflight must be at least 1, got {self.max_inflight}")
-        realtime.check_epoch(self.epoch)
 
 
 @dataclass(frozen=True)
@@ -258,6 +253,14 @@ class EdgeAgent:
         """``forecast_source``: where the device's weather forecasts come from (none: it observes
         persistence, :mod:`fleet.edge.forecast`)."""
         self.view, self.options, self.on_status = view, options, on_status
+        self.market = trades(view.scenario)
+        """Whether the device trades in its site's feeder market (an auction learner with a market)."""
+        if self.market and options.epoch is None:
+            raise ConfigError(
+                "learner.params.market.period: a board in a feeder market bids in its auctioneer's rounds, which "
+                "need the clock it shares with the auctioneer: give every agent of the site and `fleet auctioneer` "
+                "the same --epoch"
+            )
         self._failing: set[str] = set()
         """What could not be written at its last try: checkpoint, sequence, outbox."""
         self.state = StateDir(state_dir)
@@ -266,6 +269,8 @@ class EdgeAgent:
         self.counters = Counters()
         self.pending: _Action | None = None
         self.feeder_load = 0.0
+        self.clearings: list[Deliveries] = []
+        """The clearings received since the last control tick, for the learner's market."""
         self.next_due: dict[str, float] = {}
         t0 = self._restore(saved) if saved else 0.0
         self.forecast = BoardForecast(
@@ -282,8 +287,7 @@ class EdgeAgent:
         self.last_temp: float | None = None
         self.watchdog_s = watchdog.watchdog_interval()
         self._messaging(transport_factory, resumed=saved is not None)
-        self._stop_requested = self._was_up = self._birth_due = False
-        self._refused: TransportError | None = None
+        self._stop_requested = False
         self._shown = (self.counters.ticks, self.counters.reward_sum)
 
     def _messaging(self, transport_factory: TransportFactory, resumed: bool) -> None:
@@ -310,10 +314,17 @@ class EdgeAgent:
             self.outbox.close()
             raise
         self.uplink: Uplink | None = None
-        p = self.learner.flat_params().shape[1] if hasattr(self.learner, "flat_params") else 1
-        self.inbound = InboundFilter(
-            view.subscriptions(self.learner.exchange), {"params": params_layout(p), "cmd": cmd_layout}, self.counters
+        self.presence = Presence(
+            view.name, self.transport, self.counters, self._announce, "lost the broker; queueing messages"
         )
+        p = self.learner.flat_params().shape[1] if hasattr(self.learner, "flat_params") else 1
+        layouts = {
+            "params": params_layout(p),
+            "cmd": cmd_layout,
+            "meter": meter_layout(int(view.world.site_of[view.index])),
+            "clearing": clearing_layout,
+        }
+        self.inbound = InboundFilter(view.subscriptions(self.learner.exchange, self.market), layouts, self.counters)
         comm = getattr(getattr(self.learner, "cfg", None), "comm", None)
         self.sparse = comm is not None and comm.k(p) < p
         """Top-k messages are increments: sent only while connected (the outbox keeps only the newest)."""
@@ -449,12 +460,14 @@ class EdgeAgent:
         }
         if s.workloads.telemetry.enabled:
             procs["telemetry"] = (s.workloads.telemetry.period, self._telemetry)
+        if self.market:
+            procs["market"] = (self.learner.cfg.market.period, self._bid)
         if self.watchdog_s:
-            procs["watchdog"] = (self.watchdog_s / 2 * o.speedup, lambda: self._notify(watchdog.ping))
+            procs["watchdog"] = (self.watchdog_s / 2 * o.speedup, lambda: watchdog.tell(watchdog.ping))
         for name, (period, step) in procs.items():
             self.env.process(self._periodic(name, period, step))
         if o.duration is not None:
-            self.env.process(self._end_after(o.duration))
+            self.env.process(end_after(self.env, o.duration, self._stop))
         clean = False
         try:
             self._start()
@@ -462,8 +475,8 @@ class EdgeAgent:
             clean = True
         finally:
             self._shutdown(clean)
-        if self._refused is not None:
-            raise self._refused
+        if self.presence.refused is not None:
+            raise self.presence.refused
         return self.counters
 
     def _start(self) -> None:
@@ -480,33 +493,25 @@ class EdgeAgent:
             len(topics),
             "" if up else "; the broker is not reachable yet: running anyway, retrying",
         )
-        self._notify(watchdog.ready)
-        if self.options.epoch is None:
-            self.env.sync()
-        else:
-            realtime.pin(self.env, self.options.epoch, self.options.speedup)
+        watchdog.tell(watchdog.ready)
+        start_clock(self.env, self.options)
 
     def _periodic(self, name: str, period: float, step: Callable[[], None]):
-        """``step()`` every ``period`` from now (checkpoints: from one period on); control and
-        telemetry keep the schedule they had when the checkpoint was saved."""
+        """``step()`` every ``period`` from now (checkpoints: from one period on; market rounds: at the
+        multiples of their period, on the clock shared with the auctioneer); control and telemetry keep
+        the schedule they had when the checkpoint was saved."""
         now = self.env.now
-        due = (
-            self.next_due.get(name, now)
-            if name in ("control", "telemetry")
-            else now + period
-            if name == "checkpoint"
-            else now
-        )
+        due = {
+            "control": self.next_due.get(name, now),
+            "telemetry": self.next_due.get(name, now),
+            "checkpoint": now + period,
+            "market": math.ceil(now / period) * period,
+        }.get(name, now)
         yield self.env.timeout(max(due - now, 0.0))
         while True:
             self.next_due[name] = self.env.now + period
             step()
             yield self.env.timeout(period)
-
-    def _end_after(self, duration: float):
-        yield self.env.timeout(duration)
-        if not self._stop.triggered:
-            self._stop.succeed()
 
     def _shutdown(self, clean: bool) -> None:
         """HVAC off, offline status, checkpoint (after a clean stop only), disconnect."""
@@ -530,7 +535,7 @@ class EdgeAgent:
         self._status_line()
         self.transport.close()
         self.outbox.close()
-        self._notify(watchdog.stopping)
+        watchdog.tell(watchdog.stopping)
 
     # --- control -------------------------------------------------------------------------------
 
@@ -538,6 +543,9 @@ class EdgeAgent:
         """Read, reward the previous action, act, apply; learn every ``update_every`` ticks."""
         v, t = self.view, self.env.now
         self._receive()
+        if self.market:
+            self.learner.market_inbox(t, self.clearings)
+            self.clearings = []
         temp = self._read()
         if temp is None:
             return
@@ -614,6 +622,15 @@ class EdgeAgent:
             for row in np.flatnonzero(pub.sender == 0):  # a cloud's broadcast (sender 1) is not this device's to send
                 self._send(kind, t, [a[row] for a in pub.arrays], pub.dtypes, self.learner.qos)
 
+    def _bid(self) -> None:
+        """A market round begins: bid for the level of the last auction, if the auctioneer can hear it now (a
+        bid that waits for the broker would be late, which is no bid)."""
+        if self.pending is None or not self.transport.connected:
+            return
+        t = self.env.now
+        _, bids = self.learner.market_bids(t, np.ones(1, bool))
+        self._send("bid", t, [bids[0]], DType.FLOAT32, self.learner.cfg.market.qos)
+
     def _telemetry(self) -> None:
         """Measured temperature, power, comfort band and occupancy, as the simulator sends them."""
         cfg, t, occupancy = self.view.scenario.workloads.telemetry, self.env.now, self.view.occupancy
@@ -650,7 +667,7 @@ class EdgeAgent:
     def _poll(self) -> None:
         self._receive()
         self._connection()
-        if self._refused is None:
+        if self.presence.refused is None:
             self._write("outbox", self.uplink.flush)
         if self._stop_requested and not self._stop.triggered:
             self._stop.succeed()
@@ -675,13 +692,19 @@ class EdgeAgent:
         accepted = self.inbound.check(received)
         if accepted is None:
             return
-        if accepted.sender.kind == "cmd":
-            self.feeder_load = float(accepted.message.arrays[0][0])
+        kind, message, slot = accepted.sender.kind, accepted.message, np.array([accepted.sender.slot])
+        if kind == "cmd":
+            self.feeder_load = float(message.arrays[0][0])
+            return
+        arrays = [a[None] for a in message.arrays]
+        if kind == "clearing":  # the auctioneer's time names the round; the N = 1 learner's device is 0
+            arrays[0] = np.where(arrays[0] == self.view.index, 0, -1)
+            stamp = np.array([message.timestamp])
+            self.clearings.append(Deliveries.one_message_each(np.zeros(1, np.int64), slot, arrays, stamp))
             return
         stamp = np.array([self._clock_at(accepted.arrived_at)])
-        arrays = [a[None] for a in accepted.message.arrays]
-        got = Deliveries.one_message_each(np.zeros(1, np.int64), np.array([accepted.sender.slot]), arrays, stamp)
-        self._guarded(lambda: self.learner.inbox("params", got))
+        got = Deliveries.one_message_each(np.zeros(1, np.int64), slot, arrays, stamp)
+        self._guarded(lambda: self.learner.inbox(kind, got))
 
     def _guarded(self, step: Callable[[], object]) -> None:
         """Run a learner ``step``, adding what its guard rejected and rolled back to the counters."""
@@ -697,26 +720,13 @@ class EdgeAgent:
         return realtime.clock_at(self.env, monotonic, self.options.speedup)
 
     def _connection(self) -> None:
-        """Notice (re)connections and announce the device; stop once the broker refused the
-        credentials for good."""
-        up = self.transport.connected
-        if not up:
-            try:
-                self.transport.connect(0)
-            except TransportError as e:  # stop cleanly (with a checkpoint), then raise it from run()
-                log.error("%s", e)
-                self._refused = e
-                self._stop_requested = True
-                return
-        if up != self._was_up:
-            log.info(
-                "%s: %s", self.view.name, "connected to the broker" if up else "lost the broker; queueing messages"
-            )
-            self.counters.connects += up
-            self._birth_due = up
-            self._was_up = up
-        if self._birth_due:
-            self._birth_due = not self.uplink.send_now(self.view.topic("status"), self._status(True), retain=True)
+        """Notice (re)connections and announce the device; stop (cleanly, with a checkpoint, then raise it
+        from run()) once the broker refused the credentials for good."""
+        if not self.presence.check():
+            self._stop_requested = True
+
+    def _announce(self) -> bool:
+        return self.uplink.send_now(self.view.topic("status"), self._status(True), retain=True)
 
     # --- reporting -------------------------------------------------------------------------------
 
@@ -743,10 +753,4 @@ class EdgeAgent:
         line = self.status_line()
         if self.on_status is not None:
             self.on_status(line)
-        self._notify(lambda: watchdog.status(line))
-
-    def _notify(self, send: Callable[[], bool]) -> None:
-        try:
-            send()
-        except OSError as e:
-            log.debug("systemd notification failed: %s", e)
+        watchdog.tell(lambda: watchdog.status(line))

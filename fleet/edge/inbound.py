@@ -27,6 +27,7 @@ from fleet.errors import WireError
 from fleet.mqtt.codec import DEFAULT_MAX_BYTES, Kind, Message, decode
 from fleet.mqtt.dedup import SeqDeduplicator
 from fleet.mqtt.transport import Received
+from fleet.sim.meter import reading_checks
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,35 @@ def cmd_layout(message: Message) -> bool:
         and message.arrays[0].shape == (1,)
         and message.arrays[0].dtype == np.float32
         and message.arrays[0][0] >= 0
+    )
+
+
+def meter_layout(site: int) -> Callable[[Message], bool]:
+    """Whether a meter reading is ``[site, load kW, capacity kW, devices] (4,)`` float32 of the
+    device's ``site`` and possible values (:func:`fleet.sim.meter.reading_checks`)."""
+
+    def ok(message: Message) -> bool:
+        arrays = message.arrays
+        if len(arrays) != 1 or arrays[0].shape != (4,) or arrays[0].dtype != np.float32:
+            return False
+        return bool(reading_checks(arrays[0][None], np.array([site]))[1][0])
+
+    return ok
+
+
+def clearing_layout(message: Message) -> bool:
+    """Whether a clearing is ``[winners (K,), kW (K,), price (K,)]`` float32, with winners whole
+    numbers >= 0, kW >= 0 and prices in [0, 1] (:mod:`fleet.sim.market`)."""
+    arrays = message.arrays
+    if len(arrays) != 3 or any(a.dtype != np.float32 or a.ndim != 1 or a.shape != arrays[0].shape for a in arrays):
+        return False
+    winners, kw, price = arrays
+    return bool(
+        (winners >= 0).all()
+        and (winners == np.round(winners)).all()
+        and (kw >= 0).all()
+        and (price <= 1).all()
+        and (price >= 0).all()
     )
 
 

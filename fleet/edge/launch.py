@@ -1,4 +1,5 @@
-"""From ``fleet agent``'s options to a ready :class:`~fleet.edge.agent.EdgeAgent`.
+"""From ``fleet agent``'s options to a ready :class:`~fleet.edge.agent.EdgeAgent`, and from ``fleet
+auctioneer``'s or ``fleet meter``'s to a ready :class:`~fleet.edge.site.SiteRunner`.
 
 Everything a user can get wrong is checked here, before the agent starts or writes anything,
 and reported as a :class:`ConfigError` naming the option: the broker URL, the device, TLS
@@ -10,6 +11,11 @@ It logs in with the device's certificate on ``FLEET_BROKER_URL`` (mutual TLS); w
 ``--broker`` set to its ``FLEET_PASSWORD_BROKER_URL``, with the device's name and
 ``FLEET_PASSWORD_FILE`` instead. ``FLEET_SITE`` and ``FLEET_SCENARIO_NAME`` must match the
 scenario's device: a mismatch means the folder was provisioned for another fleet.
+
+The site roles take the same broker, TLS and password options (:class:`BrokerArgs`), the scenario
+and the site, and the clock's options; they log in as ``<role>-<site>`` unless ``--username`` says
+otherwise (the identity ``fleet deploy provision`` writes for them, under ``services/``), and their
+``--env-file`` is the ``site.env`` written there (``FLEET_SITE`` gives ``--site``).
 """
 
 from __future__ import annotations
@@ -20,8 +26,11 @@ from pathlib import Path
 
 from fleet.config import parse_duration
 from fleet.edge.agent import AgentOptions, DriverFactory, EdgeAgent, TransportFactory, simulated_driver
+from fleet.edge.auctioneer import Auctioneer
 from fleet.edge.forecast import FileForecast, ForecastSource, MqttForecast
-from fleet.edge.view import DeviceView, device_view
+from fleet.edge.meter import Meter
+from fleet.edge.site import RunOptions, SiteRunner, role_identity, site_view
+from fleet.edge.view import device_view
 from fleet.errors import ConfigError, WireError
 from fleet.files import read_regular_file
 from fleet.mqtt.topics import validate_topic_name
@@ -29,22 +38,21 @@ from fleet.mqtt.url import parse_broker_url
 
 ENV_OPTIONS = {
     "FLEET_DEVICE": "device",
+    "FLEET_SITE": "site",
     "FLEET_SCENARIO": "scenario",
     "FLEET_BROKER_URL": "broker",
     "FLEET_CHECKPOINT_DIR": "state_dir",
     "FLEET_CA_FILE": "ca",
 }
-"""agent.env keys that give an option's default."""
+"""agent.env (site.env) keys that give an option's default, where the command has that option."""
 CERT_OPTIONS = {"FLEET_CERT_FILE": "cert", "FLEET_KEY_FILE": "key"}
 """agent.env keys used for a mutual-TLS login."""
 
 
 @dataclass
-class AgentArgs:
-    """``fleet agent``'s options as given (None: not given)."""
+class BrokerArgs:
+    """The broker options of ``fleet agent``, ``fleet auctioneer`` and ``fleet meter`` (None: not given)."""
 
-    scenario: str | None = None
-    device: str | None = None
     broker: str | None = None
     ca: Path | None = None
     cert: Path | None = None
@@ -52,17 +60,47 @@ class AgentArgs:
     username: str | None = None
     password: str | None = None
     password_file: Path | None = None
+
+
+@dataclass
+class ProcessArgs(BrokerArgs):
+    """The options of every process of a real fleet: its scenario, its broker, its clock."""
+
+    scenario: str | None = None
+    speedup: float = 1.0
+    epoch: float | None = None
+    duration: str | None = None
+    status_every: str = "60s"
+    env_file: Path | None = None
+
+    def run_options(self) -> dict:
+        """The clock's options, checked: keywords of :class:`~fleet.edge.site.RunOptions`."""
+        return {
+            "speedup": self.speedup,
+            "epoch": self.epoch,
+            "duration": None if self.duration is None else _duration("--duration", self.duration),
+            "status_every": _duration("--status-every", self.status_every),
+        }
+
+
+@dataclass
+class SiteArgs(ProcessArgs):
+    """``fleet auctioneer``'s and ``fleet meter``'s options as given."""
+
+    site: str | None = None
+
+
+@dataclass
+class AgentArgs(ProcessArgs):
+    """``fleet agent``'s options as given (None: not given)."""
+
+    device: str | None = None
     driver: str = "simulated"
     gpio: int | None = None
     active_low: bool = False
     sensor_id: str | None = None
-    speedup: float = 1.0
-    epoch: float | None = None
-    duration: str | None = None
     state_dir: Path | None = None
     checkpoint_every: str = "1h"
-    status_every: str = "60s"
-    env_file: Path | None = None
     forecast_file: Path | None = None
     forecast_topic: str | None = None
     forecast_max_age: str = "12h"
@@ -86,10 +124,10 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
-def apply_env(args: AgentArgs, env: dict[str, str]) -> None:
-    """Fill the options not given from agent.env (see the module docstring)."""
+def apply_env(args: ProcessArgs, env: dict[str, str]) -> None:
+    """Fill the options not given from agent.env or site.env (see the module docstring)."""
     for key, name in ENV_OPTIONS.items():
-        if getattr(args, name) is None and env.get(key):
+        if hasattr(args, name) and getattr(args, name) is None and env.get(key):
             value = env[key]
             setattr(args, name, Path(value) if name in ("ca", "state_dir") else value)
     if args.broker is not None and args.broker == env.get("FLEET_PASSWORD_BROKER_URL"):
@@ -112,7 +150,7 @@ def _duration(option: str, text: str) -> float:
     return value
 
 
-def _password(args: AgentArgs) -> str | None:
+def _password(args: BrokerArgs) -> str | None:
     if args.password is not None and args.password_file is not None:
         raise ConfigError("give the password once: --password or --password-file, not both")
     if args.password_file is None:
@@ -134,7 +172,7 @@ def _read_small(path: Path, option: str) -> str:
         raise ConfigError(f"{option} {path}: not UTF-8 text (byte {e.start})") from None
 
 
-def transport_factory(args: AgentArgs) -> TransportFactory:
+def transport_factory(args: BrokerArgs) -> TransportFactory:
     """A PahoTransport factory for the broker options; TLS files are loaded (and checked) now."""
     from fleet.mqtt.paho_transport import PahoTransport, TLSFiles
 
@@ -185,12 +223,11 @@ def forecast_source(args: AgentArgs) -> ForecastSource | None:
     return MqttForecast(args.forecast_topic)
 
 
-def _check_env_identity(view: DeviceView, env: dict[str, str]) -> None:
-    for key, mine in (("FLEET_SITE", view.site), ("FLEET_SCENARIO_NAME", view.scenario.name)):
+def _check_env_identity(env: dict[str, str], who: str, scenario: str, site: str) -> None:
+    for key, mine in (("FLEET_SITE", site), ("FLEET_SCENARIO_NAME", scenario)):
         if env.get(key) and env[key] != mine:
             raise ConfigError(
-                f"--env-file says {key}={env[key]}, but device {view.name} of scenario {view.scenario.name} has "
-                f"{mine!r}; "
+                f"--env-file says {key}={env[key]}, but {who} of scenario {scenario} has {mine!r}; "
                 "the folder was provisioned for another fleet"
             )
 
@@ -202,11 +239,8 @@ def build_agent(args: AgentArgs, on_status=None) -> EdgeAgent:
     env = read_env_file(args.env_file) if args.env_file else {}
     apply_env(args, env)
     options = AgentOptions(
-        speedup=args.speedup,
-        epoch=args.epoch,
-        duration=None if args.duration is None else _duration("--duration", args.duration),
+        **args.run_options(),
         checkpoint_every=_duration("--checkpoint-every", args.checkpoint_every),
-        status_every=_duration("--status-every", args.status_every),
         forecast_max_age=_duration("--forecast-max-age", args.forecast_max_age),
     )
     make_transport = transport_factory(args)
@@ -215,6 +249,28 @@ def build_agent(args: AgentArgs, on_status=None) -> EdgeAgent:
     if args.scenario is None or args.device is None:
         raise ConfigError("--scenario and --device are required (or FLEET_SCENARIO and FLEET_DEVICE in --env-file)")
     view = device_view(load_scenario(args.scenario), args.device)
-    _check_env_identity(view, env)
+    _check_env_identity(env, f"device {view.name}", view.scenario.name, view.site)
     state_dir = args.state_dir or Path("agent-state") / view.name
     return EdgeAgent(view, make_transport, state_dir, options, make_driver, on_status, forecasts)
+
+
+SITE_ROLES = {"auctioneer": Auctioneer, "meter": Meter}
+"""The site roles by command name."""
+
+
+def build_site_role(role: str, args: SiteArgs, on_status=None) -> SiteRunner:
+    """The ``role`` process (a key of :data:`SITE_ROLES`) the options describe, checked; ConfigError for
+    anything wrong."""
+    from fleet.scenario import load_scenario
+
+    env = read_env_file(args.env_file) if args.env_file else {}
+    apply_env(args, env)
+    options = RunOptions(**args.run_options())
+    if args.scenario is None or args.site is None:
+        raise ConfigError("a SCENARIO and --site are required (or FLEET_SCENARIO and FLEET_SITE in --env-file)")
+    if args.username is None and (args.password is not None or args.password_file is not None):
+        args.username = role_identity(role, args.site)
+    make_transport = transport_factory(args)
+    site = site_view(load_scenario(args.scenario), args.site)
+    _check_env_identity(env, role_identity(role, site.name), site.scenario.name, site.name)
+    return SiteRunner(SITE_ROLES[role](site), make_transport, options, on_status)

@@ -11,9 +11,9 @@ is delivered at least once, even across a crash or a power cut::
 
 Rules:
 
-- **latest only**: a message of a kind in :data:`LATEST_ONLY_KINDS` (``"params"``) replaces the
-  one queued on the same topic (and queues at the end), since only the newest parameters are
-  worth sending;
+- **latest only**: a message of a kind in :data:`LATEST_ONLY_KINDS` (``"params"``, ``"bid"``)
+  replaces the one queued on the same topic (and queues at the end), since only the newest
+  parameters are worth sending (and an older bid would arrive late, which is no bid);
 - **bounded**: at most ``max_messages`` messages and ``max_bytes`` payload bytes. When a put
   goes over, the oldest messages are dropped, all other kinds before the latest-only ones (the
   new message included, so a full queue of parameters keeps them over new telemetry), and
@@ -56,7 +56,7 @@ from pathlib import Path
 from fleet.errors import FleetError
 from fleet.mqtt.topics import KINDS, validate_topic_name
 
-LATEST_ONLY_KINDS = frozenset({"params"})
+LATEST_ONLY_KINDS = frozenset({"params", "bid"})
 """Kinds of which only the newest message per topic is kept."""
 
 SCHEMA_VERSION = 2

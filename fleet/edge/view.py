@@ -27,6 +27,8 @@ from fleet.errors import ConfigError
 from fleet.mqtt.topics import device_topic
 from fleet.scenario import Scenario
 from fleet.sim.engine import COLLECTOR_NAME, COLLECTOR_SITE
+from fleet.sim.market import clearing_topic
+from fleet.sim.meter import meter_topic
 from fleet.sim.rng import Streams
 from fleet.sim.topology import Topology
 from fleet.sim.world import World, build_world
@@ -49,10 +51,11 @@ class Sender:
     """Who publishes on a topic the agent subscribes to."""
 
     kind: str
-    """Message kind of the topic ("params", "cmd")."""
+    """Message kind of the topic ("params", "cmd", "meter", "clearing")."""
     index: int | None
-    """Fleet index of the publisher (the collector is N), written in the codec header;
-    ``None`` when any sender may use the topic (the device's own ``cmd``)."""
+    """Fleet index of the publisher (the collector and the auctioneers are N, the meter of site s is
+    N + 1 + s), written in the codec header; ``None`` when any sender may use the topic (the device's
+    own ``cmd``)."""
     slot: int
     """The sender's index in the N = 1 learner's numbering (neighbours 1..k, the cloud 1)."""
 
@@ -97,12 +100,18 @@ class DeviceView:
         """The device's own topic of ``kind``."""
         return device_topic(self.site, self.name, kind)
 
-    def subscriptions(self, exchange: str) -> dict[str, Sender]:
+    def subscriptions(self, exchange: str, market: bool = False) -> dict[str, Sender]:
         """Topics the agent subscribes to for a learner of this ``exchange``, as the simulator
         subscribes the device: neighbours' params ("neighbours"), the cloud's params ("cloud"),
-        and always the device's own ``cmd``."""
+        its site's meter ("meter"), its site auctioneer's clearings (``market``), and always the
+        device's own ``cmd``."""
         w = self.world
+        site = int(w.site_of[self.index])
         topics = {self.topic("cmd"): Sender("cmd", None, 0)}
+        if market:
+            topics[clearing_topic(self.site)] = Sender("clearing", w.n, 1)
+        if exchange == "meter":
+            topics[meter_topic(self.site)] = Sender("meter", w.n + 1 + site, 1)
         if exchange == "neighbours":
             for slot, j in enumerate(self.neighbours.tolist(), start=1):
                 topics[device_topic(w.site_names[w.site_of[j]], w.device_names[j], "params")] = Sender(

@@ -14,15 +14,20 @@ agent calls them unconditionally::
         ping()  # at least every interval / 2, as systemd recommends
     stopping()
 
-Send failures (systemd gone) raise ``OSError``, which the agent may log and ignore.
+Send failures (systemd gone) raise ``OSError``; :func:`tell` sends one notification, logging such
+a failure instead.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
+from collections.abc import Callable
 
 from fleet.errors import ConfigError
+
+log = logging.getLogger("fleet.edge")
 
 
 def notify(state: str) -> bool:
@@ -85,3 +90,11 @@ def status(text: str) -> bool:
     if "\n" in text:
         raise ValueError(f"status text must be one line, got {text!r}")
     return notify(f"STATUS={text}")
+
+
+def tell(send: Callable[[], bool]) -> None:
+    """Run one of the notifications above; a failure (systemd gone) is logged, never raised."""
+    try:
+        send()
+    except OSError as e:
+        log.debug("systemd notification failed: %s", e)

@@ -51,9 +51,20 @@ def device_topic(site: str, device: str, kind: str) -> str:
     """The topic ``fleet/<site>/<device>/<kind>`` a device publishes ``kind`` messages on."""
     validate_level(site, "site")
     validate_level(device, "device name")
+    _check_kind(kind)
+    return f"fleet/{site}/{device}/{kind}"
+
+
+def _check_kind(kind: str) -> None:
     if kind not in KINDS:
         raise ConfigError(f"message kind {kind!r} is not one of {', '.join(KINDS)}")
-    return f"fleet/{site}/{device}/{kind}"
+
+
+def site_filter(site: str, kind: str) -> str:
+    """The topic filter ``fleet/<site>/+/<kind>``: the ``kind`` messages of every publisher of a site."""
+    validate_level(site, "site")
+    _check_kind(kind)
+    return f"fleet/{site}/+/{kind}"
 
 
 def validate_topic_name(topic: str) -> None:

@@ -20,6 +20,8 @@ The auctioneer here is a role of the cloud collector endpoint N of :mod:`fleet.n
 holds one auction per site: a per-site endpoint would need a site node in the network model (its link,
 its topics, its churn), beyond this change. Its messages cross the collector's link and every device
 hears the one clearing of all sites, so the bytes counted are an upper bound of a per-site auctioneer's.
+On real boards each site has its own auctioneer (``fleet auctioneer``, :mod:`fleet.edge.auctioneer`): it
+clears with :func:`auction` too and publishes on :func:`clearing_topic`, with the same sender (N).
 """
 
 from __future__ import annotations
@@ -29,10 +31,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fleet.learners import REGISTRY
 from fleet.learners.base import Deliveries
 from fleet.mqtt.codec import DType, Kind, encode_batch
-from fleet.mqtt.topics import KINDS
+from fleet.mqtt.topics import KINDS, device_topic
 from fleet.net.network import Outgoing, SimNetwork
+from fleet.scenario import Scenario
 from fleet.sim.world import World
 from fleet.statefile import attrs_state, expect_keys, load_attrs
 
@@ -40,6 +44,20 @@ BID, CLEARING = KINDS.index("bid"), KINDS.index("clearing")
 DROPS = ("invalid", "foreign", "repeated", "late")
 """Why the auctioneer drops a bid: not finite or out of range, not from a device of a site, a sender's
 second bid of a round, published for an earlier round."""
+AUCTIONEER_NAME = "auctioneer"
+"""The device-name level of a site auctioneer's topics on real boards."""
+
+
+def trades(scenario: Scenario) -> bool:
+    """Whether the scenario's learner trades in a feeder market (``learner.params.market.period`` set)."""
+    cfg = REGISTRY[scenario.learner.name].config_cls.model_validate(scenario.learner.params)
+    market = getattr(cfg, "market", None)
+    return market is not None and market.period is not None
+
+
+def clearing_topic(site: str) -> str:
+    """Where the auctioneer of ``site`` publishes its clearings on real boards."""
+    return device_topic(site, AUCTIONEER_NAME, "clearing")
 
 
 def clear_site(valuation: np.ndarray, kw: np.ndarray, capacity_kw: float) -> tuple[np.ndarray, float]:
@@ -69,6 +87,10 @@ class Cleared:
     """(S,) every site's price (valuation per kWh)."""
     dropped: dict[str, int]
     """Bids dropped, per reason of :data:`DROPS`."""
+
+    def arrays(self) -> list[np.ndarray]:
+        """The ``clearing`` message's arrays: winners, kW and price, each (K,) float32."""
+        return [a.astype(np.float32) for a in (self.winner, self.kw, self.price)]
 
 
 def auction(
@@ -155,7 +177,7 @@ class SimMarket:
         self.site_price = cleared.site_price
         self.rounds += 1
         self.clearing_seq += 1
-        arrays = [a[None].astype(np.float32) for a in (cleared.winner, cleared.kw, cleared.price)]
+        arrays = [a[None] for a in cleared.arrays()]
         sender, seq = np.array([self.collector]), np.array([self.clearing_seq])
         rows = encode_batch(Kind.CLEARING, sender, seq, t, arrays, DType.FLOAT32)
         self.network.publish(t, Outgoing(CLEARING, sender, seq, rows, self.cfg.qos))

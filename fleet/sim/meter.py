@@ -16,16 +16,22 @@ newest it has (a stale one). On receipt, a reading that the codec rejects or of 
 (malformed), one that names another site than the receiver's (foreign) or one with a value that
 cannot be a load (not finite, a negative load, a capacity not above 0 or no device) is dropped
 and counted by reason (``meter/*``).
+
+On real boards each site's meter is a process of its own (``fleet meter``, :mod:`fleet.edge.meter`) that
+publishes the same reading (:func:`readings`) with the same sender (``N + 1 + s``) on :func:`meter_topic`,
+and an agent checks what it receives with :func:`reading_checks`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from fleet.learners import REGISTRY
 from fleet.learners.base import Deliveries
 from fleet.mqtt.codec import DType, Kind, decode_batch, encode_batch
 from fleet.mqtt.topics import KINDS, device_topic
 from fleet.net.network import Delivered, Outgoing
+from fleet.scenario import Scenario
 from fleet.statefile import attrs_state, load_attrs
 
 METER = KINDS.index("meter")
@@ -33,6 +39,29 @@ METER_NAME = "meter"
 """The device-name level of every meter's topic."""
 DROPS = ("malformed", "foreign", "bad_value")
 """Reasons a reading is dropped, in the order of :attr:`SiteMeters.dropped`."""
+
+
+def reads_meter(scenario: Scenario) -> bool:
+    """Whether the scenario's learner reads its feeder's meter."""
+    return getattr(REGISTRY[scenario.learner.name].cls, "reads_meter", False)
+
+
+def meter_topic(site: str) -> str:
+    """Where the meter of ``site`` publishes its readings."""
+    return device_topic(site, METER_NAME, "meter")
+
+
+def readings(sites: np.ndarray, load: np.ndarray, capacity: np.ndarray, devices: np.ndarray) -> np.ndarray:
+    """(S, 4) float32 readings ``[site index, load kW, capacity kW, devices]`` of S sites, each (S,)."""
+    return np.stack([sites, load, capacity, devices], 1).astype(np.float32)
+
+
+def reading_checks(values: np.ndarray, site: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Of D readings ``values`` (D, 4) received at devices of ``site`` (D,): (own (D,): naming that site,
+    good (D,): own and a possible load: finite, load >= 0, capacity > 0, at least one device)."""
+    own = values[:, 0] == site
+    load, capacity, devices = values[:, 1], values[:, 2], values[:, 3]
+    return own, own & np.isfinite(values).all(1) & (load >= 0) & (capacity > 0) & (devices >= 1)
 
 
 class SiteMeters:
@@ -53,14 +82,14 @@ class SiteMeters:
 
     def topics(self) -> list[str]:
         """(N,) the topic of each device's meter."""
-        return [device_topic(self.site_names[s], METER_NAME, "meter") for s in self.site_of]
+        return [meter_topic(self.site_names[s]) for s in self.site_of]
 
     def outgoing(self, t: float, site_load: np.ndarray) -> Outgoing:
         """Every site's reading of ``site_load`` (S,) kW at ``t``."""
         sites = np.arange(len(self.site_names))
         sender = self.first + sites
         self.seq += 1
-        values = np.stack([sites, site_load, self.feeder_kw, self.devices], 1).astype(np.float32)  # (S, 4)
+        values = readings(sites, site_load, self.feeder_kw, self.devices)
         rows = encode_batch(Kind.METER, sender, self.seq, t, [values], DType.FLOAT32)
         return Outgoing(METER, sender, self.seq.copy(), rows, qos=0)
 
@@ -74,10 +103,9 @@ class SiteMeters:
         if not shaped or not ok.any():
             return None
         values = dec.arrays[0][got.msg]  # (D, 4)
-        own = ok & (values[:, 0] == self.site_of[got.receiver])
+        own, good = reading_checks(values, self.site_of[got.receiver])
+        own, good = ok & own, ok & good
         self.dropped[1] += int((ok & ~own).sum())
-        load, capacity, devices = values[:, 1], values[:, 2], values[:, 3]
-        good = own & np.isfinite(values).all(1) & (load >= 0) & (capacity > 0) & (devices >= 1)
         self.dropped[2] += int((own & ~good).sum())
         keep = np.flatnonzero(good)
         if not len(keep):

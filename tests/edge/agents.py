@@ -7,6 +7,8 @@ import sys
 import threading
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
+
 from fleet.edge.agent import AgentOptions, EdgeAgent
 from fleet.edge.view import DeviceView, device_view
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
@@ -53,6 +55,16 @@ def paho_agent(view: DeviceView, url: str, state_dir: Path, **changes) -> EdgeAg
     return EdgeAgent(
         view, functools.partial(PahoTransport, url=url, reconnect_delay=(0.1, 0.5)), state_dir, options(**changes)
     )
+
+
+def injector(url: str) -> mqtt.Client:
+    """A plain MQTT 5 client of the broker at ``url`` (mqtt://host:port), its network loop started: it
+    publishes what the tests inject."""
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="injector", protocol=mqtt.MQTTv5)
+    host, port = url.removeprefix("mqtt://").split(":")
+    client.connect(host, int(port))
+    client.loop_start()
+    return client
 
 
 class AgentThread(threading.Thread):

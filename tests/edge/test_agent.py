@@ -16,7 +16,6 @@ from contextlib import closing
 from pathlib import Path
 
 import numpy as np
-import paho.mqtt.client as mqtt
 import pytest
 import torch
 from click.testing import CliRunner
@@ -36,7 +35,17 @@ from fleet.mqtt.paho_transport import PahoTransport
 from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
 from fleet.sim.engine import Simulation
-from tests.edge.agents import N_STEPS, agent_argv, diffusion_raw, memory_agent, options, paho_agent, started, view_of
+from tests.edge.agents import (
+    N_STEPS,
+    agent_argv,
+    diffusion_raw,
+    injector,
+    memory_agent,
+    options,
+    paho_agent,
+    started,
+    view_of,
+)
 from tests.hostile import assert_refused, fleet_cli, hostile_pickle
 from tests.mosquitto import Broker, free_port, start_broker
 from tests.waiting import wait_for
@@ -255,14 +264,6 @@ def test_neighbours_exchange_params_through_mosquitto(mosquitto, tmp_path):
         assert agent.counters.received > 0 and agent.counters.dropped == 0
 
 
-def _injector(url: str) -> mqtt.Client:
-    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="injector", protocol=mqtt.MQTTv5)
-    host, port = url.removeprefix("mqtt://").split(":")
-    client.connect(host, int(port))
-    client.loop_start()
-    return client
-
-
 def _bad_payloads(p: int) -> dict[str, tuple[bytes, str]]:
     """Payloads on a neighbour's params topic, with the counter each must land in."""
     good = encode(Kind.PARAMS, 1, 100, 0.0, [np.zeros(p, np.float32)])
@@ -288,11 +289,11 @@ def test_garbage_from_the_network_is_dropped_and_counted_and_the_model_learns_as
     raw = diffusion_raw()
     agent = paho_agent(view_of(raw), mosquitto.url, tmp_path / "attacked", duration=6 * 3600.0)
     thread = started(agent)
-    injector = _injector(mosquitto.url)
+    client = injector(mosquitto.url)
     try:
         # handshake: a harmless command (feeder load 0, as without one) shows the agent listens
         for seq in range(1, 50):
-            injector.publish(
+            client.publish(
                 "fleet/north/d00000/cmd", encode(Kind.CMD, 9, seq, 0.0, [np.zeros(1, np.float32)]), qos=1
             ).wait_for_publish(2)
             time.sleep(0.05)
@@ -301,12 +302,12 @@ def test_garbage_from_the_network_is_dropped_and_counted_and_the_model_learns_as
         assert agent.counters.received > 0, "the agent never heard the injector"
         bad = _bad_payloads(n_params(agent))
         for payload, _ in bad.values():
-            injector.publish("fleet/north/d00001/params", payload, qos=1).wait_for_publish(5)
+            client.publish("fleet/north/d00001/params", payload, qos=1).wait_for_publish(5)
         expected = {kind: sum(1 for _, k in bad.values() if k == kind) for kind in ("malformed", "unexpected")}
         wait_for(lambda: {k: getattr(agent.counters, k) for k in expected} == expected, what=f"the drops {expected}")
     finally:
-        injector.loop_stop()
-        injector.disconnect()
+        client.loop_stop()
+        client.disconnect()
         thread.finish()
     assert not np.isfinite(agent.learner.edge_time).any()  # nothing reached the combine step
     twin = memory_agent(view_of(raw), MemoryBroker(), tmp_path / "quiet", duration=6 * 3600.0, speedup=72000.0)
@@ -347,7 +348,7 @@ def _run_attacked(scenario: Path, url: str, state: Path, duration: str) -> list[
     """The honest neighbours d00001 and d00002 as real agent processes for ``duration``, while
     d00000's credentials publish ±3e38 (finite, well-formed) on its params topic all along."""
     agents = [_agent_process(scenario, device, url, state, duration) for device in ("d00001", "d00002")]
-    hostile = _injector(url)
+    hostile = injector(url)
     p = device_learner(view_of(diffusion_raw())).flat_params().shape[1]
     poison = [np.where(np.arange(p) % 2 == 0, 3e38, -3e38).astype(np.float32)]
     seq = 0

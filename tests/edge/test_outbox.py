@@ -57,6 +57,14 @@ def test_params_keep_only_the_latest_per_topic(outbox):
     assert outbox.dropped == 0  # a replaced message is not a dropped one
 
 
+def test_bids_keep_only_the_latest_an_older_one_would_arrive_late(outbox):
+    bid = "fleet/site-a/d00001/bid"
+    outbox.put(bid, b"round 1", kind="bid")
+    outbox.put(TELEMETRY, b"t1", kind="telemetry")
+    outbox.put(bid, b"round 2", kind="bid")
+    assert contents(outbox) == [(TELEMETRY, b"t1"), (bid, b"round 2")]
+
+
 def test_full_by_count_drops_the_oldest_and_counts(path):
     with closing(Outbox(path, max_messages=3, max_bytes=10_000)) as box:
         for i in range(5):

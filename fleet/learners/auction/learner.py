@@ -51,8 +51,8 @@ class AuctionLearner:
         """Whether the devices trade in a feeder market."""
         if self.market and ctx.levels_kw is None:
             raise ConfigError(
-                "learner.params.market.period: the feeder market needs the kW of every HVAC level, which only a "
-                "simulated fleet gives its learner: a board's agent does not bid (yet); leave the market unset there"
+                "learner.params.market.period: the feeder market needs the kW of every HVAC level, which the "
+                "simulator and the edge agent give their learner (this context has none); leave the market unset here"
             )
         self.levels_kw = np.zeros((ctx.n_devices, ctx.n_levels)) if ctx.levels_kw is None else ctx.levels_kw
         """(N, L) kW of each device's levels (its own heat pump's), ascending."""
