@@ -18,13 +18,16 @@ install, ``fleet.installs[0]``, metrics columns ``installs/0/*``):
   value is its mean over the last TAIL_DAYS days of the run;
 - **days to within 5 %**: the days from the install until that relative cost stays within 5 % of
   its final value (0: from the install's own day on);
-- **extra cost**: their cost over the FIRST_DAYS days from the install above what their final
-  relative cost would have cost on those days, per joiner (money), and their discomfort then,
-  per joiner-day (degC h);
-- **joiners' reward**: minus their cost and weighted discomfort per joiner-day over those days
-  (the reward's feeder overload term is not split by device and is left out);
+- **extra cost**: their cost over the first day, and the first 10 days, from the install above
+  what their final relative cost would have cost on those days, per joiner (money), and their
+  discomfort then, per joiner-day (degC h);
+- **reward**: minus their cost and weighted discomfort per joiner-day over those days (the
+  reward's feeder overload term is not split by device and is left out);
 - **bytes sent**: what every device sent per device-day over the run (the study switches the
-  telemetry and consensus workloads off: the diffusion's messages and churn's status messages).
+  telemetry and consensus workloads off: the diffusion's messages and churn's status messages);
+
+and, day by day from the day before the install, the joiners' cost relative to the thermostat's
+and their discomfort per joiner-day, each the mean over the seeds.
 """
 
 from __future__ import annotations
@@ -39,8 +42,8 @@ from study_planner import DAY, TAIL_DAYS, interval
 
 from fleet.results import read_metrics
 
-FIRST_DAYS = 3
-"""Days from the install over which the joiners' extra cost and discomfort are counted."""
+WINDOWS = (1, 10)
+"""Days from the install over which the joiners' extra cost, discomfort and reward are counted."""
 WITHIN = 0.05
 
 
@@ -59,28 +62,40 @@ def days_to_within(ratio: np.ndarray, start: int) -> int:
     return int(np.flatnonzero(off)[-1] + 1) if off.any() else 0
 
 
+def joiners(run: Path) -> tuple[int, int, dict[str, np.ndarray]]:
+    """The devices of ``run``'s first install, the day it was made, and :func:`per_day` of the run."""
+    install = json.loads((run / "summary.json").read_text())["installs"][0]
+    return install["devices"], int(round(install["at_s"] / DAY)), per_day(run)
+
+
+def around_install(run: Path, before: int = 1, after: int = 7) -> np.ndarray:
+    """(2, before + after): the joiners' daily cost relative to the thermostat's, and their
+    discomfort per joiner-day, on each day from ``before`` days before the install."""
+    n, start, days = joiners(run)
+    window = slice(start - before, start + after)
+    ratio = days["installs/0/cost"] / days["installs/0/baseline_cost"]
+    return np.stack([ratio[window], days["installs/0/discomfort_degh"][window] / n])
+
+
 def figures(run: Path) -> dict[str, float]:
     """The figures of one run (module docstring)."""
     summary = json.loads((run / "summary.json").read_text())
     weight = yaml.safe_load((run / "scenario.yaml").read_text())["reward"]["discomfort_per_degh"]
-    install = summary["installs"][0]
-    joiners, start = install["devices"], int(round(install["at_s"] / DAY))
-    days = per_day(run)
+    n, start, days = joiners(run)
     cost, base = days["installs/0/cost"], days["installs/0/baseline_cost"]
     ratio = cost / base
-    first = slice(start, start + FIRST_DAYS)
-    extra = (cost[first] - ratio[-TAIL_DAYS:].mean() * base[first]).sum() / joiners
-    discomfort = days["installs/0/discomfort_degh"][first].sum() / (joiners * FIRST_DAYS)
-    first_cost = cost[first].sum() / (joiners * FIRST_DAYS)
-    n, run_days = summary["run"]["n_devices"], summary["run"]["simulated_s"] / DAY
-    return {
-        "days to within 5 %": days_to_within(ratio, start),
-        "final cost / thermostat": ratio[-TAIL_DAYS:].mean(),
-        "extra cost per joiner": extra,
-        "discomfort per joiner-day, first days": discomfort,
-        "joiners' reward per device-day, first days": -(first_cost + weight * discomfort),
-        "bytes sent per device-day": summary["comm"]["bytes_sent"] / (n * run_days),
-    }
+    out = {"days to within 5 %": days_to_within(ratio, start), "final cost / thermostat": ratio[-TAIL_DAYS:].mean()}
+    for length in WINDOWS:
+        first = slice(start, start + length)
+        discomfort = days["installs/0/discomfort_degh"][first].sum() / (n * length)
+        out[f"extra cost per joiner, {length} d"] = (
+            cost[first] - out["final cost / thermostat"] * base[first]
+        ).sum() / n
+        out[f"discomfort per joiner-day, {length} d"] = discomfort
+        out[f"reward per joiner-day, {length} d"] = -(cost[first].sum() / (n * length) + weight * discomfort)
+    device_days = summary["run"]["n_devices"] * summary["run"]["simulated_s"] / DAY
+    out["bytes sent per device-day"] = summary["comm"]["bytes_sent"] / device_days
+    return out
 
 
 def runs_by_variant(study: Path) -> dict[str, dict[str, Path]]:
@@ -102,10 +117,14 @@ def main() -> None:
     values = {
         name: {seed: figures(run) for seed, run in runs.items()} for name, runs in runs_by_variant(args.study).items()
     }
-    for name, by_seed in values.items():
+    for name, runs in runs_by_variant(args.study).items():
+        by_seed = values[name]
         keys = next(iter(by_seed.values()))
         shown = {k: interval([f[k] for f in by_seed.values()]) for k in keys}
         print(f"{name} ({len(by_seed)} seeds): {json.dumps(shown, ensure_ascii=False)}")
+        ratio, discomfort = np.mean([around_install(run) for run in runs.values()], axis=0)
+        print(f"  from the day before the install, cost / thermostat: {np.round(ratio, 3).tolist()}")
+        print(f"  discomfort per joiner-day, degC h: {np.round(discomfort, 2).tolist()}")
     mine, theirs = values.get(args.variant, {}), values.get(args.reference, {})
     seeds = sorted(set(mine) & set(theirs))
     if seeds:
