@@ -2,9 +2,9 @@
 
 Processes (each one SimPy process for the whole fleet, never one per device):
 
-- ``control``   every ``control_period``: churn, link cuts and new installs (:mod:`fleet.sim.installs`),
-  sensing (with noise), the feeder
-  meters' readings that arrived go to a learner that reads them, the learner acts, one
+- ``control``   every ``control_period``: churn, link cuts and new installs
+  (:mod:`fleet.sim.installs`), sensing (with noise), the feeder meters' readings that
+  arrived go to a learner that reads them, the learner acts, one
   vectorized physics step, rewards, KPIs, and the meters publish the feeder loads
   (:mod:`fleet.sim.meter`, only for such a learner); the rule-based baseline runs on
   identical buildings with the same sensor noise (common random numbers), so KPI ratios
