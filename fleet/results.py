@@ -409,6 +409,9 @@ def summarize(sim: Simulation, status: str, end: float, wall_s: float) -> dict[s
             if rounds and final > 0
             else None,
         }
+    if sim.installs is not None:
+        installs = zip(sim.installs.at, sim.installs.devices)
+        out["installs"] = [{"at_s": float(at), "devices": len(d)} for at, d in installs]
     if sim.bridge is not None:
         out["mixed"] = sim.bridge.summary()
     out["perf"] = {

@@ -115,6 +115,31 @@ class HostileConfig(StrictModel):
     carries it."""
 
 
+class InstallConfig(StrictModel):
+    """New installs mid-run: at ``at`` some devices' controllers are replaced by fresh ones (a thermostat
+    changed or reset to its factory state; :mod:`fleet.sim.installs`). Choose them by ``fraction`` or ``devices``."""
+
+    at: PositiveDuration
+    """When (time since the simulation start, before ``horizon``); it takes effect at the first control tick from
+    then."""
+    fraction: Annotated[float, Field(gt=0, le=1)] | None = None
+    """Share of the fleet's devices, drawn with the scenario's seed (rounded to whole devices, at least one)."""
+    devices: tuple[Annotated[int, Field(ge=0)], ...] = ()
+    """Devices (fleet-wide indices) that are installed anew."""
+
+    @model_validator(mode="after")
+    def _one_choice(self) -> InstallConfig:
+        if (self.fraction is None) == (not self.devices):
+            raise ValueError("give either 'fraction' (a share of the fleet) or 'devices' (indices), not both or none")
+        if repeated(self.devices):
+            raise ValueError(f"devices: {', '.join(map(str, repeated(self.devices)))} listed twice")
+        return self
+
+    def chosen(self, n: int) -> int:
+        """How many of a fleet of ``n`` devices it installs anew."""
+        return len(self.devices) if self.devices else max(1, round(self.fraction * n))
+
+
 class FleetConfig(StrictModel):
     """The devices: sites and the distributions their buildings are drawn from."""
 
@@ -133,6 +158,9 @@ class FleetConfig(StrictModel):
     real-time run (``fleet run --realtime``); the simulation neither controls nor publishes for them."""
     hostile: HostileConfig = HostileConfig()
     """Simulated devices that publish poisoned parameters (:mod:`fleet.sim.faults`), to study attacks."""
+    installs: tuple[InstallConfig, ...] = ()
+    """Devices whose controller is replaced by a fresh one mid-run (new installs, resets); needs a learner
+    that can reset a device (``supports_reset``: the planners and the rule-based thermostat)."""
 
     @field_validator("sites")
     @classmethod
@@ -462,6 +490,7 @@ def _check_consistency(s: Scenario) -> None:
         bad = [d for d in cut.devices if d >= n]
         if bad:
             raise ValueError(f"network.link_cuts[{i}].devices: index {bad[0]} out of range (the fleet has {n} devices)")
+    _check_installs(s)
     _check_device_names(s, "fleet.external", s.fleet.external)
     _check_device_names(s, "fleet.hostile.devices", s.fleet.hostile.devices)
     both = sorted(set(s.fleet.external) & set(s.fleet.hostile.devices))
@@ -477,6 +506,22 @@ def _check_consistency(s: Scenario) -> None:
     deadband = s.learner.params.get("deadband_c") if s.learner.name == "rule-based-v1" else None
     if isinstance(deadband, (int, float)) and any(deadband >= hi - lo for lo, hi in band_widths):
         raise ValueError(f"learner.params.deadband_c ({deadband}) must be narrower than every comfort band")
+
+
+def _check_installs(s: Scenario) -> None:
+    """Every install falls within the horizon and names devices of the fleet."""
+    for i, install in enumerate(s.fleet.installs):
+        if install.at >= s.horizon:
+            raise ValueError(
+                f"fleet.installs[{i}].at: {install.at:g} s is not before the horizon ({s.horizon:g} s); "
+                "an install at or after the end never happens"
+            )
+        bad = [d for d in install.devices if d >= s.n_devices]
+        if bad:
+            raise ValueError(
+                f"fleet.installs[{i}].devices: index {bad[0]} out of range (the fleet has {s.n_devices} devices, "
+                f"0..{s.n_devices - 1})"
+            )
 
 
 def _check_device_names(s: Scenario, field: str, listed: tuple[str, ...]) -> None:
@@ -520,6 +565,21 @@ def check_learner_period(s: Scenario, learner: StrictModel, source: str) -> None
         discount(s.control_period)
     except ConfigError as e:
         raise ConfigError(f"{source}: invalid configuration:\n  - {e}") from None
+
+
+def check_installs(s: Scenario, learner_cls: type, source: str) -> None:
+    """ConfigError naming ``fleet.installs`` if the scenario has new installs and the learner's class
+    ``learner_cls`` cannot reset a device to a fresh one (it does not say ``supports_reset``)."""
+    if not s.fleet.installs or getattr(learner_cls, "supports_reset", False):
+        return
+    from fleet.learners import REGISTRY
+
+    able = sorted(name for name, entry in REGISTRY.items() if getattr(entry.cls, "supports_reset", False))
+    raise ConfigError(
+        f"{source}: invalid configuration:\n  - fleet.installs: learner {s.learner.name!r} cannot reset a device to "
+        f"a fresh one's state (it does not say supports_reset); new installs run with {', '.join(able)}, or "
+        "remove fleet.installs"
+    )
 
 
 def check_message_sizes(s: Scenario, learner: StrictModel, source: str) -> None:
@@ -756,6 +816,10 @@ def parse_scenario(raw: dict[str, Any], source: str, base_dir: Path) -> Scenario
     scenario = scenario.model_copy(update={"learner": resolved})
     check_learner_period(scenario, learner, source)
     check_message_sizes(scenario, learner, source)
+    if scenario.fleet.installs:
+        from fleet.learners import REGISTRY
+
+        check_installs(scenario, REGISTRY[scenario.learner.name].cls, source)
     if isinstance(scenario.weather, EpwWeatherConfig):
         epw = Path(scenario.weather.path)
         if not epw.is_absolute():

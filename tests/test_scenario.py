@@ -129,6 +129,27 @@ BAD = {
         ["network.link_cuts[0].sites", "east"],
     ),
     "sample larger than the fleet": (["outputs.sample_devices=7"], ["outputs.sample_devices", "fleet size (6)"]),
+    "install at the horizon": (
+        ["fleet.installs=[{at: 2h, fraction: 0.5}]"],
+        ["fleet.installs[0].at", "horizon (7200 s)"],
+    ),
+    "install of a device not in the fleet": (
+        ["fleet.installs=[{at: 1h, devices: [0]}, {at: 1h, devices: [2, 6]}]"],
+        ["fleet.installs[1].devices", "index 6 out of range", "6 devices"],
+    ),
+    "install by share and by list": (
+        ["fleet.installs=[{at: 1h, fraction: 0.5, devices: [1]}]"],
+        ["fleet.installs[0]", "either 'fraction'", "not both or none"],
+    ),
+    "install naming no devices": (["fleet.installs=[{at: 1h}]"], ["fleet.installs[0]", "either 'fraction'"]),
+    "install of a device twice": (
+        ["fleet.installs=[{at: 1h, devices: [3, 1, 3]}]"],
+        ["fleet.installs[0]", "3 listed twice"],
+    ),
+    "install of more than the fleet": (
+        ["fleet.installs=[{at: 1h, fraction: 1.5}]"],
+        ["fleet.installs[0].fraction", "less than or equal to 1"],
+    ),
     "odd ring degree": (["topology={kind: ring, degree: 1}"], ["topology.degree", "even", "'ring'"]),
     "degree not below the group": (["topology.degree=4"], ["topology.degree", "smallest group of devices (3)"]),
     "consensus too large for lora": (

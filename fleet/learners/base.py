@@ -194,6 +194,11 @@ class Learner(Protocol):
     needs its devices' own schedule and tariff. The engine and the edge agent then give every
     observation a :class:`Lookahead` at those hours (:func:`lookahead`, as the preview is made);
     learners without it get none.
+
+    A learner whose class says ``supports_reset = True`` can replace devices by new installs
+    (``fleet.installs``, :mod:`fleet.sim.installs`): ``reset(rows, t)`` sets the rows ``rows`` (R,)
+    of every per-device state to what a freshly built learner holds, at simulated time ``t``,
+    before the devices act at ``t``; the other rows stay as they are.
     """
 
     name: ClassVar[str]

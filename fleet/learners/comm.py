@@ -129,6 +129,12 @@ class ParamPublisher:
 
         load_attrs(self, state, self._STATE)
 
+    def reset(self, rows: np.ndarray) -> None:
+        """Devices ``rows`` (R,) are new: as if they had never published."""
+        for name in self._STATE:
+            if (value := getattr(self, name)) is not None:
+                value[rows] = 0
+
     @property
     def sent(self) -> np.ndarray:
         """(N, P) what receivers have reconstructed of each device from all it published (as

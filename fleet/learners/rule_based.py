@@ -24,6 +24,7 @@ class RuleBasedLearner:
     update_every: ClassVar[int] = 0
     metric_keys: ClassVar[tuple[str, ...]] = ()
     """Learns nothing, so the engine schedules no updates."""
+    supports_reset: ClassVar[bool] = True
 
     def __init__(self, config: RuleBasedConfig, ctx: LearnerContext) -> None:
         self.config = config
@@ -42,6 +43,10 @@ class RuleBasedLearner:
 
     def update(self, t: float) -> dict[str, float]:
         return {}
+
+    def reset(self, rows: np.ndarray, t: float) -> None:
+        """Devices ``rows`` (R,) are new: their heat pumps start off, as every device's does."""
+        self.thermostat.on[rows] = False
 
     def state_dict(self) -> dict:
         """``on`` (N,) bool: whether each heat pump runs (the deadband's memory)."""

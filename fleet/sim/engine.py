@@ -2,8 +2,9 @@
 
 Processes (each one SimPy process for the whole fleet, never one per device):
 
-- ``control``   every ``control_period``: churn and link cuts, sensing (with noise), the feeder
-  meters' readings that arrived go to a learner that reads them, the learner acts, one
+- ``control``   every ``control_period``: churn, link cuts and new installs
+  (:mod:`fleet.sim.installs`), sensing (with noise), the feeder meters' readings that
+  arrived go to a learner that reads them, the learner acts, one
   vectorized physics step, rewards, KPIs, and the meters publish the feeder loads
   (:mod:`fleet.sim.meter`, only for such a learner); the rule-based baseline runs on
   identical buildings with the same sensor noise (common random numbers), so KPI ratios
@@ -49,9 +50,10 @@ from fleet.mqtt.routing import TopicIndex
 from fleet.mqtt.topics import KINDS, device_topic
 from fleet.net.churn import Churn, LinkCuts
 from fleet.net.network import Outgoing, SimNetwork, endpoint_topics
-from fleet.scenario import DTYPES, Scenario
+from fleet.scenario import DTYPES, Scenario, check_installs
 from fleet.sim.consensus import ConsensusExchange
 from fleet.sim.faults import poison
+from fleet.sim.installs import GroupKpis, Installs
 from fleet.sim.market import SimMarket
 from fleet.sim.meter import METER, SiteMeters
 from fleet.sim.rng import Streams
@@ -176,15 +178,17 @@ def tick_reward(
 class ControlledFleet:
     """Buildings of a world under one controller, with their KPIs."""
 
-    def __init__(self, world: World, mode: str, controller: Learner) -> None:
+    def __init__(self, world: World, mode: str, controller: Learner, groups: GroupKpis | None = None) -> None:
         self.world = world
         self.buildings = ThermostatFleet(world.params, mode)
         self.controller = controller
         self.kpis = Kpis()
+        self.groups = groups
+        """The KPIs of groups of devices (the installs'), or None."""
         self.power = np.zeros(world.n)
         self.site_load = np.zeros(len(world.site_names))
 
-    STATE = ("power", "site_load", "kpis", "controller")
+    STATE = ("power", "site_load", "kpis", "groups", "controller")
     """With the buildings' temperatures (``temp``), what changes tick by tick (:mod:`fleet.statefile`)."""
 
     def state_dict(self) -> dict:
@@ -212,6 +216,8 @@ class ControlledFleet:
         self.site_load = np.bincount(w.site_of, self.power, minlength=len(w.site_names))
         dt_h = dt_s / 3600.0
         self.kpis.add(self.power, self.site_load, w.feeder_kw, obs.price, violation, dt_h)
+        if self.groups is not None:
+            self.groups.add(self.power, obs.price, violation, dt_h)
         reward = tick_reward(
             self.power, obs.price, violation, self.site_load[w.site_of], w.feeder_kw[w.site_of], reward_weights, dt_h
         )
@@ -250,11 +256,14 @@ class Simulation:
         if controller is None:
             ctx = learner_context(s, w, self.streams.numpy("learner"), device, w.topology)
             controller = make_learner(s.learner.name, s.learner.params, ctx)
-        self.fleet = ControlledFleet(w, mode, controller)
+        self.installs = self._installs(controller)
+        """The new installs of ``fleet.installs`` (:mod:`fleet.sim.installs`), or None."""
+        self.fleet = ControlledFleet(w, mode, controller, self._install_kpis())
         self.baseline = None
         if s.outputs.baseline:
             baseline_ctx = LearnerContext(w.n, n_levels, mode, self.streams.numpy("baseline"), "cpu")
-            self.baseline = ControlledFleet(w, mode, RuleBasedLearner(RuleBasedConfig(), baseline_ctx))
+            baseline = RuleBasedLearner(RuleBasedConfig(), baseline_ctx)
+            self.baseline = ControlledFleet(w, mode, baseline, self._install_kpis())
         self.sensor_rng = self.streams.numpy("sensors")
         self.meters = (
             SiteMeters(w.n + 1, w.site_names, w.site_of, w.feeder_kw)
@@ -301,6 +310,19 @@ class Simulation:
         )
 
     # --- construction --------------------------------------------------------------------
+
+    def _installs(self, controller: Learner) -> Installs | None:
+        """The scenario's installs, or None without any; ConfigError naming ``fleet.installs`` if
+        ``controller`` cannot reset a device's state."""
+        s = self.scenario
+        if not s.fleet.installs:
+            return None
+        check_installs(s, type(controller), s.name)
+        return Installs(s.fleet.installs, self.world.n, self.streams.numpy("installs"))
+
+    def _install_kpis(self) -> GroupKpis | None:
+        """The KPIs of each install's devices under one controller, or None without installs."""
+        return None if self.installs is None else GroupKpis(self.installs.devices)
 
     def _build_network(self) -> None:
         s, w = self.scenario, self.world
@@ -372,10 +394,11 @@ class Simulation:
         self.act(*self.sense(t))
 
     def sense(self, t: float) -> tuple[dict, np.ndarray]:
-        """The first half of a control tick at ``t``: churn and link cuts up to ``t``, then what
+        """The first half of a control tick at ``t``: churn, link cuts and installs up to ``t``, then what
         every device senses apart from its own state: (the Observation's inputs, sensor noise (N,))."""
         s, w = self.scenario, self.world
         self._network_events(t)
+        self._install(t)
         if self.meters is not None:
             self._read_meters(t)
         inputs = dict(w.conditions(t), online=self.network.online[: w.n].copy())
@@ -393,6 +416,14 @@ class Simulation:
         if self.meters is not None:
             self.network.publish(self.env.now, self.meters.outgoing(self.env.now, self.fleet.site_load))
         self.ticks += 1
+
+    def _install(self, t: float) -> None:
+        """Reset the controllers (and the baseline's) of the devices whose install is due by ``t``."""
+        rows = np.zeros(0, np.int64) if self.installs is None else self.installs.due(t)
+        if len(rows):
+            self.fleet.controller.reset(rows, t)
+            if self.baseline is not None:
+                self.baseline.controller.reset(rows, t)
 
     def _read_meters(self, t: float) -> None:
         """Hand the meter readings that arrived by ``t`` to the learner, checked (:mod:`fleet.sim.meter`)."""
@@ -544,6 +575,9 @@ class Simulation:
             row.update(self.meters.metrics())
         if self.market is not None:
             row.update(self.market.metrics())
+        if f.groups is not None:
+            row.update(f.groups.metrics())
+            row.update(self.baseline.groups.metrics("baseline_") if self.baseline is not None else {})
         row.update(
             {
                 "net/bytes_sent": float(st.bytes_sent[dev].sum()),
@@ -667,6 +701,7 @@ class Simulation:
         "next_checkpoint",
         "ticks",
         "market",
+        "installs",
     )
     """What changes as the simulation runs, besides its clock (``time``), the schedule of its
     processes (``next_due``), the learner's last metrics and the wills not yet due

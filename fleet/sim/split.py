@@ -62,7 +62,8 @@ checkpoint takes the devices' state from the shards and the cloud's from the coo
 **What is refused** (:func:`check_split`, a ConfigError naming the field): a controller other
 than those of :data:`SPLIT_LEARNERS` (a planner's or an auction's state is not split);
 ``common_init: false``, whose initial parameters are one draw for the whole fleet; the two
-diffusion options above; more actors than sites, and a real-time (mixed) run.
+diffusion options above; new installs (``fleet.installs``); more actors than sites, and a
+real-time (mixed) run.
 """
 
 from __future__ import annotations
@@ -115,6 +116,11 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
             f"learner.name: {scenario.learner.name!r} cannot run split across actors (--actors {actors}) with the "
             f"results of a single run: it keeps state over more than one device (a plan, a market) "
             f"that an actor does not hold; split runs support {', '.join(SPLIT_LEARNERS)}. Run it with --actors 1"
+        )
+    if scenario.fleet.installs:
+        raise ConfigError(
+            f"fleet.installs: new installs reset devices on whichever actor holds them, which a split run "
+            f"(--actors {actors}) does not do; run it with --actors 1, or remove fleet.installs"
         )
     params = scenario.learner.params
     if params.get("weights") == "metropolis":

@@ -1,5 +1,6 @@
 """The planner learners: identification by RLS, planning, the fallback, diffusion of identification."""
 
+import copy
 from dataclasses import replace
 
 import numpy as np
@@ -268,3 +269,104 @@ def test_the_cli_refuses_periods_that_do_not_fit_with_exit_2_and_writes_nothing(
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+# --- new installs: devices reset to fresh ones -------------------------------------------------
+
+DEVICE_AXIS = {
+    "ident.info": 0,
+    "ident.vector": 0,
+    "ident.pending": 0,
+    "fallback.on": 0,
+    "values": 1,
+    "model": 1,
+    "planning": 0,
+    "joined": 0,
+    "publisher.last": 0,
+    "publisher.publishes": 0,
+    "publisher.since_dense": 0,
+    "publisher.suppressed": 0,
+}
+"""Per-device entries of the planners' state and their device axis (the edges' go by receiver)."""
+
+
+def flat(state: dict, prefix: str = "") -> dict:
+    """A nested state as {dotted key: value}."""
+    out = {}
+    for key, value in state.items():
+        if isinstance(value, dict):
+            out.update(flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def planner_that_ran(name: str, n: int, rng) -> object:
+    """A planner of ``n`` houses after a day of control, planning on its models, with its
+    neighbours' statistics received (planner-v1)."""
+    learner = make_learner(name, {"identification": {"min_data": "6h"}}, context(n))
+    run_learner(learner, n, 96, houses(n, rng), 21.0, rng)
+    if learner.communicates:
+        stats = learner.ident.statistics()
+        learner.outbox(np.ones(n, bool))
+        topo = learner.topology
+        learner.inbox(
+            "params",
+            Deliveries.one_message_each(
+                topo.receiver, topo.sender, [stats[topo.sender].astype(np.float32)], np.zeros(len(topo.sender))
+            ),
+        )
+    return learner
+
+
+@pytest.mark.parametrize("name", ["planner-v1", "planner-alone-v1"])
+def test_reset_rows_become_a_fresh_learners_and_the_other_rows_stay(name):
+    n, rows, t = 6, np.array([1, 4]), 86400.0
+    learner = planner_that_ran(name, n, np.random.default_rng(6))
+    assert learner.planning.all()
+    before = flat(copy.deepcopy(learner.state_dict()))  # the state holds the live arrays
+    learner.reset(rows, t)
+    after = flat(learner.state_dict())
+    fresh = flat(make_learner(name, {"identification": {"min_data": "6h"}}, context(n)).state_dict())
+    if learner.communicates:
+        fresh["joined"] = np.full(n, -np.inf)
+        fresh["joined"][rows] = t  # when they joined: the one entry that is not a fresh fleet's
+    others = np.setdiff1d(np.arange(n), rows)
+    for key, value in after.items():
+        if key in DEVICE_AXIS:
+            axis = DEVICE_AXIS[key]
+            np.testing.assert_array_equal(np.take(value, rows, axis), np.take(fresh[key], rows, axis), err_msg=key)
+            np.testing.assert_array_equal(np.take(value, others, axis), np.take(before[key], others, axis), err_msg=key)
+        elif key.startswith("edge_"):
+            into = np.isin(learner.topology.receiver, rows)
+            np.testing.assert_array_equal(value[into], fresh[key][into], err_msg=key)
+            np.testing.assert_array_equal(value[~into], before[key][~into], err_msg=key)
+            assert not np.array_equal(before[key][into], fresh[key][into]), key
+        else:  # counters of the whole fleet
+            np.testing.assert_array_equal(value, before[key], err_msg=key)
+    for key in ("ident.info", "values", "planning"):  # what the reset changed
+        assert not np.array_equal(
+            np.take(before[key], rows, DEVICE_AXIS[key]), np.take(fresh[key], rows, DEVICE_AXIS[key])
+        )
+
+
+def test_the_rule_based_thermostat_resets_a_device_to_off():
+    learner = make_learner("rule-based-v1", {}, context(4))
+    learner.thermostat.on[:] = True
+    learner.reset(np.array([0, 2]), 0.0)
+    np.testing.assert_array_equal(learner.thermostat.on, [False, True, False, True])
+
+
+def test_a_new_install_hears_only_the_statistics_published_from_its_install_on():
+    learner = make_learner("planner-v1", {}, context(3))
+    learner.reset(np.array([0]), 3600.0)
+    stats = np.zeros((2, 9))
+    stats[:, [0, 3, 5]] = [400.0, 4.0, 96.0]
+    older = Deliveries.one_message_each(
+        np.array([0, 0]), np.array([1, 2]), [stats.astype(np.float32)], np.array([1800.0, 3600.0])
+    )
+    learner.inbox("params", older)
+    assert learner.rejected_stats == 0  # not rejected: never heard
+    kept = np.zeros(len(learner.edge_time), bool)
+    kept[learner.topology.edge_index(np.array([0]), np.array([2]))] = True  # published at the install
+    np.testing.assert_array_equal(np.isfinite(learner.edge_time), kept)

@@ -60,6 +60,16 @@ def interrupt_at(seconds):
                 "learner.params.horizon": "4h",
             },
         ),
+        # new installs before the checkpoint (2 h, the resume's) and after it
+        (
+            "planner-v1",
+            {
+                "learner.params.identification.min_data": "30min",
+                "learner.params.replan_period": "40min",
+                "learner.params.horizon": "4h",
+                "fleet.installs": "[{at: 1.5h, fraction: 0.25}, {at: 2.75h, devices: [3, 9]}]",
+            },
+        ),
     ],
 )
 def test_interrupted_then_resumed_equals_uninterrupted(scenario_factory, tmp_path, learner, extra):

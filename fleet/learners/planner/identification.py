@@ -86,6 +86,12 @@ class RcIdentifier:
 
     # --- data ------------------------------------------------------------------------------
 
+    def reset(self, rows: np.ndarray) -> None:
+        """Devices ``rows`` (R,) start anew: no data, no open sample."""
+        self.info[rows] = 0
+        self.vector[rows] = 0
+        self.pending[rows] = np.nan
+
     def close(self, temp_c: np.ndarray) -> None:
         """Close every open sample with the indoor temperature ``temp_c`` (N,) measured at the end of its tick."""
         x, outdoor = self.pending[:, :3], self.pending[:, 3]
@@ -117,6 +123,12 @@ class RcIdentifier:
             a, b = a + extra_info, b + extra_vector
         return np.linalg.solve(a, b[:, :, None])[:, :, 0]
 
+    @property
+    def prior_model(self) -> np.ndarray:
+        """(3,) the prior's time constant (h), gain (degC/kW) and internal warming (degC)."""
+        cfg = self.cfg
+        return np.array([cfg.prior_time_constant / 3600.0, cfg.prior_gain_c_per_kw, cfg.prior_internal_c])
+
     def physical(self, theta: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """(ok (N,) bool, time constant (N,) h, gain (N,) degC/kW, internal warming (N,) degC) of
         estimates ``theta`` (N, 3); where not ok the three are the prior's."""
@@ -132,8 +144,7 @@ class RcIdentifier:
             & _within(gain, cfg.gain_range_c_per_kw)
             & _within(internal, cfg.internal_range_c)
         )
-        prior = (cfg.prior_time_constant / 3600.0, cfg.prior_gain_c_per_kw, cfg.prior_internal_c)
-        return ok, *(np.where(ok, v, p) for v, p in zip((tau_h, gain, internal), prior))
+        return ok, *(np.where(ok, v, p) for v, p in zip((tau_h, gain, internal), self.prior_model))
 
     def statistics(self) -> np.ndarray:
         """(N, 9) float64: each device's own statistics as it publishes them: the upper triangle of

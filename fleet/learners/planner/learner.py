@@ -21,6 +21,13 @@ that much of an own sample), and at most ``neighbour_cap`` of samples in all. A 
 plans at once on its neighbours' model, and after a day or two of its own data its own
 dominates; its own statistics never include the neighbours', so nothing is counted twice.
 ``planner-alone-v1`` (:class:`PlannerLearner`) identifies alone, with no messages.
+
+Both reset devices to fresh ones (``supports_reset``: new installs, :mod:`fleet.sim.installs`):
+their statistics, model and plan are a fresh device's, so they run the fallback thermostat until
+their own data, and with diffusion what their neighbours publish from the install on, are worth
+``min_data``. Neighbours that have run for weeks weigh the full ``neighbour_cap`` at
+``neighbour_weight`` (a day of samples by default), so a new install plans from its first re-plan
+after their statistics arrive, where alone it runs the thermostat for ``min_data``.
 """
 
 from __future__ import annotations
@@ -47,6 +54,7 @@ class PlannerLearner:
     name: ClassVar[str] = "planner-alone-v1"
     communicates: ClassVar[bool] = False
     exchange: ClassVar[str] = "none"
+    supports_reset: ClassVar[bool] = True
     metric_keys: ClassVar[tuple[str, ...]] = (
         "planner/planning",
         "planner/rejected",
@@ -75,8 +83,9 @@ class PlannerLearner:
         self.fallback = RuleBasedLearner(config.fallback, ctx)
         self.values = np.zeros((steps + 1, self.n, len(np.arange(*config.grid_c))), np.float32)
         """(K + 1, N, G) the cost-to-go of the last plan before each of its ticks."""
-        self.model = np.zeros((3, self.n))
-        """(3, N) the last plan's time constant (h), gain (degC/kW) and internal warming (degC)."""
+        self.model = np.repeat(self.ident.prior_model[:, None], self.n, axis=1)
+        """(3, N) the last plan's time constant (h), gain (degC/kW) and internal warming (degC); the
+        prior's before the first."""
         self.planning = np.zeros(self.n, bool)
         """(N,) which devices follow the plan (the others run the fallback thermostat)."""
         self.age = steps
@@ -139,6 +148,15 @@ class PlannerLearner:
         """(N,) the samples each device's estimate rests on."""
         return self.ident.samples()
 
+    def reset(self, rows: np.ndarray, t: float) -> None:
+        """Devices ``rows`` (R,) are new installs: no data, no model, no plan. They run the fallback
+        thermostat until their data (and their neighbours') are worth ``min_data``."""
+        self.ident.reset(rows)
+        self.fallback.reset(rows, t)
+        self.values[:, rows] = 0
+        self.model[:, rows] = self.ident.prior_model[:, None]
+        self.planning[rows] = False
+
     # --- checkpoints -------------------------------------------------------------------------
 
     STATE: ClassVar[tuple[str, ...]] = ("ident", "fallback", "values", "model", "planning", "age", "plans")
@@ -200,6 +218,8 @@ class DiffusionPlanner(PlannerLearner):
         self.cap = config.neighbour_cap / ctx.control_period_s
         self.max_samples = 1.0 / (1.0 - self.ident.forget) + 1.0
         """The most samples (forgetting counted) any device's statistics can hold."""
+        self.joined = np.full(self.n, -np.inf)
+        """(N,) when each device was installed anew (:meth:`reset`); -inf: with the fleet."""
 
     @property
     def qos(self) -> int:
@@ -223,13 +243,25 @@ class DiffusionPlanner(PlannerLearner):
             ok[:] = False
         else:
             ok &= self._sound(values.astype(float))[got.msg]
-        self.rejected_stats += int((~ok).sum())
+        heard = got.published_at >= self.joined[got.receiver]  # a new install hears what is published from then on
+        self.rejected_stats += int((~ok & heard).sum())
+        ok &= heard
         edge, stamp, row = edge[ok], got.published_at[ok], got.msg[ok]
         newer = stamp >= self.edge_time[edge]
         edge, stamp, row = edge[newer], stamp[newer], row[newer]
         last = last_per_edge(edge)
         self.edge_stats[edge[last]] = values[row[last]]
         self.edge_time[edge[last]] = stamp[last]
+
+    def reset(self, rows: np.ndarray, t: float) -> None:
+        """As the planner alone, and nothing received yet: a new install hears the statistics its
+        neighbours publish from ``t`` on, and publishes its own as a device that never has."""
+        super().reset(rows, t)
+        into = np.isin(self.topology.receiver, rows)
+        self.edge_stats[into] = 0
+        self.edge_time[into] = -np.inf
+        self.joined[rows] = t
+        self.publisher.reset(rows)
 
     def _sound(self, stats: np.ndarray) -> np.ndarray:
         """(M,) whether statistics (M, 9) could come from a device's data: finite, a non-negative
@@ -266,4 +298,11 @@ class DiffusionPlanner(PlannerLearner):
         samples = self._mean_received()[2]
         return self.ident.samples() + self._weight(samples) * samples
 
-    STATE: ClassVar[tuple[str, ...]] = (*PlannerLearner.STATE, "edge_stats", "edge_time", "publisher", "rejected_stats")
+    STATE: ClassVar[tuple[str, ...]] = (
+        *PlannerLearner.STATE,
+        "edge_stats",
+        "edge_time",
+        "joined",
+        "publisher",
+        "rejected_stats",
+    )
