@@ -40,6 +40,10 @@ class Adapter(Protocol):
         """``r`` (obs (T+1, N, F), rewards (T, N)) with the task's reward shaping added, for a
         discount ``gamma`` per step; ``r`` itself when there is none."""
 
+    # An adapter whose task has a comfort band may also have
+    # ``discomfort(r: Rollout) -> torch.Tensor``: (T, N) how far outside it each step of ``r`` ended, from the
+    # features; a learner with ``discomfort_limit`` needs it (:mod:`fleet.learners.constraint`).
+
 
 @dataclass(frozen=True)
 class PlainAdapter:
