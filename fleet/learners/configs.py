@@ -245,7 +245,10 @@ class ActorCriticConfig(StrictModel):
     """Checks on received parameters and on each device's own after every update (:mod:`fleet.learners.guard`)."""
     discomfort_limit: DiscomfortLimit | None = None
     """Discomfort as a constraint (a per-device Lagrange multiplier on top of the scenario's price): the
-    device's running discomfort kept at or below ``degh_per_day``. None (the default): only the price."""
+    device's running discomfort kept at or below ``degh_per_day``, e.g. ``{degh_per_day: 1.8}``; also
+    ``multiplier_rate`` (per day, default ``1/d``), ``window`` (``1d``), ``initial_multiplier`` (0) and
+    ``max_multiplier`` (10 per degree C-hour) (:class:`DiscomfortLimit`, docs/learners.md). None (the
+    default): only the price."""
 
     def discount(self, period_s: float) -> float:
         """The discount per step of ``period_s`` seconds: :func:`discount_per_step`."""
