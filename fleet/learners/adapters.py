@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 
 class Adapter(Protocol):
-    """Observations of N devices -> (N, F) features, and the shaping of their rewards."""
+    """Observations of N devices -> (N, F) features, and the shaping of their rewards.
+
+    An adapter whose task has a comfort band may also have ``discomfort(r: Rollout) -> torch.Tensor``:
+    (T, N) degrees outside the band at the end of each step of ``r``, read from the features; a learner
+    with a ``discomfort_limit`` needs it (:mod:`fleet.learners.constraint`)."""
 
     layout: str
     """Name of the observation layout: a policy file names the layout it was trained on, and one
@@ -39,10 +43,6 @@ class Adapter(Protocol):
     def shape_rewards(self, r: Rollout, cfg: ActorCriticConfig, gamma: float) -> Rollout:
         """``r`` (obs (T+1, N, F), rewards (T, N)) with the task's reward shaping added, for a
         discount ``gamma`` per step; ``r`` itself when there is none."""
-
-    # An adapter whose task has a comfort band may also have
-    # ``discomfort(r: Rollout) -> torch.Tensor``: (T, N) how far outside it each step of ``r`` ended, from the
-    # features; a learner with ``discomfort_limit`` needs it (:mod:`fleet.learners.constraint`).
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,9 @@ they acted, so it measures how far the cloud's policy has moved from the one tha
 cloud's own current parameters in their place would make the ratio 1 at the first epoch and
 hide that distance from the clip.
 
+With a ``discomfort_limit`` each device prices its own discomfort at its own multiplier
+(:mod:`fleet.learners.constraint`) in the rewards it uploads: the cloud learns on the devices' Lagrangian.
+
 The guard (:mod:`fleet.learners.guard`) checks both ends: a device rejects a policy that is
 not finite, too large, or much larger than the one it has; the cloud goes back to its parameters
 from before an update after which they fail the check, so it never broadcasts them.
