@@ -19,7 +19,7 @@ from fleet.learners.constraint import DiscomfortMultiplier
 from fleet.learners.features import N_FEATURES, discomfort_c
 from fleet.learners.stacked import Rollout
 from fleet.results import execute, resume
-from fleet.testing import _context
+from fleet.testing import _context, check_learner_contract
 from tests.learners.test_batching import feed
 from tests.sim.conftest import shrink
 from tests.sim.test_checkpoint import interrupt_at
@@ -139,6 +139,13 @@ def test_the_multipliers_metrics_are_declared_and_finite_and_off_by_default(name
     off = make_learner(name, {}, _context(3, 0))
     assert off.constraint is None and not any(k.startswith("constraint/") for k in off.metric_keys)
     assert "constraint" not in off.state_dict()
+
+
+@pytest.mark.parametrize("name", ["independent-v1", "diffusion-v1", "centralized-v1"])
+def test_with_a_limit_every_actor_critic_learner_keeps_the_contract_and_saves_its_multipliers(name):
+    """The contract's checks: declared finite metrics, messages of the declared size, a state round trip
+    after which it acts the same."""
+    check_learner_contract(name, params={"discomfort_limit": {"degh_per_day": 1.0, "multiplier_rate": "10/d"}})
 
 
 # --- end to end ---------------------------------------------------------------------------
