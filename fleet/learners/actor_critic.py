@@ -33,6 +33,7 @@ with its optimizer restarted. So what a device publishes or checkpoints has pass
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import ClassVar
 
 import numpy as np
@@ -50,6 +51,8 @@ from fleet.learners.combine import (
 )
 from fleet.learners.comm import ParamPublisher, ParamReceiver, Publication, last_per_edge
 from fleet.learners.configs import DiffusionConfig
+from fleet.learners.constraint import METRIC_KEYS as CONSTRAINT_KEYS
+from fleet.learners.constraint import DiscomfortMultiplier
 from fleet.learners.guard import ParamGuard
 from fleet.learners.shipped import policy_path
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
@@ -91,6 +94,31 @@ class IndependentLearner:
         self.guard = ParamGuard(config.guard)
         self.learning = not config.frozen
         """False once learning has ended (``frozen``, or after ``learn_until``)."""
+        self.constraint = self._multiplier(config, ctx)
+        """Every device's discomfort multiplier (``discomfort_limit``), or None: the scenario's price only."""
+
+    def _multiplier(self, config: ActorCriticConfig, ctx: LearnerContext) -> DiscomfortMultiplier | None:
+        """The multipliers of ``discomfort_limit`` (its metrics then join :attr:`metric_keys`); ConfigError
+        if a frozen learner has one, or the adapter measures no discomfort."""
+        if config.discomfort_limit is None:
+            return None
+        if config.frozen:
+            raise ConfigError("learner.params.discomfort_limit: a frozen learner never learns; set one of the two")
+        if not hasattr(self.adapter, "discomfort"):
+            raise ConfigError(
+                f"learner.params.discomfort_limit: observations of layout {self.adapter.layout!r} have no comfort "
+                "band to measure discomfort against"
+            )
+        self.metric_keys = (*self.metric_keys, *CONSTRAINT_KEYS)
+        return DiscomfortMultiplier(config.discomfort_limit, ctx.n_devices, ctx.control_period_s, ctx.device)
+
+    def _priced(self, r: Rollout) -> tuple[Rollout, dict[str, float]]:
+        """``r`` with every device's measured discomfort priced at its multiplier, which moves on it first
+        (:mod:`fleet.learners.constraint`), and the multipliers' metrics; ``r`` and none without a limit."""
+        if self.constraint is None:
+            return r, {}
+        rewards = self.constraint.penalized(r.rewards, self.adapter.discomfort(r))
+        return replace(r, rewards=rewards), self.constraint.metrics()
 
     @property
     def update_every(self) -> int:
@@ -143,7 +171,9 @@ class IndependentLearner:
                 torch.stack(self._actions[:steps]),
                 torch.stack(self._rewards[:steps]),
             )
+            rollout, priced = self._priced(rollout)
             metrics = self.core.update(self.adapter.shape_rewards(rollout, self.cfg, self.gamma), self.gamma)
+            metrics.update(priced)
             del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
             self.updates += 1
         self._end_learning_at(t)
@@ -163,16 +193,22 @@ class IndependentLearner:
 
     STATE: ClassVar[tuple[str, ...]] = ("core", "gen", "updates", "learning", "guard")
     """Attributes that change as it learns (:mod:`fleet.statefile`); with ``buffers``, the
-    experience not learned from yet. A subclass adds its own to these."""
+    experience not learned from yet, and with a ``discomfort_limit`` its ``constraint``. A subclass
+    adds its own to these."""
+
+    @property
+    def _state_names(self) -> tuple[str, ...]:
+        return self.STATE if self.constraint is None else (*self.STATE, "constraint")
 
     def state_dict(self) -> dict:
         """:attr:`STATE`, and ``buffers``: ``obs`` (N, F), ``actions`` (N,) and ``rewards`` (N,) per tick."""
         buffers = {"obs": self._obs, "actions": self._actions, "rewards": self._rewards}
-        return {**attrs_state(self, self.STATE), "buffers": buffers}
+        return {**attrs_state(self, self._state_names), "buffers": buffers}
 
     def load_state_dict(self, state: dict) -> None:
-        expect_keys(state, (*self.STATE, "buffers"))
-        load_attrs(self, {name: state[name] for name in self.STATE}, self.STATE)
+        names = self._state_names
+        expect_keys(state, (*names, "buffers"))
+        load_attrs(self, {name: state[name] for name in names}, names)
         with within("buffers"):
             self._obs, self._actions, self._rewards = self._buffers(state["buffers"])
 

@@ -25,7 +25,11 @@ if TYPE_CHECKING:
 
 
 class Adapter(Protocol):
-    """Observations of N devices -> (N, F) features, and the shaping of their rewards."""
+    """Observations of N devices -> (N, F) features, and the shaping of their rewards.
+
+    An adapter whose task has a comfort band may also have ``discomfort(r: Rollout) -> torch.Tensor``:
+    (T, N) degrees outside the band at the end of each step of ``r``, read from the features; a learner
+    with a ``discomfort_limit`` needs it (:mod:`fleet.learners.constraint`)."""
 
     layout: str
     """Name of the observation layout: a policy file names the layout it was trained on, and one

@@ -15,6 +15,9 @@ they acted, so it measures how far the cloud's policy has moved from the one tha
 cloud's own current parameters in their place would make the ratio 1 at the first epoch and
 hide that distance from the clip.
 
+With a ``discomfort_limit`` each device prices its own discomfort at its own multiplier
+(:mod:`fleet.learners.constraint`) in the rewards it uploads: the cloud learns on the devices' Lagrangian.
+
 The guard (:mod:`fleet.learners.guard`) checks both ends: a device rejects a policy that is
 not finite, too large, or much larger than the one it has; the cloud goes back to its parameters
 from before an update after which they fail the check, so it never broadcasts them.
@@ -96,13 +99,16 @@ class CentralizedLearner(IndependentLearner):
         if not self.learning:
             return {}
         steps = len(self._rewards) - 1
+        priced: dict[str, float] = {}
         if steps >= 1:
-            self.upload = (
+            own = Rollout(
                 torch.stack(self._obs[: steps + 1]),
                 torch.stack(self._actions[:steps]),
                 torch.stack(self._rewards[:steps]),
-                torch.stack(self._logp[:steps]),
+                logp=torch.stack(self._logp[:steps]),
             )
+            own, priced = self._priced(own)  # each device prices its discomfort at its own multiplier
+            self.upload = (own.obs, own.actions, own.rewards, own.logp)
             del self._obs[:steps], self._actions[:steps], self._rewards[:steps], self._logp[:steps]
         metrics: dict[str, float] = {}
         good = self.cloud.flat()
@@ -118,7 +124,7 @@ class CentralizedLearner(IndependentLearner):
             if self._roll_back(self.cloud, new, good):
                 self.cloud.load_flat(new)
         self.updates += 1
-        return metrics
+        return {**metrics, **priced}
 
     def _end_learning_at(self, t: float) -> None:
         super()._end_learning_at(t)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from fleet.config import FiniteFloat, PositiveDuration, StrictModel
 from fleet.errors import ConfigError
@@ -58,6 +58,69 @@ def discount_per_step(horizon_s: float, period_s: float) -> float:
             f"({period_s:g} s); set a horizon of at least one control period, e.g. '24h'"
         )
     return math.exp(-period_s / horizon_s)
+
+
+# --- discomfort as a constraint ------------------------------------------------------------
+
+_PER = {"s": 1 / 86400, "min": 1 / 1440, "h": 1 / 24, "d": 1.0}
+"""Days per unit of time that a rate may be written per."""
+
+
+def parse_per_day(value: object) -> float:
+    """A rate per day from ``value``: a number (per day) or a string ``"<number>/<unit>"`` with a unit of time,
+    ``s``, ``min``, ``h`` or ``d`` (``"2/d"``, ``"0.1/h"``). Never per control tick: the same rate must hold
+    whatever the scenario's tick."""
+    if isinstance(value, str):
+        number, _, unit = value.replace(" ", "").partition("/")
+        if unit not in _PER:
+            raise ValueError(
+                f"cannot read {value!r} as a rate: write it per unit of time, e.g. '2/d' or '0.1/h' "
+                f"(units {', '.join(_PER)}; never per tick, which would change with the control period)"
+            )
+        try:
+            return float(number) / _PER[unit]
+        except ValueError:
+            raise ValueError(f"cannot read {number!r} in {value!r} as a number") from None
+    return value  # a number, per day (pydantic checks its type)
+
+
+PerDay = Annotated[float, BeforeValidator(parse_per_day), Field(gt=0, allow_inf_nan=False)]
+"""A positive rate per day: a number, or a string with its unit of time such as ``'2/d'`` or ``'0.1/h'``."""
+
+
+class DiscomfortLimit(StrictModel):
+    """Discomfort as a constraint, not only a price (:mod:`fleet.learners.constraint`): each device keeps
+    its own Lagrange multiplier λ_i, money per degree-hour, and learns on the reward with its discomfort priced
+    at the scenario's ``reward.discomfort_per_degh`` plus λ_i. λ_i rises while the device's running discomfort
+    (its own measurements, averaged over ``window``) is above ``degh_per_day`` and falls back to 0 below it.
+
+    The limit is what the reference controller reaches: run it (``fleet run SCENARIO --set
+    learner.params.preheat_h=3`` for the preheating thermostat) and read ``per_device_day.discomfort_degh``
+    of its ``summary.json``. To make discomfort only a constraint, set ``reward.discomfort_per_degh: 0``."""
+
+    degh_per_day: Annotated[float, Field(gt=0)]
+    """The limit: discomfort in degree C-hours per device and day that a device may reach (its running
+    average). Must be above 0: a limit of 0 is a price that only rises, to ``max_multiplier``."""
+    multiplier_rate: PerDay = 1.0
+    """How fast λ moves: the fraction of ``max_multiplier`` per day by which it rises while the running
+    discomfort is twice the limit (in proportion to the relative excess, (running - limit) / limit; it falls
+    as fast while the running discomfort is 0). Per unit of time, e.g. ``2/d``, never per tick."""
+    window: PositiveDuration = "1d"
+    """Time over which the running discomfort averages (an exponential average of this time constant)."""
+    initial_multiplier: Annotated[float, Field(ge=0)] = 0.0
+    """λ at the start, money per degree-hour."""
+    max_multiplier: Annotated[float, Field(gt=0, le=1e6)] = 10.0
+    """The largest λ, money per degree-hour: a bound that keeps a limit that cannot be met (a house too
+    cold to heat) from pricing everything else out of the reward."""
+
+    @model_validator(mode="after")
+    def _initial_at_most_max(self) -> DiscomfortLimit:
+        if self.initial_multiplier > self.max_multiplier:
+            raise ValueError(
+                f"initial_multiplier ({self.initial_multiplier:g}) must not exceed "
+                f"max_multiplier ({self.max_multiplier:g})"
+            )
+        return self
 
 
 class ActorCriticConfig(StrictModel):
@@ -180,6 +243,12 @@ class ActorCriticConfig(StrictModel):
     advantages (``normalize_advantages``)."""
     guard: GuardConfig = GuardConfig()
     """Checks on received parameters and on each device's own after every update (:mod:`fleet.learners.guard`)."""
+    discomfort_limit: DiscomfortLimit | None = None
+    """Discomfort as a constraint (a per-device Lagrange multiplier on top of the scenario's price): the
+    device's running discomfort kept at or below ``degh_per_day``, e.g. ``{degh_per_day: 1.8}``; also
+    ``multiplier_rate`` (per day, default ``1/d``), ``window`` (``1d``), ``initial_multiplier`` (0) and
+    ``max_multiplier`` (10 per degree C-hour) (:class:`DiscomfortLimit`, docs/learners.md). None (the
+    default): only the price."""
 
     def discount(self, period_s: float) -> float:
         """The discount per step of ``period_s`` seconds: :func:`discount_per_step`."""

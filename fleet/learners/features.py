@@ -116,6 +116,19 @@ def price_now(x: torch.Tensor) -> torch.Tensor:
     return x[..., 8] * PRICE_SCALE
 
 
+def band_c(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The comfort band now (low, high), degC, back from features (..., N_FEATURES) -> (...) each."""
+    return x[..., 2] * 5.0 + 20.0, x[..., 3] * 5.0 + 20.0
+
+
+def discomfort_c(r: Rollout) -> torch.Tensor:
+    """(T, N) degrees C by which each device's measured temperature at the end of each step of ``r`` (obs
+    (T+1, N, N_FEATURES)) lies outside the band of that step, as the edge agent prices it in its reward."""
+    lo, hi = band_c(r.obs[:-1])
+    temp = indoor_c(r.obs[1:])
+    return (lo - temp).clamp(min=0) + (temp - hi).clamp(min=0)
+
+
 def shape_rewards(r: Rollout, cfg: ActorCriticConfig, gamma: float) -> Rollout:
     """``r`` (obs (T+1, N, N_FEATURES)) with potential-based shaping added to its rewards (T, N):
     ``gamma * phi(next) - phi(now)`` (``gamma``: the discount per tick), ``phi = (shaping_per_degc
@@ -130,7 +143,8 @@ def shape_rewards(r: Rollout, cfg: ActorCriticConfig, gamma: float) -> Rollout:
 @dataclass(frozen=True)
 class ThermostatAdapter:
     """The thermostat task as an :class:`~fleet.learners.adapters.Adapter`: :func:`features` of
-    an :class:`~fleet.learners.base.Observation`, :func:`shape_rewards`, layout :data:`LAYOUT`."""
+    an :class:`~fleet.learners.base.Observation`, :func:`shape_rewards`, :func:`discomfort_c`, layout
+    :data:`LAYOUT`."""
 
     layout: str = LAYOUT
     n_features: int = N_FEATURES
@@ -140,6 +154,9 @@ class ThermostatAdapter:
 
     def shape_rewards(self, r: Rollout, cfg: ActorCriticConfig, gamma: float) -> Rollout:
         return shape_rewards(r, cfg, gamma)
+
+    def discomfort(self, r: Rollout) -> torch.Tensor:
+        return discomfort_c(r)
 
 
 THERMOSTAT = ThermostatAdapter()
