@@ -62,7 +62,8 @@ checkpoint takes the devices' state from the shards and the cloud's from the coo
 **What is refused** (:func:`check_split`, a ConfigError naming the field): a controller other
 than those of :data:`SPLIT_LEARNERS` (a planner's or an auction's state is not split);
 ``common_init: false``, whose initial parameters are one draw for the whole fleet; the two
-diffusion options above; new installs (``fleet.installs``); more actors than sites, and a
+diffusion options above; new installs (``fleet.installs``); a discomfort limit
+(``learner.params.discomfort_limit``); more actors than sites, and a
 real-time (mixed) run.
 """
 
@@ -132,6 +133,12 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
         raise ConfigError(
             "learner.params.comm.topk: with top-k messages a round is dense if any publishing device is due, a "
             f"decision over the whole fleet; a split run (--actors {actors}) needs dense messages (topk: 1)"
+        )
+    if params.get("discomfort_limit") is not None:
+        raise ConfigError(
+            "learner.params.discomfort_limit: a split run (--actors "
+            f"{actors}) averages only the learner core's per-device terms, not the multipliers' metrics; "
+            "run it with --actors 1, or remove the limit"
         )
     if params.get("common_init") is False:
         raise ConfigError(
