@@ -151,6 +151,22 @@ def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone
     assert (learner.act(obs) == chosen()).all()
 
 
+def test_a_device_can_offer_its_margin_over_its_lowest_level():
+    """With ``market.valuation: margin`` a device offers its winning bid less the best bid of its lowest level
+    (what it loses without power), not its winning bid: a device that wants nothing offers nothing."""
+    ctx = LearnerContext(
+        8, 4, "heat", np.random.default_rng(0), control_period_s=60.0, levels_kw=np.tile((0.0, 1.5, 3.0, 4.5), (8, 1))
+    )
+    learner = make_learner("auction-v1", {"market": {"period": "5min", "valuation": "margin"}}, ctx)
+    learner.act(observation(8))
+    bids = learner.society._bids[-1]  # (N, P, R)
+    first, off = bids.flatten(1).amax(1), bids[:, 0].amax(1)
+    offer = learner.market_bids(0.0, np.ones(8, bool))[1][:, 0]
+    assert offer == pytest.approx((first - off).numpy(), abs=1e-6)
+    wants_nothing = Auction.of(bids).primitive.numpy() == 0
+    assert (offer[wants_nothing] == 0).all() and (offer[~wants_nothing] > 0).all()
+
+
 @pytest.fixture
 def one_thread():
     """Torch on one thread: on tensors this small, more threads only wait on each other (4x the CPU time)."""

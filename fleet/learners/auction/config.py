@@ -74,6 +74,11 @@ class MarketConfig(StrictModel):
     this for each kWh it wants."""
     qos: Literal[0, 1] = 0
     """MQTT QoS of bids and clearings."""
+    valuation: Literal["value", "margin"] = "value"
+    """What a device offers per kWh (before ``price_per_kwh``): ``value``, its winning primitive's bid (its
+    society's value of the state and level); ``margin``, that bid less the best bid of its lowest level (what
+    it would lose if it got no power), at least 0. Values rank a cold house, whose future holds discomfort,
+    below a warm one that needs nothing; margins rank by need."""
 
     def checked(self, control_period_s: float) -> MarketConfig:
         """Itself, or a ConfigError naming ``learner.params.market.period`` or ``.window``."""
