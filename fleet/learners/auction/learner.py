@@ -10,10 +10,10 @@ so that a primitive's value, the discounted sum of those rewards, is a bid in [0
 
 With a market (``market.period`` set) the devices of a site also trade their feeder's capacity
 (:mod:`fleet.sim.market`): each round a device bids its winning primitive's bid for the power of its
-level; once the round is cleared it draws at most what it was granted (its highest level within it)
-and pays the site's price on what it draws, which enters its reward, until its grant expires (one
-period and the clearing window after its round). A device that did not bid, or heard no clearing of
-its round, controls alone.
+level; once the round is cleared it draws at most what it was granted (its highest level within it; with
+``market.grant: run``, exactly that) and pays the site's price on what it draws, which enters its reward,
+until its grant expires (one period and the clearing window after its round). A device that did not bid,
+or heard no clearing of its round, controls alone.
 """
 
 from __future__ import annotations
@@ -91,7 +91,8 @@ class AuctionLearner:
         level = self.wanted = auction.primitive.cpu().numpy()
         if self.market:
             cap = (self.levels_kw <= self.grant_kw[:, None] + 1e-9).sum(1) - 1  # levels in ascending kW
-            level = np.where(self._granted(), np.minimum(level, np.maximum(cap, 0)), level)
+            cap = np.maximum(cap, 0)
+            level = np.where(self._granted(), cap if self.cfg.market.grant == "run" else np.minimum(level, cap), level)
         self.applied = level
         return level
 
