@@ -1,13 +1,15 @@
 """The feeder learners' table: a finished ``fleet study`` of feeder-peak-v1 as the docs print it.
 
-Reads ``results/table.json`` of a study folder (``fleet study benchmarks/studies/feeder-peak.yaml``) and prints,
-for every point, the fleet's feeder overload (kWh), peak (kW), cost, discomfort (°C·h), the reward at
-feeder-peak-v1's own weights, ``-(cost + 1 x discomfort + 5 x overload)`` (fleet totals, whatever weights a
-point's learners were trained with), and the bytes each device sent and received per day; each as the mean
-over seeds ± the 95 % Student t half-width. ``--minus A=B`` adds A's differences from B, seed by seed
+Reads ``results/table.json`` of one or more study folders of the same seeds (``fleet study
+benchmarks/studies/feeder-peak.yaml``, ``feeder-peak-auction.yaml``) and prints, for every point of each,
+the fleet's feeder overload (kWh), peak (kW), cost, discomfort (°C·h), the reward at feeder-peak-v1's own
+weights, ``-(cost + 1 x discomfort + 5 x overload)`` (fleet totals, whatever weights a point's learners were
+trained with), and the bytes each device sent and received per day; each as the mean over seeds ± the 95 %
+Student t half-width. ``--minus A=B`` adds A's differences from B, seed by seed
 (paired), for the same figures. Used by docs/studies/auction.md and docs/studies/cooperative.md::
 
-    python benchmarks/feeder_table.py studies/feeder-peak --minus auction-market_wifi-mix=independent_wifi-mix
+    python benchmarks/feeder_table.py studies/feeder-peak studies/feeder-peak-auction \\
+        --minus auction_wifi-mix=independent_wifi-mix
 """
 
 from __future__ import annotations
@@ -59,11 +61,13 @@ def row(name: str, figures: dict[str, dict[str, float]], minus: dict[str, dict[s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("study", type=Path, help="a finished study folder (its results/table.json)")
+    parser.add_argument("studies", type=Path, nargs="+", help="finished study folders (their results/table.json)")
     parser.add_argument("--minus", nargs="*", default=[], metavar="A=B", help="paired differences of point A from B")
     args = parser.parse_args()
     points = {
-        name: per_seed(p) for name, p in json.loads((args.study / "results/table.json").read_text())["points"].items()
+        name: per_seed(p)
+        for study in args.studies
+        for name, p in json.loads((study / "results/table.json").read_text())["points"].items()
     }
     header = "| point | " + " | ".join(COLUMNS) + " |\n|---" + "|---:" * len(COLUMNS) + "|"
     print(header)
