@@ -143,8 +143,8 @@ def cleared_learner(**market):
     return learner, obs, chosen
 
 
-def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone_once_it_expires():
-    learner, obs, chosen = cleared_learner()
+def test_under_a_capping_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone_once_it_expires():
+    learner, obs, chosen = cleared_learner(grant="cap")
     for _ in range(5):
         level = learner.act(obs)
         want = chosen()
@@ -160,8 +160,8 @@ def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone
     assert (learner.act(obs) == chosen()).all()
 
 
-def test_with_grant_run_a_device_runs_at_the_power_it_was_granted():
-    learner, obs, chosen = cleared_learner(grant="run")
+def test_by_default_a_device_runs_at_the_power_it_was_granted():
+    learner, obs, chosen = cleared_learner()
     for _ in range(5):
         level = learner.act(obs)
         assert level.tolist()[:2] == [1, 0] and level[2] == chosen()[2]  # 1.5 kW is level 1; nothing is level 0

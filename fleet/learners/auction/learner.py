@@ -10,10 +10,10 @@ so that a primitive's value, the discounted sum of those rewards, is a bid in [0
 
 With a market (``market.period`` set) the devices of a site also trade their feeder's capacity
 (:mod:`fleet.sim.market`): each round a device bids its winning primitive's bid for the power of its
-level; once the round is cleared it draws at most what it was granted (its highest level within it; with
-``market.grant: run``, exactly that) and pays the site's price on what it draws, which enters its reward,
-until its grant expires (one period and the clearing window after its round). A device that did not bid,
-or heard no clearing of its round, controls alone.
+level; once the round is cleared it runs at what it was granted (its highest level within it; with
+``market.grant: cap``, its society's level capped there) and pays the site's price on what it draws,
+which enters its reward, until its grant expires (one period and the clearing window after its round). A
+device that did not bid, or heard no clearing of its round, controls alone.
 """
 
 from __future__ import annotations
