@@ -1,6 +1,6 @@
 """The feeder learners' table: a finished ``fleet study`` of feeder-peak-v1 as the docs print it.
 
-Reads ``results/table.json`` of one or more study folders of the same seeds (``fleet study
+Reads the runs' ``summary.json`` in one or more study folders of the same seeds (``fleet study
 benchmarks/studies/feeder-peak.yaml``, ``feeder-peak-auction.yaml``) and prints, for every point of each,
 the fleet's feeder overload (kWh), peak (kW), cost, discomfort (°C·h), the reward at feeder-peak-v1's own
 weights, ``-(cost + 1 x discomfort + 5 x overload)`` (fleet totals, whatever weights a point's learners were
@@ -28,20 +28,33 @@ COLUMNS = {
     "cost": "kpis.cost",
     "discomfort °C·h": "kpis.discomfort_degh",
     "reward": "reward",
-    "bytes sent /device-day": "bytes_sent",
+    "bytes sent /device-day": "comm_per_device_day.bytes_sent",
     "bytes received /device-day": "comm_per_device_day.bytes_received",
 }
-"""Column -> figure of the study (``reward``: recomputed here at the scenario's weights)."""
+"""Column -> a run's figure: a dotted path in its summary.json, or ``reward`` (at the scenario's weights)."""
 
 
-def per_seed(point: dict) -> dict[str, dict[str, float]]:
-    """Figure -> seed -> value of one point of table.json, with ``reward`` at the scenario's weights."""
-    figures = {name: point[name]["per_seed"] for name in COLUMNS.values() if name in point}
-    figures["reward"] = {
-        seed: -sum(w * point[name]["per_seed"][seed] for name, w in WEIGHTS.items())
-        for seed in point["kpis.cost"]["per_seed"]
-    }
-    return figures
+def figure(summary: dict, name: str) -> float:
+    """A run's figure ``name`` (a key of :data:`COLUMNS`' values) from its summary.json."""
+    if name == "reward":
+        return -sum(w * figure(summary, path) for path, w in WEIGHTS.items())
+    section, key = name.split(".")
+    return summary[section][key]
+
+
+def per_seed(runs: dict[int, dict]) -> dict[str, dict[int, float]]:
+    """Figure -> seed -> value, of one point's runs (seed -> summary.json)."""
+    return {name: {seed: figure(summary, name) for seed, summary in runs.items()} for name in COLUMNS.values()}
+
+
+def load_points(studies: list[Path]) -> dict[str, dict[str, dict[int, float]]]:
+    """Point -> its figures per seed, from the finished runs (``runs/<point>-seed<k>/summary.json``) of the
+    study folders."""
+    runs: dict[str, dict[int, dict]] = {}
+    for path in sorted(p for study in studies for p in study.glob("runs/*/summary.json")):
+        point, seed = path.parent.name.rsplit("-seed", 1)
+        runs.setdefault(point, {})[int(seed)] = json.loads(path.read_text())
+    return {point: per_seed(by_seed) for point, by_seed in runs.items()}
 
 
 def cell(values: list[float]) -> str:
@@ -50,25 +63,26 @@ def cell(values: list[float]) -> str:
     return f"{e.mean:,.0f}" + ("" if e.ci95_half_width is None else f" ± {e.ci95_half_width:,.0f}")
 
 
-def row(name: str, figures: dict[str, dict[str, float]], minus: dict[str, dict[str, float]] | None = None) -> str:
-    """One markdown row: each column's cell over the seeds (less ``minus``'s value of the same seed)."""
+def row(label: str, figures: dict[str, dict[int, float]], minus: dict[str, dict[int, float]] | None = None) -> str:
+    """One markdown row: each column's cell over the seeds (less ``minus``'s value of the same seed, over the
+    seeds both have)."""
     cells = []
-    for figure in COLUMNS.values():
-        seeds = figures.get(figure, {})
-        cells.append(cell([v - (minus[figure][s] if minus else 0.0) for s, v in seeds.items()]) if seeds else "–")
-    return f"| {name} | " + " | ".join(cells) + " |"
+    for key in COLUMNS.values():
+        seeds = (
+            figures[key]
+            if minus is None
+            else {s: v - minus[key][s] for s, v in figures[key].items() if s in minus[key]}
+        )
+        cells.append(cell(list(seeds.values())))
+    return f"| {label} | " + " | ".join(cells) + " |"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("studies", type=Path, nargs="+", help="finished study folders (their results/table.json)")
+    parser.add_argument("studies", type=Path, nargs="+", help="study folders (their finished runs)")
     parser.add_argument("--minus", nargs="*", default=[], metavar="A=B", help="paired differences of point A from B")
     args = parser.parse_args()
-    points = {
-        name: per_seed(p)
-        for study in args.studies
-        for name, p in json.loads((study / "results/table.json").read_text())["points"].items()
-    }
+    points = load_points(args.studies)
     header = "| point | " + " | ".join(COLUMNS) + " |\n|---" + "|---:" * len(COLUMNS) + "|"
     print(header)
     for name, figures in points.items():

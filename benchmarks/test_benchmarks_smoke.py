@@ -138,12 +138,13 @@ def test_diffdac_acrobot_weighs_each_curve_row_by_its_episodes(capsys):
 def test_the_feeder_table_recomputes_the_reward_at_the_scenarios_weights_and_pairs_by_seed():
     from feeder_table import per_seed, row
 
-    def point(cost, discomfort, overload):
-        figures = {"kpis.cost": cost, "kpis.discomfort_degh": discomfort, "kpis.feeder_overload_kwh": overload}
-        return {k: {"per_seed": {"5": a, "6": b}} for k, (a, b) in figures.items()}
+    def summary(cost, discomfort, overload):
+        kpis = {"cost": cost, "discomfort_degh": discomfort, "feeder_overload_kwh": overload, "peak_kw": 1.0}
+        return {"kpis": kpis, "comm_per_device_day": {"bytes_sent": 0.0, "bytes_received": 0.0}}
 
-    a, b = per_seed(point((10, 20), (100, 300), (2, 4))), per_seed(point((10, 10), (50, 50), (0, 0)))
-    assert a["reward"] == {"5": -(10 + 100 + 5 * 2), "6": -(20 + 300 + 5 * 4)}  # -120, -340
-    # A - B by seed: rewards -120 - -60 = -60 and -340 - -60 = -280, mean -170; cost 0 and 10, mean 5
+    a = per_seed({5: summary(10, 100, 2), 6: summary(20, 300, 4)})
+    b = per_seed({5: summary(10, 50, 0), 6: summary(10, 50, 0), 7: summary(0, 0, 0)})
+    assert a["reward"] == {5: -(10 + 100 + 5 * 2), 6: -(20 + 300 + 5 * 4)}  # -120, -340
+    # A - B on seeds 5 and 6: rewards -120 - -60 = -60 and -340 - -60 = -280, mean -170; cost 0 and 10, mean 5
     cells = row("a - b", a, b).split(" | ")
-    assert cells[3].startswith("5 ± ") and cells[5].startswith("-170 ± ") and cells[2] == "–"  # no peak given
+    assert cells[3].startswith("5 ± ") and cells[5].startswith("-170 ± ")
