@@ -167,6 +167,20 @@ def test_by_default_a_device_runs_at_the_power_it_was_granted():
         assert level.tolist()[:2] == [1, 0] and level[2] == chosen()[2]  # 1.5 kW is level 1; nothing is level 0
 
 
+def test_a_grant_of_a_levels_kw_as_the_wire_carries_it_holds_that_level():
+    """A heat pump's levels need not be round numbers; the clearing carries the kW it won as float32, which
+    may round below the level's float64 kW: the device still runs that level, not the one below."""
+    levels = np.array([0.0, 1.4177, 2.8354, 4.2531])
+    assert np.float32(levels[3]) < levels[3]  # float32 rounds this one down
+    ctx = LearnerContext(1, 4, "heat", np.random.default_rng(0), control_period_s=60.0, levels_kw=levels[None])
+    learner = make_learner("auction-v1", {"market": {"period": "5min", "window": "10s"}}, ctx)
+    learner.act(observation(1))
+    learner.market_bids(0.0, np.ones(1, bool))
+    arrays = [np.zeros((1, 1), np.float32), np.full((1, 1), levels[3], np.float32), np.zeros((1, 1), np.float32)]
+    learner.market_inbox(60.0, [Deliveries.one_message_each(np.arange(1), np.full(1, 1), arrays, np.full(1, 10.0))])
+    assert learner.act(observation(1)).tolist() == [3]
+
+
 def test_a_device_can_offer_its_margin_over_its_lowest_level():
     """With ``market.valuation: margin`` a device offers its winning bid less the best bid of its lowest level
     (what it loses without power), not its winning bid: a device that wants nothing offers nothing."""

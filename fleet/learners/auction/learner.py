@@ -90,7 +90,9 @@ class AuctionLearner:
         self.margin = np.clip(self.bid - auction.bids[:, 0].amax(1).cpu().numpy(), 0.0, 1.0)
         level = self.wanted = auction.primitive.cpu().numpy()
         if self.market:
-            cap = (self.levels_kw <= self.grant_kw[:, None] + 1e-9).sum(1) - 1  # levels in ascending kW
+            # levels in ascending kW, compared at the wire's float32: a grant of a level's kW holds that level
+            fits = self.levels_kw.astype(np.float32) <= self.grant_kw[:, None].astype(np.float32)
+            cap = fits.sum(1) - 1
             cap = np.maximum(cap, 0)
             level = np.where(self._granted(), cap if self.cfg.market.grant == "run" else np.minimum(level, cap), level)
         self.applied = level
