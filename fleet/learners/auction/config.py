@@ -77,10 +77,9 @@ class MarketConfig(StrictModel):
     grant: Literal["cap", "run"] = "run"
     """What a device does with the power it was granted, until its grant expires: ``run``, it runs at its highest
     level within the grant (the power it bought); ``cap``, its society chooses every tick as alone, capped at
-    that level. On feeder-peak-v1 (one day, 15-minute rounds, seeds 0-2) capped devices drew 5,240 kWh a day,
-    45 % of the feeders' 11,520 (their society chose below the grant), and discomfort was 31,921 °C·h; running
-    at the grant drew 8,536 kWh and cut discomfort to 20,044 °C·h at the same 3 kWh of overload
-    (docs/studies/auction.md)."""
+    that level. On feeder-peak-v1 (one day, 15-minute rounds, seeds 0-2) capped devices drew 6,669 kWh a day of
+    the feeders' 11,520 (their society chose below the grant) at 26,137 °C·h of discomfort; running at the
+    grant drew 11,408 kWh at 11,142 °C·h, with 9 kWh of overload (docs/studies/auction.md)."""
     valuation: Literal["value", "margin"] = "value"
     """What a device offers per kWh (before ``price_per_kwh``): ``value``, its winning primitive's bid (its
     society's value of the state and level); ``margin``, that bid less the best bid of its lowest level (what
