@@ -158,3 +158,18 @@ def test_diffdac_acrobot_weighs_each_curve_row_by_its_episodes(capsys):
     with pytest.raises(SystemExit) as done:
         main(["--agents", "2"])
     assert done.value.code == 2 and "--agents at least 3 (a ring)" in capsys.readouterr().err
+
+
+def test_the_feeder_table_recomputes_the_reward_at_the_scenarios_weights_and_pairs_by_seed():
+    from feeder_table import per_seed, row
+
+    def summary(cost, discomfort, overload):
+        kpis = {"cost": cost, "discomfort_degh": discomfort, "feeder_overload_kwh": overload, "peak_kw": 1.0}
+        return {"kpis": kpis, "comm_per_device_day": {"bytes_sent": 0.0, "bytes_received": 0.0}}
+
+    a = per_seed({5: summary(10, 100, 2), 6: summary(20, 300, 4)})
+    b = per_seed({5: summary(10, 50, 0), 6: summary(10, 50, 0), 7: summary(0, 0, 0)})
+    assert a["reward"] == {5: -(10 + 100 + 5 * 2), 6: -(20 + 300 + 5 * 4)}  # -120, -340
+    # A - B on seeds 5 and 6: rewards -120 - -60 = -60 and -340 - -60 = -280, mean -170; cost 0 and 10, mean 5
+    cells = row("a - b", a, b).split(" | ")
+    assert cells[3].startswith("5 ± ") and cells[5].startswith("-170 ± ")

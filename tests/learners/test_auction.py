@@ -119,36 +119,82 @@ def test_the_discount_per_tick_falls_to_1_over_e_over_the_horizon():
         make_learner("auction-v1", {"discount_horizon": "59s"}, LearnerContext(2, 4, "heat", np.random.default_rng(0)))
 
 
-def test_under_a_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone_once_it_expires():
-    levels = (0.0, 1.5, 3.0, 4.5)
+LEVELS = (0.0, 1.5, 3.0, 4.5)
+
+
+def cleared_learner(**market):
+    """Three devices with a market; the round at 0 s bid by devices 0 and 1, cleared at 10 s and heard at 60 s:
+    device 0 won 1.5 kW at 0.5 per kWh, device 1 nothing; device 2 never bid. Returns the learner, an
+    observation and what the society chose at its last auction."""
     ctx = LearnerContext(
-        3, 4, "heat", np.random.default_rng(0), control_period_s=60.0, levels_kw=np.tile(levels, (3, 1))
+        3, 4, "heat", np.random.default_rng(0), control_period_s=60.0, levels_kw=np.tile(LEVELS, (3, 1))
     )
-    learner = make_learner("auction-v1", {"market": {"period": "5min", "window": "10s"}}, ctx)
+    learner = make_learner("auction-v1", {"market": {"period": "5min", "window": "10s", **market}}, ctx)
     obs = observation(3)
     chosen = lambda: Auction.of(learner.society._bids[-1]).primitive.numpy()  # noqa: E731 (what the society chose)
     assert (learner.act(obs) == chosen()).all()  # no clearing yet: every device on its own
     sender, bids = learner.market_bids(0.0, np.array([True, True, False]))
-    assert sender.tolist() == [0, 1] and bids[:, 1].tolist() == [levels[i] for i in chosen()[:2]]
-    # the round at 0 s is cleared at 10 s: device 0 won 1.5 kW at 0.5 per kWh, device 1 nothing; device 2 never bid
+    assert sender.tolist() == [0, 1] and bids[:, 1].tolist() == [LEVELS[i] for i in chosen()[:2]]
     one = np.ones((3, 1), np.float32)
     clearing = Deliveries.one_message_each(
         np.arange(3), np.full(3, 3), [0 * one, 1.5 * one, 0.5 * one], np.full(3, 10.0)
     )
     learner.market_inbox(60.0, [clearing])
+    return learner, obs, chosen
+
+
+def test_under_a_capping_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone_once_it_expires():
+    learner, obs, chosen = cleared_learner(grant="cap")
     for _ in range(5):
         level = learner.act(obs)
         want = chosen()
         assert level[0] == min(want[0], 1) and level[1] == 0 and level[2] == want[2]
         bids = learner.market_bids(60.0, np.ones(3, bool))[1]
-        assert bids[:, 1].tolist() == [levels[i] for i in want]  # a device asks for what it wants, capped or not
+        assert bids[:, 1].tolist() == [LEVELS[i] for i in want]  # a device asks for what it wants, capped or not
     learner.observe(np.zeros(3))
-    paid = 0.5 * 1.0 * levels[level[0]] / 60  # price x price_per_kwh x kWh of one minute
+    paid = 0.5 * 1.0 * LEVELS[level[0]] / 60  # price x price_per_kwh x kWh of one minute
     expected = (1 - learner.gamma) * (1 - paid / learner.reward_range)
     assert learner.society._rewards[-1][0].item() == pytest.approx(expected)
     assert learner.society._rewards[-1][1].item() == pytest.approx(1 - learner.gamma)  # drew nothing, paid nothing
     learner.market_inbox(0.0 + 300 + 10, [])  # the next round's clearing is due: none came
     assert (learner.act(obs) == chosen()).all()
+
+
+def test_by_default_a_device_runs_at_the_power_it_was_granted():
+    learner, obs, chosen = cleared_learner()
+    for _ in range(5):
+        level = learner.act(obs)
+        assert level.tolist()[:2] == [1, 0] and level[2] == chosen()[2]  # 1.5 kW is level 1; nothing is level 0
+
+
+def test_a_grant_of_a_levels_kw_as_the_wire_carries_it_holds_that_level():
+    """A heat pump's levels need not be round numbers; the clearing carries the kW it won as float32, which
+    may round below the level's float64 kW: the device still runs that level, not the one below."""
+    levels = np.array([0.0, 1.4177, 2.8354, 4.2531])
+    assert np.float32(levels[3]) < levels[3]  # float32 rounds this one down
+    ctx = LearnerContext(1, 4, "heat", np.random.default_rng(0), control_period_s=60.0, levels_kw=levels[None])
+    learner = make_learner("auction-v1", {"market": {"period": "5min", "window": "10s"}}, ctx)
+    learner.act(observation(1))
+    learner.market_bids(0.0, np.ones(1, bool))
+    arrays = [np.zeros((1, 1), np.float32), np.full((1, 1), levels[3], np.float32), np.zeros((1, 1), np.float32)]
+    learner.market_inbox(60.0, [Deliveries.one_message_each(np.arange(1), np.full(1, 1), arrays, np.full(1, 10.0))])
+    assert learner.act(observation(1)).tolist() == [3]
+
+
+def test_a_device_can_offer_its_margin_over_its_lowest_level():
+    """With ``market.valuation: margin`` a device offers its winning bid less the best bid of its lowest level
+    (what it loses without power), not its winning bid: a device that wants nothing offers nothing."""
+    ctx = LearnerContext(
+        8, 4, "heat", np.random.default_rng(0), control_period_s=60.0, levels_kw=np.tile((0.0, 1.5, 3.0, 4.5), (8, 1))
+    )
+    learner = make_learner("auction-v1", {"market": {"period": "5min", "valuation": "margin"}}, ctx)
+    learner.act(observation(8))
+    bids = learner.society._bids[-1]  # (N, P, R)
+    first, off = bids.flatten(1).amax(1), bids[:, 0].amax(1)
+    offer = learner.market_bids(0.0, np.ones(8, bool))[1][:, 0]
+    assert offer == pytest.approx((first - off).numpy(), abs=1e-6)
+    wants_nothing = Auction.of(bids).primitive.numpy() == 0
+    assert (offer[wants_nothing] == 0).all() and (offer[~wants_nothing] > 0).all()
 
 
 @pytest.fixture

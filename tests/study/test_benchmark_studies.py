@@ -27,3 +27,13 @@ def test_the_confirming_study_remakes_the_main_studys_runs_on_its_first_five_see
     for run in confirm.runs:
         if run.seed < 5:
             assert run.scenario == main[run.name], run.name
+
+
+def test_the_feeder_studies_report_on_seeds_that_their_tuning_never_used():
+    tuning = ["feeder-tune", "feeder-tune-auction", "feeder-tune-auction-period", "feeder-tune-coop"]
+    report = ["feeder-peak", "feeder-peak-thermostats"]
+    tuned = {seed for name in tuning for seed in load_study(STUDIES / f"{name}.yaml").spec.seeds}
+    for name in report:
+        study = load_study(STUDIES / f"{name}.yaml")
+        assert study.spec.seeds == (5, 6, 7, 8, 9) and not tuned & set(study.spec.seeds), name
+        assert {run.scenario.horizon for run in study.runs} == {86400}, name  # one day, as the docs say

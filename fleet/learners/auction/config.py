@@ -74,6 +74,17 @@ class MarketConfig(StrictModel):
     this for each kWh it wants."""
     qos: Literal[0, 1] = 0
     """MQTT QoS of bids and clearings."""
+    grant: Literal["cap", "run"] = "run"
+    """What a device does with the power it was granted, until its grant expires: ``run``, it runs at its highest
+    level within the grant (the power it bought); ``cap``, its society chooses every tick as alone, capped at
+    that level. On feeder-peak-v1 (one day, 15-minute rounds, seeds 0-2) capped devices drew 6,669 kWh a day of
+    the feeders' 11,520 (their society chose below the grant) at 26,137 °C·h of discomfort; running at the
+    grant drew 11,408 kWh at 11,142 °C·h, with 9 kWh of overload (docs/studies/auction.md)."""
+    valuation: Literal["value", "margin"] = "value"
+    """What a device offers per kWh (before ``price_per_kwh``): ``value``, its winning primitive's bid (its
+    society's value of the state and level); ``margin``, that bid less the best bid of its lowest level (what
+    it would lose if it got no power), at least 0. Values rank a cold house, whose future holds discomfort,
+    below a warm one that needs nothing; margins rank by need."""
 
     def checked(self, control_period_s: float) -> MarketConfig:
         """Itself, or a ConfigError naming ``learner.params.market.period`` or ``.window``."""

@@ -10,10 +10,10 @@ so that a primitive's value, the discounted sum of those rewards, is a bid in [0
 
 With a market (``market.period`` set) the devices of a site also trade their feeder's capacity
 (:mod:`fleet.sim.market`): each round a device bids its winning primitive's bid for the power of its
-level; once the round is cleared it draws at most what it was granted (its highest level within it)
-and pays the site's price on what it draws, which enters its reward, until its grant expires (one
-period and the clearing window after its round). A device that did not bid, or heard no clearing of
-its round, controls alone.
+level; once the round is cleared it runs at what it was granted (its highest level within it; with
+``market.grant: cap``, its society's level capped there) and pays the site's price on what it draws,
+which enters its reward, until its grant expires (one period and the clearing window after its round). A
+device that did not bid, or heard no clearing of its round, controls alone.
 """
 
 from __future__ import annotations
@@ -69,6 +69,8 @@ class AuctionLearner:
         """Time of the last market delivery (every control tick with a market)."""
         self.bid = np.zeros(n)
         """(N,) the winning bid of each device's last auction."""
+        self.margin = np.zeros(n)
+        """(N,) that bid less the best bid of the device's lowest level, at least 0."""
         self.wanted = np.zeros(n, np.int64)
         """(N,) the level each device's last auction chose."""
         self.applied = np.zeros(n, np.int64)
@@ -85,10 +87,14 @@ class AuctionLearner:
         auction = self.society.auction(x)
         self.society.record(x, auction)
         self.bid = auction.first.cpu().numpy().astype(float)
+        self.margin = np.clip(self.bid - auction.bids[:, 0].amax(1).cpu().numpy(), 0.0, 1.0)
         level = self.wanted = auction.primitive.cpu().numpy()
         if self.market:
-            cap = (self.levels_kw <= self.grant_kw[:, None] + 1e-9).sum(1) - 1  # levels in ascending kW
-            level = np.where(self._granted(), np.minimum(level, np.maximum(cap, 0)), level)
+            # levels in ascending kW, compared at the wire's float32: a grant of a level's kW holds that level
+            fits = self.levels_kw.astype(np.float32) <= self.grant_kw[:, None].astype(np.float32)
+            cap = fits.sum(1) - 1
+            cap = np.maximum(cap, 0)
+            level = np.where(self._granted(), cap if self.cfg.market.grant == "run" else np.minimum(level, cap), level)
         self.applied = level
         return level
 
@@ -113,10 +119,11 @@ class AuctionLearner:
 
     def market_bids(self, t: float, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The bids of the ``active`` (N,) devices for the round at ``t``: (senders (M,), bids (M, 2) float32
-        ``[winning bid, kW of its level]``)."""
+        ``[valuation, kW of its level]``, the valuation as ``market.valuation`` says)."""
         sender = np.flatnonzero(active)
         self.bid_round[sender] = t
-        return sender, np.stack([self.bid[sender], self.levels_kw[sender, self.wanted[sender]]], 1).astype(np.float32)
+        offer = self.margin if self.cfg.market.valuation == "margin" else self.bid
+        return sender, np.stack([offer[sender], self.levels_kw[sender, self.wanted[sender]]], 1).astype(np.float32)
 
     def market_inbox(self, t: float, got: list[Deliveries]) -> None:
         """The clearings that reached the devices by ``t`` (arrays: winners, kW, price, each (M, K)): a device
@@ -142,6 +149,7 @@ class AuctionLearner:
         "bid_round",
         "now",
         "bid",
+        "margin",
         "wanted",
         "applied",
     )
