@@ -10,7 +10,7 @@ STUDIES = Path(__file__).resolve().parents[2] / "benchmarks" / "studies"
 
 
 @pytest.mark.parametrize(
-    "name", ["learning-study", "learning-study-80d-winter", "learning-study-confirm", "comm-study"]
+    "name", ["learning-study", "learning-study-80d-winter", "learning-study-confirm", "comm-study", "comm-study-more"]
 )
 def test_every_point_of_the_shipped_studies_is_a_valid_scenario(name):
     study = load_study(STUDIES / f"{name}.yaml")
