@@ -230,6 +230,12 @@ def plot_comparison(runs: list[tuple[str, dict]], path: Path | BinaryIO) -> Path
 MARKERS = "osD^v<>ph*"
 
 
+def point_style(i: int) -> tuple[str, str]:
+    """Colour and marker of the ``i``-th point of the communication-versus-reward plot: the marker
+    moves on by one every ten points, so that the first 100 points differ in one or the other."""
+    return f"C{i % 10}", MARKERS[(i + i // 10) % len(MARKERS)]
+
+
 def interval_claim(points: list[Point]) -> str:
     """What the plot's error bars are: 95 % intervals over seeds, or none where every variant has
     one seed (a single run has no interval)."""
@@ -244,7 +250,7 @@ def plot_comm_vs_reward(points: list[Point], tail: float, path: Path | BinaryIO,
     fig, ax = plt.subplots(figsize=(8.5, 5.2))
     for i, p in enumerate(points):
         b, r = p.bytes_sent_per_device_per_day, p.reward_per_device_per_day
-        color = f"C{i % 10}"
+        color, marker = point_style(i)
         ax.scatter(
             [x.bytes_sent_per_device_per_day for x in p.runs],
             [x.reward_per_device_per_day for x in p.runs],
@@ -258,7 +264,7 @@ def plot_comm_vs_reward(points: list[Point], tail: float, path: Path | BinaryIO,
             r.mean,
             xerr=b.ci95_half_width,
             yerr=r.ci95_half_width,
-            fmt=MARKERS[i % len(MARKERS)],
+            fmt=marker,
             color=color,
             capsize=4,
             ms=7,

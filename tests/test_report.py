@@ -13,7 +13,14 @@ from click.testing import CliRunner
 
 from fleet.cli import main
 from fleet.errors import ConfigError, RunDirError
-from fleet.report import capacity_groups, has_learning_curve, interval_claim, interval_rates, plot_learning
+from fleet.report import (
+    capacity_groups,
+    has_learning_curve,
+    interval_claim,
+    interval_rates,
+    plot_learning,
+    point_style,
+)
 from fleet.results import load_run
 from fleet.scenario import load_scenario
 from fleet.tradeoff import comm_vs_reward, estimate, final_reward, t_critical
@@ -236,6 +243,14 @@ def variant(tiny_run, dst, seed, factor):
         writer.writeheader()
         writer.writerows(rows)
     return dst
+
+
+def test_the_points_of_the_comm_vs_reward_plot_differ_in_colour_or_marker():
+    """Ten colours and ten markers: the 11th point (every learner family on one plot) is not drawn
+    as the 1st, nor any of the first 100 as another."""
+    styles = [point_style(i) for i in range(100)]
+    assert len(set(styles)) == 100
+    assert point_style(10) != point_style(0) and point_style(10)[0] == point_style(0)[0]
 
 
 def test_report_comm_vs_reward_writes_the_plot_and_its_numbers(tiny_run, tmp_path):

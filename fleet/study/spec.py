@@ -67,6 +67,10 @@ class ReportConfig(StrictModel):
     reference: NAME | None = None
     """A variant (or a label of one axis) that the others are paired with, seed by seed: each point
     with the point that has this label instead of its own and the same other labels."""
+    pairs: tuple[tuple[NAME, NAME], ...] = ()
+    """Further differences, seed by seed: ``[a, b]`` (two labels of the variants or of one axis, as
+    ``reference``) pairs each point labelled ``a`` with the point that has ``b`` instead and the same
+    other labels, and tabulates the first minus the second (``[[diffusion, independent]]``)."""
     tail: Annotated[float, Field(gt=0, le=1)] = DEFAULT_TAIL
     """Fraction of each run, at its end, that ``reward`` and the ``tail.<kpi>`` figures are taken over."""
     metrics: Annotated[tuple[str, ...], Field(min_length=1)] = ("reward", "bytes_sent")
@@ -102,6 +106,16 @@ class ReportConfig(StrictModel):
         if len(set(names)) < len(names):
             raise ValueError("a figure is listed twice")
         return names
+
+    @field_validator("pairs")
+    @classmethod
+    def _distinct_labels(cls, pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for a, b in pairs:
+            if a == b:
+                raise ValueError(f"[{a}, {b}]: a pair takes two different labels")
+        if len(set(pairs)) < len(pairs):
+            raise ValueError("a pair is listed twice")
+        return pairs
 
     @field_validator("tensorboard")
     @classmethod
@@ -200,13 +214,28 @@ class Study:
         reference = self.spec.report.reference
         if reference is None:
             return {}
-        dim = next(d for d in range(len(self.points[0].labels)) if any(p.labels[d] == reference for p in self.points))
+        swapped = self._with_label(reference)
+        return {point: other for point, other in swapped.items() if other != point}
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """(point, other) of each pair ``[a, b]`` of ``report.pairs``: every point labelled ``a`` and
+        the point with ``b`` in place of it and the same other labels."""
+        out = []
+        for a, b in self.spec.report.pairs:
+            dim, swapped = _dimension(self.points, a), self._with_label(b)
+            out += [(p.name, swapped[p.name]) for p in self.points if p.labels[dim] == a]
+        return out
+
+    def _with_label(self, label: str) -> dict[str, str]:
+        """Point -> the point with ``label`` in place of its own on ``label``'s dimension, the same other labels."""
+        dim = _dimension(self.points, label)
         by_labels = {p.labels: p.name for p in self.points}
-        return {
-            p.name: by_labels[(*p.labels[:dim], reference, *p.labels[dim + 1 :])]
-            for p in self.points
-            if p.labels[dim] != reference
-        }
+        return {p.name: by_labels[(*p.labels[:dim], label, *p.labels[dim + 1 :])] for p in self.points}
+
+
+def _dimension(points: tuple[Point, ...] | list[Point], label: str) -> int:
+    """The first dimension (0: the variant, then each axis) on which some point has ``label``."""
+    return next(d for d in range(len(points[0].labels)) if any(p.labels[d] == label for p in points))
 
 
 # --- points ----------------------------------------------------------------------------------
@@ -313,14 +342,12 @@ def _check_distinct(scenarios: dict[str, Scenario], path: Path) -> None:
 
 
 def _check_report(spec: StudyFile, points: list[Point], path: Path) -> None:
-    reference, names = spec.report.reference, [p.name for p in points]
-    dims = {d for p in points for d, label in enumerate(p.labels) if label == reference}
-    if reference is not None and len(dims) != 1:
-        labels = sorted({label for p in points for label in p.labels if label})
-        why = "is not a variant nor an axis label" if not dims else "is a label of several axes"
-        raise ConfigError(
-            f"{path}: report.reference: {reference!r} {why} of the study; its labels are {', '.join(labels)}"
-        )
+    names = [p.name for p in points]
+    if spec.report.reference is not None:
+        _check_label(spec.report.reference, "report.reference", points, path)
+    for a, b in spec.report.pairs:
+        if _check_label(a, "report.pairs", points, path) != _check_label(b, "report.pairs", points, path):
+            raise ConfigError(f"{path}: report.pairs: {a} and {b} are labels of different axes; pair labels of one")
     lowered = [n.lower() for n in names]
     clash = sorted({n for n in lowered if lowered.count(n) > 1})
     if spec.report.marl_eval and clash:
@@ -328,3 +355,13 @@ def _check_report(spec: StudyFile, points: list[Point], path: Path) -> None:
             f"{path}: points {', '.join(clash)} differ only in case, which marl-eval ignores; "
             f"rename one or set report.marl_eval: false"
         )
+
+
+def _check_label(label: str, field: str, points: list[Point], path: Path) -> int:
+    """The one dimension (variant or axis) that ``label`` is a label of, or a ConfigError naming ``field``."""
+    dims = {d for p in points for d, own in enumerate(p.labels) if own == label}
+    if len(dims) != 1:
+        labels = sorted({own for p in points for own in p.labels if own})
+        why = "is not a variant nor an axis label" if not dims else "is a label of several axes"
+        raise ConfigError(f"{path}: {field}: {label!r} {why} of the study; its labels are {', '.join(labels)}")
+    return dims.pop()

@@ -5,7 +5,8 @@ Into ``DIR/results/``:
 - ``table.json`` and ``table.md``: for every point and every figure of ``report.metrics``, the
   mean over seeds with its 95 % intervals (t and bootstrap in the JSON, ``report.interval`` in
   Markdown) and each seed's value; with ``report.reference``, the same for each point's
-  differences from the reference, seed by seed (:mod:`fleet.study.stats`);
+  differences from the reference, seed by seed (:mod:`fleet.study.stats`), and with
+  ``report.pairs`` for each pair's difference;
 - ``curves.png``: each curve of ``report.curves``, mean over seeds and its interval at every
   metrics row, a line per point;
 - ``report/``: ``fleet report --comm-vs-reward --no-per-run`` of all runs (comm_vs_reward.png
@@ -158,19 +159,23 @@ def table(study: Study, values: PerRun) -> dict:
         },
         "reference": report.reference,
     }
-    pairs = study.counterparts()
-    if pairs:
-        out["paired"] = {
-            point: {
-                "minus": other,
-                **{
-                    name: _stats([a - b for a, b in zip(v, per_point[other][name])], report)
-                    for name, v in per_point[point].items()
-                },
-            }
-            for point, other in pairs.items()
-        }
+    counterparts = study.counterparts()
+    if counterparts:
+        out["paired"] = {point: _difference(per_point, point, other, report) for point, other in counterparts.items()}
+    if report.pairs:
+        out["pairs"] = [{"point": a, **_difference(per_point, a, b, report)} for a, b in study.pairs()]
     return out
+
+
+def _difference(per_point: dict[str, dict[str, list[float]]], point: str, other: str, report: ReportConfig) -> dict:
+    """``point - other`` of every figure, seed by seed, over seeds: ``{"minus": other, figure: stats}``."""
+    return {
+        "minus": other,
+        **{
+            name: _stats([a - b for a, b in zip(v, per_point[other][name])], report)
+            for name, v in per_point[point].items()
+        },
+    }
 
 
 def _decimals(mean: float, bounds: list[float] | None) -> int:
@@ -202,15 +207,17 @@ def markdown(doc: dict) -> str:
     lines += [
         f"| {point} | " + " | ".join(_cell(f[n], interval) for n in names) + " |" for point, f in doc["points"].items()
     ]
-    if doc.get("paired"):
+    differences = list(doc.get("paired", {}).items())
+    differences += [(f["point"], f) for f in doc.get("pairs", [])]
+    if differences:
         lines += [
             "",
-            "| point minus its reference, same seed | " + " | ".join(names) + " |",
+            "| point minus another, same seed | " + " | ".join(names) + " |",
             "|---|" + "---:|" * len(names),
         ]
         lines += [
             f"| {point} - {f['minus']} | " + " | ".join(_cell(f[n], interval, signed=True) for n in names) + " |"
-            for point, f in doc["paired"].items()
+            for point, f in differences
         ]
     return "\n".join(lines) + "\n"
 

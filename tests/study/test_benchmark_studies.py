@@ -9,7 +9,9 @@ from fleet.study import load_study
 STUDIES = Path(__file__).resolve().parents[2] / "benchmarks" / "studies"
 
 
-@pytest.mark.parametrize("name", ["learning-study", "learning-study-80d-winter", "learning-study-confirm"])
+@pytest.mark.parametrize(
+    "name", ["learning-study", "learning-study-80d-winter", "learning-study-confirm", "comm-study", "comm-study-more"]
+)
 def test_every_point_of_the_shipped_studies_is_a_valid_scenario(name):
     study = load_study(STUDIES / f"{name}.yaml")
     assert study.spec.report.reference == "rule-based"

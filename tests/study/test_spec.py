@@ -86,6 +86,15 @@ def test_a_study_of_no_variant_and_no_axis_is_one_point_named_after_it(write_stu
             {"report": {"reference": "diffusion"}},
             ["report.reference", "not a variant nor an axis label", "independent, rule-based"],
         ),
+        (
+            {"report": {"pairs": [["independent", "diffusion"]]}},
+            ["report.pairs", "'diffusion' is not a variant nor an axis label", "independent, rule-based"],
+        ),
+        ({"report": {"pairs": [["independent", "independent"]]}}, ["report.pairs", "two different labels"]),
+        (
+            {"axes": {"topology.kind": ["ring"]}, "report": {"pairs": [["independent", "ring"]]}},
+            ["report.pairs: independent and ring are labels of different axes"],
+        ),
         ({"axes": {"fleet.sites[0].network": [{"wifi": 1.0}]}}, ["no usable label", "give the axis a name"]),
         ({"seeds": "4-2"}, ["seeds"]),
         ({"seeds": [1, 1]}, ["a seed is listed twice"]),

@@ -58,6 +58,36 @@ def test_the_table_holds_each_point_over_seeds_and_its_difference_from_its_refer
     )
 
 
+def test_a_pair_of_the_study_file_is_tabulated_seed_by_seed_on_every_axis_label(write_study):
+    study = load_study(
+        write_study(
+            {
+                "axes": {"topology.kind": ["ring", "complete"]},
+                "report": {"reference": "rule-based", "pairs": [["rule-based", "independent"]], "metrics": ["reward"]},
+            }
+        )
+    )
+    values = {
+        "rule-based_ring": {0: {"reward": 1.0}, 1: {"reward": 4.0}},
+        "rule-based_complete": {0: {"reward": 0.0}, 1: {"reward": 0.0}},
+        "independent_ring": {0: {"reward": 3.0}, 1: {"reward": 10.0}},
+        "independent_complete": {0: {"reward": 5.0}, 1: {"reward": 5.0}},
+    }
+    doc = table(study, values)
+    ring, complete = doc["pairs"]
+    assert (ring["point"], ring["minus"]) == ("rule-based_ring", "independent_ring")
+    assert (complete["point"], complete["minus"]) == ("rule-based_complete", "independent_complete")
+    # on the ring: 1 - 3 = -2 and 4 - 10 = -6; mean -4, s = sqrt(8), the half-width t(0.975, 1) * s / sqrt(2)
+    assert ring["reward"]["mean"] == -4.0 and ring["reward"]["t"] == pytest.approx(
+        [-4 - 25.4124, -4 + 25.4124], abs=1e-4
+    )
+    assert ring["reward"]["bootstrap"] == [-6.0, -2.0] and complete["reward"]["t"] == [-5.0, -5.0]
+    assert doc["paired"]["independent_ring"]["reward"]["mean"] == 4.0  # the reference's differences stay
+    text = markdown(json.loads(json.dumps(doc)))
+    assert "| rule-based_ring - independent_ring | -4.00 ± 25.41 |" in text
+    assert text.index("| independent_ring - rule-based_ring |") < text.index("| rule-based_ring - independent_ring |")
+
+
 def test_a_finished_study_writes_its_tables_curves_and_fleet_reports_plots(local_study):
     results = local_study / "results"
     assert {p.name for p in results.iterdir()} >= {"table.json", "table.md", "curves.png", "marl_eval.json", "report"}
