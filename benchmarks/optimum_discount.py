@@ -2,7 +2,7 @@
 at the discount per tick of learner horizons (docs/studies/discount.md, docs/studies/pretraining.md)::
 
     python benchmarks/optimum_discount.py --seed 0 [--thermostat RUN]
-    python benchmarks/optimum_discount.py --study benchmarks/studies/pretraining.yaml [--folder DIR]
+    python benchmarks/optimum_discount.py --study benchmarks/studies/pretraining.yaml [--table DIR/results/table.json]
 
 For each ``discount_horizon`` the optimum of the discounted objective (:func:`fleet.optimum.optimal_control`
 with the discount per tick of :meth:`fleet.learners.configs.ActorCriticConfig.discount`) and its
@@ -18,8 +18,9 @@ its last 5 days, at every horizon of :data:`HORIZONS`; the thermostat's figures 
 ``--study FILE``: every seed of a study, on the scenario of its reference point (so on the study's
 climate and world), over the study's ``report.tail``, not discounted and at the learners' default
 horizon (:data:`STUDY_HORIZONS`): per seed, and the mean over seeds with its 95 % t interval. With
-``--folder DIR`` (the study's finished folder) also each seed's optimum minus the reference's run
-(``results/table.json``), paired by seed, as the study's table pairs its points. Writes
+``--table`` (the ``results/table.json`` of the finished study, or of another with the same reference
+point, world and seeds) also each seed's optimum minus the reference's run, paired by seed, as the
+study's table pairs its points. Writes
 ``benchmarks/results/<study>-optimum.json`` and prints the rows for the study's table.
 """
 
@@ -85,16 +86,16 @@ def summarize(values: list[float]) -> dict[str, float | None]:
     return {"mean": e.mean, "ci95": e.ci95_half_width, "n": len(values)}
 
 
-def study_optimum(study_file: Path, folder: Path | None) -> dict:
+def study_optimum(study_file: Path, table_file: Path | None) -> dict:
     """The optimum of every seed of a study (module docstring): label -> per_seed, mean and, with
-    ``folder``, ``minus_reference`` (the optimum minus the reference's run, seed by seed)."""
+    ``table_file``, ``minus_reference`` (the optimum minus the reference's run, seed by seed)."""
     from fleet.study import load_study
 
     study = load_study(study_file)
     report = study.spec.report
     runs = [r for r in study.runs if r.point == report.reference]
     tail_days = report.tail * runs[0].scenario.horizon / 86400
-    table = json.loads((folder / "results" / "table.json").read_text()) if folder else None
+    table = json.loads(table_file.read_text()) if table_file else None
     out = {}
     for label, horizon in STUDY_HORIZONS.items():
         per_seed = {r.seed: optimum_at(r.scenario, horizon, tail_days) for r in runs}
@@ -134,10 +135,10 @@ def main() -> None:
     what.add_argument("--seed", type=int, default=0)
     what.add_argument("--study", type=Path, help="a study file: the optimum of every seed of its reference point")
     parser.add_argument("--thermostat", type=Path, help="with --seed: a rule-based-v1 run of the same seed and world")
-    parser.add_argument("--folder", type=Path, help="with --study: the study's finished folder (its table.json)")
+    parser.add_argument("--table", type=Path, help="with --study: a table.json holding the study's reference point")
     args = parser.parse_args()
     if args.study:
-        out = study_optimum(args.study, args.folder)
+        out = study_optimum(args.study, args.table)
         out["command"] = f"python benchmarks/optimum_discount.py --study {args.study}"
         path = REPO / "benchmarks" / "results" / f"{out['study']}-optimum.json"
         path.write_text(json.dumps(out, indent=1))

@@ -32,6 +32,10 @@ def test_paired_differences_are_taken_seed_by_seed():
     assert d["ci95"] == pytest.approx(T_975_1 * 0.25 * math.sqrt(2) / math.sqrt(2), rel=1e-4)
     with pytest.raises(SystemExit, match="'c' is no point of study s; its points: a, b"):
         paired(table, "c", "b")
+    other = {"study": "t", "points": {"x": {"tail.cost": {"per_seed": {"5": 2.0, "6": 1.0}}}}}
+    assert paired(table, "a", "x", other)["tail.cost"]["per_seed"] == {"5": -1.0, "6": 2.0}
+    with pytest.raises(SystemExit, match="'b' is no point of study t; its points: x"):
+        paired(table, "a", "b", other)
 
 
 def test_the_optimum_of_each_seed_beside_a_studys_reference(tmp_path):
@@ -43,14 +47,13 @@ def test_the_optimum_of_each_seed_beside_a_studys_reference(tmp_path):
         "variants:\n  rule-based: {learner.name: rule-based-v1}\n"
         "seeds: [1, 2]\nreport: {reference: rule-based, tail: 0.3333333333333333, metrics: [tail.cost]}\n"
     )
-    folder = tmp_path / "out"
-    (folder / "results").mkdir(parents=True)
     reference = {
         "tail.cost": {"per_seed": {"1": 9.0, "2": 10.0}},
         "tail.discomfort_degh": {"per_seed": {"1": 5.0, "2": 6.0}},
     }
-    (folder / "results" / "table.json").write_text(json.dumps({"points": {"rule-based": reference}}))
-    out = study_optimum(study, folder)
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"points": {"rule-based": reference}}))
+    out = study_optimum(study, table)
     assert out["tail_days"] == pytest.approx(1.0) and list(out["optimum"]) == list(STUDY_HORIZONS)
     for row in out["optimum"].values():
         assert sorted(row["per_seed"]) == [1, 2]
