@@ -139,7 +139,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.study:
         out = study_optimum(args.study, args.table)
-        out["command"] = f"python benchmarks/optimum_discount.py --study {args.study}"
+        out["command"] = f"python benchmarks/optimum_discount.py --study {args.study}" + (
+            f" --table {args.table}" if args.table else ""
+        )
         path = REPO / "benchmarks" / "results" / f"{out['study']}-optimum.json"
         path.write_text(json.dumps(out, indent=1))
         print("\n".join(markdown_rows(out)))
