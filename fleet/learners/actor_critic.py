@@ -172,12 +172,17 @@ class IndependentLearner:
                 torch.stack(self._rewards[:steps]),
             )
             rollout, priced = self._priced(rollout)
-            metrics = self.core.update(self.adapter.shape_rewards(rollout, self.cfg, self.gamma), self.gamma)
+            shaped = self.adapter.shape_rewards(rollout, self.cfg, self.gamma)
+            metrics = self.core.update(shaped, self.gamma, actor=self.actor_learns(t))
             metrics.update(priced)
             del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
             self.updates += 1
         self._end_learning_at(t)
         return metrics
+
+    def actor_learns(self, t: float) -> bool:
+        """Whether the update at ``t`` trains the actor too: not before ``critic_warmup``."""
+        return self.cfg.critic_warmup is None or t >= self.cfg.critic_warmup
 
     def _end_learning_at(self, t: float) -> None:
         """Stop learning if ``t`` is ``learn_until`` or later; the experience not learned from is dropped."""

@@ -115,7 +115,7 @@ class CentralizedLearner(IndependentLearner):
         for batches in self.inbound.values():
             obs, actions, rewards, logp = (torch.cat(parts, dim=1) for parts in zip(*batches))
             rollout = self.adapter.shape_rewards(Rollout(obs, actions, rewards, logp=logp), self.cfg, self.gamma)
-            metrics = self.cloud.update(rollout, self.gamma)
+            metrics = self.cloud.update(rollout, self.gamma, actor=self.actor_learns(t))
             self.cloud_updates += 1
             self.broadcast_due |= self.cloud_updates % self.cfg.broadcast_every == 0
         self.inbound = {}

@@ -233,6 +233,12 @@ class ActorCriticConfig(StrictModel):
     policy it has, records no experience, and sends and takes no learner messages (a centralized
     fleet keeps the policy each device last received). So the rest of the run evaluates the
     learned policies on the same houses and days as a baseline's run. None: learn to the end."""
+    critic_warmup: PositiveDuration | None = None
+    """Fine-tuning from a trained actor (``init_policy``) with a fresh critic: the updates before this time
+    on the run's clock train the critic alone (the actor's loss, policy and entropy terms, weighs 0, so its
+    gradient and its optimizer's steps are exactly 0), and every actor keeps the policy it started from until
+    the critic has learned that policy's values; the actor's steps then start from advantages that are not
+    the noise of an untrained critic. None: the actor learns from the first update."""
     evaluate: Literal["sample", "greedy"] = "sample"
     """How a policy that no longer learns acts (``frozen``, or after ``learn_until``): ``sample``
     its actions from its softmax, as while learning, or ``greedy``: take its most probable

@@ -445,9 +445,11 @@ class ActorCritic:
         action = (u >= cdf[:, :-1]).sum(-1)
         return action, log_pi.gather(-1, action.unsqueeze(-1)).squeeze(-1)
 
-    def update(self, r: Rollout, gamma: float) -> dict[str, float]:
+    def update(self, r: Rollout, gamma: float, actor: bool = True) -> dict[str, float]:
         """``epochs`` actor-critic steps with GAE on one rollout for every device (or, shared,
-        on every rollout of ``r``), discounting by ``gamma`` per step; returns fleet-mean metrics."""
+        on every rollout of ``r``), discounting by ``gamma`` per step; returns fleet-mean metrics.
+        ``actor`` False: the critic's steps alone (the actor's loss weighs 0: its gradient is 0, and
+        so are the steps of every optimizer here while its moments are still 0)."""
         cfg = self.cfg
         obs = r.obs.transpose(0, 1)  # (N, T+1, F)
         rewards = r.rewards.transpose(0, 1)  # (N, T)
@@ -474,7 +476,8 @@ class ActorCritic:
                 values = self.critic(obs).squeeze(-1)
             value_err = (values[:, :-1] - target) ** 2
             values = None
-            per_device = -surrogate.mean(1) - cfg.entropy_coef * entropy.mean(1) + cfg.value_coef * value_err.mean(1)
+            actor_loss = -surrogate.mean(1) - cfg.entropy_coef * entropy.mean(1)
+            per_device = (actor_loss if actor else 0 * actor_loss) + cfg.value_coef * value_err.mean(1)
             self.optimizer.zero_grad()  # FusedAdam, or torch's SGD (which sets the gradients to None too)
             (per_device.mean() if self.shared else per_device.sum()).backward()
             self._clip_per_device()

@@ -1,0 +1,71 @@
+"""Checks of the study helpers of docs/studies/pretraining.md: the optimum beside a study's table, paired differences.
+
+Run with ``pytest benchmarks -m benchmark``."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from optimum_discount import STUDY_HORIZONS, markdown_rows, study_optimum
+from paired_difference import paired
+
+pytestmark = pytest.mark.benchmark
+
+T_975_1 = 12.7062
+"""Student's t quantile 0.975 at 1 degree of freedom."""
+
+
+def test_paired_differences_are_taken_seed_by_seed():
+    table = {
+        "study": "s",
+        "points": {
+            "a": {"tail.cost": {"per_seed": {"5": 1.0, "6": 3.0}}},
+            "b": {"tail.cost": {"per_seed": {"5": 0.5, "6": 2.0}}},
+        },
+    }
+    d = paired(table, "a", "b")["tail.cost"]
+    # differences 0.5 and 1.0: mean 0.75, sample standard deviation 0.25 * sqrt(2)
+    assert d["per_seed"] == {"5": 0.5, "6": 1.0}
+    assert d["mean"] == pytest.approx(0.75)
+    assert d["ci95"] == pytest.approx(T_975_1 * 0.25 * math.sqrt(2) / math.sqrt(2), rel=1e-4)
+    with pytest.raises(SystemExit, match="'c' is no point of study s; its points: a, b"):
+        paired(table, "c", "b")
+    other = {"study": "t", "points": {"x": {"tail.cost": {"per_seed": {"5": 2.0, "6": 1.0}}}}}
+    assert paired(table, "a", "x", other)["tail.cost"]["per_seed"] == {"5": -1.0, "6": 2.0}
+    with pytest.raises(SystemExit, match="'b' is no point of study t; its points: x"):
+        paired(table, "a", "b", other)
+
+
+def test_the_optimum_of_each_seed_beside_a_studys_reference(tmp_path):
+    study = tmp_path / "tiny.yaml"
+    study.write_text(
+        "version: 1\nname: tiny\nscenario: thermostats-small-v1\n"
+        "set: {horizon: 3d, control_period: 15min, 'fleet.sites[0].devices': 3, 'fleet.sites[1].devices': 3, "
+        "topology.degree: 2}\n"
+        "variants:\n  rule-based: {learner.name: rule-based-v1}\n"
+        "seeds: [1, 2]\nreport: {reference: rule-based, tail: 0.3333333333333333, metrics: [tail.cost]}\n"
+    )
+    reference = {
+        "tail.cost": {"per_seed": {"1": 9.0, "2": 10.0}},
+        "tail.discomfort_degh": {"per_seed": {"1": 5.0, "2": 6.0}},
+    }
+    table = tmp_path / "table.json"
+    table.write_text(json.dumps({"points": {"rule-based": reference}}))
+    out = study_optimum(study, table)
+    assert out["tail_days"] == pytest.approx(1.0) and list(out["optimum"]) == list(STUDY_HORIZONS)
+    for row in out["optimum"].values():
+        assert sorted(row["per_seed"]) == [1, 2]
+        for name, key in (
+            ("tail.cost", "cost_per_device_day"),
+            ("tail.discomfort_degh", "discomfort_degh_per_device_day"),
+        ):
+            minus = [row["per_seed"][s][key] - reference[name]["per_seed"][str(s)] for s in (1, 2)]
+            assert row["minus_reference"][key]["mean"] == pytest.approx(sum(minus) / 2)
+            assert row[key]["mean"] == pytest.approx(sum(row["per_seed"][s][key] for s in (1, 2)) / 2)
+    undiscounted, discounted = out["optimum"].values()
+    assert undiscounted["per_seed"][1]["gamma_per_tick"] == 1.0
+    assert discounted["per_seed"][1]["gamma_per_tick"] == pytest.approx(math.exp(-0.25 / 4.87))  # 15 min at 4.87 h
+    rows = markdown_rows(out)
+    assert len(rows) == 2 and rows[0].startswith("| optimum, not discounted | ") and rows[0].count("|") == 6
