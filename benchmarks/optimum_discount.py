@@ -35,15 +35,17 @@ HORIZONS = {"none": None, "24.87h (0.99 per 15 min)": "24.87h", "24h": "24h", "4
 """Learner horizons compared: label -> ``discount_horizon`` (None: not discounted)."""
 
 
-def optimum_at(sc: Scenario, horizon: str | None) -> dict[str, float]:
+def optimum_at(sc: Scenario, horizon: str | None, weight: float | None = None) -> dict[str, float]:
     """Cost and discomfort per device-day over the last TAIL_DAYS of the houses of scenario ``sc``
-    (its seed's), the optimum at the discount of ``horizon`` per control tick."""
+    (its seed's), the optimum at the discount of ``horizon`` per control tick, a degree-hour outside
+    the band priced at ``weight`` (None: the scenario's reward's price)."""
     world, end = build_world(sc, Streams(sc.seed)), sc.horizon
     times = np.arange(end - (TAIL_DAYS + 1) * 86400, end, sc.control_period)
     window = Window(times, times >= end - TAIL_DAYS * 86400, sc.control_period)
     start = world.occupancy.band(times[0])[0] + 0.5
     gamma = 1.0 if horizon is None else ActorCriticConfig(discount_horizon=horizon).discount(sc.control_period)
-    best = optimal_control(world, window, sc.reward.discomfort_per_degh, start, discount=gamma)
+    price = sc.reward.discomfort_per_degh if weight is None else weight
+    best = optimal_control(world, window, price, start, discount=gamma)
     return {
         "gamma_per_tick": gamma,
         "cost_per_device_day": float(best.cost.mean() / TAIL_DAYS),

@@ -15,8 +15,8 @@ seed, with 95 % Student t intervals over the seeds; the days until the fleet's d
 on the air per device-day. The plain thermostat of a run is its in-run ``baseline`` where the
 run has one, else the run of the ``--thermostat`` variant with the same seed (the same houses,
 weather and sensor noise). ``--optimum`` adds the perfect-information optimum of each seed's
-houses over the same days (``benchmarks/optimum_discount.py``), undiscounted and discounted at a
-24 h horizon, kept in ``<study>/optimum.json``.
+houses over the same days (``benchmarks/optimum_discount.py``): undiscounted, discounted at a
+24 h horizon, and at the planner's own price of discomfort; kept in ``<study>/optimum.json``.
 """
 
 from __future__ import annotations
@@ -28,13 +28,20 @@ from pathlib import Path
 
 import numpy as np
 
+from fleet.learners.planner.config import DiffusionPlannerConfig
 from fleet.study.stats import t_interval
 
 DAY = 86400.0
 TAIL_DAYS = 5
 KPIS = ("cost", "discomfort_degh")
-OPTIMA = {"optimum": None, "optimum, discounted at 24 h": "24h"}
-"""Optimum rows: label -> discount horizon (``optimum_discount.HORIZONS``; None: not discounted)."""
+PLANNER_WEIGHT = DiffusionPlannerConfig().discomfort_per_degh
+OPTIMA = {
+    "optimum": (None, None),
+    "optimum, discounted at 24 h": ("24h", None),
+    f"optimum at the planner's weight {PLANNER_WEIGHT:g}": (None, PLANNER_WEIGHT),
+}
+"""Optimum rows: label -> (discount horizon, None: not discounted; price of a degree-hour outside
+the band, None: the scenario's)."""
 
 
 def daily(run: Path) -> dict[str, np.ndarray]:
@@ -100,10 +107,10 @@ def optimum(study: Path, thermostat_runs: list[Path]) -> dict[str, dict[str, dic
 
     path = study / "optimum.json"
     found = json.loads(path.read_text()) if path.exists() else {}
-    for label, horizon in OPTIMA.items():
+    for label, (horizon, weight) in OPTIMA.items():
         for run in thermostat_runs:
             if seed_of(run) not in found.setdefault(label, {}):
-                found[label][seed_of(run)] = optimum_at(load_scenario(run / "scenario.yaml"), horizon)
+                found[label][seed_of(run)] = optimum_at(load_scenario(run / "scenario.yaml"), horizon, weight)
                 path.write_text(json.dumps(found, indent=1))
     return found
 
