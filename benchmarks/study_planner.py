@@ -120,6 +120,12 @@ def paired_tail(reference: dict[str, dict[str, np.ndarray]], seeds: list[str]) -
     return tail([reference[s] for s in seeds]) if set(seeds) <= set(reference) else None
 
 
+def completed(run: Path) -> bool:
+    """Whether ``run`` is a finished run (a run still going has a summary too)."""
+    path = run / "summary.json"
+    return path.exists() and json.loads(path.read_text())["run"]["status"] == "completed"
+
+
 def seed_of(run: Path) -> str:
     return run.name.rsplit("-seed", 1)[1]
 
@@ -133,7 +139,7 @@ def main() -> None:
     args = parser.parse_args()
     variants: dict[str, list[Path]] = {}
     for run in sorted((args.study / "runs").iterdir()):
-        if (run / "summary.json").exists():
+        if completed(run):
             variants.setdefault(run.name.rsplit("-seed", 1)[0], []).append(run)
     plain = {seed_of(r): daily(r) for r in variants.get(args.thermostat, [])}
     days = {
