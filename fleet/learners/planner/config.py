@@ -77,8 +77,9 @@ class PlannerConfig(StrictModel):
     (docs/studies/planner.md; seeds 0-4 of thermostats-small-v1 over the realistic forecast, 10 days,
     the last 5): at 0.3 with ``margin_c`` 0.1 the planner saved 0.74 +- 0.08 per device-day against
     the thermostat at 0.25 +- 0.27 degC*h, against 0.65 +- 0.08 at 0.20 degC*h at 1.0 (the scenarios'
-    own price of discomfort); the thermostat with ``preheat_h: 3`` had 2.17 degC*h. The plan holds the
-    band so closely that the comfort a lower weight gives up is small."""
+    own price of discomfort); the thermostat with ``preheat_h: 3`` had 2.17 degC*h. In a cold climate
+    (thermostats-cold-v1) 0.3 lets some houses sit below the band for days once a cold snap has come:
+    set 1.0 there (docs/studies/planner.md)."""
     margin_c: Annotated[float, Field(ge=0, le=3)] = 0.1
     """The plan keeps the temperature this far inside the band (against sensor noise and model error).
     Tuned as ``discomfort_per_degh`` (at a weight of 1.0): 0.1 degC saved 0.65 +- 0.08 per device-day at
