@@ -110,7 +110,7 @@ def optimum(study: Path, thermostat_runs: list[Path]) -> dict[str, dict[str, dic
     for label, (horizon, weight) in OPTIMA.items():
         for run in thermostat_runs:
             if seed_of(run) not in found.setdefault(label, {}):
-                found[label][seed_of(run)] = optimum_at(load_scenario(run / "scenario.yaml"), horizon, weight)
+                found[label][seed_of(run)] = optimum_at(load_scenario(run / "scenario.yaml"), horizon, weight=weight)
                 path.write_text(json.dumps(found, indent=1))
     return found
 
