@@ -51,15 +51,19 @@ FIGURES = {"tail.cost": "cost_per_device_day", "tail.discomfort_degh": "discomfo
 """A study's figures (:mod:`fleet.study.tables`) -> the optimum's of the same meaning."""
 
 
-def optimum_at(sc: Scenario, horizon: str | float | None, tail_days: float = TAIL_DAYS) -> dict[str, float]:
+def optimum_at(
+    sc: Scenario, horizon: str | float | None, tail_days: float = TAIL_DAYS, weight: float | None = None
+) -> dict[str, float]:
     """Cost and discomfort per device-day over the last ``tail_days`` of ``sc``'s houses, the
-    optimum at the discount of ``horizon`` per control tick (None: not discounted)."""
+    optimum at the discount of ``horizon`` per control tick (None: not discounted), a degree-hour
+    outside the band priced at ``weight`` (None: the scenario's reward's price)."""
     world, end = build_world(sc, Streams(sc.seed)), sc.horizon
     times = np.arange(end - (tail_days + 1) * 86400, end, sc.control_period)
     window = Window(times, times >= end - tail_days * 86400, sc.control_period)
     start = world.occupancy.band(times[0])[0] + 0.5
     gamma = 1.0 if horizon is None else ActorCriticConfig(discount_horizon=horizon).discount(sc.control_period)
-    best = optimal_control(world, window, sc.reward.discomfort_per_degh, start, sc.fleet.hvac.mode, discount=gamma)
+    price = sc.reward.discomfort_per_degh if weight is None else weight
+    best = optimal_control(world, window, price, start, sc.fleet.hvac.mode, discount=gamma)
     return {
         "gamma_per_tick": gamma,
         "cost_per_device_day": float(best.cost.mean() / tail_days),

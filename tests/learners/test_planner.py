@@ -138,9 +138,10 @@ def outdoor_at(hours: np.ndarray) -> np.ndarray:
     return 2.0 + 5.0 * np.sin(2 * np.pi * (hours - 9) / 24)
 
 
-def run_learner(learner, n: int, ticks: int, h: dict, start_temp: float, rng):
+def run_learner(learner, n: int, ticks: int, h: dict, start_temp: float, rng, drift_c_per_h: float | np.ndarray = 0.0):
     """Drive ``learner`` on houses ``h`` (rc_step, band 20-23, a perfect forecast of a daily
-    outdoor cycle): returns the indoor temperatures (T, N) after each tick."""
+    outdoor cycle), its sensors reading 0.1 degC of noise and a drift of ``drift_c_per_h`` (N,)
+    per hour from the start: returns the indoor temperatures (T, N) after each tick."""
     temp = np.full(n, start_temp)
     out = []
     hours = getattr(learner, "lookahead_h", ())
@@ -149,7 +150,8 @@ def run_learner(learner, n: int, ticks: int, h: dict, start_temp: float, rng):
         obs = _observation(n, tick, rng, hours)
         outdoor = np.full(n, outdoor_at(now))
         ahead = np.tile(outdoor_at(now + np.asarray(obs.forecast_lead_h)), (n, 1))
-        obs = replace(obs, temp_c=temp + rng.normal(0, 0.1, n), outdoor_c=outdoor, outdoor_ahead=ahead)
+        reading = temp + rng.normal(0, 0.1, n) + drift_c_per_h * now
+        obs = replace(obs, temp_c=reading, outdoor_c=outdoor, outdoor_ahead=ahead)
         level = learner.act(obs)
         temp = rc_step(temp, outdoor, h["cop"] * LEVELS_KW[level] + h["q"], h["r"], h["c"], DT / 3600)
         out.append(temp)
@@ -178,6 +180,20 @@ def test_a_house_that_defies_physics_is_never_planned_for_and_never_heated_past_
     np.testing.assert_array_equal(learner.planning, [True, False])
     assert learner.ident.rejected > 0
     assert temps[:, 1].max() < 23.0  # the thermostat it falls back to never heats past the band
+
+
+def test_a_device_whose_identification_diverges_goes_back_to_the_thermostat_counted():
+    rng = np.random.default_rng(6)
+    h = houses(2, rng)
+    params = {"identification": {"min_data": "12h", "memory": "1d"}}
+    learner = make_learner("planner-alone-v1", params, context(2))
+    run_learner(learner, 2, 2 * 96, h, 21.0, rng)
+    assert learner.planning.all() and learner.ident.rejected == 0
+    # the second sensor fails, its reading climbing 0.5 degC an hour: no RC house warms so (a >= 1)
+    temps = run_learner(learner, 2, 2 * 96, h, 21.0, rng, drift_c_per_h=np.array([0.0, 0.5]))
+    np.testing.assert_array_equal(learner.planning, [True, False])
+    assert learner.ident.rejected > 0  # counted, once per re-plan that rejects it
+    assert temps[:, 0].max() < 23.2 and temps[:, 1].max() < 23.0  # the band (sensor noise); the second cools
 
 
 def test_a_model_that_calls_for_heat_above_the_band_is_overruled():

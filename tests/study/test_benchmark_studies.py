@@ -22,6 +22,18 @@ def test_every_point_of_the_shipped_studies_is_a_valid_scenario(name):
         assert until is None or until == study.runs[0].scenario.horizon - tail_days * 86400  # resolved: seconds
 
 
+def test_the_planner_studies_report_over_the_forecast_on_seeds_that_their_tuning_never_used():
+    tune = load_study(STUDIES / "planner-tune.yaml")
+    assert tune.spec.seeds == (0, 1, 2, 3, 4)
+    for name in ("planner-forecast", "planner-forecast-cold"):
+        study = load_study(STUDIES / f"{name}.yaml")
+        assert study.spec.seeds == (5, 6, 7, 8, 9), name
+        assert study.spec.report.tail * study.runs[0].scenario.horizon == 5 * 86400, name  # the last 5 of 40 days
+        for run in [*tune.runs, *study.runs]:
+            assert (run.scenario.weather.forecast is None) == run.name.startswith("planner-persistence"), run.name
+            assert run.scenario.control_period == 900, run.name
+
+
 def test_the_confirming_study_remakes_the_main_studys_runs_on_its_first_five_seeds():
     main = {r.name: r.scenario for r in load_study(STUDIES / "learning-study.yaml").runs}
     confirm = load_study(STUDIES / "learning-study-confirm.yaml")
