@@ -63,6 +63,18 @@ def test_after_the_end_of_an_episode_nothing_is_looked_ahead_to():
     assert u[0, 0, 1, 0].item() == pytest.approx(0.1 - 0.3)
 
 
+@pytest.mark.parametrize(
+    ("mechanism", "expected"), [("ccv", 0.1 + 0.9 * 0.2 - 0.3), ("vickrey", 0.1 + 0.9 * 0.6 - 0.3)]
+)
+def test_the_winner_looks_ahead_to_the_next_auction_as_if_no_bidder_were_silenced(mechanism, expected):
+    """At t+1 primitive 1 is silenced (it drew 0.6, held as -0.6) and primitive 0 wins alone for nothing; the winner
+    at t is still paid on both draws: the second-highest 0.2 (ccv) or the highest 0.6 (vickrey)."""
+    bids = torch.tensor([[[[0.3], [0.5]]], [[[0.2], [-0.6]]]])
+    u = utilities(bids, torch.tensor([[0.1]]), torch.tensor([[False]]), 0.9, mechanism)
+    assert u[0, 0, 1, 0].item() == pytest.approx(expected, abs=1e-6)
+    assert Auction.of(bids[1]).second.item() == 0  # in its own auction the lone bidder pays nothing
+
+
 def test_clones_compete_and_a_lone_bidder_pays_nothing():
     a = Auction.of(torch.tensor([[[0.2, 0.7], [0.4, 0.6]], [[0.9, -1.0], [-1.0, -1.0]]]))  # (N, P, R) = (2, 2, 2)
     assert a.winner.tolist() == [1, 0] and a.primitive.tolist() == [0, 0]
@@ -98,6 +110,16 @@ def test_the_batched_society_equals_separate_ones():
         ):
             torch.testing.assert_close(mine[i : i + 1], theirs, rtol=1e-5, atol=1e-6)
     assert not torch.equal(batched.policy.w0[0], society(1, cfg, p=p).policy.w0[0])  # it did learn
+
+
+def test_dropout_silences_bidders_in_its_share_of_auctions():
+    """With ``dropout`` 0.3, 30 % of the auctions draw a number of silenced bidders uniform in 0..P R - 2: with
+    P R = 4 bidders, 0, 1 or 2, so 0.3 x 2/3 = 20 % of the auctions silence someone, and never more than two."""
+    n = 60_000
+    auction = society(n, SocietyConfig(dropout=0.3), p=2).auction(torch.zeros(n, 5))
+    silenced = (auction.bids < 0).flatten(1).sum(1)
+    assert (silenced > 0).float().mean().item() == pytest.approx(0.3 * 2 / 3, abs=0.01)
+    assert silenced.max().item() == 2
 
 
 def test_primitives_start_at_beta_one_one():

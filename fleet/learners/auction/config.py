@@ -55,9 +55,13 @@ class SocietyConfig(StrictModel):
     """Weight of the squared parameters of the value network in its loss."""
     max_grad_norm: Annotated[float, Field(gt=0)] = 40.0
     """Clipping of each primitive's bidding gradient norm."""
-    dropout: bool = False
-    """Agent dropout: at every step each device silences a random subset of its bidders (at least two stay),
-    so that every primitive also bids without the stronger ones and learns its own value, not only to lose."""
+    dropout: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Agent dropout, the share of auctions in which a device silences a random subset of its bidders (at least
+    two stay; 0: never, 1: every auction), so that every primitive also bids without the stronger ones and learns
+    its own value, not only to lose. The reference's ``--ado`` (mbchang/decentralized-rl, ``Society.agent_dropout``)
+    draws it once per episode, and with cloned bidders its auction ignores it; here it is drawn per auction. A
+    share below 1 pins the losers' bids while leaving the winners' lookahead mostly unsilenced: on the chain a
+    silenced successor pulls the winner's bid down (docs/studies/auction.md)."""
 
 
 class MarketConfig(StrictModel):

@@ -24,7 +24,7 @@ with a policy step 250x its 4e-5, minibatches of 64 (4x the steps per sample) an
 reference's 0.1 the Beta stays wide (concentration about 15), and a wide bidder shades its bid below its
 value: overbidding costs it the high bids of the stronger primitives above it, underbidding only the few wins
 against weaker ones (docs/studies/auction.md)."""
-BANDIT = FAST.model_copy(update={"dropout": True})
+BANDIT = FAST.model_copy(update={"dropout": 1.0})
 """The bandit's: :data:`FAST` with agent dropout, as the reference's bandit run (``--ado``); without it the
 weaker arms never win and learn only to lose."""
 
