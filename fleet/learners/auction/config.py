@@ -41,6 +41,10 @@ class SocietyConfig(StrictModel):
     """Auction mechanism (see :data:`Mechanism`): ``ccv`` (default), ``vickrey``, ``bucket-brigade``, ``env``."""
     policy_lr: Annotated[float, Field(gt=0, le=1)] = 4e-5
     """Adam learning rate of the bidding networks."""
+    policy_lr_halflife: Annotated[int, Field(ge=1)] | None = None
+    """Policy steps (minibatches) over which the policy learning rate halves; None: constant. The reference
+    anneals it too (mbchang/decentralized-rl, ``training_config``: x0.99 every 100 updates after the 500th);
+    a society whose rate stays high keeps its bids wandering by a few hundredths about the equilibrium."""
     value_lr: Annotated[float, Field(gt=0, le=1)] = 5e-3
     """Adam learning rate of the value networks."""
     entropy_coef: Annotated[float, Field(ge=0)] = 0.1

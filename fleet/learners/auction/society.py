@@ -10,7 +10,9 @@ device's action. The winner is paid by the mechanism
 (:data:`~fleet.learners.auction.config.Mechanism`; credit-conserving Vickrey by default), every
 loser gets 0, and each primitive learns its bidding policy by PPO on its own utilities, with the
 memoryless advantage ``U - V(s)`` of the reference (no bootstrap: the next bid already values
-the future). At the equilibrium every primitive bids its Q-value.
+the future). At the equilibrium every primitive bids its Q-value. A primitive that never wins is
+paid 0 whatever it bids; agent dropout (``cfg.dropout``) silences bidders in a share of the
+auctions, so that it also bids against its own clone and learns its value.
 
 Shapes: observations (N, F); the Beta parameters and values (N, P); bids (N, P, R). A primitive's
 networks are slices ``[n, p]`` of weights (N, P, in, out). Every loss is a sum over devices and
@@ -262,6 +264,9 @@ class Society:
         self, x: torch.Tensor, b: torch.Tensor, old: torch.Tensor, adv: torch.Tensor, live: torch.Tensor
     ) -> tuple[float, float]:
         """One clipped PPO step of every bidding network; (policy loss, entropy), means over primitives."""
+        if self.cfg.policy_lr_halflife:
+            halvings = float(self.policy_opt.step_count) / self.cfg.policy_lr_halflife
+            self.policy_opt.lr = self.cfg.policy_lr * 0.5**halvings
         alpha, beta = self.beta(x)
         dist = torch.distributions.Beta(alpha.unsqueeze(3), beta.unsqueeze(3), validate_args=False)
         ratio = (dist.log_prob(b) - old).clamp(-LOG_RATIO_MAX, LOG_RATIO_MAX).exp()
