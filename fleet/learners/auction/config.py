@@ -63,9 +63,9 @@ class SocietyConfig(StrictModel):
     """Agent dropout, the share of auctions in which a device silences a random subset of its bidders (at least
     two stay; 0: never, 1: every auction), so that every primitive also bids without the stronger ones and learns
     its own value, not only to lose. The reference's ``--ado`` (mbchang/decentralized-rl, ``Society.agent_dropout``)
-    draws it once per episode, and with cloned bidders its auction ignores it; here it is drawn per auction. A
-    share below 1 pins the losers' bids while leaving the winners' lookahead mostly unsilenced: on the chain a
-    silenced successor pulls the winner's bid down (docs/studies/auction.md)."""
+    draws it once per episode, and with cloned bidders its auction ignores it; here it is drawn per auction. The
+    winner before a silenced auction looks ahead to every draw, silenced ones included (``society.utilities``);
+    on the chain a share of 0.5 brings the loser to its value (docs/studies/auction.md)."""
 
 
 class MarketConfig(StrictModel):
