@@ -17,7 +17,7 @@ import time
 import torch
 
 from fleet.learners.auction.society import Society
-from fleet.learners.auction.tasks import BANDIT, FAST, Bandit, Chain, equilibrium_bids, train
+from fleet.learners.auction.tasks import BANDIT, CHAIN, Bandit, Chain, equilibrium_bids, train
 from fleet.tradeoff import estimate
 
 GAMMA = 0.99
@@ -33,7 +33,7 @@ PAPER = {
 
 def run(task: str, seed: int, steps: int) -> torch.Tensor:
     """Train a society of one device on ``task`` for ``steps`` steps; its mean bids (S, P)."""
-    env, cfg = (Bandit(1), BANDIT) if task == "bandit" else (Chain(1), FAST)
+    env, cfg = (Bandit(1), BANDIT) if task == "bandit" else (Chain(1), CHAIN)
     society = Society(
         cfg, 1, env.obs_dim, env.arms if task == "bandit" else 2, GAMMA, torch.Generator().manual_seed(seed)
     )
@@ -60,7 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--bandit-steps", type=int, default=20_000, help="episodes of the bandit per seed")
-    parser.add_argument("--chain-steps", type=int, default=40_000, help="steps of the chain per seed")
+    parser.add_argument("--chain-steps", type=int, default=80_000, help="steps of the chain per seed")
     parser.add_argument("--out", help="write the table as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(1)  # tiny tensors: more threads only wait on each other

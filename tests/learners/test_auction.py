@@ -11,7 +11,7 @@ from fleet.errors import ConfigError
 from fleet.learners import Deliveries, LearnerContext, Observation, make_learner
 from fleet.learners.auction.config import SocietyConfig
 from fleet.learners.auction.society import Auction, Society, utilities
-from fleet.learners.auction.tasks import BANDIT, Bandit, equilibrium_bids, train
+from fleet.learners.auction.tasks import BANDIT, CHAIN, Bandit, Chain, equilibrium_bids, train
 from fleet.learners.base import PREVIEW_H, persistence
 
 
@@ -63,6 +63,18 @@ def test_after_the_end_of_an_episode_nothing_is_looked_ahead_to():
     assert u[0, 0, 1, 0].item() == pytest.approx(0.1 - 0.3)
 
 
+@pytest.mark.parametrize(
+    ("mechanism", "expected"), [("ccv", 0.1 + 0.9 * 0.2 - 0.3), ("vickrey", 0.1 + 0.9 * 0.6 - 0.3)]
+)
+def test_the_winner_looks_ahead_to_the_next_auction_as_if_no_bidder_were_silenced(mechanism, expected):
+    """At t+1 primitive 1 is silenced (it drew 0.6, held as -0.6) and primitive 0 wins alone for nothing; the winner
+    at t is still paid on both draws: the second-highest 0.2 (ccv) or the highest 0.6 (vickrey)."""
+    bids = torch.tensor([[[[0.3], [0.5]]], [[[0.2], [-0.6]]]])
+    u = utilities(bids, torch.tensor([[0.1]]), torch.tensor([[False]]), 0.9, mechanism)
+    assert u[0, 0, 1, 0].item() == pytest.approx(expected, abs=1e-6)
+    assert Auction.of(bids[1]).second.item() == 0  # in its own auction the lone bidder pays nothing
+
+
 def test_clones_compete_and_a_lone_bidder_pays_nothing():
     a = Auction.of(torch.tensor([[[0.2, 0.7], [0.4, 0.6]], [[0.9, -1.0], [-1.0, -1.0]]]))  # (N, P, R) = (2, 2, 2)
     assert a.winner.tolist() == [1, 0] and a.primitive.tolist() == [0, 0]
@@ -98,6 +110,33 @@ def test_the_batched_society_equals_separate_ones():
         ):
             torch.testing.assert_close(mine[i : i + 1], theirs, rtol=1e-5, atol=1e-6)
     assert not torch.equal(batched.policy.w0[0], society(1, cfg, p=p).policy.w0[0])  # it did learn
+
+
+def test_dropout_silences_bidders_in_its_share_of_auctions():
+    """With ``dropout`` 0.3, 30 % of the auctions draw a number of silenced bidders uniform in 0..P R - 2: with
+    P R = 4 bidders, 0, 1 or 2, so 0.3 x 2/3 = 20 % of the auctions silence someone, and never more than two."""
+    n = 60_000
+    auction = society(n, SocietyConfig(dropout=0.3), p=2).auction(torch.zeros(n, 5))
+    silenced = (auction.bids < 0).flatten(1).sum(1)
+    assert (silenced > 0).float().mean().item() == pytest.approx(0.3 * 2 / 3, abs=0.01)
+    assert silenced.max().item() == 2
+
+
+def test_the_policy_step_halves_every_halflife_of_policy_steps():
+    """With ``policy_lr_halflife`` 4 the k-th policy step (k from 0) is taken at ``policy_lr * 0.5 ** (k / 4)``."""
+    n, t, p, r = 2, 12, 3, 2
+    cfg = SocietyConfig(redundancy=r, batch_size=4, epochs=2, policy_lr=1e-2, policy_lr_halflife=4)
+    g = torch.Generator().manual_seed(3)
+    soc = society(n, cfg, p=p)
+    feed(
+        soc,
+        torch.randn(t + 1, n, 5, generator=g),
+        torch.rand(t + 1, n, p, r, generator=g),
+        torch.rand(t, n),
+        torch.zeros(t, n, dtype=torch.bool),
+    )
+    last = float(soc.policy_opt.step_count) - 1  # 12 steps in minibatches of 2, twice: 12 policy steps
+    assert last == 11 and soc.policy_opt.lr == pytest.approx(1e-2 * 0.5 ** (11 / 4))
 
 
 def test_primitives_start_at_beta_one_one():
@@ -218,6 +257,19 @@ def test_the_bandits_bids_converge_to_the_arms_values(one_thread):
     train(soc, bandit, 12_000, update_every=256)
     bids = equilibrium_bids(soc, bandit).mean(0)  # (S, P) = (1, 4)
     assert (bids - bandit.q_values()).abs().max() < 0.06, bids
+
+
+def test_on_the_chain_the_losing_primitive_bids_up_to_its_value(one_thread):
+    """Four devices learn the 6-state chain for 40,000 steps; both primitives' mean bids come within 0.08 of their
+    Q-values in every state, "left" (which never wins at the equilibrium) included.
+
+    The benchmark's 80,000 steps bring them within 0.03; half as many leave them short by up to 0.05 (this seed),
+    hence 0.03 more. Without dropout (the settings before, ``FAST``) "left" only ever learns to lose: 0.6 below."""
+    n, chain = 4, Chain(4)
+    soc = Society(CHAIN, n, chain.obs_dim, 2, 0.99, torch.Generator().manual_seed(0))
+    train(soc, chain, 40_000, update_every=256)
+    bids = equilibrium_bids(soc, chain).mean(0)  # (S, P) = (5, 2)
+    assert (bids - chain.q_values(0.99)).abs().max() < 0.08, bids
 
 
 def test_a_learner_told_nothing_of_its_power_levels_refuses_the_market():

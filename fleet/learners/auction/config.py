@@ -41,6 +41,10 @@ class SocietyConfig(StrictModel):
     """Auction mechanism (see :data:`Mechanism`): ``ccv`` (default), ``vickrey``, ``bucket-brigade``, ``env``."""
     policy_lr: Annotated[float, Field(gt=0, le=1)] = 4e-5
     """Adam learning rate of the bidding networks."""
+    policy_lr_halflife: Annotated[int, Field(ge=1)] | None = None
+    """Policy steps (minibatches) over which the policy learning rate halves; None: constant. The reference
+    anneals it too (mbchang/decentralized-rl, ``training_config``: x0.99 every 100 updates after the 500th);
+    a society whose rate stays high keeps its bids wandering by a few hundredths about the equilibrium."""
     value_lr: Annotated[float, Field(gt=0, le=1)] = 5e-3
     """Adam learning rate of the value networks."""
     entropy_coef: Annotated[float, Field(ge=0)] = 0.1
@@ -55,9 +59,13 @@ class SocietyConfig(StrictModel):
     """Weight of the squared parameters of the value network in its loss."""
     max_grad_norm: Annotated[float, Field(gt=0)] = 40.0
     """Clipping of each primitive's bidding gradient norm."""
-    dropout: bool = False
-    """Agent dropout: at every step each device silences a random subset of its bidders (at least two stay),
-    so that every primitive also bids without the stronger ones and learns its own value, not only to lose."""
+    dropout: Annotated[float, Field(ge=0, le=1)] = 0.0
+    """Agent dropout, the share of auctions in which a device silences a random subset of its bidders (at least
+    two stay; 0: never, 1: every auction), so that every primitive also bids without the stronger ones and learns
+    its own value, not only to lose. The reference's ``--ado`` (mbchang/decentralized-rl, ``Society.agent_dropout``)
+    draws it once per episode, and with cloned bidders its auction ignores it; here it is drawn per auction. The
+    winner before a silenced auction looks ahead to every draw, silenced ones included (``society.utilities``);
+    on the chain a share of 0.5 brings the loser to its value (docs/studies/auction.md)."""
 
 
 class MarketConfig(StrictModel):

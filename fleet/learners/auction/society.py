@@ -10,7 +10,9 @@ device's action. The winner is paid by the mechanism
 (:data:`~fleet.learners.auction.config.Mechanism`; credit-conserving Vickrey by default), every
 loser gets 0, and each primitive learns its bidding policy by PPO on its own utilities, with the
 memoryless advantage ``U - V(s)`` of the reference (no bootstrap: the next bid already values
-the future). At the equilibrium every primitive bids its Q-value.
+the future). At the equilibrium every primitive bids its Q-value. A primitive that never wins is
+paid 0 whatever it bids; agent dropout (``cfg.dropout``) silences bidders in a share of the
+auctions, so that it also bids against its own clone and learns its value.
 
 Shapes: observations (N, F); the Beta parameters and values (N, P); bids (N, P, R). A primitive's
 networks are slices ``[n, p]`` of weights (N, P, in, out). Every loss is a sum over devices and
@@ -50,7 +52,7 @@ class Auction:
     """One auction on each of N devices."""
 
     bids: torch.Tensor
-    """(N, P, R) every clone's bid; silenced bidders (agent dropout) bid -1."""
+    """(N, P, R) every clone's bid; a silenced bidder (agent dropout) holds its draw negated: it takes no part."""
     winner: torch.Tensor
     """(N,) int64: the winning bidder, flat index ``p * R + r`` into a device's bids."""
     first: torch.Tensor
@@ -110,11 +112,17 @@ def utilities(
     bids: torch.Tensor, reward: torch.Tensor, done: torch.Tensor, gamma: float, mechanism: str
 ) -> torch.Tensor:
     """Every bidder's utility (T, N, P, R) at T steps from the bids of T + 1 auctions (T + 1, N, P, R),
-    the rewards (T, N) and ``done`` (T, N) bool: step t ended its episode, so it looks ahead to no bid."""
+    the rewards (T, N) and ``done`` (T, N) bool: step t ended its episode, so it looks ahead to no bid.
+
+    The winner pays the price of its own auction, among the bidders that took part; what it looks ahead to
+    is priced on every clone's draw, silenced ones included (agent dropout), so that silencing the next
+    auction's bidders, which teaches the losers their values, does not lower the winner's revenue."""
     steps = Auction.of(bids.flatten(0, 1))  # the (T + 1) N auctions at once
-    first, second = steps.first.view(bids.shape[:2]), steps.second.view(bids.shape[:2])  # (T + 1, N)
     winner = steps.winner.view(bids.shape[:2])[:-1]  # (T, N)
-    ahead = {"ccv": second, "vickrey": first, "bucket-brigade": first, "env": None}[mechanism]
+    every = Auction.of(bids.abs().flatten(0, 1))  # the same auctions had no bidder been silenced
+    first, second = steps.first.view(bids.shape[:2]), steps.second.view(bids.shape[:2])  # (T + 1, N)
+    first_all, second_all = every.first.view(bids.shape[:2]), every.second.view(bids.shape[:2])
+    ahead = {"ccv": second_all, "vickrey": first_all, "bucket-brigade": first_all, "env": None}[mechanism]
     paid = {"ccv": second, "vickrey": second, "bucket-brigade": first, "env": None}[mechanism]
     won = reward.clone()
     if ahead is not None:
@@ -159,21 +167,22 @@ class Society:
     @torch.no_grad()
     def auction(self, obs: torch.Tensor, greedy: bool = False) -> Auction:
         """Run the auction of every device on observations (N, F): each clone draws its bid (``greedy``:
-        bids its Beta's mean); with ``cfg.dropout`` a random subset of bidders is silenced."""
+        bids its Beta's mean); in a share ``cfg.dropout`` of the auctions a random subset of bidders is silenced."""
         alpha, beta = self.beta(obs.unsqueeze(1))  # (N, P, 1)
         r = self.cfg.redundancy
         if greedy:
             return Auction.of((alpha / (alpha + beta)).expand(-1, -1, r))
         bids = sample_beta(alpha.expand(-1, -1, r), beta.expand(-1, -1, r), self.gen)
         if self.cfg.dropout:
-            bids = bids.masked_fill(self._silenced(bids.shape), -1.0)
+            bids = bids.where(~self._silenced(bids.shape), -bids)
         return Auction.of(bids)
 
     def _silenced(self, shape: torch.Size) -> torch.Tensor:
-        """(N, P, R) bool: on each device a uniform number in [0, P R - 2] of its bidders, chosen uniformly, as
-        the reference's agent dropout."""
+        """(N, P, R) bool: on each device, with probability ``cfg.dropout``, a uniform number in [0, P R - 2] of its
+        bidders, chosen uniformly, as the reference's agent dropout; none on the others."""
         n, k = shape[0], shape[1] * shape[2]
         count = torch.randint(0, k - 1, (n, 1), generator=self.gen, device=self.gen.device)
+        count *= torch.rand(n, 1, generator=self.gen, device=self.gen.device) < self.cfg.dropout
         rank = torch.rand(n, k, generator=self.gen, device=self.gen.device).argsort(1).argsort(1)
         return (rank < count).view(shape)
 
@@ -255,6 +264,9 @@ class Society:
         self, x: torch.Tensor, b: torch.Tensor, old: torch.Tensor, adv: torch.Tensor, live: torch.Tensor
     ) -> tuple[float, float]:
         """One clipped PPO step of every bidding network; (policy loss, entropy), means over primitives."""
+        if self.cfg.policy_lr_halflife:
+            halvings = float(self.policy_opt.step_count) / self.cfg.policy_lr_halflife
+            self.policy_opt.lr = self.cfg.policy_lr * 0.5**halvings
         alpha, beta = self.beta(x)
         dist = torch.distributions.Beta(alpha.unsqueeze(3), beta.unsqueeze(3), validate_args=False)
         ratio = (dist.log_prob(b) - old).clamp(-LOG_RATIO_MAX, LOG_RATIO_MAX).exp()
