@@ -196,6 +196,19 @@ def test_a_device_whose_identification_diverges_goes_back_to_the_thermostat_coun
     assert temps[:, 0].max() < 23.2 and temps[:, 1].max() < 23.0  # the band (sensor noise); the second cools
 
 
+def test_a_house_taken_below_the_plans_grid_is_heated_back_by_the_thermostat_counted():
+    rng = np.random.default_rng(7)
+    h = houses(2, rng)
+    learner = make_learner("planner-alone-v1", {"identification": {"min_data": "12h"}}, context(2))
+    run_learner(learner, 2, 96, h, 21.0, rng)
+    assert learner.planning.all()
+    # a cold snap (or an outage) left both houses at 8 degC, below the grid's 12: the plan's cost-to-go
+    # is flat there, so only the thermostat brings them back to the band (20-23)
+    temps = run_learner(learner, 2, 96, h, 8.0, rng)
+    assert (temps[-24:] > 19.8).all()  # back in the band within the day, within sensor noise
+    assert learner.off_grid > 0  # counted
+
+
 def test_a_model_that_calls_for_heat_above_the_band_is_overruled():
     learner = make_learner("planner-alone-v1", {}, context(2))
     learner.planning[:] = True

@@ -8,7 +8,11 @@ or an estimate that is not physical), the thermostat of ``fallback``. Every ``re
 (:func:`.planning.plan`) from the observation of that tick, its
 :class:`~fleet.learners.base.Lookahead` included (asked for by :attr:`PlannerLearner.lookahead_h`).
 Whatever its model, a heating device never heats once it measures the band's upper bound (a
-cooling one never cools below the lower), so no model error heats without bound.
+cooling one never cools below the lower), so no model error heats without bound. A device that
+measures a temperature outside the plan's grid (``grid_c``) runs the thermostat until it is back
+on it (counted in ``planner/off_grid``): the cost-to-go is clamped at the grid's ends, so off the
+grid every level looks alike to the plan, and a house that a cold snap took below it would
+otherwise never be heated back.
 
 ``planner-v1`` (:class:`DiffusionPlanner`) also diffuses identification between neighbours,
 adapt-then-combine in information form (Cattivelli, Lopes and Sayed, "Diffusion recursive
@@ -58,6 +62,7 @@ class PlannerLearner:
     metric_keys: ClassVar[tuple[str, ...]] = (
         "planner/planning",
         "planner/rejected",
+        "planner/off_grid",
         "planner/time_constant_h",
         "planner/gain_c_per_kw",
     )
@@ -91,6 +96,8 @@ class PlannerLearner:
         self.age = steps
         """Ticks acted on the last plan; its K ticks are used up (or there is none) at K."""
         self.plans = 0
+        self.off_grid = 0
+        """Device-ticks on the thermostat because the measured temperature was outside ``grid_c``."""
         self._obs: Observation | None = None
 
     # --- acting ----------------------------------------------------------------------------
@@ -103,7 +110,10 @@ class PlannerLearner:
                 self._house(), obs, self.values[self.age + 1], self.cfg.discomfort_per_degh, self.cfg.margin_c,
                 self.dt_h, self.cfg.grid_c,
             )  # fmt: skip
-            level = np.where(self.planning, planned, level)
+            low, high, _ = self.cfg.grid_c
+            off_grid = self.planning & ((obs.temp_c < low) | (obs.temp_c > high))
+            self.off_grid += int(off_grid.sum())
+            level = np.where(self.planning & ~off_grid, planned, level)
         too_far = obs.temp_c >= obs.band_hi if self.sign > 0 else obs.temp_c <= obs.band_lo
         level = np.where(too_far, 0, level)
         self.ident.open(obs.temp_c, obs.outdoor_c, self.sign * self.levels_kw[np.arange(self.n), level])
@@ -136,6 +146,7 @@ class PlannerLearner:
         return {
             "planner/planning": float(self.planning.mean()),
             "planner/rejected": float(self.ident.rejected),
+            "planner/off_grid": float(self.off_grid),
             "planner/time_constant_h": float(self.model[0].mean()),
             "planner/gain_c_per_kw": float(self.model[1].mean()),
         }
@@ -159,7 +170,9 @@ class PlannerLearner:
 
     # --- checkpoints -------------------------------------------------------------------------
 
-    STATE: ClassVar[tuple[str, ...]] = ("ident", "fallback", "values", "model", "planning", "age", "plans")
+    STATE: ClassVar[tuple[str, ...]] = (
+        "ident", "fallback", "values", "model", "planning", "age", "plans", "off_grid",
+    )  # fmt: skip
 
     def state_dict(self) -> dict:
         """:attr:`STATE`: the statistics, the thermostat's state and the plan being followed."""
