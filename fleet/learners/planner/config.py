@@ -77,15 +77,16 @@ class PlannerConfig(StrictModel):
     (docs/studies/planner.md; seeds 0-4 of thermostats-small-v1 over the realistic forecast, 10 days,
     the last 5): at 0.3 with ``margin_c`` 0.1 the planner saved 0.74 +- 0.08 per device-day against
     the thermostat at 0.25 +- 0.27 degC*h, against 0.65 +- 0.08 at 0.20 degC*h at 1.0 (the scenarios'
-    own price of discomfort); the thermostat with ``preheat_h: 3`` had 2.17 degC*h. In a cold climate
-    (thermostats-cold-v1) 0.3 lets some houses sit below the band for days once a cold snap has come:
-    set 1.0 there (docs/studies/planner.md)."""
+    own price of discomfort); the thermostat with ``preheat_h: 3`` had 2.17 degC*h. On the cold climate's
+    seeds 0-4 (thermostats-cold-v1, 20 days) 0.3 was also the cheapest of 0.3, 0.5 and 1.0, at 0.19 degC*h
+    against the preheating thermostat's 0.78."""
     margin_c: Annotated[float, Field(ge=0, le=3)] = 0.1
     """The plan keeps the temperature this far inside the band (against sensor noise and model error).
     Tuned as ``discomfort_per_degh`` (at a weight of 1.0): 0.1 degC saved 0.65 +- 0.08 per device-day at
     0.20 degC*h, 0.2 degC 0.59 at 0.17, 0.3 degC 0.53 at 0.16: a wider margin buys little comfort dearly."""
     grid_c: tuple[FiniteFloat, FiniteFloat, Positive] = (12.0, 28.0, 0.2)
-    """Temperature grid of the value function: low, high, step, degC."""
+    """Temperature grid of the value function: low, high, step, degC. A device that measures a
+    temperature outside it runs ``fallback`` until it is back on it (counted: ``planner/off_grid``)."""
     identification: IdentificationConfig = IdentificationConfig()
     """The identification of each house."""
     fallback: RuleBasedConfig = RuleBasedConfig(preheat_h=3)
