@@ -183,7 +183,7 @@ def cleared_learner(**market):
 
 
 def test_under_a_capping_grant_a_device_draws_at_most_its_kw_pays_the_price_and_is_alone_once_it_expires():
-    learner, obs, chosen = cleared_learner(grant="cap")
+    learner, obs, chosen = cleared_learner(grant="cap", grant_hold="5min")  # a grant of one period
     for _ in range(5):
         level = learner.act(obs)
         want = chosen()
@@ -204,6 +204,16 @@ def test_by_default_a_device_runs_at_the_power_it_was_granted():
     for _ in range(5):
         level = learner.act(obs)
         assert level.tolist()[:2] == [1, 0] and level[2] == chosen()[2]  # 1.5 kW is level 1; nothing is level 0
+
+
+def test_a_grant_holds_through_a_lost_clearing_for_grant_hold_then_the_device_is_alone():
+    learner, obs, chosen = cleared_learner(grant_hold="10min")  # the round at 0 s, cleared at 10 s
+    learner.market_inbox(300 + 10, [])  # the next round's clearing is due and lost: the grant still holds
+    assert learner.act(obs).tolist()[:2] == [1, 0]
+    learner.market_inbox(600 + 10 - 1, [])
+    assert learner.act(obs).tolist()[:2] == [1, 0]
+    learner.market_inbox(600 + 10, [])  # 10 minutes after its clearing was due: alone
+    assert (learner.act(obs) == chosen()).all()
 
 
 def test_a_grant_of_a_levels_kw_as_the_wire_carries_it_holds_that_level():

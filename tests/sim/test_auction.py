@@ -56,6 +56,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, market):
         ("learner.params.discount_horizon=30s", "learner.params.discount_horizon"),  # the control period is 1 min
         ("learner.params.market.period=30s", "learner.params.market.period"),
         ("learner.params.market={period: 5min, window: 10min}", "learner.params.market.window"),
+        ("learner.params.market={period: 5min, grant_hold: 4min}", "learner.params.market.grant_hold"),
     ],
 )
 def test_bad_settings_exit_2_naming_the_field_and_write_nothing(tmp_path, setting, field):

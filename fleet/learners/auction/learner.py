@@ -12,8 +12,9 @@ With a market (``market.period`` set) the devices of a site also trade their fee
 (:mod:`fleet.sim.market`): each round a device bids its winning primitive's bid for the power of its
 level; once the round is cleared it runs at what it was granted (its highest level within it; with
 ``market.grant: cap``, its society's level capped there) and pays the site's price on what it draws,
-which enters its reward, until its grant expires (one period and the clearing window after its round). A
-device that did not bid, or heard no clearing of its round, controls alone.
+which enters its reward, until a newer clearing replaces its grant or the grant expires (``market.grant_hold``,
+four periods by default, after its round's clearing was due: a lost clearing leaves it on its grant). A device
+that never heard a clearing, or whose grant expired, controls alone.
 """
 
 from __future__ import annotations
@@ -139,7 +140,7 @@ class AuctionLearner:
                 hit = np.flatnonzero(winners[j] == i)[:1]
                 self.grant_kw[i] = kw[j][hit].sum()
                 self.grant_price[i] = price[j][hit].sum()
-                self.grant_until[i] = round_t[j] + cfg.period + cfg.window
+                self.grant_until[i] = round_t[j] + (cfg.grant_hold or 4 * cfg.period) + cfg.window
 
     STATE: ClassVar[tuple[str, ...]] = (
         "gen",
