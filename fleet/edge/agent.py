@@ -44,7 +44,8 @@ Differences from a simulated device, because a board knows less:
   ``fleet/<site>/<device>/bid``, only while connected (a bid that waited for the broker would arrive
   late, which is no bid), and hands the clearings it hears on ``fleet/<site>/auctioneer/clearing``
   to the learner at its next tick, stamped with the auctioneer's time (which names the round). A lost
-  or late clearing, or no auctioneer at all, leaves the device on its own control, as in simulation
+  or late clearing leaves the device on its last grant until ``market.grant_hold`` has passed, and then,
+  as with no auctioneer at all, on its own control, as in simulation
   (:mod:`fleet.sim.market`); its grant (kW, price, expiry) is learner state, kept by checkpoints;
 - the feeder meter (a learner that reads it, ``cooperative-v1``, issue 17): the agent subscribes to
   ``fleet/<site>/meter/meter`` (``fleet meter``, :mod:`fleet.edge.meter`); a reading is stamped with
