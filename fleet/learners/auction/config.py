@@ -100,6 +100,11 @@ class MarketConfig(StrictModel):
     it would lose if it got no power), at least 0. Values rank a cold house, whose future holds discomfort,
     below a warm one that needs nothing; margins rank by need."""
 
+    @property
+    def hold_s(self) -> float:
+        """Seconds a grant holds after its round's clearing is due: ``grant_hold``, or four periods."""
+        return self.grant_hold if self.grant_hold is not None else 4 * self.period
+
     def checked(self, control_period_s: float) -> MarketConfig:
         """Itself, or a ConfigError naming ``learner.params.market.period``, ``.grant_hold`` or ``.window``."""
         if self.period is not None and self.period < control_period_s:

@@ -140,7 +140,7 @@ class AuctionLearner:
                 hit = np.flatnonzero(winners[j] == i)[:1]
                 self.grant_kw[i] = kw[j][hit].sum()
                 self.grant_price[i] = price[j][hit].sum()
-                self.grant_until[i] = round_t[j] + (cfg.grant_hold or 4 * cfg.period) + cfg.window
+                self.grant_until[i] = round_t[j] + cfg.hold_s + cfg.window
 
     STATE: ClassVar[tuple[str, ...]] = (
         "gen",
