@@ -10,6 +10,7 @@ through a symbolic link.
 from __future__ import annotations
 
 import os
+import textwrap
 from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
@@ -23,7 +24,7 @@ import numpy as np  # noqa: E402
 from fleet.errors import ConfigError, RunDirError  # noqa: E402
 from fleet.files import write_new_file  # noqa: E402
 from fleet.results import load_run  # noqa: E402
-from fleet.tradeoff import DEFAULT_TAIL, Point, comm_vs_reward, points_csv, points_json  # noqa: E402
+from fleet.tradeoff import DEFAULT_TAIL, Point, comm_vs_reward, points_csv, points_json, unlabelled  # noqa: E402
 
 KPI_LABELS = {
     "energy_kwh": "energy [kWh]",
@@ -37,7 +38,8 @@ KPI_LABELS = {
 
 def _save(fig, f: Path | BinaryIO) -> Path | BinaryIO:
     """Draw ``fig`` as PNG into ``f`` (a path or a binary file) and close it."""
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:
+        fig.tight_layout()
     fig.savefig(f, dpi=110, format="png")
     plt.close(fig)
     return f
@@ -247,7 +249,7 @@ def interval_claim(points: list[Point]) -> str:
 def plot_comm_vs_reward(points: list[Point], tail: float, path: Path | BinaryIO, currency: str = "") -> Path | BinaryIO:
     """Final reward against bytes sent per device per day: a point per scenario variant with its
     95% confidence intervals over seeds (bars), and each seed's run (small dots)."""
-    fig, ax = plt.subplots(figsize=(8.5, 5.2))
+    fig, ax = plt.subplots(figsize=(12, 5.2), layout="constrained")
     for i, p in enumerate(points):
         b, r = p.bytes_sent_per_device_per_day, p.reward_per_device_per_day
         color, marker = point_style(i)
@@ -278,7 +280,9 @@ def plot_comm_vs_reward(points: list[Point], tail: float, path: Path | BinaryIO,
     ax.set_ylabel(f"reward per device per day{f' [{currency}]' if currency else ''} (last {tail:.0%} of the run)")
     ax.set_title(f"communication vs reward: {interval_claim(points)}", fontsize=10)
     ax.grid(True, which="major", alpha=0.3)
-    ax.legend(fontsize=7, loc="best")
+    usual = unlabelled(points)
+    title = textwrap.fill(f"unless labelled: {usual}", 60) if usual else None
+    ax.legend(fontsize=7, title=title, title_fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     return _save(fig, path)
 
 

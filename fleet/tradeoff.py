@@ -71,6 +71,8 @@ class Point:
     """Runs that differ only in their seed."""
 
     label: str
+    """The learner and the fields at other than their usual value (:func:`unlabelled`)."""
+    learner: str
     fields: dict[str, Any]
     """The scenario fields (dotted paths) that set this point apart from the others."""
     runs: tuple[RunValues, ...]
@@ -299,6 +301,31 @@ def _show(value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def _usual(groups: list[dict[str, Any]], varying: list[str]) -> dict[tuple[str | None, str], Any]:
+    """The most common value of each varying field over ``groups`` (the first seen on a tie),
+    keyed ``(None, field)``, or ``(learner, field)`` for a learner parameter, which counts among
+    the groups of its learner. A label leaves these out, so that a field most points share does
+    not fill every line of a legend."""
+    usual: dict[tuple[str | None, str], Any] = {}
+    for key in varying:
+        param = key.startswith("learner.params.")
+        for name in dict.fromkeys(g["learner.name"] for g in groups) if param else [None]:
+            values = [g[key] for g in groups if key in g and name in (None, g["learner.name"])]
+            if values:
+                usual[(name, key)] = max(values, key=values.count)
+    return usual
+
+
+def _unusual(fields: dict[str, Any], learner: str, usual: dict[tuple[str | None, str], Any]) -> dict[str, Any]:
+    """``fields`` less those at their usual value; the learner's name is always kept."""
+    missing = object()
+
+    def usual_value(key: str) -> Any:
+        return usual.get((learner if key.startswith("learner.params.") else None, key), missing)
+
+    return {k: v for k, v in fields.items() if k == "learner.name" or v != usual_value(k)}
+
+
 def _label(fields: dict[str, Any], learner: str, n_sites: int) -> str:
     """``diffusion-v1, comm.dtype=int8, network=nb-iot`` from the fields that set a point apart;
     when the network mixes of all ``n_sites`` sites are among them they make one part
@@ -318,6 +345,22 @@ def _label(fields: dict[str, Any], learner: str, n_sites: int) -> str:
         else:
             parts.append(f"{key.removeprefix('learner.params.')}={_show(value)}")
     return ", ".join(parts)
+
+
+def unlabelled(points: list[Point]) -> str:
+    """What the labels of ``points`` leave out, the usual value of each field that sets points
+    apart: ``network=wifi 0.8+lte-m 0.2; diffusion-v1: comm.dtype=float32`` ("" when none). A
+    learner's parameter is named only where its points differ in it."""
+    groups = [{"learner.name": p.learner} | p.fields for p in points]
+    usual = _usual(groups, list(dict.fromkeys(k for g in groups for k in g if k != "learner.name")))
+    parts = []
+    for learner in [None, *dict.fromkeys(p.learner for p in points)]:
+        members = [g for g in groups if learner in (None, g["learner.name"])]
+        own = {k: v for (name, k), v in usual.items() if name == learner and any(g.get(k) != v for g in members)}
+        if own:
+            label = _label(own, "", n_sites=0)  # the fleet's size is not known here: each site by name
+            parts.append(label if learner is None else f"{learner}: {label}")
+    return "; ".join(parts)
 
 
 def comm_vs_reward(
@@ -343,12 +386,15 @@ def comm_vs_reward(
         members.append(values)
     all_fields = [f for f, _ in groups.values()]
     varying = _differing(all_fields)
+    usual = _usual(all_fields, varying)
     points = []
     for fields, members in groups.values():
         own = {k: fields[k] for k in varying if k in fields}
+        n_sites = sum(1 for k in fields if _SITE_NETWORK.match(k))
         points.append(
             Point(
-                label=_label(own, fields["learner.name"], sum(1 for k in fields if _SITE_NETWORK.match(k))),
+                label=_label(_unusual(own, fields["learner.name"], usual), fields["learner.name"], n_sites),
+                learner=fields["learner.name"],
                 fields=own,
                 runs=tuple(members),
                 bytes_sent_per_device_per_day=estimate([r.bytes_sent_per_device_per_day for r in members]),
