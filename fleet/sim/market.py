@@ -104,9 +104,10 @@ def auction(
 ) -> Cleared:
     """Clear the round that began at ``round_t`` from the B bids that arrived: ``sender`` (B,), ``bids``
     (B, 2) ``[valuation, kW]`` and their ``published_at`` (B,), in arrival order. ``site_of`` (N,) is each
-    device's site, ``capacity_kw`` (S,) each site's feeder; bids must lie in [0, 1] x [0, ``max_kw``]."""
+    device's site, ``capacity_kw`` (S,) each site's feeder; bids must lie in [0, 1] x [0, ``max_kw``], the
+    largest level's kW as the wire carries it (float32, which may round it up)."""
     n = len(site_of)
-    ok = np.isfinite(bids).all(1) & (bids >= 0).all(1) & (bids[:, 0] <= 1) & (bids[:, 1] <= max_kw)
+    ok = np.isfinite(bids).all(1) & (bids >= 0).all(1) & (bids[:, 0] <= 1) & (bids[:, 1] <= np.float32(max_kw))
     dropped = {"invalid": int((~ok).sum())}
     device = (sender >= 0) & (sender < n)
     dropped["foreign"] = int((ok & ~device).sum())

@@ -91,6 +91,14 @@ def test_the_auctioneer_drops_and_counts_bad_bids_and_clears_the_rest():
     assert c.site_price.tolist() == [0.8, 0.0]
 
 
+def test_a_bid_for_the_largest_level_as_the_wire_carries_it_is_valid():
+    # float32 rounds 3.7 kW up (3.7000000477); a device bidding for its largest level sends that
+    wire_kw = float(np.float32(3.7))
+    assert wire_kw > 3.7
+    c = auction(np.array([0]), np.array([[0.5, wire_kw]]), np.array([0.0]), 0.0, np.array([0]), np.array([5.0]), 3.7)
+    assert c.dropped["invalid"] == 0 and c.winner.tolist() == [0]
+
+
 def test_the_market_keeps_the_feeder_within_its_capacity_and_its_messages_are_counted(tmp_path):
     """6 devices of 4.5 kW on a 6 kW feeder; after the first clearing (10 s in) no tick draws more."""
     _, alone = execute(shrink(**TIGHT), tmp_path / "alone")
