@@ -227,8 +227,12 @@ def work_profile(spec: dict) -> dict:
     profiler = cProfile.Profile()
     profiler.runcall(sim.run)
     stats = pstats.Stats(profiler)
-    phases = phase_breakdown(stats, learner_methods(type(sim.fleet.controller)))
-    return {"phases": phases, "learner_vs_physics": learner_vs_physics(phases), "hotspots": hotspots(stats, 15)}
+    learner = sim.fleet.controller
+    phases = phase_breakdown(stats, learner_methods(type(learner)))
+    out = {"phases": phases, "learner_vs_physics": learner_vs_physics(phases), "hotspots": hotspots(stats, 15)}
+    if type(learner).__module__.startswith("fleet.learners.planner"):
+        out["planner_parts"] = planner_parts(stats, learner_methods(type(learner)), sc.control_period, learner.cfg)
+    return out
 
 
 def learner_methods(learner: type) -> dict[str, tuple[str, str]]:
@@ -305,6 +309,10 @@ class CallTimes:
         if not keys:
             self.missing.add(func)
         return keys
+
+    def calls(self, func: tuple[str, str]) -> int:
+        """How many times ``func`` was called."""
+        return sum(self.stats[k][1] for k in self._keys(func))
 
     def __call__(self, func: tuple[str, str], caller: tuple[str, str] | None = None) -> float:
         if caller is None:
@@ -384,6 +392,59 @@ def learner_vs_physics(phases: dict) -> dict:
         "physics_percent": physics,
         "physics_x5_percent": 5 * physics,
         "met": learner <= 5 * physics,
+    }
+
+
+PLANNER, IDENT = "fleet/learners/planner/learner.py", "fleet/learners/planner/identification.py"
+PLANNER_PARTS = {
+    "identification per tick (RLS: close and open a sample)": ("tick", [(IDENT, "close"), (IDENT, "open")]),
+    "identification per plan (estimate, check, neighbours' mean)": (
+        "plan",
+        [(IDENT, "estimate"), (IDENT, "physical"), (PLANNER, "_neighbours"), (PLANNER, "_samples")],
+    ),
+    "programme (the dynamic programme of a plan)": ("plan", [("fleet/learners/planner/planning.py", "plan")]),
+    "acting: follow the plan (choose a level)": ("tick", [("fleet/learners/planner/planning.py", "choose")]),
+    "acting: the fallback thermostat": ("tick", [("fleet/learners/rule_based.py", "act")]),
+}
+"""The planner's parts: label -> (what it runs once per: a control tick or a plan, its (file, function)s as
+called from the planner's ``act`` or ``update``)."""
+
+
+def planner_parts(stats: pstats.Stats, learner: dict[str, tuple[str, str]], dt_s: float, cfg) -> dict:
+    """The planner's time by part (:data:`PLANNER_PARTS`, plus the lookahead, its messages and the rest of its
+    ``act`` and ``update``), each as a multiple of the physics' time in the same run, and of a steady day's (a
+    run of a few hours holds fewer plans per tick than a day of re-planning every ``cfg.replan_period``)."""
+    t = CallTimes(stats)
+    ticks, plans = t.calls(learner["act"]), t.calls(learner["update"])
+    seconds = {
+        label: sum(t(func, learner["act"]) + t(func, learner["update"]) for func in funcs)
+        for label, (_, funcs) in PLANNER_PARTS.items()
+    }
+    per = {label: per for label, (per, _) in PLANNER_PARTS.items()}
+    for method, phase, each in (("act", TICK, "tick"), ("update", LEARNING, "plan")):
+        mine = [k for k in PLANNER_PARTS if per[k] == each]
+        seconds[f"the rest of {method}"] = t(learner[method], phase) - sum(seconds[k] for k in mine)
+        per[f"the rest of {method}"] = each
+    seconds["lookahead (schedule, tariff over the horizon; the engine, every tick)"] = t(LOOKAHEAD, SENSE)
+    seconds["messages: inbox, outbox, their codec and network"] = t(LEARNING) - t(learner["update"], LEARNING)
+    per |= {"lookahead (schedule, tariff over the horizon; the engine, every tick)": "tick"}
+    per |= {"messages: inbox, outbox, their codec and network": "plan"}
+    physics = t(PHYSICS, TICK)
+    day = {"tick": 86400.0 / dt_s / ticks, "plan": 86400.0 / cfg.replan_period / plans}
+    return {
+        "ticks": ticks,
+        "plans": plans,
+        "physics_s": physics,
+        "table": [
+            {
+                "part": label,
+                "per": per[label],
+                "seconds": s,
+                "x_physics_run": s / physics,
+                "x_physics_day": s * day[per[label]] / (physics * day["tick"]),
+            }
+            for label, s in seconds.items()
+        ],
     }
 
 
@@ -538,6 +599,8 @@ def bench_city10k(args: argparse.Namespace) -> dict:
             f"learner {share['learner_percent']:.1f} % of the run, physics {share['physics_percent']:.2f} % "
             f"(x 5 = {share['physics_x5_percent']:.1f} %): {'met' if share['met'] else 'not met'}"
         )
+        if "planner_parts" in figures["breakdown"]:
+            print_planner_parts(figures["breakdown"]["planner_parts"])
     print(
         f"city10k: {summary['total_s']:.1f} s total ({summary['run_s']:.1f} s simulating), "
         f"{summary['device_steps_per_s']:,.0f} device-steps/s, "
@@ -558,6 +621,16 @@ def print_breakdown(phases: dict, run_s: float) -> None:
         print(
             f"warning: the engine no longer has {', '.join(phases['functions_not_found'])}: update the phases in "
             "bench_engine.py"
+        )
+
+
+def print_planner_parts(parts: dict) -> None:
+    print(f"the planner's parts ({parts['ticks']} ticks, {parts['plans']} plans; physics {parts['physics_s']:.2f} s):")
+    print(f"{'part':<72}{'per':>5}{'profiled s':>11}{'x physics':>10}{'x, a day':>9}")
+    for row in parts["table"]:
+        print(
+            f"{row['part']:<72}{row['per']:>5}{row['seconds']:>11.2f}{row['x_physics_run']:>10.1f}"
+            f"{row['x_physics_day']:>9.1f}"
         )
 
 
