@@ -726,7 +726,8 @@ def bench_naive(args: argparse.Namespace) -> dict:
 
 def bench_programme(args: argparse.Namespace) -> dict:
     """CPU seconds per device-plan of the dynamic programme (``fleet.optimum.cost_to_go``) at the planner's
-    defaults: 96 quarter-hour ticks, grid 12-28 degC by 0.2, 4 levels, random identified houses; best of repeats."""
+    defaults: 96 quarter-hour ticks (``--ticks``), grid 12-28 degC by 0.2 (``--grid-step``), 4 levels, random
+    identified houses; best of repeats."""
     import numpy as np
 
     from fleet.optimum import HouseModel, Stage, cost_to_go
@@ -736,17 +737,27 @@ def bench_programme(args: argparse.Namespace) -> dict:
     heat = rng.uniform(8, 20, (n, 1)) * levels + rng.uniform(0.3, 2, (n, 1))
     house = HouseModel(np.ones(n), rng.uniform(12, 60, n), levels, heat)
     stages = [
-        Stage(rng.normal(2, 1, n), np.full(n, 0.25), np.full(n, 20.3 if k < 88 else 16.3), np.full(n, 22.7))
-        for k in range(96)
+        Stage(rng.normal(2, 1, n), np.full(n, 0.25), np.full(n, 20.3 if k % 96 < 88 else 16.3), np.full(n, 22.7))
+        for k in range(args.ticks)
     ]
     cpu, load = [], os.getloadavg()[0]
     for _ in range(args.repeats):
         started = time.process_time()
-        cost_to_go(house, stages, 1.0, dt_h, (12.0, 28.0, 0.2))
+        cost_to_go(house, stages, 1.0, dt_h, (12.0, 28.0, args.grid_step))
         cpu.append(time.process_time() - started)
     per_plan = min(cpu) / n
-    print(f"programme: {1e3 * per_plan:.3f} ms CPU per device-plan at {n} devices (best of {args.repeats})")
-    return {"devices": n, "cpu_s": cpu, "ms_per_device_plan": 1e3 * per_plan, "load_before": load}
+    print(
+        f"programme: {1e3 * per_plan:.3f} ms CPU per device-plan at {n} devices, {args.ticks} ticks, grid step "
+        f"{args.grid_step:g} (best of {args.repeats})"
+    )
+    return {
+        "devices": n,
+        "ticks": args.ticks,
+        "grid_step_c": args.grid_step,
+        "cpu_s": cpu,
+        "ms_per_device_plan": 1e3 * per_plan,
+        "load_before": load,
+    }
 
 
 BENCHMARKS = {"city10k": bench_city10k, "scaling": bench_scaling, "naive": bench_naive, "programme": bench_programme}
@@ -803,6 +814,8 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("programme", help="CPU time per device-plan of the planner's dynamic programme")
     d.add_argument("--devices", type=int, default=1000, help="devices planned at once [default: 1000]")
     d.add_argument("--repeats", type=int, default=3, help="plans timed, the best reported [default: 3]")
+    d.add_argument("--ticks", type=int, default=96, help="ticks of the horizon, 15 minutes each [default: 96]")
+    d.add_argument("--grid-step", type=float, default=0.2, help="step of the 12-28 degC grid [default: 0.2]")
     sub.add_parser("all", help="city10k, scaling, naive and programme with their defaults")
     w = sub.add_parser("_worker")  # internal: one measurement in a fresh process
     w.add_argument("spec")
