@@ -231,7 +231,8 @@ def work_profile(spec: dict) -> dict:
     phases = phase_breakdown(stats, learner_methods(type(learner)))
     out = {"phases": phases, "learner_vs_physics": learner_vs_physics(phases), "hotspots": hotspots(stats, 15)}
     if type(learner).__module__.startswith("fleet.learners.planner"):
-        out["planner_parts"] = planner_parts(stats, learner_methods(type(learner)), sc.control_period, learner.cfg)
+        methods, replan = learner_methods(type(learner)), learner.cfg.replan_period
+        out["planner_parts"] = planner_parts(stats, methods, sc.control_period, replan)
     return out
 
 
@@ -408,12 +409,16 @@ PLANNER_PARTS = {
 }
 """The planner's parts: label -> (what it runs once per: a control tick or a plan, its (file, function)s as
 called from the planner's ``act`` or ``update``)."""
+LOOKAHEAD_PART = "lookahead (schedule, tariff over the horizon; the engine, every tick)"
+MESSAGES_PART = "messages: inbox, outbox, their codec and network"
 
 
-def planner_parts(stats: pstats.Stats, learner: dict[str, tuple[str, str]], dt_s: float, cfg) -> dict:
+def planner_parts(
+    stats: pstats.Stats, learner: dict[str, tuple[str, str]], dt_s: float, replan_period_s: float
+) -> dict:
     """The planner's time by part (:data:`PLANNER_PARTS`, plus the lookahead, its messages and the rest of its
-    ``act`` and ``update``), each as a multiple of the physics' time in the same run, and of a steady day's (a
-    run of a few hours holds fewer plans per tick than a day of re-planning every ``cfg.replan_period``)."""
+    ``act`` and ``update``), each as a multiple of the physics' time in the same run, and of a steady day's
+    (ticks of ``dt_s``, a plan every ``replan_period_s``: a run of a few hours holds fewer plans per tick)."""
     t = CallTimes(stats)
     ticks, plans = t.calls(learner["act"]), t.calls(learner["update"])
     seconds = {
@@ -425,12 +430,10 @@ def planner_parts(stats: pstats.Stats, learner: dict[str, tuple[str, str]], dt_s
         mine = [k for k in PLANNER_PARTS if per[k] == each]
         seconds[f"the rest of {method}"] = t(learner[method], phase) - sum(seconds[k] for k in mine)
         per[f"the rest of {method}"] = each
-    seconds["lookahead (schedule, tariff over the horizon; the engine, every tick)"] = t(LOOKAHEAD, SENSE)
-    seconds["messages: inbox, outbox, their codec and network"] = t(LEARNING) - t(learner["update"], LEARNING)
-    per |= {"lookahead (schedule, tariff over the horizon; the engine, every tick)": "tick"}
-    per |= {"messages: inbox, outbox, their codec and network": "plan"}
+    seconds[LOOKAHEAD_PART], per[LOOKAHEAD_PART] = t(LOOKAHEAD, SENSE), "tick"
+    seconds[MESSAGES_PART], per[MESSAGES_PART] = t(LEARNING) - t(learner["update"], LEARNING), "plan"
     physics = t(PHYSICS, TICK)
-    day = {"tick": 86400.0 / dt_s / ticks, "plan": 86400.0 / cfg.replan_period / plans}
+    day = {"tick": 86400.0 / dt_s / ticks, "plan": 86400.0 / replan_period_s / plans}
     return {
         "ticks": ticks,
         "plans": plans,
