@@ -227,8 +227,13 @@ def work_profile(spec: dict) -> dict:
     profiler = cProfile.Profile()
     profiler.runcall(sim.run)
     stats = pstats.Stats(profiler)
-    phases = phase_breakdown(stats, learner_methods(type(sim.fleet.controller)))
-    return {"phases": phases, "learner_vs_physics": learner_vs_physics(phases), "hotspots": hotspots(stats, 15)}
+    learner = sim.fleet.controller
+    phases = phase_breakdown(stats, learner_methods(type(learner)))
+    out = {"phases": phases, "learner_vs_physics": learner_vs_physics(phases), "hotspots": hotspots(stats, 15)}
+    if type(learner).__module__.startswith("fleet.learners.planner"):
+        methods, replan = learner_methods(type(learner)), learner.cfg.replan_period
+        out["planner_parts"] = planner_parts(stats, methods, sc.control_period, replan)
+    return out
 
 
 def learner_methods(learner: type) -> dict[str, tuple[str, str]]:
@@ -305,6 +310,10 @@ class CallTimes:
         if not keys:
             self.missing.add(func)
         return keys
+
+    def calls(self, func: tuple[str, str]) -> int:
+        """How many times ``func`` was called."""
+        return sum(self.stats[k][1] for k in self._keys(func))
 
     def __call__(self, func: tuple[str, str], caller: tuple[str, str] | None = None) -> float:
         if caller is None:
@@ -384,6 +393,61 @@ def learner_vs_physics(phases: dict) -> dict:
         "physics_percent": physics,
         "physics_x5_percent": 5 * physics,
         "met": learner <= 5 * physics,
+    }
+
+
+PLANNER, IDENT = "fleet/learners/planner/learner.py", "fleet/learners/planner/identification.py"
+PLANNER_PARTS = {
+    "identification per tick (RLS: close and open a sample)": ("tick", [(IDENT, "close"), (IDENT, "open")]),
+    "identification per plan (estimate, check, neighbours' mean)": (
+        "plan",
+        [(IDENT, "estimate"), (IDENT, "physical"), (PLANNER, "_neighbours"), (PLANNER, "_samples")],
+    ),
+    "programme (the dynamic programme of a plan)": ("plan", [("fleet/learners/planner/planning.py", "plan")]),
+    "acting: follow the plan (choose a level)": ("tick", [("fleet/learners/planner/planning.py", "choose")]),
+    "acting: the fallback thermostat": ("tick", [("fleet/learners/rule_based.py", "act")]),
+}
+"""The planner's parts: label -> (what it runs once per: a control tick or a plan, its (file, function)s as
+called from the planner's ``act`` or ``update``)."""
+LOOKAHEAD_PART = "lookahead (schedule, tariff over the horizon; the engine, every tick)"
+MESSAGES_PART = "messages: inbox, outbox, their codec and network"
+
+
+def planner_parts(
+    stats: pstats.Stats, learner: dict[str, tuple[str, str]], dt_s: float, replan_period_s: float
+) -> dict:
+    """The planner's time by part (:data:`PLANNER_PARTS`, plus the lookahead, its messages and the rest of its
+    ``act`` and ``update``), each as a multiple of the physics' time in the same run, and of a steady day's
+    (ticks of ``dt_s``, a plan every ``replan_period_s``: a run of a few hours holds fewer plans per tick)."""
+    t = CallTimes(stats)
+    ticks, plans = t.calls(learner["act"]), t.calls(learner["update"])
+    seconds = {
+        label: sum(t(func, learner["act"]) + t(func, learner["update"]) for func in funcs)
+        for label, (_, funcs) in PLANNER_PARTS.items()
+    }
+    per = {label: per for label, (per, _) in PLANNER_PARTS.items()}
+    for method, phase, each in (("act", TICK, "tick"), ("update", LEARNING, "plan")):
+        mine = [k for k in PLANNER_PARTS if per[k] == each]
+        seconds[f"the rest of {method}"] = t(learner[method], phase) - sum(seconds[k] for k in mine)
+        per[f"the rest of {method}"] = each
+    seconds[LOOKAHEAD_PART], per[LOOKAHEAD_PART] = t(LOOKAHEAD, SENSE), "tick"
+    seconds[MESSAGES_PART], per[MESSAGES_PART] = t(LEARNING) - t(learner["update"], LEARNING), "plan"
+    physics = t(PHYSICS, TICK)
+    day = {"tick": 86400.0 / dt_s / ticks, "plan": 86400.0 / replan_period_s / plans}
+    return {
+        "ticks": ticks,
+        "plans": plans,
+        "physics_s": physics,
+        "table": [
+            {
+                "part": label,
+                "per": per[label],
+                "seconds": s,
+                "x_physics_run": s / physics,
+                "x_physics_day": s * day[per[label]] / (physics * day["tick"]),
+            }
+            for label, s in seconds.items()
+        ],
     }
 
 
@@ -538,6 +602,8 @@ def bench_city10k(args: argparse.Namespace) -> dict:
             f"learner {share['learner_percent']:.1f} % of the run, physics {share['physics_percent']:.2f} % "
             f"(x 5 = {share['physics_x5_percent']:.1f} %): {'met' if share['met'] else 'not met'}"
         )
+        if "planner_parts" in figures["breakdown"]:
+            print_planner_parts(figures["breakdown"]["planner_parts"])
     print(
         f"city10k: {summary['total_s']:.1f} s total ({summary['run_s']:.1f} s simulating), "
         f"{summary['device_steps_per_s']:,.0f} device-steps/s, "
@@ -558,6 +624,16 @@ def print_breakdown(phases: dict, run_s: float) -> None:
         print(
             f"warning: the engine no longer has {', '.join(phases['functions_not_found'])}: update the phases in "
             "bench_engine.py"
+        )
+
+
+def print_planner_parts(parts: dict) -> None:
+    print(f"the planner's parts ({parts['ticks']} ticks, {parts['plans']} plans; physics {parts['physics_s']:.2f} s):")
+    print(f"{'part':<72}{'per':>5}{'profiled s':>11}{'x physics':>10}{'x, a day':>9}")
+    for row in parts["table"]:
+        print(
+            f"{row['part']:<72}{row['per']:>5}{row['seconds']:>11.2f}{row['x_physics_run']:>10.1f}"
+            f"{row['x_physics_day']:>9.1f}"
         )
 
 
@@ -653,7 +729,8 @@ def bench_naive(args: argparse.Namespace) -> dict:
 
 def bench_programme(args: argparse.Namespace) -> dict:
     """CPU seconds per device-plan of the dynamic programme (``fleet.optimum.cost_to_go``) at the planner's
-    defaults: 96 quarter-hour ticks, grid 12-28 degC by 0.2, 4 levels, random identified houses; best of repeats."""
+    defaults: 96 quarter-hour ticks (``--ticks``), grid 12-28 degC by 0.2 (``--grid-step``), 4 levels, random
+    identified houses; best of repeats."""
     import numpy as np
 
     from fleet.optimum import HouseModel, Stage, cost_to_go
@@ -663,17 +740,27 @@ def bench_programme(args: argparse.Namespace) -> dict:
     heat = rng.uniform(8, 20, (n, 1)) * levels + rng.uniform(0.3, 2, (n, 1))
     house = HouseModel(np.ones(n), rng.uniform(12, 60, n), levels, heat)
     stages = [
-        Stage(rng.normal(2, 1, n), np.full(n, 0.25), np.full(n, 20.3 if k < 88 else 16.3), np.full(n, 22.7))
-        for k in range(96)
+        Stage(rng.normal(2, 1, n), np.full(n, 0.25), np.full(n, 20.3 if k % 96 < 88 else 16.3), np.full(n, 22.7))
+        for k in range(args.ticks)
     ]
     cpu, load = [], os.getloadavg()[0]
     for _ in range(args.repeats):
         started = time.process_time()
-        cost_to_go(house, stages, 1.0, dt_h, (12.0, 28.0, 0.2))
+        cost_to_go(house, stages, 1.0, dt_h, (12.0, 28.0, args.grid_step))
         cpu.append(time.process_time() - started)
     per_plan = min(cpu) / n
-    print(f"programme: {1e3 * per_plan:.3f} ms CPU per device-plan at {n} devices (best of {args.repeats})")
-    return {"devices": n, "cpu_s": cpu, "ms_per_device_plan": 1e3 * per_plan, "load_before": load}
+    print(
+        f"programme: {1e3 * per_plan:.3f} ms CPU per device-plan at {n} devices, {args.ticks} ticks, grid step "
+        f"{args.grid_step:g} (best of {args.repeats})"
+    )
+    return {
+        "devices": n,
+        "ticks": args.ticks,
+        "grid_step_c": args.grid_step,
+        "cpu_s": cpu,
+        "ms_per_device_plan": 1e3 * per_plan,
+        "load_before": load,
+    }
 
 
 BENCHMARKS = {"city10k": bench_city10k, "scaling": bench_scaling, "naive": bench_naive, "programme": bench_programme}
@@ -730,6 +817,8 @@ def parser() -> argparse.ArgumentParser:
     d = sub.add_parser("programme", help="CPU time per device-plan of the planner's dynamic programme")
     d.add_argument("--devices", type=int, default=1000, help="devices planned at once [default: 1000]")
     d.add_argument("--repeats", type=int, default=3, help="plans timed, the best reported [default: 3]")
+    d.add_argument("--ticks", type=int, default=96, help="ticks of the horizon, 15 minutes each [default: 96]")
+    d.add_argument("--grid-step", type=float, default=0.2, help="step of the 12-28 degC grid [default: 0.2]")
     sub.add_parser("all", help="city10k, scaling, naive and programme with their defaults")
     w = sub.add_parser("_worker")  # internal: one measurement in a fresh process
     w.add_argument("spec")

@@ -14,6 +14,7 @@ from bench_engine import (
     learner_vs_physics,
     parser,
     phase_breakdown,
+    planner_parts,
 )
 from naive_engine import NaiveSimulation
 
@@ -69,6 +70,30 @@ def test_the_planners_breakdown_counts_its_plans_and_acts_apart_from_the_physics
     assert seconds["control: learner act"] > 0 and seconds["control: learner's lookahead (schedule, tariff)"] > 0
     share = learner_vs_physics(phases)
     assert share["physics_x5_percent"] == pytest.approx(5 * share["physics_percent"])
+
+
+def test_the_planners_parts_add_up_to_its_phases_and_scale_a_plan_to_a_day():
+    """4 hours of 15-minute ticks hold 16 ticks and one plan; a day of re-planning every 2 hours holds 96 ticks and
+    12 plans, so a plan's part weighs (12 / 1) / (96 / 16) = 2 times more against the physics in a day than in the
+    run, and a tick's part the same."""
+    overrides = city_overrides(devices=20, hours=4.0, baseline=False, site_size=10) + learner_overrides("planner-v1")
+    sim = Simulation(load_scenario(SCENARIO, overrides))
+    profiler = cProfile.Profile()
+    profiler.runcall(sim.run)
+    stats, methods = pstats.Stats(profiler), learner_methods(type(sim.fleet.controller))
+    parts = planner_parts(stats, methods, 900.0, 7200.0)
+    assert (parts["ticks"], parts["plans"]) == (16, 1)
+    seconds = {row["phase"]: row["seconds"] for row in phase_breakdown(stats, methods)["table"]}
+    learner = sum(seconds[k] for k in ("control: learner act", "learning: learner update"))
+    learner += seconds["control: learner's lookahead (schedule, tariff)"]
+    messages = next(row["seconds"] for row in parts["table"] if row["part"].startswith("messages"))
+    assert sum(row["seconds"] for row in parts["table"]) - messages == pytest.approx(learner)
+    for row in parts["table"]:
+        assert row["seconds"] >= -1e-3
+        assert row["x_physics_run"] == pytest.approx(row["seconds"] / parts["physics_s"])
+        assert row["x_physics_day"] == pytest.approx((2.0 if row["per"] == "plan" else 1.0) * row["x_physics_run"])
+    programme = next(row for row in parts["table"] if row["part"].startswith("programme"))
+    assert programme["per"] == "plan" and programme["seconds"] > parts["physics_s"]
 
 
 def test_every_benchmark_has_help(capsys):

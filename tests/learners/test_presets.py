@@ -1,5 +1,6 @@
 """Learner defaults, presets and shipped policies: the settings the learning study found, by name."""
 
+from dataclasses import replace
 from functools import cache
 from pathlib import Path
 
@@ -121,3 +122,24 @@ def test_every_preset_is_valid_for_its_learner():
     for learner, named in presets().items():
         for params in named.values():
             REGISTRY[learner].config_cls.model_validate(params)
+
+
+def test_the_planners_city_preset_is_the_frontier_variant_chosen_and_plans_two_fifteenths_of_the_default():
+    """planner-v1's ``city`` preset is ``replan-6h-grid-0.5`` of benchmarks/studies/planner-frontier.yaml. Its
+    programme per device-day is ticks x grid points x plans a day: 96 x 32 x 4 against the defaults' 96 x 80 x 12
+    (15-minute ticks over 24 h, a 12-28 degC grid by 0.5 or 0.2 degC, a plan every 6 or 2 h), 2/15 of the work."""
+    study = yaml.safe_load((REPO / "benchmarks" / "studies" / "planner-frontier.yaml").read_text())
+    sets = study["variants"]["replan-6h-grid-0.5"]
+    chosen = {k.removeprefix("learner.params."): v for k, v in sets.items() if k != "learner.name"}
+    config = REGISTRY["planner-v1"].config_cls.model_validate(chosen)
+    scenario = load_scenario("thermostats-small-v1", ["learner.name=planner-v1", "learner.preset=city"])
+    assert scenario.learner.params == config.model_dump(mode="json")
+    ctx = replace(_context(2, 0), control_period_s=900.0)
+
+    def work_per_day(params: dict) -> int:
+        learner = make_learner("planner-v1", params, ctx)
+        steps, _, points = learner.values.shape
+        return (steps - 1) * points * (96 // learner.update_every)
+
+    assert work_per_day({}) == 96 * 80 * 12
+    assert work_per_day(scenario.learner.params) == 96 * 32 * 4 == work_per_day({}) * 2 // 15
