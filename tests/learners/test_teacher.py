@@ -100,6 +100,14 @@ def test_the_policy_acts_greedily_and_the_critic_is_not_trained():
     assert torch.equal(flatten(fleet.core.critic.parameters), critic)
 
 
+def test_the_planner_identifies_the_house_from_the_levels_the_policy_runs():
+    fleet, street = learner(3), Street(3, 4)
+    drive(fleet, street, 60)  # the planner has a model: its advice is not the thermostat's
+    obs = street.observe(fleet.lookahead_h)
+    level = fleet.act(obs)
+    np.testing.assert_array_equal(fleet.teacher.planner.ident.pending[:, 1], LEVELS_KW[level])  # the power run
+
+
 def test_the_batched_learner_equals_separate_learners_of_one_device():
     n = 3
     batched, singles = learner(n), [learner(1) for _ in range(n)]
