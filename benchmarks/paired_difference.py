@@ -22,7 +22,7 @@ from fleet.tradeoff import estimate
 
 def paired(table: dict, point: str, other: str, other_table: dict | None = None) -> dict[str, dict]:
     """Figure -> ``{"mean", "ci95", "per_seed"}`` of ``point`` minus ``other`` in a study's table.json
-    (``other`` in ``other_table`` if given), for the figures of ``point``."""
+    (``other`` in ``other_table`` if given), for the figures of ``point`` that ``other`` has too."""
     other_table = other_table or table
     for name, where in ((point, table), (other, other_table)):
         if name not in where["points"]:
@@ -30,6 +30,8 @@ def paired(table: dict, point: str, other: str, other_table: dict | None = None)
             raise SystemExit(f"{name!r} is no point of study {where['study']}; its points: {known}")
     out = {}
     for figure, stats in table["points"][point].items():
+        if figure not in other_table["points"][other]:
+            continue  # a figure the other study did not report
         theirs = other_table["points"][other][figure]["per_seed"]
         diffs = {seed: value - theirs[seed] for seed, value in stats["per_seed"].items()}
         e = estimate(list(diffs.values()))

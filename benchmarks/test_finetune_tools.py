@@ -36,6 +36,8 @@ def test_paired_differences_are_taken_seed_by_seed():
     assert paired(table, "a", "x", other)["tail.cost"]["per_seed"] == {"5": -1.0, "6": 2.0}
     with pytest.raises(SystemExit, match="'b' is no point of study t; its points: x"):
         paired(table, "a", "b", other)
+    table["points"]["a"]["bytes"] = {"per_seed": {"5": 9.0, "6": 9.0}}  # a figure the other study did not report
+    assert set(paired(table, "a", "x", other)) == {"tail.cost"}
 
 
 def test_the_optimum_of_each_seed_beside_a_studys_reference(tmp_path):

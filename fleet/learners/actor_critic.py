@@ -56,6 +56,8 @@ from fleet.learners.constraint import DiscomfortMultiplier
 from fleet.learners.guard import ParamGuard
 from fleet.learners.shipped import policy_path
 from fleet.learners.stacked import METRIC_KEYS, ActorCritic, ActorCriticConfig, Rollout, load_actor
+from fleet.learners.teacher import METRIC_KEYS as TEACHER_KEYS
+from fleet.learners.teacher import PlannerTeacher
 from fleet.statefile import StateMismatch, array_list, attrs_state, expect_keys, load_attrs, within
 
 
@@ -66,6 +68,8 @@ class IndependentLearner:
     communicates: ClassVar[bool] = False
     exchange: ClassVar[str] = "none"
     metric_keys: ClassVar[tuple[str, ...]] = METRIC_KEYS
+    takes_teacher: ClassVar[bool] = True
+    """Whether its devices can learn from a teacher of their own (``teacher``, :mod:`fleet.learners.teacher`)."""
 
     def __init__(self, config: ActorCriticConfig, ctx: LearnerContext) -> None:
         if config.frozen and self.communicates:
@@ -90,12 +94,16 @@ class IndependentLearner:
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []
+        self._labels: list[torch.Tensor] = []
+        """(N,) per tick with a teacher: its level for every device, or NO_LABEL."""
         self.updates = 0
         self.guard = ParamGuard(config.guard)
         self.learning = not config.frozen
         """False once learning has ended (``frozen``, or after ``learn_until``)."""
         self.constraint = self._multiplier(config, ctx)
         """Every device's discomfort multiplier (``discomfort_limit``), or None: the scenario's price only."""
+        self.teacher = self._teacher(config, ctx)
+        """Every device's teacher (``teacher``), or None: it learns from rewards."""
 
     def _multiplier(self, config: ActorCriticConfig, ctx: LearnerContext) -> DiscomfortMultiplier | None:
         """The multipliers of ``discomfort_limit`` (its metrics then join :attr:`metric_keys`); ConfigError
@@ -111,6 +119,27 @@ class IndependentLearner:
             )
         self.metric_keys = (*self.metric_keys, *CONSTRAINT_KEYS)
         return DiscomfortMultiplier(config.discomfort_limit, ctx.n_devices, ctx.control_period_s, ctx.device)
+
+    def _teacher(self, config: ActorCriticConfig, ctx: LearnerContext) -> PlannerTeacher | None:
+        """The teachers of ``teacher`` (its metrics then join :attr:`metric_keys`, and the engine gives
+        the planner's :attr:`lookahead_h`); ConfigError if this learner or its other settings take none."""
+        if config.teacher is None:
+            return None
+        if not self.takes_teacher:
+            raise ConfigError(
+                f"learner.params.teacher: {self.name} trains one policy in the cloud from the rewards its devices "
+                "upload; a device's own teacher runs with independent-v1 and diffusion-v1"
+            )
+        for field, value in (("frozen", config.frozen), ("discomfort_limit", config.discomfort_limit)):
+            if value:
+                raise ConfigError(
+                    f"learner.params.teacher: a learner with a teacher learns from its labels, neither frozen nor "
+                    f"from priced rewards; unset {field}"
+                )
+        teacher = PlannerTeacher(config.teacher.planner, ctx)
+        self.metric_keys = (*self.metric_keys, *TEACHER_KEYS)
+        self.lookahead_h = teacher.lookahead_h
+        return teacher
 
     def _priced(self, r: Rollout) -> tuple[Rollout, dict[str, float]]:
         """``r`` with every device's measured discomfort priced at its multiplier, which moves on it first
@@ -129,7 +158,11 @@ class IndependentLearner:
         x = self.adapter.features(obs, self.device)
         if not self.learning:
             return self.core.act(x, self.gen, greedy=self.cfg.evaluate == "greedy").cpu().numpy()
-        action = self._sample(x)
+        if self.teacher is None:
+            action = self._sample(x)
+        else:  # the policy acts greedily: the teacher teaches it in the states it reaches itself
+            action = self.core.act(x, self.gen, greedy=True)
+            self._labels.append(torch.as_tensor(self.teacher.label(obs, action.cpu().numpy()), device=self.device))
         self._obs.append(x)
         self._actions.append(action)
         return action.cpu().numpy()
@@ -166,19 +199,28 @@ class IndependentLearner:
         steps = len(self._rewards) - 1
         metrics = {}
         if steps >= 1:
-            rollout = Rollout(
-                torch.stack(self._obs[: steps + 1]),
-                torch.stack(self._actions[:steps]),
-                torch.stack(self._rewards[:steps]),
-            )
-            rollout, priced = self._priced(rollout)
-            shaped = self.adapter.shape_rewards(rollout, self.cfg, self.gamma)
-            metrics = self.core.update(shaped, self.gamma, actor=self.actor_learns(t))
-            metrics.update(priced)
-            del self._obs[:steps], self._actions[:steps], self._rewards[:steps]
+            metrics = self._learn(steps, t) if self.teacher is None else self._imitate(steps, t)
+            del self._obs[:steps], self._actions[:steps], self._rewards[:steps], self._labels[:steps]
             self.updates += 1
         self._end_learning_at(t)
         return metrics
+
+    def _learn(self, steps: int, t: float) -> dict[str, float]:
+        """The actor-critic's steps on the first ``steps`` transitions of the experience."""
+        rollout = Rollout(
+            torch.stack(self._obs[: steps + 1]),
+            torch.stack(self._actions[:steps]),
+            torch.stack(self._rewards[:steps]),
+        )
+        rollout, priced = self._priced(rollout)
+        shaped = self.adapter.shape_rewards(rollout, self.cfg, self.gamma)
+        return {**self.core.update(shaped, self.gamma, actor=self.actor_learns(t)), **priced}
+
+    def _imitate(self, steps: int, t: float) -> dict[str, float]:
+        """The imitation steps on the teacher's labels of the first ``steps`` ticks, then its next plan if due."""
+        obs = torch.stack(self._obs[:steps]).transpose(0, 1)  # (N, T, F)
+        labels = torch.stack(self._labels[:steps]).T  # (N, T)
+        return {**self.core.imitate(obs, labels), **self.teacher.replan(t)}
 
     def actor_learns(self, t: float) -> bool:
         """Whether the update at ``t`` trains the actor too: not before ``critic_warmup``."""
@@ -188,7 +230,7 @@ class IndependentLearner:
         """Stop learning if ``t`` is ``learn_until`` or later; the experience not learned from is dropped."""
         if self.learning and self.cfg.learn_until is not None and t >= self.cfg.learn_until:
             self.learning = False
-            self._obs, self._actions, self._rewards = [], [], []
+            self._obs, self._actions, self._rewards, self._labels = [], [], [], []
 
     def flat_params(self) -> torch.Tensor:
         """Every device's parameters, (N, P)."""
@@ -203,11 +245,15 @@ class IndependentLearner:
 
     @property
     def _state_names(self) -> tuple[str, ...]:
-        return self.STATE if self.constraint is None else (*self.STATE, "constraint")
+        optional = ("constraint", "teacher")
+        return (*self.STATE, *(name for name in optional if getattr(self, name) is not None))
 
     def state_dict(self) -> dict:
-        """:attr:`STATE`, and ``buffers``: ``obs`` (N, F), ``actions`` (N,) and ``rewards`` (N,) per tick."""
+        """:attr:`STATE`, and ``buffers``: ``obs`` (N, F), ``actions`` (N,) and ``rewards`` (N,) per tick
+        (with a teacher also its ``labels`` (N,) per tick)."""
         buffers = {"obs": self._obs, "actions": self._actions, "rewards": self._rewards}
+        if self.teacher is not None:
+            buffers["labels"] = self._labels
         return {**attrs_state(self, self._state_names), "buffers": buffers}
 
     def load_state_dict(self, state: dict) -> None:
@@ -215,24 +261,24 @@ class IndependentLearner:
         expect_keys(state, (*names, "buffers"))
         load_attrs(self, {name: state[name] for name in names}, names)
         with within("buffers"):
-            self._obs, self._actions, self._rewards = self._buffers(state["buffers"])
+            self._obs, self._actions, self._rewards, self._labels = self._buffers(state["buffers"])
 
-    def _buffers(self, saved: dict) -> tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor]]:
-        """The saved experience, checked: one action per observation, one reward per action (the
-        last may still wait for its reward)."""
+    def _buffers(self, saved: dict) -> list[list[torch.Tensor]]:
+        """The saved experience, checked: one action (and label) per observation, one reward per action
+        (the last may still wait for its reward)."""
         n = self.ctx.n_devices
-        expect_keys(saved, ("obs", "actions", "rewards"))  # a mapping of these three
+        keys = ("obs", "actions", "rewards") + (() if self.teacher is None else ("labels",))
+        expect_keys(saved, keys)
         obs = array_list(saved, "obs", dtype=torch.float32, shape=(n, self.adapter.n_features))
         actions = array_list(saved, "actions", dtype=torch.int64, shape=(n,))
         rewards = array_list(saved, "rewards", dtype=torch.float32, shape=(n,))
+        labels = array_list(saved, "labels", dtype=torch.int64, shape=(n,)) if self.teacher is not None else []
         if len(actions) != len(obs) or not len(obs) - 1 <= len(rewards) <= len(obs):
             counts = f"{len(obs)} observations, {len(actions)} actions and {len(rewards)} rewards"
             raise StateMismatch("", f"{counts} do not pair up")
-        return (
-            [x.to(self.device) for x in obs],
-            [x.to(self.device) for x in actions],
-            [x.to(self.device) for x in rewards],
-        )
+        if self.teacher is not None and len(labels) != len(obs):
+            raise StateMismatch("labels", f"{len(labels)} labels for {len(obs)} observations")
+        return [[x.to(self.device) for x in saved_list] for saved_list in (obs, actions, rewards, labels)]
 
     def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
         """One device's actor as plain tensors (weights (in, out), biases (out,)), for a board."""

@@ -45,6 +45,7 @@ class CentralizedLearner(IndependentLearner):
 
     name: ClassVar[str] = "centralized-v1"
     communicates: ClassVar[bool] = True
+    takes_teacher: ClassVar[bool] = False
     exchange: ClassVar[str] = "cloud"
 
     def __init__(self, config: CentralizedConfig, ctx: LearnerContext) -> None:

@@ -17,6 +17,7 @@ from fleet.config import FiniteFloat, PositiveDuration, StrictModel
 from fleet.errors import ConfigError
 from fleet.learners.base import N_FEATURES
 from fleet.learners.comm import CommConfig
+from fleet.learners.planner.config import PlannerConfig
 from fleet.mqtt.codec import DType, encoded_size
 
 LearningRate = Annotated[float, Field(gt=0, le=1)]
@@ -121,6 +122,24 @@ class DiscomfortLimit(StrictModel):
                 f"max_multiplier ({self.max_multiplier:g})"
             )
         return self
+
+
+def _teacher_by_name(value: object) -> object:
+    """``teacher: planner`` is ``teacher: {name: planner}``."""
+    return {"name": value} if isinstance(value, str) else value
+
+
+class TeacherConfig(StrictModel):
+    """Learning from a teacher on each device instead of from rewards (:mod:`fleet.learners.teacher`): every
+    device labels the states its policy visits with its teacher's level and takes imitation (DAgger) steps on
+    them; the learner's ``optimizer``, ``lr`` and ``epochs`` (steps per update) set those steps."""
+
+    name: Literal["planner"]
+    """The teacher: ``planner``, the device's own planner (``planner-alone-v1``'s identification of its house
+    and dynamic programme, on the levels the policy runs)."""
+    planner: PlannerConfig = PlannerConfig()
+    """The planner's settings (``planner-alone-v1``'s fields); its ``fallback`` thermostat only says what it
+    would run without a model, which teaches nothing: no steps are taken on those states."""
 
 
 class ActorCriticConfig(StrictModel):
@@ -255,6 +274,12 @@ class ActorCriticConfig(StrictModel):
     ``multiplier_rate`` (per day, default ``1/d``), ``window`` (``1d``), ``initial_multiplier`` (0) and
     ``max_multiplier`` (10 per degree C-hour) (:class:`DiscomfortLimit`, docs/learners.md). None (the
     default): only the price."""
+
+    teacher: Annotated[TeacherConfig | None, BeforeValidator(_teacher_by_name)] = None
+    """Imitation of a teacher on each device instead of reinforcement (:class:`TeacherConfig`), e.g.
+    ``teacher: planner``: every device acts greedily with its policy, and its updates fit the actor to
+    its teacher's levels on the states it visited (the critic is not trained). ``independent-v1`` and
+    ``diffusion-v1`` only. None (the default): the actor-critic's own steps."""
 
     def discount(self, period_s: float) -> float:
         """The discount per step of ``period_s`` seconds: :func:`discount_per_step`."""

@@ -478,11 +478,7 @@ class ActorCritic:
             values = None
             actor_loss = -surrogate.mean(1) - cfg.entropy_coef * entropy.mean(1)
             per_device = (actor_loss if actor else 0 * actor_loss) + cfg.value_coef * value_err.mean(1)
-            self.optimizer.zero_grad()  # FusedAdam, or torch's SGD (which sets the gradients to None too)
-            (per_device.mean() if self.shared else per_device.sum()).backward()
-            self._clip_per_device()
-            self.optimizer.step()
-            self._flat = None  # fused Adam writes the parameters without bumping their version counters
+            self._step(per_device.mean() if self.shared else per_device)
         self.last_terms = {
             "losses/policy": -surrogate.detach(),
             "losses/value": value_err.detach(),
@@ -490,6 +486,37 @@ class ActorCritic:
             "charts/mean_reward": r.rewards.transpose(0, 1),
         }
         return fleet_means(self.last_terms)
+
+    def imitate(self, obs: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
+        """``epochs`` steps of every device's actor towards a teacher's actions: obs (N, T, F), labels (N, T)
+        int64, -1 where the teacher gave none. A device's loss is its mean cross-entropy over its labelled
+        samples (0 without any); the critic is not trained. Returns the labelled share, and where there are
+        labels the loss and the share where the policy's likeliest action was the label, before the steps."""
+        labelled = labels >= 0
+        count = labelled.sum(1).clamp(min=1)
+        target = labels.clamp(min=0).unsqueeze(-1)
+        metrics = {"teacher/labelled": float(labelled.float().mean())}
+        for epoch in range(self.cfg.epochs):
+            log_pi = self.log_policy(obs)  # (N, T, L)
+            loss = -(log_pi.gather(-1, target).squeeze(-1) * labelled).sum(1) / count  # (N,)
+            if epoch == 0 and labelled.any():  # before the steps
+                agree = (log_pi.argmax(-1) == labels)[labelled]
+                metrics["losses/imitation"] = float(loss.detach().sum() / labelled.any(1).sum())
+                metrics["teacher/agreement"] = float(agree.float().mean())
+            self._step(loss)
+        return metrics
+
+    def _step(self, loss: torch.Tensor) -> None:
+        """One optimizer step on every device's ``loss`` (N,) (a shared network: its loss ()); the
+        parameters it does not depend on get a gradient of 0 (so no step while their moments are 0)."""
+        self.optimizer.zero_grad()  # FusedAdam, or torch's SGD (which sets the gradients to None too)
+        (loss.sum() if loss.dim() else loss).backward()
+        for p in self.parameters:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        self._clip_per_device()
+        self.optimizer.step()
+        self._flat = None  # fused Adam writes the parameters without bumping their version counters
 
     def _clip_per_device(self) -> None:
         grads = [p.grad for p in self.parameters]

@@ -63,7 +63,7 @@ checkpoint takes the devices' state from the shards and the cloud's from the coo
 than those of :data:`SPLIT_LEARNERS` (a planner's or an auction's state is not split);
 ``common_init: false``, whose initial parameters are one draw for the whole fleet; the two
 diffusion options above; new installs (``fleet.installs``); a discomfort limit
-(``learner.params.discomfort_limit``); more actors than sites, and a
+(``learner.params.discomfort_limit``); a teacher (``learner.params.teacher``); more actors than sites, and a
 real-time (mixed) run.
 """
 
@@ -139,6 +139,11 @@ def check_split(scenario: Scenario, actors: int, realtime: bool = False) -> None
             "learner.params.discomfort_limit: a split run (--actors "
             f"{actors}) averages only the learner core's per-device terms, not the multipliers' metrics; "
             "run it with --actors 1, or remove the limit"
+        )
+    if params.get("teacher") is not None:
+        raise ConfigError(
+            f"learner.params.teacher: a split run (--actors {actors}) averages only the learner core's per-device "
+            "terms, not a teacher's metrics, and does not split a planner's state; run it with --actors 1"
         )
     if params.get("common_init") is False:
         raise ConfigError(

@@ -112,6 +112,11 @@ def test_split_across_two_actors_writes_the_single_runs_metrics_summary_and_chec
             {"learner": {"name": "independent-v1", "params": {"discomfort_limit": {"degh_per_day": 1.0}}}},
             "learner.params.discomfort_limit: a split run",
         ),
+        (
+            ["--actors", "2"],
+            {"learner": {"name": "independent-v1", "params": {"teacher": "planner"}}},
+            "learner.params.teacher: a split run",
+        ),
         (["--actors", "2", "--realtime", "--broker", "mqtt://127.0.0.1:1"], {}, "a real-time (mixed) run is not split"),
     ],
 )

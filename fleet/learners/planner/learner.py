@@ -104,22 +104,35 @@ class PlannerLearner:
 
     def act(self, obs: Observation) -> np.ndarray:
         self.ident.close(obs.temp_c)
+        level, _ = self.advise(obs)
+        self.record(obs, level)
+        return level
+
+    def advise(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
+        """Every device's level (N,) int64 for ``obs``, and (N,) bool whether its plan chose it (else
+        the fallback thermostat did: no trusted model, or off the grid). Call after closing the
+        identification sample of the tick before (``ident.close``)."""
         level = self.fallback.act(obs)
+        planned = np.zeros(self.n, bool)
         if self.age < len(self.values) - 1 and self.planning.any():
-            planned = choose(
+            chosen = choose(
                 self._house(), obs, self.values[self.age + 1], self.cfg.discomfort_per_degh, self.cfg.margin_c,
                 self.dt_h, self.cfg.grid_c,
             )  # fmt: skip
             low, high, _ = self.cfg.grid_c
             off_grid = self.planning & ((obs.temp_c < low) | (obs.temp_c > high))
             self.off_grid += int(off_grid.sum())
-            level = np.where(self.planning & ~off_grid, planned, level)
+            planned = self.planning & ~off_grid
+            level = np.where(planned, chosen, level)
         too_far = obs.temp_c >= obs.band_hi if self.sign > 0 else obs.temp_c <= obs.band_lo
-        level = np.where(too_far, 0, level)
+        return np.where(too_far, 0, level), planned
+
+    def record(self, obs: Observation, level: np.ndarray) -> None:
+        """Open every device's identification sample of the tick that starts at ``obs`` with the
+        level (N,) it runs, and move on along the plan."""
         self.ident.open(obs.temp_c, obs.outdoor_c, self.sign * self.levels_kw[np.arange(self.n), level])
         self.age += 1
         self._obs = obs
-        return level
 
     def observe(self, reward: np.ndarray) -> None:
         """Rewards are not used: the plan's objective is its own (``discomfort_per_degh``)."""

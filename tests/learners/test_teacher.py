@@ -1,0 +1,178 @@
+"""Learning from each device's own planner (``learner.params.teacher: planner``, :mod:`fleet.learners.teacher`)."""
+
+import copy
+from dataclasses import fields, replace
+
+import numpy as np
+import pytest
+import torch
+
+from devices.building import rc_step
+from fleet import statefile
+from fleet.errors import ConfigError
+from fleet.learners import make_learner
+from fleet.learners.stacked import flatten
+from fleet.learners.teacher import NO_LABEL
+from fleet.testing import _observation, check_learner_contract
+from tests.learners.test_planner import DT, LEVELS_KW, context, houses, outdoor_at
+
+TEACHER = {"name": "planner", "planner": {"identification": {"min_data": "12h"}}}
+"""A planner that trusts its model after 12 hours of data (48 ticks of 15 minutes)."""
+
+
+def learner(n: int, name: str = "independent-v1", **params):
+    return make_learner(name, {"n_steps": 8, "teacher": TEACHER, **params}, context(n))
+
+
+class Street:
+    """Houses heated by whatever acts on them, read with sensor noise, over a winter day's
+    outdoor cycle and a perfect forecast; :meth:`observe` gives the observation of the next tick."""
+
+    def __init__(self, n: int, seed: int) -> None:
+        self.rng = np.random.default_rng(seed)
+        self.h, self.n, self.tick = houses(n, self.rng), n, 0
+        self.temp = np.full(n, 21.0)
+
+    def observe(self, hours: tuple[float, ...]):
+        now = self.tick * DT / 3600
+        obs = _observation(self.n, self.tick, self.rng, hours)
+        ahead = np.tile(outdoor_at(now + np.asarray(obs.forecast_lead_h)), (self.n, 1))
+        reading = self.temp + self.rng.normal(0, 0.1, self.n)
+        return replace(obs, temp_c=reading, outdoor_c=np.full(self.n, outdoor_at(now)), outdoor_ahead=ahead)
+
+    def step(self, obs, level: np.ndarray) -> None:
+        h = self.h
+        self.temp = rc_step(self.temp, obs.outdoor_c, h["cop"] * LEVELS_KW[level] + h["q"], h["r"], h["c"], DT / 3600)
+        self.tick += 1
+
+
+def drive(fleet, street: Street, ticks: int, singles=()) -> list[np.ndarray]:
+    """Run ``ticks`` ticks with ``fleet`` acting on the street; each of ``singles`` (learners of one
+    device) acts on its own device's observation beside it. Every learner updates on its period.
+    Returns the fleet's levels (N,) per tick."""
+    levels = []
+    for _ in range(ticks):
+        obs = street.observe(fleet.lookahead_h)
+        levels.append(fleet.act(obs))
+        for i, single in enumerate(singles):
+            single.act(row(obs, i))
+        street.step(obs, levels[-1])
+        for each in (fleet, *singles):
+            each.observe(np.zeros(each.ctx.n_devices))
+            if street.tick % each.update_every == 0:
+                each.update(street.tick * DT)
+    return levels
+
+
+def row(obs, i: int):
+    """Device ``i``'s observation, as a fleet of one device sees it."""
+    n = len(obs.temp_c)
+    per_device = {
+        f.name: value[i : i + 1]
+        for f in fields(obs)
+        if isinstance(value := getattr(obs, f.name), np.ndarray) and len(value) == n
+    }
+    ahead = {key: getattr(obs.lookahead, key)[i : i + 1] for key in ("band_lo", "band_hi", "price")}
+    return replace(obs, **per_device, lookahead=replace(obs.lookahead, **ahead))
+
+
+def test_no_step_before_the_planner_has_a_model_then_the_actor_learns_its_levels():
+    fleet = learner(4)
+    actor = flatten(fleet.core.actor.parameters)
+    street = Street(4, 0)
+    drive(fleet, street, 40)  # 10 hours: less than min_data
+    assert not fleet.teacher.planner.planning.any()
+    assert all((label == NO_LABEL).all() for label in fleet._labels)
+    assert torch.equal(flatten(fleet.core.actor.parameters), actor)  # not a bit moved
+    drive(fleet, street, 2 * 96)
+    assert fleet.teacher.planner.planning.all()
+    assert (flatten(fleet.core.actor.parameters) - actor).abs().max() > 1e-3
+
+
+def test_the_policy_acts_greedily_and_the_critic_is_not_trained():
+    fleet = learner(3)
+    critic = flatten(fleet.core.critic.parameters)
+    street = Street(3, 1)
+    drive(fleet, street, 96)
+    obs = street.observe(fleet.lookahead_h)
+    expected = fleet.core.actor(fleet.adapter.features(obs, "cpu").unsqueeze(1)).squeeze(1).argmax(-1).numpy()
+    np.testing.assert_array_equal(fleet.act(obs), expected)
+    assert torch.equal(flatten(fleet.core.critic.parameters), critic)
+
+
+def test_the_planner_identifies_the_house_from_the_levels_the_policy_runs():
+    fleet, street = learner(3), Street(3, 4)
+    drive(fleet, street, 60)  # the planner has a model: its advice is not the thermostat's
+    obs = street.observe(fleet.lookahead_h)
+    level = fleet.act(obs)
+    np.testing.assert_array_equal(fleet.teacher.planner.ident.pending[:, 1], LEVELS_KW[level])  # the power run
+
+
+def test_the_batched_learner_equals_separate_learners_of_one_device():
+    n = 3
+    batched, singles = learner(n), [learner(1) for _ in range(n)]
+    drive(batched, Street(n, 2), 2 * 96, singles)
+    assert batched.teacher.planner.planning.all()
+    labels = torch.cat([torch.stack(single._labels) for single in singles], dim=1)
+    torch.testing.assert_close(torch.stack(batched._labels), labels)
+    # float32 sums in another order; Adam turns a gradient differing in its last bits into a step
+    # differing by up to ~1e-5 (as tests/learners/test_batching.py)
+    expected = torch.cat([single.core.flat() for single in singles])
+    torch.testing.assert_close(batched.core.flat(), expected, atol=2e-5, rtol=1e-5)
+    assert not torch.allclose(batched.core.flat()[0], batched.core.flat()[1])  # the devices learned apart
+
+
+def test_a_checkpoint_resumes_exactly_mid_rollout(tmp_path):
+    saved, street = learner(4, "diffusion-v1"), Street(4, 3)
+    drive(saved, street, 60 + 3)  # the planner has a model; three ticks into a rollout
+    assert saved.teacher.planner.planning.any()
+    path = tmp_path / "learner.safetensors"
+    with path.open("wb") as f:
+        statefile.save(f.write, "learner", saved.state_dict())
+    restored = learner(4, "diffusion-v1")
+    restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
+    twin = copy.deepcopy(street)
+    a, b = drive(saved, street, 96), drive(restored, twin, 96)
+    assert all((x == y).all() for x, y in zip(a, b))
+    assert torch.equal(saved.core.flat(), restored.core.flat())
+    np.testing.assert_array_equal(saved.teacher.planner.values, restored.teacher.planner.values)
+
+
+@pytest.mark.parametrize("name", ["independent-v1", "diffusion-v1"])
+def test_the_contract_holds_with_a_teacher(name):
+    teacher = {"name": "planner", "planner": {"identification": {"min_data": "2h"}}}
+    check_learner_contract(name, params={"teacher": teacher})
+
+
+@pytest.mark.parametrize(
+    "name, params, message",
+    [
+        ("centralized-v1", {}, "learner.params.teacher: centralized-v1 trains one policy in the cloud"),
+        ("independent-v1", {"frozen": True}, "unset frozen"),
+        ("independent-v1", {"discomfort_limit": {"degh_per_day": 1.0}}, "unset discomfort_limit"),
+    ],
+)
+def test_a_teacher_where_it_cannot_teach_is_refused_naming_the_field(name, params, message):
+    with pytest.raises(ConfigError, match=message):
+        make_learner(name, {"teacher": "planner", **params}, context(2))
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (["teacher=oracle"], "learner.params.teacher.name"),
+        (["teacher.name=planner", "teacher.planner.horizon=20min"], "learner.params.teacher.planner.horizon: 1200 s"),
+    ],
+)
+def test_the_cli_refuses_a_bad_teacher_with_exit_2_and_writes_nothing(tmp_path, settings, message):
+    from click.testing import CliRunner
+
+    from fleet.cli import main
+
+    out = tmp_path / "run"
+    args = ["run", "thermostats-small-v1", "-o", str(out), "--set", "learner.name=independent-v1"]
+    for setting in settings:
+        args += ["--set", f"learner.params.{setting}"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2 and message in result.stderr and "Traceback" not in result.stderr
+    assert not out.exists()
