@@ -15,7 +15,7 @@ from fleet.learners.cooperative.imagine import imagine
 from fleet.learners.cooperative.learner import FEEDER_COLUMN, FeederDynamics
 from fleet.learners.cooperative.replay import Batch, ReplayMemory
 from fleet.learners.features import PRICE_SCALE
-from fleet.testing import _observation
+from fleet.testing import _observation, check_learner_contract
 
 LEVELS_KW = [0.0, 1.0, 2.0, 3.0]
 
@@ -161,3 +161,7 @@ def test_a_bad_guard_setting_exits_2_naming_the_field(tmp_path):
     result = CliRunner().invoke(main, [*args, "--set", "learner.params.comfort_guard=sometimes"])
     assert result.exit_code == 2 and "learner.params.comfort_guard" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_the_guarded_learner_passes_the_learner_contract():
+    check_learner_contract("cooperative-v1", params={"comfort_guard": True, "batch": 4, "macro_batch": 8})
