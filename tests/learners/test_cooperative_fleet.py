@@ -1,17 +1,21 @@
 """cooperative-v1 on a fleet: the feeder model of IER, the others deduced from the meter, memory."""
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
+from click.testing import CliRunner
 
+from fleet.cli import main
 from fleet.learners import Deliveries, LearnerContext, make_learner
-from fleet.learners.base import N_FEATURES
+from fleet.learners.base import N_FEATURES, Observation
 from fleet.learners.cooperative.config import CooperativeLearnerConfig
 from fleet.learners.cooperative.imagine import imagine
 from fleet.learners.cooperative.learner import FEEDER_COLUMN, FeederDynamics
 from fleet.learners.cooperative.replay import Batch, ReplayMemory
 from fleet.learners.features import PRICE_SCALE
-from fleet.testing import _observation
+from fleet.testing import _observation, check_learner_contract
 
 LEVELS_KW = [0.0, 1.0, 2.0, 3.0]
 
@@ -96,3 +100,68 @@ def test_the_feeder_model_imagines_only_twins_that_keep_the_devices_level():
     twin = imagine(lived, feeder, controls, torch.tensor([[3.0]]), 0.0, torch.Generator().manual_seed(1))
     assert torch.equal(twin.action, action)
     assert torch.equal(twin.others, 3 * controls.gather(1, action))  # three others at the device's power
+
+
+# --- the comfort guard --------------------------------------------------------------------
+
+
+def guard_observation(temps: list[float]) -> Observation:
+    """Devices at ``temps`` degC, each with the comfort band [20, 23] degC."""
+    obs = _observation(len(temps), 0, np.random.default_rng(1))
+    return replace(obs, temp_c=np.asarray(temps))
+
+
+def first_actions(temps: list[float], mode: str = "heat", **params) -> tuple[np.ndarray, object]:
+    """The first tick's levels of a fresh learner (seeded alike: epsilon 1, every level drawn at random)."""
+    ctx = replace(context(len(temps)), mode=mode)
+    learner = make_learner("cooperative-v1", params, ctx)
+    return learner.act(guard_observation(temps)), learner
+
+
+@pytest.mark.parametrize("mode, outside", [("heat", 19.9), ("cool", 23.1)])
+def test_the_guard_runs_the_top_level_outside_the_band_where_the_hvac_corrects(mode, outside):
+    """Worked by hand, band [20, 23]: the device outside the band on the side its HVAC corrects runs
+    level 3; those at the band's edges, inside it and on the other side get the Q-learner's levels."""
+    other_side = 23.5 if mode == "heat" else 19.5
+    temps = [outside, 20.0, 21.5, 23.0, other_side] * 8
+    free, _ = first_actions(temps, mode)
+    shielded, learner = first_actions(temps, mode, comfort_guard=True)
+    is_outside = np.array(temps) == outside
+    assert (free[is_outside] != 3).any(), "the seed must draw a level other than the top for some device"
+    assert (shielded[is_outside] == 3).all()
+    assert (shielded[~is_outside] == free[~is_outside]).all()
+    learner.observe(np.zeros(len(temps)))
+    learner.act(guard_observation(temps))
+    assert (learner.core.memory.action[:, 0].numpy() == shielded).all(), "the stored level is the one that ran"
+    assert learner.update(60.0)["comfort/guarded_share"] == pytest.approx(1 / 5)
+
+
+def test_the_guard_of_a_device_does_not_depend_on_the_other_devices():
+    """Batched equals separate: device 0's guarded level is the same whatever the others' temperatures."""
+    alone, _ = first_actions([19.0, 21.0, 21.0], comfort_guard=True)
+    among_cold, _ = first_actions([19.0, 15.0, 18.0], comfort_guard=True)
+    assert alone[0] == among_cold[0] == 3
+    free, _ = first_actions([21.0, 21.0, 21.0], comfort_guard=True)
+    free_among_cold, _ = first_actions([21.0, 15.0, 18.0], comfort_guard=True)
+    assert free[0] == free_among_cold[0]
+
+
+def test_without_the_guard_the_learner_is_as_before():
+    """Off (the default): no metric of the guard, and a cold device runs the Q-learner's level."""
+    temps = [15.0] * 40
+    default, learner = first_actions(temps)
+    off, _ = first_actions(temps, comfort_guard=False)
+    assert (default == off).all() and (default != 3).any()
+    assert "comfort/guarded_share" not in learner.metric_keys
+
+
+def test_a_bad_guard_setting_exits_2_naming_the_field(tmp_path):
+    out = tmp_path / "run"
+    args = ["run", "thermostats-small-v1", "-o", str(out), "--set", "learner.name=cooperative-v1"]
+    result = CliRunner().invoke(main, [*args, "--set", "learner.params.comfort_guard=sometimes"])
+    assert result.exit_code == 2 and "learner.params.comfort_guard" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and not out.exists()
+
+
+def test_the_guarded_learner_passes_the_learner_contract():
+    check_learner_contract("cooperative-v1", params={"comfort_guard": True, "batch": 4, "macro_batch": 8})

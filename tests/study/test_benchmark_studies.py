@@ -51,3 +51,14 @@ def test_the_feeder_studies_report_on_seeds_that_their_tuning_never_used():
         study = load_study(STUDIES / f"{name}.yaml")
         assert study.spec.seeds == (5, 6, 7, 8, 9) and not tuned & set(study.spec.seeds), name
         assert {run.scenario.horizon for run in study.runs} == {86400}, name  # one day, as the docs say
+
+
+def test_the_guarded_feeder_study_runs_the_scenarios_3_days_on_seeds_that_its_tuning_never_used():
+    tuned = set(load_study(STUDIES / "feeder-tune-guard.yaml").spec.seeds)
+    study = load_study(STUDIES / "feeder-peak-coop-3d.yaml")
+    assert study.spec.seeds == (5, 6, 7, 8, 9) and not tuned & set(study.spec.seeds)
+    assert {run.scenario.horizon for run in study.runs} == {3 * 86400}
+    params = {run.name: run.scenario.learner.params for run in study.runs}
+    assert all(p["comfort_guard"] for p in params.values())
+    for name, p in params.items():  # each learner alike on both networks
+        assert p == params[name.replace("nbiot-lossy", "wifi-mix")], name

@@ -93,3 +93,8 @@ class CooperativeLearnerConfig(CooperativeConfig):
 
     update_every: Annotated[int, Field(ge=1, le=10_000)] = 1
     """Control ticks between updates (one mini-batch each)."""
+    comfort_guard: bool = False
+    """Comfort as a constraint, not a price: a device whose measured temperature lies outside its
+    comfort band on the side its HVAC corrects (below in heat mode, above in cool mode) runs its top
+    level, as the rule-based thermostat switches on there; inside the band the Q-network chooses
+    (:func:`fleet.learners.cooperative.learner.guarded`)."""
