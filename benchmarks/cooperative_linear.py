@@ -163,6 +163,8 @@ def main() -> None:
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="NAME")
     parser.add_argument("-o", "--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.agents < 2:
+        parser.error(f"--agents: a shared system needs at least 2 agents, got {args.agents}")
     seeds = args.seeds[:1] if args.quick else args.seeds
     task = {"n": args.agents, "gain": args.gain, "inertia": args.inertia, "blind": args.blind}
     torch.set_num_threads(1)
