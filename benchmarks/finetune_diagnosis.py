@@ -3,16 +3,19 @@
 While they learn, the devices *sample* their actions from the policy's softmax, and the policy
 gradient improves that sampling policy; after ``learn_until`` they act *greedily*
 (``evaluate: greedy``), as the frozen policy is evaluated. This measures both on the same houses
-and days: each point of a study (e.g. the frozen policy and a fine-tuning one) runs to its
-``learn_until`` (or ``--split``), and from that one state the rest of the run twice, acting
-greedily and sampling. Per point and mode: cost and discomfort per device-day over that rest.
-For a point that learned, also how far its actor moved from the policy it started from
-(parameters: ``||θ - θ0|| / ||θ0||`` per device, mean over devices) and, on the states its
-greedy run visits, the share of device-ticks whose greedy action differs from the starting
-policy's, and the mean probability each policy gives its most probable action.
+and days: the frozen point of a study runs to ``--split-days`` (the fine-tuning runs'
+``learn_until``), and from that one state the rest of the run is played by each policy twice,
+acting greedily and sampling: the frozen policy, and the actors of fine-tuning runs read from
+their checkpoints (written at the end of a run; after ``learn_until`` the actors no longer
+change). Per policy and mode: cost and discomfort per device-day over that rest. For a
+fine-tuned actor also how far it moved from the policy it started from (parameters:
+``||θ - θ0|| / ||θ0||`` per device, mean over devices) and, on the states its greedy rest
+visits, the share of device-ticks whose greedy action differs from the starting policy's, and
+the mean probability each policy gives its most probable action.
 
-  python benchmarks/finetune_diagnosis.py benchmarks/studies/finetune-tune.yaml --seeds 0 1 \\
-      --points pretrained-frozen diffusion-finetune -o benchmarks/results/finetune-diagnosis.json
+  python benchmarks/finetune_diagnosis.py benchmarks/studies/finetune-tune.yaml pretrained-frozen \\
+      --runs studies/finetune-tune/runs --tuned diffusion-finetune centralized-finetune --seeds 0 1 2 \\
+      -o benchmarks/results/finetune-diagnosis.json
 """
 
 from __future__ import annotations
@@ -27,17 +30,15 @@ import torch
 
 from fleet.learners.shipped import policy_path
 from fleet.learners.stacked import StackedMLP, load_actor
+from fleet.results import CHECKPOINT, MAX_CHECKPOINT_BYTES
 from fleet.sim.engine import Simulation
+from fleet.statefile import load as load_state
 from fleet.study import load_study
 from fleet.study.spec import Run
+from fleet.threads import set_threads
 
 MODES = ("greedy", "sample")
 DAY_S = 86400.0
-
-
-def split_time(sim: Simulation, split_s: float | None) -> float:
-    """When the rest of the run starts: ``split_s``, else the learner's ``learn_until``, else the last eighth."""
-    return split_s or sim.fleet.controller.cfg.learn_until or sim.scenario.horizon * 7 / 8
 
 
 def kpis(sim: Simulation) -> np.ndarray:
@@ -82,52 +83,68 @@ def moved(learner) -> float:
     return float(((flat - flat0).norm(dim=1) / flat0.norm(dim=1)).mean())
 
 
-def diagnose(run: Run, split_s: float | None) -> dict:
-    """The rest of ``run`` from its split, greedy and sampled, and how far its actor moved."""
-    sim = Simulation(run.scenario)
-    at = split_time(sim, split_s)
-    sim.start()
-    sim.env.run(until=at)
-    state, before = sim.state_dict(), kpis(sim)
-    learned = not sim.fleet.controller.cfg.frozen
-    out: dict = {"split_days": at / DAY_S}
-    if learned:
-        out["actor_moved"] = moved(sim.fleet.controller)
-    for mode in MODES:
-        rest = Simulation(run.scenario)
-        rest.load_state_dict(state)
-        learner = rest.fleet.controller
-        learner.cfg = learner.cfg.model_copy(update={"evaluate": mode})
-        learner.learning = False
-        watch = ActionWatch(learner) if learned and mode == "greedy" else None
-        rest.start()
-        rest.env.run(until=run.scenario.horizon)
-        per_device_day = (kpis(rest) - before) / rest.world.n / ((run.scenario.horizon - at) / DAY_S)
-        out[mode] = {"cost": per_device_day[0], "discomfort_degh": per_device_day[1]}
-        if watch is not None:
-            out["greedy_changed"] = float(np.mean(watch.changed))
-            top = np.mean(watch.top_prob, 0)
-            out["top_prob"] = {"fine_tuned": top[0], "start": top[1]}
+def tuned_actor(run_dir: Path) -> list[torch.Tensor]:
+    """The actor's stacked parameters (weight, bias, ... each (N, ...)) in a run's checkpoint."""
+    state = load_state(run_dir / CHECKPOINT, "simulation", MAX_CHECKPOINT_BYTES)["simulation"]
+    params = state["fleet"]["controller"]["core"]["params"]
+    return params[: len(params) // 2]  # the actor's layers, then the critic's (same sizes)
+
+
+def play_rest(run: Run, state: dict, start: np.ndarray, mode: str, actor: list[torch.Tensor] | None) -> dict:
+    """The rest of ``run`` from ``state`` (at kpis ``start``), acting by ``mode`` with ``actor`` (None: its own)."""
+    rest = Simulation(run.scenario)
+    rest.load_state_dict(state)
+    learner = rest.fleet.controller
+    learner.cfg = learner.cfg.model_copy(update={"evaluate": mode})
+    out: dict = {}
+    watch = None
+    if actor is not None:
+        with torch.no_grad():
+            for mine, tuned in zip(learner.core.actor.parameters, actor):
+                mine.copy_(tuned)
+        out["actor_moved"] = moved(learner)
+        watch = ActionWatch(learner) if mode == "greedy" else None
+    at = rest.env.now
+    rest.start()
+    rest.env.run(until=run.scenario.horizon)
+    per_device_day = (kpis(rest) - start) / rest.world.n / ((run.scenario.horizon - at) / DAY_S)
+    out.update(cost=per_device_day[0], discomfort_degh=per_device_day[1])
+    if watch is not None:
+        out["greedy_changed"] = float(np.mean(watch.changed))
+        out["top_prob"] = dict(zip(("tuned", "start"), np.mean(watch.top_prob, 0).tolist()))
     return out
+
+
+def diagnose(run: Run, split_s: float, tuned: dict[str, Path]) -> dict:
+    """The frozen ``run`` to ``split_s``, then its rest played by it and by each ``tuned`` run's actor
+    (name -> run folder), greedy and sampled."""
+    sim = Simulation(run.scenario)
+    sim.start()
+    sim.env.run(until=split_s)
+    state, start = sim.state_dict(), kpis(sim)
+    policies = {"frozen": None, **{name: tuned_actor(path) for name, path in tuned.items()}}
+    return {
+        name: {mode: play_rest(run, state, start, mode, actor) for mode in MODES} for name, actor in policies.items()
+    }
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("study", type=Path)
-    ap.add_argument("--points", nargs="+", required=True)
+    ap.add_argument("frozen", help="the study's point of the frozen policy")
+    ap.add_argument("--runs", type=Path, required=True, help="folder of the fine-tuning runs, <point>-seed<k>")
+    ap.add_argument("--tuned", nargs="+", required=True, help="points of the fine-tuning runs")
     ap.add_argument("--seeds", nargs="+", type=int, required=True)
-    ap.add_argument("--split-days", type=float, default=None, help="split here instead of at learn_until")
+    ap.add_argument("--split-days", type=float, default=35.0, help="the fine-tuning runs' learn_until")
     ap.add_argument("-o", "--out", type=Path, default=None)
     args = ap.parse_args()
-    study = load_study(args.study)
-    split_s = None if args.split_days is None else args.split_days * DAY_S
-    result: dict = {"study": str(args.study), "points": {}}
-    for point in args.points:
-        for run in study.runs_of(point):
-            if run.seed in args.seeds:
-                row = diagnose(run, split_s)
-                result["points"].setdefault(point, {})[str(run.seed)] = row
-                print(point, run.seed, json.dumps(row), flush=True)
+    set_threads(1)  # as `fleet run` for a small fleet: more threads only wait on each other
+    result: dict = {"study": str(args.study), "split_days": args.split_days, "seeds": {}}
+    for run in load_study(args.study).runs_of(args.frozen):
+        if run.seed in args.seeds:
+            tuned = {name: args.runs / f"{name}-seed{run.seed}" for name in args.tuned}
+            result["seeds"][str(run.seed)] = row = diagnose(run, args.split_days * DAY_S, tuned)
+            print(run.seed, json.dumps(row), flush=True)
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 

@@ -437,10 +437,12 @@ class ActorCritic:
 
     def log_policy(self, obs: torch.Tensor, actor: StackedMLP | None = None) -> torch.Tensor:
         """obs (N, B, F) -> log-probabilities of the actions (N, B, L) per (device, sample), under
-        ``actor`` (default: the learner's own). (What ``torch.distributions.Categorical`` computes,
-        without its softmax over the last axis: with L = 4 actions that kernel took longer than the
-        actor's matrix products.)"""
+        ``actor`` (default: the learner's own), its logits divided by ``temperature``. (What
+        ``torch.distributions.Categorical`` computes, without its softmax over the last axis: with
+        L = 4 actions that kernel took longer than the actor's matrix products.)"""
         logits = (actor or self.actor)(obs)
+        if self.cfg.temperature != 1:
+            logits = logits / self.cfg.temperature
         return logits - logits.logsumexp(-1, keepdim=True)
 
     @torch.no_grad()

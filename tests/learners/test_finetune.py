@@ -125,3 +125,20 @@ def test_every_learner_anchors_to_the_policy_it_starts_from(name):
     assert not torch.equal(flatten(model.anchor.parameters), flatten(model.actor.parameters))
     fresh = make_learner(name, {"anchor_coef": 0.5, "init_policy": "pretrained-v1"}, _context(4, 0))
     assert torch.equal(flatten(model.anchor.parameters), flatten(_model(fresh).anchor.parameters))
+
+
+# --- temperature: the sampling policy sharpened towards the greedy one --------------------------
+
+
+def test_at_a_temperature_the_devices_sample_from_the_sharpened_softmax_and_keep_their_greedy_action():
+    cold = ActorCritic(ActorCriticConfig(temperature=0.5), N, N_FEATURES, L, torch.Generator().manual_seed(0), "cpu")
+    obs = rollout(N, seed=0).obs[0]  # (N, F)
+    logits = cold.actor(obs.unsqueeze(1)).squeeze(1).detach()  # (N, L)
+    expected = torch.softmax(2 * logits, -1)  # the logits divided by 0.5
+    torch.testing.assert_close(cold.log_policy(obs.unsqueeze(1)).squeeze(1).exp(), expected)
+    # the draws follow it: each device's action frequencies over 2,000 draws within 4 standard errors
+    gen = torch.Generator().manual_seed(1)
+    draws = torch.stack([cold.act(obs, gen) for _ in range(2_000)])  # (K, N)
+    freq = torch.nn.functional.one_hot(draws, L).float().mean(0)  # (N, L)
+    assert ((freq - expected).abs() <= 4 * (expected * (1 - expected) / 2_000).sqrt() + 1e-3).all()
+    assert torch.equal(cold.act(obs, gen, greedy=True), logits.argmax(-1))
