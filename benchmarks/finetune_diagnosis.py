@@ -15,7 +15,7 @@ the mean probability each policy gives its most probable action.
 
   python benchmarks/finetune_diagnosis.py benchmarks/studies/finetune-tune.yaml pretrained-frozen \\
       --runs studies/finetune-tune/runs --tuned diffusion-finetune centralized-finetune --seeds 0 1 2 \\
-      -o benchmarks/results/finetune-diagnosis.json
+      -o benchmarks/results/finetune-diagnosis-seeds0-2.json
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from fleet.statefile import load as load_state
 from fleet.study import load_study
 from fleet.study.spec import Run
 from fleet.threads import set_threads
+from fleet.tradeoff import estimate
 
 MODES = ("greedy", "sample")
 DAY_S = 86400.0
@@ -128,6 +129,26 @@ def diagnose(run: Run, split_s: float, tuned: dict[str, Path]) -> dict:
     }
 
 
+def summary(seeds: dict[str, dict]) -> list[str]:
+    """Markdown rows: per policy and mode, mean ± 95 % t over the seeds of cost and discomfort minus the frozen
+    policy's *greedy* ones on the same seed, and of the fine-tuned actors' movement."""
+    rows = []
+    first = next(iter(seeds.values()))
+    for name, modes in first.items():
+        for mode in MODES:
+            cells = []
+            for key in ("cost", "discomfort_degh"):
+                e = estimate([row[name][mode][key] - row["frozen"]["greedy"][key] for row in seeds.values()])
+                cells.append(f"{e.mean:+.3f} ± {e.ci95_half_width:.3f}")
+            moved_cells = ["", ""]
+            if mode == "greedy" and "greedy_changed" in modes["greedy"]:
+                changed = estimate([row[name]["greedy"]["greedy_changed"] for row in seeds.values()])
+                norm = estimate([row[name]["greedy"]["actor_moved"] for row in seeds.values()])
+                moved_cells = [f"{100 * changed.mean:.1f} ± {100 * changed.ci95_half_width:.1f} %", f"{norm.mean:.4f}"]
+            rows.append(f"| {name} | {mode} | {' | '.join(cells)} | {' | '.join(moved_cells)} |")
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("study", type=Path)
@@ -145,6 +166,7 @@ def main() -> None:
             tuned = {name: args.runs / f"{name}-seed{run.seed}" for name in args.tuned}
             result["seeds"][str(run.seed)] = row = diagnose(run, args.split_days * DAY_S, tuned)
             print(run.seed, json.dumps(row), flush=True)
+    print("\n".join(summary(result["seeds"])))
     if args.out:
         args.out.write_text(json.dumps(result, indent=1) + "\n")
 
