@@ -7,7 +7,7 @@ from fleet.learners import make_learner
 from fleet.learners.features import N_FEATURES
 from fleet.learners.stacked import ActorCritic, ActorCriticConfig, flatten
 from fleet.testing import TICK_S, _context, _run
-from tests.learners.test_batching import L, N, rollout, slice_rollout
+from tests.learners.test_batching import L, N, assert_updates_agree, rollout
 
 UPDATE_S = 16 * TICK_S
 """Seconds between updates in ``_run``: n_steps of 16 ticks."""
@@ -108,12 +108,7 @@ def test_anchored_stacked_updates_equal_separate_single_device_updates():
         single.anchor.weights = [w[i : i + 1] for w in single.anchor.weights]
         single.anchor.biases = [b[i : i + 1] for b in single.anchor.biases]
         singles.append(single)
-    for step in range(3):
-        r = rollout(N, seed=step)
-        batched.update(r, 0.95)
-        for i, single in enumerate(singles):
-            single.update(slice_rollout(r, i), 0.95)
-    torch.testing.assert_close(batched.flat(), torch.cat([s.flat() for s in singles]), atol=2e-5, rtol=1e-5)
+    assert_updates_agree(batched, singles)
 
 
 @pytest.mark.parametrize("name", ["independent-v1", "diffusion-v1", "centralized-v1"])
