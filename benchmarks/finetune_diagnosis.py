@@ -7,7 +7,8 @@ and days: the frozen point of a study runs to ``--split-days`` (the fine-tuning 
 ``learn_until``), and from that one state the rest of the run is played by each policy twice,
 acting greedily and sampling: the frozen policy, and the actors of fine-tuning runs read from
 their checkpoints (written at the end of a run; after ``learn_until`` the actors no longer
-change). Per policy and mode: cost and discomfort per device-day over that rest. For a
+change). Per policy and mode: cost and discomfort per device-day over that rest (sampling at the frozen
+point's ``temperature``, whatever the fine-tuning runs learned at). For a
 fine-tuned actor also how far it moved from the policy it started from (parameters:
 ``||θ - θ0|| / ||θ0||`` per device, mean over devices) and, on the states its greedy rest
 visits, the share of device-ticks whose greedy action differs from the starting policy's, and
