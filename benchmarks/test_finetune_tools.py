@@ -8,6 +8,7 @@ import json
 import math
 
 import pytest
+from finetune_diagnosis import summary
 from optimum_discount import STUDY_HORIZONS, markdown_rows, study_optimum
 from paired_difference import paired
 
@@ -71,3 +72,28 @@ def test_the_optimum_of_each_seed_beside_a_studys_reference(tmp_path):
     assert discounted["per_seed"][1]["gamma_per_tick"] == pytest.approx(math.exp(-0.25 / 4.87))  # 15 min at 4.87 h
     rows = markdown_rows(out)
     assert len(rows) == 2 and rows[0].startswith("| optimum, not discounted | ") and rows[0].count("|") == 6
+
+
+def test_the_diagnosis_summary_subtracts_the_frozen_greedy_tail_seed_by_seed():
+    def row(cost, degh, **extra):
+        return {"cost": cost, "discomfort_degh": degh, **extra}
+
+    tuned = {"actor_moved": 0.01, "greedy_changed": 0.1}
+    seeds = {
+        "0": {
+            "frozen": {"greedy": row(8.0, 0.2), "sample": row(8.1, 0.4)},
+            "ft": {"greedy": row(7.9, 0.3, **tuned), "sample": row(8.0, 0.3)},
+        },
+        "1": {
+            "frozen": {"greedy": row(9.0, 0.5), "sample": row(9.3, 0.5)},
+            "ft": {"greedy": row(8.8, 0.5, **{**tuned, "greedy_changed": 0.3}), "sample": row(9.0, 0.6)},
+        },
+    }
+    rows = summary(seeds)
+    # frozen sampled minus frozen greedy: cost 0.1 and 0.3 (mean 0.2, half-width 12.706 * 0.1), discomfort 0.2 and 0
+    assert rows[1] == f"| frozen | sample | +0.200 ± {T_975_1 * 0.1:.3f} | +0.100 ± {T_975_1 * 0.1:.3f} |  |  |"
+    # fine-tuned greedy: cost -0.1 and -0.2, discomfort +0.1 and 0; greedy action changed on 10 % and 30 %
+    assert rows[2] == (
+        f"| ft | greedy | -0.150 ± {T_975_1 * 0.05:.3f} | +0.050 ± {T_975_1 * 0.05:.3f} "
+        f"| 20.0 ± {100 * T_975_1 * 0.1:.1f} % | 0.0100 |"
+    )

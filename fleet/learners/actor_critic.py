@@ -91,6 +91,7 @@ class IndependentLearner:
         self.core = ActorCritic(config, ctx.n_devices, self.adapter.n_features, ctx.n_levels, self.gen, ctx.device)
         if config.init_policy:
             load_actor(policy_path(config.init_policy), self.core.actor.parameters, self.adapter.layout)
+        self.core.anchor_here()
         self._obs: list[torch.Tensor] = []
         self._actions: list[torch.Tensor] = []
         self._rewards: list[torch.Tensor] = []

@@ -55,6 +55,7 @@ class CentralizedLearner(IndependentLearner):
             with torch.no_grad():
                 for cloud, devices in zip(self.cloud.actor.parameters, self.core.actor.parameters):
                     cloud.copy_(devices[:1])
+        self.cloud.anchor_here()
         self.core.load_flat(self.cloud.flat().expand(ctx.n_devices, -1))
         self.inbound: dict[int, list[list[torch.Tensor]]] = {}
         self.upload: tuple[torch.Tensor, ...] | None = None

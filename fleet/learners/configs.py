@@ -258,6 +258,18 @@ class ActorCriticConfig(StrictModel):
     gradient and its optimizer's steps are exactly 0), and every actor keeps the policy it started from until
     the critic has learned that policy's values; the actor's steps then start from advantages that are not
     the noise of an untrained critic. None: the actor learns from the first update."""
+    anchor_coef: Coefficient = 0.0
+    """Weight of a trust region around the policy every actor starts from (its ``init_policy``, or the seed's
+    draw): the actor's loss adds ``anchor_coef`` times KL(π_0 || π), the divergence of the current policy π from
+    the starting one π_0, averaged over the rollout's states (cross-entropy to π_0's action probabilities, as
+    behaviour cloning, less π_0's entropy). Fine-tuning from a trained actor: the policy gradient may then move
+    it only where its advantages outweigh the pull back. 0: none."""
+    temperature: Annotated[float, Field(gt=0, le=1)] = 1.0
+    """The policy the devices sample from while they learn, and whose log-probabilities the actor's loss takes:
+    the softmax of the actor's logits divided by this. Below 1 it is sharper: its most probable action, the one
+    a greedy device takes (``evaluate: greedy``), is the same, and it is drawn more often, so the policy gradient
+    improves a policy close to the greedy one that is evaluated rather than a policy that explores at random
+    (fine-tuning a trained actor). 1: the plain softmax."""
     evaluate: Literal["sample", "greedy"] = "sample"
     """How a policy that no longer learns acts (``frozen``, or after ``learn_until``): ``sample``
     its actions from its softmax, as while learning, or ``greedy``: take its most probable

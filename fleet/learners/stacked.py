@@ -26,6 +26,7 @@ it from their ``discount_horizon`` and the control period
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
@@ -205,6 +206,13 @@ class StackedMLP:
     def parameters(self) -> list[torch.Tensor]:
         return [t for pair in zip(self.weights, self.biases) for t in pair]
 
+    def frozen_copy(self) -> StackedMLP:
+        """The same networks with parameters of their own that take no gradient (a fixed snapshot)."""
+        snapshot = copy.copy(self)
+        snapshot.weights = [w.detach().clone() for w in self.weights]
+        snapshot.biases = [b.detach().clone() for b in self.biases]
+        return snapshot
+
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """(N, B, in) -> (N, B, out); parameters stacked for one device (N = 1) are shared by
         every leading index of ``x``."""
@@ -359,6 +367,14 @@ class ActorCritic:
         self.value_norm = RunningMoments(n, cfg.value_norm_decay, device)
         self.advantage_norm = RunningMoments(n, cfg.value_norm_decay, device)
         """Each device's running advantage moments (unused by a shared network: it standardizes over its batch)."""
+        self.anchor: StackedMLP | None = None
+        """The actor as :meth:`anchor_here` found it, which ``anchor_coef`` pulls back to; None: no anchor."""
+
+    def anchor_here(self) -> None:
+        """Keep the actor's parameters now as the policy π_0 of the ``anchor_coef`` trust region (the learner
+        calls it once the actor holds its starting policy); nothing without an anchor."""
+        if self.cfg.anchor_coef > 0:
+            self.anchor = self.actor.frozen_copy()
 
     @property
     def parameters(self) -> list[torch.Tensor]:
@@ -419,11 +435,14 @@ class ActorCritic:
                 stats = getattr(self, key).stats
                 stats.copy_(array(state[key], stats))
 
-    def log_policy(self, obs: torch.Tensor) -> torch.Tensor:
-        """obs (N, B, F) -> log-probabilities of the actions (N, B, L) per (device, sample).
-        (What ``torch.distributions.Categorical`` computes, without its softmax over the last
-        axis: with L = 4 actions that kernel took longer than the actor's matrix products.)"""
-        logits = self.actor(obs)
+    def log_policy(self, obs: torch.Tensor, actor: StackedMLP | None = None) -> torch.Tensor:
+        """obs (N, B, F) -> log-probabilities of the actions (N, B, L) per (device, sample), under
+        ``actor`` (default: the learner's own), its logits divided by ``temperature``. (What
+        ``torch.distributions.Categorical`` computes, without its softmax over the last axis: with
+        L = 4 actions that kernel took longer than the actor's matrix products.)"""
+        logits = (actor or self.actor)(obs)
+        if self.cfg.temperature != 1:
+            logits = logits / self.cfg.temperature
         return logits - logits.logsumexp(-1, keepdim=True)
 
     @torch.no_grad()
@@ -464,6 +483,7 @@ class ActorCritic:
             self.value_norm.update(returns, self.shared)
             target = self.value_norm.normalize(returns)
         old_logp = None if r.logp is None else r.logp.transpose(0, 1)  # else the first epoch's: the data's own
+        anchor = self._anchor_policy(obs[:, :-1])
         for _ in range(cfg.epochs):
             log_pi = self.log_policy(obs[:, :-1])  # (N, T, L)
             logp = log_pi.gather(-1, actions.unsqueeze(-1)).squeeze(-1)
@@ -477,6 +497,8 @@ class ActorCritic:
             value_err = (values[:, :-1] - target) ** 2
             values = None
             actor_loss = -surrogate.mean(1) - cfg.entropy_coef * entropy.mean(1)
+            if anchor is not None:
+                actor_loss = actor_loss + cfg.anchor_coef * (anchor.exp() * (anchor - log_pi)).sum(-1).mean(1)
             per_device = (actor_loss if actor else 0 * actor_loss) + cfg.value_coef * value_err.mean(1)
             self._step(per_device.mean() if self.shared else per_device)
         self.last_terms = {
@@ -517,6 +539,11 @@ class ActorCritic:
         self._clip_per_device()
         self.optimizer.step()
         self._flat = None  # fused Adam writes the parameters without bumping their version counters
+
+    @torch.no_grad()
+    def _anchor_policy(self, obs: torch.Tensor) -> torch.Tensor | None:
+        """obs (N, T, F) -> the anchor's log-probabilities (N, T, L), or None without an anchor."""
+        return None if self.anchor is None else self.log_policy(obs, self.anchor)
 
     def _clip_per_device(self) -> None:
         grads = [p.grad for p in self.parameters]

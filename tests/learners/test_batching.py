@@ -38,7 +38,13 @@ def test_stacked_updates_equal_separate_single_device_updates(cfg):
         single = ActorCritic(cfg, 1, N_FEATURES, L, torch.Generator().manual_seed(99), "cpu")
         single.load_flat(batched.flat()[i : i + 1])
         singles.append(single)
-    for step in range(3):
+    assert_updates_agree(batched, singles)
+    assert not torch.allclose(batched.flat()[0], batched.flat()[1])  # devices really differ
+
+
+def assert_updates_agree(batched, singles, steps=3):
+    """Update the stacked core and the single-device ones on the same rollouts; their parameters agree."""
+    for step in range(steps):
         r = rollout(N, seed=step)
         batched.update(r, 0.95)
         for i, single in enumerate(singles):
@@ -47,7 +53,6 @@ def test_stacked_updates_equal_separate_single_device_updates(cfg):
     # float32 sums in another order; Adam turns a gradient differing in its last bits into a step
     # differing by up to ~1e-5 (the steps themselves are lr = 3e-3)
     torch.testing.assert_close(batched.flat(), expected, atol=2e-5, rtol=1e-5)
-    assert not torch.allclose(batched.flat()[0], batched.flat()[1])  # devices really differ
 
 
 def diffusion(n=N, **cfg):
