@@ -30,15 +30,18 @@ from fleet.tradeoff import estimate
 
 def paired(table: dict, point: str, other: str, other_table: dict | None = None) -> dict[str, dict]:
     """Figure -> ``{"mean", "ci95", "per_seed"}`` of ``point`` minus ``other`` in a study's table.json
-    (``other`` in ``other_table`` if given), for the figures of ``point``."""
+    (``other`` in ``other_table`` if given), for the figures that both have (another study may tabulate others)."""
     other_table = other_table or table
     for name, where in ((point, table), (other, other_table)):
         if name not in where["points"]:
             known = ", ".join(where["points"])
             raise SystemExit(f"{name!r} is no point of study {where['study']}; its points: {known}")
     out = {}
+    theirs_all = other_table["points"][other]
     for figure, stats in table["points"][point].items():
-        theirs = other_table["points"][other][figure]["per_seed"]
+        if figure not in theirs_all:
+            continue
+        theirs = theirs_all[figure]["per_seed"]
         diffs = {seed: value - theirs[seed] for seed, value in stats["per_seed"].items()}
         e = estimate(list(diffs.values()))
         out[figure] = {"mean": e.mean, "ci95": e.ci95_half_width, "per_seed": diffs}

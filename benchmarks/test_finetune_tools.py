@@ -34,6 +34,9 @@ def test_paired_differences_are_taken_seed_by_seed():
         paired(table, "c", "b")
     other = {"study": "t", "points": {"x": {"tail.cost": {"per_seed": {"5": 2.0, "6": 1.0}}}}}
     assert paired(table, "a", "x", other)["tail.cost"]["per_seed"] == {"5": -1.0, "6": 2.0}
+    # a figure only one of the two studies tabulates is left out
+    table["points"]["a"]["bytes_sent"] = {"per_seed": {"5": 1.0, "6": 1.0}}
+    assert list(paired(table, "a", "x", other)) == ["tail.cost"]
     with pytest.raises(SystemExit, match="'b' is no point of study t; its points: x"):
         paired(table, "a", "b", other)
 
