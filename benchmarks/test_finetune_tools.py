@@ -10,7 +10,7 @@ import math
 import pytest
 from finetune_diagnosis import summary
 from optimum_discount import STUDY_HORIZONS, markdown_rows, study_optimum
-from paired_difference import paired
+from paired_difference import paired, with_reward
 
 pytestmark = pytest.mark.benchmark
 
@@ -35,10 +35,35 @@ def test_paired_differences_are_taken_seed_by_seed():
         paired(table, "c", "b")
     other = {"study": "t", "points": {"x": {"tail.cost": {"per_seed": {"5": 2.0, "6": 1.0}}}}}
     assert paired(table, "a", "x", other)["tail.cost"]["per_seed"] == {"5": -1.0, "6": 2.0}
+    # a figure only one of the two studies tabulates is left out
+    table["points"]["a"]["bytes_sent"] = {"per_seed": {"5": 1.0, "6": 1.0}}
+    assert list(paired(table, "a", "x", other)) == ["tail.cost"]
     with pytest.raises(SystemExit, match="'b' is no point of study t; its points: x"):
         paired(table, "a", "b", other)
     table["points"]["a"]["bytes"] = {"per_seed": {"5": 9.0, "6": 9.0}}  # a figure the other study did not report
     assert set(paired(table, "a", "x", other)) == {"tail.cost"}
+
+
+def test_a_reward_at_the_scenarios_prices_is_made_of_the_tail_figures():
+    def seeds(a: float, b: float) -> dict:
+        return {"per_seed": {"5": a, "6": b}}
+
+    table = {
+        "study": "s",
+        "points": {
+            "limit": {
+                "tail.cost": seeds(9.0, 8.0),
+                "tail.discomfort_degh": seeds(2.0, 4.0),
+                "tail.feeder_overload_kwh": seeds(0.5, 0.0),
+            },
+            "bytes-only": {"bytes_sent": seeds(1.0, 1.0)},
+        },
+    }
+    priced = with_reward(table, 3.0, 2.0)
+    # -(9 + 3 x 2 + 2 x 0.5) = -16 and -(8 + 3 x 4 + 0) = -20
+    assert priced["points"]["limit"]["reward_at_prices"]["per_seed"] == {"5": -16.0, "6": -20.0}
+    assert "reward_at_prices" not in priced["points"]["bytes-only"]
+    assert "reward_at_prices" not in table["points"]["limit"]
 
 
 def test_the_optimum_of_each_seed_beside_a_studys_reference(tmp_path):

@@ -62,3 +62,21 @@ def test_the_guarded_feeder_study_runs_the_scenarios_3_days_on_seeds_that_its_tu
     assert all(p["comfort_guard"] for p in params.values())
     for name, p in params.items():  # each learner alike on both networks
         assert p == params[name.replace("nbiot-lossy", "wifi-mix")], name
+
+
+def test_the_equal_comfort_studies_hold_both_learners_to_one_limit_chosen_on_other_seeds():
+    tune = {r.point: r.scenario for r in load_study(STUDIES / "diff-cost-tune.yaml").runs}
+    assert {r.seed for r in load_study(STUDIES / "diff-cost-tune.yaml").runs} == {0, 1, 2, 3, 4}
+    for name in ("diff-cost", "diff-cost-cold"):
+        study = load_study(STUDIES / f"{name}.yaml")
+        assert study.spec.seeds == (5, 6, 7, 8, 9), name
+        assert study.spec.report.tail * study.runs[0].scenario.horizon == 5 * 86400, name  # the last 5 of 40 days
+        learners = [r.scenario for r in study.runs if r.point != "rule-based"]
+        assert {s.learner.name for s in learners} == {"independent-v1", "diffusion-v1"}, name
+        for s in learners:  # discomfort only a constraint, at one limit for both learners
+            assert s.reward.discomfort_per_degh == 0, name
+            assert s.learner.params["discomfort_limit"] == learners[0].learner.params["discomfort_limit"], name
+    # the report's learners are tuning variants as they were tried on seeds 0-4 (the small climate's limit)
+    report = {r.point: r.scenario for r in load_study(STUDIES / "diff-cost.yaml").runs}
+    for point, tuned in (("independent", "independent-limit-lr1e-3"), ("diffusion", "diffusion-limit")):
+        assert report[point].learner == tune[tuned].learner, point
