@@ -39,13 +39,24 @@ class StudyFolder:
 
     def finished(self, run: Run) -> bool:
         """Whether the run's directory holds the completed run of its scenario."""
+        return self.unfinished(run) is None
+
+    def unfinished(self, run: Run) -> str | None:
+        """Why the run's directory does not hold the completed run of its scenario (None: it does)."""
         path = self.run_path(run)
         try:
             summary = json.loads((path / "summary.json").read_text())
             same = (path / "scenario.yaml").read_text() == dump_scenario(run.scenario)
         except (OSError, ValueError):
-            return False
-        return same and summary.get("run", {}).get("status") == "completed"
+            return "the run stopped before its horizon (interrupted)"
+        if summary.get("run", {}).get("status") != "completed":
+            return "the run stopped before its horizon (interrupted)"
+        if not same:
+            return (
+                "the run completed, but its scenario.yaml differs from the study's: fleet was changed (upgraded, "
+                "or its source edited) while the study ran, and resolves scenarios differently now"
+            )
+        return None
 
     def check(self, study: Study) -> None:
         """RunDirError, changing nothing, unless this folder is new, empty or ``study``'s."""

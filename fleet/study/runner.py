@@ -116,8 +116,8 @@ def run_study(
     )
 
     def on_done(task: Task, error: str | None) -> None:
-        if error is None and not folder.finished(by_name[task.name]):
-            error = "the run stopped before its horizon (interrupted)"
+        if error is None:
+            error = folder.unfinished(by_name[task.name])
         if error is None:
             outcome.ran.append(task.name)
         else:

@@ -76,6 +76,15 @@ def killed_once_mid_run(task: Task) -> None:
     run_task(task)
 
 
+def scenario_changed_under(task: Task) -> None:
+    """A runner whose ``independent-seed1`` completes with another resolved scenario, as when fleet's
+    code changes (a new learner field) between the study's start and a worker's import."""
+    run_task(task)
+    if task.name == "independent-seed1":
+        scenario = Path(task.out) / "scenario.yaml"
+        scenario.write_text(scenario.read_text() + "# a field a newer fleet resolves\n")
+
+
 def same_run(a: Path, b: Path) -> bool:
     """Two run directories with the same metrics.csv bytes and summary.json but for ``perf``."""
 

@@ -1,7 +1,7 @@
 """Studies in local processes (no Ray): a killed process loses only its run, made again on resume."""
 
 from fleet.study import Engine, load_study, run_study
-from tests.study.conftest import killed_once_mid_run, same_run
+from tests.study.conftest import killed_once_mid_run, same_run, scenario_changed_under
 
 
 def test_a_killed_local_process_fails_alone_and_the_study_started_again_makes_its_run(
@@ -28,3 +28,15 @@ def test_a_finished_study_started_again_runs_nothing_and_rewrites_its_results(lo
     (copy / "results" / "table.md").unlink()
     outcome = run_study(load_study(local_study.parent / "study.yaml"), copy, Engine("local"), progress=False)
     assert outcome.ran == [] and len(outcome.kept) == 4 and (copy / "results" / "table.md").is_file()
+
+
+def test_a_run_that_completes_from_another_scenario_fails_saying_so(write_study, tmp_path):
+    study = load_study(
+        write_study({"variants": {"independent": {"learner.name": "independent-v1"}}, "seeds": [0, 1], "report": {}})
+    )
+    outcome = run_study(
+        study, tmp_path / "out", Engine("local", num_cpus=1), runner=scenario_changed_under, progress=False
+    )
+    assert outcome.ran == ["independent-seed0"] and list(outcome.failed) == ["independent-seed1"]
+    assert "completed, but its scenario.yaml differs" in outcome.failed["independent-seed1"]
+    assert "fleet was changed" in outcome.failed["independent-seed1"]
