@@ -409,7 +409,7 @@ PLANNER_PARTS = {
     "acting: the fallback thermostat": ("tick", [("fleet/learners/rule_based.py", "act")]),
 }
 """The planner's parts: label -> (what it runs once per: a control tick or a plan, its (file, function)s as
-called from the planner's ``act`` or ``update``)."""
+called from the planner's ``act``, ``advise`` (which ``act`` calls) or ``update``)."""
 LOOKAHEAD_PART = "lookahead: made by the engine (every tick; computed when first read)"
 READ_PART = "lookahead: computed when a plan reads it (schedule, tariff)"
 READS = [("fleet/learners/base.py", name) for name in ("band_lo", "band_hi", "price")]
@@ -425,10 +425,8 @@ def planner_parts(
     (ticks of ``dt_s``, a plan every ``replan_period_s``: a run of a few hours holds fewer plans per tick)."""
     t = CallTimes(stats)
     ticks, plans = t.calls(learner["act"]), t.calls(learner["update"])
-    seconds = {
-        label: sum(t(func, learner["act"]) + t(func, learner["update"]) for func in funcs)
-        for label, (_, funcs) in PLANNER_PARTS.items()
-    }
+    callers = (learner["act"], (PLANNER, "advise"), learner["update"])
+    seconds = {label: sum(t(func, c) for func in funcs for c in callers) for label, (_, funcs) in PLANNER_PARTS.items()}
     per = {label: per for label, (per, _) in PLANNER_PARTS.items()}
     seconds[READ_PART], per[READ_PART] = sum(t(func, STAGES) for func in READS), "plan"
     seconds[PROGRAMME_PART] -= seconds[READ_PART]
