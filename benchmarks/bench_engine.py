@@ -397,19 +397,23 @@ def learner_vs_physics(phases: dict) -> dict:
 
 
 PLANNER, IDENT = "fleet/learners/planner/learner.py", "fleet/learners/planner/identification.py"
+PROGRAMME_PART, STAGES = "programme (the dynamic programme of a plan)", ("fleet/learners/planner/planning.py", "stages")
 PLANNER_PARTS = {
     "identification per tick (RLS: close and open a sample)": ("tick", [(IDENT, "close"), (IDENT, "open")]),
     "identification per plan (estimate, check, neighbours' mean)": (
         "plan",
         [(IDENT, "estimate"), (IDENT, "physical"), (PLANNER, "_neighbours"), (PLANNER, "_samples")],
     ),
-    "programme (the dynamic programme of a plan)": ("plan", [("fleet/learners/planner/planning.py", "plan")]),
+    PROGRAMME_PART: ("plan", [("fleet/learners/planner/planning.py", "plan")]),
     "acting: follow the plan (choose a level)": ("tick", [("fleet/learners/planner/planning.py", "choose")]),
     "acting: the fallback thermostat": ("tick", [("fleet/learners/rule_based.py", "act")]),
 }
 """The planner's parts: label -> (what it runs once per: a control tick or a plan, its (file, function)s as
-called from the planner's ``act`` or ``update``)."""
-LOOKAHEAD_PART = "lookahead (schedule, tariff over the horizon; the engine, every tick)"
+called from the planner's ``act``, ``advise`` (which ``act`` calls) or ``update``)."""
+LOOKAHEAD_PART = "lookahead: made by the engine (every tick; computed when first read)"
+READ_PART = "lookahead: computed when a plan reads it (schedule, tariff)"
+READS = [("fleet/learners/base.py", name) for name in ("band_lo", "band_hi", "price")]
+"""A :class:`~fleet.learners.base.Lookahead`'s arrays: the first read computes them."""
 MESSAGES_PART = "messages: inbox, outbox, their codec and network"
 
 
@@ -421,13 +425,13 @@ def planner_parts(
     (ticks of ``dt_s``, a plan every ``replan_period_s``: a run of a few hours holds fewer plans per tick)."""
     t = CallTimes(stats)
     ticks, plans = t.calls(learner["act"]), t.calls(learner["update"])
-    seconds = {
-        label: sum(t(func, learner["act"]) + t(func, learner["update"]) for func in funcs)
-        for label, (_, funcs) in PLANNER_PARTS.items()
-    }
+    callers = (learner["act"], (PLANNER, "advise"), learner["update"])
+    seconds = {label: sum(t(func, c) for func in funcs for c in callers) for label, (_, funcs) in PLANNER_PARTS.items()}
     per = {label: per for label, (per, _) in PLANNER_PARTS.items()}
+    seconds[READ_PART], per[READ_PART] = sum(t(func, STAGES) for func in READS), "plan"
+    seconds[PROGRAMME_PART] -= seconds[READ_PART]
     for method, phase, each in (("act", TICK, "tick"), ("update", LEARNING, "plan")):
-        mine = [k for k in PLANNER_PARTS if per[k] == each]
+        mine = [k for k in seconds if per[k] == each]
         seconds[f"the rest of {method}"] = t(learner[method], phase) - sum(seconds[k] for k in mine)
         per[f"the rest of {method}"] = each
     seconds[LOOKAHEAD_PART], per[LOOKAHEAD_PART] = t(LOOKAHEAD, SENSE), "tick"

@@ -7,6 +7,7 @@ import pstats
 
 import pytest
 from bench_engine import (
+    READ_PART,
     SCENARIO,
     city_overrides,
     learner_methods,
@@ -94,6 +95,10 @@ def test_the_planners_parts_add_up_to_its_phases_and_scale_a_plan_to_a_day():
         assert row["x_physics_day"] == pytest.approx((2.0 if row["per"] == "plan" else 1.0) * row["x_physics_run"])
     programme = next(row for row in parts["table"] if row["part"].startswith("programme"))
     assert programme["per"] == "plan" and programme["seconds"] > parts["physics_s"]
+    read = next(row for row in parts["table"] if row["part"] == READ_PART)  # the plan read the lookahead once
+    assert read["per"] == "plan" and read["seconds"] > 0
+    follow = next(row for row in parts["table"] if row["part"].startswith("acting: follow"))  # from 2 h on
+    assert follow["per"] == "tick" and follow["seconds"] > 0
 
 
 def test_every_benchmark_has_help(capsys):

@@ -214,16 +214,30 @@ def interpolate(value: np.ndarray, temp: np.ndarray, grid: tuple[float, float, f
 
 def interpolate_units(value: np.ndarray, x: np.ndarray, grid: tuple[float, float, float] = GRID_C) -> np.ndarray:
     """Row-wise linear interpolation of ``value`` (N, G) at grid positions ``x`` (N, ...) (the
-    temperatures ``low + x * step`` of ``grid``), clamped to the grid's ends. Each cell's value
-    and slope are packed into one complex64, so that a single gather fetches both."""
+    temperatures ``low + x * step`` of ``grid``), clamped to the grid's ends, from the two grid
+    points around each position (:func:`_cells`)."""
     low, high, step = grid
-    n, g = value.shape
+    g = value.shape[1]
     x = np.clip(x, 0.0, (high - step - low) / step)
     i = x.astype(np.int64)
     np.minimum(i, g - 2, out=i)
     x -= i  # the fraction of the cell
-    i = i + (g - 1) * np.arange(n).reshape((n,) + (1,) * (i.ndim - 1))  # the cell in the flattened rows
+    start, slope = _cells(value, i)
+    return start + x * slope
+
+
+def _cells(value: np.ndarray, i: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The value (float32) at the grid points ``i`` (N, ...) of each row of ``value`` (N, G), and
+    the slope (float32) to the next point. Fewer positions than points (a device acting reads L of
+    its G) are read where they are; more (the programme reads every point L times) from each cell's
+    value and slope packed into one complex64, so that a single gather fetches both."""
+    n, g = value.shape
+    row = np.arange(n).reshape((n,) + (1,) * (i.ndim - 1))
+    if i.size < value.size:
+        at = i + g * row
+        start = value.ravel().take(at)
+        return start.astype(np.float32), (value.ravel().take(at + 1) - start).astype(np.float32)
     cells = np.empty((n, g - 1), np.complex64)
     cells.real, cells.imag = value[:, :-1], value[:, 1:] - value[:, :-1]
-    got = cells.ravel().take(i)
-    return got.real + x * got.imag
+    got = cells.ravel().take(i + (g - 1) * row)
+    return got.real, got.imag

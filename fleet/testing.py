@@ -46,7 +46,7 @@ def _context(n: int, seed: int) -> LearnerContext:
 
 def _observation(n: int, tick: int, rng: np.random.Generator, hours: tuple[float, ...] = ()) -> Observation:
     lo, h, k = np.full(n, 20.0), len(PREVIEW_H), len(hours)
-    ahead = Lookahead(np.asarray(hours), np.full((n, k), 20.0), np.full((n, k), 23.0), np.full((n, k), 0.25))
+    ahead = Lookahead(np.asarray(hours), lambda: (np.full((n, k), 20.0), np.full((n, k), 23.0), np.full((n, k), 0.25)))
     outdoor_c = rng.normal(3.0, 4.0, n)
     return Observation(
         temp_c=rng.normal(20.5, 1.5, n),

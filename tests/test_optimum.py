@@ -214,3 +214,17 @@ def test_interpolation_in_grid_units_by_hand():
     x = np.array([[[0.5, 2.25, -1.0]], [[3.0, 7.0, 1.5]]])  # (2, 1, 3)
     np.testing.assert_allclose(interpolate_units(value, x, (0.0, 4.0, 1.0)), [[[5.0, 25.0, 0.0]], [[5.0, 5.0, 5.0]]])
     assert interpolate_units(value, np.array([[3.0]]), (0.0, 4.0, 1.0))[0, 0] == 40.0  # the last point itself
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_interpolation_at_a_few_positions_per_row_is_the_packed_tables_to_the_bit(dtype):
+    """A device acting reads L positions of its G grid points, each from the two points around it; the
+    programme reads G positions per level from the packed table: the same numbers, bit for bit."""
+    rng = np.random.default_rng(7)
+    n, levels, grid = 50, 4, (12.0, 28.0, 0.2)
+    value = rng.normal(3.0, 2.0, (n, 80)).astype(dtype)
+    x = rng.uniform(-5.0, 85.0, (n, levels, 1))  # grid positions, some beyond either end
+    few = interpolate_units(value, x, grid)  # (N, L, 1): fewer positions than points
+    many = interpolate_units(value, np.repeat(x, 80, axis=2), grid)  # (N, L, G): the packed table
+    assert few.dtype == many.dtype
+    np.testing.assert_array_equal(few, many[:, :, :1])

@@ -12,7 +12,9 @@ its own observations and on its own inbox.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cached_property, partial
 from typing import TYPE_CHECKING, ClassVar, Protocol
 
 import numpy as np
@@ -69,16 +71,35 @@ class Observation:
 @dataclass(frozen=True)
 class Lookahead:
     """What a device knows of its own comfort schedule and tariff over a planning horizon: the
-    band and the price at each of K times ahead, as :data:`PREVIEW_H` gives them for a few."""
+    band and the price at each of K times ahead, as :data:`PREVIEW_H` gives them for a few.
+
+    Its arrays are computed when one of them is first read (by ``schedule``, once): the engine and
+    the edge agent give a lookahead to every observation of a learner that asks for one, and a
+    planner reads it only on the ticks it plans."""
 
     hours: np.ndarray
     """(K,) hours from now."""
-    band_lo: np.ndarray
-    """(N, K) lower comfort bound at each of ``hours`` from now."""
-    band_hi: np.ndarray
-    """(N, K) upper comfort bound at each of ``hours`` from now."""
-    price: np.ndarray
-    """(N, K) electricity price at each of ``hours`` from now, per kWh."""
+    schedule: Callable[[], tuple[np.ndarray, np.ndarray, np.ndarray]]
+    """Computes ``(band_lo, band_hi, price)`` when first read (:func:`schedule`)."""
+
+    @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.schedule()
+
+    @property
+    def band_lo(self) -> np.ndarray:
+        """(N, K) lower comfort bound at each of ``hours`` from now."""
+        return self._arrays[0]
+
+    @property
+    def band_hi(self) -> np.ndarray:
+        """(N, K) upper comfort bound at each of ``hours`` from now."""
+        return self._arrays[1]
+
+    @property
+    def price(self) -> np.ndarray:
+        """(N, K) electricity price at each of ``hours`` from now, per kWh."""
+        return self._arrays[2]
 
 
 PREVIEW_H = (1.0, 2.0, 3.0, 4.0)
@@ -97,11 +118,15 @@ def preview(occupancy: Occupancy, tariff: Tariff, t_s: float, n: int) -> dict[st
 
 
 def lookahead(occupancy: Occupancy, tariff: Tariff, t_s: float, n: int, hours) -> Lookahead:
-    """The schedule and tariff of ``n`` devices at ``hours`` (K,) after ``t_s``."""
+    """The schedule and tariff of ``n`` devices at ``hours`` (K,) after ``t_s``, computed when first read."""
     hours = np.asarray(hours, dtype=float)
-    times = t_s + 3600.0 * hours  # (K,)
+    return Lookahead(hours, partial(schedule, occupancy, tariff, t_s + 3600.0 * hours, n))
+
+
+def schedule(occupancy: Occupancy, tariff: Tariff, times: np.ndarray, n: int) -> tuple[np.ndarray, ...]:
+    """The comfort band (low, high) and the price of ``n`` devices at ``times`` (K,) s, each (n, K)."""
     lo, hi = occupancy.band(times)
-    return Lookahead(hours, lo, hi, np.tile([tariff.price(t) for t in times], (n, 1)))
+    return lo, hi, np.tile([tariff.price(t) for t in times], (n, 1))
 
 
 def persistence(outdoor_c: np.ndarray, lead_h: tuple[float, ...] = FORECAST_LEAD_H) -> dict:
@@ -193,7 +218,9 @@ class Learner(Protocol):
     A learner that plans may have a ``lookahead_h`` attribute: the hours ahead (K,) at which it
     needs its devices' own schedule and tariff. The engine and the edge agent then give every
     observation a :class:`Lookahead` at those hours (:func:`lookahead`, as the preview is made);
-    learners without it get none.
+    learners without it get none. A lookahead costs little until it is read (its arrays are
+    computed on first read), so a learner that plans every few ticks pays for the schedule only
+    on the ticks it plans.
 
     A learner whose class says ``supports_reset = True`` can replace devices by new installs
     (``fleet.installs``, :mod:`fleet.sim.installs`): ``reset(rows, t)`` sets the rows ``rows`` (R,)

@@ -281,6 +281,53 @@ def test_the_engine_gives_a_planner_its_schedule_and_tariff_over_its_horizon():
         np.testing.assert_array_equal(obs.lookahead.price[:, k], sim.world.tariff.price(t + 3600 * hours[k]))
 
 
+PLANNING = {
+    "fleet.sites": "[{name: a, devices: 6, feeder_kw: 20}]",
+    "topology.degree": 2,
+    "control_period": "15min",
+    "horizon": "2d",
+    "workloads.telemetry.enabled": "false",
+    "workloads.consensus.enabled": "false",
+    "learner.name": "planner-v1",
+    "learner.params.identification.min_data": "12h",
+}
+"""Six devices for two days at 15-minute ticks, planning every 2 hours from the first plan after 12 hours of data."""
+
+
+def test_the_engine_computes_a_planners_schedule_only_when_it_plans(monkeypatch):
+    from fleet.learners import base
+    from fleet.sim.engine import Simulation
+    from tests.sim.conftest import shrink
+
+    computed, schedule = [], base.schedule
+    monkeypatch.setattr(base, "schedule", lambda *args: computed.append(args[2]) or schedule(*args))
+    sim = Simulation(shrink(**PLANNING))
+    sim.run()
+    assert sim.fleet.controller.planning.all()
+    first_hours = np.array([times[0] for times in computed if len(times) == 96]) / 3600  # not the 4-hour previews
+    assert 0 < len(first_hours) <= 2 * 24 // 2  # at most once per plan (every 2 h), not once per tick (192 ticks)
+    np.testing.assert_allclose((first_hours - 0.25) % 2, 0)  # each at a re-plan tick: its first hour a tick after
+
+
+def test_a_planner_decides_the_same_on_a_lazy_lookahead_as_on_one_computed_at_every_tick(tmp_path, monkeypatch):
+    from fleet.learners import base
+    from fleet.results import execute
+    from fleet.sim import engine
+    from tests.sim.conftest import shrink
+
+    def eager(*args):
+        ahead = base.lookahead(*args)
+        ahead.band_lo  # noqa: B018 (computed at the tick, as before the lookahead was lazy)
+        return ahead
+
+    lazy, _ = execute(shrink(**PLANNING), tmp_path / "lazy")
+    monkeypatch.setattr(engine, "lookahead", eager)
+    eager_run, _ = execute(shrink(**PLANNING), tmp_path / "eager")
+    metrics = (lazy.path / "metrics.csv").read_text()
+    assert metrics == (eager_run.path / "metrics.csv").read_text()
+    assert "planner/planning" in metrics.splitlines()[0]
+
+
 @pytest.mark.parametrize(
     "setting, message",
     [

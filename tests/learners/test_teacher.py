@@ -11,6 +11,7 @@ from devices.building import rc_step
 from fleet import statefile
 from fleet.errors import ConfigError
 from fleet.learners import make_learner
+from fleet.learners.base import Lookahead
 from fleet.learners.stacked import flatten
 from fleet.learners.teacher import NO_LABEL
 from fleet.testing import _observation, check_learner_contract
@@ -72,8 +73,8 @@ def row(obs, i: int):
         for f in fields(obs)
         if isinstance(value := getattr(obs, f.name), np.ndarray) and len(value) == n
     }
-    ahead = {key: getattr(obs.lookahead, key)[i : i + 1] for key in ("band_lo", "band_hi", "price")}
-    return replace(obs, **per_device, lookahead=replace(obs.lookahead, **ahead))
+    ahead = tuple(getattr(obs.lookahead, key)[i : i + 1] for key in ("band_lo", "band_hi", "price"))
+    return replace(obs, **per_device, lookahead=Lookahead(obs.lookahead.hours, lambda: ahead))
 
 
 def test_no_step_before_the_planner_has_a_model_then_the_actor_learns_its_levels():

@@ -43,11 +43,9 @@ def outdoor_ahead(obs: Observation, hours: np.ndarray) -> np.ndarray:
 def stages(obs: Observation, margin_c: float) -> list[Stage]:
     """The K ticks ahead of ``obs`` (at its ``lookahead.hours``), each (N,) per field."""
     ahead = obs.lookahead
+    lo, hi, price = ahead.band_lo + margin_c, ahead.band_hi - margin_c, ahead.price  # (N, K) each
     outdoor = outdoor_ahead(obs, ahead.hours)
-    return [
-        Stage(outdoor[:, k], ahead.price[:, k], ahead.band_lo[:, k] + margin_c, ahead.band_hi[:, k] - margin_c)
-        for k in range(len(ahead.hours))
-    ]
+    return [Stage(outdoor[:, k], price[:, k], lo[:, k], hi[:, k]) for k in range(len(ahead.hours))]
 
 
 def plan(house: HouseModel, obs: Observation, weight: float, margin_c: float, dt_h: float, grid) -> np.ndarray:
