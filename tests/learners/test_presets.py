@@ -154,3 +154,15 @@ def test_the_cooperative_feeder_preset_is_the_variant_the_feeder_study_reports()
     scenario = load_scenario("feeder-peak-v1", ["learner.name=cooperative-v1", "learner.preset=feeder"])
     assert scenario.learner.params == chosen.model_dump(mode="json")
     assert scenario.learner.params["comfort_guard"] and not scenario.learner.params["ier"]
+
+
+def test_the_planner_teacher_preset_is_the_variant_reported_on_fresh_seeds():
+    """diffusion-v1's ``planner-teacher`` is the ``teacher-w1.0`` variant of benchmarks/studies/teacher-w1.yaml."""
+    study = yaml.safe_load((REPO / "benchmarks" / "studies" / "teacher-w1.yaml").read_text())
+    sets = study["variants"]["teacher-w1.0"]
+    chosen = {k.removeprefix("learner.params."): v for k, v in sets.items() if k.startswith("learner.params.")}
+    chosen["comm"] = {"dtype": chosen.pop("comm.dtype")}
+    config = REGISTRY["diffusion-v1"].config_cls.model_validate(chosen)
+    scenario = load_scenario("thermostats-small-v1", ["learner.name=diffusion-v1", "learner.preset=planner-teacher"])
+    assert scenario.learner.params == config.model_dump(mode="json")
+    assert scenario.learner.params["teacher"]["planner"]["discomfort_per_degh"] == 1.0
