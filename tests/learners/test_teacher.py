@@ -148,16 +148,21 @@ def test_the_batched_learner_equals_separate_learners_of_one_device():
     assert not torch.allclose(batched.core.flat()[0], batched.core.flat()[1])  # the devices learned apart
 
 
+def resumed(saved, name: str, tmp_path):
+    """A fresh learner ``name`` of ``saved``'s devices loaded from ``saved``'s state file."""
+    path = tmp_path / "learner.safetensors"
+    with path.open("wb") as f:
+        statefile.save(f.write, "learner", saved.state_dict())
+    restored = learner(saved.ctx.n_devices, name)
+    restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
+    return restored
+
+
 def test_a_checkpoint_resumes_exactly_mid_rollout(tmp_path):
     saved, street = learner(4, "diffusion-v1"), Street(4, 3)
     drive(saved, street, 60 + 3)  # the planner has a model; three ticks into a rollout
     assert saved.teacher.planner.planning.any()
-    path = tmp_path / "learner.safetensors"
-    with path.open("wb") as f:
-        statefile.save(f.write, "learner", saved.state_dict())
-    restored = learner(4, "diffusion-v1")
-    restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
-    twin = copy.deepcopy(street)
+    restored, twin = resumed(saved, "diffusion-v1", tmp_path), copy.deepcopy(street)
     a, b = drive(saved, street, 96), drive(restored, twin, 96)
     assert all((x == y).all() for x, y in zip(a, b))
     assert torch.equal(saved.core.flat(), restored.core.flat())
@@ -226,17 +231,12 @@ def test_a_centralized_checkpoint_resumes_exactly_mid_rollout(tmp_path):
     drive(saved, street, 80 + 3, relay=cloud)  # the cloud has imitated; three ticks into a rollout
     assert saved.teacher.planner.planning.any() and saved.cloud_updates > 0
     saved.inbox("experience", pool(4, 8, np.full((4, 8), 9)))  # received, not yet learned from
-    path = tmp_path / "learner.safetensors"
-    with path.open("wb") as f:
-        statefile.save(f.write, "learner", saved.state_dict())
-    restored = learner(4, "centralized-v1")
-    restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
-    twin = copy.deepcopy(street)
+    restored, twin = resumed(saved, "centralized-v1", tmp_path), copy.deepcopy(street)
+    assert restored.dropped_labels == saved.dropped_labels == 4 * 8
     a, b = drive(saved, street, 96, relay=Cloud()), drive(restored, twin, 96, relay=Cloud())
     assert all((x == y).all() for x, y in zip(a, b))
-    assert torch.equal(saved.cloud.flat(), restored.cloud.flat()) and torch.equal(
-        saved.core.flat(), restored.core.flat()
-    )
+    assert torch.equal(saved.cloud.flat(), restored.cloud.flat())
+    assert torch.equal(saved.core.flat(), restored.core.flat())
 
 
 @pytest.mark.parametrize("name", ["independent-v1", "diffusion-v1", "centralized-v1"])
