@@ -68,8 +68,6 @@ class IndependentLearner:
     communicates: ClassVar[bool] = False
     exchange: ClassVar[str] = "none"
     metric_keys: ClassVar[tuple[str, ...]] = METRIC_KEYS
-    takes_teacher: ClassVar[bool] = True
-    """Whether its devices can learn from a teacher of their own (``teacher``, :mod:`fleet.learners.teacher`)."""
 
     def __init__(self, config: ActorCriticConfig, ctx: LearnerContext) -> None:
         if config.frozen and self.communicates:
@@ -123,14 +121,9 @@ class IndependentLearner:
 
     def _teacher(self, config: ActorCriticConfig, ctx: LearnerContext) -> PlannerTeacher | None:
         """The teachers of ``teacher`` (its metrics then join :attr:`metric_keys`, and the engine gives
-        the planner's :attr:`lookahead_h`); ConfigError if this learner or its other settings take none."""
+        the planner's :attr:`lookahead_h`); ConfigError if its other settings take none."""
         if config.teacher is None:
             return None
-        if not self.takes_teacher:
-            raise ConfigError(
-                f"learner.params.teacher: {self.name} trains one policy in the cloud from the rewards its devices "
-                "upload; a device's own teacher runs with independent-v1 and diffusion-v1"
-            )
         for field, value in (("frozen", config.frozen), ("discomfort_limit", config.discomfort_limit)):
             if value:
                 raise ConfigError(

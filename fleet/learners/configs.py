@@ -290,8 +290,8 @@ class ActorCriticConfig(StrictModel):
     teacher: Annotated[TeacherConfig | None, BeforeValidator(_teacher_by_name)] = None
     """Imitation of a teacher on each device instead of reinforcement (:class:`TeacherConfig`), e.g.
     ``teacher: planner``: every device acts greedily with its policy, and its updates fit the actor to
-    its teacher's levels on the states it visited (the critic is not trained). ``independent-v1`` and
-    ``diffusion-v1`` only. None (the default): the actor-critic's own steps."""
+    its teacher's levels on the states it visited (the critic is not trained); ``centralized-v1``'s cloud
+    fits the shared actor to the labels its devices upload. None (the default): the actor-critic's own steps."""
 
     def discount(self, period_s: float) -> float:
         """The discount per step of ``period_s`` seconds: :func:`discount_per_step`."""
@@ -349,14 +349,20 @@ class CentralizedConfig(ActorCriticConfig):
     def message_sizes(self, n_levels: int) -> dict[str, int]:
         """``experience``: a device's rollout of ``n_steps`` transitions (observations (T+1, F),
         actions (T,), rewards (T,), the log-probabilities of the actions under the policy that took
-        them (T,)); ``params``: the cloud's P parameters."""
-        t, experience = self.n_steps, DType[self.experience_dtype.upper()]
-        p = param_count(self.hidden, N_FEATURES, n_levels)
-        dtypes, shapes = [experience, DType.FLOAT16, experience, experience], [(t + 1, N_FEATURES), (t,), (t,), (t,)]
+        them (T,), or with a ``teacher`` its labels (T,)); ``params``: the cloud's P parameters."""
+        t, p = self.n_steps, param_count(self.hidden, N_FEATURES, n_levels)
+        shapes = [(t + 1, N_FEATURES), (t,), (t,), (t,)]
         return {
-            "experience": encoded_size(dtypes, shapes),
+            "experience": encoded_size(self.experience_dtypes(), shapes),
             "params": encoded_size(DType[self.params_dtype.upper()], [(p,)]),
         }
+
+    def experience_dtypes(self) -> list[DType]:
+        """How an experience message's arrays go on the wire: observations, rewards and log-probabilities in
+        ``experience_dtype``; actions, and a teacher's labels in place of the log-probabilities, in float16
+        (small integers, exact)."""
+        values = DType[self.experience_dtype.upper()]
+        return [values, DType.FLOAT16, values, values if self.teacher is None else DType.FLOAT16]
 
     epochs: Epochs = 4
     """PPO epochs on each batch of every device's rollouts (one network, much data)."""

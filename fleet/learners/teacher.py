@@ -1,7 +1,7 @@
 """A teacher on every device: the actor learns by imitating it on the states its own policy visits.
 
-With ``learner.params.teacher`` an actor-critic learner (``independent-v1``, ``diffusion-v1``)
-learns by imitation, not from rewards. Every control tick each device acts greedily with its
+With ``learner.params.teacher`` an actor-critic learner (``independent-v1``, ``diffusion-v1``,
+``centralized-v1``) learns by imitation, not from rewards. Every control tick each device acts greedily with its
 policy (the network is what is deployed) and asks its teacher which level *it* would run in the
 same state; at each update the actor takes ``epochs`` steps on each device's mean cross-entropy
 between its policy and the teacher's levels over the ticks of its rollout that the teacher
@@ -9,7 +9,9 @@ labelled (:meth:`fleet.learners.stacked.ActorCritic.imitate`). The states come f
 learner's own policy, the labels from the expert: DAgger (Ross, Gordon and Bagnell 2011), online,
 with every mixing weight on the learner. Diffusion then combines the adapted parameters with
 the neighbours' as after any local step (:mod:`fleet.learners.actor_critic`), so a device also
-learns from what its neighbours' planners taught them; its messages are diffusion's.
+learns from what its neighbours' planners taught them; its messages are diffusion's. Centralized
+devices upload their labels with their experience and the cloud imitates them all in one network
+(:mod:`fleet.learners.centralized`).
 
 The teacher ``planner`` (:class:`PlannerTeacher`) is the device's own planner,
 ``planner-alone-v1``'s code (:mod:`fleet.learners.planner`): it identifies the house by recursive
