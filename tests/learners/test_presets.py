@@ -166,3 +166,14 @@ def test_the_planner_teacher_preset_is_the_variant_reported_on_fresh_seeds():
     scenario = load_scenario("thermostats-small-v1", ["learner.name=diffusion-v1", "learner.preset=planner-teacher"])
     assert scenario.learner.params == config.model_dump(mode="json")
     assert scenario.learner.params["teacher"]["planner"]["discomfort_per_degh"] == 1.0
+
+
+def test_the_centralized_planner_teacher_preset_is_the_variant_reported_in_both_climates():
+    """centralized-v1's ``planner-teacher`` is the variant of central-teacher-w1.yaml and central-teacher-cold.yaml."""
+    for study_file in ("central-teacher-w1.yaml", "central-teacher-cold.yaml"):
+        study = yaml.safe_load((REPO / "benchmarks" / "studies" / study_file).read_text())
+        sets = study["variants"]["central-teacher-w1.0-lr0.003"]
+        chosen = {k.removeprefix("learner.params."): v for k, v in sets.items() if k.startswith("learner.params.")}
+        config = REGISTRY["centralized-v1"].config_cls.model_validate(chosen)
+        preset = ["learner.name=centralized-v1", "learner.preset=planner-teacher"]
+        assert load_scenario("thermostats-small-v1", preset).learner.params == config.model_dump(mode="json")
