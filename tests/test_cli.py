@@ -305,7 +305,7 @@ def test_learners_lists_the_registry():
     assert result.exit_code == 0
     assert [line.split()[0] for line in result.stdout.splitlines()] == sorted(REGISTRY)
     assert {"rule-based-v1", "independent-v1", "diffusion-v1", "centralized-v1"} <= set(REGISTRY)
-    assert "[presets: clone-finetune, diff-dac]" in next(
+    assert "[presets: clone-finetune, diff-dac, planner-teacher]" in next(
         line for line in result.stdout.splitlines() if line.startswith("diffusion-v1")
     )
 
