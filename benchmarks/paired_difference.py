@@ -70,16 +70,26 @@ def with_reward(table: dict, discomfort_per_degh: float, overload_per_kwh: float
     return {**table, "points": points}
 
 
+def read_table(path: Path) -> dict:
+    """The table of a finished study's folder (its results/table.json), or a table.json itself; SystemExit naming
+    the path when it is neither."""
+    file = path / "results" / "table.json" if path.is_dir() else path
+    try:
+        return json.loads(file.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"{path}: neither a finished study's folder nor a table.json ({e})") from None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("folder", type=Path, help="a finished study's folder")
+    parser.add_argument("folder", type=Path, help="a finished study's folder, or a table.json")
     parser.add_argument("point")
     parser.add_argument("other", help="the point subtracted, seed by seed")
     parser.add_argument("--other-table", type=Path, help="the table.json of the study that holds OTHER")
     parser.add_argument("--reward-weights", metavar="D,O", help="also the reward at these prices (module docstring)")
     args = parser.parse_args()
-    table = json.loads((args.folder / "results" / "table.json").read_text())
-    other_table = json.loads(args.other_table.read_text()) if args.other_table else None
+    table = read_table(args.folder)
+    other_table = read_table(args.other_table) if args.other_table else None
     if args.reward_weights:
         weights = [float(w) for w in args.reward_weights.split(",")]
         table, other_table = (with_reward(t, *weights) if t else None for t in (table, other_table))

@@ -10,7 +10,7 @@ import math
 import pytest
 from finetune_diagnosis import summary
 from optimum_discount import STUDY_HORIZONS, markdown_rows, study_optimum
-from paired_difference import paired, with_reward
+from paired_difference import paired, read_table, with_reward
 
 pytestmark = pytest.mark.benchmark
 
@@ -122,3 +122,15 @@ def test_the_diagnosis_summary_subtracts_the_frozen_greedy_tail_seed_by_seed():
         f"| ft | greedy | -0.150 ± {T_975_1 * 0.05:.3f} | +0.050 ± {T_975_1 * 0.05:.3f} "
         f"| 20.0 ± {100 * T_975_1 * 0.1:.1f} % | 0.0100 |"
     )
+
+
+def test_a_table_is_read_from_a_study_folder_or_a_table_file_and_anything_else_is_named(tmp_path):
+    (tmp_path / "study" / "results").mkdir(parents=True)
+    table = {"study": "s", "points": {}}
+    (tmp_path / "study" / "results" / "table.json").write_text(json.dumps(table))
+    assert read_table(tmp_path / "study") == table == read_table(tmp_path / "study" / "results" / "table.json")
+    with pytest.raises(SystemExit, match="nowhere: neither a finished study's folder nor a table.json"):
+        read_table(tmp_path / "nowhere")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(SystemExit, match="bad.json: neither"):
+        read_table(tmp_path / "bad.json")
