@@ -65,7 +65,6 @@ class PlannerTeacher:
     def label(self, obs: Observation, level: np.ndarray) -> np.ndarray:
         """(N,) int64: the planner's level for every device at ``obs``, :data:`NO_LABEL` where it has no
         advice; ``level`` (N,) is what each device runs (what its identification learns from)."""
-        self.planner.ident.close(obs.temp_c)
         advice, planned = self.planner.advise(obs)
         self.planner.record(obs, level)
         self.ticks += 1

@@ -103,15 +103,15 @@ class PlannerLearner:
     # --- acting ----------------------------------------------------------------------------
 
     def act(self, obs: Observation) -> np.ndarray:
-        self.ident.close(obs.temp_c)
         level, _ = self.advise(obs)
         self.record(obs, level)
         return level
 
     def advise(self, obs: Observation) -> tuple[np.ndarray, np.ndarray]:
-        """Every device's level (N,) int64 for ``obs``, and (N,) bool whether its plan chose it (else
-        the fallback thermostat did: no trusted model, or off the grid). Call after closing the
-        identification sample of the tick before (``ident.close``)."""
+        """Close every device's identification sample of the tick before with its temperature at
+        ``obs``; then its level (N,) int64 for ``obs``, and (N,) bool whether its plan chose it (else
+        the fallback thermostat did: no trusted model, or off the grid). :meth:`record` follows."""
+        self.ident.close(obs.temp_c)
         level = self.fallback.act(obs)
         planned = np.zeros(self.n, bool)
         if self.age < len(self.values) - 1 and self.planning.any():
