@@ -18,7 +18,7 @@ def test_the_system_with_inertia_and_its_ier_model_agree_with_a_step_worked_by_h
     others = u.sum() - u
     x, v = env.step(torch.full((4,), 2.0), torch.ones(4), u.sum().expand(4))
     assert x.tolist() == [3.5] * 4 and v.tolist() == [1.5] * 4
-    reward = env.reward(x, u)
+    reward = env.reward(torch.full((4,), 2.0), x, u)
     assert reward.tolist() == pytest.approx([-((3.5 / 4) ** 2) - 0.01] * 4)
     obs = env.observe(torch.full((4,), 2.0), torch.ones(4), torch.zeros(4))
     assert env.n_features == 3 and obs[0].tolist() == [0.5, 0.25, 0.0]
