@@ -136,10 +136,11 @@ def starts(seed: int, count: int, scale: float) -> list[float]:
     return [float(torch.rand(1, generator=gen) * 2 - 1) * scale for _ in range(count)]
 
 
-def run(variant: dict, seed: int, env: LinearSystem, episodes: int = 300, ticks: int = 20, evaluate: int = 100) -> dict:
-    """Train ``episodes`` episodes of ``ticks`` from x ~ U[-scale, scale], then evaluate greedily."""
+def run(settings: dict, seed: int, env: LinearSystem, episodes: int = 300, ticks: int = 20, evaluate: int = 100):
+    """Train learners with ``settings`` (:class:`CooperativeConfig`'s fields) ``episodes`` episodes of
+    ``ticks`` from x ~ U[-scale, scale], then evaluate them greedily."""
     gen = torch.Generator().manual_seed(seed)
-    cfg = CooperativeConfig(**BASE, **variant)
+    cfg = CooperativeConfig(**settings)
     core = CooperativeQ(cfg, env.controls, env.n_others, env.n_features, 1.0, gen, env)
     x0s = starts(seed, episodes + evaluate, env.scale)
     for x0 in x0s[:episodes]:
@@ -214,6 +215,7 @@ def main() -> None:
     parser.add_argument("--blind", action="store_true", help="agents do not observe the others' last controls")
     parser.add_argument("--overshoot", type=float, default=0.0, help="penalty on a tick that carries x past 0")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS), metavar="NAME")
+    parser.add_argument("--set", nargs="+", default=[], metavar="KEY=JSON", help="learner settings, e.g. idle_impact=1")
     parser.add_argument("-o", "--output", type=Path, default=RESULTS)
     args = parser.parse_args()
     if args.agents < 2:
@@ -222,12 +224,14 @@ def main() -> None:
     task = {"n": args.agents, "gain": args.gain, "inertia": args.inertia, "blind": args.blind}
     task["overshoot"] = args.overshoot
     env = LinearSystem(**task)
+    config = {**BASE, **dict((k, json.loads(v)) for k, _, v in (item.partition("=") for item in args.set))}
     torch.set_num_threads(1)
     results = {}
     for name in args.variants:
-        results[name] = table(name, {seed: run(VARIANTS[name], seed, env, args.episodes, args.ticks) for seed in seeds})
+        settings = {**config, **VARIANTS[name]}
+        results[name] = table(name, {seed: run(settings, seed, env, args.episodes, args.ticks) for seed in seeds})
     if not args.quick:
-        out = {"task": task, "config": BASE, "episodes": args.episodes, "ticks": args.ticks, "variants": results}
+        out = {"task": task, "config": config, "episodes": args.episodes, "ticks": args.ticks, "variants": results}
         out["paired"] = paired(results)
         if not args.inertia:
             out["bound"] = table("bound", {seed: bound(env, seed, args.episodes, args.ticks) for seed in seeds})
