@@ -34,7 +34,10 @@ import json
 from pathlib import Path
 
 import torch
+from pydantic import ValidationError
 
+from fleet.config import format_validation_error
+from fleet.errors import ConfigError
 from fleet.learners.cooperative.config import CooperativeConfig
 from fleet.learners.cooperative.core import CooperativeQ
 from fleet.learners.cooperative.imagine import ALL_COPY, COPY_MEAN, IDLE
@@ -220,11 +223,16 @@ def main() -> None:
     args = parser.parse_args()
     if args.agents < 2:
         parser.error(f"--agents: a shared system needs at least 2 agents, got {args.agents}")
+    if args.overshoot < 0:
+        parser.error(f"--overshoot: a penalty is at least 0, got {args.overshoot}")
     seeds = args.seeds[:1] if args.quick else args.seeds
     task = {"n": args.agents, "gain": args.gain, "inertia": args.inertia, "blind": args.blind}
     task["overshoot"] = args.overshoot
     env = LinearSystem(**task)
-    config = {**BASE, **dict((k, json.loads(v)) for k, _, v in (item.partition("=") for item in args.set))}
+    try:
+        config = learner_config(args.set)
+    except ConfigError as err:
+        parser.error(str(err))
     torch.set_num_threads(1)
     results = {}
     for name in args.variants:
@@ -236,6 +244,22 @@ def main() -> None:
         if not args.inertia:
             out["bound"] = table("bound", {seed: bound(env, seed, args.episodes, args.ticks) for seed in seeds})
         args.output.write_text(json.dumps(out, indent=1) + "\n")
+
+
+def learner_config(items: list[str]) -> dict:
+    """The learners' config: :data:`BASE` with ``KEY=JSON`` items over it, checked by :class:`CooperativeConfig`."""
+    config = dict(BASE)
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            config[key] = json.loads(value)
+        except json.JSONDecodeError:
+            raise ConfigError(f"--set {item}: expected KEY=JSON, e.g. idle_impact=1") from None
+    try:
+        CooperativeConfig(**config)
+    except ValidationError as err:
+        raise format_validation_error(err, "--set") from None
+    return config
 
 
 def table(name: str, runs: dict) -> dict:
