@@ -14,7 +14,7 @@ policies. All agents pushing at once overshoot; they must learn to share the wor
     python benchmarks/cooperative_linear.py --seeds 0 1 2 3 4   # 5 variants -> results/cooperative_linear.json
     python benchmarks/cooperative_linear.py --quick             # one seed each, a few seconds per run
     python benchmarks/cooperative_linear.py --agents 4 --inertia 0 --episodes 300 --variants "independent DQN"
-    python benchmarks/cooperative_linear.py --gain 0.25 --overshoot 0.5 --seeds 100   # the overshoot task
+    python benchmarks/cooperative_linear.py --gain 0.25 --overshoot 0.25 --seeds 100   # the overshoot task
 
 Variants: independent DQN (TER, IER and IQL off), the full method, and the full method
 without each of the three. Measured per run after training, with greedy policies over 100
@@ -139,7 +139,9 @@ def starts(seed: int, count: int, scale: float) -> list[float]:
     return [float(torch.rand(1, generator=gen) * 2 - 1) * scale for _ in range(count)]
 
 
-def run(settings: dict, seed: int, env: LinearSystem, episodes: int = 300, ticks: int = 20, evaluate: int = 100):
+def run(
+    settings: dict, seed: int, env: LinearSystem, episodes: int = 300, ticks: int = 20, evaluate: int = 100
+) -> dict:
     """Train learners with ``settings`` (:class:`CooperativeConfig`'s fields) ``episodes`` episodes of
     ``ticks`` from x ~ U[-scale, scale], then evaluate them greedily."""
     gen = torch.Generator().manual_seed(seed)
@@ -226,8 +228,13 @@ def main() -> None:
     if args.overshoot < 0:
         parser.error(f"--overshoot: a penalty is at least 0, got {args.overshoot}")
     seeds = args.seeds[:1] if args.quick else args.seeds
-    task = {"n": args.agents, "gain": args.gain, "inertia": args.inertia, "blind": args.blind}
-    task["overshoot"] = args.overshoot
+    task = {
+        "n": args.agents,
+        "gain": args.gain,
+        "inertia": args.inertia,
+        "blind": args.blind,
+        "overshoot": args.overshoot,
+    }
     env = LinearSystem(**task)
     try:
         config = learner_config(args.set)
