@@ -223,6 +223,23 @@ def test_iql_rates_by_outcome_impact_and_coordination():
     assert iql_rates(delta, lam, psi, cfg).tolist() == pytest.approx([rate for _, rate in cases])
 
 
+@pytest.mark.parametrize("idle_impact, idle_rate", [(0.0, 0.01), (1.0, 0.1)])
+def test_an_idle_device_is_learned_at_beta_while_others_act_unless_idling_counts_as_a_fair_share(
+    idle_impact, idle_rate
+):
+    """Rates relative to alpha = 0.5 (beta 0.01, sigma 0.1), one device of 4 (controls -1, 0, 1)."""
+    core = make_core(1, idle_impact=idle_impact, alpha=0.5, sigma=0.1, beta=0.01)
+    cases = [  # (action, others, delta) -> rate
+        ((1, 2.0, 1.0), idle_rate),  # idle while others act, good
+        ((1, -2.0, -1.0), idle_rate),  # idle while others act, bad
+        ((1, 0.0, 1.0), 0.1),  # nobody acts: a fair share, shared, psi = 0
+        ((2, 1.0, 1.0), 0.5),  # pushes with the others: share 1/2 of 4 = 2, credited
+    ]
+    action, others, delta = (torch.tensor([c]) for c in zip(*(args for args, _ in cases)))
+    batch = Batch(torch.zeros(1, 4, F), action, torch.zeros(1, 4), torch.zeros(1, 4, F), others)
+    assert (core._weights(batch, delta)[0] * 0.5).tolist() == pytest.approx([rate for _, rate in cases])
+
+
 # --- config and state --------------------------------------------------------------------------
 
 

@@ -56,6 +56,11 @@ class CooperativeConfig(StrictModel):
     """Impact below which a device is not credited (impact 1 = a fair share of the joint control)."""
     lambda_high: Share = 1.5
     """Impact at or above which a device is credited for a good outcome."""
+    idle_impact: Share = 0.0
+    """Impact of a device that idled (control 0) while others acted. Its share of the joint control
+    is 0, so at 0 its idle transitions, lived or imagined, are learned at beta; at 1 idling counts
+    as a fair share of the decision, as when nobody acts (sigma: its Q-value of idling learns as
+    fast as a shared outcome's)."""
 
     @model_validator(mode="after")
     def _consistent(self) -> CooperativeConfig:

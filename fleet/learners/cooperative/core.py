@@ -23,7 +23,8 @@ Choices the paper leaves open (arXiv 1910.13196; no public code):
   control the device has; ``psi`` gates coordination scenarios as :mod:`.imagine` says;
 - IQL: rates act as weights on the squared TD error under Adam (a deep network has no per-entry
   learning rate), alpha's weight being 1; the rate table is :func:`iql_rates`; the impact is a
-  multiple of the fair share (:func:`~.imagine.impact`), so thresholds do not depend on N;
+  multiple of the fair share (:func:`~.imagine.impact`), so thresholds do not depend on N; a
+  device idle while others act has impact 0 (its share) unless ``idle_impact`` says otherwise;
 - a target network copied every ``target_every`` updates; epsilon-greedy exploration falling
   linearly in time; a tanh MLP F -> H -> H -> A.
 """
@@ -156,6 +157,7 @@ class CooperativeQ:
             return torch.ones_like(delta)
         own = self.controls.gather(1, batch.action)
         lam = impact(own, batch.others, self.n_others)
+        lam = torch.where((own == 0) & (batch.others != 0), self.cfg.idle_impact, lam)
         return iql_rates(delta, lam, coordination(own, batch.others), self.cfg) / self.cfg.alpha
 
     @torch.no_grad()
