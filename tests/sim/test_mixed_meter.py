@@ -1,0 +1,161 @@
+"""Mixed fleets carry the feeder meter: a real-time run of the tiny fleet with cooperative-v1 publishes, through a
+real mosquitto, the readings of each site that has a real device, as ``fleet meter`` would; a board reads them; a
+live ``fleet meter`` of such a site is refused."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from fleet.cli import main
+from fleet.edge.meter import Meter
+from fleet.edge.site import RunOptions, SiteRunner, site_view
+from fleet.mqtt.codec import Kind, decode
+from fleet.mqtt.paho_transport import PahoTransport
+from fleet.scenario import parse_scenario
+from tests.conftest import tiny_scenario
+from tests.edge.agents import injector, paho_agent, started, view_of
+from tests.waiting import wait_for
+
+SPEEDUP = 600.0
+"""Ten scenario minutes per wall second: the 30 min horizon takes 3 s."""
+HORIZON_S, PERIOD_S = 1800, 60
+NORTH = ["d00000", "d00001", "d00002"]
+"""Site 0 of the tiny fleet (N = 6 devices, so north's meter sends as N + 1 + 0 = 7); d00000 is the real one."""
+
+pytestmark = pytest.mark.mqtt
+
+
+def cooperative_mixed_raw() -> dict:
+    raw = tiny_scenario()
+    raw.update(horizon=f"{HORIZON_S}s")
+    raw["learner"] = {"name": "cooperative-v1"}
+    raw["fleet"]["external"] = ["d00000"]
+    raw["outputs"]["sample_devices"] = 6  # every device's power in the metrics rows
+    return raw
+
+
+def realtime_run(scenario: Path, out: Path, url: str, *args: str):
+    argv = ["run", str(scenario), "-o", str(out), "--device", "cpu", "--realtime", "--speedup", str(SPEEDUP)]
+    return CliRunner().invoke(main, [*argv, "--broker", url, *args])
+
+
+class Recorder:
+    """A plain MQTT client that keeps every (topic, payload) it hears on ``topic_filter``."""
+
+    def __init__(self, url: str, topic_filter: str) -> None:
+        self.heard: list[tuple[str, bytes]] = []
+        self.client = injector(url)
+        self.client.on_message = lambda client, userdata, m: self.heard.append((m.topic, bytes(m.payload)))
+        self.client.on_subscribe = lambda *_: setattr(self, "subscribed", True)
+        self.subscribed = False
+        self.client.subscribe(topic_filter, qos=1)
+        wait_for(lambda: self.subscribed, "the recorder's subscription")
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def meter_runner(raw: dict, site: str, url: str) -> SiteRunner:
+    """``fleet meter`` of ``site`` (on its own clock: it only has to be online)."""
+    make = functools.partial(PahoTransport, url=url, reconnect_delay=(0.1, 0.5))
+    return SiteRunner(Meter(site_view(parse_scenario(raw, "test", Path.cwd()), site)), make, RunOptions(speedup=60))
+
+
+def test_the_run_publishes_the_readings_of_each_site_with_a_real_device(mosquitto, write_scenario, tmp_path):
+    raw = cooperative_mixed_raw()
+    recorder = Recorder(mosquitto.url, "fleet/+/meter/#")
+    try:
+        result = realtime_run(write_scenario(raw, "mixed.yaml"), tmp_path / "run", mosquitto.url)
+    finally:
+        recorder.close()
+    assert result.exit_code == 0, result.output
+    mixed = json.loads((tmp_path / "run" / "summary.json").read_text())["mixed"]
+    # north has the real device, south none: only north's meter is on the broker, once per control period
+    assert {topic for topic, _ in recorder.heard} == {"fleet/north/meter/meter"}
+    readings = [decode(payload) for _, payload in recorder.heard]
+    ticks = HORIZON_S // PERIOD_S
+    assert mixed["meter_sites"] == ["north"] and mixed["meter_readings"] == ticks and mixed["meter_unsent"] == 0
+    assert [m.timestamp for m in readings] == [float(PERIOD_S * k) for k in range(ticks)]
+    assert [m.seq for m in readings] == list(range(1, ticks + 1))  # one sequence per site, as fleet meter's
+    assert all(m.kind == Kind.METER and m.sender == 6 + 1 + 0 for m in readings)
+    values = np.stack([m.arrays[0] for m in readings])
+    feeder_kw = raw["fleet"]["sites"][0]["feeder_kw"]
+    assert values.dtype == np.float32 and (values[:, [0, 2, 3]] == [0.0, feeder_kw, 3.0]).all()
+    # the load is the simulated feeder's: north's three devices' power in the tick at that time (the
+    # metrics row at the same time comes after the control tick), d00000's stand-in included
+    with (tmp_path / "run" / "metrics.csv").open() as f:
+        rows = {float(row["time_s"]): row for row in csv.DictReader(f)}
+    for t in (0.0, 900.0):
+        power = sum(float(rows[t][f"device/{d}/power_kw"]) for d in NORTH)
+        assert values[int(t) // PERIOD_S, 1] == np.float32(power)
+    assert values[:, 1].max() > 0  # some tick heated, so the check above is not 0 == 0 throughout
+
+
+def test_a_real_cooperative_agent_reads_every_reading_of_its_site(mosquitto, write_scenario, tmp_path):
+    raw = cooperative_mixed_raw()
+    epoch = time.time() + 3.0  # the agent and the run both up before scenario time 0
+    view, stop = view_of(raw, "d00000"), HORIZON_S + 120  # it stops after the run's last reading
+    agent = paho_agent(view, mosquitto.url, tmp_path / "d00000", speedup=SPEEDUP, epoch=epoch, duration=stop)
+    thread = started(agent)
+    wait_for(lambda: agent.transport.connected, "the agent's connection")
+    result = realtime_run(write_scenario(raw, "mixed.yaml"), tmp_path / "run", mosquitto.url, "--epoch", repr(epoch))
+    thread.finish(30)
+    assert result.exit_code == 0, result.output
+    mixed = json.loads((tmp_path / "run" / "summary.json").read_text())["mixed"]
+    c = agent.counters
+    # all the agent hears is its meter (no command is sent): each reading the bridge sent arrived, none dropped
+    assert mixed["meter_readings"] == HORIZON_S // PERIOD_S and c.received == mixed["meter_readings"]
+    assert c.dropped == 0 and c.failed == 0
+    load, capacity, devices = agent.learner.reading[0].tolist()
+    assert np.isfinite(agent.learner.reading_time[0])
+    assert capacity == raw["fleet"]["sites"][0]["feeder_kw"] and devices == 3.0 and load >= 0
+
+
+def test_a_learner_that_does_not_read_the_meter_publishes_no_reading(mosquitto, write_scenario, tmp_path):
+    raw = cooperative_mixed_raw()
+    raw.update(horizon="10min")
+    raw["learner"] = {"name": "diffusion-v1", "params": {"n_steps": 4}}
+    recorder = Recorder(mosquitto.url, "fleet/+/meter/#")
+    try:
+        result = realtime_run(write_scenario(raw, "mixed.yaml"), tmp_path / "run", mosquitto.url)
+    finally:
+        recorder.close()
+    assert result.exit_code == 0, result.output
+    mixed = json.loads((tmp_path / "run" / "summary.json").read_text())["mixed"]
+    assert recorder.heard == [] and mixed["meter_sites"] == [] and mixed["meter_readings"] == 0
+    assert mixed["sent"] > 0  # the run did publish, its parameters
+
+
+def test_a_live_fleet_meter_at_a_bridged_site_is_refused_and_one_elsewhere_is_not(mosquitto, write_scenario, tmp_path):
+    raw = cooperative_mixed_raw()
+    raw.update(horizon="10min")
+    scenario = write_scenario(raw, "mixed.yaml")
+    meters = {site: meter_runner(raw, site, mosquitto.url) for site in ("north", "south")}
+    threads = {site: started(runner) for site, runner in meters.items()}
+    recorder = Recorder(mosquitto.url, "fleet/+/meter/status")
+    try:
+        wait_for(lambda: len(recorder.heard) == 2, "both meters' online status")
+        result = realtime_run(scenario, tmp_path / "refused", mosquitto.url)
+        assert result.exit_code == 2 and "fleet/north/meter/status" in result.output, result.output
+        assert "fleet meter" in result.output and "south" not in result.output
+        assert not (tmp_path / "refused").exists()
+        meters["north"].stop()  # a clean stop: its retained status says offline
+        threads["north"].finish(30)
+        wait_for(lambda: len(recorder.heard) == 3, "north's offline status")
+        result = realtime_run(scenario, tmp_path / "run", mosquitto.url)  # south's meter has no real device to feed
+        assert result.exit_code == 0, result.output
+    finally:
+        recorder.close()
+        for site, runner in meters.items():
+            runner.stop()
+            threads[site].finish(30)
+    assert json.loads((tmp_path / "run" / "summary.json").read_text())["mixed"]["meter_conflicts"] == 0
