@@ -17,9 +17,14 @@ from click.testing import CliRunner
 from fleet.cli import main
 from fleet.edge.meter import Meter
 from fleet.edge.site import RunOptions, SiteRunner, site_view
-from fleet.mqtt.codec import Kind, decode
+from fleet.mqtt.codec import Kind, decode, encode
+from fleet.mqtt.memory import MemoryBroker, MemoryTransport
 from fleet.mqtt.paho_transport import PahoTransport
 from fleet.scenario import parse_scenario
+from fleet.sim import realtime
+from fleet.sim.bridge import Bridge
+from fleet.sim.rng import Streams
+from fleet.sim.world import build_world
 from tests.conftest import tiny_scenario
 from tests.edge.agents import injector, paho_agent, started, view_of
 from tests.waiting import wait_for
@@ -29,8 +34,6 @@ SPEEDUP = 600.0
 HORIZON_S, PERIOD_S = 1800, 60
 NORTH = ["d00000", "d00001", "d00002"]
 """Site 0 of the tiny fleet (N = 6 devices, so north's meter sends as N + 1 + 0 = 7); d00000 is the real one."""
-
-pytestmark = pytest.mark.mqtt
 
 
 def cooperative_mixed_raw() -> dict:
@@ -70,6 +73,7 @@ def meter_runner(raw: dict, site: str, url: str) -> SiteRunner:
     return SiteRunner(Meter(site_view(parse_scenario(raw, "test", Path.cwd()), site)), make, RunOptions(speedup=60))
 
 
+@pytest.mark.mqtt
 def test_the_run_publishes_the_readings_of_each_site_with_a_real_device(mosquitto, write_scenario, tmp_path):
     raw = cooperative_mixed_raw()
     recorder = Recorder(mosquitto.url, "fleet/+/meter/#")
@@ -100,6 +104,7 @@ def test_the_run_publishes_the_readings_of_each_site_with_a_real_device(mosquitt
     assert values[:, 1].max() > 0  # some tick heated, so the check above is not 0 == 0 throughout
 
 
+@pytest.mark.mqtt
 def test_a_real_cooperative_agent_reads_every_reading_of_its_site(mosquitto, write_scenario, tmp_path):
     raw = cooperative_mixed_raw()
     epoch = time.time() + 3.0  # the agent and the run both up before scenario time 0
@@ -120,6 +125,7 @@ def test_a_real_cooperative_agent_reads_every_reading_of_its_site(mosquitto, wri
     assert capacity == raw["fleet"]["sites"][0]["feeder_kw"] and devices == 3.0 and load >= 0
 
 
+@pytest.mark.mqtt
 def test_a_learner_that_does_not_read_the_meter_publishes_no_reading(mosquitto, write_scenario, tmp_path):
     raw = cooperative_mixed_raw()
     raw.update(horizon="10min")
@@ -135,6 +141,7 @@ def test_a_learner_that_does_not_read_the_meter_publishes_no_reading(mosquitto, 
     assert mixed["sent"] > 0  # the run did publish, its parameters
 
 
+@pytest.mark.mqtt
 def test_a_live_fleet_meter_at_a_bridged_site_is_refused_and_one_elsewhere_is_not(mosquitto, write_scenario, tmp_path):
     raw = cooperative_mixed_raw()
     raw.update(horizon="10min")
@@ -159,3 +166,21 @@ def test_a_live_fleet_meter_at_a_bridged_site_is_refused_and_one_elsewhere_is_no
             runner.stop()
             threads[site].finish(30)
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["mixed"]["meter_conflicts"] == 0
+
+
+def test_a_fleet_meter_that_comes_online_during_the_run_is_counted():
+    sc = parse_scenario(cooperative_mixed_raw(), "test", Path.cwd())
+    world, broker = build_world(sc, Streams(sc.seed)), MemoryBroker()
+    external = np.isin(world.device_names, sc.fleet.external)
+    bridge = Bridge(world, external, 1, 0, MemoryTransport(broker, "bridge"), meters=True)
+    bridge.start(1.0)  # no meter yet: it starts
+    meter = MemoryTransport(broker, "meter")
+    meter.connect(1.0)
+    for site, flag in (("north", 1.0), ("south", 1.0), ("north", 0.0)):
+        status = encode(Kind.STATUS, 7, 1, 0.0, [np.array([flag], np.float32)])
+        meter.publish(f"fleet/{site}/meter/status", status, qos=1, retain=True)
+    assert bridge.arrived(realtime.realtime_environment(1.0, time.time()), np.ones(world.n, bool)) == []
+    bridge.close()
+    # north's meter said online once (its offline status is no conflict); south has no real device, so no reading
+    # of the bridge's, and the bridge does not listen there
+    assert bridge.meter["meter_conflicts"] == 1 and bridge.counters.unexpected == 0
