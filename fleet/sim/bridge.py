@@ -35,7 +35,8 @@ must not run beside the bridge: the bridge reads the retained status of each suc
 (``fleet/<site>/meter/status``) when it connects and refuses to start while one says it is online
 (:class:`~fleet.errors.ConfigError`); one that comes online during the run is logged and counted
 (``meter_conflicts`` in summary.json's ``mixed`` section). Sites without an external device get no
-reading on the broker, and the feeder market is not bridged (its auction stays in the model).
+reading on the broker. The feeder market is not bridged: its auction stays in the model, among the
+simulated devices, and the boards hear no clearing from it.
 
 Approximations, stated where they matter:
 
