@@ -118,7 +118,7 @@ class Bridge:
     """
 
     def __init__(
-        self, world, external: np.ndarray, n_params: int, qos: int, transport: Transport, meters: bool = False
+        self, world, external: np.ndarray, n_params: int, qos: int, transport: Transport, meters: bool
     ) -> None:
         self.world, self.external, self.qos, self.transport = world, external, qos, transport
         n, topo = world.n, world.topology
