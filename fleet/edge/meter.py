@@ -4,7 +4,9 @@ It runs as a :class:`~fleet.edge.site.SiteRunner` role: every control period it 
 reading ``[site index, load kW, capacity kW, devices] (4,)`` float32 on ``fleet/<site>/meter/meter``
 (:func:`~fleet.sim.meter.meter_topic`), at QoS 0 and from endpoint ``N + 1 + s``, as the simulated
 meter does (:mod:`fleet.sim.meter`); a device reading the meter (``cooperative-v1``) takes it, and a
-lost reading leaves it with the newest it has (a stale one).
+lost reading leaves it with the newest it has (a stale one). In a mixed fleet (``fleet run --realtime``,
+:mod:`fleet.sim.bridge`) the bridge publishes the readings of every site with a real device itself: a
+``fleet meter`` there would collide with it, and the run refuses to start while one is online.
 
 Where the load comes from is a :class:`LoadSource`. On a real site it is the feeder's meter: a driver
 that reads it (Modbus, a smart meter's P1 port, the grid operator's API...) needs only ``load_kw(t)``,

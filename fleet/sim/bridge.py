@@ -21,6 +21,23 @@ Devices listed in ``fleet.external`` are real agents (``fleet agent --epoch``): 
 never publishes for them (they are masked out of the batched learner's publications) and does
 not deliver to their rows.
 
+For a learner that reads its feeder's meter (``cooperative-v1``, :func:`fleet.sim.meter.reads_meter`)
+the bridge is also the meter of every site with an external device: every control period it
+publishes that site's reading on :func:`~fleet.sim.meter.meter_topic`, the very bytes of the
+simulation's meter (:class:`~fleet.sim.meter.SiteMeters`: codec kind ``meter``, sender ``N + 1 + s``,
+one sequence number per site), at QoS 0, now or never (a reading that waited would be stale), as
+``fleet meter`` (:mod:`fleet.edge.meter`) does on a site of boards only; a board reads it unchanged.
+The simulated devices keep their readings in the model, as their telemetry: a reading goes one way,
+from the site to its devices, so routing it through the broker would change nothing but its delay,
+and the network model (the meter on the collector's link) stays what a study of the meter measures.
+Two meters of one site would give its boards two loads under one sender, so a site's ``fleet meter``
+must not run beside the bridge: the bridge reads the retained status of each such meter
+(``fleet/<site>/meter/status``) when it connects and refuses to start while one says it is online
+(:class:`~fleet.errors.ConfigError`); one that comes online during the run is logged and counted
+(``meter_conflicts`` in summary.json's ``mixed`` section). Sites without an external device get no
+reading on the broker. The feeder market is not bridged: its auction stays in the model, among the
+simulated devices, and the boards hear no clearing from it.
+
 Approximations, stated where they matter:
 
 - The simulated network model (latency, loss, bandwidth, broker capacity) does not apply to
@@ -30,11 +47,12 @@ Approximations, stated where they matter:
   what the bridge sent and received.
 - The external devices keep a row in the batched simulation (a simulated stand-in: building,
   controller, rewards). Their fleet KPIs and metrics include that stand-in, not the board; the
-  board's own results are in its status lines and checkpoint.
+  board's own results are in its status lines and checkpoint. The feeder load that the bridge's
+  meter reads is the simulated feeder's, so it sums the stand-ins' power, not the boards'.
 - Simulated churn and link cuts still decide which simulated devices publish and receive.
 - Only dense parameter messages (``learner.params.comm.topk: 1``) and learners that exchange
-  with their neighbours (or do not communicate) run in real time; a centralized learner is
-  refused. A real-time run writes no checkpoints and cannot be resumed.
+  with their neighbours, read the meter or do not communicate run in real time; a centralized
+  learner is refused. A real-time run writes no checkpoints and cannot be resumed.
 - If the simulation cannot keep up with ``speedup``, its clock lags the shared one (the
   RealtimeEnvironment is not strict) and catches up when it can.
 """
@@ -55,18 +73,22 @@ from fleet.edge.inbound import InboundFilter, params_layout
 from fleet.edge.outbox import Outbox
 from fleet.edge.uplink import Uplink
 from fleet.edge.view import Sender
-from fleet.errors import ConfigError, TransportError
+from fleet.errors import ConfigError, TransportError, WireError
 from fleet.learners.base import Deliveries
-from fleet.mqtt.codec import Kind, encode_batch
+from fleet.mqtt.codec import Kind, decode, encode_batch
 from fleet.mqtt.topics import device_topic
-from fleet.mqtt.transport import Transport
+from fleet.mqtt.transport import Received, Transport, accepted
 from fleet.sim import realtime
+from fleet.sim.meter import METER_NAME, meter_topic
 
 log = logging.getLogger("fleet.bridge")
 
 BRIDGE_CLIENT_ID = "bridge"
 """MQTT client id (and, with ``fleet deploy provision``, the user name) of the bridge."""
 OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES = 100_000, 64 * 2**20
+RETAINED_WAIT_S = 0.5
+"""Wall seconds to wait, after the broker acknowledged the subscription, for the meters' retained statuses
+(they follow the acknowledgement on the same connection)."""
 
 Inbox = tuple[str, Deliveries]
 """``(kind, deliveries)`` for ``learner.inbox``."""
@@ -91,10 +113,13 @@ class RealtimeOptions:
 class Bridge:
     """The simulated devices' MQTT client; see the module docstring.
 
-    ``external`` (N,) bool marks the real devices; ``n_params`` is P of a params message.
+    ``external`` (N,) bool marks the real devices; ``n_params`` is P of a params message; with
+    ``meters`` (the learner reads the feeder meter) the bridge is the meter of the sites with a real device.
     """
 
-    def __init__(self, world, external: np.ndarray, n_params: int, qos: int, transport: Transport) -> None:
+    def __init__(
+        self, world, external: np.ndarray, n_params: int, qos: int, transport: Transport, meters: bool
+    ) -> None:
         self.world, self.external, self.qos, self.transport = world, external, qos, transport
         n, topo = world.n, world.topology
         self.topic_of = [
@@ -109,6 +134,13 @@ class Bridge:
         self.seq = np.zeros(n, np.int64)
         self.deliveries = {"deliveries_from_external": 0, "deliveries_from_simulated": 0}
         """Messages handed to simulated receivers, by kind of sender (one per receiver)."""
+        self.meter_sites = np.unique(world.site_of[external]) if meters else np.zeros(0, np.int64)
+        """(M,) the sites whose readings the bridge publishes: those with an external device."""
+        self.meter_status = {device_topic(world.site_names[s], METER_NAME, "status"): int(s) for s in self.meter_sites}
+        """Status topic of each such site's ``fleet meter`` -> the site."""
+        self.meter = {"meter_readings": 0, "meter_unsent": 0, "meter_conflicts": 0}
+        """Readings published; readings the transport could not take when due; online statuses of a
+        ``fleet meter`` of those sites heard during the run."""
         self.speedup, self.epoch, self.broker = 1.0, 0.0, ""
         """The shared clock and where the broker is (set by :func:`attach`)."""
         self._folder = tempfile.TemporaryDirectory(prefix="fleet-bridge-")
@@ -116,19 +148,52 @@ class Bridge:
         self.uplink = Uplink(transport, self.outbox, self.counters)
 
     def start(self, timeout: float) -> None:
-        """Subscribe and connect; :class:`TransportError` if the broker is not there within ``timeout`` s."""
+        """Connect, check that no ``fleet meter`` of the bridged sites is online, subscribe; :class:`TransportError`
+        if the broker is not there within ``timeout`` s, :class:`ConfigError` if such a meter is."""
         try:
-            for topic in self.inbound.topics:
-                self.transport.subscribe(topic, qos=1)
             if not self.transport.connect(timeout):
                 raise TransportError(
                     f"the broker did not accept the bridge's connection within {timeout:g} s; is it running and "
                     "reachable?"
                 )
+            self._check_meters(timeout)
+            for topic in self.inbound.topics:
+                self.transport.subscribe(topic, qos=1)
         except BaseException:
             self.close(wait=0)
             raise
         self.counters.connects += 1
+
+    def _check_meters(self, timeout: float) -> None:
+        """Subscribe to the status of the bridged sites' meters; :class:`ConfigError` naming those whose
+        retained status says they are online."""
+        answers = [self.transport.subscribe(topic, qos=1) for topic in self.meter_status]
+        for topic, delivery in zip(self.meter_status, answers):
+            code = delivery.wait(timeout)
+            if not accepted(code):
+                answer = "no answer" if code is None else f"reason code {code}"
+                raise TransportError(
+                    f"the broker did not let the bridge subscribe to {topic} ({answer}); the bridge reads "
+                    "fleet/# (fleet deploy provision grants it)"
+                )
+        if not answers:
+            return
+        time.sleep(RETAINED_WAIT_S)
+        online = [r.topic for r in self.transport.drain() if r.topic in self.meter_status and _online(r)]
+        if online:
+            raise ConfigError(
+                f"a fleet meter says it is online ({', '.join(sorted(set(online)))}), at a site whose feeder readings "
+                "this mixed run publishes itself (its devices in fleet.external are real): two meters would give "
+                "the boards two loads under one sender. Stop that fleet meter (one that crashed reads online until "
+                "the broker publishes its will), or run without that site's devices in fleet.external"
+            )
+
+    def publish_readings(self, rows: np.ndarray) -> None:
+        """Send the readings of :attr:`meter_sites` out of every site's encoded readings ``rows`` (S, L),
+        in site order (:meth:`fleet.sim.meter.SiteMeters.outgoing`), at QoS 0, now or never."""
+        for s in self.meter_sites.tolist():
+            sent = self.uplink.send_now(meter_topic(self.world.site_names[s]), rows[s].tobytes(), qos=0)
+            self.meter["meter_readings" if sent else "meter_unsent"] += 1
 
     def publish(self, t: float, kind: str, pub) -> None:
         """Send a learner's publication (dense params of simulated devices) at scenario time ``t``."""
@@ -147,18 +212,31 @@ class Bridge:
         self.uplink.flush()
         groups: dict[tuple, list[tuple[np.ndarray, int, tuple[np.ndarray, ...], float]]] = {}
         for received in self.transport.drain():
-            accepted = self.inbound.check(received)
-            if accepted is None:
+            if received.topic in self.meter_status:
+                self._meter_status(received)
                 continue
-            j = accepted.sender.index
+            got = self.inbound.check(received)
+            if got is None:
+                continue
+            j = got.sender.index
             receivers = self.listeners[j][reachable[self.listeners[j]]]
             self.deliveries["deliveries_from_external" if self.external[j] else "deliveries_from_simulated"] += len(
                 receivers
             )
-            stamp = realtime.clock_at(env, accepted.arrived_at, self.speedup)
-            arrays = accepted.message.arrays
+            stamp = realtime.clock_at(env, got.arrived_at, self.speedup)
+            arrays = got.message.arrays
             groups.setdefault(tuple(a.shape for a in arrays), []).append((receivers, j, arrays, stamp))
         return [self._batch(items) for items in groups.values()]
+
+    def _meter_status(self, received: Received) -> None:
+        """A status of a bridged site's ``fleet meter`` heard during the run: one saying online is a conflict."""
+        if _online(received):
+            self.meter["meter_conflicts"] += 1
+            log.error(
+                "a fleet meter came online on %s while this mixed run publishes that site's feeder readings: "
+                "its boards now hear two meters; stop it",
+                received.topic,
+            )
 
     @staticmethod
     def _batch(items: list[tuple[np.ndarray, int, tuple[np.ndarray, ...], float]]) -> Inbox:
@@ -179,6 +257,8 @@ class Bridge:
             "epoch": self.epoch,
             "broker": self.broker,
             **self.deliveries,
+            "meter_sites": [self.world.site_names[s] for s in self.meter_sites],
+            **self.meter,
             "sent": c.sent,
             "sent_bytes": c.sent_bytes,
             "received": c.received,
@@ -203,6 +283,15 @@ class Bridge:
         self._folder.cleanup()
 
 
+def _online(received: Received) -> bool:
+    """Whether a status message says its sender is online (``[1.0]``); one that does not decode does not."""
+    try:
+        message = decode(received.payload)
+    except WireError:
+        return False
+    return message.kind == Kind.STATUS and [a.tolist() for a in message.arrays] == [[1.0]]
+
+
 def check_realtime(scenario, realtime_run: bool) -> None:
     """External devices need a real-time run; raise :class:`ConfigError` otherwise."""
     if scenario.fleet.external and not realtime_run:
@@ -217,7 +306,7 @@ def attach(sim, options: RealtimeOptions) -> Bridge:
     returns the started bridge (close it after the run). :class:`ConfigError` for a learner
     that cannot run so, :class:`TransportError` when the broker cannot be reached."""
     s, learner = sim.scenario, sim.fleet.controller
-    if learner.communicates and learner.exchange != "neighbours":
+    if learner.exchange == "cloud":
         raise ConfigError(
             f"learner {s.learner.name} exchanges through the cloud, which a real-time mixed run does not bridge; "
             "use a learner that talks to its neighbours (e.g. diffusion-v1) or run without --realtime"
@@ -231,7 +320,8 @@ def attach(sim, options: RealtimeOptions) -> Bridge:
         )
     w = sim.world
     external = np.isin(w.device_names, s.fleet.external)
-    bridge = Bridge(w, external, p, learner.qos if learner.communicates else 0, options.transport(BRIDGE_CLIENT_ID))
+    qos, meters = learner.qos if learner.communicates else 0, sim.meters is not None
+    bridge = Bridge(w, external, p, qos, options.transport(BRIDGE_CLIENT_ID), meters)
     bridge.start(options.connect_wait)
     epoch = time.time() if options.epoch is None else options.epoch
     sim.env = realtime.realtime_environment(options.speedup, epoch, sim.env.now)

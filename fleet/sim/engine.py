@@ -20,7 +20,8 @@ Processes (each one SimPy process for the whole fleet, never one per device):
   control tick hands the devices the clearings that reached them.
 
 A mixed fleet (:mod:`fleet.sim.bridge`) runs the same processes on the wall clock, with the
-learner's messages going through a real broker instead of the simulated network.
+learner's messages going through a real broker instead of the simulated network (and the meter
+readings of each site with a real device published there too).
 
 At a common time they run in that order (see :class:`PhasedTimeout`).
 
@@ -414,7 +415,10 @@ class Simulation:
         if self.baseline is not None:
             self.baseline.tick(inputs, noise, s.control_period, weights)
         if self.meters is not None:
-            self.network.publish(self.env.now, self.meters.outgoing(self.env.now, self.fleet.site_load))
+            readings = self.meters.outgoing(self.env.now, self.fleet.site_load)
+            self.network.publish(self.env.now, readings)
+            if self.bridge is not None:  # the boards of a mixed fleet read theirs on the broker
+                self.bridge.publish_readings(readings.rows)
         self.ticks += 1
 
     def _install(self, t: float) -> None:

@@ -19,7 +19,8 @@ and counted by reason (``meter/*``).
 
 On real boards each site's meter is a process of its own (``fleet meter``, :mod:`fleet.edge.meter`) that
 publishes the same reading (:func:`readings`) with the same sender (``N + 1 + s``) on :func:`meter_topic`,
-and an agent checks what it receives with :func:`reading_checks`.
+and an agent checks what it receives with :func:`reading_checks`. In a mixed fleet the bridge sends the
+readings of this module's meters to the boards (:mod:`fleet.sim.bridge`).
 """
 
 from __future__ import annotations
