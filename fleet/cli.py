@@ -679,7 +679,8 @@ learner reads it (cooperative-v1) subscribes there. The load is a stand-in for t
 the sum of the power the site's agents report in their telemetry (workloads.telemetry must be
 enabled), each device's latest report while it is under two telemetry periods old. A driver of a real
 meter plugs in as a fleet.edge.meter.LoadSource. As provisioned (identity meter-<site>), on its host:
-`fleet meter --env-file /etc/fleet/site.env`.
+`fleet meter --env-file /etc/fleet/site.env`. In a mixed fleet (`fleet run --realtime --broker`) the
+run itself is the meter of every site with a real device: do not run this command for such a site.
 
 \b
 Demo on one machine:
