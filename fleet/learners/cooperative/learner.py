@@ -33,8 +33,14 @@ letting the others stay warm, and discomfort weighted 5 times still left 7.7 tim
 thermostat's (docs/studies/cooperative.md). The guard keeps no hysteresis: inside the band the
 learner may coast down to the band's edge. Its metric ``comfort/guarded_share`` is the share of
 devices it overrode at the newest tick. On feeder-peak-v1 (3 days, seeds 5-9) the guarded learner has
-less overload, peak and discomfort than the thermostat; it beats the guarded plain DQN only with IER off
-(``ier: false``), with IER it is no better (docs/studies/cooperative.md).
+less overload, peak and discomfort than the thermostat, but with IER as the paper has it no less than the
+guarded plain DQN.
+
+Why: IER's twin "every other device copies me" charges the device w (own - capacity / N) per hour at every
+hour, where the lived penalty is 0 whenever the feeder is below its capacity; it erases the hour-to-hour shape
+of the load that moving heat in time needs. ``ier_coordination`` says where that twin is imagined
+(:meth:`FeederDynamics.coupled`); with ``never`` every twin is the device alone, and the guarded full method
+beats the plain DQN and the same without IER on feeder-peak-v1 (docs/studies/cooperative.md).
 """
 
 from __future__ import annotations
