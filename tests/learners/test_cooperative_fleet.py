@@ -155,11 +155,12 @@ def test_without_the_guard_the_learner_is_as_before():
     assert "comfort/guarded_share" not in learner.metric_keys
 
 
-def test_a_bad_guard_setting_exits_2_naming_the_field(tmp_path):
+@pytest.mark.parametrize("field", ["comfort_guard", "ier_coordination"])
+def test_a_bad_setting_exits_2_naming_the_field(tmp_path, field):
     out = tmp_path / "run"
     args = ["run", "thermostats-small-v1", "-o", str(out), "--set", "learner.name=cooperative-v1"]
-    result = CliRunner().invoke(main, [*args, "--set", "learner.params.comfort_guard=sometimes"])
-    assert result.exit_code == 2 and "learner.params.comfort_guard" in result.stderr, result.stderr
+    result = CliRunner().invoke(main, [*args, "--set", f"learner.params.{field}=sometimes"])
+    assert result.exit_code == 2 and f"learner.params.{field}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
 
@@ -244,11 +245,3 @@ def test_by_default_the_twins_are_those_of_the_model_that_knows_no_coupling():
 def test_the_learner_hands_its_setting_to_the_feeder_model():
     learner = make_learner("cooperative-v1", {"ier_coordination": "never"}, context(2))
     assert learner.core.dynamics.ier_coordination == "never"
-
-
-def test_a_bad_coordination_setting_exits_2_naming_the_field(tmp_path):
-    out = tmp_path / "run"
-    args = ["run", "thermostats-small-v1", "-o", str(out), "--set", "learner.name=cooperative-v1"]
-    result = CliRunner().invoke(main, [*args, "--set", "learner.params.ier_coordination=sometimes"])
-    assert result.exit_code == 2 and "learner.params.ier_coordination" in result.stderr, result.stderr
-    assert "Traceback" not in result.stderr and not out.exists()
