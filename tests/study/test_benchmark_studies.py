@@ -54,7 +54,12 @@ def test_the_feeder_studies_report_on_seeds_that_their_tuning_never_used():
 
 
 @pytest.mark.parametrize(
-    "tuning, report", [("feeder-tune-guard", "feeder-peak-coop-3d"), ("feeder-tune-ier", "feeder-peak-ier-3d")]
+    "tuning, report",
+    [
+        ("feeder-tune-guard", "feeder-peak-coop-3d"),
+        ("feeder-tune-ier", "feeder-peak-ier-3d"),
+        ("feeder-tune-ier", "feeder-peak-ier-overloaded-3d"),
+    ],
 )
 def test_the_guarded_feeder_studies_run_the_scenarios_3_days_on_seeds_that_their_tuning_never_used(tuning, report):
     tuned = set(load_study(STUDIES / f"{tuning}.yaml").spec.seeds)
