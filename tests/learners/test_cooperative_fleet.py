@@ -155,13 +155,93 @@ def test_without_the_guard_the_learner_is_as_before():
     assert "comfort/guarded_share" not in learner.metric_keys
 
 
-def test_a_bad_guard_setting_exits_2_naming_the_field(tmp_path):
+@pytest.mark.parametrize("field", ["comfort_guard", "ier_coordination"])
+def test_a_bad_setting_exits_2_naming_the_field(tmp_path, field):
     out = tmp_path / "run"
     args = ["run", "thermostats-small-v1", "-o", str(out), "--set", "learner.name=cooperative-v1"]
-    result = CliRunner().invoke(main, [*args, "--set", "learner.params.comfort_guard=sometimes"])
-    assert result.exit_code == 2 and "learner.params.comfort_guard" in result.stderr, result.stderr
+    result = CliRunner().invoke(main, [*args, "--set", f"learner.params.{field}=sometimes"])
+    assert result.exit_code == 2 and f"learner.params.{field}" in result.stderr, result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
 
 
 def test_the_guarded_learner_passes_the_learner_contract():
     check_learner_contract("cooperative-v1", params={"comfort_guard": True, "batch": 4, "macro_batch": 8})
+
+
+# --- where IER imagines the others copying the device -------------------------------------
+
+
+def feeder_batch(own_level: list[list[int]], others: list[list[float]]) -> Batch:
+    """Lived transitions (N, B) of reward -1 at price 0, with the devices' levels and the others' kW."""
+    n, b = len(own_level), len(own_level[0])
+    return Batch(
+        torch.zeros(n, b, N_FEATURES),
+        torch.tensor(own_level),
+        torch.full((n, b), -1.0),
+        torch.zeros(n, b, N_FEATURES),
+        torch.tensor(others),
+    )
+
+
+@pytest.mark.parametrize("where", ["always", "overloaded", "never"])
+def test_the_others_copy_the_device_only_where_the_setting_says(where):
+    """Worked by hand: 4 devices on a 10 kW feeder, the device at 3 kW, no exploration, penalty 5 per
+    kWh over. Lived light: others 5 kW (8 kW, no overload). Lived overloaded: others 11 kW (14 kW, 4 kW
+    over, the device's share 3/14). The others copying it: 12 kW, 2 kW over, its share 1/4. Alone: 3 kW."""
+    dt_h = 1 / 60
+    feeder = FeederDynamics(torch.tensor([LEVELS_KW]), torch.tensor([10.0]), 5.0, dt_h, where)
+    lived = feeder_batch([[3, 3]], [[5.0, 11.0]])
+    twin = imagine(lived, feeder, feeder.controls, torch.tensor([[3.0]]), 0.0, torch.Generator().manual_seed(0))
+    lived_penalty = [0.0, 5 * 4 * 3 / 14 * dt_h]
+    copied = {"others": 9.0, "penalty": 5 * 2 / 4 * dt_h, "load": 1.2}
+    alone = {"others": 0.0, "penalty": 0.0, "load": 0.3}
+    expected = {"always": (copied, copied), "overloaded": (alone, copied), "never": (alone, alone)}[where]
+    assert twin.others[0].tolist() == [e["others"] for e in expected]
+    assert twin.reward[0].tolist() == pytest.approx([-1 + p - e["penalty"] for p, e in zip(lived_penalty, expected)])
+    assert twin.next_obs[0, :, FEEDER_COLUMN].tolist() == pytest.approx([e["load"] for e in expected])
+    assert torch.equal(twin.action, lived.action)
+
+
+def test_a_devices_coordination_twins_do_not_depend_on_the_other_devices():
+    """Batched equals separate: two devices on feeders of 10 and 20 kW imagine together what each imagines alone."""
+    controls = torch.tensor([LEVELS_KW, LEVELS_KW])
+    capacity, n_others = torch.tensor([10.0, 20.0]), torch.tensor([[3.0], [5.0]])
+    lived = feeder_batch([[3, 2, 1], [3, 2, 1]], [[5.0, 11.0, 12.0], [18.0, 5.0, 20.0]])
+    feeder = FeederDynamics(controls, capacity, 5.0, 1 / 60, "overloaded")
+    both = imagine(lived, feeder, controls, n_others, 0.0, torch.Generator().manual_seed(0))
+    for i in range(2):
+        one = FeederDynamics(controls[i : i + 1], capacity[i : i + 1], 5.0, 1 / 60, "overloaded")
+        rows_i = Batch(*(getattr(lived, f)[i : i + 1] for f in ReplayMemory.FIELDS))
+        alone = imagine(rows_i, one, controls[i : i + 1], n_others[i : i + 1], 0.0, torch.Generator().manual_seed(0))
+        for f in ReplayMemory.FIELDS:
+            assert torch.equal(getattr(both, f)[i : i + 1], getattr(alone, f)), f
+
+
+class WithoutCoupling:
+    """The feeder model as it was before ``ier_coordination``: it says nothing of where the devices interact."""
+
+    def __init__(self, feeder: FeederDynamics) -> None:
+        self.coordination, self.imagine = feeder.coordination, feeder.imagine
+
+
+def test_by_default_the_twins_are_those_of_the_model_that_knows_no_coupling():
+    """Off (``always``, the default) is the old behaviour: the same twins, draw for draw, at any exploration."""
+    assert CooperativeLearnerConfig().ier_coordination == "always"
+    controls = torch.tensor([LEVELS_KW, LEVELS_KW])
+    feeder = FeederDynamics(controls, torch.tensor([10.0, 20.0]), 5.0, 1 / 60)
+    g = torch.Generator().manual_seed(3)
+    lived = feeder_batch(
+        torch.randint(4, (2, 200), generator=g).tolist(), (torch.rand(2, 200, generator=g) * 20).tolist()
+    )
+    for seed in range(3):
+        new = imagine(lived, feeder, controls, torch.tensor([[3.0]]), 0.3, torch.Generator().manual_seed(seed))
+        old = imagine(
+            lived, WithoutCoupling(feeder), controls, torch.tensor([[3.0]]), 0.3, torch.Generator().manual_seed(seed)
+        )
+        for f in ReplayMemory.FIELDS:
+            assert torch.equal(getattr(new, f), getattr(old, f)), f
+
+
+def test_the_learner_hands_its_setting_to_the_feeder_model():
+    learner = make_learner("cooperative-v1", {"ier_coordination": "never"}, context(2))
+    assert learner.core.dynamics.ier_coordination == "never"

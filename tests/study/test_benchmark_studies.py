@@ -53,15 +53,29 @@ def test_the_feeder_studies_report_on_seeds_that_their_tuning_never_used():
         assert {run.scenario.horizon for run in study.runs} == {86400}, name  # one day, as the docs say
 
 
-def test_the_guarded_feeder_study_runs_the_scenarios_3_days_on_seeds_that_its_tuning_never_used():
-    tuned = set(load_study(STUDIES / "feeder-tune-guard.yaml").spec.seeds)
-    study = load_study(STUDIES / "feeder-peak-coop-3d.yaml")
+@pytest.mark.parametrize(
+    "tuning, report",
+    [
+        ("feeder-tune-guard", "feeder-peak-coop-3d"),
+        ("feeder-tune-ier", "feeder-peak-ier-3d"),
+        ("feeder-tune-ier", "feeder-peak-ier-overloaded-3d"),
+    ],
+)
+def test_the_guarded_feeder_studies_run_the_scenarios_3_days_on_seeds_that_their_tuning_never_used(tuning, report):
+    tuned = set(load_study(STUDIES / f"{tuning}.yaml").spec.seeds)
+    study = load_study(STUDIES / f"{report}.yaml")
     assert study.spec.seeds == (5, 6, 7, 8, 9) and not tuned & set(study.spec.seeds)
     assert {run.scenario.horizon for run in study.runs} == {3 * 86400}
     params = {run.name: run.scenario.learner.params for run in study.runs}
     assert all(p["comfort_guard"] for p in params.values())
     for name, p in params.items():  # each learner alike on both networks
         assert p == params[name.replace("nbiot-lossy", "wifi-mix")], name
+
+
+def test_the_ier_report_runs_the_point_its_tuning_chose():
+    tuned = {run.point: run.scenario.learner.params for run in load_study(STUDIES / "feeder-tune-ier.yaml").runs}
+    for run in load_study(STUDIES / "feeder-peak-ier-3d.yaml").runs:
+        assert run.scenario.learner.params == tuned["coordination-never"], run.name
 
 
 def test_the_equal_comfort_studies_hold_both_learners_to_one_limit_chosen_on_other_seeds():

@@ -7,7 +7,7 @@ turned into per-tick values with the control period (:meth:`CooperativeConfig.ga
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -103,3 +103,9 @@ class CooperativeLearnerConfig(CooperativeConfig):
     comfort band on the side its HVAC corrects (below in heat mode, above in cool mode) runs its top
     level, as the rule-based thermostat switches on there; inside the band the Q-network chooses
     (:func:`fleet.learners.cooperative.learner.guarded`)."""
+    ier_coordination: Literal["always", "overloaded", "never"] = "always"
+    """Where IER imagines every other device copying the device (its coordination twin on a feeder):
+    ``always`` (the paper's test alone: the device and the others both drew power), ``overloaded``
+    (only in transitions whose lived feeder load exceeded its capacity, the only ones in which the
+    device's reward depended on the others' power), ``never``; elsewhere the twin is the device
+    alone (:meth:`fleet.learners.cooperative.learner.FeederDynamics.coupled`)."""

@@ -15,12 +15,15 @@ of the coordination scenarios at random, provided the coordination coefficient
 ``psi = sgn(u_i * U_others)`` is not 0 (both the device and the others act, so there is a
 joint control to coordinate), else ``ALONE`` too. A model that knows only the shared system
 (not how the device's own state answers its own control) imagines only the scenarios that keep
-the device's control (``ALL_COPY``): its :attr:`AdditiveDynamics.coordination` says which.
+the device's control (``ALL_COPY``): its :attr:`AdditiveDynamics.coordination` says which. A model
+whose devices interact only in some states (a feeder: only above its capacity) may also say which
+lived transitions coupled the device to the others (:class:`CouplingDynamics`); elsewhere ``psi``
+counts as 0, and the twin is ``ALONE``.
 """
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import torch
 
@@ -40,6 +43,15 @@ class AdditiveDynamics(Protocol):
         """The next observations (N, B, F) and the device's rewards (N, B) had the device's
         control been ``own`` (N, B) and the others' summed ``others`` (N, B) in the ``lived``
         transitions (N, B) (a model may use what they lived, or only their observations)."""
+
+
+@runtime_checkable
+class CouplingDynamics(AdditiveDynamics, Protocol):
+    """Dynamics that also say where the devices interacted."""
+
+    def coupled(self, lived: Batch) -> torch.Tensor:
+        """(N, B) bool: whether the device's reward depended on the others' controls in each ``lived``
+        transition; coordination scenarios are imagined only there."""
 
 
 def coordination(own: torch.Tensor, others: torch.Tensor) -> torch.Tensor:
@@ -97,7 +109,10 @@ def imagine(
 ) -> Batch:
     """One imagined twin (N, B) of each transition of ``batch``."""
     own = controls.gather(1, batch.action)
-    scenario = draw_scenarios(coordination(own, batch.others), epsilon, gen, dynamics.coordination)
+    psi = coordination(own, batch.others)
+    if isinstance(dynamics, CouplingDynamics):
+        psi = torch.where(dynamics.coupled(batch), psi, 0.0)
+    scenario = draw_scenarios(psi, epsilon, gen, dynamics.coordination)
     action, others = imagined_controls(scenario, batch.action, batch.others, controls, n_others)
     next_obs, reward = dynamics.imagine(batch, controls.gather(1, action), others)
     return Batch(batch.obs, action, reward, next_obs, others)

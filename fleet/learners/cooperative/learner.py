@@ -33,8 +33,14 @@ letting the others stay warm, and discomfort weighted 5 times still left 7.7 tim
 thermostat's (docs/studies/cooperative.md). The guard keeps no hysteresis: inside the band the
 learner may coast down to the band's edge. Its metric ``comfort/guarded_share`` is the share of
 devices it overrode at the newest tick. On feeder-peak-v1 (3 days, seeds 5-9) the guarded learner has
-less overload, peak and discomfort than the thermostat; it beats the guarded plain DQN only with IER off
-(``ier: false``), with IER it is no better (docs/studies/cooperative.md).
+less overload, peak and discomfort than the thermostat, but with IER as the paper has it no less than the
+guarded plain DQN.
+
+Why: IER's twin "every other device copies me" charges the device w (own - capacity / N) per hour at every
+hour, where the lived penalty is 0 whenever the feeder is below its capacity; it erases the hour-to-hour shape
+of the load that moving heat in time needs. ``ier_coordination`` says where that twin is imagined
+(:meth:`FeederDynamics.coupled`); with ``never`` every twin is the device alone, and the guarded full method
+beats the plain DQN and the same without IER on feeder-peak-v1 (docs/studies/cooperative.md).
 """
 
 from __future__ import annotations
@@ -68,14 +74,31 @@ class FeederDynamics:
     """The feeder's additive load model, for IER: ``load = own + others`` kW. It imagines only
     the others copying the device: a scenario that changes the device's own level would need its
     house's thermal model to say what that does to its comfort (kept as lived, idling would look
-    free of discomfort)."""
+    free of discomfort). Where it imagines them (``ier_coordination``) is :meth:`coupled`."""
 
     coordination = (ALL_COPY,)
 
-    def __init__(self, controls: torch.Tensor, capacity: torch.Tensor, overload_weight: float, dt_h: float) -> None:
+    def __init__(
+        self,
+        controls: torch.Tensor,
+        capacity: torch.Tensor,
+        overload_weight: float,
+        dt_h: float,
+        ier_coordination: str = "always",
+    ) -> None:
         """``controls`` (N, L) kW per level; ``capacity`` (N,) each device's feeder capacity as
         last read (infinite before: no penalty), held by reference; penalty per kWh of overload."""
         self.controls, self.capacity, self.weight, self.dt_h = controls, capacity, overload_weight, dt_h
+        self.ier_coordination = ier_coordination
+
+    def coupled(self, lived: Batch) -> torch.Tensor:
+        """(N, B) bool: the ``lived`` transitions (N, B) whose twin may be the others copying the
+        device: all (``always``), those whose feeder load (own + others) exceeded its capacity
+        (``overloaded``: below it the overload penalty is 0 whatever the others draw, so the device's
+        reward did not depend on them), or none (``never``)."""
+        if self.ier_coordination == "overloaded":
+            return self.controls.gather(1, lived.action) + lived.others > self.capacity.unsqueeze(1)
+        return torch.full_like(lived.reward, self.ier_coordination == "always", dtype=torch.bool)
 
     def penalty(self, load: torch.Tensor, own: torch.Tensor) -> torch.Tensor:
         """The device's share of its feeder's overload penalty, (N, B), for loads and own powers (N, B)."""
@@ -116,7 +139,8 @@ class CooperativeLearner:
         """(N, 3) each device's newest meter reading: load kW, capacity kW, devices on the feeder."""
         self.reading_time = np.full(n, -np.inf)
         gen = torch.Generator(device=self.device).manual_seed(int(ctx.rng.integers(2**62)))
-        dynamics = FeederDynamics(self.controls, self.reading[:, 1], ctx.reward_weights[1], ctx.control_period_s / 3600)
+        weight, dt_h = ctx.reward_weights[1], ctx.control_period_s / 3600
+        dynamics = FeederDynamics(self.controls, self.reading[:, 1], weight, dt_h, config.ier_coordination)
         n_others = torch.ones(n, device=self.device)  # until the meter says
         self.core = CooperativeQ(config, self.controls, n_others, N_FEATURES, ctx.control_period_s, gen, dynamics)
         self.last = torch.zeros(n, N_FEATURES, device=self.device)
