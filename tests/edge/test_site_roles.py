@@ -116,7 +116,7 @@ def test_the_auctioneer_clears_its_sites_bids_as_the_simulation_and_drops_what_i
     assert winners.tolist() == [0, 2] and kw.tolist() == [1.0, 0.0] and price.tolist() == pytest.approx([0.5, 0.5])
     assert auctioneer.dropped == {"invalid": 2, "foreign": 0, "repeated": 1, "late": 1}
     assert auctioneer.counters.malformed == 2 and auctioneer.counters.unexpected == 2
-    assert auctioneer.rounds == 1 and not auctioneer.bids  # the next round starts empty
+    assert auctioneer.rounds == 1 and not auctioneer.inbox.bids  # the next round starts empty
 
 
 @pytest.mark.mqtt

@@ -182,7 +182,7 @@ def test_a_fleet_meter_that_comes_online_during_the_run_is_counted():
     sc = parse_scenario(cooperative_mixed_raw(), "test", Path.cwd())
     world, broker = build_world(sc, Streams(sc.seed)), MemoryBroker()
     external = np.isin(world.device_names, sc.fleet.external)
-    bridge = Bridge(world, external, 1, 0, MemoryTransport(broker, "bridge"), meters=True)
+    bridge = Bridge(world, external, 1, 0, MemoryTransport(broker, "bridge"), meters=True, market=None)
     bridge.start(1.0)  # no meter yet: it starts
     meter = MemoryTransport(broker, "meter")
     meter.connect(1.0)
@@ -193,4 +193,4 @@ def test_a_fleet_meter_that_comes_online_during_the_run_is_counted():
     bridge.close()
     # north's meter said online once (its offline status is no conflict); south has no real device, so no reading
     # of the bridge's, and the bridge does not listen there
-    assert bridge.meter["meter_conflicts"] == 1 and bridge.counters.unexpected == 0
+    assert bridge.conflicts["meter_conflicts"] == 1 and bridge.counters.unexpected == 0
