@@ -14,7 +14,9 @@ largest level]`` (``invalid``), of a round other than the one cleared (``late``:
 arrive in its round is no bid), a device's second bid of a round (``repeated``); and before that, by the
 checks every board makes (:mod:`fleet.edge.inbound`), a payload that does not decode or is not ``[bid,
 kW]`` (``malformed``), a topic of no device of the site or a header naming another sender than the
-topic's device (``foreign``), a QoS 1 message received twice (``duplicates``).
+topic's device (``foreign``), a QoS 1 message received twice (``duplicates``). A bid of the next round
+that arrives before a clearing (its clock behind the agents') waits for that round (:class:`BidInbox`,
+which a mixed run's bridge uses too, :mod:`fleet.sim.bridge`).
 """
 
 from __future__ import annotations

@@ -35,8 +35,29 @@ must not run beside the bridge: the bridge reads the retained status of each suc
 (``fleet/<site>/meter/status``) when it connects and refuses to start while one says it is online
 (:class:`~fleet.errors.ConfigError`); one that comes online during the run is logged and counted
 (``meter_conflicts`` in summary.json's ``mixed`` section). Sites without an external device get no
-reading on the broker. The feeder market is not bridged: its auction stays in the model, among the
-simulated devices, and the boards hear no clearing from it.
+reading on the broker.
+
+For a learner that trades in a feeder market (``auction-v1`` with ``learner.params.market.period``,
+:func:`fleet.sim.market.trades`) the bridge is likewise the auctioneer of every site with an external
+device. It subscribes to the ``bid`` topic of each external device and checks what arrives as ``fleet
+auctioneer`` (:mod:`fleet.edge.auctioneer`) does: a payload that does not decode or is not ``[valuation,
+kW]`` (``malformed``), a header naming another sender (``foreign``), a QoS 1 message seen before
+(``duplicates``), then :func:`fleet.sim.market.screen` (``invalid``, ``late``, ``repeated``). At the
+simulation's clearing of a round (``window`` after it began, on the simulation's clock) the boards' bids
+of that round join the simulated devices' in the same auction (:meth:`~fleet.sim.market.SimMarket.clear`),
+and the bridge publishes each such site's part of the outcome on :func:`~fleet.sim.market.clearing_topic`:
+the bytes ``fleet auctioneer`` would send (:meth:`~fleet.sim.market.Cleared.site_message`: sender N, one
+sequence number a round, the clearing time), at the market's QoS, now or never, so a board's ``fleet agent``
+applies it unchanged. The external devices' stand-ins do not bid (they are masked out of the market's
+bids, as out of the learner's publications), so no device bids twice. The simulated devices keep their
+bids and their clearing in the model: the auction is the same one, so they hear the same outcome, and
+their bids and the clearing keep crossing the network model (their links and the collector's), whose
+bytes, losses and delays are what a market study measures. A ``fleet auctioneer`` of such a site is
+refused and counted as a ``fleet meter`` is (``fleet/<site>/auctioneer/status``, ``market_conflicts``):
+two would give the boards two clearings a round under one sender. summary.json's ``mixed`` section
+lists ``market_sites`` with ``market_bids`` (boards' bids that joined a round), ``market_clearings``,
+``market_unsent`` and ``market_dropped`` (the boards' bids dropped, per reason); the market's metrics
+(``market/dropped_*``) count the simulated devices' bids only.
 
 Approximations, stated where they matter:
 
@@ -48,7 +69,13 @@ Approximations, stated where they matter:
 - The external devices keep a row in the batched simulation (a simulated stand-in: building,
   controller, rewards). Their fleet KPIs and metrics include that stand-in, not the board; the
   board's own results are in its status lines and checkpoint. The feeder load that the bridge's
-  meter reads is the simulated feeder's, so it sums the stand-ins' power, not the boards'.
+  meter reads is the simulated feeder's, so it sums the stand-ins' power, not the boards'. In the
+  market, a board's grant does not bind its stand-in (which did not bid and controls on its own), so
+  the simulated feeder's load may differ from what the clearing sold.
+- A board's bid crosses the real broker with its real delay: one that has not arrived when the
+  simulation clears its round (``window`` after it began) is late, dropped and counted at the next
+  clearing, as ``fleet auctioneer`` drops it. A bid of the next round that arrives before a clearing
+  (the simulation's clock behind the shared one) is kept for that round.
 - Simulated churn and link cuts still decide which simulated devices publish and receive.
 - Only dense parameter messages (``learner.params.comm.topk: 1``) and learners that exchange
   with their neighbours, read the meter or do not communicate run in real time; a centralized

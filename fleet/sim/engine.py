@@ -21,7 +21,8 @@ Processes (each one SimPy process for the whole fleet, never one per device):
 
 A mixed fleet (:mod:`fleet.sim.bridge`) runs the same processes on the wall clock, with the
 learner's messages going through a real broker instead of the simulated network (and the meter
-readings of each site with a real device published there too).
+readings of each site with a real device published there too; its market takes those devices' bids
+from the broker and publishes their sites' clearings there).
 
 At a common time they run in that order (see :class:`PhasedTimeout`).
 

@@ -21,7 +21,10 @@ holds one auction per site: a per-site endpoint would need a site node in the ne
 its topics, its churn), beyond this change. Its messages cross the collector's link and every device
 hears the one clearing of all sites, so the bytes counted are an upper bound of a per-site auctioneer's.
 On real boards each site has its own auctioneer (``fleet auctioneer``, :mod:`fleet.edge.auctioneer`): it
-clears with :func:`auction` too and publishes on :func:`clearing_topic`, with the same sender (N).
+clears with :func:`auction` too and publishes its site's part of the outcome (:meth:`Cleared.site_message`) on
+:func:`clearing_topic`, with the same sender (N). In a mixed fleet (:mod:`fleet.sim.bridge`) the boards' bids,
+checked by the same :func:`screen`, join the simulated devices' in :meth:`SimMarket.clear`, and the bridge
+publishes that part for each site with a board.
 """
 
 from __future__ import annotations

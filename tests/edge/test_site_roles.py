@@ -119,6 +119,16 @@ def test_the_auctioneer_clears_its_sites_bids_as_the_simulation_and_drops_what_i
     assert auctioneer.rounds == 1 and not auctioneer.inbox.bids  # the next round starts empty
 
 
+def test_a_bid_of_the_next_round_that_arrives_before_a_clearing_waits_for_its_round():
+    """A clearing that runs late (its clock behind the agents') may hear a bid of the next round: it is no bid of
+    the round cleared, nor late; the next clearing takes it."""
+    auctioneer = Auctioneer(site_view(parse_scenario(market_raw(), "test", Path.cwd()), "north"))
+    auctioneer.offer(_received("fleet/north/d00000/bid", _bid(0, 1, 600.0, 0.9, 1.0)), 430.0)
+    assert decode(auctioneer.step(420.0).payload).arrays[0].tolist() == []
+    assert decode(auctioneer.step(720.0).payload).arrays[0].tolist() == [0]
+    assert auctioneer.dropped == {"invalid": 0, "foreign": 0, "repeated": 0, "late": 0}
+
+
 @pytest.mark.mqtt
 def test_agents_bid_and_the_clearing_that_comes_back_limits_their_power(mosquitto, tmp_path):
     raw, epoch = market_raw(), time.time() + 2.0  # the clock starts once all are up
