@@ -4,7 +4,6 @@ cleared with the simulated devices' bids; a live ``fleet auctioneer`` of such a 
 
 from __future__ import annotations
 
-import functools
 import threading
 import time
 from collections.abc import Callable
@@ -15,10 +14,8 @@ import pytest
 import yaml
 
 from fleet.edge.auctioneer import Auctioneer
-from fleet.edge.site import RunOptions, SiteRunner, site_view
 from fleet.mqtt.codec import Kind, decode, encode
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
-from fleet.mqtt.paho_transport import PahoTransport
 from fleet.scenario import parse_scenario
 from fleet.sim import market
 from fleet.sim.bridge import Bridge
@@ -26,7 +23,7 @@ from fleet.sim.engine import Simulation
 from fleet.sim.market import clear_site
 from tests.conftest import tiny_scenario
 from tests.edge.agents import paho_agent, started, view_of
-from tests.sim.test_mixed_meter import Recorder, mixed_summary, realtime_run
+from tests.sim.mixed import SPEEDUP, Recorder, mixed_summary, realtime_run, refused_while_north_runs
 from tests.waiting import wait_for
 
 PERIOD_S, WINDOW_S, HORIZON_S = 300, 180, 1800
@@ -133,7 +130,7 @@ def test_the_run_publishes_one_clearing_a_round_for_each_site_with_a_real_device
 def test_a_real_auction_agent_bids_and_is_cleared_with_the_simulated_devices(mosquitto, tmp_path, auctions):
     raw = market_mixed_raw(feeder_kw=2.0)
     epoch = time.time() + 3.0  # the agent and the run both up before scenario time 0
-    agent = paho_agent(view_of(raw, "d00000"), mosquitto.url, tmp_path / "d00000", speedup=600.0, epoch=epoch)
+    agent = paho_agent(view_of(raw, "d00000"), mosquitto.url, tmp_path / "d00000", speedup=SPEEDUP, epoch=epoch)
     thread = started(agent)
     try:
         wait_for(lambda: agent.transport.connected, "the agent's connection")
@@ -191,37 +188,10 @@ def test_a_late_or_malformed_bid_of_a_board_is_counted_and_a_good_one_cleared(mo
     assert_cleared_by_hand(messages, auctions, 3.0)
 
 
-def auctioneer_runner(raw: dict, site: str, url: str) -> SiteRunner:
-    """``fleet auctioneer`` of ``site`` (on its own clock: it only has to be online)."""
-    make = functools.partial(PahoTransport, url=url, reconnect_delay=(0.1, 0.5))
-    view = site_view(parse_scenario(raw, "test", Path.cwd()), site)
-    return SiteRunner(Auctioneer(view), make, RunOptions(speedup=60, status_every=3600))
-
-
 @pytest.mark.mqtt
-def test_a_live_fleet_auctioneer_at_a_site_with_a_real_device_is_refused(mosquitto, write_scenario, tmp_path):
+def test_a_live_fleet_auctioneer_at_a_site_with_a_real_device_is_refused(mosquitto, tmp_path):
     raw = market_mixed_raw(feeder_kw=2.0, horizon_s=600)
-    scenario = write_scenario(raw, "mixed.yaml")
-    runners = {site: auctioneer_runner(raw, site, mosquitto.url) for site in ("north", "south")}
-    threads = {site: started(runner) for site, runner in runners.items()}
-    recorder = Recorder(mosquitto.url, "fleet/+/auctioneer/status")
-    try:
-        wait_for(lambda: len(recorder.heard) == 2, "both auctioneers' online status")
-        result = realtime_run(scenario, tmp_path / "refused", mosquitto.url)
-        assert result.exit_code == 2 and "fleet/north/auctioneer/status" in result.output, result.output
-        assert "fleet auctioneer" in result.output and "south" not in result.output
-        assert "Traceback" not in result.output and not (tmp_path / "refused").exists()
-        runners["north"].stop()  # a clean stop: its retained status says offline
-        threads["north"].finish(30)
-        wait_for(lambda: len(recorder.heard) == 3, "north's offline status")
-        result = realtime_run(scenario, tmp_path / "run", mosquitto.url)  # south's auctioneer has no board to serve
-        assert result.exit_code == 0, result.output
-    finally:
-        recorder.close()
-        for site, runner in runners.items():
-            runner.stop()
-            threads[site].finish(30)
-    assert mixed_summary(tmp_path / "run")["market_conflicts"] == 0
+    assert refused_while_north_runs(raw, Auctioneer, mosquitto.url, tmp_path)["market_conflicts"] == 0
 
 
 def test_the_bridge_counts_what_it_drops_of_the_boards_bids_and_an_auctioneer_that_comes_online():
