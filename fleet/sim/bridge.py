@@ -216,15 +216,16 @@ class Bridge:
 
     def _init_market(self, market: SimMarket | None) -> None:
         """The bridge as the auctioneer of the sites with an external device, when the learner trades."""
-        w, external = self.world, self.external
-        self.market_sites = np.unique(w.site_of[external]) if market is not None else np.zeros(0, np.int64)
+        w = self.world
+        boards = np.flatnonzero(self.external) if market is not None else np.zeros(0, np.int64)
+        self.market_sites = np.unique(w.site_of[boards])
         """(A,) the sites whose feeder market the bridge clears: those with an external device."""
         self.market_qos, self.max_kw = (market.cfg.qos, market.max_kw) if market is not None else (0, 0.0)
-        boards = np.flatnonzero(external) if market is not None else np.zeros(0, np.int64)
+        period = market.cfg.period if market is not None else 1.0  # without a market there is no bid to hold
         topics = {device_topic(w.site_names[w.site_of[j]], w.device_names[j], "bid"): int(j) for j in boards}
         self.bid_counters = Counters()
         """The checks of the boards' bids (``malformed``, ``unexpected``: a header naming another sender)."""
-        self.bid_inbox = BidInbox(topics, market.cfg.period if market is not None else np.inf, self.bid_counters)
+        self.bid_inbox = BidInbox(topics, period, self.bid_counters)
         self.market = {"market_bids": 0, "market_clearings": 0, "market_unsent": 0}
         """The boards' bids that joined a round; clearings published; clearings the transport could not take
         when due."""
