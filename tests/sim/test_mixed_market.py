@@ -14,8 +14,10 @@ import pytest
 import yaml
 
 from fleet.edge.auctioneer import Auctioneer
+from fleet.edge.site import site_view
 from fleet.mqtt.codec import Kind, decode, encode
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
+from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
 from fleet.sim import market
 from fleet.sim.bridge import Bridge
@@ -102,6 +104,25 @@ def by_hand(bids: tuple[np.ndarray, np.ndarray, np.ndarray], feeder_kw: float) -
     return [sender[mine][won].tolist(), values[mine, 1][won].tolist(), [price] * int(won.sum())]
 
 
+def _bid(sender: int, seq: int, t: float, valuation: float, kw: float) -> bytes:
+    return encode(Kind.BID, sender, seq, t, [np.array([valuation, kw], np.float32)])
+
+
+def as_fleet_auctioneer(raw: dict, auctions: dict) -> list[bytes]:
+    """What ``fleet auctioneer`` of north publishes, round after round, given the bids the run's auction cleared."""
+    auctioneer = Auctioneer(site_view(parse_scenario(raw, "test", Path.cwd()), "north"))
+    payloads = []
+    for seq, round_t in enumerate(sorted(auctions), start=1):
+        for j, (valuation, kw), t in zip(*auctions[round_t]):
+            if j in NORTH:
+                bid = _bid(int(j), seq, t, valuation, kw)
+                auctioneer.offer(Received(f"fleet/north/d{j:05d}/bid", bid, 0, False, time.monotonic()), t)
+        publication = auctioneer.step(round_t + WINDOW_S)
+        assert publication.qos == raw["learner"]["params"]["market"].get("qos", 0)  # the bridge's: the same field
+        payloads.append(publication.payload)
+    return payloads
+
+
 def assert_cleared_by_hand(messages: list, auctions: dict, feeder_kw: float) -> None:
     """Each clearing on the broker is the one worked out from the bids its round cleared, at float32."""
     for m in messages:
@@ -111,7 +132,8 @@ def assert_cleared_by_hand(messages: list, auctions: dict, feeder_kw: float) -> 
 
 @pytest.mark.mqtt
 def test_the_run_publishes_one_clearing_a_round_for_each_site_with_a_real_device(mosquitto, tmp_path, auctions):
-    heard, mixed = recorded(market_mixed_raw(feeder_kw=2.0), mosquitto.url, tmp_path, CLEARINGS)
+    raw = market_mixed_raw(feeder_kw=2.0)
+    heard, mixed = recorded(raw, mosquitto.url, tmp_path, CLEARINGS)
     # north has the real device, south none: only north's auctioneer is on the broker, once per round
     assert {topic for topic, _ in heard} == {"fleet/north/auctioneer/clearing"}
     messages = clearings(heard)
@@ -124,6 +146,8 @@ def test_the_run_publishes_one_clearing_a_round_for_each_site_with_a_real_device
     assert mixed["market_bids"] == 0 and all(set(auctions[r][0].tolist()) <= {1, 2, 3, 4, 5} for r in auctions)
     assert_cleared_by_hand(messages, auctions, 2.0)
     assert any(m.arrays[2].size and m.arrays[2][0] > 0 for m in messages), "no round was contested"
+    # byte for byte what fleet auctioneer of north sends when it hears those bids
+    assert [payload for _, payload in heard] == as_fleet_auctioneer(raw, auctions)
 
 
 @pytest.mark.mqtt
@@ -161,10 +185,6 @@ def test_a_real_auction_agent_bids_and_is_cleared_with_the_simulated_devices(mos
     assert applied in (HORIZON_S - PERIOD_S, HORIZON_S - 2 * PERIOD_S)
     winners, kw, _ = next(m for m in messages if m.timestamp == applied + WINDOW_S).arrays
     assert agent.learner.grant_kw[0] == kw[winners == 0].sum()
-
-
-def _bid(sender: int, seq: int, t: float, valuation: float, kw: float) -> bytes:
-    return encode(Kind.BID, sender, seq, t, [np.array([valuation, kw], np.float32)])
 
 
 def publish_bids(recorder: Recorder) -> None:
