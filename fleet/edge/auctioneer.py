@@ -59,9 +59,10 @@ class BidInbox:
             self.bids.append((accepted.sender.index, accepted.message.arrays[0], accepted.message.timestamp))
 
     def take(self, round_t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The bids for the round that began at ``round_t`` and all others, ``(sender (B,), bids (B, 2), published at
-        (B,))`` (:func:`~fleet.sim.market.bid_arrays`), except those of the next round: a clearing that runs late
-        (its clock behind the shared one) may already hear them, and they are kept for it."""
+        """The bids to clear with the round that began at ``round_t``, ``(sender (B,), bids (B, 2), published at
+        (B,))`` (:func:`~fleet.sim.market.bid_arrays`): its own and those of other rounds (which the auction drops as
+        late), except those of the next round: a clearing that runs late (its clock behind the shared one) may
+        already hear them, and they are kept for it."""
         ahead = [round_t < b[2] <= round_t + self.period for b in self.bids]
         due = [b for b, later in zip(self.bids, ahead) if not later]
         self.bids = [b for b, later in zip(self.bids, ahead) if later]
