@@ -14,7 +14,9 @@ largest level]`` (``invalid``), of a round other than the one cleared (``late``:
 arrive in its round is no bid), a device's second bid of a round (``repeated``); and before that, by the
 checks every board makes (:mod:`fleet.edge.inbound`), a payload that does not decode or is not ``[bid,
 kW]`` (``malformed``), a topic of no device of the site or a header naming another sender than the
-topic's device (``foreign``), a QoS 1 message received twice (``duplicates``).
+topic's device (``foreign``), a QoS 1 message received twice (``duplicates``). A bid of the next round
+that arrives before a clearing (its clock behind the agents') waits for that round (:class:`BidInbox`,
+which a mixed run's bridge uses too, :mod:`fleet.sim.bridge`).
 """
 
 from __future__ import annotations
@@ -27,15 +29,44 @@ from fleet.edge.site import Publication, SiteView
 from fleet.edge.view import Sender
 from fleet.errors import ConfigError
 from fleet.learners import REGISTRY
-from fleet.mqtt.codec import DType, Kind, Message, encode
+from fleet.mqtt.codec import Message
 from fleet.mqtt.topics import site_filter
 from fleet.mqtt.transport import Received
-from fleet.sim.market import AUCTIONEER_NAME, DROPS, auction, clearing_topic, trades
+from fleet.sim.market import AUCTIONEER_NAME, DROPS, auction, bid_arrays, clearing_topic, trades
 
 
 def bid_layout(message: Message) -> bool:
     """A bid is ``[valuation, kW] (2,)`` float32 (its range is the auction's to check)."""
     return len(message.arrays) == 1 and message.arrays[0].shape == (2,) and message.arrays[0].dtype == np.float32
+
+
+class BidInbox:
+    """The bids heard on the ``topics`` (topic -> the fleet index of its device), checked as a board checks
+    what it receives (:class:`~fleet.edge.inbound.InboundFilter`, counting in ``counters``), until a round takes
+    them."""
+
+    def __init__(self, topics: dict[str, int], period: float, counters: Counters) -> None:
+        """``period``: the market's, between two rounds."""
+        senders = {topic: Sender("bid", i, i) for topic, i in topics.items()}
+        self.inbound = InboundFilter(senders, {"bid": bid_layout}, counters)
+        self.period = period
+        self.bids: list[tuple[int, np.ndarray, float]] = []
+        """(sender, [valuation, kW], published at) of the bids that arrived and no round took yet."""
+
+    def offer(self, received: Received) -> None:
+        accepted = self.inbound.check(received)
+        if accepted is not None:
+            self.bids.append((accepted.sender.index, accepted.message.arrays[0], accepted.message.timestamp))
+
+    def take(self, round_t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The bids to clear with the round that began at ``round_t``, ``(sender (B,), bids (B, 2), published at
+        (B,))`` (:func:`~fleet.sim.market.bid_arrays`): its own and those of other rounds (which the auction drops as
+        late), except those of the next round: a clearing that runs late (its clock behind the shared one) may
+        already hear them, and they are kept for it."""
+        ahead = [round_t < b[2] <= round_t + self.period for b in self.bids]
+        due = [b for b, later in zip(self.bids, ahead) if not later]
+        self.bids = [b for b, later in zip(self.bids, ahead) if later]
+        return bid_arrays(due)
 
 
 class Auctioneer:
@@ -55,35 +86,26 @@ class Auctioneer:
         self.period, self.offset = self.cfg.period, self.cfg.window
         self.topics = (site_filter(site.name, "bid"),)
         self.counters = Counters()
-        senders = {topic: Sender("bid", i, i) for topic, i in site.device_topics("bid").items()}
-        self.inbound = InboundFilter(senders, {"bid": bid_layout}, self.counters)
+        self.inbox = BidInbox(site.device_topics("bid"), self.period, self.counters)
         self.max_kw = float(np.max(w.params.levels_kw))
-        self.bids: list[tuple[int, np.ndarray, float]] = []
-        """(sender, [valuation, kW], published at) of the bids that arrived since the last clearing."""
         self.dropped = dict.fromkeys(DROPS, 0)
         self.rounds = self.seq = 0
         self.price = 0.0
         """The site's price (valuation per kWh) at the last clearing."""
 
     def offer(self, received: Received, t: float) -> None:
-        accepted = self.inbound.check(received)
-        if accepted is not None:
-            self.bids.append((accepted.sender.index, accepted.message.arrays[0], accepted.message.timestamp))
+        self.inbox.offer(received)
 
     def step(self, t: float) -> Publication:
         """Clear the round that began a window before ``t``."""
-        got, self.bids = self.bids, []
-        sender = np.array([g[0] for g in got], np.int64)
-        bids = np.array([g[1] for g in got], float).reshape(-1, 2)
-        stamp = np.array([g[2] for g in got], float)
-        w = self.site.world
-        cleared = auction(sender, bids, stamp, t - self.cfg.window, w.site_of, w.feeder_kw, self.max_kw)
+        w, round_t = self.site.world, t - self.cfg.window
+        cleared = auction(*self.inbox.take(round_t), round_t, w.site_of, w.feeder_kw, self.max_kw)
         for reason, count in cleared.dropped.items():
             self.dropped[reason] += count
         self.price = float(cleared.site_price[self.site.index])
         self.rounds += 1
         self.seq += 1
-        payload = encode(Kind.CLEARING, self.index, self.seq, t, cleared.arrays(), DType.FLOAT32)
+        payload = cleared.site_message(w.site_of, self.site.index, self.seq, t)
         return Publication(clearing_topic(self.site.name), payload, self.cfg.qos)
 
     def status(self) -> str:

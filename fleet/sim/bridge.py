@@ -35,8 +35,29 @@ must not run beside the bridge: the bridge reads the retained status of each suc
 (``fleet/<site>/meter/status``) when it connects and refuses to start while one says it is online
 (:class:`~fleet.errors.ConfigError`); one that comes online during the run is logged and counted
 (``meter_conflicts`` in summary.json's ``mixed`` section). Sites without an external device get no
-reading on the broker. The feeder market is not bridged: its auction stays in the model, among the
-simulated devices, and the boards hear no clearing from it.
+reading on the broker.
+
+For a learner that trades in a feeder market (``auction-v1`` with ``learner.params.market.period``,
+:func:`fleet.sim.market.trades`) the bridge is likewise the auctioneer of every site with an external
+device. It subscribes to the ``bid`` topic of each external device and checks what arrives as ``fleet
+auctioneer`` (:mod:`fleet.edge.auctioneer`) does: a payload that does not decode or is not ``[valuation,
+kW]`` (``malformed``), a header naming another sender (``foreign``), a QoS 1 message seen before
+(``duplicates``), then :func:`fleet.sim.market.screen` (``invalid``, ``late``, ``repeated``). At the
+simulation's clearing of a round (``window`` after it began, on the simulation's clock) the boards' bids
+of that round join the simulated devices' in the same auction (:meth:`~fleet.sim.market.SimMarket.clear`),
+and the bridge publishes each such site's part of the outcome on :func:`~fleet.sim.market.clearing_topic`:
+the bytes ``fleet auctioneer`` would send (:meth:`~fleet.sim.market.Cleared.site_message`: sender N, one
+sequence number a round, the clearing time), at the market's QoS, now or never, so a board's ``fleet agent``
+applies it unchanged. The external devices' stand-ins do not bid (they are masked out of the market's
+bids, as out of the learner's publications), so no device bids twice. The simulated devices keep their
+bids and their clearing in the model: the auction is the same one, so they hear the same outcome, and
+their bids and the clearing keep crossing the network model (their links and the collector's), whose
+bytes, losses and delays are what a market study measures. A ``fleet auctioneer`` of such a site is
+refused and counted as a ``fleet meter`` is (``fleet/<site>/auctioneer/status``, ``market_conflicts``):
+two would give the boards two clearings a round under one sender. summary.json's ``mixed`` section
+lists ``market_sites`` with ``market_bids`` (boards' bids that joined a round), ``market_clearings``,
+``market_unsent`` and ``market_dropped`` (the boards' bids dropped, per reason); the market's metrics
+(``market/dropped_*``) count the simulated devices' bids only.
 
 Approximations, stated where they matter:
 
@@ -48,7 +69,13 @@ Approximations, stated where they matter:
 - The external devices keep a row in the batched simulation (a simulated stand-in: building,
   controller, rewards). Their fleet KPIs and metrics include that stand-in, not the board; the
   board's own results are in its status lines and checkpoint. The feeder load that the bridge's
-  meter reads is the simulated feeder's, so it sums the stand-ins' power, not the boards'.
+  meter reads is the simulated feeder's, so it sums the stand-ins' power, not the boards'. In the
+  market, a board's grant does not bind its stand-in (which did not bid and controls on its own), so
+  the simulated feeder's load may differ from what the clearing sold.
+- A board's bid crosses the real broker with its real delay: one that has not arrived when the
+  simulation clears its round (``window`` after it began) is late, dropped and counted at the next
+  clearing, as ``fleet auctioneer`` drops it. A bid of the next round that arrives before a clearing
+  (the simulation's clock behind the shared one) is kept for that round.
 - Simulated churn and link cuts still decide which simulated devices publish and receive.
 - Only dense parameter messages (``learner.params.comm.topk: 1``) and learners that exchange
   with their neighbours, read the meter or do not communicate run in real time; a centralized
@@ -65,9 +92,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
+from fleet.edge.auctioneer import BidInbox
 from fleet.edge.counters import Counters
 from fleet.edge.inbound import InboundFilter, params_layout
 from fleet.edge.outbox import Outbox
@@ -79,6 +108,7 @@ from fleet.mqtt.codec import Kind, decode, encode_batch
 from fleet.mqtt.topics import device_topic
 from fleet.mqtt.transport import Received, Transport, accepted
 from fleet.sim import realtime
+from fleet.sim.market import AUCTIONEER_NAME, DROPS, Cleared, SimMarket, clearing_topic, screen, tally
 from fleet.sim.meter import METER_NAME, meter_topic
 
 log = logging.getLogger("fleet.bridge")
@@ -87,8 +117,28 @@ BRIDGE_CLIENT_ID = "bridge"
 """MQTT client id (and, with ``fleet deploy provision``, the user name) of the bridge."""
 OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES = 100_000, 64 * 2**20
 RETAINED_WAIT_S = 0.5
-"""Wall seconds to wait, after the broker acknowledged the subscription, for the meters' retained statuses
+"""Wall seconds to wait, after the broker acknowledged the subscription, for the site roles' retained statuses
 (they follow the acknowledgement on the same connection)."""
+
+
+class Duty(NamedTuple):
+    """A site role (:mod:`fleet.edge.site`) that the bridge takes over at the sites with an external device."""
+
+    command: str
+    """The role's process on real boards."""
+    conflicts: str
+    """The summary key counting the online statuses of that process heard during the run."""
+    what: str
+    """What the bridge does in its place."""
+    twice: str
+    """What two of them would give the boards under one sender."""
+
+
+DUTIES = {
+    METER_NAME: Duty("fleet meter", "meter_conflicts", "publishes the feeder readings", "two loads"),
+    AUCTIONEER_NAME: Duty("fleet auctioneer", "market_conflicts", "clears the feeder market", "two clearings a round"),
+}
+"""The site roles the bridge can take over, by the device-name level of their topics."""
 
 Inbox = tuple[str, Deliveries]
 """``(kind, deliveries)`` for ``learner.inbox``."""
@@ -114,11 +164,19 @@ class Bridge:
     """The simulated devices' MQTT client; see the module docstring.
 
     ``external`` (N,) bool marks the real devices; ``n_params`` is P of a params message; with
-    ``meters`` (the learner reads the feeder meter) the bridge is the meter of the sites with a real device.
+    ``meters`` (the learner reads the feeder meter) the bridge is the meter of the sites with a real device,
+    with a ``market`` (the learner trades) their auctioneer.
     """
 
     def __init__(
-        self, world, external: np.ndarray, n_params: int, qos: int, transport: Transport, meters: bool
+        self,
+        world,
+        external: np.ndarray,
+        n_params: int,
+        qos: int,
+        transport: Transport,
+        meters: bool,
+        market: SimMarket | None,
     ) -> None:
         self.world, self.external, self.qos, self.transport = world, external, qos, transport
         n, topo = world.n, world.topology
@@ -136,39 +194,68 @@ class Bridge:
         """Messages handed to simulated receivers, by kind of sender (one per receiver)."""
         self.meter_sites = np.unique(world.site_of[external]) if meters else np.zeros(0, np.int64)
         """(M,) the sites whose readings the bridge publishes: those with an external device."""
-        self.meter_status = {device_topic(world.site_names[s], METER_NAME, "status"): int(s) for s in self.meter_sites}
-        """Status topic of each such site's ``fleet meter`` -> the site."""
-        self.meter = {"meter_readings": 0, "meter_unsent": 0, "meter_conflicts": 0}
-        """Readings published; readings the transport could not take when due; online statuses of a
-        ``fleet meter`` of those sites heard during the run."""
+        self.meter = {"meter_readings": 0, "meter_unsent": 0}
+        """Readings published; readings the transport could not take when due."""
+        self.conflicts = {duty.conflicts: 0 for duty in DUTIES.values()}
+        """Online statuses of a ``fleet meter`` or ``fleet auctioneer`` of a site the bridge serves, heard during
+        the run."""
+        self._init_market(market)
+        self.roles = {
+            device_topic(world.site_names[s], role, "status"): role
+            for role, sites in ((METER_NAME, self.meter_sites), (AUCTIONEER_NAME, self.market_sites))
+            for s in sites
+        }
+        """Status topic of the ``fleet meter`` or ``fleet auctioneer`` of each site the bridge serves -> its role."""
         self.speedup, self.epoch, self.broker = 1.0, 0.0, ""
         """The shared clock and where the broker is (set by :func:`attach`)."""
         self._folder = tempfile.TemporaryDirectory(prefix="fleet-bridge-")
         self.outbox = Outbox(Path(self._folder.name) / "outbox.sqlite", OUTBOX_MAX_MESSAGES, OUTBOX_MAX_BYTES)
         self.uplink = Uplink(transport, self.outbox, self.counters)
+        self.held: list[Received] = []
+        """Learner messages that arrived while the market took its bids, for :meth:`arrived`."""
+
+    def _init_market(self, market: SimMarket | None) -> None:
+        """The bridge as the auctioneer of the sites with an external device, when the learner trades."""
+        w = self.world
+        boards = np.flatnonzero(self.external) if market is not None else np.zeros(0, np.int64)
+        self.market_sites = np.unique(w.site_of[boards])
+        """(A,) the sites whose feeder market the bridge clears: those with an external device."""
+        self.market_qos, self.max_kw = (market.cfg.qos, market.max_kw) if market is not None else (0, 0.0)
+        period = market.cfg.period if market is not None else 1.0  # without a market there is no bid to hold
+        topics = {device_topic(w.site_names[w.site_of[j]], w.device_names[j], "bid"): int(j) for j in boards}
+        self.bid_counters = Counters()
+        """The checks of the boards' bids (``malformed``, ``unexpected``: a header naming another sender)."""
+        self.bid_inbox = BidInbox(topics, period, self.bid_counters)
+        self.market = {"market_bids": 0, "market_clearings": 0, "market_unsent": 0}
+        """The boards' bids that joined a round; clearings published; clearings the transport could not take
+        when due."""
+        self.bids_dropped = dict.fromkeys(DROPS, 0)
+        """The boards' bids that passed the checks but were none of the round that took them, per reason."""
+        self.clearing_seq = 0
 
     def start(self, timeout: float) -> None:
-        """Connect, check that no ``fleet meter`` of the bridged sites is online, subscribe; :class:`TransportError`
-        if the broker is not there within ``timeout`` s, :class:`ConfigError` if such a meter is."""
+        """Connect, check that no ``fleet meter`` or ``fleet auctioneer`` of the sites it serves is online,
+        subscribe; :class:`TransportError` if the broker is not there within ``timeout`` s, :class:`ConfigError` if
+        such a process is."""
         try:
             if not self.transport.connect(timeout):
                 raise TransportError(
                     f"the broker did not accept the bridge's connection within {timeout:g} s; is it running and "
                     "reachable?"
                 )
-            self._check_meters(timeout)
-            for topic in self.inbound.topics:
+            self._check_roles(timeout)
+            for topic in [*self.inbound.topics, *self.bid_inbox.inbound.topics]:
                 self.transport.subscribe(topic, qos=1)
         except BaseException:
             self.close(wait=0)
             raise
         self.counters.connects += 1
 
-    def _check_meters(self, timeout: float) -> None:
-        """Subscribe to the status of the bridged sites' meters; :class:`ConfigError` naming those whose
-        retained status says they are online."""
-        answers = [self.transport.subscribe(topic, qos=1) for topic in self.meter_status]
-        for topic, delivery in zip(self.meter_status, answers):
+    def _check_roles(self, timeout: float) -> None:
+        """Subscribe to the status of the site roles the bridge takes over; :class:`ConfigError` naming those
+        whose retained status says they are online."""
+        answers = [self.transport.subscribe(topic, qos=1) for topic in self.roles]
+        for topic, delivery in zip(self.roles, answers):
             code = delivery.wait(timeout)
             if not accepted(code):
                 answer = "no answer" if code is None else f"reason code {code}"
@@ -179,13 +266,15 @@ class Bridge:
         if not answers:
             return
         time.sleep(RETAINED_WAIT_S)
-        online = [r.topic for r in self.transport.drain() if r.topic in self.meter_status and _online(r)]
+        online = sorted({r.topic for r in self.transport.drain() if r.topic in self.roles and _online(r)})
         if online:
+            duty = DUTIES[self.roles[online[0]]]
+            topics = ", ".join(t for t in online if self.roles[t] == self.roles[online[0]])
             raise ConfigError(
-                f"a fleet meter says it is online ({', '.join(sorted(set(online)))}), at a site whose feeder readings "
-                "this mixed run publishes itself (its devices in fleet.external are real): two meters would give "
-                "the boards two loads under one sender. Stop that fleet meter (one that crashed reads online until "
-                "the broker publishes its will), or run without that site's devices in fleet.external"
+                f"a {duty.command} says it is online ({topics}), at a site where this mixed run {duty.what} itself "
+                f"(its devices in fleet.external are real): the two would give the boards {duty.twice} under one "
+                f"sender. Stop that {duty.command} (one that crashed reads online until the broker publishes its "
+                "will), or run without that site's devices in fleet.external"
             )
 
     def publish_readings(self, rows: np.ndarray) -> None:
@@ -211,10 +300,8 @@ class Bridge:
         waits in the outbox."""
         self.uplink.flush()
         groups: dict[tuple, list[tuple[np.ndarray, int, tuple[np.ndarray, ...], float]]] = {}
-        for received in self.transport.drain():
-            if received.topic in self.meter_status:
-                self._meter_status(received)
-                continue
+        received_all, self.held = [*self.held, *self._drain()], []
+        for received in received_all:
             got = self.inbound.check(received)
             if got is None:
                 continue
@@ -228,15 +315,56 @@ class Bridge:
             groups.setdefault(tuple(a.shape for a in arrays), []).append((receivers, j, arrays, stamp))
         return [self._batch(items) for items in groups.values()]
 
-    def _meter_status(self, received: Received) -> None:
-        """A status of a bridged site's ``fleet meter`` heard during the run: one saying online is a conflict."""
+    def _drain(self) -> list[Received]:
+        """Take what the transport received: the site roles' statuses and the boards' bids are handled here, the
+        rest (learner messages) is returned."""
+        rest = []
+        for received in self.transport.drain():
+            if received.topic in self.roles:
+                self._role_status(received)
+            elif received.topic in self.bid_inbox.inbound.topics:
+                self.bid_inbox.offer(received)
+            else:
+                rest.append(received)
+        return rest
+
+    def _role_status(self, received: Received) -> None:
+        """A status of a ``fleet meter`` or ``fleet auctioneer`` of a site the bridge serves, heard during the run:
+        one saying online is a conflict."""
         if _online(received):
-            self.meter["meter_conflicts"] += 1
+            duty = DUTIES[self.roles[received.topic]]
+            self.conflicts[duty.conflicts] += 1
             log.error(
-                "a fleet meter came online on %s while this mixed run publishes that site's feeder readings: "
-                "its boards now hear two meters; stop it",
+                "a %s came online on %s while this mixed run %s of that site: its boards now hear both; stop it",
+                duty.command,
                 received.topic,
+                duty.what,
             )
+
+    def bids(self, round_t: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The boards' bids for the market round that began at ``round_t``, checked as ``fleet auctioneer`` checks
+        them (the others counted), ``(sender (B,), bids (B, 2), published at (B,))`` for
+        :meth:`fleet.sim.market.SimMarket.clear`."""
+        self.uplink.flush()
+        self.held += self._drain()
+        sender, bids, stamp = self.bid_inbox.take(round_t)
+        reason = screen(sender, bids, stamp, round_t, self.world.n, self.max_kw)
+        for why, count in tally(reason).items():
+            self.bids_dropped[why] += count
+        keep = reason < 0
+        self.market["market_bids"] += int(keep.sum())
+        return sender[keep], bids[keep], stamp[keep]
+
+    def publish_clearing(self, t: float, cleared: Cleared) -> None:
+        """Send each served site its part of the round ``cleared`` at ``t``, the bytes its ``fleet auctioneer``
+        would send (:meth:`fleet.sim.market.Cleared.site_message`), on :func:`~fleet.sim.market.clearing_topic`
+        at the market's QoS, now or never."""
+        self.clearing_seq += 1
+        w = self.world
+        for s in self.market_sites.tolist():
+            payload = cleared.site_message(w.site_of, s, self.clearing_seq, t)
+            sent = self.uplink.send_now(clearing_topic(w.site_names[s]), payload, qos=self.market_qos)
+            self.market["market_clearings" if sent else "market_unsent"] += 1
 
     @staticmethod
     def _batch(items: list[tuple[np.ndarray, int, tuple[np.ndarray, ...], float]]) -> Inbox:
@@ -259,6 +387,10 @@ class Bridge:
             **self.deliveries,
             "meter_sites": [self.world.site_names[s] for s in self.meter_sites],
             **self.meter,
+            "market_sites": [self.world.site_names[s] for s in self.market_sites],
+            **self.market,
+            "market_dropped": self._bids_dropped(),
+            **self.conflicts,
             "sent": c.sent,
             "sent_bytes": c.sent_bytes,
             "received": c.received,
@@ -270,6 +402,13 @@ class Bridge:
             "unexpected": c.unexpected,
             "duplicates": c.duplicates,
         }
+
+    def _bids_dropped(self) -> dict[str, int]:
+        """The boards' bids dropped, per reason: those of :data:`~fleet.sim.market.DROPS` (``foreign`` includes a
+        header naming another sender than its topic's device), ``malformed`` and ``duplicates`` (QoS 1)."""
+        c = self.bid_counters
+        foreign = self.bids_dropped["foreign"] + c.unexpected
+        return {**self.bids_dropped, "foreign": foreign, "malformed": c.malformed, "duplicates": c.duplicates}
 
     def close(self, wait: float = 2.0) -> None:
         """Send what can still be sent (waiting up to ``wait`` s for acknowledgements), then disconnect."""
@@ -321,7 +460,7 @@ def attach(sim, options: RealtimeOptions) -> Bridge:
     w = sim.world
     external = np.isin(w.device_names, s.fleet.external)
     qos, meters = learner.qos if learner.communicates else 0, sim.meters is not None
-    bridge = Bridge(w, external, p, qos, options.transport(BRIDGE_CLIENT_ID), meters)
+    bridge = Bridge(w, external, p, qos, options.transport(BRIDGE_CLIENT_ID), meters, sim.market)
     bridge.start(options.connect_wait)
     epoch = time.time() if options.epoch is None else options.epoch
     sim.env = realtime.realtime_environment(options.speedup, epoch, sim.env.now)

@@ -21,7 +21,8 @@ Processes (each one SimPy process for the whole fleet, never one per device):
 
 A mixed fleet (:mod:`fleet.sim.bridge`) runs the same processes on the wall clock, with the
 learner's messages going through a real broker instead of the simulated network (and the meter
-readings of each site with a real device published there too).
+readings of each site with a real device published there too; its market takes those devices' bids
+from the broker and publishes their sites' clearings there).
 
 At a common time they run in that order (see :class:`PhasedTimeout`).
 
@@ -619,8 +620,15 @@ class Simulation:
         if self.market is not None:
             period = self.market.cfg.period
             procs["market"] = (period, PHASE_MARKET, lambda t: self.market.bid(t, self._reachable() & ~self.external))
-            procs["clearing"] = (period, PHASE_MARKET, self.market.clear)
+            procs["clearing"] = (period, PHASE_MARKET, self._clear)
         return procs
+
+    def _clear(self, t: float) -> None:
+        """The market's clearing; in a mixed fleet the boards' bids join it, and their sites hear it on the broker."""
+        if self.bridge is None:
+            self.market.clear(t)
+        else:
+            self.bridge.publish_clearing(t, self.market.clear(t, self.bridge.bids(t - self.market.cfg.window)))
 
     def _first(self, name: str, period: float) -> float:
         """When a process first runs after the start: learning after its first period, the market's clearing a

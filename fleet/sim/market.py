@@ -21,7 +21,10 @@ holds one auction per site: a per-site endpoint would need a site node in the ne
 its topics, its churn), beyond this change. Its messages cross the collector's link and every device
 hears the one clearing of all sites, so the bytes counted are an upper bound of a per-site auctioneer's.
 On real boards each site has its own auctioneer (``fleet auctioneer``, :mod:`fleet.edge.auctioneer`): it
-clears with :func:`auction` too and publishes on :func:`clearing_topic`, with the same sender (N).
+clears with :func:`auction` too and publishes its site's part of the outcome (:meth:`Cleared.site_message`) on
+:func:`clearing_topic`, with the same sender (N). In a mixed fleet (:mod:`fleet.sim.bridge`) the boards' bids,
+checked by the same :func:`screen`, join the simulated devices' in :meth:`SimMarket.clear`, and the bridge
+publishes that part for each site with a board.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import numpy as np
 
 from fleet.learners import REGISTRY
 from fleet.learners.base import Deliveries
-from fleet.mqtt.codec import DType, Kind, encode_batch
+from fleet.mqtt.codec import DType, Kind, encode, encode_batch
 from fleet.mqtt.topics import KINDS, device_topic
 from fleet.net.network import Outgoing, SimNetwork
 from fleet.scenario import Scenario
@@ -92,6 +95,51 @@ class Cleared:
         """The ``clearing`` message's arrays: winners, kW and price, each (K,) float32."""
         return [a.astype(np.float32) for a in (self.winner, self.kw, self.price)]
 
+    def site_message(self, site_of: np.ndarray, site: int, seq: int, t: float) -> bytes:
+        """The clearing of ``site`` alone as its auctioneer on real boards publishes it at ``t`` on
+        :func:`clearing_topic`: that site's winners (``site_of`` (N,) is each device's site), sent by endpoint N."""
+        mine = site_of[self.winner] == site
+        return encode(Kind.CLEARING, len(site_of), seq, t, [a[mine] for a in self.arrays()], DType.FLOAT32)
+
+
+def screen(
+    sender: np.ndarray, bids: np.ndarray, published_at: np.ndarray, round_t: float, n: int, max_kw: float
+) -> np.ndarray:
+    """Why each of B bids is no bid of the round that began at ``round_t``: ``sender`` (B,), ``bids`` (B, 2)
+    ``[valuation, kW]`` and their ``published_at`` (B,), in arrival order, from devices 0..``n``-1. Returns (B,)
+    int64: the index in :data:`DROPS` of the first reason that holds, or -1 for a bid that counts. Bids must lie
+    in [0, 1] x [0, ``max_kw``], the largest level's kW as the wire carries it (float32, which may round it up)."""
+    reason = np.full(len(sender), -1, np.int64)
+
+    def drop(mask: np.ndarray, why: str) -> None:
+        reason[(reason < 0) & mask] = DROPS.index(why)
+
+    ok = np.isfinite(bids).all(1) & (bids >= 0).all(1) & (bids[:, 0] <= 1) & (bids[:, 1] <= np.float32(max_kw))
+    drop(~ok, "invalid")
+    drop((sender < 0) | (sender >= n), "foreign")
+    drop(published_at != round_t, "late")
+    first = np.zeros(len(sender), bool)
+    first[np.unique(np.where(reason < 0, sender, -1), return_index=True)[1]] = True
+    drop(~first, "repeated")
+    return reason
+
+
+def tally(reason: np.ndarray) -> dict[str, int]:
+    """The bids dropped per reason of :data:`DROPS`, from :func:`screen`'s ``reason`` (B,)."""
+    return {why: int((reason == k).sum()) for k, why in enumerate(DROPS)}
+
+
+def bid_arrays(rows: list[tuple[int, np.ndarray, float]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Bids received one by one, ``(sender, [valuation, kW], published at)``, as :func:`auction` takes them:
+    ``sender`` (B,) int64, ``bids`` (B, 2) and ``published_at`` (B,)."""
+    sender = np.array([r[0] for r in rows], np.int64)
+    bids = np.array([r[1] for r in rows], float).reshape(-1, 2)
+    return sender, bids, np.array([r[2] for r in rows], float)
+
+
+NO_BIDS = bid_arrays([])
+"""No bid: (sender (0,), bids (0, 2), published at (0,))."""
+
 
 def auction(
     sender: np.ndarray,
@@ -104,21 +152,10 @@ def auction(
 ) -> Cleared:
     """Clear the round that began at ``round_t`` from the B bids that arrived: ``sender`` (B,), ``bids``
     (B, 2) ``[valuation, kW]`` and their ``published_at`` (B,), in arrival order. ``site_of`` (N,) is each
-    device's site, ``capacity_kw`` (S,) each site's feeder; bids must lie in [0, 1] x [0, ``max_kw``], the
-    largest level's kW as the wire carries it (float32, which may round it up)."""
-    n = len(site_of)
-    ok = np.isfinite(bids).all(1) & (bids >= 0).all(1) & (bids[:, 0] <= 1) & (bids[:, 1] <= np.float32(max_kw))
-    dropped = {"invalid": int((~ok).sum())}
-    device = (sender >= 0) & (sender < n)
-    dropped["foreign"] = int((ok & ~device).sum())
-    ok &= device
-    late = published_at != round_t
-    dropped["late"] = int((ok & late).sum())
-    ok &= ~late
-    first = np.zeros(len(sender), bool)
-    first[np.unique(np.where(ok, sender, -1), return_index=True)[1]] = True
-    dropped["repeated"] = int((ok & ~first).sum())
-    keep = np.flatnonzero(ok & first)
+    device's site, ``capacity_kw`` (S,) each site's feeder; the bids that are none of the round are dropped
+    (:func:`screen`)."""
+    reason = screen(sender, bids, published_at, round_t, len(site_of), max_kw)
+    keep = np.flatnonzero(reason < 0)
     keep = keep[np.argsort(sender[keep], kind="stable")]
     winners, kws, prices, site_price = [], [], [], np.zeros(len(capacity_kw))
     for s, capacity in enumerate(capacity_kw):
@@ -127,7 +164,7 @@ def auction(
         winners.append(sender[rows[won]])
         kws.append(bids[rows[won], 1])
         prices.append(np.full(int(won.sum()), site_price[s]))
-    return Cleared(np.concatenate(winners), np.concatenate(kws), np.concatenate(prices), site_price, dropped)
+    return Cleared(np.concatenate(winners), np.concatenate(kws), np.concatenate(prices), site_price, tally(reason))
 
 
 class SimMarket:
@@ -165,12 +202,14 @@ class SimMarket:
             rows = encode_batch(Kind.BID, sender, self.bid_seq[sender], t, [bids], DType.FLOAT32)
             self.network.publish(t, Outgoing(BID, sender, self.bid_seq[sender], rows, self.cfg.qos))
 
-    def clear(self, t: float) -> None:
-        """``window`` after the round began: the auctioneer clears what arrived and publishes the outcome."""
+    def clear(self, t: float, more: tuple[np.ndarray, np.ndarray, np.ndarray] = NO_BIDS) -> Cleared:
+        """``window`` after the round began: the auctioneer clears what arrived and publishes the outcome, which
+        it returns. ``more``: bids that join the round beside those that arrived here, ``(sender (B,), bids (B, 2),
+        published at (B,))`` (a mixed fleet's boards', :meth:`fleet.sim.bridge.Bridge.bids`)."""
         got = list(self.arrived(BID, t))
-        sender = np.concatenate([np.zeros(0, np.int64), *(g.sender for g in got)])
-        stamp = np.concatenate([np.zeros(0), *(g.published_at for g in got)])
-        bids = np.concatenate([np.zeros((0, 2)), *(g.arrays_of()[0].reshape(-1, 2) for g in got)])
+        sender = np.concatenate([*(g.sender for g in got), more[0]])
+        bids = np.concatenate([*(g.arrays_of()[0].reshape(-1, 2) for g in got), more[1]])
+        stamp = np.concatenate([*(g.published_at for g in got), more[2]])
         w = self.world
         cleared = auction(sender, bids, stamp, t - self.cfg.window, w.site_of, w.feeder_kw, self.max_kw)
         for reason, count in cleared.dropped.items():
@@ -182,6 +221,7 @@ class SimMarket:
         sender, seq = np.array([self.collector]), np.array([self.clearing_seq])
         rows = encode_batch(Kind.CLEARING, sender, seq, t, arrays, DType.FLOAT32)
         self.network.publish(t, Outgoing(CLEARING, sender, seq, rows, self.cfg.qos))
+        return cleared
 
     def deliver(self, t: float) -> None:
         """Before a control tick: hand the devices the clearings that reached them by ``t``."""

@@ -116,7 +116,17 @@ def test_the_auctioneer_clears_its_sites_bids_as_the_simulation_and_drops_what_i
     assert winners.tolist() == [0, 2] and kw.tolist() == [1.0, 0.0] and price.tolist() == pytest.approx([0.5, 0.5])
     assert auctioneer.dropped == {"invalid": 2, "foreign": 0, "repeated": 1, "late": 1}
     assert auctioneer.counters.malformed == 2 and auctioneer.counters.unexpected == 2
-    assert auctioneer.rounds == 1 and not auctioneer.bids  # the next round starts empty
+    assert auctioneer.rounds == 1 and not auctioneer.inbox.bids  # the next round starts empty
+
+
+def test_a_bid_of_the_next_round_that_arrives_before_a_clearing_waits_for_its_round():
+    """A clearing that runs late (its clock behind the agents') may hear a bid of the next round: it is no bid of
+    the round cleared, nor late; the next clearing takes it."""
+    auctioneer = Auctioneer(site_view(parse_scenario(market_raw(), "test", Path.cwd()), "north"))
+    auctioneer.offer(_received("fleet/north/d00000/bid", _bid(0, 1, 600.0, 0.9, 1.0)), 430.0)
+    assert decode(auctioneer.step(420.0).payload).arrays[0].tolist() == []
+    assert decode(auctioneer.step(720.0).payload).arrays[0].tolist() == [0]
+    assert auctioneer.dropped == {"invalid": 0, "foreign": 0, "repeated": 0, "late": 0}
 
 
 @pytest.mark.mqtt

@@ -5,33 +5,26 @@ live ``fleet meter`` of such a site is refused."""
 from __future__ import annotations
 
 import csv
-import functools
-import json
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from fleet.cli import main
 from fleet.edge.meter import Meter
-from fleet.edge.site import RunOptions, SiteRunner, site_view
 from fleet.mqtt.codec import Kind, decode, encode
 from fleet.mqtt.memory import MemoryBroker, MemoryTransport
-from fleet.mqtt.paho_transport import PahoTransport
 from fleet.scenario import parse_scenario
 from fleet.sim import realtime
 from fleet.sim.bridge import Bridge
 from fleet.sim.rng import Streams
 from fleet.sim.world import build_world
 from tests.conftest import tiny_scenario
-from tests.edge.agents import injector, paho_agent, started, view_of
+from tests.edge.agents import paho_agent, started, view_of
+from tests.sim.mixed import SPEEDUP, Recorder, mixed_summary, realtime_run, refused_while_north_runs
 from tests.waiting import wait_for
 
-SPEEDUP = 600.0
-"""Ten scenario minutes per wall second: the 30 min horizon takes 3 s."""
 HORIZON_S, PERIOD_S = 1800, 60
 NORTH = ["d00000", "d00001", "d00002"]
 """Site 0 of the tiny fleet (N = 6 devices, so north's meter sends as N + 1 + 0 = 7); d00000 is the real one."""
@@ -44,28 +37,6 @@ def cooperative_mixed_raw() -> dict:
     raw["fleet"]["external"] = ["d00000"]
     raw["outputs"]["sample_devices"] = 6  # every device's power in the metrics rows
     return raw
-
-
-def realtime_run(scenario: Path, out: Path, url: str, *args: str):
-    argv = ["run", str(scenario), "-o", str(out), "--device", "cpu", "--realtime", "--speedup", str(SPEEDUP)]
-    return CliRunner().invoke(main, [*argv, "--broker", url, *args])
-
-
-class Recorder:
-    """A plain MQTT client that keeps every (topic, payload) it hears on ``topic_filter``."""
-
-    def __init__(self, url: str, topic_filter: str) -> None:
-        self.heard: list[tuple[str, bytes]] = []
-        self.client = injector(url)
-        self.client.on_message = lambda client, userdata, m: self.heard.append((m.topic, bytes(m.payload)))
-        self.client.on_subscribe = lambda *_: setattr(self, "subscribed", True)
-        self.subscribed = False
-        self.client.subscribe(topic_filter, qos=1)
-        wait_for(lambda: self.subscribed, "the recorder's subscription")
-
-    def close(self) -> None:
-        self.client.loop_stop()
-        self.client.disconnect()
 
 
 def recorded_run(raw: dict, url: str, folder: Path, *args: str) -> tuple[list[tuple[str, bytes]], dict]:
@@ -82,16 +53,6 @@ def recorded_run(raw: dict, url: str, folder: Path, *args: str) -> tuple[list[tu
     finally:
         recorder.close()
     return recorder.heard, mixed
-
-
-def mixed_summary(run: Path) -> dict:
-    return json.loads((run / "summary.json").read_text())["mixed"]
-
-
-def meter_runner(raw: dict, site: str, url: str) -> SiteRunner:
-    """``fleet meter`` of ``site`` (on its own clock: it only has to be online)."""
-    make = functools.partial(PahoTransport, url=url, reconnect_delay=(0.1, 0.5))
-    return SiteRunner(Meter(site_view(parse_scenario(raw, "test", Path.cwd()), site)), make, RunOptions(speedup=60))
 
 
 @pytest.mark.mqtt
@@ -152,37 +113,17 @@ def test_a_learner_that_does_not_read_the_meter_publishes_no_reading(mosquitto, 
 
 
 @pytest.mark.mqtt
-def test_a_live_fleet_meter_at_a_bridged_site_is_refused_and_one_elsewhere_is_not(mosquitto, write_scenario, tmp_path):
+def test_a_live_fleet_meter_at_a_bridged_site_is_refused_and_one_elsewhere_is_not(mosquitto, tmp_path):
     raw = cooperative_mixed_raw()
     raw.update(horizon="10min")
-    scenario = write_scenario(raw, "mixed.yaml")
-    meters = {site: meter_runner(raw, site, mosquitto.url) for site in ("north", "south")}
-    threads = {site: started(runner) for site, runner in meters.items()}
-    recorder = Recorder(mosquitto.url, "fleet/+/meter/status")
-    try:
-        wait_for(lambda: len(recorder.heard) == 2, "both meters' online status")
-        result = realtime_run(scenario, tmp_path / "refused", mosquitto.url)
-        assert result.exit_code == 2 and "fleet/north/meter/status" in result.output, result.output
-        assert "fleet meter" in result.output and "south" not in result.output
-        assert not (tmp_path / "refused").exists()
-        meters["north"].stop()  # a clean stop: its retained status says offline
-        threads["north"].finish(30)
-        wait_for(lambda: len(recorder.heard) == 3, "north's offline status")
-        result = realtime_run(scenario, tmp_path / "run", mosquitto.url)  # south's meter has no real device to feed
-        assert result.exit_code == 0, result.output
-    finally:
-        recorder.close()
-        for site, runner in meters.items():
-            runner.stop()
-            threads[site].finish(30)
-    assert mixed_summary(tmp_path / "run")["meter_conflicts"] == 0
+    assert refused_while_north_runs(raw, Meter, mosquitto.url, tmp_path)["meter_conflicts"] == 0
 
 
 def test_a_fleet_meter_that_comes_online_during_the_run_is_counted():
     sc = parse_scenario(cooperative_mixed_raw(), "test", Path.cwd())
     world, broker = build_world(sc, Streams(sc.seed)), MemoryBroker()
     external = np.isin(world.device_names, sc.fleet.external)
-    bridge = Bridge(world, external, 1, 0, MemoryTransport(broker, "bridge"), meters=True)
+    bridge = Bridge(world, external, 1, 0, MemoryTransport(broker, "bridge"), meters=True, market=None)
     bridge.start(1.0)  # no meter yet: it starts
     meter = MemoryTransport(broker, "meter")
     meter.connect(1.0)
@@ -193,4 +134,4 @@ def test_a_fleet_meter_that_comes_online_during_the_run_is_counted():
     bridge.close()
     # north's meter said online once (its offline status is no conflict); south has no real device, so no reading
     # of the bridge's, and the bridge does not listen there
-    assert bridge.meter["meter_conflicts"] == 1 and bridge.counters.unexpected == 0
+    assert bridge.conflicts["meter_conflicts"] == 1 and bridge.counters.unexpected == 0
