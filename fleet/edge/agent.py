@@ -123,7 +123,7 @@ from fleet.mqtt.topics import KINDS
 from fleet.mqtt.transport import Received, Will
 from fleet.scenario import DTYPES
 from fleet.sim import realtime
-from fleet.sim.engine import tick_reward
+from fleet.sim.engine import PHASE_CONTROL, PHASE_MARKET, PhasedTimeout, tick_reward
 from fleet.sim.market import trades
 from fleet.sim.rng import Streams
 from fleet.statefile import load_child
@@ -500,7 +500,9 @@ class EdgeAgent:
     def _periodic(self, name: str, period: float, step: Callable[[], None]):
         """``step()`` every ``period`` from now (checkpoints: from one period on; market rounds: at the
         multiples of their period, on the clock shared with the auctioneer); control and telemetry keep
-        the schedule they had when the checkpoint was saved."""
+        the schedule they had when the checkpoint was saved. At a common time a round's bid comes after the
+        control tick, as in the simulation: it bids for the level of that tick's auction, and a clearing that
+        arrived before it has reached the learner."""
         now = self.env.now
         due = {
             "control": self.next_due.get(name, now),
@@ -508,11 +510,12 @@ class EdgeAgent:
             "checkpoint": now + period,
             "market": math.ceil(now / period) * period,
         }.get(name, now)
-        yield self.env.timeout(max(due - now, 0.0))
+        phase = PHASE_MARKET if name == "market" else PHASE_CONTROL  # a round's bid after the tick at its time
+        yield PhasedTimeout(self.env, max(due - now, 0.0), phase)
         while True:
             self.next_due[name] = self.env.now + period
             step()
-            yield self.env.timeout(period)
+            yield PhasedTimeout(self.env, period, phase)
 
     def _shutdown(self, clean: bool) -> None:
         """HVAC off, offline status, checkpoint (after a clean stop only), disconnect."""

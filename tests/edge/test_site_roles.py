@@ -17,11 +17,12 @@ from fleet.edge.auctioneer import Auctioneer
 from fleet.edge.meter import Meter
 from fleet.edge.site import RunOptions, SiteRunner, site_view
 from fleet.mqtt.codec import Kind, decode, encode
+from fleet.mqtt.memory import MemoryBroker
 from fleet.mqtt.paho_transport import PahoTransport
 from fleet.mqtt.transport import Received
 from fleet.scenario import parse_scenario
 from tests.conftest import tiny_scenario
-from tests.edge.agents import injector, options, started, view_of
+from tests.edge.agents import injector, memory_agent, options, started, view_of
 from tests.waiting import wait_for
 
 SPEEDUP = 300.0
@@ -254,3 +255,27 @@ def test_bad_options_of_the_site_roles_exit_2_naming_what_is_wrong(
     for word in words:
         assert word in result.output
     assert not (tmp_path / "state").exists()  # nothing written
+
+
+def test_at_a_round_that_falls_on_a_control_tick_the_agent_controls_first_then_bids(tmp_path):
+    """As in the simulation (its market phase comes last at a common time): the bid of a round is for the
+    level of the auction the tick at that time ran, and a clearing that arrived before it reaches the
+    learner before it bids."""
+    calls: list[tuple[str, float]] = []
+    agent = memory_agent(view_of(market_raw()), MemoryBroker(), tmp_path, epoch=time.time() + 0.3, duration=16 * 60.0)
+    agent._tick = _logged(calls, "tick", agent, agent._tick)
+    agent._bid = _logged(calls, "bid", agent, agent._bid)
+    agent.run()
+    bids = [t for name, t in calls if name == "bid"]
+    assert len(bids) >= 3
+    for t in bids:
+        at_t = [name for name, when in calls if when == t]
+        assert at_t == ["tick", "bid"], f"at {t} s: {at_t}"
+
+
+def _logged(calls: list, name: str, agent: EdgeAgent, method):
+    def step() -> None:
+        calls.append((name, agent.env.now))
+        method()
+
+    return step
