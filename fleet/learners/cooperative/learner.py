@@ -44,6 +44,8 @@ hour, where the lived penalty is 0 whenever the feeder is below its capacity; it
 of the load that moving heat in time needs. ``ier_coordination`` says where that twin is imagined
 (:meth:`FeederDynamics.coupled`); with ``never`` every twin is the device alone, and the guarded full method
 beats the plain DQN and the same without IER on feeder-peak-v1 (docs/studies/cooperative.md).
+Bootstrapping from the level the guard will run (``next_forced``) helps every guarded learner there, the plain DQN
+most; after it, the same without IER has less overload and peak than the full method (docs/studies/cooperative.md).
 """
 
 from __future__ import annotations
