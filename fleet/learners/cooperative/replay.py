@@ -36,9 +36,9 @@ class Batch:
     """(N, B, F) observation after it."""
     others: torch.Tensor
     """(N, B) sum of the other devices' controls at that tick (deduced afterwards)."""
-    next_forced: torch.Tensor = None  # type: ignore[assignment]  # filled in by __post_init__
+    next_forced: torch.Tensor | None = None
     """(N, B) int64 the action a shield forces at ``next_obs`` (e.g. a comfort guard), -1 where the
-    policy chooses freely; left out, -1 everywhere (no shield)."""
+    policy chooses freely; left out (None), -1 everywhere (no shield)."""
 
     def __post_init__(self) -> None:
         if self.next_forced is None:
