@@ -56,6 +56,7 @@ def random_batch(n: int, b: int, seed: int) -> Batch:
         torch.randn(n, b, generator=g),
         torch.randn(n, b, F, generator=g),
         torch.randn(n, b, generator=g),
+        torch.randint(-1, A, (n, b), generator=g),  # a shield forces some next actions
     )
 
 
@@ -87,6 +88,51 @@ def test_batched_q_networks_equal_separate_per_device_ones():
         for p, q in zip(single.q.parameters, fleet.q.parameters):
             torch.testing.assert_close(p[0], q[i], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(single.q(obs[i : i + 1])[0], fleet.q(obs)[i], rtol=1e-5, atol=1e-6)
+
+
+# --- the TD target under a shield ------------------------------------------------------------
+
+
+def toy_core(q_next: list[float]) -> CooperativeQ:
+    """One device with 2 levels (0 and 1 kW) whose target network says Q(s', .) = ``q_next`` at every s'."""
+    cfg = CooperativeConfig(hidden=8, batch=2, macro_batch=2, capacity=4, ier=False)
+    core = CooperativeQ(cfg, torch.tensor([[0.0, 1.0]]), torch.ones(1), F, 3600.0, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        core.target.weights[-1].zero_()
+        core.target.biases[-1].copy_(torch.tensor([q_next]))
+    return core
+
+
+def toy_batch(next_forced: list[int] | None) -> Batch:
+    """Two transitions of reward -1 from the same state; ``next_forced`` None: no shield."""
+    forced = None if next_forced is None else torch.tensor([next_forced])
+    return Batch(
+        torch.zeros(1, 2, F),
+        torch.tensor([[0, 1]]),
+        torch.full((1, 2), -1.0),
+        torch.ones(1, 2, F),
+        torch.zeros(1, 2),
+        forced,
+    )
+
+
+def test_where_the_shield_forces_the_next_level_the_target_bootstraps_from_it():
+    """Q(s', 0) = 5, Q(s', 1) = 2. Free at s': -1 + gamma 5. The guard forces level 1 at s': -1 + gamma 2,
+    though level 0 looks better (its value at a guarded state was never learned from lived data)."""
+    core = toy_core([5.0, 2.0])
+    gamma = core.gamma
+    assert core.td_target(toy_batch([-1, 1]))[0].tolist() == pytest.approx([-1 + gamma * 5, -1 + gamma * 2])
+    assert core.td_target(toy_batch(None))[0].tolist() == pytest.approx([-1 + gamma * 5, -1 + gamma * 5])
+
+
+def test_without_a_shield_the_target_is_the_max_bit_for_bit():
+    """No shield (the default, -1 everywhere): exactly r + gamma max_a' Q_target(s', a'), as before the shield."""
+    core = make_core(3)
+    batch = random_batch(3, 6, 0)
+    free = Batch(*(getattr(batch, f) for f in ReplayMemory.FIELDS[:-1]))
+    assert (free.next_forced == -1).all()
+    old = free.reward + core.gamma * core.target(free.next_obs).amax(-1)
+    assert torch.equal(core.td_target(free), old)
 
 
 # --- replay memory ---------------------------------------------------------------------------
@@ -283,6 +329,7 @@ def drive(core: CooperativeQ, ticks: int, seed: int) -> list[list[int]]:
                 torch.randn(len(a), 1, generator=g),
                 nxt.unsqueeze(1),
                 torch.randn(len(a), 1, generator=g),
+                torch.randint(-1, A, (len(a), 1), generator=g),
             )
         )
         core.update()
@@ -298,6 +345,20 @@ def test_state_round_trip_continues_bit_identically(tmp_path: Path):
         statefile.save(f.write, "learner", core.state_dict())
     restored = make_core(3, seed=9)
     restored.load_state_dict(statefile.load(path, "learner", 1 << 30))
+    assert torch.equal(restored.memory.next_forced, core.memory.next_forced)
     assert drive(core, 20, seed=3) == drive(restored, 20, seed=3)
     for p, q in zip(core.q.parameters, restored.q.parameters):
         assert torch.equal(p, q)
+
+
+def test_a_state_without_the_shields_forced_actions_is_refused_naming_the_entry():
+    """Saved before ``next_forced`` was stored: its transitions do not say where a shield forced the next action."""
+    core = make_core(2)
+    drive(core, 6, seed=2)
+    state = core.state_dict()
+    del state["memory"]["next_forced"]
+    with pytest.raises(statefile.StateMismatch, match=r"memory\.next_forced: missing"):
+        make_core(2).load_state_dict(state)
+    state["memory"]["next_forced"] = core.memory.next_forced.float()
+    with pytest.raises(statefile.StateMismatch, match=r"memory\.next_forced: dtype torch.float32"):
+        make_core(2).load_state_dict(state)

@@ -76,9 +76,10 @@ def test_an_older_reading_does_not_replace_a_newer_one():
 
 
 def test_ten_thousand_devices_replay_memories_fit_in_4_gb():
-    """Per device and transition: two float32 observations, a uint8 action, float32 reward and others."""
+    """Per device and transition: two float32 observations, a uint8 action, float32 reward and others, and the
+    int16 action forced at the next observation."""
     cfg = CooperativeLearnerConfig()
-    per_transition = 2 * 4 * N_FEATURES + 1 + 4 + 4
+    per_transition = 2 * 4 * N_FEATURES + 1 + 4 + 4 + 2
     small = ReplayMemory(3, cfg.capacity, N_FEATURES, "cpu")
     assert small.nbytes == 3 * cfg.capacity * per_transition
     assert 10_000 * cfg.capacity * per_transition < 4e9
@@ -153,6 +154,32 @@ def test_without_the_guard_the_learner_is_as_before():
     off, _ = first_actions(temps, comfort_guard=False)
     assert (default == off).all() and (default != 3).any()
     assert "comfort/guarded_share" not in learner.metric_keys
+
+
+@pytest.mark.parametrize("guard", [True, False])
+def test_a_transition_stores_the_level_the_guard_forces_at_its_next_observation(guard):
+    """Band [20, 23] in heat mode; the next observation finds devices 0 and 2 below the band: the guard will run
+    their top level (3) there, and the target must bootstrap from it; the others, and all without the guard, free."""
+    _, learner = first_actions([21.0, 19.0, 21.0, 20.0], comfort_guard=guard)
+    learner.observe(np.zeros(4))
+    learner.act(guard_observation([19.5, 21.0, 15.0, 20.0]))
+    expected = [3, -1, 3, -1] if guard else [-1] * 4
+    assert learner.core.memory.next_forced[:, 0].tolist() == expected
+
+
+def test_an_imagined_twin_is_forced_where_its_lived_transition_was():
+    """The feeder model keeps the device's own next state (its temperature) as lived, so the guard's verdict too."""
+    feeder = FeederDynamics(torch.tensor([LEVELS_KW]), torch.tensor([10.0]), 5.0, 1 / 60)
+    g = torch.Generator().manual_seed(0)
+    lived = replace(
+        feeder_batch([[3, 3, 1]], [[5.0, 11.0, 12.0]]),
+        next_obs=torch.randn(1, 3, N_FEATURES, generator=g),
+        next_forced=torch.tensor([[3, -1, 3]]),
+    )
+    twin = imagine(lived, feeder, feeder.controls, torch.tensor([[3.0]]), 0.5, torch.Generator().manual_seed(1))
+    assert torch.equal(twin.next_forced, lived.next_forced)
+    own_state = [c for c in range(N_FEATURES) if c != FEEDER_COLUMN]
+    assert torch.equal(twin.next_obs[..., own_state], lived.next_obs[..., own_state])
 
 
 @pytest.mark.parametrize("field", ["comfort_guard", "ier_coordination"])

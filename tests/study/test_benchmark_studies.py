@@ -78,6 +78,21 @@ def test_the_ier_report_runs_the_point_its_tuning_chose():
         assert run.scenario.learner.params == tuned["coordination-never"], run.name
 
 
+def test_the_guard_target_study_re_runs_the_guarded_points_as_they_were_reported():
+    """Nothing re-tuned: each shielded-* run is the scenario of the run it re-makes, its name without the prefix."""
+    before = {
+        r.name: r.scenario
+        for name in ("feeder-peak-ier-3d", "feeder-peak-coop-3d")
+        for r in load_study(STUDIES / f"{name}.yaml").runs
+    }
+    assert before["dqn-wifi-mix-seed5"] != before["ter-iql-wifi-mix-seed5"]  # the scenarios tell the points apart
+    study = load_study(STUDIES / "feeder-peak-guard-target-3d.yaml")
+    points = {f"{p}-{net}" for p in ("ier-alone", "ter-iql", "dqn") for net in ("wifi-mix", "nbiot-lossy")}
+    assert {r.point.removeprefix("shielded-") for r in study.runs} == points and study.spec.seeds == (5, 6, 7, 8, 9)
+    for run in study.runs:
+        assert run.scenario == before[run.name.removeprefix("shielded-")], run.name
+
+
 def test_the_equal_comfort_studies_hold_both_learners_to_one_limit_chosen_on_other_seeds():
     tune = {r.point: r.scenario for r in load_study(STUDIES / "diff-cost-tune.yaml").runs}
     assert {r.seed for r in load_study(STUDIES / "diff-cost-tune.yaml").runs} == {0, 1, 2, 3, 4}

@@ -10,7 +10,9 @@ One update per device (all at once, :class:`~fleet.learners.stacked.StackedMLP`)
 1. sample a mini-batch of t transitions from the device's replay memory, by TER
    (:meth:`~.replay.ReplayMemory.temporal`) or uniformly;
 2. with IER, add one imagined twin per transition (:func:`~.imagine.imagine`);
-3. TD errors ``delta = r + gamma max_a' Q_target(s', a') - Q(s, a)``;
+3. TD errors ``delta = r + gamma Q_target(s', a') - Q(s, a)``, ``a'`` the action the followed policy
+   takes greedily at ``s'``: the one a shield forces there (the transition's ``next_forced``), else
+   ``argmax_a' Q_target(s', a')`` (:meth:`CooperativeQ.td_target`);
 4. with IQL, each sample's squared TD error is weighted by its rate (:func:`iql_rates`), relative
    to alpha; without, every weight is 1; Adam takes one step on the sum over devices of each
    device's weighted mean, so devices do not interact (as :mod:`fleet.learners.stacked` explains).
@@ -126,10 +128,19 @@ class CooperativeQ:
         twin = imagine(batch, self.dynamics, self.controls, self.n_others, eps, self.gen)
         return Batch(*(torch.cat([getattr(batch, f), getattr(twin, f)], 1) for f in ReplayMemory.FIELDS))
 
+    @torch.no_grad()
+    def td_target(self, batch: Batch) -> torch.Tensor:
+        """(N, B) ``r + gamma Q_target(s', a')``: ``a'`` the action a shield forces at ``s'`` where it forces
+        one, else the best. The shielded policy runs the forced action there, so the values of the others,
+        never run there, must not be bootstrapped from (a max over them learns a policy it does not follow)."""
+        q_next = self.target(batch.next_obs)
+        forced = batch.next_forced
+        shielded = q_next.gather(-1, forced.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        return batch.reward + self.gamma * torch.where(forced >= 0, shielded, q_next.amax(-1))
+
     def learn(self, batch: Batch) -> dict[str, float]:
         """One Adam step of every device on its own ``batch`` (N, B)."""
-        with torch.no_grad():
-            target = batch.reward + self.gamma * self.target(batch.next_obs).amax(-1)
+        target = self.td_target(batch)
         q = self.q(batch.obs).gather(-1, batch.action.unsqueeze(-1)).squeeze(-1)
         delta = target - q
         weight = self._weights(batch, delta.detach())

@@ -19,6 +19,10 @@ the device's control (``ALL_COPY``): its :attr:`AdditiveDynamics.coordination` s
 whose devices interact only in some states (a feeder: only above its capacity) may also say which
 lived transitions coupled the device to the others (:class:`CouplingDynamics`); elsewhere ``psi``
 counts as 0, and the twin is ``ALONE``.
+
+A twin keeps its lived transition's ``next_forced`` (the action a shield forced at the next
+observation): the shield must read only what the twin keeps as lived, as a comfort guard reads the
+device's own temperature, which the feeder's model leaves as lived (it changes only the feeder load).
 """
 
 from __future__ import annotations
@@ -107,7 +111,7 @@ def imagine(
     epsilon: float,
     gen: torch.Generator,
 ) -> Batch:
-    """One imagined twin (N, B) of each transition of ``batch``."""
+    """One imagined twin (N, B) of each transition of ``batch``, with its ``next_forced``."""
     own = controls.gather(1, batch.action)
     psi = coordination(own, batch.others)
     if isinstance(dynamics, CouplingDynamics):
@@ -115,4 +119,4 @@ def imagine(
     scenario = draw_scenarios(psi, epsilon, gen, dynamics.coordination)
     action, others = imagined_controls(scenario, batch.action, batch.others, controls, n_others)
     next_obs, reward = dynamics.imagine(batch, controls.gather(1, action), others)
-    return Batch(batch.obs, action, reward, next_obs, others)
+    return Batch(batch.obs, action, reward, next_obs, others, batch.next_forced)

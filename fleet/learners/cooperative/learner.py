@@ -27,7 +27,10 @@ With ``comfort_guard`` comfort is a constraint rather than a price (a shield, Al
 2018, "Safe Reinforcement Learning via Shielding"): a device outside its comfort band on the side
 its HVAC corrects runs its top level, as the rule-based thermostat switches on there, and the
 Q-network chooses only inside the band (:func:`guarded`). The transition stores the level that
-ran, so the network learns what the guarded fleet does. A price cannot buy the comfort back: on
+ran, so the network learns what the guarded fleet does, and the level the guard forces at its next
+observation (``next_forced``), so its TD target bootstraps from the level the guarded fleet will run
+there, not from the best of levels never run in guarded states (:meth:`.core.CooperativeQ.td_target`).
+A price cannot buy the comfort back: on
 feeder-peak-v1 the feeders carry about 80 % of the thermostat's energy, so every house saves by
 letting the others stay warm, and discomfort weighted 5 times still left 7.7 times the
 thermostat's (docs/studies/cooperative.md). The guard keeps no hysteresis: inside the band the
@@ -41,6 +44,8 @@ hour, where the lived penalty is 0 whenever the feeder is below its capacity; it
 of the load that moving heat in time needs. ``ier_coordination`` says where that twin is imagined
 (:meth:`FeederDynamics.coupled`); with ``never`` every twin is the device alone, and the guarded full method
 beats the plain DQN and the same without IER on feeder-peak-v1 (docs/studies/cooperative.md).
+Bootstrapping from the level the guard will run (``next_forced``) helps every guarded learner there, the plain DQN
+most; after it, the same without IER has less overload and peak than the full method (docs/studies/cooperative.md).
 """
 
 from __future__ import annotations
@@ -178,18 +183,22 @@ class CooperativeLearner:
     def act(self, obs: Observation) -> np.ndarray:
         x = features(obs, self.device)
         x[:, FEEDER_COLUMN] = torch.nan_to_num(self.reading[:, 0] / self.reading[:, 1], posinf=0.0)
+        forced = self.forced(obs)
         if self.pending:
             own = self.controls.gather(1, self.last_action.unsqueeze(1)).squeeze(1)
             others = (self.reading[:, 0] - own).clamp(min=0)
-            lived = (self.last, self.last_action, self.last_reward, x, others)
+            lived = (self.last, self.last_action, self.last_reward, x, others, forced)
             self.core.store(Batch(*(t.unsqueeze(1) for t in lived)))
-        action = self.core.act(x)
-        if self.cfg.comfort_guard:
-            cold = torch.as_tensor(guarded(obs, self.ctx.mode), device=self.device)
-            action = torch.where(cold, self.ctx.n_levels - 1, action)
-            self.guarded_share = float(cold.float().mean())
+        action = torch.where(forced >= 0, forced, self.core.act(x))
+        self.guarded_share = float((forced >= 0).float().mean())
         self.last, self.last_action, self.pending = x, action, False
         return action.cpu().numpy()
+
+    def forced(self, obs: Observation) -> torch.Tensor:
+        """(N,) int64: the level the comfort guard runs (the top one) where it overrides the Q-network
+        (:func:`guarded`), -1 elsewhere (everywhere without the guard)."""
+        cold = guarded(obs, self.ctx.mode) if self.cfg.comfort_guard else np.zeros(len(obs.temp_c), bool)
+        return torch.where(torch.as_tensor(cold, device=self.device), self.ctx.n_levels - 1, -1)
 
     def observe(self, reward: np.ndarray) -> None:
         self.last_reward = torch.as_tensor(reward, dtype=torch.float32, device=self.device)

@@ -36,12 +36,19 @@ class Batch:
     """(N, B, F) observation after it."""
     others: torch.Tensor
     """(N, B) sum of the other devices' controls at that tick (deduced afterwards)."""
+    next_forced: torch.Tensor | None = None
+    """(N, B) int64 the action a shield forces at ``next_obs`` (e.g. a comfort guard), -1 where the
+    policy chooses freely; left out (None), -1 everywhere (no shield)."""
+
+    def __post_init__(self) -> None:
+        if self.next_forced is None:
+            object.__setattr__(self, "next_forced", torch.full(self.reward.shape, -1, device=self.reward.device))
 
 
 class ReplayMemory:
     """``capacity`` transitions of each of N devices; tensors (N, capacity, ...)."""
 
-    FIELDS = ("obs", "action", "reward", "next_obs", "others")
+    FIELDS = ("obs", "action", "reward", "next_obs", "others", "next_forced")
 
     def __init__(self, n: int, capacity: int, n_features: int, device: str) -> None:
         self.capacity = capacity
@@ -50,6 +57,7 @@ class ReplayMemory:
         self.reward = torch.zeros(n, capacity, device=device)
         self.next_obs = torch.zeros(n, capacity, n_features, device=device)
         self.others = torch.zeros(n, capacity, device=device)
+        self.next_forced = torch.full((n, capacity), -1, dtype=torch.int16, device=device)
         self.count = 0
         """Transitions written so far (per device)."""
 
@@ -85,6 +93,7 @@ class ReplayMemory:
             self.reward.gather(1, slots),
             self.next_obs.gather(1, wide),
             self.others.gather(1, slots),
+            self.next_forced.gather(1, slots).long(),
         )
 
     def uniform(self, t: int, gen: torch.Generator) -> torch.Tensor:
@@ -98,7 +107,9 @@ class ReplayMemory:
         return macro.gather(1, newest)
 
     STATE = (*FIELDS, "count")
-    """The tensors (N, capacity, ...) and the write counter (:mod:`fleet.statefile`)."""
+    """The tensors (N, capacity, ...) and the write counter (:mod:`fleet.statefile`). A state saved before
+    ``next_forced`` was stored is refused (its entry missing): its transitions do not say where a shield forced
+    the next action, and taking them as free would bootstrap guarded states from actions never run there."""
 
     def state_dict(self) -> dict:
         return attrs_state(self, self.STATE)
