@@ -146,15 +146,15 @@ def test_the_planners_city_preset_is_the_frontier_variant_chosen_and_plans_two_f
 
 
 def test_the_cooperative_feeder_preset_is_the_variant_the_feeder_study_reports():
-    """cooperative-v1's ``feeder`` preset is the ``ier-alone-*`` variant of the 3-day feeder study."""
-    study = yaml.safe_load((REPO / "benchmarks" / "studies" / "feeder-peak-ier-3d.yaml").read_text())
+    """cooperative-v1's ``feeder`` preset is the ``shielded-ter-iql-*`` variant of the 3-day feeder study."""
+    study = yaml.safe_load((REPO / "benchmarks" / "studies" / "feeder-peak-guard-target-3d.yaml").read_text())
     chosen = REGISTRY["cooperative-v1"].config_cls.model_validate(
-        study["variants"]["ier-alone-wifi-mix"]["learner.params"]
+        study["variants"]["shielded-ter-iql-wifi-mix"]["learner.params"]
     )
     scenario = load_scenario("feeder-peak-v1", ["learner.name=cooperative-v1", "learner.preset=feeder"])
     assert scenario.learner.params == chosen.model_dump(mode="json")
     params = scenario.learner.params
-    assert params["comfort_guard"] and params["ier"] and params["ier_coordination"] == "never"
+    assert params["comfort_guard"] and params["ter"] and params["iql"] and not params["ier"]
 
 
 def test_the_planner_teacher_preset_is_the_variant_reported_on_fresh_seeds():
