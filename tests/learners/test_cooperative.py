@@ -67,10 +67,11 @@ def rows(batch: Batch, i: int) -> Batch:
 # --- batching --------------------------------------------------------------------------------
 
 
-def test_batched_q_networks_equal_separate_per_device_ones():
+@pytest.mark.parametrize("double_q", [False, True])
+def test_batched_q_networks_equal_separate_per_device_ones(double_q):
     """Three devices stacked learn exactly what three single-device learners learn on the same data."""
-    fleet = make_core(3)
-    singles = [make_core(1) for _ in range(3)]
+    fleet = make_core(3, double_q=double_q)
+    singles = [make_core(1, double_q=double_q) for _ in range(3)]
     for i, single in enumerate(singles):
         single.controls = fleet.controls[i : i + 1]
         with torch.no_grad():
@@ -93,13 +94,16 @@ def test_batched_q_networks_equal_separate_per_device_ones():
 # --- the TD target under a shield ------------------------------------------------------------
 
 
-def toy_core(q_next: list[float]) -> CooperativeQ:
-    """One device with 2 levels (0 and 1 kW) whose target network says Q(s', .) = ``q_next`` at every s'."""
-    cfg = CooperativeConfig(hidden=8, batch=2, macro_batch=2, capacity=4, ier=False)
+def toy_core(q_next: list[float], online: list[float] | None = None, **params) -> CooperativeQ:
+    """One device with 2 levels (0 and 1 kW) whose target network says Q(s', .) = ``q_next`` at every s', and
+    its online network ``online`` (if given)."""
+    cfg = CooperativeConfig(hidden=8, batch=2, macro_batch=2, capacity=4, ier=False, **params)
     core = CooperativeQ(cfg, torch.tensor([[0.0, 1.0]]), torch.ones(1), F, 3600.0, torch.Generator().manual_seed(0))
     with torch.no_grad():
-        core.target.weights[-1].zero_()
-        core.target.biases[-1].copy_(torch.tensor([q_next]))
+        for net, values in ((core.target, q_next), (core.q, online)):
+            if values is not None:
+                net.weights[-1].zero_()
+                net.biases[-1].copy_(torch.tensor([values]))
     return core
 
 
@@ -123,6 +127,27 @@ def test_where_the_shield_forces_the_next_level_the_target_bootstraps_from_it():
     gamma = core.gamma
     assert core.td_target(toy_batch([-1, 1]))[0].tolist() == pytest.approx([-1 + gamma * 5, -1 + gamma * 2])
     assert core.td_target(toy_batch(None))[0].tolist() == pytest.approx([-1 + gamma * 5, -1 + gamma * 5])
+
+
+@pytest.mark.parametrize("double_q", [False, True])
+def test_double_q_values_the_online_networks_pick_by_the_target_network(double_q):
+    """Target Q(s', .) = (5, 2), online Q(s', .) = (0, 1). Double Q: the online network picks level 1, the target
+    values it, -1 + gamma 2 (plain: -1 + gamma 5). Where the shield forces level 0, both take it: -1 + gamma 5."""
+    core = toy_core([5.0, 2.0], online=[0.0, 1.0], double_q=double_q)
+    gamma, free = core.gamma, -1 + core.gamma * (2.0 if double_q else 5.0)
+    assert core.td_target(toy_batch([-1, 0]))[0].tolist() == pytest.approx([free, -1 + gamma * 5])
+
+
+def test_the_target_is_as_before_double_q_bit_for_bit():
+    """Off (the default): exactly the shielded max of before double_q, forced or free."""
+    core = make_core(3)
+    assert not core.cfg.double_q
+    batch = random_batch(3, 6, 0)
+    q_next, forced = core.target(batch.next_obs), batch.next_forced
+    shielded = q_next.gather(-1, forced.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+    assert torch.equal(
+        core.td_target(batch), batch.reward + core.gamma * torch.where(forced >= 0, shielded, q_next.amax(-1))
+    )
 
 
 def test_without_a_shield_the_target_is_the_max_bit_for_bit():
@@ -226,6 +251,35 @@ def test_imagined_transitions_follow_the_known_dynamics():
     twin = imagine(batch, Linear(), controls, torch.tensor([[3.0]]), 1.0, torch.Generator())  # epsilon 1: alone
     assert twin.action.tolist() == [[2]] and twin.others.tolist() == [[0.0]]
     assert twin.next_obs[0, 0, 0] == pytest.approx(1.5) and twin.reward.item() == pytest.approx(-2.25)
+
+
+@pytest.mark.parametrize("next_obs", ["imagined", "lived"])
+def test_a_twin_bootstraps_from_the_imagined_or_the_lived_next_observation(next_obs):
+    """As above (alone: x' = 1 + 0.5 = 1.5, reward -2.25), the lived next observation x' = 7: the reward is
+    imagined either way, the next observation only with ``imagined``."""
+    controls = torch.tensor([[-1.0, 0.0, 1.0]])
+    lived_next = torch.full((1, 1, F), 7.0)
+    batch = Batch(
+        torch.tensor([[[1.0, 0, 0]]]), torch.tensor([[2]]), torch.zeros(1, 1), lived_next, torch.tensor([[3.0]])
+    )
+    twin = imagine(batch, Linear(), controls, torch.tensor([[3.0]]), 1.0, torch.Generator(), next_obs)
+    assert twin.reward.item() == pytest.approx(-2.25)
+    assert twin.next_obs[0, 0, 0] == pytest.approx(1.5 if next_obs == "imagined" else 7.0)
+
+
+def test_a_core_hands_its_twins_next_observation_setting_to_imagine():
+    """Sampled with IER at epsilon 1 (every twin alone), a core with ``ier_next_obs: lived`` learns each twin
+    with its lived next observation; by default with the imagined one, draw for draw the same twins otherwise."""
+    cores = {k: make_core(2, ier_next_obs=k) for k in ("imagined", "lived")}
+    for core in cores.values():
+        drive(core, 12, seed=5)
+    batches = {k: core.sample() for k, core in cores.items()}
+    lived, twins = (batches["lived"].next_obs[:, :4], batches["lived"].next_obs[:, 4:])
+    assert torch.equal(twins, lived)
+    imagined = batches["imagined"]
+    for f in ("obs", "action", "reward", "others", "next_forced"):
+        assert torch.equal(getattr(imagined, f), getattr(batches["lived"], f)), f
+    assert not torch.equal(imagined.next_obs[:, 4:], imagined.next_obs[:, :4])
 
 
 @pytest.mark.parametrize("epsilon", [0.2, 0.7])

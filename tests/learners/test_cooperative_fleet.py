@@ -182,7 +182,7 @@ def test_an_imagined_twin_is_forced_where_its_lived_transition_was():
     assert torch.equal(twin.next_obs[..., own_state], lived.next_obs[..., own_state])
 
 
-@pytest.mark.parametrize("field", ["comfort_guard", "ier_coordination"])
+@pytest.mark.parametrize("field", ["comfort_guard", "ier_coordination", "double_q", "ier_next_obs"])
 def test_a_bad_setting_exits_2_naming_the_field(tmp_path, field):
     out = tmp_path / "run"
     args = ["run", "thermostats-small-v1", "-o", str(out), "--set", "learner.name=cooperative-v1"]

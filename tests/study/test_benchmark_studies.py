@@ -109,3 +109,20 @@ def test_the_equal_comfort_studies_hold_both_learners_to_one_limit_chosen_on_oth
     report = {r.point: r.scenario for r in load_study(STUDIES / "diff-cost.yaml").runs}
     for point, tuned in (("independent", "independent-limit-lr1e-3"), ("diffusion", "diffusion-limit")):
         assert report[point].learner == tune[tuned].learner, point
+
+
+def test_the_overestimate_screen_changes_only_the_target_and_the_twins_next_observation():
+    """feeder-tune-ier-q: its baselines are feeder-tune-ier's runs, and each candidate is one of them with only
+    double_q and ier_next_obs set."""
+    tuned = {r.name: r.scenario for r in load_study(STUDIES / "feeder-tune-ier.yaml").runs}
+    study = load_study(STUDIES / "feeder-tune-ier-q.yaml")
+    assert study.spec.seeds == (0, 1, 2)
+    for run in study.runs:
+        base = tuned[
+            run.name.replace(run.point, "ter-iql" if run.point.startswith("ter-iql") else "coordination-never")
+        ]
+        params, base_params = dict(run.scenario.learner.params), dict(base.learner.params)
+        new = {k for k in ("double_q", "ier_next_obs") if params.pop(k) != base_params.pop(k)}
+        assert params == base_params and run.scenario.horizon == base.horizon, run.name
+        assert bool(new) == (run.point not in ("ter-iql", "coordination-never")), run.name
+        assert new or run.scenario == base, run.name

@@ -44,8 +44,14 @@ class CooperativeConfig(StrictModel):
     """Temporal Experience Replay; off: mini-batches drawn uniformly from the memory."""
     ier: bool = True
     """Imagined Experience Replay: one imagined transition per sampled one, from the known additive dynamics."""
+    ier_next_obs: Literal["imagined", "lived"] = "imagined"
+    """The next observation an imagined twin bootstraps from: the one the dynamics imagine (as the paper),
+    or the one lived (the twin imagines its reward only, and bootstraps from a state devices live)."""
     iql: bool = True
     """Impact Q-Learning: per-sample rates by impact and outcome; off: every sample at rate alpha."""
+    double_q: bool = False
+    """Double DQN's TD target (van Hasselt et al. 2016): the online network picks the next action, the
+    target network values it; off: the target network's max (both pick the action a shield forces)."""
     alpha: Rate = 0.5
     """IQL's fast rate (relative): good outcomes the device is credited for, or coordinated ones."""
     sigma: Rate = 0.1

@@ -12,7 +12,9 @@ One update per device (all at once, :class:`~fleet.learners.stacked.StackedMLP`)
 2. with IER, add one imagined twin per transition (:func:`~.imagine.imagine`);
 3. TD errors ``delta = r + gamma Q_target(s', a') - Q(s, a)``, ``a'`` the action the followed policy
    takes greedily at ``s'``: the one a shield forces there (the transition's ``next_forced``), else
-   ``argmax_a' Q_target(s', a')`` (:meth:`CooperativeQ.td_target`);
+   ``argmax_a' Q_target(s', a')``, or with ``double_q`` ``argmax_a' Q(s', a')`` (Double DQN, van Hasselt
+   et al. 2016: the network that picks ``a'`` is not the one that values it, so one network's
+   overestimate of a level is not also its pick) (:meth:`CooperativeQ.td_target`);
 4. with IQL, each sample's squared TD error is weighted by its rate (:func:`iql_rates`), relative
    to alpha; without, every weight is 1; Adam takes one step on the sum over devices of each
    device's weighted mean, so devices do not interact (as :mod:`fleet.learners.stacked` explains).
@@ -125,18 +127,19 @@ class CooperativeQ:
         batch = mem.gather(mem.temporal(cfg.batch, b, self.gen) if cfg.ter else mem.uniform(cfg.batch, self.gen))
         if not cfg.ier:
             return batch
-        twin = imagine(batch, self.dynamics, self.controls, self.n_others, eps, self.gen)
+        twin = imagine(batch, self.dynamics, self.controls, self.n_others, eps, self.gen, cfg.ier_next_obs)
         return Batch(*(torch.cat([getattr(batch, f), getattr(twin, f)], 1) for f in ReplayMemory.FIELDS))
 
     @torch.no_grad()
     def td_target(self, batch: Batch) -> torch.Tensor:
         """(N, B) ``r + gamma Q_target(s', a')``: ``a'`` the action a shield forces at ``s'`` where it forces
-        one, else the best. The shielded policy runs the forced action there, so the values of the others,
-        never run there, must not be bootstrapped from (a max over them learns a policy it does not follow)."""
+        one, else the best by the target network (by the online one with ``double_q``). The shielded policy
+        runs the forced action there, so the values of the others, never run there, must not be bootstrapped
+        from (a max over them learns a policy it does not follow)."""
         q_next = self.target(batch.next_obs)
-        forced = batch.next_forced
-        shielded = q_next.gather(-1, forced.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        return batch.reward + self.gamma * torch.where(forced >= 0, shielded, q_next.amax(-1))
+        greedy = (self.q(batch.next_obs) if self.cfg.double_q else q_next).argmax(-1)
+        a_next = torch.where(batch.next_forced >= 0, batch.next_forced, greedy)
+        return batch.reward + self.gamma * q_next.gather(-1, a_next.unsqueeze(-1)).squeeze(-1)
 
     def learn(self, batch: Batch) -> dict[str, float]:
         """One Adam step of every device on its own ``batch`` (N, B)."""

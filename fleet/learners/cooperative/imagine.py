@@ -20,6 +20,11 @@ whose devices interact only in some states (a feeder: only above its capacity) m
 lived transitions coupled the device to the others (:class:`CouplingDynamics`); elsewhere ``psi``
 counts as 0, and the twin is ``ALONE``.
 
+A twin's next observation is the one the dynamics imagine, as in the paper, or the lived one
+(``next_obs="lived"``): the twin then imagines only its reward and bootstraps from a state a device lived,
+not one no device lives (on a feeder, the device alone sees an empty feeder), where the target network's
+values were never learned from lived data.
+
 A twin keeps its lived transition's ``next_forced`` (the action a shield forced at the next
 observation): the shield must read only what the twin keeps as lived, as a comfort guard reads the
 device's own temperature, which the feeder's model leaves as lived (it changes only the feeder load).
@@ -27,7 +32,7 @@ device's own temperature, which the feeder's model leaves as lived (it changes o
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Literal, Protocol, runtime_checkable
 
 import torch
 
@@ -110,13 +115,16 @@ def imagine(
     n_others: torch.Tensor,
     epsilon: float,
     gen: torch.Generator,
+    next_obs: Literal["imagined", "lived"] = "imagined",
 ) -> Batch:
-    """One imagined twin (N, B) of each transition of ``batch``, with its ``next_forced``."""
+    """One imagined twin (N, B) of each transition of ``batch``, with its ``next_forced``; its next
+    observation the one the dynamics imagine, or (``next_obs="lived"``) the lived one."""
     own = controls.gather(1, batch.action)
     psi = coordination(own, batch.others)
     if isinstance(dynamics, CouplingDynamics):
         psi = torch.where(dynamics.coupled(batch), psi, 0.0)
     scenario = draw_scenarios(psi, epsilon, gen, dynamics.coordination)
     action, others = imagined_controls(scenario, batch.action, batch.others, controls, n_others)
-    next_obs, reward = dynamics.imagine(batch, controls.gather(1, action), others)
-    return Batch(batch.obs, action, reward, next_obs, others, batch.next_forced)
+    imagined, reward = dynamics.imagine(batch, controls.gather(1, action), others)
+    nxt = batch.next_obs if next_obs == "lived" else imagined
+    return Batch(batch.obs, action, reward, nxt, others, batch.next_forced)

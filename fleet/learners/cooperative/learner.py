@@ -46,6 +46,10 @@ of the load that moving heat in time needs. ``ier_coordination`` says where that
 beats the plain DQN and the same without IER on feeder-peak-v1 (docs/studies/cooperative.md).
 Bootstrapping from the level the guard will run (``next_forced``) helps every guarded learner there, the plain DQN
 most; after it, the same without IER has less overload and peak than the full method (docs/studies/cooperative.md).
+The full method's mean Q-value stays above every reward: an alone twin shares its lived transition's state and level
+but not its overload share, so the Q-value learns a mix of the two, and the max compounds it. Double DQN's target
+(``double_q``) takes most of it off and halves the full method's gap to TER + IQL at 3 days, but does not close it and
+does not help TER + IQL; twins that bootstrap from the lived next observation (``ier_next_obs``) take little off.
 """
 
 from __future__ import annotations
