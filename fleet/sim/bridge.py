@@ -192,14 +192,15 @@ class Bridge:
         self.seq = np.zeros(n, np.int64)
         self.deliveries = {"deliveries_from_external": 0, "deliveries_from_simulated": 0}
         """Messages handed to simulated receivers, by kind of sender (one per receiver)."""
-        self.meter_sites = np.unique(world.site_of[external]) if meters else np.zeros(0, np.int64)
+        boarded = np.unique(world.site_of[external])  # the sites with an external device
+        self.meter_sites = boarded if meters else boarded[:0]
         """(M,) the sites whose readings the bridge publishes: those with an external device."""
         self.meter = {"meter_readings": 0, "meter_unsent": 0}
         """Readings published; readings the transport could not take when due."""
         self.conflicts = {duty.conflicts: 0 for duty in DUTIES.values()}
         """Online statuses of a ``fleet meter`` or ``fleet auctioneer`` of a site the bridge serves, heard during
         the run."""
-        self._init_market(market)
+        self._init_market(market, boarded)
         self.roles = {
             device_topic(world.site_names[s], role, "status"): role
             for role, sites in ((METER_NAME, self.meter_sites), (AUCTIONEER_NAME, self.market_sites))
@@ -214,11 +215,12 @@ class Bridge:
         self.held: list[Received] = []
         """Learner messages that arrived while the market took its bids, for :meth:`arrived`."""
 
-    def _init_market(self, market: SimMarket | None) -> None:
-        """The bridge as the auctioneer of the sites with an external device, when the learner trades."""
+    def _init_market(self, market: SimMarket | None, boarded: np.ndarray) -> None:
+        """The bridge as the auctioneer of the sites ``boarded`` (those with an external device), when the learner
+        trades."""
         w = self.world
         boards = np.flatnonzero(self.external) if market is not None else np.zeros(0, np.int64)
-        self.market_sites = np.unique(w.site_of[boards])
+        self.market_sites = boarded if market is not None else boarded[:0]
         """(A,) the sites whose feeder market the bridge clears: those with an external device."""
         self.market_qos, self.max_kw = (market.cfg.qos, market.max_kw) if market is not None else (0, 0.0)
         period = market.cfg.period if market is not None else 1.0  # without a market there is no bid to hold
