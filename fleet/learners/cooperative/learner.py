@@ -30,26 +30,17 @@ Q-network chooses only inside the band (:func:`guarded`). The transition stores 
 ran, so the network learns what the guarded fleet does, and the level the guard forces at its next
 observation (``next_forced``), so its TD target bootstraps from the level the guarded fleet will run
 there, not from the best of levels never run in guarded states (:meth:`.core.CooperativeQ.td_target`).
-A price cannot buy the comfort back: on
-feeder-peak-v1 the feeders carry about 80 % of the thermostat's energy, so every house saves by
-letting the others stay warm, and discomfort weighted 5 times still left 7.7 times the
-thermostat's (docs/studies/cooperative.md). The guard keeps no hysteresis: inside the band the
-learner may coast down to the band's edge. Its metric ``comfort/guarded_share`` is the share of
-devices it overrode at the newest tick. On feeder-peak-v1 (3 days, seeds 5-9) the guarded learner has
-less overload, peak and discomfort than the thermostat, but with IER as the paper has it no less than the
-guarded plain DQN.
+A price cannot buy the comfort back: on feeder-peak-v1 the feeders carry about 80 % of the
+thermostat's energy, so every house saves by letting the others stay warm. The guard keeps no
+hysteresis: inside the band the learner may coast down to the band's edge. Its metric
+``comfort/guarded_share`` is the share of devices it overrode at the newest tick.
 
-Why: IER's twin "every other device copies me" charges the device w (own - capacity / N) per hour at every
-hour, where the lived penalty is 0 whenever the feeder is below its capacity; it erases the hour-to-hour shape
-of the load that moving heat in time needs. ``ier_coordination`` says where that twin is imagined
-(:meth:`FeederDynamics.coupled`); with ``never`` every twin is the device alone, and the guarded full method
-beats the plain DQN and the same without IER on feeder-peak-v1 (docs/studies/cooperative.md).
-Bootstrapping from the level the guard will run (``next_forced``) helps every guarded learner there, the plain DQN
-most; after it, the same without IER has less overload and peak than the full method (docs/studies/cooperative.md).
-The full method's mean Q-value stays above every reward: an alone twin shares its lived transition's state and level
-but not its overload share, so the Q-value learns a mix of the two, and the max compounds it. Double DQN's target
-(``double_q``) takes most of it off and halves the full method's gap to TER + IQL at 3 days, but does not close it and
-does not help TER + IQL; twins that bootstrap from the lived next observation (``ier_next_obs``) take little off.
+On a feeder, IER's twin "every other device copies me" charges the device its share of an overload
+at every hour, where the lived penalty is 0 whenever the feeder is below its capacity, and so hides
+when heating ahead is cheap. ``ier_coordination`` says where that twin is imagined
+(:meth:`FeederDynamics.coupled`); elsewhere the twin is the device alone. What each setting, and
+IER itself, does on feeder-peak-v1 is measured in docs/studies/cooperative.md ("On the fleet"; the
+``feeder`` preset is TER + IQL without IER).
 """
 
 from __future__ import annotations
@@ -158,8 +149,8 @@ class CooperativeLearner:
         self.last_reward = torch.zeros(n, device=self.device)
         self.pending = False
         """Whether a transition waits for its next observation."""
-        self.guarded_share = 0.0
-        """Share of the devices that the comfort guard overrode at the newest tick."""
+        self.last_forced = torch.full((n,), -1, device=self.device)
+        """(N,) the level the comfort guard forced at the newest tick, -1 where it did not (its metric's source)."""
         if config.comfort_guard:
             self.metric_keys = (*METRIC_KEYS, *GUARD_KEYS)
 
@@ -194,8 +185,7 @@ class CooperativeLearner:
             lived = (self.last, self.last_action, self.last_reward, x, others, forced)
             self.core.store(Batch(*(t.unsqueeze(1) for t in lived)))
         action = torch.where(forced >= 0, forced, self.core.act(x))
-        self.guarded_share = float((forced >= 0).float().mean())
-        self.last, self.last_action, self.pending = x, action, False
+        self.last, self.last_action, self.last_forced, self.pending = x, action, forced, False
         return action.cpu().numpy()
 
     def forced(self, obs: Observation) -> torch.Tensor:
@@ -211,7 +201,7 @@ class CooperativeLearner:
     def update(self, t: float) -> dict[str, float]:
         metrics = self.core.update()
         if self.cfg.comfort_guard:
-            metrics[GUARD_KEYS[0]] = self.guarded_share
+            metrics[GUARD_KEYS[0]] = float((self.last_forced >= 0).float().mean())
         return metrics
 
     def export_policy(self, device_index: int) -> dict[str, torch.Tensor]:
