@@ -152,14 +152,14 @@ class IndependentLearner:
         x = self.adapter.features(obs, self.device)
         if not self.learning:
             return self.core.act(x, self.gen, greedy=self.cfg.evaluate == "greedy").cpu().numpy()
-        if self.teacher is None:
-            action = self._sample(x)
-        else:  # the policy acts greedily: the teacher teaches it in the states it reaches itself
-            action = self.core.act(x, self.gen, greedy=True)
-            self._labels.append(torch.as_tensor(self.teacher.label(obs, action.cpu().numpy()), device=self.device))
+        # with a teacher the policy acts greedily: the teacher teaches it in the states it reaches itself
+        action = self._sample(x) if self.teacher is None else self.core.act(x, self.gen, greedy=True)
+        level = action.cpu().numpy()
+        if self.teacher is not None:
+            self._labels.append(torch.as_tensor(self.teacher.label(obs, level), device=self.device))
         self._obs.append(x)
         self._actions.append(action)
-        return action.cpu().numpy()
+        return level
 
     def _sample(self, x: torch.Tensor) -> torch.Tensor:
         """Every device's action (N,) drawn from its policy for features ``x`` (N, F), while learning."""
